@@ -1,0 +1,208 @@
+"""The ``aisle`` command: prepare, import, index, search, evaluate, train, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aisle.errors import AisleError
+
+if TYPE_CHECKING:
+    from aisle.towers.model import TwoTowerModel
+
+log = logging.getLogger("aisle")
+
+
+def add_command(sub: Any, name: str, help: str, example: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with a real invocation."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from aisle.data.dataset import prepare
+
+    prepare(args.data, args.out)
+    print(f"prepared {args.data} -> {args.out}")
+
+
+def _load_model_for(args: argparse.Namespace, index_root: Path | None = None) -> TwoTowerModel:
+    from aisle.artifacts import read_manifest
+    from aisle.towers.model import load_model
+
+    ref = args.model
+    if ref is None and index_root is not None:
+        ref = read_manifest(index_root, "aisle.index")["model"]["ref"]
+    return load_model(ref)
+
+
+def cmd_index(args: argparse.Namespace) -> None:
+    from aisle.configs import load_config
+    from aisle.indexing import IndexConfig, build_index
+
+    config = load_config(IndexConfig, args.config, args.overrides)
+    model = _load_model_for(args)
+    build_index(args.data, model, args.out, config, force=args.force)
+    print(f"index written to {args.out}")
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from aisle.indexing import load_index
+    from aisle.indexing.retrieve import DenseRetriever
+
+    query = " ".join(args.query).strip()
+    if not query:
+        raise AisleError("the query is empty; pass some words, e.g. aisle search ... 'drill'")
+    index = load_index(args.index)
+    retriever = DenseRetriever(_load_model_for(args, args.index), index)
+    for rank, hit in enumerate(retriever.hits([query], args.k)[0], start=1):
+        print(f"{rank:>3}  {hit.score:.4f}  {hit.product_id}  {hit.title}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from aisle.evaluation.run import evaluate_command
+
+    result = evaluate_command(
+        data=args.data,
+        split=args.split,
+        index=args.index,
+        model=args.model,
+        baseline=args.baseline,
+        run_out=args.run_out,
+    )
+    print(json.dumps(result, indent=2))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from aisle.pipeline import run_demo
+
+    run_demo(args.out, data=args.data, train_config=args.train_config, skip_train=args.no_train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aisle", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = add_command(
+        sub,
+        "prepare",
+        "validate a canonical CSV dir into typed parquet",
+        "aisle prepare --data ../shared/data/homedepot --out runs/hd",
+    )
+    p.add_argument("--data", type=Path, required=True, help="canonical CSV directory")
+    p.add_argument("--out", type=Path, required=True, help="prepared output directory")
+    p.set_defaults(func=cmd_prepare)
+
+    try:
+        from aisle.data.importers import add_import_parser
+    except ImportError:  # pragma: no cover - importers are part of the package
+        pass
+    else:
+        add_import_parser(sub)
+
+    p = add_command(
+        sub,
+        "index",
+        "embed the catalog and build a FAISS index",
+        "aisle index --data runs/hd --out runs/hd-index",
+    )
+    p.add_argument("--data", type=Path, required=True, help="prepared or canonical CSV dir")
+    p.add_argument("--model", default=None, help="model dir (default: the base model)")
+    p.add_argument("--out", type=Path, required=True, help="index directory to publish")
+    p.add_argument("--config", type=Path, default=None, help="IndexConfig TOML file")
+    p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    p.add_argument("overrides", nargs="*", help="IndexConfig key=value overrides")
+    p.set_defaults(func=cmd_index)
+
+    p = add_command(
+        sub,
+        "search",
+        "search an index from the command line",
+        'aisle search --index runs/hd-index "cordless drill" -k 10',
+    )
+    p.add_argument("--index", type=Path, required=True)
+    p.add_argument("--model", default=None, help="model dir (default: the index's model)")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("query", nargs="+")
+    p.set_defaults(func=cmd_search)
+
+    p = add_command(
+        sub,
+        "evaluate",
+        "nDCG@10, recall@100, MRR@10 on a split",
+        "aisle evaluate --data runs/hd --split test --index runs/hd-index",
+    )
+    p.add_argument("--data", type=Path, required=True, help="prepared or canonical CSV dir")
+    p.add_argument("--split", choices=["train", "dev", "test"], default="test")
+    p.add_argument("--index", type=Path, default=None, help="index dir (dense retrieval)")
+    p.add_argument("--model", default=None, help="model dir (default: the index's model)")
+    p.add_argument(
+        "--baseline",
+        choices=["bm25"],
+        default=None,
+        help="evaluate a baseline retriever instead of the index",
+    )
+    p.add_argument(
+        "--run-out",
+        type=Path,
+        default=None,
+        help="write query_id<TAB>product_id<TAB>rank lines here",
+    )
+    p.set_defaults(func=cmd_evaluate)
+
+    p = add_command(
+        sub,
+        "demo",
+        "the main job: prepare, train, index, evaluate, search",
+        "aisle demo --out runs/demo",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="canonical data dir (default: ../shared/data/homedepot, else a sample)",
+    )
+    p.add_argument("--train-config", type=Path, default=None, help="cascade TOML")
+    p.add_argument("--no-train", action="store_true", help="skip the training step")
+    p.set_defaults(func=cmd_demo)
+
+    try:
+        from aisle.training.cli import add_train_parser
+    except ImportError:
+        pass
+    else:
+        add_train_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        args.func(args)
+    except AisleError as e:
+        log.error("%s", e)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Load frozen dataclass configs from TOML plus ``key=value`` overrides (no exec, no globals)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from aisle.errors import AisleError
+
+T = TypeVar("T")
+
+
+def _coerce(value: Any, tp: Any, name: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or value == "none":
+            return None
+        return _coerce(value, args[0], name)
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise AisleError(f"config key {name!r}: {value!r} is not one of {allowed}")
+        return value
+    if origin is tuple:
+        (inner, *_) = typing.get_args(tp) or (str,)
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(_coerce(v.strip() if isinstance(v, str) else v, inner, name) for v in items)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise AisleError(f"config key {name!r} must be a table")
+        return from_dict(tp, value, prefix=f"{name}.")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).lower() in ("0", "false", "no", "off"):
+            return False
+        raise AisleError(f"config key {name!r}: {value!r} is not a boolean")
+    if tp in (int, float, str):
+        try:
+            return tp(value)
+        except (TypeError, ValueError) as e:
+            raise AisleError(f"config key {name!r}: {value!r} is not a {tp.__name__}") from e
+    return value
+
+
+def from_dict(cls: type[T], raw: dict[str, Any], prefix: str = "") -> T:
+    """Build ``cls`` from a (possibly nested) dict, rejecting unknown keys."""
+    assert dataclasses.is_dataclass(cls)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        raise AisleError(
+            f"unknown config key(s) {[prefix + k for k in unknown]}; known: {sorted(fields)}"
+        )
+    defaults = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in raw.items():
+        default = defaults[k].default
+        nested = dataclasses.is_dataclass(default) and not isinstance(default, type)
+        if isinstance(v, dict) and nested:
+            # A partial table overrides only the keys it names, on top of the field's default.
+            v = {**dataclasses.asdict(default), **v}  # type: ignore[arg-type]
+        kwargs[k] = _coerce(v, hints[k], prefix + k)
+    return cls(**kwargs)
+
+
+def _set_path(raw: dict[str, Any], dotted: str, value: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node = raw
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise AisleError(f"override {dotted!r}: {p!r} is not a table")
+    node[leaf] = value
+
+
+def load_config(cls: type[T], path: Path | None = None, overrides: Sequence[str] = ()) -> T:
+    """Defaults of ``cls``, then the TOML file at ``path``, then ``key=value`` overrides.
+
+    Nested keys use dots: ``step1.epochs=2``.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as e:
+            raise AisleError(f"config file {path} does not exist") from e
+        except tomllib.TOMLDecodeError as e:
+            raise AisleError(f"config file {path} is not valid TOML: {e}") from e
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise AisleError(f"override {item!r} must look like key=value")
+        _set_path(raw, key.strip(), value.strip())
+    return from_dict(cls, raw)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

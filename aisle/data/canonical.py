@@ -1,0 +1,156 @@
+"""Read and validate a canonical CSV directory (queries.csv, products.csv, judgments.csv).
+
+Every error names the file, the row (1-based data row, header excluded) or column, and what
+to fix. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aisle.data.schema import COLUMNS, JUDGMENTS, OPTIONAL_COLUMNS, PRODUCTS, QUERIES, SPLITS
+from aisle.errors import DataError
+
+
+def read_csv_strict(path: Path, table: str, sep: str = ",") -> pd.DataFrame:
+    """Read one CSV as strings, checking encoding and required columns."""
+    if not path.is_file():
+        raise DataError(f"{path}: file is missing; a {table} table needs {list(COLUMNS[table])}")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: line {line} has bytes that are not UTF-8 ({e.reason} at byte {e.start}); "
+            "re-encode the file as UTF-8"
+        ) from e
+    try:
+        df = pd.read_csv(
+            io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, quoting=csv.QUOTE_MINIMAL
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise DataError(f"{path}: not a readable CSV ({e}); check quoting and separators") from e
+    missing = [c for c in COLUMNS[table] if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {missing}; found {list(df.columns)}, "
+            f"need {list(COLUMNS[table])}"
+        )
+    keep = [*COLUMNS[table], *(c for c in OPTIONAL_COLUMNS.get(table, ()) if c in df.columns)]
+    return df[keep]
+
+
+def _row(df: pd.DataFrame, mask: np.ndarray | pd.Series) -> int:
+    return int(np.flatnonzero(np.asarray(mask))[0]) + 1
+
+
+def check_unique(df: pd.DataFrame, cols: list[str], path: Path) -> None:
+    dup = df.duplicated(cols, keep="first").to_numpy()
+    if dup.any():
+        r = _row(df, dup)
+        key = ", ".join(f"{c}={df.iloc[r - 1][c]!r}" for c in cols)
+        raise DataError(f"{path}: row {r} repeats {key}; ids must be unique, remove the duplicate")
+
+
+def check_nonempty(df: pd.DataFrame, col: str, path: Path, what: str) -> None:
+    empty = (df[col].str.strip() == "").to_numpy()
+    if empty.any():
+        r = _row(df, empty)
+        raise DataError(f"{path}: row {r} has an empty {col!r}; every {what} needs one")
+
+
+def validate_products(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    check_nonempty(df, "product_id", path, "product")
+    check_unique(df, ["product_id"], path)
+    check_nonempty(df, "title", path, "product")
+    return df.reset_index(drop=True)
+
+
+def validate_queries(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    check_nonempty(df, "query_id", path, "query")
+    check_unique(df, ["query_id"], path)
+    check_nonempty(df, "query", path, "query")
+    bad = ~df["split"].isin(SPLITS)
+    if bad.any():
+        r = _row(df, bad)
+        raise DataError(
+            f"{path}: row {r} has split {df['split'].iloc[r - 1]!r}; use one of {list(SPLITS)}"
+        )
+    if "count" in df.columns:
+        counts = pd.to_numeric(df["count"], errors="coerce")
+        bad = counts.isna() | (counts < 0)
+        if bad.any():
+            r = _row(df, bad)
+            raise DataError(f"{path}: row {r} has count {df['count'].iloc[r - 1]!r}; use >= 0")
+        df = df.assign(count=counts.astype("int64"))
+    return df.reset_index(drop=True)
+
+
+def validate_judgments(
+    df: pd.DataFrame, path: Path, query_ids: pd.Series, product_ids: pd.Series
+) -> pd.DataFrame:
+    grades = pd.to_numeric(df["grade"], errors="coerce")
+    bad = grades.isna().to_numpy()
+    if bad.any():
+        r = _row(df, bad)
+        raise DataError(
+            f"{path}: row {r} has grade {df['grade'].iloc[r - 1]!r}, not a number; "
+            "grades are floats, 0 = irrelevant"
+        )
+    neg = (grades < 0).to_numpy() | ~np.isfinite(grades.to_numpy())
+    if neg.any():
+        r = _row(df, neg)
+        raise DataError(
+            f"{path}: row {r} has grade {df['grade'].iloc[r - 1]!r}; grades must be finite and >= 0"
+        )
+    for col, known, table in (
+        ("query_id", query_ids, QUERIES),
+        ("product_id", product_ids, PRODUCTS),
+    ):
+        unknown = ~df[col].isin(known)
+        if unknown.any():
+            r = _row(df, unknown)
+            raise DataError(
+                f"{path}: row {r} has {col} {df[col].iloc[r - 1]!r}, which is not in the "
+                f"{table} table; add it there or drop the judgment "
+                f"({int(unknown.sum())} such row(s))"
+            )
+    check_unique(df, ["query_id", "product_id"], path)
+    return df.assign(grade=grades.astype("float64")).reset_index(drop=True)
+
+
+def read_canonical(directory: Path) -> dict[str, pd.DataFrame]:
+    """Read and validate the three tables of a canonical CSV directory."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"{directory}: not a directory; pass a canonical CSV or prepared directory")
+    paths = {t: directory / f"{t}.csv" for t in (PRODUCTS, QUERIES, JUDGMENTS)}
+    products = validate_products(read_csv_strict(paths[PRODUCTS], PRODUCTS), paths[PRODUCTS])
+    # A catalog alone (no queries.csv) is valid: it can be indexed and searched, not evaluated.
+    if paths[QUERIES].is_file():
+        queries = validate_queries(read_csv_strict(paths[QUERIES], QUERIES), paths[QUERIES])
+    elif paths[JUDGMENTS].is_file():
+        raise DataError(f"{paths[QUERIES]}: file is missing but judgments.csv needs it")
+    else:
+        queries = empty_table(QUERIES)
+    if paths[JUDGMENTS].is_file():
+        judgments = validate_judgments(
+            read_csv_strict(paths[JUDGMENTS], JUDGMENTS),
+            paths[JUDGMENTS],
+            queries["query_id"],
+            products["product_id"],
+        )
+    else:
+        judgments = empty_table(JUDGMENTS)
+    return {PRODUCTS: products, QUERIES: queries, JUDGMENTS: judgments}
+
+
+def empty_table(table: str) -> pd.DataFrame:
+    df = pd.DataFrame({c: pd.Series([], dtype=str) for c in COLUMNS[table]})
+    return df.astype({"grade": "float64"}) if table == JUDGMENTS else df

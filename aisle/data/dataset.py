@@ -1,0 +1,169 @@
+"""Prepared datasets: typed parquet tables plus a manifest with counts and fingerprints.
+
+``load_dataset`` accepts either a prepared directory (manifest.json + parquet) or a canonical
+CSV directory, which it validates and holds in memory ("prepared on the fly").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from aisle.artifacts import MANIFEST, atomic_dir, read_manifest, write_manifest
+from aisle.data.canonical import read_canonical
+from aisle.data.schema import ARROW_SCHEMAS, ID_KEYS, JUDGMENTS, PRODUCTS, QUERIES, TABLES
+from aisle.errors import DataError
+
+log = logging.getLogger(__name__)
+
+KIND = "aisle.dataset"
+# Small row groups let the index build stream the catalog in blocks of this size.
+ROW_GROUP_SIZE = 4096
+
+
+def table_fingerprint(df: pd.DataFrame, table: str) -> str:
+    """Content hash of a table: stable across file formats and row order of the source."""
+    h = hashlib.sha256()
+    h.update(",".join(df.columns).encode())
+    ordered = df.sort_values(ID_KEYS[table], kind="stable")
+    h.update(pd.util.hash_pandas_object(ordered, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The three canonical tables, validated. ``root`` is the prepared dir, if any."""
+
+    products: pd.DataFrame
+    queries: pd.DataFrame
+    judgments: pd.DataFrame
+    name: str
+    root: Path | None = None
+
+    def fingerprint(self, table: str) -> str:
+        return table_fingerprint(getattr(self, table), table)
+
+    def split_queries(self, split: str) -> pd.DataFrame:
+        q = self.queries[self.queries["split"] == split]
+        if q.empty:
+            raise DataError(f"dataset {self.name!r} has no queries in split {split!r}")
+        return q
+
+    def qrels(self, split: str) -> dict[str, dict[str, float]]:
+        """query_id -> {product_id: grade} for the judged queries of ``split``."""
+        qids = set(self.split_queries(split)["query_id"])
+        j = self.judgments[self.judgments["query_id"].isin(qids)]
+        out: dict[str, dict[str, float]] = {}
+        for qid, pid, g in zip(j["query_id"], j["product_id"], j["grade"], strict=True):
+            out.setdefault(qid, {})[pid] = float(g)
+        return out
+
+
+def _to_arrow(df: pd.DataFrame, table: str) -> pa.Table:
+    schema = ARROW_SCHEMAS[table]
+    extra = [c for c in df.columns if c not in schema.names]
+    for c in extra:
+        schema = schema.append(pa.field(c, pa.int64() if c == "count" else pa.string()))
+    return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+
+
+def prepare(data: Path, out: Path) -> Path:
+    """Validate ``data`` (CSV or prepared) and publish typed parquet + manifest at ``out``."""
+    ds = load_dataset(data)
+    with atomic_dir(Path(out)) as tmp:
+        write_prepared(ds, tmp)
+    log.info("prepared %s -> %s", data, out)
+    return Path(out)
+
+
+def write_prepared(ds: Dataset, directory: Path) -> None:
+    counts, prints = {}, {}
+    for t in TABLES:
+        df = getattr(ds, t)
+        pq.write_table(_to_arrow(df, t), directory / f"{t}.parquet", row_group_size=ROW_GROUP_SIZE)
+        counts[t] = len(df)
+        prints[t] = table_fingerprint(df, t)
+    combined = hashlib.sha256("".join(prints[t] for t in TABLES).encode()).hexdigest()
+    write_manifest(
+        directory,
+        {
+            "kind": KIND,
+            "name": ds.name,
+            "counts": counts,
+            "fingerprints": prints,
+            "fingerprint": combined,
+            "top_grade": float(ds.judgments["grade"].max()) if len(ds.judgments) else None,
+        },
+    )
+
+
+def is_prepared(directory: Path) -> bool:
+    return (Path(directory) / MANIFEST).is_file()
+
+
+def load_dataset(directory: Path) -> Dataset:
+    directory = Path(directory)
+    if not is_prepared(directory):
+        csv = read_canonical(directory)
+        return Dataset(csv[PRODUCTS], csv[QUERIES], csv[JUDGMENTS], name=directory.name)
+    manifest = read_manifest(directory, KIND)
+    tables: dict[str, pd.DataFrame] = {}
+    for t in TABLES:
+        path = directory / f"{t}.parquet"
+        try:
+            tables[t] = pq.read_table(path).to_pandas()
+        except (OSError, pa.ArrowInvalid) as e:
+            raise DataError(f"{path}: unreadable ({e}); run `aisle prepare` again") from e
+        if len(tables[t]) != manifest["counts"][t]:
+            raise DataError(
+                f"{path}: has {len(tables[t])} rows, manifest says {manifest['counts'][t]}; "
+                "the directory was modified after preparation, run `aisle prepare` again"
+            )
+    return Dataset(
+        tables[PRODUCTS], tables[QUERIES], tables[JUDGMENTS], name=manifest["name"], root=directory
+    )
+
+
+@contextlib.contextmanager
+def prepared_dir(data: Path) -> Iterator[Path]:
+    """Yield a prepared directory for ``data``: itself, or a temp preparation of a CSV dir."""
+    data = Path(data)
+    if is_prepared(data):
+        yield data
+        return
+    with tempfile.TemporaryDirectory(prefix="aisle-prepared-") as tmp:
+        out = Path(tmp) / data.name
+        prepare(data, out)
+        yield out
+
+
+def iter_product_blocks(prepared: Path) -> Iterator[pd.DataFrame]:
+    """Stream the products table of a prepared dir one parquet row group at a time."""
+    pf = pq.ParquetFile(Path(prepared) / f"{PRODUCTS}.parquet")
+    for i in range(pf.num_row_groups):
+        yield pf.read_row_group(i).to_pandas()
+
+
+def product_count(prepared: Path) -> int:
+    return int(pq.ParquetFile(Path(prepared) / f"{PRODUCTS}.parquet").metadata.num_rows)
+
+
+__all__ = [
+    "JUDGMENTS",
+    "PRODUCTS",
+    "QUERIES",
+    "Dataset",
+    "iter_product_blocks",
+    "load_dataset",
+    "prepare",
+    "prepared_dir",
+]

@@ -1,0 +1,78 @@
+"""``aisle evaluate``: wire a dataset split, a retriever and the metrics together."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from aisle.data.dataset import Dataset, load_dataset
+from aisle.errors import AisleError, DataError
+from aisle.evaluation.evaluator import EvalResult, Retriever, evaluate, write_run
+
+log = logging.getLogger(__name__)
+
+
+def bm25_retriever(ds: Dataset) -> Retriever:
+    """BM25 over the same product text the towers see (``product_text``, default fields)."""
+    from aisle.evaluation.bm25 import BM25Index
+    from aisle.towers.text import product_texts
+
+    index = BM25Index.build(product_texts(ds.products), ds.products["product_id"].tolist())
+    return index.search
+
+
+def dense_retriever(index_dir: Path, model_ref: str | None) -> tuple[Retriever, dict[str, Any]]:
+    from aisle.indexing import load_index
+    from aisle.indexing.retrieve import DenseRetriever
+    from aisle.towers.model import load_model
+
+    index = load_index(index_dir)
+    model = load_model(model_ref if model_ref is not None else index.model_ref)
+    return DenseRetriever(model, index), {"model": model.ref, "index": str(index_dir)}
+
+
+def split_qrels(ds: Dataset, split: str) -> dict[str, dict[str, float]]:
+    qrels = ds.qrels(split)
+    if not qrels:
+        raise DataError(f"dataset {ds.name!r} has no judgments for split {split!r}")
+    return qrels
+
+
+def evaluate_split(ds: Dataset, split: str, retriever: Retriever) -> EvalResult:
+    qrels = split_qrels(ds, split)
+    queries = dict(zip(ds.queries["query_id"], ds.queries["query"], strict=True))
+    top_grade = float(ds.judgments["grade"].max())
+    return evaluate(retriever, queries, qrels, top_grade)
+
+
+def evaluate_command(
+    data: Path,
+    split: str,
+    index: Path | None,
+    model: str | None = None,
+    baseline: str | None = None,
+    run_out: Path | None = None,
+) -> dict[str, Any]:
+    ds = load_dataset(data)
+    split_qrels(ds, split)  # fail on a split without judgments before building anything
+    started = time.perf_counter()
+    if baseline == "bm25":
+        retriever, context = bm25_retriever(ds), {"retriever": "bm25"}
+    elif index is not None:
+        retriever, context = dense_retriever(index, model)
+        context["retriever"] = "dense"
+    else:
+        raise AisleError("pass --index DIR to evaluate dense retrieval, or --baseline bm25")
+    result = evaluate_split(ds, split, retriever)
+    if run_out is not None:
+        write_run(result.run, run_out)
+        log.info("wrote run file %s", run_out)
+    return {
+        "data": ds.name,
+        "split": split,
+        **context,
+        "metrics": {k: round(v, 4) for k, v in result.metrics.items()},
+        "seconds": round(time.perf_counter() - started, 1),
+    }

@@ -1,0 +1,9 @@
+"""Offline index builds: embed the catalog, write a FAISS index as a self-describing artifact."""
+
+from __future__ import annotations
+
+from aisle.indexing.build import build_index
+from aisle.indexing.config import IndexConfig
+from aisle.indexing.store import ProductIndex, load_index
+
+__all__ = ["IndexConfig", "ProductIndex", "build_index", "load_index"]

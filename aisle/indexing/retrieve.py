@@ -1,0 +1,29 @@
+"""Dense retrieval: embed queries with the query tower, search the product index."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aisle.errors import AisleError
+from aisle.indexing.store import Hit, ProductIndex
+from aisle.towers.model import TwoTowerModel
+
+
+class DenseRetriever:
+    """``retriever(texts, k) -> [[(product_id, score), ...], ...]`` over a loaded index."""
+
+    def __init__(self, model: TwoTowerModel, index: ProductIndex) -> None:
+        index.check_model(model.fingerprint, model.ref)
+        self.model = model
+        self.index = index
+
+    def hits(self, texts: Sequence[str], k: int) -> list[list[Hit]]:
+        if k < 1:
+            raise AisleError(f"k must be >= 1, got {k}")
+        if not texts:
+            return []
+        vectors = self.model.encode_query(texts).numpy()
+        return self.index.search(vectors, k)
+
+    def __call__(self, texts: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+        return [[(h.product_id, h.score) for h in row] for row in self.hits(texts, k)]

@@ -1,0 +1,89 @@
+"""The main job, end to end: prepare -> BM25 and base-model baselines -> short cascade ->
+index -> evaluate -> sample searches. Each stage reuses its output when it is up to date."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aisle.configs import load_config
+from aisle.data.dataset import load_dataset, prepare
+from aisle.data.synthetic import write_sample
+from aisle.evaluation.run import evaluate_command
+from aisle.indexing import build_index, load_index
+from aisle.indexing.retrieve import DenseRetriever
+from aisle.towers.model import load_model
+from aisle.training.cascade import train_cascade
+from aisle.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+SAMPLE_SEARCHES = {
+    "homedepot": ["cordless drill", "white subway tile", "ceiling fan with light"],
+}
+DEFAULT_SEARCHES = ["cordless drill", "white paint", "kitchen faucet"]
+
+
+def default_data() -> Path | None:
+    """../shared/data/homedepot beside the working directory or the checkout, if present."""
+    here = Path(__file__).resolve().parents[1]
+    for root in (Path.cwd(), here):
+        candidate = root.parent / "shared" / "data" / "homedepot"
+        if (candidate / "products.csv").is_file():
+            return candidate
+    return None
+
+
+def _row(name: str, result: dict[str, Any]) -> str:
+    m = result["metrics"]
+    return f"| {name:<28} | {m['ndcg@10']:.4f} | {m['recall@100']:.4f} | {m['mrr@10']:.4f} |"
+
+
+def run_demo(
+    out: Path,
+    data: Path | None = None,
+    train_config: Path | None = None,
+    skip_train: bool = False,
+) -> dict[str, Any]:
+    out = Path(out)
+    source = data or default_data()
+    if source is None:
+        source = out / "sample-data"
+        if not (source / "products.csv").is_file():
+            log.info("no ../shared/data/homedepot here; generating a small sample at %s", source)
+            write_sample(source)
+    prepared = prepare(source, out / "data")
+    ds = load_dataset(prepared)
+    results: dict[str, dict[str, Any]] = {}
+
+    results["BM25"] = evaluate_command(prepared, "test", None, baseline="bm25")
+    base = load_model(None)
+    build_index(prepared, base, out / "index-base")
+    results["base model (untuned)"] = evaluate_command(prepared, "test", out / "index-base")
+
+    final_index = out / "index-base"
+    if not skip_train:
+        config_path = train_config or Path(str(resources.files("aisle") / "configs" / "demo.toml"))
+        config = load_config(TrainConfig, config_path)
+        train_cascade(prepared, out / "model", config, work=out / "model.work")
+        trained = load_model(out / "model")
+        build_index(prepared, trained, out / "index")
+        results["short cascade (this run)"] = evaluate_command(prepared, "test", out / "index")
+        final_index = out / "index"
+
+    lines = [
+        f"Test split of {ds.name}, whole catalog ({len(ds.products)} products):",
+        "| retriever                    | nDCG@10 | rec@100 | MRR@10 |",
+        "|------------------------------|---------|---------|--------|",
+        *(_row(name, r) for name, r in results.items()),
+    ]
+    index = load_index(final_index)
+    retriever = DenseRetriever(load_model(index.model_ref), index)
+    for query in SAMPLE_SEARCHES.get(ds.name, DEFAULT_SEARCHES):
+        lines.append(f"\nsearch {query!r}:")
+        for rank, hit in enumerate(retriever.hits([query], 5)[0], start=1):
+            lines.append(f"  {rank}. {hit.score:.3f}  {hit.title}")
+    print("\n".join(lines))
+    return results

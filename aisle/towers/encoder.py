@@ -1,0 +1,86 @@
+"""One tower: a sentence-transformers encoder that maps texts to L2-normalised vectors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer import modules as models
+
+from aisle.errors import ArtifactError
+from aisle.towers.config import Device, Pooling
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: Device) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        log.warning("device=cuda requested but no CUDA device is visible; using cpu")
+        return "cpu"
+    return device
+
+
+def embedding_dim(model: SentenceTransformer) -> int:
+    return int(model.get_embedding_dimension() or 0)
+
+
+def load_sentence_transformer(path: Path, pooling: Pooling, device: str) -> SentenceTransformer:
+    """Load any sentence-transformers model directory offline, with the requested pooling."""
+    path = Path(path)
+    if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+        raise ArtifactError(
+            f"{path} is not a sentence-transformers model directory (no modules.json or "
+            "config.json); pass a model saved by `aisle train` or a sentence-transformers save"
+        )
+    model = SentenceTransformer(str(path), device=device, local_files_only=True)
+    for i, module in enumerate(model):
+        if isinstance(module, models.Pooling):
+            if module.get_config_dict().get("pooling_mode") != pooling:
+                model[i] = models.Pooling(embedding_dim(model), pooling_mode=pooling)
+            break
+    return model
+
+
+class Tower:
+    """``encode(texts) -> Tensor[B, D]``, L2-normalised. One contract for both sides."""
+
+    def __init__(self, model: SentenceTransformer, max_length: int, batch_size: int) -> None:
+        self.model = model
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+    @property
+    def dim(self) -> int:
+        return embedding_dim(self.model)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> torch.Tensor:
+        """Inference: no gradients, batched, returns float32 on CPU."""
+        if len(texts) == 0:
+            return torch.empty((0, self.dim))
+        self.model.max_seq_length = self.max_length
+        out = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            convert_to_tensor=True,
+            normalize_embeddings=True,
+            show_progress_bar=progress,
+        )
+        return out.float().cpu()
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        """Training: differentiable embeddings ``(B, D)``, L2-normalised."""
+        self.model.max_seq_length = self.max_length
+        features = self.model.preprocess(list(texts))
+        features = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in features.items()}
+        emb = self.model(features)["sentence_embedding"]
+        return F.normalize(emb, dim=-1)

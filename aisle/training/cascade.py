@@ -1,0 +1,130 @@
+"""``aisle train``: the two-step cascade, dev evaluation after each step, best model kept.
+
+Work lives in a work directory (default ``<out>.work/``): checkpoints of the step in progress
+and every finished step, each keyed by a hash of everything that determined it (data, base
+model, seed, tower config and the configs of this and all earlier steps). An interrupted run
+continues with ``--resume``; runs that share a work directory reuse each other's identical
+steps, so an ablation that changes only step 2 retrains only step 2. The published model
+directory only ever holds a finished model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from aisle.artifacts import atomic_write_text
+from aisle.data.dataset import load_dataset
+from aisle.data.schema import JUDGMENTS, PRODUCTS, QUERIES
+from aisle.errors import AisleError
+from aisle.towers.model import BASE_MODEL, TwoTowerModel, load_model
+from aisle.training.config import StepConfig, TrainConfig
+from aisle.training.dev_eval import evaluate_dev
+from aisle.training.pairs import positive_pairs
+from aisle.training.trainer import run_step, seed_everything
+
+log = logging.getLogger(__name__)
+
+SELECT_METRIC = "ndcg@10"
+
+
+def _step_model(model: TwoTowerModel, cfg: StepConfig) -> TwoTowerModel:
+    if model.shared and not cfg.shared:
+        log.info("untying the query and product towers")
+        return model.untie()
+    if not model.shared and cfg.shared:
+        raise AisleError("a step cannot re-tie towers that an earlier step untied")
+    return model
+
+
+def _step_key(lineage: list[Any]) -> str:
+    blob = json.dumps(lineage, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def train_cascade(
+    data: Path,
+    out: Path,
+    config: TrainConfig,
+    resume: bool = False,
+    work: Path | None = None,
+) -> dict[str, Any]:
+    """Run the enabled steps in order; publish the best (by dev nDCG@10) model at ``out``."""
+    out = Path(out)
+    work = Path(work) if work is not None else out.parent / f"{out.name}.work"
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    seed_everything(config.seed)
+    ds = load_dataset(data)
+    fingerprints = {t: ds.fingerprint(t) for t in (PRODUCTS, QUERIES, JUDGMENTS)}
+    model = load_model(config.base_model or None, config.tower)
+    # dev_catalog_size changes the recorded dev metrics, not the weights; it is in the key so a
+    # reused step never reports metrics measured another way.
+    lineage: list[Any] = [
+        fingerprints,
+        config.base_model,
+        config.seed,
+        asdict(config.tower),
+        config.dev_catalog_size,
+    ]
+    base_file = work / f"base-{_step_key(lineage)}.json"
+    if base_file.is_file():
+        base_dev = json.loads(base_file.read_text())
+    else:
+        base_dev = evaluate_dev(model, ds, config.dev_catalog_size, config.seed)
+        atomic_write_text(base_file, json.dumps(base_dev, indent=2))
+    results: dict[str, Any] = {"base": {"dev": base_dev}}
+    best_name, best_score = "base", base_dev.get(SELECT_METRIC, 0.0)
+    steps = [("step1", config.step1), ("step2", config.step2)]
+    done_dirs: dict[str, Path] = {}
+    for name, cfg in steps:
+        if not cfg.enabled:
+            continue
+        lineage.append([name, asdict(cfg)])
+        key = _step_key(lineage)
+        done = done_dirs[name] = work / f"{name}-{key}.done"
+        ckpt = work / f"{name}-{key}.ckpt"
+        if (done / "result.json").is_file():
+            log.info("%s (%s) already finished in %s; reusing it", name, key, work)
+            model = load_model(done / "model", config.tower)
+            results[name] = json.loads((done / "result.json").read_text())
+        else:
+            model = _step_model(model, cfg)
+            pairs = positive_pairs(ds, cfg.min_grade, config.tower, cfg.max_pairs, config.seed)
+            model, stats = run_step(
+                model, pairs, cfg, config.seed, ckpt, config.checkpoint_every, resume, name
+            )
+            dev = evaluate_dev(model, ds, config.dev_catalog_size, config.seed)
+            results[name] = {"train": stats, "dev": dev}
+            model.save(done / "model")
+            atomic_write_text(done / "result.json", json.dumps(results[name], indent=2))
+            shutil.rmtree(ckpt, ignore_errors=True)
+        score = results[name]["dev"].get(SELECT_METRIC, 0.0)
+        log.info("%s dev %s = %.4f", name, SELECT_METRIC, score)
+        if score > best_score:
+            best_name, best_score = name, score
+    if best_name == "base":
+        raise AisleError(
+            f"no step improved dev {SELECT_METRIC} over the base model ({best_score:.4f}); "
+            "nothing published, check the config (learning rate, min_grade)"
+        )
+    best = load_model(done_dirs[best_name] / "model", config.tower)
+    best.save(
+        out,
+        extra={
+            "base_model": config.base_model or BASE_MODEL,
+            "train_config": asdict(config),
+            "data": {"name": ds.name, "fingerprints": fingerprints},
+            "steps": results,
+            "selected_step": best_name,
+            "train_seconds": round(time.perf_counter() - started, 1),
+        },
+    )
+    log.info("published %s (dev %s %.4f) -> %s", best_name, SELECT_METRIC, best_score, out)
+    return {"selected_step": best_name, "steps": results, "out": str(out)}

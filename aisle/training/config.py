@@ -1,0 +1,48 @@
+"""Cascade training configuration: one ``StepConfig`` per step, frozen, loaded from TOML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aisle.towers.config import TowerConfig
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    # Positives are judged pairs of the train split with grade >= min_grade.
+    min_grade: float = 1.0
+    # Keep query and product on one encoder (True) or give each its own copy (False).
+    shared: bool = True
+    epochs: int = 1
+    # Larger batches give every query more in-batch negatives.
+    batch_size: int = 128
+    lr: float = 5e-5
+    # Fraction of the step's optimiser steps spent warming the learning rate up linearly;
+    # it then decays linearly to 0.
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    # ITEMS / sentence-transformers MNRL default: scale = 1 / 0.05 = 20.
+    temperature: float = 0.05
+    # Self-adversarial re-weighting strength on cosine scores; 0 = plain in-batch softmax.
+    alpha: float = 5.0
+    # Cap on the number of training pairs (0 = all); for smoke runs and tests.
+    max_pairs: int = 0
+    # Run the step at all (false: skip it, e.g. a step-1-only ablation).
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # Step 1: broad, noisy positives (homedepot grade >= 1.0, "partial or better"), shared tower.
+    step1: StepConfig = StepConfig(min_grade=1.0, shared=True, lr=5e-5)
+    # Step 2: high-quality positives only (homedepot grade >= 1.67), towers untied.
+    step2: StepConfig = StepConfig(min_grade=1.67, shared=False, epochs=2, lr=3e-5)
+    tower: TowerConfig = field(default_factory=TowerConfig)
+    # Base model directory; "" = the built-in all-MiniLM-L6-v2.
+    base_model: str = ""
+    seed: int = 13
+    # Dev evaluation after each step: 0 = over the whole catalog (as `aisle evaluate` does);
+    # N > 0 = over the dev split's judged products plus N random other products (faster).
+    dev_catalog_size: int = 0
+    # Optimiser steps between resumable checkpoints.
+    checkpoint_every: int = 100

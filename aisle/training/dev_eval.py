@@ -1,0 +1,51 @@
+"""Dev-split evaluation during training: an in-memory flat index over the catalog."""
+
+from __future__ import annotations
+
+import logging
+
+import faiss
+import numpy as np
+import pandas as pd
+
+from aisle.data.dataset import Dataset
+from aisle.evaluation.run import evaluate_split
+from aisle.indexing.retrieve import DenseRetriever
+from aisle.indexing.searcher import FaissSearcher
+from aisle.indexing.store import ProductIndex
+from aisle.towers.model import TwoTowerModel
+
+log = logging.getLogger(__name__)
+
+
+def dev_catalog(ds: Dataset, size: int, seed: int) -> pd.DataFrame:
+    """The whole catalog (size 0), or the dev split's judged products plus ``size`` others."""
+    if size <= 0 or size >= len(ds.products):
+        return ds.products
+    dev_qids = set(ds.queries.loc[ds.queries["split"] == "dev", "query_id"])
+    judged = set(ds.judgments.loc[ds.judgments["query_id"].isin(dev_qids), "product_id"])
+    is_judged = ds.products["product_id"].isin(judged)
+    others = ds.products[~is_judged]
+    sample = others.sample(n=min(size, len(others)), random_state=seed)
+    return pd.concat([ds.products[is_judged], sample], ignore_index=True)
+
+
+def evaluate_dev(
+    model: TwoTowerModel, ds: Dataset, catalog_size: int, seed: int
+) -> dict[str, float]:
+    catalog = dev_catalog(ds, catalog_size, seed)
+    log.info("dev evaluation over %d products", len(catalog))
+    vectors = model.encode_product(catalog, progress=True).numpy()
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    product_index = ProductIndex(
+        root=ds.root or ds.name,  # type: ignore[arg-type]
+        manifest={"model": {"ref": model.ref, "fingerprint": model.fingerprint}},
+        searcher=FaissSearcher(index),
+        product_ids=catalog["product_id"].to_numpy(dtype=object),
+        titles=catalog["title"].to_numpy(dtype=object),
+    )
+    result = evaluate_split(ds, "dev", DenseRetriever(model, product_index))
+    metrics = {k: round(v, 4) for k, v in result.metrics.items()}
+    log.info("dev metrics: %s", metrics)
+    return metrics

@@ -1,0 +1,144 @@
+"""One cascade step: in-batch softmax training of a two-tower model, resumable."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from aisle.artifacts import atomic_dir
+from aisle.towers.model import TwoTowerModel, load_model
+from aisle.training.config import StepConfig
+from aisle.training.loss import accidental_hit_mask, in_batch_softmax_loss
+from aisle.training.pairs import Pairs, batch_order, iter_batches
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _parameters(model: TwoTowerModel) -> list[torch.nn.Parameter]:
+    params = list(model.query.model.parameters())
+    if not model.shared:
+        params += list(model.product.model.parameters())
+    return params
+
+
+def _schedule(total: int, warmup_ratio: float) -> Callable[[int], float]:
+    warmup = max(1, int(total * warmup_ratio))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def _autocast(model: TwoTowerModel) -> contextlib.AbstractContextManager[Any]:
+    if model.query.device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def save_checkpoint(ckpt: Path, model: TwoTowerModel, state: dict[str, Any]) -> None:
+    """Model weights + optimiser/scheduler/RNG state, published atomically as one directory."""
+    with atomic_dir(ckpt) as tmp:
+        model.save(tmp / "model")
+        torch.save(state, tmp / STATE_FILE)
+
+
+def run_step(
+    model: TwoTowerModel,
+    pairs: Pairs,
+    cfg: StepConfig,
+    seed: int,
+    ckpt: Path,
+    checkpoint_every: int,
+    resume: bool,
+    name: str,
+) -> tuple[TwoTowerModel, dict[str, Any]]:
+    """Train ``model`` on ``pairs`` for ``cfg.epochs``; checkpoint to ``ckpt`` as it goes."""
+    orders = [batch_order(len(pairs), cfg.batch_size, seed, e) for e in range(cfg.epochs)]
+    total = sum(len(o) for o in orders)
+    state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "losses": []}
+    if resume and (ckpt / STATE_FILE).is_file():
+        model = load_model(ckpt / "model", model.config)
+        state = torch.load(ckpt / STATE_FILE, weights_only=False)
+        log.info("%s: resuming at optimiser step %d/%d", name, state["step"], total)
+    seed_everything(seed + state["step"])
+    for m in {
+        id(model.query.model): model.query.model,
+        id(model.product.model): model.product.model,
+    }.values():
+        m.train()
+    optimizer = torch.optim.AdamW(_parameters(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, cfg.warmup_ratio))
+    if "optimizer" in state:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+
+    started = time.perf_counter()
+    seen = 0
+    bar = tqdm(total=total, initial=state["step"], desc=f"training {name}", unit="step")
+    for epoch in range(state["epoch"], cfg.epochs):
+        start = state["batch"] if epoch == state["epoch"] else 0
+        for i, batch in enumerate(iter_batches(pairs, orders[epoch], start), start=start):
+            with _autocast(model):
+                q = model.query.forward(batch.queries)  # (B, D)
+                p = model.product.forward(batch.products)  # (B, D)
+            negatives = accidental_hit_mask(batch.product_keys, batch.query_keys).to(q.device)
+            loss = in_batch_softmax_loss(
+                q.float(), p.float(), negatives, cfg.temperature, cfg.alpha
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(_parameters(model), 1.0)
+            optimizer.step()
+            scheduler.step()
+            state["step"] += 1
+            state["losses"].append(float(loss.item()))
+            seen += len(batch.queries)
+            rate = seen / max(1e-9, time.perf_counter() - started)
+            bar.set_postfix(loss=f"{loss.item():.3f}", pairs_s=f"{rate:.0f}")
+            bar.update(1)
+            if state["step"] % checkpoint_every == 0 and state["step"] < total:
+                state.update(
+                    epoch=epoch,
+                    batch=i + 1,
+                    optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict(),
+                    torch_rng=torch.get_rng_state(),
+                )
+                save_checkpoint(ckpt, model, state)
+        state["batch"] = 0
+    bar.close()
+    for m in (model.query.model, model.product.model):
+        m.eval()
+    losses = state["losses"]
+    head = losses[: max(1, len(losses) // 10)]
+    tail = losses[-max(1, len(losses) // 10) :]
+    stats = {
+        "pairs": len(pairs),
+        "optimizer_steps": state["step"],
+        "loss_first_10pct": round(float(np.mean(head)), 4) if losses else None,
+        "loss_last_10pct": round(float(np.mean(tail)), 4) if losses else None,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    log.info("%s done: %s", name, stats)
+    return model, stats

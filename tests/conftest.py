@@ -1,0 +1,40 @@
+"""Shared fixtures: one real small model per session, a seeded synthetic catalog, real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aisle.data.synthetic import write_sample
+from aisle.towers.model import TwoTowerModel, load_model
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def base_model() -> TwoTowerModel:
+    """The real all-MiniLM-L6-v2 (22M parameters), loaded once."""
+    return load_model(None)
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_sample(tmp_path_factory.mktemp("sample") / "sample", n_products=300)
+
+
+@pytest.fixture(scope="session")
+def homedepot() -> Path:
+    path = SHARED_DATA / "homedepot"
+    if not (path / "products.csv").is_file():
+        pytest.skip("../shared/data/homedepot is not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_index(
+    tmp_path_factory: pytest.TempPathFactory, sample_data: Path, base_model: TwoTowerModel
+) -> Path:
+    from aisle.indexing import build_index
+
+    return build_index(sample_data, base_model, tmp_path_factory.mktemp("idx") / "index")

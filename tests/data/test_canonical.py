@@ -1,0 +1,240 @@
+"""Validation of canonical CSV directories and preparation into parquet + manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from aisle.data import load_dataset
+from aisle.data.dataset import iter_product_blocks, prepare, product_count
+from aisle.errors import DataError
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+PRODUCTS = (
+    "product_id,title,description,brand,category\n"
+    'p1,"Oak table, 36""",' + '"solid oak,\nseats 4",Acme,Furniture > Tables\n'
+    "p2,Sofa ☕,,,\n"
+    "p3,Rug,soft,,Rugs\n"
+)
+QUERIES = "query_id,query,split\nq1,oak table,train\nq2,café sofa,dev\nq3,rug,test\n"
+JUDGMENTS = (
+    "query_id,product_id,grade,raw_label\n"
+    "q1,p1,2.0,Exact\n"
+    "q1,p2,0,Irrelevant\n"
+    "q2,p2,1.5,2.5\n"
+    "q3,p3,0.333,\n"
+)
+
+
+def write_dir(
+    path: Path,
+    products: str | bytes | None = PRODUCTS,
+    queries: str | bytes | None = QUERIES,
+    judgments: str | bytes | None = JUDGMENTS,
+) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    for name, text in (("products", products), ("queries", queries), ("judgments", judgments)):
+        if text is not None:
+            data = text.encode("utf-8") if isinstance(text, str) else text
+            (path / f"{name}.csv").write_bytes(data)
+    return path
+
+
+def reversed_rows(text: str) -> str:
+    """The same CSV with its data rows in reverse order (rows here hold no raw newlines)."""
+    df = pd.read_csv(pd.io.common.StringIO(text), dtype=str, keep_default_na=False)
+    return str(df.iloc[::-1].to_csv(index=False))
+
+
+def test_load_csv_dir(tmp_path: Path) -> None:
+    ds = load_dataset(write_dir(tmp_path / "d"))
+    assert ds.name == "d" and ds.root is None
+    assert ds.products["title"].tolist() == ['Oak table, 36"', "Sofa ☕", "Rug"]
+    assert ds.products["description"].iloc[0] == "solid oak,\nseats 4"
+    assert ds.judgments["grade"].dtype == "float64"
+    assert ds.judgments["raw_label"].tolist() == ["Exact", "Irrelevant", "2.5", ""]
+    assert ds.qrels("train") == {"q1": {"p1": 2.0, "p2": 0.0}}
+    assert ds.qrels("test") == {"q3": {"p3": 0.333}}
+
+
+def test_prepare_round_trip(tmp_path: Path) -> None:
+    src = write_dir(tmp_path / "d")
+    out = prepare(src, tmp_path / "prepared")
+    csv_ds, pq_ds = load_dataset(src), load_dataset(out)
+    assert pq_ds.root == out and pq_ds.name == "d"
+    for t in ("products", "queries", "judgments"):
+        a, b = getattr(csv_ds, t), getattr(pq_ds, t)
+        assert a.astype(object).equals(b.astype(object)), t
+        assert csv_ds.fingerprint(t) == pq_ds.fingerprint(t), t
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "aisle.dataset"
+    assert manifest["counts"] == {"products": 3, "queries": 3, "judgments": 4}
+    assert manifest["fingerprints"] == {t: csv_ds.fingerprint(t) for t in manifest["counts"]}
+    assert manifest["top_grade"] == 2.0
+    # Preparing a prepared dir gives the same content.
+    again = prepare(out, tmp_path / "again")
+    assert (
+        json.loads((again / "manifest.json").read_text())["fingerprint"]
+        == (manifest["fingerprint"])
+    )
+    assert product_count(out) == 3
+    assert sum(len(b) for b in iter_product_blocks(out)) == 3
+
+
+def test_fingerprints_ignore_row_order(tmp_path: Path) -> None:
+    a = prepare(write_dir(tmp_path / "a"), tmp_path / "pa")
+    b_src = write_dir(
+        tmp_path / "b",
+        products=reversed_rows(PRODUCTS),
+        queries=reversed_rows(QUERIES),
+        judgments=reversed_rows(JUDGMENTS),
+    )
+    b = prepare(b_src, tmp_path / "pb")
+    ma = json.loads((a / "manifest.json").read_text())
+    mb = json.loads((b / "manifest.json").read_text())
+    assert load_dataset(b_src).products["product_id"].tolist() == ["p3", "p2", "p1"]
+    assert ma["counts"] == mb["counts"]
+    assert ma["fingerprints"] == mb["fingerprints"]
+    assert ma["fingerprint"] == mb["fingerprint"]
+    changed = write_dir(tmp_path / "c", judgments=JUDGMENTS.replace("1.5", "1.0"))
+    assert load_dataset(changed).fingerprint("judgments") != ma["fingerprints"]["judgments"]
+
+
+def test_catalog_only(tmp_path: Path) -> None:
+    src = write_dir(tmp_path / "catalog", queries=None, judgments=None)
+    ds = load_dataset(src)
+    assert len(ds.products) == 3 and ds.queries.empty and ds.judgments.empty
+    with pytest.raises(DataError, match="no queries in split 'test'"):
+        ds.split_queries("test")
+    out = prepare(src, tmp_path / "prepared")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"] == {"products": 3, "queries": 0, "judgments": 0}
+    assert manifest["top_grade"] is None
+    assert load_dataset(out).queries.empty
+
+
+def test_prepare_replaces_existing_output(tmp_path: Path) -> None:
+    out = prepare(write_dir(tmp_path / "a"), tmp_path / "prepared")
+    prepare(write_dir(tmp_path / "b", queries=None, judgments=None), out)
+    assert json.loads((out / "manifest.json").read_text())["counts"]["judgments"] == 0
+
+
+@pytest.mark.parametrize(
+    ("files", "match"),
+    [
+        ({"products": None}, r"products\.csv: file is missing"),
+        ({"queries": None}, r"queries\.csv: file is missing but judgments\.csv needs it"),
+        (
+            {"products": PRODUCTS.replace("brand,", "make,")},
+            r"products\.csv: missing column\(s\) \['brand'\]",
+        ),
+        (
+            {"judgments": JUDGMENTS.replace("grade,", "score,")},
+            r"judgments\.csv: missing column\(s\) \['grade'\]",
+        ),
+        (
+            {"products": PRODUCTS + "p2,Another sofa,,,\n"},
+            r"products\.csv: row 4 repeats product_id='p2'",
+        ),
+        (
+            {"queries": QUERIES + "q1,oak,train\n"},
+            r"queries\.csv: row 4 repeats query_id='q1'",
+        ),
+        (
+            {"judgments": JUDGMENTS + "q1,p9,1,x\n"},
+            r"judgments\.csv: row 5 has product_id 'p9', which is not in the products table",
+        ),
+        (
+            {"judgments": JUDGMENTS + "q7,p1,1,x\n"},
+            r"judgments\.csv: row 5 has query_id 'q7', which is not in the queries table",
+        ),
+        (
+            {"judgments": JUDGMENTS + "q3,p1,1,x\nq3,p1,2,y\n"},
+            r"judgments\.csv: row 6 repeats query_id='q3', product_id='p1'",
+        ),
+        (
+            {"judgments": JUDGMENTS.replace("1.5", "high")},
+            r"judgments\.csv: row 3 has grade 'high', not a number",
+        ),
+        (
+            {"judgments": JUDGMENTS.replace("1.5", "-1")},
+            r"judgments\.csv: row 3 has grade '-1'; grades must be finite and >= 0",
+        ),
+        (
+            {"judgments": JUDGMENTS.replace("1.5", "inf")},
+            r"judgments\.csv: row 3 has grade 'inf'",
+        ),
+        (
+            {"queries": QUERIES.replace("café sofa", "  ")},
+            r"queries\.csv: row 2 has an empty 'query'",
+        ),
+        (
+            {"products": PRODUCTS.replace("p3,Rug", "p3,")},
+            r"products\.csv: row 3 has an empty 'title'",
+        ),
+        (
+            {"queries": QUERIES.replace("q3,rug,test", "q3,rug,validation")},
+            r"queries\.csv: row 3 has split 'validation'; use one of \['train', 'dev', 'test'\]",
+        ),
+        (
+            {"queries": QUERIES.encode().replace("café".encode(), b"caf\xe9")},
+            r"queries\.csv: line 3 has bytes that are not UTF-8",
+        ),
+        (
+            # The quoted newline in row 1 makes the bad byte sit on line 4 of the file.
+            {"products": PRODUCTS.encode().replace("☕".encode(), b"\xff")},
+            r"products\.csv: line 4 has bytes that are not UTF-8",
+        ),
+        ({"products": ""}, r"products\.csv: not a readable CSV"),
+        (
+            {"queries": QUERIES + 'q4,"unclosed,train\n'},
+            r"queries\.csv: not a readable CSV",
+        ),
+    ],
+)
+def test_invalid_dir(tmp_path: Path, files: dict[str, str | bytes | None], match: str) -> None:
+    src = write_dir(tmp_path / "d", **files)
+    with pytest.raises(DataError, match=match):
+        load_dataset(src)
+    with pytest.raises(DataError, match=match):
+        prepare(src, tmp_path / "prepared")
+    assert not (tmp_path / "prepared").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["d"]  # no temp dir left behind
+
+
+def test_not_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not a directory"):
+        load_dataset(tmp_path / "missing")
+
+
+def test_utf8_bom_accepted(tmp_path: Path) -> None:
+    src = write_dir(tmp_path / "d", queries=b"\xef\xbb\xbf" + QUERIES.encode())
+    assert load_dataset(src).queries["query_id"].tolist() == ["q1", "q2", "q3"]
+
+
+def test_prepared_dir_modified(tmp_path: Path) -> None:
+    out = prepare(write_dir(tmp_path / "d"), tmp_path / "prepared")
+    (out / "judgments.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataError, match=r"judgments\.parquet: unreadable"):
+        load_dataset(out)
+
+
+@pytest.mark.slow
+def test_prepare_homedepot(tmp_path: Path) -> None:
+    src = SHARED_DATA / "homedepot"
+    if not src.is_dir():
+        pytest.skip(f"{src} is not present")
+    out = prepare(src, tmp_path / "homedepot")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"] == {"products": 54667, "queries": 11795, "judgments": 74067}
+    ds = load_dataset(out)
+    assert ds.queries["split"].value_counts().to_dict() == {
+        "train": 9521,
+        "dev": 1117,
+        "test": 1157,
+    }
+    assert ds.judgments["grade"].between(0, 2).all()

@@ -1,0 +1,84 @@
+"""BM25Index on a tiny catalog: stemming, stop words, ranking, persistence, small corpora."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aisle.evaluation.bm25 import BM25Index
+
+CATALOG = {
+    "p1": "Cordless Drill 18V with Battery",
+    "p2": "Claw Hammer with Fiberglass Handle",
+    "p3": "Drill Bit Set for Wood and Metal",
+    "p4": "Interior Wall Paint, Eggshell White",
+    "p5": "Hammer Drill, Corded, 1/2 in.",
+}
+
+
+@pytest.fixture(scope="module")
+def index() -> BM25Index:
+    return BM25Index.build(list(CATALOG.values()), list(CATALOG))
+
+
+def ids(hits: list[tuple[str, float]]) -> list[str]:
+    return [pid for pid, _ in hits]
+
+
+def test_stemming_matches_plural(index):
+    (hits,) = index.search(["drills"], k=5)
+    assert set(ids(hits)) == {"p1", "p3", "p5"}
+    assert all(score > 0 for _, score in hits)
+
+
+def test_stop_word_only_and_unknown_queries_are_empty(index):
+    assert index.search(["the of and", "", "zzzunknown"], k=5) == [[], [], []]
+
+
+def test_ranking_order(index):
+    hits, paint = index.search(["hammer drill", "white paint"], k=5)
+    # p5 holds both terms; the single-term matches follow, scores non-increasing.
+    assert ids(hits)[0] == "p5"
+    assert set(ids(hits)) == {"p1", "p2", "p3", "p5"}
+    scores = [s for _, s in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert ids(paint) == ["p4"]
+
+
+def test_k_larger_than_corpus_and_truncation(index):
+    (hits,) = index.search(["drill"], k=1000)
+    assert len(hits) == 3
+    (top,) = index.search(["drill"], k=1)
+    assert top == hits[:1]
+    with pytest.raises(ValueError, match="k must be"):
+        index.search(["drill"], k=0)
+
+
+def test_save_load_round_trip(index, tmp_path: Path):
+    queries = ["drills", "hammer drill", "white paint", "the"]
+    index.save(tmp_path / "bm25")
+    loaded = BM25Index.load(tmp_path / "bm25")
+    assert len(loaded) == len(index)
+    assert loaded.search(queries, k=10) == index.search(queries, k=10)
+
+
+def test_load_rejects_other_directory(tmp_path: Path):
+    with pytest.raises(ValueError, match="not a BM25 index"):
+        BM25Index.load(tmp_path)
+
+
+def test_build_validates():
+    with pytest.raises(ValueError, match="texts"):
+        BM25Index.build(["a b"], ["p1", "p2"])
+    with pytest.raises(ValueError, match="empty"):
+        BM25Index.build([], [])
+    with pytest.raises(ValueError, match="unique"):
+        BM25Index.build(["drill", "hammer"], ["p1", "p1"])
+
+
+def test_product_of_stop_words_is_indexed_but_never_hit():
+    tiny = BM25Index.build(["the and of", "Cordless Drill"], ["empty", "drill"])
+    drill, the = tiny.search(["drill", "the"], k=10)
+    assert ids(drill) == ["drill"]
+    assert the == []

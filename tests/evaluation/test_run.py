@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aisle.data.dataset import load_dataset
+from aisle.errors import AisleError, DataError
+from aisle.evaluation.evaluator import score_run
+from aisle.evaluation.run import evaluate_command
+
+
+def test_score_run_averages_over_judged_queries() -> None:
+    qrels = {"q1": {"a": 2.0, "b": 1.0}, "q2": {"c": 0.0}, "q3": {"d": 2.0}}
+    run = {"q1": ["a", "x"], "q2": ["c"], "q3": ["x", "y", "d"]}
+    m = score_run(run, qrels, top_grade=2.0)
+    # q1: nDCG = (2/1) / (2/1 + 1/log2 3) = 0.7602; q2 has no positive grade: left out;
+    # q3: nDCG = (2/log2 4) / 2 = 0.5. Mean 0.6301.
+    assert m["ndcg@10"] == pytest.approx((2 / (2 + 1 / 1.5849625) + 0.5) / 2, abs=1e-6)
+    assert m["ndcg@10_queries"] == 2
+    assert m["recall@100"] == 1.0 and m["mrr@10"] == pytest.approx((1 + 1 / 3) / 2)
+
+
+def test_dense_and_bm25_evaluation_on_the_sample(
+    sample_data: Path, sample_index: Path, tmp_path: Path
+) -> None:
+    run_file = tmp_path / "run.tsv"
+    dense = evaluate_command(sample_data, "test", sample_index, run_out=run_file)
+    bm25 = evaluate_command(sample_data, "test", None, baseline="bm25")
+    for result in (dense, bm25):
+        assert 0.3 < result["metrics"]["ndcg@10"] <= 1.0
+        assert result["metrics"]["recall@100"] > 0.5
+    ds = load_dataset(sample_data)
+    n_test = len(set(ds.qrels("test")))
+    lines = run_file.read_text().splitlines()
+    assert len(lines) == n_test * 100  # 100 retrieved per judged query
+    qid, pid, rank = lines[0].split("\t")
+    assert rank == "1" and pid in set(ds.products["product_id"]) and qid in ds.qrels("test")
+    assert [ln.split("\t")[2] for ln in lines[:3]] == ["1", "2", "3"]
+
+
+def test_evaluate_needs_a_retriever_and_judgments(sample_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(AisleError, match="--index"):
+        evaluate_command(sample_data, "test", None)
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    (catalog / "products.csv").write_text("product_id,title,description,brand,category\n1,a,,,\n")
+    with pytest.raises(DataError, match="no queries in split"):
+        evaluate_command(catalog, "test", None, baseline="bm25")
+
+
+@pytest.mark.slow
+def test_bm25_reference_number_on_real_homedepot(homedepot: Path) -> None:
+    # ../shared/data/README.md: BM25 (bm25s, English stop words + stemmer, title) 0.369 / 0.795.
+    result = evaluate_command(homedepot, "test", None, baseline="bm25")
+    assert result["metrics"]["ndcg@10"] == pytest.approx(0.369, abs=0.01)
+    assert result["metrics"]["recall@100"] == pytest.approx(0.795, abs=0.01)

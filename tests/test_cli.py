@@ -1,0 +1,42 @@
+"""The console command, run as a user would (in-process through ``main``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aisle.cli import build_parser, main
+
+
+def test_every_subcommand_help_shows_a_real_invocation(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, p in sub.choices.items():  # type: ignore[union-attr]
+        help_text = p.format_help()
+        assert "example:" in help_text or name == "import", name
+
+
+def test_prepare_then_search(
+    sample_data: Path, sample_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["prepare", "--data", str(sample_data), "--out", str(tmp_path / "prep")]) == 0
+    assert (tmp_path / "prep" / "manifest.json").is_file()
+    assert main(["search", "--index", str(sample_index), "cordless", "drill", "-k", "3"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()[:1].isdigit()]
+    assert len(lines) == 3 and all("drill" in ln for ln in lines)
+
+
+def test_bad_input_exits_2_with_a_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, sample_index: Path
+) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "products.csv").write_text("product_id,title\n1,a\n")
+    assert main(["prepare", "--data", str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert "missing column(s) ['description', 'brand', 'category']" in caplog.text
+    assert not (tmp_path / "out").exists()
+    assert main(["search", "--index", str(sample_index), "  "]) == 2
+    assert "query is empty" in caplog.text
+    assert main(["search", "--index", str(tmp_path), "drill"]) == 2
+    assert "manifest.json is missing" in caplog.text

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aisle.configs import load_config
+from aisle.errors import AisleError
+from aisle.towers import TowerConfig
+from aisle.training.config import TrainConfig
+
+
+def test_toml_then_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('seed = 7\n[step2]\nalpha = 0.0\n[tower]\npooling = "max"\n')
+    cfg = load_config(TrainConfig, path, ["step1.epochs=3", "step2.shared=true"])
+    assert cfg.seed == 7 and cfg.tower.pooling == "max"
+    assert cfg.step1.epochs == 3 and cfg.step2.alpha == 0.0 and cfg.step2.shared is True
+    # A partial [step2] table keeps step 2's own defaults for the keys it does not name.
+    assert cfg.step2.min_grade == TrainConfig().step2.min_grade == 1.67
+    assert cfg.step1.min_grade == 1.0
+
+
+def test_the_shipped_cascade_config_is_the_code_default() -> None:
+    from importlib import resources
+
+    path = Path(str(resources.files("aisle") / "configs" / "cascade.toml"))
+    assert load_config(TrainConfig, path) == TrainConfig()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["nope=1"], "unknown config key"),
+        (["step1.epochs=many"], "is not a int"),
+        (["pooling=median"], "is not one of"),
+        (["pooling"], "key=value"),
+    ],
+)
+def test_bad_overrides_say_what_is_wrong(overrides: list[str], message: str) -> None:
+    cls = TowerConfig if overrides[0].startswith("pooling") else TrainConfig
+    with pytest.raises(AisleError, match=message):
+        load_config(cls, None, overrides)
+
+
+def test_missing_or_invalid_toml(tmp_path: Path) -> None:
+    with pytest.raises(AisleError, match="does not exist"):
+        load_config(TowerConfig, tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("pooling = [")
+    with pytest.raises(AisleError, match="not valid TOML"):
+        load_config(TowerConfig, bad)

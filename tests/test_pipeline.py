@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aisle.cli import main
+
+
+@pytest.mark.slow
+def test_main_job_end_to_end_on_the_sample(
+    sample_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--data", str(sample_data), "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    for row in ("BM25", "base model (untuned)", "short cascade (this run)"):
+        assert f"| {row}" in out
+    assert "search 'cordless drill':" in out
+    for artifact in ("data", "index-base", "model", "index"):
+        assert (tmp_path / "demo" / artifact / "manifest.json").is_file(), artifact

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from aisle.errors import ArtifactError
+from aisle.towers import TowerConfig, TwoTowerModel, load_model
+
+
+def test_query_embeddings_are_unit_vectors(base_model: TwoTowerModel) -> None:
+    emb = base_model.encode_query(["cordless drill", "paint", "ü 🙂 ∑"])
+    assert emb.shape == (3, base_model.dim) == (3, 384)
+    torch.testing.assert_close(emb.norm(dim=1), torch.ones(3))
+
+
+def test_empty_input_gives_an_empty_matrix(base_model: TwoTowerModel) -> None:
+    assert base_model.encode_query([]).shape == (0, 384)
+
+
+def test_word_order_matters(base_model: TwoTowerModel) -> None:
+    # A bag-of-words encoder would give identical vectors; the transformer's positions must
+    # separate them by far more than float noise (cosine 0.98 for the base model).
+    a, b = base_model.encode_query(["milk chocolate", "chocolate milk"])
+    assert float(a @ b) < 0.99
+    assert float((a - b).norm()) > 0.1
+
+
+def test_product_encoding_uses_the_shared_text_function(base_model: TwoTowerModel) -> None:
+    frame = pd.DataFrame(
+        [
+            {
+                "product_id": "1",
+                "title": "Claw Hammer",
+                "brand": "Estwing",
+                "category": "",
+                "description": "",
+            }
+        ]
+    )
+    expected = base_model.product.encode(["Claw Hammer | brand: Estwing"])
+    torch.testing.assert_close(base_model.encode_product(frame), expected)
+
+
+def test_pooling_is_selectable_and_changes_the_fingerprint(base_model: TwoTowerModel) -> None:
+    cls = load_model(None, TowerConfig(pooling="cls"))
+    assert cls.fingerprint != base_model.fingerprint
+    a = base_model.encode_query(["garden hose"])
+    b = cls.encode_query(["garden hose"])
+    assert float((a - b).norm()) > 0.05
+    torch.testing.assert_close(b.norm(dim=1), torch.ones(1))
+
+
+def test_save_and_load_round_trip(base_model: TwoTowerModel, tmp_path: Path) -> None:
+    untied = base_model.untie()
+    assert not untied.shared and base_model.shared
+    out = untied.save(tmp_path / "model", extra={"note": "test"})
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "aisle.model" and manifest["towers"] == "untied"
+    assert manifest["note"] == "test" and manifest["dim"] == 384
+    loaded = load_model(out)
+    assert not loaded.shared
+    assert loaded.fingerprint == manifest["fingerprint"] == untied.fingerprint
+    texts = ["kitchen faucet", "ceiling fan"]
+    torch.testing.assert_close(loaded.encode_query(texts), base_model.encode_query(texts))
+
+
+def test_a_plain_sentence_transformers_dir_loads_as_a_shared_model(
+    base_model: TwoTowerModel, tmp_path: Path
+) -> None:
+    base_model.query.model.save(str(tmp_path / "st"))
+    model = load_model(tmp_path / "st")
+    assert model.shared
+    torch.testing.assert_close(model.encode_query(["rake"]), base_model.encode_query(["rake"]))
+
+
+def test_a_directory_that_is_not_a_model_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="not a sentence-transformers model directory"):
+        load_model(tmp_path)

@@ -1,0 +1,113 @@
+"""A real cascade on a few hundred real homedepot pairs (synthetic pairs when it is absent)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from aisle.configs import load_config
+from aisle.data.dataset import load_dataset
+from aisle.towers import TowerConfig, TwoTowerModel, load_model
+from aisle.training import trainer
+from aisle.training.cascade import train_cascade
+from aisle.training.config import StepConfig, TrainConfig
+from aisle.training.loss import accidental_hit_mask, in_batch_softmax_loss
+from aisle.training.pairs import Pairs, batch_order, iter_batches, positive_pairs
+
+SMOKE = Path(str(resources.files("aisle") / "configs" / "smoke.toml"))
+
+
+@pytest.fixture(scope="module")
+def small_real_data(tmp_path_factory: pytest.TempPathFactory, sample_data: Path) -> Path:
+    """200 train and 40 dev homedepot queries with their judged products, as a CSV dir."""
+    from tests.conftest import SHARED_DATA
+
+    src = SHARED_DATA / "homedepot"
+    if not (src / "products.csv").is_file():
+        return sample_data
+    ds = load_dataset(src)
+    queries = pd.concat(
+        [ds.queries[ds.queries["split"] == s].head(n) for s, n in (("train", 200), ("dev", 40))]
+    )
+    judgments = ds.judgments[ds.judgments["query_id"].isin(queries["query_id"])]
+    products = ds.products[ds.products["product_id"].isin(judgments["product_id"])]
+    out = tmp_path_factory.mktemp("hd-small")
+    for name, df in (("queries", queries), ("judgments", judgments), ("products", products)):
+        df.to_csv(out / f"{name}.csv", index=False)
+    return out
+
+
+@torch.no_grad()
+def _mean_loss(model: TwoTowerModel, pairs: Pairs) -> float:
+    losses = []
+    for batch in iter_batches(pairs, batch_order(len(pairs), 32, seed=0, epoch=0)):
+        q = model.query.forward(batch.queries)
+        p = model.product.forward(batch.products)
+        mask = accidental_hit_mask(batch.product_keys, batch.query_keys)
+        losses.append(float(in_batch_softmax_loss(q, p, mask, 0.05, 0.0)))
+    return sum(losses) / len(losses)
+
+
+def test_smoke_cascade_trains_evaluates_and_reloads(small_real_data: Path, tmp_path: Path) -> None:
+    config = load_config(TrainConfig, SMOKE, ["dev_catalog_size=0"])
+    summary = train_cascade(small_real_data, tmp_path / "model", config)
+    steps = summary["steps"]
+    for name in ("step1", "step2"):
+        assert steps[name]["train"]["optimizer_steps"] > 0
+        dev = steps[name]["dev"]
+        assert 0.0 < dev["ndcg@10"] <= 1.0 and dev["ndcg@10_queries"] > 0
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert manifest["selected_step"] == summary["selected_step"]
+    assert manifest["train_config"]["step2"]["shared"] is False
+    assert set(manifest["data"]["fingerprints"]) == {"products", "queries", "judgments"}
+    assert manifest["base_model"].startswith("builtin:")
+    # The selected model reloads to identical embeddings, and a step that untied the towers
+    # publishes untied towers.
+    model = load_model(tmp_path / "model")
+    assert model.shared == (summary["selected_step"] == "step1")
+    # The loss over the training pairs, measured the same way before and after, has fallen.
+    pairs = positive_pairs(load_dataset(small_real_data), 1.67, config.tower, 256, config.seed)
+    assert _mean_loss(model, pairs) < 0.9 * _mean_loss(load_model(None), pairs)
+    again = load_model(tmp_path / "model")
+    texts = ["cordless drill", "angle bracket"]
+    assert torch.equal(model.encode_query(texts), again.encode_query(texts))
+    # A second run with the same work dir reuses both finished steps instead of retraining.
+    rerun = train_cascade(
+        small_real_data, tmp_path / "model2", config, work=tmp_path / "model.work"
+    )
+    assert rerun["steps"] == steps
+
+
+def test_an_interrupted_step_resumes_to_the_same_weights(
+    sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = load_dataset(sample_data)
+    pairs = positive_pairs(ds, 1.0, TowerConfig(), max_pairs=96, seed=0)
+    cfg = StepConfig(batch_size=16, lr=1e-4)
+
+    def fresh():  # type: ignore[no-untyped-def]
+        return load_model(None)
+
+    reference, _ = trainer.run_step(fresh(), pairs, cfg, 0, tmp_path / "a", 2, False, "ref")
+
+    real_save = trainer.save_checkpoint
+
+    def save_then_die(ckpt, model, state):  # type: ignore[no-untyped-def]
+        real_save(ckpt, model, state)
+        raise KeyboardInterrupt  # the process is killed right after a checkpoint
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run_step(fresh(), pairs, cfg, 0, tmp_path / "b", 2, False, "killed")
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+    resumed, stats = trainer.run_step(fresh(), pairs, cfg, 0, tmp_path / "b", 2, True, "resumed")
+    assert stats["optimizer_steps"] == 6
+    for a, b in zip(
+        reference.query.model.parameters(), resumed.query.model.parameters(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

@@ -1,0 +1,114 @@
+"""The loss and its corrections, checked against numbers worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from aisle.training.loss import accidental_hit_mask, in_batch_softmax_loss, self_adversarial_weights
+
+
+def test_accidental_hits_are_masked() -> None:
+    # Rows 0 and 1 share a product (key 7); rows 0 and 2 share a query text (key 1).
+    mask = accidental_hit_mask(torch.tensor([7, 7, 9]), torch.tensor([1, 2, 1]))
+    expected = torch.tensor(
+        [
+            [False, False, False],  # 1: same product, 2: same query -> no negatives
+            [False, False, True],
+            [False, True, False],
+        ]
+    )
+    assert torch.equal(mask, expected)
+
+
+def test_weights_follow_the_softmax_of_alpha_times_score() -> None:
+    scores = torch.tensor([[0.9, 0.5, 0.1], [0.2, 0.8, 0.4], [0.3, 0.3, 0.7]])
+    negatives = ~torch.eye(3, dtype=torch.bool)
+    # alpha = ln 2 / 0.4 makes exp(alpha * 0.5) / exp(alpha * 0.1) = 2: weights 2/3 and 1/3.
+    w = self_adversarial_weights(scores, negatives, alpha=math.log(2) / 0.4)
+    torch.testing.assert_close(w[0], torch.tensor([0.0, 2 / 3, 1 / 3]))
+    # Row 1: 0.2 vs 0.4, ratio exp(alpha * 0.2) = sqrt(2): weights 1/(1+√2), √2/(1+√2).
+    r = math.sqrt(2)
+    torch.testing.assert_close(w[1], torch.tensor([1 / (1 + r), 0.0, r / (1 + r)]))
+    # Row 2: equal scores, equal weights.
+    torch.testing.assert_close(w[2], torch.tensor([0.5, 0.5, 0.0]))
+    torch.testing.assert_close(w.sum(dim=1), torch.ones(3))
+
+
+def test_weights_sum_to_one_over_unmasked_negatives_and_are_zero_elsewhere() -> None:
+    scores = torch.tensor([[0.9, 0.5, 0.1], [0.2, 0.8, 0.4], [0.3, 0.3, 0.7]])
+    mask = accidental_hit_mask(torch.tensor([7, 7, 9]), torch.tensor([1, 2, 1]))
+    w = self_adversarial_weights(scores, mask, alpha=3.0)
+    assert torch.all(w[~mask] == 0)
+    torch.testing.assert_close(w.sum(dim=1), torch.tensor([0.0, 1.0, 1.0]))  # row 0 has none
+
+
+def test_weights_carry_no_gradient() -> None:
+    scores = torch.tensor([[0.9, 0.5], [0.2, 0.8]], requires_grad=True)
+    w = self_adversarial_weights(scores, ~torch.eye(2, dtype=torch.bool), alpha=2.0)
+    assert not w.requires_grad
+
+
+def test_loss_on_a_2x3_batch_worked_by_hand() -> None:
+    q = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    p = torch.tensor([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]])
+    negatives = ~torch.eye(2, dtype=torch.bool)
+    # scores = [[1, 0.6], [0, 0.8]], scale = 1 / 0.5 = 2.
+    # row 0: -log(e^2 / (e^2 + e^1.2)) = log(1 + e^-0.8) = 0.371101
+    # row 1: -log(e^1.6 / (e^1.6 + e^0)) = log(1 + e^-1.6) = 0.183901
+    expected = (math.log(1 + math.exp(-0.8)) + math.log(1 + math.exp(-1.6))) / 2  # 0.277501
+    for alpha in (0.0, 5.0):  # one negative per row: its weight is 1 whatever alpha is
+        loss = in_batch_softmax_loss(q, p, negatives, temperature=0.5, alpha=alpha)
+        assert abs(float(loss) - expected) < 1e-6
+
+
+def test_a_masked_accidental_hit_does_not_count_as_a_negative() -> None:
+    q = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    p = torch.tensor([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]])
+    none = torch.zeros(2, 2, dtype=torch.bool)
+    # With no negatives each row's softmax holds only its positive: loss 0.
+    assert float(in_batch_softmax_loss(q, p, none, temperature=0.5)) == 0.0
+
+
+def _random_batch(b: int = 6, d: int = 4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    q = F.normalize(torch.randn(b, d, generator=g), dim=1)
+    p = F.normalize(torch.randn(b, d, generator=g), dim=1)
+    mask = accidental_hit_mask(torch.tensor([0, 1, 2, 2, 3, 4]), torch.tensor([0, 1, 2, 3, 4, 0]))
+    return q, p, mask
+
+
+def test_alpha_zero_is_plain_in_batch_softmax() -> None:
+    q, p, mask = _random_batch()
+    logits = (q @ p.T / 0.05).masked_fill(~(mask | torch.eye(6, dtype=torch.bool)), float("-inf"))
+    plain = F.cross_entropy(logits, torch.arange(6))
+    torch.testing.assert_close(in_batch_softmax_loss(q, p, mask, 0.05, alpha=0.0), plain)
+
+
+def test_loss_matches_the_docstring_formula_for_alpha_above_zero() -> None:
+    q, p, mask = _random_batch()
+    s = q @ p.T
+    total = 0.0
+    for i in range(6):
+        neg = [j for j in range(6) if mask[i, j]]
+        z = sum(math.exp(2.0 * float(s[i, j])) for j in neg)
+        w = [math.exp(2.0 * float(s[i, j])) / z for j in neg]
+        denom = math.exp(float(s[i, i]) / 0.05) + len(neg) * sum(
+            wj * math.exp(float(s[i, j]) / 0.05) for wj, j in zip(w, neg, strict=True)
+        )
+        total += -math.log(math.exp(float(s[i, i]) / 0.05) / denom)
+    loss = in_batch_softmax_loss(q, p, mask, 0.05, alpha=2.0)
+    assert abs(float(loss) - total / 6) < 1e-4
+
+
+def test_alpha_changes_the_gradient_through_the_weights_only_as_constants() -> None:
+    q, p, mask = _random_batch()
+    grads = []
+    for alpha in (0.0, 8.0):
+        pp = p.clone().requires_grad_(True)
+        in_batch_softmax_loss(q, pp, mask, 0.05, alpha).backward()
+        assert pp.grad is not None
+        grads.append(pp.grad.norm(dim=1))
+    assert not torch.allclose(grads[0], grads[1])
