@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from aisle.data.dataset import Dataset, load_dataset
-from aisle.errors import AisleError, DataError
+from aisle.data.schema import PRODUCTS
+from aisle.errors import AisleError, DataError, ManifestMismatch
 from aisle.evaluation.evaluator import EvalResult, Retriever, evaluate, write_run
 
 log = logging.getLogger(__name__)
@@ -23,12 +24,21 @@ def bm25_retriever(ds: Dataset) -> Retriever:
     return index.search
 
 
-def dense_retriever(index_dir: Path, model_ref: str | None) -> tuple[Retriever, dict[str, Any]]:
+def dense_retriever(
+    index_dir: Path, model_ref: str | None, ds: Dataset
+) -> tuple[Retriever, dict[str, Any]]:
     from aisle.indexing import load_index
     from aisle.indexing.retrieve import DenseRetriever
     from aisle.towers.model import load_model
 
     index = load_index(index_dir)
+    built_over = index.manifest["data"]["products_fingerprint"]
+    if built_over != ds.fingerprint(PRODUCTS):
+        raise ManifestMismatch(
+            f"index {index_dir} was built over another catalog than {ds.name!r}'s products "
+            "(fingerprints differ); products it lacks could never be retrieved. Rebuild it: "
+            "aisle index --data <this data> --out ..."
+        )
     model = load_model(model_ref if model_ref is not None else index.model_ref)
     return DenseRetriever(model, index), {"model": model.ref, "index": str(index_dir)}
 
@@ -61,7 +71,7 @@ def evaluate_command(
     if baseline == "bm25":
         retriever, context = bm25_retriever(ds), {"retriever": "bm25"}
     elif index is not None:
-        retriever, context = dense_retriever(index, model)
+        retriever, context = dense_retriever(index, model, ds)
         context["retriever"] = "dense"
     else:
         raise AisleError("pass --index DIR to evaluate dense retrieval, or --baseline bm25")

@@ -39,6 +39,15 @@ def test_dense_and_bm25_evaluation_on_the_sample(
     assert [ln.split("\t")[2] for ln in lines[:3]] == ["1", "2", "3"]
 
 
+def test_an_index_over_another_catalog_is_refused(sample_index: Path, tmp_path: Path) -> None:
+    from aisle.data.synthetic import write_sample
+    from aisle.errors import ManifestMismatch
+
+    other = write_sample(tmp_path / "other", n_products=50, seed=1)
+    with pytest.raises(ManifestMismatch, match="another catalog"):
+        evaluate_command(other, "test", sample_index)
+
+
 def test_evaluate_needs_a_retriever_and_judgments(sample_data: Path, tmp_path: Path) -> None:
     with pytest.raises(AisleError, match="--index"):
         evaluate_command(sample_data, "test", None)
