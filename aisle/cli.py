@@ -71,7 +71,16 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from aisle.evaluation.run import evaluate_command
+    from aisle.indexing.config import FusionConfig
 
+    fusion = None
+    if args.fusion or args.weight is not None or args.rrf_k is not None:
+        defaults = FusionConfig()
+        fusion = FusionConfig(
+            method=args.fusion or defaults.method,
+            weight=defaults.weight if args.weight is None else args.weight,
+            rrf_k=defaults.rrf_k if args.rrf_k is None else args.rrf_k,
+        )
     result = evaluate_command(
         data=args.data,
         split=args.split,
@@ -79,8 +88,19 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         model=args.model,
         baseline=args.baseline,
         run_out=args.run_out,
+        mode=args.mode,
+        fusion=fusion,
     )
     print(json.dumps(result, indent=2))
+
+
+def cmd_tune_fusion(args: argparse.Namespace) -> None:
+    from aisle.evaluation.tune import tune_fusion
+
+    result = tune_fusion(args.data, args.index, args.split, args.model)
+    for row in result["grid"]:
+        print(json.dumps(row))
+    print(json.dumps({"best": result["best"], "metrics": result["metrics"]}, indent=2))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -159,7 +179,33 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="write query_id<TAB>product_id<TAB>rank lines here",
     )
+    p.add_argument(
+        "--mode",
+        choices=["dense", "lexical", "hybrid"],
+        default="dense",
+        help="retrieve with the towers, the index's BM25, or both fused",
+    )
+    p.add_argument(
+        "--fusion",
+        choices=["convex", "rrf"],
+        default=None,
+        help="hybrid fusion (default: the index's, see tune-fusion)",
+    )
+    p.add_argument("--weight", type=float, default=None, help="dense weight for convex fusion")
+    p.add_argument("--rrf-k", type=float, default=None, help="RRF constant")
     p.set_defaults(func=cmd_evaluate)
+
+    p = add_command(
+        sub,
+        "tune-fusion",
+        "pick the hybrid fusion on dev, store it in the index",
+        "aisle tune-fusion --data runs/hd --split dev --index runs/hd-index",
+    )
+    p.add_argument("--data", type=Path, required=True, help="prepared or canonical CSV dir")
+    p.add_argument("--index", type=Path, required=True, help="index dir to tune and update")
+    p.add_argument("--split", choices=["train", "dev", "test"], default="dev")
+    p.add_argument("--model", default=None, help="model dir (default: the index's model)")
+    p.set_defaults(func=cmd_tune_fusion)
 
     p = add_command(
         sub,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -11,23 +12,30 @@ from aisle.data.dataset import Dataset, load_dataset
 from aisle.data.schema import PRODUCTS
 from aisle.errors import AisleError, DataError, ManifestMismatch
 from aisle.evaluation.evaluator import EvalResult, Retriever, evaluate, write_run
+from aisle.indexing.config import FusionConfig, Mode
 
 log = logging.getLogger(__name__)
 
 
 def bm25_retriever(ds: Dataset) -> Retriever:
     """BM25 over the same product text the towers see (``product_text``, default fields)."""
-    from aisle.evaluation.bm25 import BM25Index
+    from aisle.indexing.lexical import BM25Index
     from aisle.towers.text import product_texts
 
     index = BM25Index.build(product_texts(ds.products), ds.products["product_id"].tolist())
     return index.search
 
 
-def dense_retriever(
-    index_dir: Path, model_ref: str | None, ds: Dataset
+def index_retriever(
+    index_dir: Path,
+    model_ref: str | None,
+    ds: Dataset,
+    mode: Mode = "dense",
+    fusion: FusionConfig | None = None,
 ) -> tuple[Retriever, dict[str, Any]]:
+    """A retriever over a built index in ``mode``; hybrid uses ``fusion`` or the index's own."""
     from aisle.indexing import load_index
+    from aisle.indexing.hybrid import HybridRetriever
     from aisle.indexing.retrieve import DenseRetriever
     from aisle.towers.model import load_model
 
@@ -39,8 +47,17 @@ def dense_retriever(
             "(fingerprints differ); products it lacks could never be retrieved. Rebuild it: "
             "aisle index --data <this data> --out ..."
         )
+    context: dict[str, Any] = {"index": str(index_dir), "mode": mode}
+    if mode == "lexical":
+        return index.lexical.search, context
     model = load_model(model_ref if model_ref is not None else index.model_ref)
-    return DenseRetriever(model, index), {"model": model.ref, "index": str(index_dir)}
+    context["model"] = model.ref
+    dense = DenseRetriever(model, index)
+    if mode == "dense":
+        return dense, context
+    fusion = fusion or index.fusion()
+    context["fusion"] = asdict(fusion)
+    return HybridRetriever(dense, index.lexical, fusion), context
 
 
 def split_qrels(ds: Dataset, split: str) -> dict[str, dict[str, float]]:
@@ -64,6 +81,8 @@ def evaluate_command(
     model: str | None = None,
     baseline: str | None = None,
     run_out: Path | None = None,
+    mode: Mode = "dense",
+    fusion: FusionConfig | None = None,
 ) -> dict[str, Any]:
     ds = load_dataset(data)
     split_qrels(ds, split)  # fail on a split without judgments before building anything
@@ -71,8 +90,8 @@ def evaluate_command(
     if baseline == "bm25":
         retriever, context = bm25_retriever(ds), {"retriever": "bm25"}
     elif index is not None:
-        retriever, context = dense_retriever(index, model, ds)
-        context["retriever"] = "dense"
+        retriever, context = index_retriever(index, model, ds, mode, fusion)
+        context["retriever"] = mode
     else:
         raise AisleError("pass --index DIR to evaluate dense retrieval, or --baseline bm25")
     result = evaluate_split(ds, split, retriever)

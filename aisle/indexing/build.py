@@ -16,8 +16,9 @@ from aisle.configs import to_dict
 from aisle.data.dataset import iter_product_blocks, prepared_dir, product_count
 from aisle.data.schema import PRODUCTS
 from aisle.errors import DataError
-from aisle.indexing.config import IndexConfig
-from aisle.indexing.store import INDEX_FILE, KIND, ROWS_FILE, index_is_current
+from aisle.indexing.config import FusionConfig, IndexConfig
+from aisle.indexing.lexical import BM25Index
+from aisle.indexing.store import INDEX_FILE, KIND, LEXICAL_DIR, ROWS_FILE, index_is_current
 from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
@@ -47,17 +48,23 @@ def build_index(
         if total == 0:
             raise DataError(f"{data}: the catalog has no products; nothing to index")
         index = faiss.IndexFlatIP(model.dim)
-        frames = []
+        frames: list[pd.DataFrame] = []
+        texts: list[str] = []
         with tqdm(total=total, desc="embedding catalog", unit="product") as bar:
             for block in iter_product_blocks(prep):
-                vectors = model.encode_product(block).numpy()
+                block_texts = model.product_texts(block)
+                vectors = model.product.encode(block_texts).numpy()
                 index.add(np.ascontiguousarray(vectors, dtype=np.float32))
                 frames.append(block[["product_id", "title"]])
+                texts.extend(block_texts)
                 bar.update(len(block))
         rows = pd.concat(frames, ignore_index=True)
+        # BM25 over the very strings the product tower embedded, for lexical and hybrid modes.
+        lexical = BM25Index.build(texts, rows["product_id"].tolist())
         with atomic_dir(Path(out)) as tmp:
             faiss.write_index(index, str(tmp / INDEX_FILE))
             rows.to_parquet(tmp / ROWS_FILE, index=False)
+            lexical.save(tmp / LEXICAL_DIR)
             write_manifest(
                 tmp,
                 {
@@ -65,6 +72,8 @@ def build_index(
                     "index_config": to_dict(config),
                     "model": {"ref": model.ref, "fingerprint": model.fingerprint},
                     "dim": model.dim,
+                    "lexical": {"kind": "bm25s", "dir": LEXICAL_DIR},
+                    "fusion": to_dict(FusionConfig()),
                     "count": int(index.ntotal),
                     "data": {"name": data_manifest["name"], "products_fingerprint": catalog_fp},
                     "build_seconds": round(time.perf_counter() - started, 1),

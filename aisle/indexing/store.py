@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -13,7 +14,10 @@ import numpy as np
 import pandas as pd
 
 from aisle.artifacts import MANIFEST, read_manifest
+from aisle.configs import from_dict
 from aisle.errors import ArtifactError, ManifestMismatch
+from aisle.indexing.config import FusionConfig
+from aisle.indexing.lexical import BM25Index
 from aisle.indexing.searcher import FaissSearcher, Searcher
 
 log = logging.getLogger(__name__)
@@ -21,6 +25,7 @@ log = logging.getLogger(__name__)
 KIND = "aisle.index"
 INDEX_FILE = "index.faiss"
 ROWS_FILE = "rows.parquet"
+LEXICAL_DIR = "bm25"
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,19 @@ class ProductIndex:
                 "rebuild the index with this model (aisle index --model ...) or use its model"
             )
 
+    @functools.cached_property
+    def lexical(self) -> BM25Index:
+        """The BM25 index over the same product text, loaded on first use."""
+        path = self.root / LEXICAL_DIR
+        try:
+            return BM25Index.load(path)
+        except (OSError, ValueError) as e:
+            raise ArtifactError(f"{path} is missing or corrupt ({e}); rebuild the index") from e
+
+    def fusion(self) -> FusionConfig:
+        """The index's default fusion (set by `aisle tune-fusion`)."""
+        return from_dict(FusionConfig, self.manifest.get("fusion", {}))
+
     def search(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
         scores, rows = self.searcher.search(vectors, min(k, self.searcher.count))
         return [
@@ -82,6 +100,7 @@ def index_is_current(out: Path, model_fingerprint: str, products_fingerprint: st
         and manifest.get("model", {}).get("fingerprint") == model_fingerprint
         and manifest.get("data", {}).get("products_fingerprint") == products_fingerprint
         and (Path(out) / INDEX_FILE).is_file()
+        and (Path(out) / LEXICAL_DIR).is_dir()
     )
 
 

@@ -64,3 +64,30 @@ def test_bm25_reference_number_on_real_homedepot(homedepot: Path) -> None:
     result = evaluate_command(homedepot, "test", None, baseline="bm25")
     assert result["metrics"]["ndcg@10"] == pytest.approx(0.369, abs=0.01)
     assert result["metrics"]["recall@100"] == pytest.approx(0.795, abs=0.01)
+
+
+def test_lexical_and_hybrid_modes_and_fusion_tuning(sample_data: Path, sample_index: Path,
+                                                    tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from aisle.evaluation.tune import tune_fusion
+    from aisle.indexing.config import FusionConfig
+
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    lexical = evaluate_command(sample_data, "test", index, mode="lexical")
+    bm25 = evaluate_command(sample_data, "test", None, baseline="bm25")
+    assert lexical["metrics"] == bm25["metrics"]  # the index's BM25 reads the same text
+    dense = evaluate_command(sample_data, "test", index, mode="dense")
+    only_dense = evaluate_command(sample_data, "test", index, mode="hybrid",
+                                  fusion=FusionConfig(weight=1.0))
+    assert only_dense["metrics"]["recall@100"] >= dense["metrics"]["recall@100"]
+    result = tune_fusion(sample_data, index, "dev")
+    assert len(result["grid"]) == 25
+    best = max(row["ndcg@10"] for row in result["grid"])
+    assert result["metrics"]["ndcg@10"] == pytest.approx(best, abs=1e-4)
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert manifest["fusion"] == result["best"]
+    hybrid = evaluate_command(sample_data, "test", index, mode="hybrid")
+    assert hybrid["fusion"] == result["best"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aisle.evaluation.bm25 import BM25Index
+from aisle.indexing.lexical import BM25Index
 
 CATALOG = {
     "p1": "Cordless Drill 18V with Battery",

@@ -1,0 +1,80 @@
+"""``aisle tune-fusion``: pick the hybrid fusion on a split (dev) and make it the index default.
+
+Dense and lexical candidates are retrieved once; every fusion setting re-fuses them, so a grid
+of settings costs little more than one evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from aisle.artifacts import read_manifest, write_manifest
+from aisle.data.dataset import load_dataset
+from aisle.evaluation.evaluator import score_run
+from aisle.evaluation.run import index_retriever, split_qrels
+from aisle.indexing.config import FusionConfig
+from aisle.indexing.hybrid import HybridRetriever
+from aisle.indexing.store import KIND
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = tuple(round(0.05 * i, 2) for i in range(21))
+RRF_KS = (10.0, 30.0, 60.0, 100.0)
+SELECT = "ndcg@10"
+
+
+def fusion_grid(base: FusionConfig) -> list[FusionConfig]:
+    return [replace(base, method="convex", weight=w) for w in WEIGHTS] + [
+        replace(base, method="rrf", rrf_k=k) for k in RRF_KS
+    ]
+
+
+def tune_fusion(
+    data: Path, index: Path, split: str = "dev", model: str | None = None, write: bool = True
+) -> dict[str, Any]:
+    if split == "test":
+        log.warning("tuning on the test split makes its test numbers optimistic; use dev")
+    ds = load_dataset(data)
+    qrels = split_qrels(ds, split)
+    retriever, _ = index_retriever(index, model, ds, "hybrid")
+    assert isinstance(retriever, HybridRetriever)
+    queries = dict(zip(ds.queries["query_id"], ds.queries["query"], strict=True))
+    qids = [q for q in qrels if q in queries]
+    dense, lexical = retriever.candidates([queries[q] for q in qids], 100)
+    top_grade = float(ds.judgments["grade"].max())
+    table = []
+    for cfg in fusion_grid(retriever.fusion):
+        fuser = HybridRetriever(retriever.dense, retriever.lexical, cfg)
+        run = {
+            q: [pid for pid, _ in fuser.fuse(d, lx, 100)]
+            for q, d, lx in zip(qids, dense, lexical, strict=True)
+        }
+        table.append((cfg, score_run(run, qrels, top_grade)))
+    best, metrics = max(table, key=lambda row: row[1][SELECT])
+    log.info("best fusion on %s: %s -> %s", split, best, metrics)
+    if write:
+        manifest = read_manifest(index, KIND)
+        manifest["fusion"] = asdict(best)
+        manifest["fusion_tuning"] = {
+            "split": split,
+            "metric": SELECT,
+            "metrics": {k: round(v, 4) for k, v in metrics.items()},
+        }
+        write_manifest(index, manifest)
+    return {
+        "best": asdict(best),
+        "metrics": {k: round(v, 4) for k, v in metrics.items()},
+        "grid": [
+            {
+                "method": c.method,
+                "weight": c.weight,
+                "rrf_k": c.rrf_k,
+                SELECT: round(m[SELECT], 4),
+                "recall@100": round(m["recall@100"], 4),
+            }
+            for c, m in table
+        ],
+    }

@@ -1,0 +1,70 @@
+"""Fusing a dense and a lexical ranking: pure functions over (product_id, score) lists.
+
+Convex combination (Bruch et al., "An analysis of fusion functions for hybrid retrieval",
+TOIS 2023): each side's candidate scores are min-max normalised to [0, 1] within the query,
+a product missing from one side scores 0 there, and
+
+    fused(d) = w * dense_norm(d) + (1 - w) * lexical_norm(d)
+
+Reciprocal rank fusion (Cormack et al., SIGIR 2009), ranks counted from 1:
+
+    rrf(d) = sum over the sides that retrieved d of 1 / (k + rank_side(d))
+
+Ties are broken by the better dense rank, then the better lexical rank, then product id, so
+results are deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+Ranked = Sequence[tuple[str, float]]
+
+
+def minmax(scores: Sequence[float]) -> list[float]:
+    """Scale to [0, 1]; equal scores (or one candidate) all map to 1."""
+    if not scores:
+        return []
+    lo, hi = min(scores), max(scores)
+    if hi - lo <= 0.0:
+        return [1.0] * len(scores)
+    return [(s - lo) / (hi - lo) for s in scores]
+
+
+def _ranks(ranked: Ranked) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for rank, (pid, _) in enumerate(ranked, start=1):
+        out.setdefault(pid, rank)
+    return out
+
+
+def _order(fused: dict[str, float], dense: Ranked, lexical: Ranked) -> list[tuple[str, float]]:
+    d, lx = _ranks(dense), _ranks(lexical)
+    big = len(d) + len(lx) + 1
+    keys = sorted(fused, key=lambda p: (-fused[p], d.get(p, big), lx.get(p, big), p))
+    return [(p, fused[p]) for p in keys]
+
+
+def convex_fusion(dense: Ranked, lexical: Ranked, weight: float) -> list[tuple[str, float]]:
+    """``weight`` on the dense side, ``1 - weight`` on the lexical side (0 <= weight <= 1)."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"fusion weight must be in [0, 1], got {weight}")
+    fused: dict[str, float] = {}
+    for side, w in ((dense, weight), (lexical, 1.0 - weight)):
+        first = _ranks(side)
+        norm = minmax([s for _, s in side])
+        for i, (pid, _) in enumerate(side):
+            if first[pid] == i + 1:  # a repeated id counts once, at its first position
+                fused[pid] = fused.get(pid, 0.0) + w * norm[i]
+    return _order(fused, dense, lexical)
+
+
+def rrf_fusion(dense: Ranked, lexical: Ranked, k: float = 60.0) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion with constant ``k`` (60 in the original paper)."""
+    if k < 0:
+        raise ValueError(f"RRF constant k must be >= 0, got {k}")
+    fused: dict[str, float] = {}
+    for side in (dense, lexical):
+        for pid, rank in _ranks(side).items():
+            fused[pid] = fused.get(pid, 0.0) + 1.0 / (k + rank)
+    return _order(fused, dense, lexical)

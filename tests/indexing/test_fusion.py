@@ -1,0 +1,64 @@
+"""Fusion functions on rankings worked out by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from aisle.indexing.fusion import convex_fusion, minmax, rrf_fusion
+
+DENSE = [("a", 0.75), ("b", 0.5), ("c", 0.25)]  # dyadic: exact arithmetic, exact ties
+LEXICAL = [("c", 12.0), ("d", 8.0), ("a", 4.0)]
+
+
+def test_minmax() -> None:
+    assert minmax([0.75, 0.5, 0.25]) == [1.0, 0.5, 0.0]
+    assert minmax([3.0]) == [1.0]  # a lone candidate is the best there is
+    assert minmax([2.0, 2.0]) == [1.0, 1.0]
+    assert minmax([]) == []
+
+
+def test_convex_with_ties_broken_by_dense_rank() -> None:
+    # dense norm: a=1, b=.5, c=0; lexical norm: c=1, d=.5, a=0
+    # w=.5: a=.5, b=.25, c=.5, d=.25 -> a (dense rank 1) before c (3); b (2) before d (none)
+    fused = convex_fusion(DENSE, LEXICAL, 0.5)
+    assert [p for p, _ in fused] == ["a", "c", "b", "d"]
+    assert [s for _, s in fused] == pytest.approx([0.5, 0.5, 0.25, 0.25])
+
+
+def test_convex_weight_moves_the_order() -> None:
+    # w=.8: a=.8, b=.4, c=.2, d=.1
+    fused = convex_fusion(DENSE, LEXICAL, 0.8)
+    assert fused == [("a", pytest.approx(0.8)), ("b", pytest.approx(0.4)),
+                     ("c", pytest.approx(0.2)), ("d", pytest.approx(0.1))]
+    assert [p for p, _ in convex_fusion(DENSE, LEXICAL, 0.0)] == ["c", "d", "a", "b"]
+
+
+def test_a_product_found_by_one_side_only_scores_zero_on_the_other() -> None:
+    fused = dict(convex_fusion([("x", 1.0), ("y", 0.0)], [("z", 5.0)], 0.5))
+    assert fused == {"x": 0.5, "y": 0.0, "z": 0.5}
+
+
+def test_rrf() -> None:
+    # a: 1/61 + 1/63, c: 1/63 + 1/61 (tie, a has the better dense rank), b: 1/62, d: 1/62
+    fused = rrf_fusion(DENSE, LEXICAL, k=60)
+    assert [p for p, _ in fused] == ["a", "c", "b", "d"]
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 63)
+    assert fused[2][1] == pytest.approx(1 / 62)
+
+
+def test_empty_lexical_side_for_an_all_stop_word_query() -> None:
+    assert [p for p, _ in convex_fusion(DENSE, [], 0.5)] == ["a", "b", "c"]
+    assert [p for p, _ in rrf_fusion(DENSE, [])] == ["a", "b", "c"]
+    assert convex_fusion([], [], 0.5) == []
+
+
+def test_a_repeated_id_counts_once() -> None:
+    fused = dict(rrf_fusion([("a", 1.0), ("a", 0.5)], [], k=0))
+    assert fused == {"a": 1.0}
+
+
+def test_bad_parameters() -> None:
+    with pytest.raises(ValueError, match="weight"):
+        convex_fusion(DENSE, LEXICAL, 1.5)
+    with pytest.raises(ValueError, match="RRF"):
+        rrf_fusion(DENSE, LEXICAL, k=-1)
