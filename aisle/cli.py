@@ -124,12 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="prepared output directory")
     p.set_defaults(func=cmd_prepare)
 
-    try:
-        from aisle.data.importers import add_import_parser
-    except ImportError:  # pragma: no cover - importers are part of the package
-        pass
-    else:
-        add_import_parser(sub)
+    from aisle.data.importers import add_import_parser
+
+    add_import_parser(sub)
 
     p = add_command(
         sub,
@@ -224,12 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-train", action="store_true", help="skip the training step")
     p.set_defaults(func=cmd_demo)
 
-    try:
-        from aisle.training.cli import add_train_parser
-    except ImportError:
-        pass
-    else:
-        add_train_parser(sub)
+    from aisle.serving.cli import add_serve_parsers
+
+    add_serve_parsers(sub, add_command)
+
+    from aisle.training.cli import add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from aisle.errors import AisleError
 from aisle.indexing.store import Hit, ProductIndex
@@ -12,17 +14,24 @@ from aisle.towers.model import TwoTowerModel
 class DenseRetriever:
     """``retriever(texts, k) -> [[(product_id, score), ...], ...]`` over a loaded index."""
 
-    def __init__(self, model: TwoTowerModel, index: ProductIndex) -> None:
+    def __init__(
+        self,
+        model: TwoTowerModel,
+        index: ProductIndex,
+        embed: Callable[[Sequence[str]], np.ndarray] | None = None,
+    ) -> None:
+        """``embed`` replaces ``model.encode_query`` (the service embeds through its cache)."""
         index.check_model(model.fingerprint, model.ref)
         self.model = model
         self.index = index
+        self.embed = embed or (lambda texts: model.encode_query(texts).numpy())
 
     def hits(self, texts: Sequence[str], k: int) -> list[list[Hit]]:
         if k < 1:
             raise AisleError(f"k must be >= 1, got {k}")
         if not texts:
             return []
-        vectors = self.model.encode_query(texts).numpy()
+        vectors = self.embed(texts)
         return self.index.search(vectors, k)
 
     def __call__(self, texts: Sequence[str], k: int) -> list[list[tuple[str, float]]]:

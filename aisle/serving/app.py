@@ -1,0 +1,212 @@
+"""``create_app(config) -> FastAPI``: routes, limits, metrics, hot reload. Nothing at import."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from aisle.errors import AisleError
+from aisle.indexing.config import Mode
+from aisle.indexing.store import Hit
+from aisle.serving.batching import MicroBatcher
+from aisle.serving.cache import LRUCache, QueryCache, RedisCache, TieredCache
+from aisle.serving.config import ServeConfig
+from aisle.serving.engine import Engine, UnknownPartition
+from aisle.serving.metrics import Metrics
+from aisle.serving.schemas import (
+    BatchRequest,
+    BatchResponse,
+    ErrorResponse,
+    Result,
+    SearchRequest,
+    SearchResponse,
+)
+
+log = logging.getLogger(__name__)
+
+
+def build_cache(config: ServeConfig) -> QueryCache:
+    local = LRUCache(config.lru_size)
+    if not config.redis_url:
+        return local
+    remote = RedisCache(config.redis_url, config.cache_ttl_s, config.redis_timeout_s,
+                        config.redis_backoff_s)
+    return TieredCache(local, remote)
+
+
+def _bad(detail: str, status: int = 422) -> HTTPException:
+    return HTTPException(status_code=status, detail=detail)
+
+
+def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
+    """The service. ``engine`` is built from ``config`` at start-up unless one is given."""
+    metrics = Metrics()
+    executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="aisle-search")
+    state: dict[str, object] = {}
+
+    def get_engine() -> Engine:
+        current = state.get("engine")
+        if not isinstance(current, Engine):
+            raise _bad("the index is still loading; retry shortly", 503)
+        return current
+
+    def get_batcher() -> MicroBatcher:
+        batcher = state.get("batcher")
+        assert isinstance(batcher, MicroBatcher)
+        return batcher
+
+    async def watch(eng: Engine) -> None:
+        while True:
+            await asyncio.sleep(config.watch_interval_s)
+            if eng.changed_on_disk():
+                await reload(eng)
+
+    async def reload(eng: Engine) -> str:
+        try:
+            version = await asyncio.get_running_loop().run_in_executor(executor, eng.reload)
+        except (AisleError, OSError) as e:
+            metrics.reload_failures.inc()
+            log.error("index reload refused, still serving %s: %s", eng.snapshot.version, e)
+            raise
+        metrics.index_version.info({"version": version})
+        return version
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        if engine is not None:
+            eng = engine
+        else:  # loading the model and index takes seconds: off the event loop
+            eng = await loop.run_in_executor(executor, Engine, config, build_cache(config))
+        metrics.bind(eng)
+        batcher = MicroBatcher(eng, executor, config.batch_wait_ms / 1000, config.batch_max)
+        state.update(engine=eng, batcher=batcher)
+        tasks = [asyncio.create_task(batcher.run())]
+        if config.watch_interval_s > 0:
+            tasks.append(asyncio.create_task(watch(eng)))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="aisle", version="0.1.0", lifespan=lifespan,
+                  responses={422: {"model": ErrorResponse}})
+
+    @app.middleware("http")
+    async def limits_and_metrics(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > config.max_body_bytes:
+            response: Response = JSONResponse(
+                {"detail": f"request body is {length} bytes; at most {config.max_body_bytes}"},
+                status_code=413,
+            )
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.observe(path, response.status_code, time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            parts.append(f"{where or 'body'}: {err.get('msg')}")
+        return JSONResponse({"detail": "malformed request: " + "; ".join(parts)}, 422)
+
+    def check_query(q: str) -> str:
+        if not q.strip():
+            raise _bad("query is empty; send the words the shopper typed")
+        if len(q) > config.max_query_chars:
+            raise _bad(f"query is {len(q)} characters; at most {config.max_query_chars}")
+        return q
+
+    def check_k(k: int | None) -> int:
+        k = config.default_k if k is None else k
+        if not 1 <= k <= config.max_k:
+            raise _bad(f"k is {k}; it must be between 1 and {config.max_k}")
+        return k
+
+    async def run_search(texts: list[str], k: int | None, mode: Mode | None,
+                         partition: str | None) -> tuple[list[list[Hit]], str, Mode]:
+        get_engine()
+        use_mode: Mode = mode or config.default_mode
+        try:
+            hits, version = await get_batcher().search(texts, check_k(k), use_mode, partition)
+        except UnknownPartition as e:
+            raise _bad(str(e), 404) from e
+        return hits, version, use_mode
+
+    def response(hits: list[Hit], version: str, mode: Mode, started: float) -> SearchResponse:
+        return SearchResponse(
+            results=[Result(product_id=h.product_id, title=h.title, score=h.score) for h in hits],
+            index_version=version, mode=mode, took_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    @app.get("/search", response_model=SearchResponse)
+    async def search_get(q: str = Query(description="the query"), k: int | None = None,
+                         mode: Mode | None = None) -> SearchResponse:
+        started = time.perf_counter()
+        hits, version, used = await run_search([check_query(q)], k, mode, None)
+        return response(hits[0], version, used, started)
+
+    @app.post("/search", response_model=SearchResponse)
+    async def search_post(body: SearchRequest) -> SearchResponse:
+        started = time.perf_counter()
+        hits, version, used = await run_search([check_query(body.query)], body.k, body.mode,
+                                               body.partition)
+        return response(hits[0], version, used, started)
+
+    @app.post("/search/batch", response_model=BatchResponse)
+    async def search_batch(body: BatchRequest) -> BatchResponse:
+        started = time.perf_counter()
+        if not 1 <= len(body.queries) <= config.max_batch:
+            raise _bad(f"batch holds {len(body.queries)} queries; send 1 to {config.max_batch}")
+        texts = [check_query(q) for q in body.queries]
+        hits, version, used = await run_search(texts, body.k, body.mode, body.partition)
+        return BatchResponse(responses=[response(h, version, used, started) for h in hits],
+                             index_version=version, took_ms=(time.perf_counter() - started) * 1e3)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, str]:
+        return {"status": "ready", "index_version": get_engine().snapshot.version}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def admin(request: Request) -> None:
+        if not config.admin_token:
+            raise _bad("admin endpoints are off; start the service with an admin token", 404)
+        if request.headers.get("authorization") != f"Bearer {config.admin_token}":
+            raise _bad("admin endpoints need 'Authorization: Bearer <admin token>'", 401)
+
+    @app.post("/admin/reload", dependencies=[Depends(admin)])
+    async def admin_reload() -> dict[str, str]:
+        eng = get_engine()
+        try:
+            version = await reload(eng)
+        except (AisleError, OSError) as e:
+            raise _bad(f"reload refused, still serving {eng.snapshot.version}: {e}", 409) from e
+        return {"index_version": version}
+
+    return app

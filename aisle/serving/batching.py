@@ -1,0 +1,82 @@
+"""Micro-batching: concurrent searches wait a bounded time to share one encoder call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from aisle.indexing.config import Mode
+from aisle.indexing.store import Hit
+from aisle.serving.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    k: int
+    mode: Mode
+    partition: str | None
+    future: asyncio.Future[tuple[list[list[Hit]], str]] = field(repr=False)
+
+
+class MicroBatcher:
+    def __init__(self, engine: Engine, executor: Executor, wait_s: float, max_items: int) -> None:
+        self.engine = engine
+        self.executor = executor
+        self.wait_s = wait_s
+        self.max_items = max_items
+        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self.batch_sizes: list[int] = []  # recent encoder batch sizes, for tests and metrics
+
+    async def search(
+        self, texts: list[str], k: int, mode: Mode, partition: str | None
+    ) -> tuple[list[list[Hit]], str]:
+        future: asyncio.Future[tuple[list[list[Hit]], str]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        await self.queue.put(_Job(texts, k, mode, partition, future))
+        return await future
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self.queue.get()]
+            deadline = loop.time() + self.wait_s
+            while sum(len(j.texts) for j in jobs) < self.max_items:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    jobs.append(await asyncio.wait_for(self.queue.get(), remaining))
+                except TimeoutError:
+                    break
+            groups: dict[tuple[Mode, str | None], list[_Job]] = {}
+            for job in jobs:
+                groups.setdefault((job.mode, job.partition), []).append(job)
+            for (mode, partition), group in groups.items():
+                await self._run_group(loop, mode, partition, group)
+
+    async def _run_group(self, loop: asyncio.AbstractEventLoop, mode: Mode,
+                         partition: str | None, group: list[_Job]) -> None:
+        texts = [t for job in group for t in job.texts]
+        k = max(job.k for job in group)
+        self.batch_sizes = [*self.batch_sizes[-99:], len(texts)]
+        try:
+            hits, version = await loop.run_in_executor(
+                self.executor, self.engine.search, texts, k, mode, partition
+            )
+        except Exception as e:  # each waiting request gets the error, the loop keeps going
+            for job in group:
+                if not job.future.done():
+                    job.future.set_exception(e)
+            return
+        start = 0
+        for job in group:
+            rows = [row[: job.k] for row in hits[start : start + len(job.texts)]]
+            start += len(job.texts)
+            if not job.future.done():
+                job.future.set_result((rows, version))

@@ -1,0 +1,137 @@
+"""Query-embedding caches: an in-process LRU and Redis, behind one small interface.
+
+Keys hold the model fingerprint, so a new model never reads an old model's vectors. Redis
+failures never reach the caller: they are counted, the call falls back to a miss, and Redis is
+skipped for a short back-off before it is tried again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Protocol, cast
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def normalize_query(text: str) -> str:
+    """Unicode NFKC, case-folded, whitespace collapsed: the cache's notion of 'same query'."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def cache_key(model_fingerprint: str, normalized: str) -> str:
+    digest = hashlib.sha1(normalized.encode("utf-8")).hexdigest()
+    return f"aisle:qemb:{model_fingerprint}:{digest}"
+
+
+class QueryCache(Protocol):
+    @property
+    def errors(self) -> int: ...
+
+    def get_many(self, keys: Sequence[str]) -> list[np.ndarray | None]: ...
+
+    def set_many(self, items: Sequence[tuple[str, np.ndarray]]) -> None: ...
+
+
+class LRUCache:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.errors = 0
+        self._data: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(self, keys: Sequence[str]) -> list[np.ndarray | None]:
+        out: list[np.ndarray | None] = []
+        with self._lock:
+            for key in keys:
+                value = self._data.get(key)
+                if value is not None:
+                    self._data.move_to_end(key)
+                out.append(value)
+        return out
+
+    def set_many(self, items: Sequence[tuple[str, np.ndarray]]) -> None:
+        with self._lock:
+            for key, value in items:
+                self._data[key] = value
+                self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+
+class RedisCache:
+    """Redis with short timeouts, pipelined batches and a back-off after errors."""
+
+    def __init__(self, url: str, ttl_s: int, timeout_s: float, backoff_s: float) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+        self.ttl_s = ttl_s
+        self.backoff_s = backoff_s
+        self.errors = 0
+        self._skip_until = 0.0
+
+    def _available(self) -> bool:
+        return time.monotonic() >= self._skip_until
+
+    def _failed(self, e: Exception) -> None:
+        self.errors += 1
+        self._skip_until = time.monotonic() + self.backoff_s
+        log.warning("redis unavailable (%s); encoding online for %.1fs", e, self.backoff_s)
+
+    def get_many(self, keys: Sequence[str]) -> list[np.ndarray | None]:
+        if not keys or not self._available():
+            return [None] * len(keys)
+        try:
+            raw = self.client.mget(list(keys))
+        except Exception as e:  # any Redis or socket failure is a miss, never a failed request
+            self._failed(e)
+            return [None] * len(keys)
+        return [None if r is None else np.frombuffer(cast(bytes, r), dtype=np.float32) for r in raw]
+
+    def set_many(self, items: Sequence[tuple[str, np.ndarray]]) -> None:
+        if not items or not self._available():
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key, value in items:
+                pipe.set(key, np.asarray(value, dtype=np.float32).tobytes(), ex=self.ttl_s)
+            pipe.execute()
+        except Exception as e:
+            self._failed(e)
+
+
+class TieredCache:
+    """LRU in front of Redis: hot queries never leave the process."""
+
+    def __init__(self, local: LRUCache, remote: RedisCache) -> None:
+        self.local = local
+        self.remote = remote
+
+    @property
+    def errors(self) -> int:
+        return self.remote.errors
+
+    def get_many(self, keys: Sequence[str]) -> list[np.ndarray | None]:
+        out = self.local.get_many(keys)
+        missing = [i for i, v in enumerate(out) if v is None]
+        if missing:
+            found = self.remote.get_many([keys[i] for i in missing])
+            back = [(keys[i], v) for i, v in zip(missing, found, strict=True) if v is not None]
+            self.local.set_many(back)
+            for i, v in zip(missing, found, strict=True):
+                out[i] = v
+        return out
+
+    def set_many(self, items: Sequence[tuple[str, np.ndarray]]) -> None:
+        self.local.set_many(items)
+        self.remote.set_many(items)

@@ -1,0 +1,108 @@
+"""``aisle serve`` and ``aisle cache warm``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from aisle.errors import AisleError
+
+log = logging.getLogger(__name__)
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from aisle.configs import load_config
+    from aisle.serving.config import ServeConfig
+
+    overrides = [f"index={args.index}", *args.overrides]
+    if getattr(args, "model", None):
+        overrides.append(f"model={args.model}")
+    for name in ("host", "port"):
+        if getattr(args, name, None) is not None:
+            overrides.append(f"{name}={getattr(args, name)}")
+    if os.environ.get("REDIS_URL") and not any(o.startswith("redis_url=") for o in overrides):
+        overrides.append(f"redis_url={os.environ['REDIS_URL']}")
+    if os.environ.get("AISLE_ADMIN_TOKEN"):
+        overrides.append(f"admin_token={os.environ['AISLE_ADMIN_TOKEN']}")
+    return load_config(ServeConfig, args.config, overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from aisle.serving.app import create_app
+
+    config = _config(args)
+    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info")
+
+
+def head_queries(path: Path, top: int) -> list[str]:
+    """The ``top`` most frequent queries of a file: a queries.csv/parquet (``count`` column if
+    present, else one vote per row) or a plain text file with one query per line."""
+    import pandas as pd
+
+    from aisle.serving.cache import normalize_query
+
+    if not path.is_file():
+        raise AisleError(f"{path}: no such file; pass a query log (csv, parquet or text)")
+    if path.suffix in (".csv", ".parquet"):
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(
+            path, dtype=str, keep_default_na=False
+        )
+        if "query" not in frame.columns:
+            raise AisleError(f"{path}: needs a 'query' column; found {list(frame.columns)}")
+        counts: Counter[str] = Counter()
+        weights = frame["count"].astype(int) if "count" in frame.columns else [1] * len(frame)
+        for q, w in zip(frame["query"], weights, strict=True):
+            counts[str(q)] += int(w)
+    else:
+        counts = Counter(line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    ranked = [q for q, _ in counts.most_common() if normalize_query(q)]
+    return ranked[:top]
+
+
+def cmd_cache_warm(args: argparse.Namespace) -> None:
+    from aisle.serving.cache import RedisCache
+    from aisle.serving.engine import Engine
+
+    config = _config(args)
+    if not config.redis_url:
+        raise AisleError("set REDIS_URL (or redis_url=...) to warm a Redis cache")
+    cache = RedisCache(config.redis_url, config.cache_ttl_s, 2.0, config.redis_backoff_s)
+    engine = Engine(config, cache)
+    queries = head_queries(args.queries, args.top)
+    for start in range(0, len(queries), args.batch):
+        engine.embed(engine.snapshot, queries[start : start + args.batch])
+    if cache.errors:
+        raise AisleError(f"{cache.errors} Redis write(s) failed; is Redis at {config.redis_url}?")
+    print(f"warmed {len(queries)} query embeddings into {config.redis_url}")
+
+
+def add_serve_parsers(sub: Any, add_command: Any) -> None:
+    p = add_command(sub, "serve", "the HTTP search service",
+                    "REDIS_URL=redis://127.0.0.1:6379/0 aisle serve --index runs/hd-index")
+    p.add_argument("--index", type=Path, required=True)
+    p.add_argument("--model", default=None, help="model dir (default: the index's model)")
+    p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    p.add_argument("--config", type=Path, default=None, help="ServeConfig TOML file")
+    p.add_argument("overrides", nargs="*", help="ServeConfig key=value overrides")
+    p.set_defaults(func=cmd_serve)
+
+    cache = sub.add_parser("cache", help="query-embedding cache tools")
+    csub = cache.add_subparsers(dest="cache_command", required=True)
+    p = add_command(csub, "warm", "precompute head queries' embeddings into Redis",
+                    "REDIS_URL=redis://127.0.0.1:6379/0 aisle cache warm --index runs/hd-index "
+                    "--queries ../shared/data/homedepot/queries.csv --top 1000")
+    p.add_argument("--index", type=Path, required=True)
+    p.add_argument("--model", default=None)
+    p.add_argument("--queries", type=Path, required=True, help="query log: csv, parquet or text")
+    p.add_argument("--top", type=int, default=1000, help="how many head queries")
+    p.add_argument("--batch", type=int, default=256, help="queries per encoder/pipeline batch")
+    p.add_argument("--config", type=Path, default=None)
+    p.add_argument("overrides", nargs="*")
+    p.set_defaults(func=cmd_cache_warm)

@@ -1,0 +1,38 @@
+"""Service settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aisle.indexing.config import Mode
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    index: str = ""
+    # Model directory; "" = the model the index manifest names.
+    model: str = ""
+    # Loopback unless told otherwise: the service has no auth on search.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Redis for query embeddings, e.g. redis://127.0.0.1:6379/0; "" = in-process LRU only.
+    redis_url: str = ""
+    # Short Redis timeouts: a slow cache must cost less than encoding the query (~5 ms).
+    redis_timeout_s: float = 0.05
+    # After a Redis error, skip Redis this long before trying again (no retry storms).
+    redis_backoff_s: float = 1.0
+    cache_ttl_s: int = 7 * 24 * 3600
+    lru_size: int = 100_000
+    # Bearer token for /admin/*; "" = admin endpoints are off.
+    admin_token: str = ""
+    max_query_chars: int = 512
+    max_k: int = 1000
+    default_k: int = 10
+    max_batch: int = 64
+    max_body_bytes: int = 64 * 1024
+    default_mode: Mode = "dense"
+    # Micro-batching: concurrent queries wait at most this long to share one encoder call.
+    batch_wait_ms: float = 2.0
+    batch_max: int = 32
+    # How often to look for a new index version on disk (0 = only on /admin/reload).
+    watch_interval_s: float = 2.0

@@ -1,0 +1,141 @@
+"""The search engine behind the service: a swappable (model, index) snapshot plus the cache.
+
+All methods here are synchronous and thread-safe; the HTTP layer runs them off the event loop.
+A snapshot is immutable; a reload builds a new one and swaps one reference, so a request that
+took the old snapshot finishes on it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aisle.artifacts import MANIFEST
+from aisle.errors import AisleError
+from aisle.indexing.config import Mode
+from aisle.indexing.hybrid import HybridRetriever
+from aisle.indexing.retrieve import DenseRetriever
+from aisle.indexing.store import Hit, ProductIndex, load_index
+from aisle.serving.cache import QueryCache, cache_key, normalize_query
+from aisle.serving.config import ServeConfig
+from aisle.towers.model import TwoTowerModel, load_model
+
+log = logging.getLogger(__name__)
+
+
+class UnknownPartition(AisleError):
+    """The request named a partition this index does not have."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    model: TwoTowerModel
+    index: ProductIndex
+    version: str
+
+    @functools.cached_property
+    def titles(self) -> dict[str, str]:
+        return dict(zip(self.index.product_ids, self.index.titles, strict=True))
+
+
+def index_version(root: Path) -> str:
+    """The manifest's ``version`` when present, else a hash of the manifest's bytes."""
+    text = (Path(root) / MANIFEST).read_bytes()
+    return hashlib.sha256(text).hexdigest()[:12]
+
+
+def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snapshot:
+    index = load_index(Path(config.index))
+    ref = config.model or index.model_ref
+    if current is not None and current.model.fingerprint == index.model_fingerprint:
+        model = current.model  # same weights: no need to load them again
+    else:
+        model = load_model(ref)
+    index.check_model(model.fingerprint, model.ref)
+    return Snapshot(model=model, index=index, version=index_version(Path(config.index)))
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+
+
+class Engine:
+    def __init__(self, config: ServeConfig, cache: QueryCache,
+                 snapshot: Snapshot | None = None) -> None:
+        self.config = config
+        self.cache = cache
+        self.stats = CacheStats()
+        self._reload_lock = threading.Lock()
+        self._snapshot = snapshot or load_snapshot(config)
+        self._stat = self._manifest_stat()
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def embed(self, snapshot: Snapshot, texts: Sequence[str]) -> np.ndarray:
+        """Query vectors ``(n, D)``: from the cache where present, encoded (once each) otherwise."""
+        fp = snapshot.model.fingerprint
+        keys = [cache_key(fp, normalize_query(t)) for t in texts]
+        found = self.cache.get_many(keys)
+        missing = sorted({k for k, v in zip(keys, found, strict=True) if v is None})
+        self.stats.hits += len(keys) - sum(v is None for v in found)
+        self.stats.misses += sum(v is None for v in found)
+        fresh: dict[str, np.ndarray] = {}
+        if missing:
+            first_text = {k: t for k, t in zip(keys, texts, strict=True)}
+            vectors = snapshot.model.encode_query([first_text[k] for k in missing]).numpy()
+            fresh = dict(zip(missing, vectors, strict=True))
+            self.cache.set_many(list(fresh.items()))
+        rows = [v if v is not None else fresh[k] for k, v in zip(keys, found, strict=True)]
+        return np.stack(rows).astype(np.float32)
+
+    def search(
+        self, texts: Sequence[str], k: int, mode: Mode, partition: str | None = None
+    ) -> tuple[list[list[Hit]], str]:
+        snapshot = self._snapshot  # one snapshot for the whole request
+        if partition is not None:
+            raise UnknownPartition(
+                f"unknown partition {partition!r}: this index has no partitions; omit it"
+            )
+        if mode == "dense":
+            return snapshot.index.search(self.embed(snapshot, texts), k), snapshot.version
+        titles = snapshot.titles
+        if mode == "lexical":
+            ranked = snapshot.index.lexical.search(texts, k)
+        else:
+            dense = DenseRetriever(snapshot.model, snapshot.index,
+                                   embed=lambda batch: self.embed(snapshot, batch))
+            hybrid = HybridRetriever(dense, snapshot.index.lexical, snapshot.index.fusion())
+            ranked = hybrid(texts, k)
+        hits = [[Hit(pid, titles.get(pid, ""), s) for pid, s in row] for row in ranked]
+        return hits, snapshot.version
+
+    def _manifest_stat(self) -> tuple[int, int] | None:
+        try:
+            st = (Path(self.config.index) / MANIFEST).stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
+
+    def changed_on_disk(self) -> bool:
+        return self._manifest_stat() != self._stat
+
+    def reload(self) -> str:
+        """Load the index on disk now and swap it in; on any error the old one keeps serving."""
+        with self._reload_lock:
+            stat = self._manifest_stat()
+            snapshot = load_snapshot(self.config, self._snapshot)
+            self._snapshot = snapshot
+            self._stat = stat
+            log.info("serving index version %s", snapshot.version)
+            return snapshot.version

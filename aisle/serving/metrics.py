@@ -1,0 +1,51 @@
+"""Prometheus metrics of one app instance (its own registry: tests can build many apps)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from aisle.serving.engine import Engine
+
+LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.008, 0.013, 0.021, 0.034, 0.055, 0.1, 0.25, 1.0)
+
+
+class _EngineCollector(Collector):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        stats = self.engine.stats
+        yield CounterMetricFamily("aisle_cache_hits", "query embeddings served from the cache",
+                                  value=stats.hits)
+        yield CounterMetricFamily("aisle_cache_misses", "query embeddings encoded online",
+                                  value=stats.misses)
+        yield CounterMetricFamily("aisle_redis_errors", "Redis calls that failed or timed out",
+                                  value=self.engine.cache.errors)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("aisle_requests", "HTTP requests", ["path", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("aisle_request_seconds", "request latency", ["path"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.reload_failures = Counter("aisle_reload_failures", "refused index reloads",
+                                       registry=self.registry)
+        self.index_version = Info("aisle_index", "the index version being served",
+                                  registry=self.registry)
+
+    def bind(self, engine: Engine) -> None:
+        self.registry.register(_EngineCollector(engine))
+        self.index_version.info({"version": engine.snapshot.version})
+
+    def observe(self, path: str, status: int, seconds: float) -> None:
+        self.requests.labels(path, str(status)).inc()
+        self.latency.labels(path).observe(seconds)

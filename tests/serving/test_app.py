@@ -1,0 +1,106 @@
+"""The HTTP API through FastAPI's TestClient, with a real model and a real FAISS index."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from aisle.serving.app import create_app
+from aisle.serving.config import ServeConfig
+from aisle.serving.engine import Engine
+
+
+@pytest.fixture
+def client(serve_config: ServeConfig, engine: Engine) -> Iterator[TestClient]:
+    with TestClient(create_app(serve_config, engine)) as c:
+        yield c
+
+
+def test_get_and_post_search(client: TestClient) -> None:
+    r = client.get("/search", params={"q": "cordless drill", "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["results"]) == 5 and body["mode"] == "dense"
+    assert all("drill" in hit["title"] for hit in body["results"])
+    assert set(body) == {"results", "index_version", "mode", "took_ms"}
+    assert set(body["results"][0]) == {"product_id", "title", "score"}
+    r2 = client.post("/search", json={"query": "Cordless  DRILL", "k": 5})
+    assert [h["product_id"] for h in r2.json()["results"]] == [
+        h["product_id"] for h in body["results"]
+    ]
+
+
+def test_batch_and_modes(client: TestClient) -> None:
+    r = client.post("/search/batch", json={"queries": ["ladder", "garden hose"], "k": 3})
+    assert r.status_code == 200, r.text
+    responses = r.json()["responses"]
+    assert len(responses) == 2 and all(len(x["results"]) == 3 for x in responses)
+    for mode in ("lexical", "hybrid"):
+        body = client.get("/search", params={"q": "garden hose", "mode": mode}).json()
+        assert body["mode"] == mode
+        assert "hose" in body["results"][0]["title"]
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "status", "message"),
+    [
+        ({"params": {"q": ""}}, 422, "query is empty"),
+        ({"params": {"q": "   \t "}}, 422, "query is empty"),
+        ({"params": {"q": "x" * 513}}, 422, "at most 512"),
+        ({"params": {"q": "drill", "k": 0}}, 422, "between 1 and 1000"),
+        ({"params": {"q": "drill", "k": 1001}}, 422, "between 1 and 1000"),
+        ({"params": {"q": "drill", "k": "ten"}}, 422, "malformed request"),
+        ({"params": {"q": "drill", "mode": "fuzzy"}}, 422, "malformed request"),
+    ],
+)
+def test_bad_get_input(client: TestClient, request_kwargs: dict, status: int,
+                       message: str) -> None:
+    r = client.get("/search", **request_kwargs)
+    assert r.status_code == status and message in r.json()["detail"], r.text
+
+
+def test_bad_post_input(client: TestClient) -> None:
+    r = client.post("/search", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "malformed request" in r.json()["detail"]
+    r = client.post("/search", json={"query": "drill", "partition": "store-9"})
+    assert r.status_code == 404 and "unknown partition 'store-9'" in r.json()["detail"]
+    r = client.post("/search/batch", json={"queries": ["a"] * 65})
+    assert r.status_code == 422 and "send 1 to 64" in r.json()["detail"]
+    r = client.post("/search/batch", json={"queries": []})
+    assert r.status_code == 422
+    r = client.post("/search/batch", json={"queries": ["x" * 500] * 200})
+    assert r.status_code == 413 and "at most 65536" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("query", ["ü ñ 漢字", "🔨🔨 drill", "\x00\x07 odd bytes \ufffd", "'; DROP"])
+def test_unicode_emoji_and_odd_bytes_are_answered(client: TestClient, query: str) -> None:
+    r = client.get("/search", params={"q": query, "k": 3})
+    assert r.status_code == 200 and len(r.json()["results"]) == 3
+
+
+def test_health_ready_metrics_and_docs(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["status"] == "ready"
+    client.get("/search", params={"q": "paint roller"})
+    client.get("/search", params={"q": "paint roller"})
+    text = client.get("/metrics").text
+    assert 'aisle_requests_total{path="/search",status="200"}' in text
+    assert "aisle_request_seconds_bucket" in text
+    assert "aisle_cache_hits_total 1.0" in text and "aisle_cache_misses_total 1.0" in text
+    assert "aisle_redis_errors_total 0.0" in text and "aisle_index_info{version=" in text
+    assert client.get("/openapi.json").json()["info"]["title"] == "aisle"
+
+
+def test_admin_needs_the_token(client: TestClient, serve_config: ServeConfig,
+                               engine: Engine) -> None:
+    assert client.post("/admin/reload").status_code == 401
+    bad = client.post("/admin/reload", headers={"Authorization": "Bearer nope"})
+    assert bad.status_code == 401
+    ok = client.post("/admin/reload", headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200 and ok.json()["index_version"]
+    off = ServeConfig(index=serve_config.index, watch_interval_s=0)
+    with TestClient(create_app(off, engine)) as c:
+        r = c.post("/admin/reload", headers={"Authorization": "Bearer s3cret"})
+        assert r.status_code == 404 and "admin endpoints are off" in r.json()["detail"]
