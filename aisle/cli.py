@@ -36,14 +36,10 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     print(f"prepared {args.data} -> {args.out}")
 
 
-def _load_model_for(args: argparse.Namespace, index_root: Path | None = None) -> TwoTowerModel:
-    from aisle.artifacts import read_manifest
+def _load_model_for(args: argparse.Namespace) -> TwoTowerModel:
     from aisle.towers.model import load_model
 
-    ref = args.model
-    if ref is None and index_root is not None:
-        ref = read_manifest(index_root, "aisle.index")["model"]["ref"]
-    return load_model(ref)
+    return load_model(args.model)
 
 
 def cmd_index(args: argparse.Namespace) -> None:
@@ -58,13 +54,13 @@ def cmd_index(args: argparse.Namespace) -> None:
 
 def cmd_search(args: argparse.Namespace) -> None:
     from aisle.indexing import load_index
-    from aisle.indexing.retrieve import DenseRetriever
+    from aisle.indexing.retrieve import DenseRetriever, index_model
 
     query = " ".join(args.query).strip()
     if not query:
         raise AisleError("the query is empty; pass some words, e.g. aisle search ... 'drill'")
     index = load_index(args.index)
-    retriever = DenseRetriever(_load_model_for(args, args.index), index)
+    retriever = DenseRetriever(index_model(index, args.model), index)
     for rank, hit in enumerate(retriever.hits([query], args.k)[0], start=1):
         print(f"{rank:>3}  {hit.score:.4f}  {hit.product_id}  {hit.title}")
 

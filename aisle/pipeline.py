@@ -13,7 +13,7 @@ from aisle.data.dataset import load_dataset, prepare
 from aisle.data.synthetic import write_sample
 from aisle.evaluation.run import evaluate_command
 from aisle.indexing import build_index, load_index
-from aisle.indexing.retrieve import DenseRetriever
+from aisle.indexing.retrieve import DenseRetriever, index_model
 from aisle.towers.model import load_model
 from aisle.training.cascade import train_cascade
 from aisle.training.config import TrainConfig
@@ -80,7 +80,7 @@ def run_demo(
         *(_row(name, r) for name, r in results.items()),
     ]
     index = load_index(final_index)
-    retriever = DenseRetriever(load_model(index.model_ref), index)
+    retriever = DenseRetriever(index_model(index), index)
     for query in SAMPLE_SEARCHES.get(ds.name, DEFAULT_SEARCHES):
         lines.append(f"\nsearch {query!r}:")
         for rank, hit in enumerate(retriever.hits([query], 5)[0], start=1):

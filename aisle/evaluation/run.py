@@ -36,8 +36,7 @@ def index_retriever(
     """A retriever over a built index in ``mode``; hybrid uses ``fusion`` or the index's own."""
     from aisle.indexing import load_index
     from aisle.indexing.hybrid import HybridRetriever
-    from aisle.indexing.retrieve import DenseRetriever
-    from aisle.towers.model import load_model
+    from aisle.indexing.retrieve import DenseRetriever, index_model
 
     index = load_index(index_dir)
     built_over = index.manifest["data"]["products_fingerprint"]
@@ -50,7 +49,7 @@ def index_retriever(
     context: dict[str, Any] = {"index": str(index_dir), "mode": mode}
     if mode == "lexical":
         return index.lexical.search, context
-    model = load_model(model_ref if model_ref is not None else index.model_ref)
+    model = index_model(index, model_ref)
     context["model"] = model.ref
     dense = DenseRetriever(model, index)
     if mode == "dense":

@@ -70,7 +70,11 @@ def build_index(
                 {
                     "kind": KIND,
                     "index_config": to_dict(config),
-                    "model": {"ref": model.ref, "fingerprint": model.fingerprint},
+                    "model": {
+                        "ref": model.ref,
+                        "fingerprint": model.fingerprint,
+                        "tower_config": to_dict(model.config),
+                    },
                     "dim": model.dim,
                     "lexical": {"kind": "bm25s", "dir": LEXICAL_DIR},
                     "fusion": to_dict(FusionConfig()),

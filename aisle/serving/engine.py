@@ -21,11 +21,11 @@ from aisle.artifacts import MANIFEST
 from aisle.errors import AisleError
 from aisle.indexing.config import Mode
 from aisle.indexing.hybrid import HybridRetriever
-from aisle.indexing.retrieve import DenseRetriever
+from aisle.indexing.retrieve import DenseRetriever, index_model
 from aisle.indexing.store import Hit, ProductIndex, load_index
 from aisle.serving.cache import QueryCache, cache_key, normalize_query
 from aisle.serving.config import ServeConfig
-from aisle.towers.model import TwoTowerModel, load_model
+from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,10 @@ def index_version(root: Path) -> str:
 
 def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snapshot:
     index = load_index(Path(config.index))
-    ref = config.model or index.model_ref
     if current is not None and current.model.fingerprint == index.model_fingerprint:
         model = current.model  # same weights: no need to load them again
     else:
-        model = load_model(ref)
+        model = index_model(index, config.model or None)
     index.check_model(model.fingerprint, model.ref)
     return Snapshot(model=model, index=index, version=index_version(Path(config.index)))
 

@@ -1,0 +1,76 @@
+"""Query-embedding caches against real Redis, including Redis dying and coming back."""
+
+from __future__ import annotations
+
+import numpy as np
+import redis
+from fastapi.testclient import TestClient
+
+from aisle.serving.app import create_app
+from aisle.serving.cache import LRUCache, RedisCache, TieredCache, cache_key, normalize_query
+from aisle.serving.config import ServeConfig
+from aisle.serving.engine import Engine
+from tests.serving.conftest import RedisServer
+
+
+def test_normalisation_and_keys() -> None:
+    assert normalize_query("  Ｃordless\tDRILL ") == "cordless drill"  # NFKC folds fullwidth
+    assert normalize_query("Straße") == normalize_query("STRASSE")
+    assert cache_key("fp1", "a") != cache_key("fp2", "a")  # the model is part of the key
+
+
+def test_lru_evicts_least_recently_used() -> None:
+    cache = LRUCache(2)
+    v = np.ones(3, dtype=np.float32)
+    cache.set_many([("a", v), ("b", v)])
+    cache.get_many(["a"])
+    cache.set_many([("c", v)])
+    assert [x is not None for x in cache.get_many(["a", "b", "c"])] == [True, False, True]
+
+
+def test_redis_round_trip_with_ttl(shared_redis: str) -> None:
+    cache = RedisCache(shared_redis, ttl_s=60, timeout_s=0.5, backoff_s=1.0)
+    key = cache_key("test-fp", "round trip")
+    vec = np.arange(4, dtype=np.float32)
+    cache.set_many([(key, vec)])
+    (got,) = cache.get_many([key])
+    assert got is not None and np.array_equal(got, vec)
+    assert 0 < redis.Redis.from_url(shared_redis).ttl(key) <= 60
+    assert cache.get_many([cache_key("test-fp", "never stored")]) == [None]
+
+
+def test_redis_down_counts_errors_and_never_raises() -> None:
+    cache = RedisCache("redis://127.0.0.1:1/0", ttl_s=60, timeout_s=0.05, backoff_s=0.0)
+    assert cache.get_many(["k"]) == [None]
+    cache.set_many([("k", np.ones(2, dtype=np.float32))])
+    assert cache.errors == 2
+
+
+def test_redis_stopped_and_restarted_during_a_stream(private_redis: RedisServer,
+                                                     serve_config: ServeConfig,
+                                                     engine: Engine) -> None:
+    remote = RedisCache(private_redis.url, ttl_s=600, timeout_s=0.05, backoff_s=0.2)
+    engine.cache = TieredCache(LRUCache(1), remote)  # a tiny LRU: Redis does the caching
+    statuses: list[int] = []
+    queries = [f"{w} {n}" for n in range(40) for w in ("drill", "paint")]
+    with TestClient(create_app(serve_config, engine)) as client:
+
+        def burst(part: list[str]) -> None:
+            for q in part:
+                statuses.append(client.get("/search", params={"q": q, "k": 3}).status_code)
+
+        burst(queries[:20])
+        assert remote.errors == 0
+        private_redis.stop()
+        burst(queries[20:50])
+        assert remote.errors > 0  # counted, and answered by encoding online
+        private_redis.start()
+        import time
+
+        time.sleep(0.3)  # past the back-off: the next request tries Redis again
+        burst(queries[50:])
+        text = client.get("/metrics").text
+    assert statuses == [200] * len(queries)
+    stored = redis.Redis(port=private_redis.port).dbsize()
+    assert stored >= len(queries) - 50 - 1  # writes resumed after the restart
+    assert f"aisle_redis_errors_total {float(remote.errors)}" in text
