@@ -37,7 +37,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from aisle.serving.app import create_app
 
     config = _config(args)
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info")
+    # No per-request access log: /metrics counts requests, and a log line per search costs
+    # more than a cached search itself.
+    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info",
+                access_log=False)
 
 
 def head_queries(path: Path, top: int) -> list[str]:
