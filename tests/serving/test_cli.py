@@ -1,0 +1,58 @@
+"""`aisle serve` as a real uvicorn process and `aisle cache warm` into real Redis."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from aisle.cli import main
+from aisle.towers import TwoTowerModel
+from tests.serving.conftest import free_port
+
+
+def test_serve_runs_on_loopback(sample_index: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aisle.cli", "serve", "--index", str(sample_index), "--port",
+         str(port), "watch_interval_s=0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+                if ready.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "aisle serve did not become ready"
+            assert proc.poll() is None, "aisle serve exited"
+            time.sleep(0.5)
+        r = httpx.get(f"http://127.0.0.1:{port}/search", params={"q": "claw hammer", "k": 2})
+        assert r.status_code == 200 and len(r.json()["results"]) == 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_cache_warm_writes_head_queries_to_redis(
+    sample_data: Path, sample_index: Path, shared_redis: str, base_model: TwoTowerModel,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    log = tmp_path / "log.txt"
+    log.write_text("ladder\nladder\nladder\ngarden hose\ngarden hose\nrare query\n")
+    client = redis.Redis.from_url(shared_redis)
+    prefix = f"aisle:qemb:{base_model.fingerprint}:"
+    for key in client.scan_iter(prefix + "*"):
+        client.delete(key)
+    monkeypatch.setenv("REDIS_URL", shared_redis)
+    args = ["cache", "warm", "--index", str(sample_index), "--queries", str(log), "--top", "2"]
+    assert main(args) == 0
+    assert len(list(client.scan_iter(prefix + "*"))) == 2  # the two head queries only
