@@ -96,7 +96,8 @@ def add_serve_parsers(sub: Any, add_command: Any) -> None:
     p.add_argument("overrides", nargs="*", help="ServeConfig key=value overrides")
     p.set_defaults(func=cmd_serve)
 
-    cache = sub.add_parser("cache", help="query-embedding cache tools")
+    cache = add_command(sub, "cache", "query-embedding cache tools",
+                        "aisle cache warm --index runs/hd-index --queries queries.csv --top 1000")
     csub = cache.add_subparsers(dest="cache_command", required=True)
     p = add_command(csub, "warm", "precompute head queries' embeddings into Redis",
                     "REDIS_URL=redis://127.0.0.1:6379/0 aisle cache warm --index runs/hd-index "

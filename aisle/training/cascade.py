@@ -80,7 +80,8 @@ def train_cascade(
         base_dev = evaluate_dev(model, ds, config.dev_catalog_size, config.seed)
         atomic_write_text(base_file, json.dumps(base_dev, indent=2))
     results: dict[str, Any] = {"base": {"dev": base_dev}}
-    best_name, best_score = "base", base_dev.get(SELECT_METRIC, 0.0)
+    base_score = base_dev.get(SELECT_METRIC, 0.0)
+    best_name, best_score = "", float("-inf")
     steps = [("step1", config.step1), ("step2", config.step2)]
     done_dirs: dict[str, Path] = {}
     for name, cfg in steps:
@@ -109,11 +110,13 @@ def train_cascade(
         log.info("%s dev %s = %.4f", name, SELECT_METRIC, score)
         if score > best_score:
             best_name, best_score = name, score
-    if best_name == "base":
-        raise AisleError(
-            f"no step improved dev {SELECT_METRIC} over the base model ({best_score:.4f}); "
-            "nothing published, check the config (learning rate, min_grade)"
-        )
+    if not best_name:
+        raise AisleError("every step is disabled (step1.enabled = step2.enabled = false)")
+    if best_score <= base_score:
+        # Still publish the best trained step: an hour of training is not thrown away, and
+        # the manifest says plainly that it did not beat the base model on dev.
+        log.warning("no step beat the base model on dev %s (%.4f <= %.4f); check the config "
+                    "(learning rate, min_grade)", SELECT_METRIC, best_score, base_score)
     best = load_model(done_dirs[best_name] / "model", config.tower)
     best.save(
         out,
@@ -123,6 +126,7 @@ def train_cascade(
             "data": {"name": ds.name, "fingerprints": fingerprints},
             "steps": results,
             "selected_step": best_name,
+            "beats_base_on_dev": best_score > base_score,
             "train_seconds": round(time.perf_counter() - started, 1),
         },
     )

@@ -63,6 +63,8 @@ def test_smoke_cascade_trains_evaluates_and_reloads(small_real_data: Path, tmp_p
         assert 0.0 < dev["ndcg@10"] <= 1.0 and dev["ndcg@10_queries"] > 0
     manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
     assert manifest["selected_step"] == summary["selected_step"]
+    selected_dev = steps[summary["selected_step"]]["dev"]["ndcg@10"]
+    assert manifest["beats_base_on_dev"] == (selected_dev > steps["base"]["dev"]["ndcg@10"])
     assert manifest["train_config"]["step2"]["shared"] is False
     assert set(manifest["data"]["fingerprints"]) == {"products", "queries", "judgments"}
     assert manifest["base_model"].startswith("builtin:")
