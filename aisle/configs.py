@@ -54,7 +54,7 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
         try:
             return tp(value)
         except (TypeError, ValueError) as e:
-            raise AisleError(f"config key {name!r}: {value!r} is not a {tp.__name__}") from e
+            raise AisleError(f"config key {name!r}: {value!r} is not of type {tp.__name__}") from e
     return value
 
 

@@ -32,7 +32,7 @@ def test_the_shipped_cascade_config_is_the_code_default() -> None:
     ("overrides", "message"),
     [
         (["nope=1"], "unknown config key"),
-        (["step1.epochs=many"], "is not a int"),
+        (["step1.epochs=many"], "is not of type int"),
         (["pooling=median"], "is not one of"),
         (["pooling"], "key=value"),
     ],
