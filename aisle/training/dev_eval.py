@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -39,7 +40,7 @@ def evaluate_dev(
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     product_index = ProductIndex(
-        root=ds.root or ds.name,  # type: ignore[arg-type]
+        root=ds.root or Path(ds.name),
         manifest={"model": {"ref": model.ref, "fingerprint": model.fingerprint}},
         searcher=FaissSearcher(index),
         product_ids=catalog["product_id"].to_numpy(dtype=object),
