@@ -52,6 +52,15 @@ class Dataset:
     def fingerprint(self, table: str) -> str:
         return table_fingerprint(getattr(self, table), table)
 
+    @property
+    def top_grade(self) -> float | None:
+        """The highest judged grade: what recall and MRR count as relevant."""
+        return float(self.judgments["grade"].max()) if len(self.judgments) else None
+
+    def query_texts(self) -> dict[str, str]:
+        """query_id -> query text, all splits."""
+        return dict(zip(self.queries["query_id"], self.queries["query"], strict=True))
+
     def split_queries(self, split: str) -> pd.DataFrame:
         q = self.queries[self.queries["split"] == split]
         if q.empty:
@@ -101,7 +110,7 @@ def write_prepared(ds: Dataset, directory: Path) -> None:
             "counts": counts,
             "fingerprints": prints,
             "fingerprint": combined,
-            "top_grade": float(ds.judgments["grade"].max()) if len(ds.judgments) else None,
+            "top_grade": ds.top_grade,
         },
     )
 

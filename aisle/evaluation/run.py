@@ -66,11 +66,15 @@ def split_qrels(ds: Dataset, split: str) -> dict[str, dict[str, float]]:
     return qrels
 
 
+def split_top_grade(ds: Dataset, qrels: dict[str, dict[str, float]]) -> float:
+    """The grade recall and MRR count as relevant for a split that has judgments."""
+    assert ds.top_grade is not None and qrels  # split_qrels refuses a split without judgments
+    return ds.top_grade
+
+
 def evaluate_split(ds: Dataset, split: str, retriever: Retriever) -> EvalResult:
     qrels = split_qrels(ds, split)
-    queries = dict(zip(ds.queries["query_id"], ds.queries["query"], strict=True))
-    top_grade = float(ds.judgments["grade"].max())
-    return evaluate(retriever, queries, qrels, top_grade)
+    return evaluate(retriever, ds.query_texts(), qrels, split_top_grade(ds, qrels))
 
 
 def evaluate_command(

@@ -14,7 +14,7 @@ from typing import Any
 from aisle.artifacts import read_manifest, write_manifest
 from aisle.data.dataset import load_dataset
 from aisle.evaluation.evaluator import score_run
-from aisle.evaluation.run import index_retriever, split_qrels
+from aisle.evaluation.run import index_retriever, split_qrels, split_top_grade
 from aisle.indexing.config import FusionConfig
 from aisle.indexing.hybrid import HybridRetriever
 from aisle.indexing.store import KIND
@@ -41,10 +41,10 @@ def tune_fusion(
     qrels = split_qrels(ds, split)
     retriever, _ = index_retriever(index, model, ds, "hybrid")
     assert isinstance(retriever, HybridRetriever)
-    queries = dict(zip(ds.queries["query_id"], ds.queries["query"], strict=True))
+    queries = ds.query_texts()
     qids = [q for q in qrels if q in queries]
     dense, lexical = retriever.candidates([queries[q] for q in qids], 100)
-    top_grade = float(ds.judgments["grade"].max())
+    top_grade = split_top_grade(ds, qrels)
     table = []
     for cfg in fusion_grid(retriever.fusion):
         fuser = HybridRetriever(retriever.dense, retriever.lexical, cfg)

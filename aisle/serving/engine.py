@@ -86,9 +86,10 @@ class Engine:
         fp = snapshot.model.fingerprint
         keys = [cache_key(fp, normalize_query(t)) for t in texts]
         found = self.cache.get_many(keys)
-        missing = sorted({k for k, v in zip(keys, found, strict=True) if v is None})
-        self.stats.hits += len(keys) - sum(v is None for v in found)
-        self.stats.misses += sum(v is None for v in found)
+        missed = [k for k, v in zip(keys, found, strict=True) if v is None]
+        self.stats.hits += len(keys) - len(missed)
+        self.stats.misses += len(missed)
+        missing = sorted(set(missed))  # a query repeated in one batch is encoded once
         fresh: dict[str, np.ndarray] = {}
         if missing:
             first_text = {k: t for k, t in zip(keys, texts, strict=True)}
