@@ -1,17 +1,72 @@
-"""Index configuration."""
+"""Index configuration: which FAISS index type, how to build it, and its default search knobs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
-IndexKind = Literal["flat"]
+from aisle.errors import AisleError
+
+# flat: exact inner product, the ground truth. hnsw: graph, no training, no removal.
+# ivf_flat: k-means lists of full vectors. ivf_pq: k-means lists of PQ codes, shortlist re-ranked
+# exactly against the full vectors (see indexing/ann.py).
+IndexKind = Literal["flat", "hnsw", "ivf_flat", "ivf_pq"]
+# auto: train and add on a GPU when faiss reports one (IVF kinds only), else on CPU.
+BuildDevice = Literal["auto", "cpu", "gpu"]
+
+INDEX_KINDS: tuple[str, ...] = get_args(IndexKind)
 
 
 @dataclass(frozen=True)
 class IndexConfig:
-    # Exact inner product over unit vectors (= cosine). The ground truth for every ANN type.
+    # Exact inner product over unit vectors (= cosine): the ground truth for every ANN type.
+    # APPROXIMATE below is the measured default approximate choice (docs/results.md).
     kind: IndexKind = "flat"
+
+    # HNSW (Malkov & Yashunin 2018). M = graph degree (level 0 keeps 2*M links, 8 bytes each
+    # per vector). 32 holds recall@10 >= 0.95 on the 1M x 384 bench at low efSearch; 16 needs
+    # a much larger efSearch for the same recall on 384-d text embeddings.
+    hnsw_m: int = 32
+    # Candidate list while inserting; build time grows about linearly with it. 80 was the point
+    # past which recall at fixed efSearch stopped improving on the bench (faiss's default is 40).
+    ef_construction: int = 80
+    # Default candidate list at query time (per query batch: SearchParams.ef_search); >= k.
+    ef_search: int = 64
+
+    # IVF. 0 = auto: about 4 * sqrt(N) lists, at most N / 39 so k-means has 39 points per
+    # centroid (faiss's minimum without a warning), at most 65,536.
+    nlist: int = 0
+    # Lists scanned per query by default (per query batch: SearchParams.nprobe).
+    nprobe: int = 32
+    # Vectors sampled (seeded) to train k-means and PQ. 0 = auto: 64 per list, capped at N;
+    # more than ~256 per list costs time and gains nothing (faiss subsamples past 256 anyway).
+    train_size: int = 0
+
+    # IVF-PQ. pq_m sub-quantizers of pq_nbits each: 48 x 8 bits = 48 bytes per 384-d vector,
+    # 8 dimensions per sub-quantizer. pq_m must divide the vector dimension.
+    pq_m: int = 48
+    pq_nbits: int = 8
+    # How many PQ candidates are re-ranked with exact inner products against the stored full
+    # vectors (at least k). PQ distances alone lose ~20-30 points of recall@10 on this data.
+    rerank: int = 100
+
+    device: BuildDevice = "auto"
+
+    def __post_init__(self) -> None:
+        if self.kind not in INDEX_KINDS:
+            raise AisleError(f"index kind {self.kind!r} is unknown; use one of {INDEX_KINDS}")
+        for name in ("hnsw_m", "ef_construction", "ef_search", "nprobe", "pq_m", "rerank"):
+            if getattr(self, name) < 1:
+                raise AisleError(f"index config {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("nlist", "train_size"):
+            if getattr(self, name) < 0:
+                raise AisleError(f"index config {name} must be >= 0 (0 = auto)")
+        if not 1 <= self.pq_nbits <= 16:
+            raise AisleError(f"index config pq_nbits must be in 1..16, got {self.pq_nbits}")
+
+
+# The default approximate index, chosen from bench/ann.py on 1M x 384 (docs/results.md).
+APPROXIMATE = IndexConfig(kind="hnsw")
 
 
 Mode = Literal["dense", "lexical", "hybrid"]

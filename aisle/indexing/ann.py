@@ -1,0 +1,275 @@
+"""Build every index type of ``IndexConfig`` from unit vectors, on GPU when there is one.
+
+All kinds use the inner-product metric (unit vectors: inner product = cosine):
+
+- ``flat``: ``IndexFlatIP``, exact; the ground truth the approximate kinds are measured against.
+- ``hnsw``: ``IndexHNSWFlat``; no training; cannot remove vectors.
+- ``ivf_flat``: ``IndexIVFFlat`` over a spherical k-means coarse quantizer.
+- ``ivf_pq``: ``IndexIVFPQ`` wrapped in ``IndexRefineFlat``. The wrapper keeps the full float32
+  vectors and re-ranks the PQ shortlist (``rerank`` candidates) with exact inner products, so
+  the scores returned are exact and only the shortlist is approximate. Because the full
+  vectors stay in memory, IVF-PQ here buys scan speed, not memory; the wrapper cannot remove
+  vectors.
+
+GPU: with ``device="auto"`` and ``faiss.get_num_gpus() > 0`` the IVF kinds train (k-means, PQ)
+and add on GPU 0, then ``index_gpu_to_cpu`` returns a CPU index, so what is saved loads on any
+machine. Flat and HNSW build on CPU (a flat add is a copy; faiss has no GPU HNSW build). The
+searchers returned by ``searcher_for`` search on CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import faiss
+import numpy as np
+from tqdm import tqdm
+
+from aisle.errors import AisleError, ManifestMismatch
+from aisle.indexing.config import IndexConfig
+from aisle.indexing.searcher import FaissSearcher, SearchParams
+
+log = logging.getLogger(__name__)
+
+# faiss warns below 39 training points per k-means centroid; we refuse instead of warning.
+MIN_POINTS_PER_LIST = 39
+MAX_NLIST = 65_536
+TRAIN_POINTS_PER_LIST = 64
+GPU_KINDS = frozenset({"ivf_flat", "ivf_pq"})
+# Rows added per call, so a long build shows progress and GPU memory stays bounded.
+ADD_BLOCK = 65_536
+# Seed of the training sample: the same vectors give the same index.
+TRAIN_SEED = 0
+
+
+def supports_removal(kind: str) -> bool:
+    """Whether an index of this kind can ``remove_ids`` (an incremental update needs it).
+
+    flat: yes when built with ``ids`` (an ``IndexIDMap2``; a bare flat index renumbers rows on
+    removal). ivf_flat: yes. hnsw: no (faiss cannot unlink graph nodes). ivf_pq: no (the exact
+    re-rank's ``IndexRefineFlat`` cannot remove). Kinds without removal need a full rebuild.
+    """
+    return kind in ("flat", "ivf_flat")
+
+
+def resolve_nlist(config: IndexConfig, count: int) -> int:
+    """``config.nlist``, or about 4 * sqrt(count) lists with >= 39 points each when it is 0."""
+    if config.nlist:
+        return config.nlist
+    return max(1, min(round(4 * math.sqrt(count)), count // MIN_POINTS_PER_LIST, MAX_NLIST))
+
+
+def resolve_train_size(config: IndexConfig, count: int, nlist: int) -> int:
+    size = config.train_size or TRAIN_POINTS_PER_LIST * nlist
+    return min(max(size, 1), count)
+
+
+def check_buildable(config: IndexConfig, count: int, dim: int) -> None:
+    """Refuse, before any embedding work, a config that cannot index ``count`` x ``dim``."""
+    if count < 1:
+        raise AisleError("no vectors to index")
+    if config.kind not in GPU_KINDS:
+        return
+    nlist = resolve_nlist(config, count)
+    train = resolve_train_size(config, count, nlist)
+    if train < MIN_POINTS_PER_LIST * nlist:
+        raise AisleError(
+            f"{config.kind} with nlist={nlist} needs at least {MIN_POINTS_PER_LIST * nlist:,} "
+            f"training vectors ({MIN_POINTS_PER_LIST} per list); it has {train:,} "
+            f"({count:,} vectors, train_size={config.train_size}). Lower nlist, raise "
+            "train_size, or set nlist=0 to size it from the catalog"
+        )
+    if config.kind == "ivf_pq":
+        if dim % config.pq_m:
+            raise AisleError(
+                f"ivf_pq: pq_m={config.pq_m} does not divide the vector dimension {dim}; "
+                f"pick a divisor of {dim} (e.g. {dim // 8} for 8 dimensions per sub-quantizer)"
+            )
+        if train < 2**config.pq_nbits:
+            raise AisleError(
+                f"ivf_pq: pq_nbits={config.pq_nbits} needs at least {2**config.pq_nbits:,} "
+                f"training vectors; it has {train:,}. Lower pq_nbits or index more vectors"
+            )
+
+
+def uses_gpu(config: IndexConfig) -> bool:
+    """Whether this build trains and adds on a GPU: auto takes one when faiss sees one."""
+    gpus = faiss.get_num_gpus()
+    if config.device == "gpu":
+        if gpus < 1 or not hasattr(faiss, "StandardGpuResources"):
+            raise AisleError(
+                "device=gpu but faiss sees no GPU (faiss-cpu is installed, or no CUDA device); "
+                "install the gpu extra (pip install '.[gpu]') on a CUDA machine or use device=auto"
+            )
+        if config.kind not in GPU_KINDS:
+            raise AisleError(f"{config.kind} builds on CPU only; use device=auto or cpu")
+        return True
+    return config.device == "auto" and config.kind in GPU_KINDS and gpus > 0
+
+
+def _check_vectors(vectors: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    if x.ndim != 2 or len(x) == 0:
+        raise AisleError(f"vectors must be a non-empty (n, d) array, got shape {x.shape}")
+    norms = np.linalg.norm(x, axis=1)
+    if not np.all(np.abs(norms - 1.0) < 1e-3):
+        raise AisleError(
+            "index vectors must be L2-normalised (inner product = cosine); the towers' outputs "
+            "are, so normalise anything else first (faiss.normalize_L2)"
+        )
+    return x
+
+
+def _empty_index(config: IndexConfig, dim: int, nlist: int) -> faiss.Index:
+    ip = faiss.METRIC_INNER_PRODUCT
+    index: Any
+    if config.kind == "flat":
+        return faiss.IndexFlatIP(dim)
+    if config.kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, ip)
+        index.hnsw.efConstruction = config.ef_construction
+        index.hnsw.efSearch = config.ef_search  # the default a bare faiss search uses
+        return index
+    quantizer = faiss.IndexFlatIP(dim)
+    if config.kind == "ivf_flat":
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, ip)
+    else:
+        index = faiss.IndexIVFPQ(quantizer, dim, nlist, config.pq_m, config.pq_nbits, ip)
+    index.nprobe = config.nprobe
+    return index
+
+
+def _add(index: faiss.Index, x: np.ndarray, ids: np.ndarray | None, what: str) -> None:
+    blocks = range(0, len(x), ADD_BLOCK)
+    for start in tqdm(blocks, desc=f"adding to {what}", unit="block", disable=len(blocks) < 4):
+        part = x[start : start + ADD_BLOCK]
+        if ids is None:
+            index.add(part)
+        else:
+            index.add_with_ids(part, ids[start : start + ADD_BLOCK])
+
+
+def _gpu_clone(index: faiss.Index, kind: str) -> tuple[faiss.Index, Any]:
+    res = faiss.StandardGpuResources()
+    options = faiss.GpuClonerOptions()
+    # IVF-PQ: float16 lookup tables let 48+ sub-quantizers fit in shared memory. IVF-Flat
+    # keeps float32 storage (float16 would change the vectors).
+    options.useFloat16 = kind == "ivf_pq"
+    return faiss.index_cpu_to_gpu(res, 0, index, options), res  # res must outlive the clone
+
+
+def _train(index: faiss.Index, sample: np.ndarray, gpu: bool, kind: str) -> faiss.Index:
+    if not gpu:
+        index.train(sample)
+        return index
+    on_gpu, _res = _gpu_clone(index, kind)
+    on_gpu.train(sample)
+    return faiss.index_gpu_to_cpu(on_gpu)
+
+
+def _gpu_add(index: faiss.Index, x: np.ndarray, ids: np.ndarray | None, kind: str) -> faiss.Index:
+    on_gpu, _res = _gpu_clone(index, kind)
+    _add(on_gpu, x, ids, f"{kind} (GPU)")
+    return faiss.index_gpu_to_cpu(on_gpu)
+
+
+def _train_sample(x: np.ndarray, config: IndexConfig, nlist: int) -> np.ndarray:
+    size = resolve_train_size(config, len(x), nlist)
+    if size == len(x):
+        return x
+    rng = np.random.default_rng(TRAIN_SEED)
+    return x[np.sort(rng.choice(len(x), size, replace=False))]
+
+
+def _refine(base: faiss.Index, x: np.ndarray | None, rerank: int) -> faiss.Index:
+    """IVF-PQ's exact re-rank: ``IndexRefineFlat`` keeps the full vectors next to the codes."""
+    refine = (
+        faiss.IndexRefineFlat(base) if x is None else faiss.IndexRefineFlat(base, faiss.swig_ptr(x))
+    )
+    # A bare faiss search re-ranks `rerank` candidates for k=10; searchers pass the depth.
+    refine.k_factor = max(rerank / 10, 1.0)
+    return refine
+
+
+def build_faiss_index(
+    config: IndexConfig, vectors: np.ndarray, ids: np.ndarray | None = None
+) -> faiss.Index:
+    """A CPU FAISS index of ``config.kind`` over ``vectors`` (``(N, D)`` unit float32).
+
+    Search results are row positions in ``vectors``, or ``ids`` (int64, one per row) when given
+    (flat, hnsw and ivf_pq are then wrapped in an ``IndexIDMap2``; IVF stores ids itself).
+    """
+    x = _check_vectors(vectors)
+    n, dim = x.shape
+    check_buildable(config, n, dim)
+    if ids is not None:
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if ids.shape != (n,):
+            raise AisleError(f"ids must have one int per vector ({n}), got shape {ids.shape}")
+    started = time.perf_counter()
+    nlist = resolve_nlist(config, n)
+    gpu = uses_gpu(config)
+    index = _empty_index(config, dim, nlist)
+    if config.kind in GPU_KINDS:
+        index = _train(index, _train_sample(x, config, nlist), gpu, config.kind)
+    if gpu and (config.kind == "ivf_flat" or ids is None):
+        index = _gpu_add(index, x, ids, config.kind)
+        if config.kind == "ivf_pq":
+            index = _refine(index, x, config.rerank)
+    else:
+        # On CPU, or ivf_pq with ids (the IndexIDMap2 wrapper must start empty), add on CPU.
+        if config.kind == "ivf_pq":
+            index = _refine(index, None, config.rerank)
+        if ids is not None and config.kind != "ivf_flat":
+            index = faiss.IndexIDMap2(index)
+        _add(index, x, ids, config.kind)
+    log.info(
+        "built %s over %d x %d on %s in %.1fs%s",
+        config.kind,
+        n,
+        dim,
+        "GPU" if gpu else "CPU",
+        time.perf_counter() - started,
+        f" (nlist={nlist})" if config.kind in GPU_KINDS else "",
+    )
+    return index
+
+
+def index_kind(index: faiss.Index) -> str:
+    """Which ``IndexConfig.kind`` a (loaded) FAISS index is."""
+    inner = faiss.downcast_index(index)
+    if isinstance(inner, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+        inner = faiss.downcast_index(inner.index)
+    if isinstance(inner, faiss.IndexRefine):
+        inner = faiss.downcast_index(inner.base_index)
+    kinds = (
+        (faiss.IndexFlat, "flat"),
+        (faiss.IndexHNSW, "hnsw"),
+        (faiss.IndexIVFFlat, "ivf_flat"),
+        (faiss.IndexIVFPQ, "ivf_pq"),
+    )
+    for cls, kind in kinds:
+        if isinstance(inner, cls):
+            return kind
+    raise AisleError(f"unsupported faiss index type {type(inner).__name__}")
+
+
+def search_params(config: IndexConfig) -> SearchParams:
+    """The config's default search knobs."""
+    return SearchParams(ef_search=config.ef_search, nprobe=config.nprobe, rerank=config.rerank)
+
+
+def searcher_for(index: faiss.Index, config: IndexConfig) -> FaissSearcher:
+    """A searcher over a built or loaded index with ``config``'s default knobs.
+
+    Refuses an index of another kind than ``config.kind`` (a manifest that lies).
+    """
+    kind = index_kind(index)
+    if kind != config.kind:
+        raise ManifestMismatch(
+            f"the faiss index is {kind} but its config says {config.kind}; rebuild the index"
+        )
+    return FaissSearcher(index, search_params(config))

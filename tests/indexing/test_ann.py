@@ -1,0 +1,236 @@
+"""Every index kind against the exact flat ground truth on a seeded clustered set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from aisle.configs import load_config
+from aisle.errors import AisleError, ManifestMismatch
+from aisle.indexing.ann import (
+    build_faiss_index,
+    index_kind,
+    resolve_nlist,
+    searcher_for,
+    supports_removal,
+    uses_gpu,
+)
+from aisle.indexing.config import IndexConfig
+from aisle.indexing.searcher import FaissSearcher, SearchParams
+
+N, DIM, K = 3000, 64, 10
+# Test-sized builds: 16 sub-quantizers of 4 dims, 6-bit codes (64 centroids train fast).
+CONFIGS = {
+    "flat": IndexConfig(),
+    "hnsw": IndexConfig(kind="hnsw", hnsw_m=16, ef_construction=40, ef_search=32),
+    "ivf_flat": IndexConfig(kind="ivf_flat", nprobe=8),
+    "ivf_pq": IndexConfig(kind="ivf_pq", nprobe=8, pq_m=16, pq_nbits=6, rerank=50),
+}
+KINDS = list(CONFIGS)
+# recall@10 vs exact each kind must reach with its test config's default knobs.
+MIN_RECALL = {"flat": 1.0, "hnsw": 0.95, "ivf_flat": 0.9, "ivf_pq": 0.9}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    # The CI box is small and shared: OpenMP spin-waiting on busy cores slows faiss down.
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(vectors, queries, exact top-10 rows): 40 clusters of unequal spread, queries between."""
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((40, DIM))
+    spread = rng.uniform(0.3, 0.8, 40)
+    members = rng.integers(0, 40, N)
+    x = unit(centres[members] + spread[members, None] * rng.standard_normal((N, DIM)))
+    q = unit(centres[rng.integers(0, 40, 200)] + 0.6 * rng.standard_normal((200, DIM)))
+    truth = np.argsort(-(q @ x.T), axis=1)[:, :K]
+    return x, q, truth
+
+
+@pytest.fixture(scope="module")
+def built(data: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, faiss.Index]:
+    return {kind: build_faiss_index(cfg, data[0]) for kind, cfg in CONFIGS.items()}
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_reaches_its_recall_against_exact_search(
+    kind: str, built: dict[str, faiss.Index], data: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    x, q, truth = data
+    assert index_kind(built[kind]) == kind
+    scores, rows = searcher_for(built[kind], CONFIGS[kind]).search(q, K)
+    assert recall(rows, truth) >= MIN_RECALL[kind]
+    # Scores are exact inner products for every kind (IVF-PQ re-ranks with the full vectors).
+    exact = np.take_along_axis(q @ x.T, rows, axis=1)
+    np.testing.assert_allclose(scores, exact, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("kind", "low", "high"),
+    [
+        ("hnsw", SearchParams(ef_search=10), SearchParams(ef_search=200)),
+        ("ivf_flat", SearchParams(nprobe=1), SearchParams(nprobe=32)),
+        ("ivf_pq", SearchParams(nprobe=1, rerank=10), SearchParams(nprobe=32, rerank=200)),
+        ("ivf_pq", SearchParams(nprobe=32, rerank=10), SearchParams(nprobe=32, rerank=200)),
+    ],
+)
+def test_knobs_move_recall_the_expected_way(
+    kind: str,
+    low: SearchParams,
+    high: SearchParams,
+    built: dict[str, faiss.Index],
+    data: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    _, q, truth = data
+    searcher = searcher_for(built[kind], CONFIGS[kind])
+    r_low = recall(searcher.search(q, K, low)[1], truth)
+    r_high = recall(searcher.search(q, K, high)[1], truth)
+    assert r_low < r_high
+    assert r_high >= 0.97
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf_flat", "ivf_pq"])
+def test_per_call_knobs_leave_the_shared_index_alone(
+    kind: str, built: dict[str, faiss.Index], data: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    _, q, _ = data
+    index = built[kind]
+    searcher = searcher_for(index, CONFIGS[kind])
+    knobs = [SearchParams(ef_search=e, nprobe=p, rerank=r) for e, p, r in
+             ((10, 1, 10), (200, 32, 200), (20, 4, 30), (100, 16, 100))] * 4
+    alone = [searcher.search(q, K, p)[1] for p in knobs]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda p: searcher.search(q, K, p)[1], knobs))
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_array_equal(a, b)
+    inner = faiss.downcast_index(index)
+    if kind == "ivf_pq":
+        assert inner.k_factor == CONFIGS[kind].rerank / 10
+        inner = faiss.downcast_index(inner.base_index)
+    if kind == "hnsw":
+        assert inner.hnsw.efSearch == CONFIGS[kind].ef_search
+    else:
+        assert inner.nprobe == CONFIGS[kind].nprobe
+    # Searches without knobs use the config's defaults, not the last call's.
+    np.testing.assert_array_equal(searcher.search(q, K)[1], searcher.search(q, K, None)[1])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_saved_index_loads_and_searches_identically(
+    kind: str,
+    built: dict[str, faiss.Index],
+    data: tuple[np.ndarray, np.ndarray, np.ndarray],
+    tmp_path: Path,
+) -> None:
+    _, q, _ = data
+    faiss.write_index(built[kind], str(tmp_path / "index.faiss"))
+    loaded = faiss.read_index(str(tmp_path / "index.faiss"))
+    before = searcher_for(built[kind], CONFIGS[kind]).search(q, K)
+    after = searcher_for(loaded, CONFIGS[kind]).search(q, K)
+    np.testing.assert_array_equal(before[1], after[1])
+    np.testing.assert_array_equal(before[0], after[0])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_ids_are_returned_instead_of_rows_and_removal_matches_supports_removal(
+    kind: str, data: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    x, q, truth = data
+    ids = np.arange(N, dtype=np.int64) * 3 + 1000
+    index = build_faiss_index(CONFIGS[kind], x, ids)
+    searcher = searcher_for(index, CONFIGS[kind])
+    found = searcher.search(q, K, SearchParams(ef_search=200, nprobe=64, rerank=300))[1]
+    assert recall((found - 1000) // 3, truth) >= 0.97
+    gone = ids[truth[:, 0]]
+    if supports_removal(kind):
+        assert index.remove_ids(gone) == len(set(gone.tolist()))
+        after = searcher.search(q, K, SearchParams(nprobe=64))[1]
+        assert not set(after.ravel()) & set(gone.tolist())
+    else:
+        with pytest.raises(RuntimeError, match="not implemented"):
+            index.remove_ids(gone)
+
+
+def test_bad_configs_are_clear_errors(data: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    x, _, _ = data
+    with pytest.raises(AisleError, match="unknown"):
+        IndexConfig(kind="annoy")  # type: ignore[arg-type]
+    with pytest.raises(AisleError, match="not one of"):
+        load_config(IndexConfig, None, ["kind=annoy"])
+    with pytest.raises(AisleError, match=r"pq_m=12 does not divide the vector dimension 64"):
+        build_faiss_index(replace(CONFIGS["ivf_pq"], pq_m=12), x)
+    with pytest.raises(AisleError, match=r"nlist=500 needs at least 19,500 training vectors"):
+        build_faiss_index(IndexConfig(kind="ivf_flat", nlist=500), x)
+    with pytest.raises(AisleError, match="pq_nbits=12 needs at least 4,096"):
+        build_faiss_index(replace(CONFIGS["ivf_pq"], pq_nbits=12), x)
+    with pytest.raises(AisleError, match="nprobe must be >= 1"):
+        IndexConfig(nprobe=0)
+    with pytest.raises(AisleError, match="L2-normalised"):
+        build_faiss_index(IndexConfig(), x * 2)
+    with pytest.raises(AisleError, match=r"ef_search must be >= 1"):
+        SearchParams(ef_search=0)
+
+
+def test_a_searcher_refuses_an_index_of_another_kind(built: dict[str, faiss.Index]) -> None:
+    with pytest.raises(ManifestMismatch, match="is hnsw but its config says ivf_flat"):
+        searcher_for(built["hnsw"], CONFIGS["ivf_flat"])
+
+
+def test_auto_nlist_grows_with_the_catalog_and_keeps_39_points_per_list() -> None:
+    auto = IndexConfig(kind="ivf_flat")
+    assert resolve_nlist(auto, 1_000_000) == 4000
+    assert resolve_nlist(auto, N) == N // 39
+    assert resolve_nlist(auto, 10) == 1
+    assert resolve_nlist(replace(auto, nlist=128), 1_000_000) == 128
+
+
+def test_without_a_gpu_the_ivf_build_takes_the_cpu_path(
+    monkeypatch: pytest.MonkeyPatch, data: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 0)
+    config = CONFIGS["ivf_flat"]
+    assert not uses_gpu(config)
+    index = build_faiss_index(config, data[0])
+    assert isinstance(faiss.downcast_index(index), faiss.IndexIVFFlat)  # a CPU index
+    with pytest.raises(AisleError, match="faiss sees no GPU"):
+        uses_gpu(replace(config, device="gpu"))
+    # hnsw and flat never build on GPU, even when there is one.
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
+    assert not uses_gpu(CONFIGS["hnsw"])
+    assert not uses_gpu(CONFIGS["flat"])
+    assert uses_gpu(config)
+    assert not uses_gpu(replace(config, device="cpu"))
+
+
+@pytest.mark.skipif(faiss.get_num_gpus() == 0, reason="faiss sees no GPU (faiss-cpu)")
+@pytest.mark.parametrize("kind", ["ivf_flat", "ivf_pq"])
+def test_a_gpu_build_saves_as_a_cpu_index_with_the_same_quality(
+    kind: str, data: tuple[np.ndarray, np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    x, q, truth = data
+    config = replace(CONFIGS[kind], device="gpu")
+    index = build_faiss_index(config, x)
+    faiss.write_index(index, str(tmp_path / "index.faiss"))
+    loaded = faiss.read_index(str(tmp_path / "index.faiss"))
+    assert index_kind(loaded) == kind
+    assert recall(FaissSearcher(loaded).search(q, K)[1], truth) >= MIN_RECALL[kind]
