@@ -8,12 +8,9 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aisle.errors import AisleError
-
-if TYPE_CHECKING:
-    from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger("aisle")
 
@@ -34,22 +31,6 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
     prepare(args.data, args.out)
     print(f"prepared {args.data} -> {args.out}")
-
-
-def _load_model_for(args: argparse.Namespace) -> TwoTowerModel:
-    from aisle.towers.model import load_model
-
-    return load_model(args.model)
-
-
-def cmd_index(args: argparse.Namespace) -> None:
-    from aisle.configs import load_config
-    from aisle.indexing import IndexConfig, build_index
-
-    config = load_config(IndexConfig, args.config, args.overrides)
-    model = _load_model_for(args)
-    build_index(args.data, model, args.out, config, force=args.force)
-    print(f"index written to {args.out}")
 
 
 def cmd_search(args: argparse.Namespace) -> None:
@@ -124,19 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_import_parser(sub)
 
-    p = add_command(
-        sub,
-        "index",
-        "embed the catalog and build a FAISS index",
-        "aisle index --data runs/hd --out runs/hd-index",
-    )
-    p.add_argument("--data", type=Path, required=True, help="prepared or canonical CSV dir")
-    p.add_argument("--model", default=None, help="model dir (default: the base model)")
-    p.add_argument("--out", type=Path, required=True, help="index directory to publish")
-    p.add_argument("--config", type=Path, default=None, help="IndexConfig TOML file")
-    p.add_argument("--force", action="store_true", help="rebuild even if up to date")
-    p.add_argument("overrides", nargs="*", help="IndexConfig key=value overrides")
-    p.set_defaults(func=cmd_index)
+    from aisle.indexing.cli import add_index_parsers
+
+    add_index_parsers(sub, add_command)
 
     p = add_command(
         sub,
@@ -224,11 +195,19 @@ def build_parser() -> argparse.ArgumentParser:
     from aisle.training.cli import add_train_parser
 
     add_train_parser(sub)
+
+    from aisle.autocomplete.cli import add_autocomplete_parsers
+
+    add_autocomplete_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from aisle.indexing.cli import with_default_subcommand
+
+    args = build_parser().parse_args(
+        with_default_subcommand(sys.argv[1:] if argv is None else argv)
+    )
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -56,14 +56,16 @@ def tune_fusion(
     best, metrics = max(table, key=lambda row: row[1][SELECT])
     log.info("best fusion on %s: %s -> %s", split, best, metrics)
     if write:
-        manifest = read_manifest(index, KIND)
+        # The directory tuned: for a versioned root, the version that was CURRENT at load.
+        target = retriever.dense.index.root
+        manifest = read_manifest(target, KIND)
         manifest["fusion"] = asdict(best)
         manifest["fusion_tuning"] = {
             "split": split,
             "metric": SELECT,
             "metrics": {k: round(v, 4) for k, v in metrics.items()},
         }
-        write_manifest(index, manifest)
+        write_manifest(target, manifest)
     return {
         "best": asdict(best),
         "metrics": {k: round(v, 4) for k, v in metrics.items()},

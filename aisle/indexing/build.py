@@ -1,27 +1,166 @@
-"""``aisle index``: stream the catalog in blocks, embed, write FAISS + id map + manifest."""
+"""``aisle index``: embed the catalog (embed_job), write FAISS + row map + BM25 + manifest.
+
+``build_version`` publishes an immutable ``ROOT/versions/<id>/`` and switches ``ROOT/CURRENT``
+(versions.py); ``build_index`` writes one plain index directory (what a version holds). A
+catalog with a ``partition`` column also gets one index per partition under ``partitions/``.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
+import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from aisle.artifacts import atomic_dir, read_manifest, write_manifest
 from aisle.configs import to_dict
-from aisle.data.dataset import iter_product_blocks, prepared_dir, product_count
+from aisle.data.dataset import prepared_dir, product_count
 from aisle.data.schema import PRODUCTS
 from aisle.errors import DataError
 from aisle.indexing.config import FusionConfig, IndexConfig
+from aisle.indexing.embed_cache import EmbeddingCache
+from aisle.indexing.embed_job import PARTITION, EmbeddedCatalog, EmbedEngine, embed_catalog
 from aisle.indexing.lexical import BM25Index
-from aisle.indexing.store import INDEX_FILE, KIND, LEXICAL_DIR, ROWS_FILE, index_is_current
+from aisle.indexing.store import (
+    INDEX_FILE,
+    KIND,
+    LEXICAL_DIR,
+    PARTITIONS_DIR,
+    ROWS_FILE,
+    index_is_current,
+)
+from aisle.indexing.versions import (
+    DEFAULT_KEEP,
+    EMBED_CACHE,
+    VERSIONS,
+    WORK,
+    new_version_id,
+    promote,
+    prune,
+    resolve_index_dir,
+)
 from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
+
+ROW_COLUMNS = ["product_id", "title", "text_hash", "label"]
+
+
+def make_faiss_index(config: IndexConfig, vectors: np.ndarray) -> faiss.Index:
+    """The FAISS index of ``config.kind`` over ``vectors`` (row i gets id i)."""
+    index = faiss.IndexFlatIP(int(vectors.shape[1]))
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def partition_dir_name(name: str) -> str:
+    """A file-system-safe, collision-free directory name for a partition value."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60].lstrip(".") or "_"
+    return slug if slug == name else f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def partition_groups(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """partition name -> catalog positions; products with an empty partition are in none."""
+    if PARTITION not in rows.columns:
+        return {}
+    names = rows[PARTITION].fillna("").astype(str).str.strip()
+    groups = names[names != ""].groupby(names[names != ""]).indices
+    return {str(k): np.sort(np.asarray(v)) for k, v in sorted(groups.items())}
+
+
+def base_manifest(
+    config: IndexConfig, model: TwoTowerModel, data_manifest: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "kind": KIND,
+        "index_config": to_dict(config),
+        "model": {
+            "ref": model.ref,
+            "fingerprint": model.fingerprint,
+            "tower_config": to_dict(model.config),
+        },
+        "dim": model.dim,
+        "lexical": {"kind": "bm25s", "dir": LEXICAL_DIR},
+        "fusion": to_dict(FusionConfig()),
+        "data": {
+            "name": data_manifest["name"],
+            "products_fingerprint": data_manifest["fingerprints"][PRODUCTS],
+        },
+    }
+
+
+def write_index_dir(
+    directory: Path,
+    index: faiss.Index,
+    rows: pd.DataFrame,
+    texts: list[str],
+    manifest: dict[str, Any],
+) -> None:
+    """One index directory: ``rows`` (with FAISS ``label`` per row) must match ``index``."""
+    assert index.ntotal == len(rows) == len(texts), (index.ntotal, len(rows), len(texts))
+    directory.mkdir(parents=True, exist_ok=True)
+    faiss.write_index(index, str(directory / INDEX_FILE))
+    rows[ROW_COLUMNS].to_parquet(directory / ROWS_FILE, index=False)
+    # BM25 over the very strings the product tower embedded, for lexical and hybrid modes.
+    BM25Index.build(texts, rows["product_id"].tolist()).save(directory / LEXICAL_DIR)
+    write_manifest(directory, {**manifest, "count": int(index.ntotal)})
+
+
+def write_catalog(
+    directory: Path,
+    config: IndexConfig,
+    embedded: EmbeddedCatalog,
+    manifest: dict[str, Any],
+) -> None:
+    """The whole catalog's index plus one per partition, built from embedded vectors."""
+    rows = embedded.rows.assign(label=np.arange(len(embedded.rows), dtype=np.int64))
+    parts = partition_groups(rows)
+    layout = {name: f"{PARTITIONS_DIR}/{partition_dir_name(name)}" for name in parts}
+    for name, pos in parts.items():
+        sub = rows.iloc[pos].assign(label=np.arange(len(pos), dtype=np.int64))
+        write_index_dir(
+            directory / layout[name],
+            make_faiss_index(config, embedded.vectors[pos]),
+            sub,
+            sub["text"].tolist(),
+            {**manifest, "partition": name},
+        )
+    write_index_dir(
+        directory,
+        make_faiss_index(config, embedded.vectors),
+        rows,
+        rows["text"].tolist(),
+        {**manifest, "partitions": layout},
+    )
+
+
+def embed_for_build(
+    prep: Path, model: TwoTowerModel, work: Path, cache_dir: Path | None, engine: EmbedEngine
+) -> EmbeddedCatalog:
+    if product_count(prep) == 0:
+        raise DataError(f"{prep}: the catalog has no products; nothing to index")
+    cache = EmbeddingCache(cache_dir, model.fingerprint, model.dim) if cache_dir else None
+    return embed_catalog(prep, model, work, cache, engine)
+
+
+def job_manifest(embedded: EmbeddedCatalog, engine: EmbedEngine, started: float) -> dict[str, Any]:
+    return {
+        "embedding": {
+            "engine": engine,
+            "encoded": embedded.encoded,
+            "cached": len(embedded.rows) - embedded.encoded,
+            "resumed_blocks": embedded.resumed_blocks,
+        },
+        "created": time.time(),
+        "build_seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def build_index(
@@ -30,58 +169,81 @@ def build_index(
     out: Path,
     config: IndexConfig | None = None,
     force: bool = False,
+    engine: EmbedEngine = "local",
+    cache_dir: Path | None = None,
 ) -> Path:
-    """Embed every product of ``data`` with ``model.encode_product`` and publish at ``out``.
+    """Embed every product of ``data`` and publish one plain index directory at ``out``.
 
-    A build whose manifest already records this model and this catalog is reused unless
-    ``force``.
+    A build whose manifest already records this model, catalog and config is reused unless
+    ``force``. Checkpoints go to ``.<out>.work`` next to ``out`` until the index is published.
     """
     config = config or IndexConfig()
+    out = Path(out)
     started = time.perf_counter()
     with prepared_dir(Path(data)) as prep:
         data_manifest = read_manifest(prep, "aisle.dataset")
         catalog_fp = data_manifest["fingerprints"][PRODUCTS]
-        if not force and index_is_current(Path(out), model.fingerprint, catalog_fp):
+        if not force and index_is_current(out, model.fingerprint, catalog_fp, config):
             log.info("index at %s is up to date (same model and catalog); reusing it", out)
-            return Path(out)
-        total = product_count(prep)
-        if total == 0:
-            raise DataError(f"{data}: the catalog has no products; nothing to index")
-        index = faiss.IndexFlatIP(model.dim)
-        frames: list[pd.DataFrame] = []
-        texts: list[str] = []
-        with tqdm(total=total, desc="embedding catalog", unit="product") as bar:
-            for block in iter_product_blocks(prep):
-                block_texts = model.product_texts(block)
-                vectors = model.product.encode(block_texts).numpy()
-                index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-                frames.append(block[["product_id", "title"]])
-                texts.extend(block_texts)
-                bar.update(len(block))
-        rows = pd.concat(frames, ignore_index=True)
-        # BM25 over the very strings the product tower embedded, for lexical and hybrid modes.
-        lexical = BM25Index.build(texts, rows["product_id"].tolist())
-        with atomic_dir(Path(out)) as tmp:
-            faiss.write_index(index, str(tmp / INDEX_FILE))
-            rows.to_parquet(tmp / ROWS_FILE, index=False)
-            lexical.save(tmp / LEXICAL_DIR)
-            write_manifest(
-                tmp,
-                {
-                    "kind": KIND,
-                    "index_config": to_dict(config),
-                    "model": {
-                        "ref": model.ref,
-                        "fingerprint": model.fingerprint,
-                        "tower_config": to_dict(model.config),
-                    },
-                    "dim": model.dim,
-                    "lexical": {"kind": "bm25s", "dir": LEXICAL_DIR},
-                    "fusion": to_dict(FusionConfig()),
-                    "count": int(index.ntotal),
-                    "data": {"name": data_manifest["name"], "products_fingerprint": catalog_fp},
-                    "build_seconds": round(time.perf_counter() - started, 1),
-                },
-            )
-    log.info("indexed %d products in %.1fs -> %s", total, time.perf_counter() - started, out)
-    return Path(out)
+            return out
+        work = out.parent / f".{out.name}.work"
+        embedded = embed_for_build(prep, model, work, cache_dir, engine)
+        manifest = {
+            **base_manifest(config, model, data_manifest),
+            **job_manifest(embedded, engine, started),
+            "version": new_version_id(),
+        }
+        with atomic_dir(out) as tmp:
+            write_catalog(tmp, config, embedded, manifest)
+    shutil.rmtree(work, ignore_errors=True)
+    log.info("indexed %d products in %.1fs -> %s", len(embedded.rows),
+             time.perf_counter() - started, out)
+    return out
+
+
+def build_version(
+    data: Path,
+    model: TwoTowerModel,
+    root: Path,
+    config: IndexConfig | None = None,
+    force: bool = False,
+    engine: EmbedEngine = "local",
+    keep: int = DEFAULT_KEEP,
+) -> Path:
+    """Build ``ROOT/versions/<id>/``, make it CURRENT, prune to ``keep`` versions.
+
+    Embeddings are cached in ``ROOT/embed-cache`` and checkpoints kept in ``ROOT/work``, so a
+    rebuild encodes only new or changed products and a killed build resumes. Returns the new
+    version's directory (or the current one, when it is already up to date).
+    """
+    config = config or IndexConfig()
+    root = Path(root)
+    started = time.perf_counter()
+    with prepared_dir(Path(data)) as prep:
+        data_manifest = read_manifest(prep, "aisle.dataset")
+        catalog_fp = data_manifest["fingerprints"][PRODUCTS]
+        current = resolve_index_dir(root)
+        if not force and index_is_current(current, model.fingerprint, catalog_fp, config):
+            log.info("current version %s is up to date (same model, catalog and config)",
+                     current.name)
+            return current
+        embedded = embed_for_build(prep, model, root / WORK, root / EMBED_CACHE, engine)
+        vid = new_version_id()
+        manifest = {
+            **base_manifest(config, model, data_manifest),
+            **job_manifest(embedded, engine, started),
+            "version": vid,
+        }
+        with atomic_dir(root / VERSIONS / vid) as tmp:
+            write_catalog(tmp, config, embedded, manifest)
+    publish_version(root, vid, keep)
+    log.info("built version %s (%d products, %d encoded) in %.1fs", vid, len(embedded.rows),
+             embedded.encoded, time.perf_counter() - started)
+    return root / VERSIONS / vid
+
+
+def publish_version(root: Path, vid: str, keep: int) -> None:
+    """Switch CURRENT to a freshly written version, drop the checkpoints, prune old versions."""
+    promote(root, vid)
+    shutil.rmtree(root / WORK, ignore_errors=True)
+    prune(root, keep)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,12 @@ import numpy as np
 import pandas as pd
 
 from aisle.artifacts import MANIFEST, read_manifest
-from aisle.configs import from_dict
-from aisle.errors import ArtifactError, ManifestMismatch
-from aisle.indexing.config import FusionConfig
+from aisle.configs import from_dict, to_dict
+from aisle.errors import AisleError, ArtifactError, ManifestMismatch
+from aisle.indexing.config import FusionConfig, IndexConfig
 from aisle.indexing.lexical import BM25Index
 from aisle.indexing.searcher import FaissSearcher, Searcher
+from aisle.indexing.versions import resolve_index_dir
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,11 @@ KIND = "aisle.index"
 INDEX_FILE = "index.faiss"
 ROWS_FILE = "rows.parquet"
 LEXICAL_DIR = "bm25"
+PARTITIONS_DIR = "partitions"
+
+
+class UnknownPartitionError(AisleError):
+    """A search named a partition the index does not have."""
 
 
 @dataclass(frozen=True)
@@ -37,13 +44,47 @@ class Hit:
 
 @dataclass(frozen=True)
 class ProductIndex:
-    """A loaded index: ``searcher`` over catalog rows, ``product_ids``/``titles`` per row."""
+    """A loaded index: ``searcher`` over FAISS ids, ``product_ids``/``titles`` per id.
+
+    ``root`` is the directory actually loaded (for a versioned root: the CURRENT version).
+    """
 
     root: Path
     manifest: dict[str, Any]
     searcher: Searcher
     product_ids: np.ndarray
     titles: np.ndarray
+    _partitions: dict[str, ProductIndex] = field(default_factory=dict, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def version(self) -> str | None:
+        v = self.manifest.get("version")
+        return str(v) if v else None
+
+    @property
+    def partition_names(self) -> list[str]:
+        return sorted(self.manifest.get("partitions", {}))
+
+    def partition(self, name: str) -> ProductIndex:
+        """The index of one partition (a retailer or store), loaded on first use."""
+        layout = self.manifest.get("partitions", {})
+        if name not in layout:
+            known = ", ".join(self.partition_names[:20])
+            raise UnknownPartitionError(
+                f"unknown partition {name!r}: "
+                + (f"this index has {known}" if known else "this index has no partitions; omit it")
+            )
+        with self._lock:
+            if name not in self._partitions:
+                part = load_index(self.root / layout[name], self.model_fingerprint)
+                self._partitions[name] = part
+            return self._partitions[name]
+
+    @functools.cached_property
+    def title_of(self) -> dict[str, str]:
+        return {str(p): str(t) for p, t in zip(self.product_ids, self.titles, strict=True)
+                if p is not None}
 
     @property
     def model_ref(self) -> str:
@@ -81,13 +122,19 @@ class ProductIndex:
             [
                 Hit(str(self.product_ids[r]), str(self.titles[r]), float(s))
                 for s, r in zip(srow, rrow, strict=True)
-                if r >= 0
+                if r >= 0 and self.product_ids[r] is not None
             ]
             for srow, rrow in zip(scores, rows, strict=True)
         ]
 
 
-def index_is_current(out: Path, model_fingerprint: str, products_fingerprint: str) -> bool:
+def index_is_current(
+    out: Path,
+    model_fingerprint: str,
+    products_fingerprint: str,
+    config: IndexConfig | None = None,
+) -> bool:
+    """Whether ``out`` (a plain index directory) was built from this model, catalog, config."""
     path = Path(out) / MANIFEST
     if not path.is_file():
         return False
@@ -99,14 +146,18 @@ def index_is_current(out: Path, model_fingerprint: str, products_fingerprint: st
         manifest.get("kind") == KIND
         and manifest.get("model", {}).get("fingerprint") == model_fingerprint
         and manifest.get("data", {}).get("products_fingerprint") == products_fingerprint
+        and (config is None or manifest.get("index_config") == to_dict(config))
         and (Path(out) / INDEX_FILE).is_file()
         and (Path(out) / LEXICAL_DIR).is_dir()
     )
 
 
 def load_index(root: Path, model_fingerprint: str | None = None) -> ProductIndex:
-    """Load and verify an index directory; refuse one built by a different model."""
-    root = Path(root)
+    """Load and verify an index: a versioned root (its CURRENT version) or an index directory.
+
+    Refuses an index built by a different model than ``model_fingerprint``.
+    """
+    root = resolve_index_dir(Path(root))
     manifest = read_manifest(root, KIND)
     try:
         index = faiss.read_index(str(root / INDEX_FILE))
@@ -121,14 +172,33 @@ def load_index(root: Path, model_fingerprint: str | None = None) -> ProductIndex
             f"{root} is inconsistent: faiss holds {index.ntotal} x {index.d}, the row map "
             f"{len(rows)}, the manifest {manifest['count']} x {manifest['dim']}; rebuild it"
         )
+    product_ids, titles = _by_label(rows, root)
     loaded = ProductIndex(
         root=root,
         manifest=manifest,
         searcher=FaissSearcher(index),
-        product_ids=rows["product_id"].to_numpy(dtype=object),
-        titles=rows["title"].to_numpy(dtype=object),
+        product_ids=product_ids,
+        titles=titles,
     )
     if model_fingerprint is not None:
         loaded.check_model(model_fingerprint)
     log.info("loaded index %s: %d products, model %s", root, index.ntotal, loaded.model_ref)
     return loaded
+
+
+def _by_label(rows: pd.DataFrame, root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """product ids and titles indexed by FAISS id. Ids are row positions unless the row map
+    carries other labels (an IVF index updated in place keeps its ids; gaps map to None)."""
+    ids = rows["product_id"].to_numpy(dtype=object)
+    titles = rows["title"].to_numpy(dtype=object)
+    if "label" not in rows.columns:
+        return ids, titles
+    labels = rows["label"].to_numpy(dtype=np.int64)
+    if np.array_equal(labels, np.arange(len(rows))):
+        return ids, titles
+    if len(labels) and (labels.min() < 0 or len(np.unique(labels)) != len(labels)):
+        raise ArtifactError(f"{root / ROWS_FILE} has negative or repeated labels; rebuild it")
+    size = int(labels.max()) + 1 if len(labels) else 0
+    by_id, by_title = np.full(size, None, dtype=object), np.full(size, None, dtype=object)
+    by_id[labels], by_title[labels] = ids, titles
+    return by_id, by_title

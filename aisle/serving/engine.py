@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -22,7 +23,8 @@ from aisle.errors import AisleError
 from aisle.indexing.config import Mode
 from aisle.indexing.hybrid import HybridRetriever
 from aisle.indexing.retrieve import DenseRetriever, index_model
-from aisle.indexing.store import Hit, ProductIndex, load_index
+from aisle.indexing.store import Hit, ProductIndex, UnknownPartitionError, load_index
+from aisle.indexing.versions import CURRENT, resolve_index_dir
 from aisle.serving.cache import QueryCache, cache_key, normalize_query
 from aisle.serving.config import ServeConfig
 from aisle.towers.model import TwoTowerModel
@@ -42,13 +44,14 @@ class Snapshot:
 
     @functools.cached_property
     def titles(self) -> dict[str, str]:
-        return dict(zip(self.index.product_ids, self.index.titles, strict=True))
+        return self.index.title_of
 
 
 def index_version(root: Path) -> str:
-    """The manifest's ``version`` when present, else a hash of the manifest's bytes."""
-    text = (Path(root) / MANIFEST).read_bytes()
-    return hashlib.sha256(text).hexdigest()[:12]
+    """The version id (a versioned root's CURRENT), else a hash of the manifest's bytes."""
+    text = (resolve_index_dir(Path(root)) / MANIFEST).read_bytes()
+    version = json.loads(text).get("version")
+    return str(version) if version else hashlib.sha256(text).hexdigest()[:12]
 
 
 def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snapshot:
@@ -58,7 +61,8 @@ def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snaps
     else:
         model = index_model(index, config.model or None)
     index.check_model(model.fingerprint, model.ref)
-    return Snapshot(model=model, index=index, version=index_version(Path(config.index)))
+    version = index.version or index_version(index.root)
+    return Snapshot(model=model, index=index, version=version)
 
 
 @dataclass
@@ -103,29 +107,36 @@ class Engine:
         self, texts: Sequence[str], k: int, mode: Mode, partition: str | None = None
     ) -> tuple[list[list[Hit]], str]:
         snapshot = self._snapshot  # one snapshot for the whole request
+        index = snapshot.index
         if partition is not None:
-            raise UnknownPartition(
-                f"unknown partition {partition!r}: this index has no partitions; omit it"
-            )
+            try:
+                index = index.partition(partition)
+            except UnknownPartitionError as e:
+                raise UnknownPartition(str(e)) from e
         if mode == "dense":
-            return snapshot.index.search(self.embed(snapshot, texts), k), snapshot.version
-        titles = snapshot.titles
+            return index.search(self.embed(snapshot, texts), k), snapshot.version
+        titles = snapshot.titles if partition is None else index.title_of
         if mode == "lexical":
-            ranked = snapshot.index.lexical.search(texts, k)
+            ranked = index.lexical.search(texts, k)
         else:
-            dense = DenseRetriever(snapshot.model, snapshot.index,
+            dense = DenseRetriever(snapshot.model, index,
                                    embed=lambda batch: self.embed(snapshot, batch))
-            hybrid = HybridRetriever(dense, snapshot.index.lexical, snapshot.index.fusion())
+            hybrid = HybridRetriever(dense, index.lexical, index.fusion())
             ranked = hybrid(texts, k)
         hits = [[Hit(pid, titles.get(pid, ""), s) for pid, s in row] for row in ranked]
         return hits, snapshot.version
 
-    def _manifest_stat(self) -> tuple[int, int] | None:
+    def _manifest_stat(self) -> tuple[tuple[int, int], ...] | None:
+        """Identity of what is on disk: a versioned root's CURRENT pointer (a promote, rollback
+        or new build) and the served manifest (a republished directory, tune-fusion)."""
+        root = Path(self.config.index)
         try:
-            st = (Path(self.config.index) / MANIFEST).stat()
-        except OSError:
+            paths = [root / CURRENT] if (root / CURRENT).is_file() else []
+            paths.append(resolve_index_dir(root) / MANIFEST)
+            stats = [p.stat() for p in paths]
+        except (OSError, AisleError):
             return None
-        return (st.st_ino, st.st_mtime_ns)
+        return tuple((st.st_ino, st.st_mtime_ns) for st in stats)
 
     def changed_on_disk(self) -> bool:
         return self._manifest_stat() != self._stat

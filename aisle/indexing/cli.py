@@ -1,0 +1,137 @@
+"""``aisle index [build] | update | list | promote | rollback | prune``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+SUBCOMMANDS = ("build", "update", "list", "promote", "rollback", "prune")
+
+
+def with_default_subcommand(argv: Sequence[str]) -> list[str]:
+    """``aisle index --data D --out R`` means ``aisle index build --data D --out R``."""
+    args = list(argv)
+    for i, token in enumerate(args):
+        if token.startswith("-"):
+            continue
+        if token == "index":
+            nxt = args[i + 1] if i + 1 < len(args) else ""
+            if nxt not in (*SUBCOMMANDS, "-h", "--help", ""):
+                args.insert(i + 1, "build")
+        break
+    return args
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    from aisle.configs import load_config
+    from aisle.indexing.build import build_version
+    from aisle.indexing.config import IndexConfig
+    from aisle.towers.model import load_model
+
+    config = load_config(IndexConfig, args.config, args.overrides)
+    model = load_model(args.model)
+    path = build_version(args.data, model, args.out, config, force=args.force,
+                         engine=args.engine, keep=args.keep)
+    print(f"index version {path.name} is current in {args.out}")
+
+
+def cmd_update(args: argparse.Namespace) -> None:
+    from aisle.indexing.update import update_version
+
+    path = update_version(args.data, args.out, model_ref=args.model, engine=args.engine,
+                          keep=args.keep)
+    print(f"index version {path.name} is current in {args.out}")
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from aisle.indexing.versions import list_versions
+
+    versions = list_versions(args.out)
+    if not versions:
+        print(f"{args.out} holds no index versions; build one: aisle index --data ... --out ...")
+    for v in versions:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.created))
+        print(f"{'*' if v.current else ' '} {v.id}  {created}  {v.count:>10} products  {v.model}")
+
+
+def cmd_promote(args: argparse.Namespace) -> None:
+    from aisle.indexing.versions import promote
+
+    promote(args.out, args.version)
+    print(f"{args.version} is now current in {args.out}")
+
+
+def cmd_rollback(args: argparse.Namespace) -> None:
+    from aisle.indexing.versions import rollback
+
+    print(f"{rollback(args.out)} is now current in {args.out}")
+
+
+def cmd_prune(args: argparse.Namespace) -> None:
+    from aisle.indexing.versions import prune
+
+    removed = prune(args.out, args.keep)
+    print(f"removed {len(removed)} version(s): {' '.join(removed) or '-'}")
+
+
+def _root(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, required=True, help="index root (holds versions/, CURRENT)")
+
+
+def _job(p: argparse.ArgumentParser) -> None:
+    from aisle.indexing.versions import DEFAULT_KEEP
+
+    p.add_argument("--data", type=Path, required=True, help="prepared or canonical CSV dir")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="run the embedding step in this process or as a Ray Data job")
+    p.add_argument("--keep", type=int, default=DEFAULT_KEEP,
+                   help="versions to keep after publishing (the current one always stays)")
+
+
+def add_index_parsers(sub: Any, add_command: Any) -> None:
+    index = add_command(sub, "index", "build and manage versioned FAISS indexes",
+                        "aisle index --data runs/hd --out runs/hd-index   # = aisle index build")
+    isub = index.add_subparsers(dest="index_command", required=True)
+
+    p = add_command(isub, "build", "embed the catalog and publish a new current version",
+                    "aisle index build --data runs/hd --out runs/hd-index --keep 3")
+    _job(p)
+    _root(p)
+    p.add_argument("--model", default=None, help="model dir (default: the base model)")
+    p.add_argument("--config", type=Path, default=None, help="IndexConfig TOML file")
+    p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    p.add_argument("overrides", nargs="*", help="IndexConfig key=value overrides")
+    p.set_defaults(func=cmd_build)
+
+    p = add_command(isub, "update",
+                    "new version from the current one: add, re-embed changed, remove deleted",
+                    "aisle index update --data runs/hd-today --out runs/hd-index")
+    _job(p)
+    _root(p)
+    p.add_argument("--model", default=None, help="model dir (default: the current version's)")
+    p.set_defaults(func=cmd_update)
+
+    p = add_command(isub, "list", "the versions of an index root (* = current)",
+                    "aisle index list --out runs/hd-index")
+    _root(p)
+    p.set_defaults(func=cmd_list)
+
+    p = add_command(isub, "promote", "make a version current",
+                    "aisle index promote --out runs/hd-index 20250101T120000Z-1a2b3c")
+    _root(p)
+    p.add_argument("version", help="version id, from aisle index list")
+    p.set_defaults(func=cmd_promote)
+
+    p = add_command(isub, "rollback", "make the previously current version current again",
+                    "aisle index rollback --out runs/hd-index")
+    _root(p)
+    p.set_defaults(func=cmd_rollback)
+
+    p = add_command(isub, "prune", "delete all but the newest versions (never the current)",
+                    "aisle index prune --out runs/hd-index --keep 3")
+    _root(p)
+    p.add_argument("--keep", type=int, required=True)
+    p.set_defaults(func=cmd_prune)

@@ -1,0 +1,112 @@
+"""Product embeddings cached by (model fingerprint, product-text hash).
+
+A rebuild looks every product's text up here and encodes only the misses: new products, and
+products whose text changed. One directory per model fingerprint holds append-only shards,
+each a pair ``<shard>.keys.npy`` (``S32`` hex digests) and ``<shard>.vecs.npy`` (float32
+``(n, D)``); the keys file is written last, so a shard without one is ignored (a killed
+write). Vectors are memory-mapped, never loaded whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+KEYS = ".keys.npy"
+VECS = ".vecs.npy"
+
+
+def text_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def text_hashes(texts: Sequence[str]) -> list[str]:
+    return [text_hash(t) for t in texts]
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+class EmbeddingCache:
+    """``lookup(hashes) -> (vectors, hit mask)`` and ``add(hashes, vectors)`` for one model."""
+
+    def __init__(self, root: Path, model_fingerprint: str, dim: int) -> None:
+        self.dir = Path(root) / model_fingerprint
+        self.dim = dim
+        self._keys: pd.Index = pd.Index([], dtype=object)  # unique
+        self._rows = np.array([], dtype=np.int64)  # each key's global row over the shards
+        self._shards: list[tuple[int, np.ndarray]] = []  # (first global row, mmap vectors)
+        self._load()
+
+    def _load(self) -> None:
+        keys: list[np.ndarray] = []
+        start = 0
+        for path in sorted(self.dir.glob(f"*{KEYS}")) if self.dir.is_dir() else []:
+            vecs_path = path.with_name(path.name[: -len(KEYS)] + VECS)
+            try:
+                k = np.load(path)
+                v = np.load(vecs_path, mmap_mode="r")
+            except (OSError, ValueError) as e:
+                log.warning("skipping unreadable embedding-cache shard %s (%s)", path, e)
+                continue
+            if len(k) != len(v) or v.ndim != 2 or v.shape[1] != self.dim:
+                log.warning("skipping inconsistent embedding-cache shard %s", path)
+                continue
+            keys.append(k.astype("U32"))
+            self._shards.append((start, v))
+            start += len(k)
+        flat = pd.Index(np.concatenate(keys) if keys else np.array([], dtype="U32"), dtype=object)
+        # A key stored twice (two builds raced) keeps its first copy: the same vector anyway.
+        first = ~flat.duplicated()
+        self._keys = flat[first]
+        self._rows = np.flatnonzero(first)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def lookup(self, hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors ``(n, D)`` (zeros where missing) and a boolean hit mask ``(n,)``."""
+        out = np.zeros((len(hashes), self.dim), dtype=np.float32)
+        if not len(self._keys) or not len(hashes):
+            return out, np.zeros(len(hashes), dtype=bool)
+        found = self._keys.get_indexer(pd.Index(list(hashes), dtype=object))
+        hit = found >= 0
+        pos = np.where(hit, self._rows[found], -1)
+        for first, vecs in self._shards:
+            inside = (pos >= first) & (pos < first + len(vecs))
+            if inside.any():
+                out[inside] = vecs[pos[inside] - first]
+        return out, hit
+
+    def add(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        """Publish one new shard of the keys not cached yet; later lookups here see it too."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        assert vectors.shape == (len(hashes), self.dim), vectors.shape
+        query = pd.Index(list(hashes), dtype=object)
+        new = (self._keys.get_indexer(query) < 0) & ~query.duplicated()
+        hashes, vectors = list(query[new]), vectors[new]
+        if not hashes:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        name = f"{time.time_ns():020d}-{secrets.token_hex(3)}"
+        _save_npy(self.dir / f"{name}{VECS}", vectors)
+        keys = np.array(list(hashes), dtype="S32")
+        _save_npy(self.dir / f"{name}{KEYS}", keys)  # last: the shard now exists
+        start = sum(len(v) for _, v in self._shards)
+        self._shards.append((start, np.load(self.dir / f"{name}{VECS}", mmap_mode="r")))
+        self._keys = self._keys.append(pd.Index(keys.astype("U32"), dtype=object))
+        self._rows = np.concatenate([self._rows, start + np.arange(len(keys))])

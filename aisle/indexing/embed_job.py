@@ -1,0 +1,151 @@
+"""The embedding step of an index build: stream, embed, checkpoint, resume.
+
+The catalog streams one parquet row group (block) at a time. Each block's product texts come
+from ``model.product_texts``; texts already in the embedding cache are not encoded again. A
+finished block is checkpointed in the work directory (``block-<i>.npy`` then
+``block-<i>.parquet``, the parquet last, so a block is done exactly when its parquet exists);
+a killed build run again with the same work directory skips the finished blocks. A work
+directory left by another model or catalog is discarded, never mixed in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from aisle.artifacts import atomic_write_text, read_manifest
+from aisle.data.dataset import iter_product_blocks, product_count
+from aisle.data.schema import PRODUCTS
+from aisle.indexing.embed_cache import EmbeddingCache, text_hashes
+from aisle.towers.model import TwoTowerModel
+
+log = logging.getLogger(__name__)
+
+EmbedEngine = Literal["local", "ray"]
+STATE = "state.json"
+PARTITION = "partition"
+Encoder = Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class EmbeddedCatalog:
+    """Every product of a catalog, in catalog order, with its text and vector."""
+
+    # product_id, title, text, text_hash, and partition when the catalog has one
+    rows: pd.DataFrame
+    vectors: np.ndarray  # (n, D) float32, unit rows
+    encoded: int  # texts this run sent to the encoder (cache misses of unfinished blocks)
+    resumed_blocks: int  # blocks taken from an earlier, interrupted run
+
+
+def _block_paths(work: Path, i: int) -> tuple[Path, Path]:
+    return work / f"block-{i:06d}.npy", work / f"block-{i:06d}.parquet"
+
+
+def _prepare_work(work: Path, state: dict[str, object]) -> None:
+    path = work / STATE
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            old = None
+        if old == state:
+            return
+        log.info("work dir %s belongs to another build (%s); starting afresh", work, old)
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(state, sort_keys=True))
+
+
+def _load_block(work: Path, i: int) -> tuple[pd.DataFrame, np.ndarray] | None:
+    vec_path, rows_path = _block_paths(work, i)
+    if not rows_path.is_file():
+        return None
+    try:
+        rows = pd.read_parquet(rows_path)
+        vectors = np.load(vec_path)
+    except (OSError, ValueError) as e:
+        log.warning("checkpoint of block %d is unreadable (%s); embedding it again", i, e)
+        return None
+    return (rows, vectors) if len(rows) == len(vectors) else None
+
+
+def _save_block(work: Path, i: int, rows: pd.DataFrame, vectors: np.ndarray) -> None:
+    vec_path, rows_path = _block_paths(work, i)
+    tmp = vec_path.with_name(f".{vec_path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, vectors)
+    os.replace(tmp, vec_path)
+    tmp = rows_path.with_name(f".{rows_path.name}.tmp")
+    rows.to_parquet(tmp, index=False)
+    os.replace(tmp, rows_path)  # the block is done
+
+
+def local_encoder(model: TwoTowerModel) -> Encoder:
+    return lambda texts: model.product.encode(texts).numpy()
+
+
+def embed_catalog(
+    prepared: Path,
+    model: TwoTowerModel,
+    work: Path,
+    cache: EmbeddingCache | None = None,
+    engine: EmbedEngine = "local",
+) -> EmbeddedCatalog:
+    """Embed every product of the prepared dataset ``prepared``, resuming from ``work``."""
+    prepared, work = Path(prepared), Path(work)
+    catalog_fp = read_manifest(prepared, "aisle.dataset")["fingerprints"][PRODUCTS]
+    _prepare_work(work, {"model": model.fingerprint, "products": catalog_fp})
+    if engine == "ray":
+        from aisle.indexing.ray_engine import RayEncoder
+
+        encode: Encoder = RayEncoder(model)
+    else:
+        encode = local_encoder(model)
+    frames: list[pd.DataFrame] = []
+    blocks: list[np.ndarray] = []
+    encoded = resumed = 0
+    with tqdm(total=product_count(prepared), desc="embedding catalog", unit="product") as bar:
+        for i, block in enumerate(iter_product_blocks(prepared)):
+            done = _load_block(work, i)
+            if done is not None:
+                rows, vectors = done
+                resumed += 1
+            else:
+                texts = model.product_texts(block)
+                hashes = text_hashes(texts)
+                vectors, hit = (
+                    cache.lookup(hashes)
+                    if cache is not None
+                    else (np.zeros((len(texts), model.dim), np.float32), np.zeros(len(texts), bool))
+                )
+                miss = np.flatnonzero(~hit)
+                if len(miss):
+                    fresh = np.asarray(encode([texts[j] for j in miss]), dtype=np.float32)
+                    vectors[miss] = fresh
+                    encoded += len(miss)
+                    if cache is not None:
+                        cache.add([hashes[j] for j in miss], fresh)
+                cols = ["product_id", "title", *([PARTITION] if PARTITION in block else [])]
+                rows = block[cols].assign(text=texts, text_hash=hashes)
+                _save_block(work, i, rows, vectors)
+            frames.append(rows)
+            blocks.append(vectors)
+            bar.update(len(rows))
+    if resumed:
+        log.info("resumed: %d block(s) came from the checkpoints in %s", resumed, work)
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    dim = model.dim
+    vectors = np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
+    log.info("embedded %d products (%d encoded, the rest cached)", len(rows), encoded)
+    return EmbeddedCatalog(rows, np.ascontiguousarray(vectors, np.float32), encoded, resumed)

@@ -1,0 +1,176 @@
+"""Versioned index roots: immutable ``versions/<id>/`` directories and an atomic ``CURRENT``.
+
+Layout of a root::
+
+    ROOT/CURRENT              the served version's id (one line, replaced with os.replace)
+    ROOT/HISTORY              ids promoted so far, oldest first (what rollback walks back)
+    ROOT/versions/<id>/       manifest.json, index.faiss, rows.parquet, bm25/, partitions/
+    ROOT/embed-cache/         product embeddings by (model fingerprint, text hash)
+    ROOT/work/                checkpoints of an unfinished build (resume)
+
+A plain index directory (a version directory, or one written before versions existed) is
+accepted wherever a root is: it is its own current version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aisle.artifacts import MANIFEST, atomic_write_text
+from aisle.errors import ArtifactError
+
+log = logging.getLogger(__name__)
+
+CURRENT = "CURRENT"
+HISTORY = "HISTORY"
+VERSIONS = "versions"
+EMBED_CACHE = "embed-cache"
+WORK = "work"
+DEFAULT_KEEP = 3
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    id: str
+    path: Path
+    created: float
+    count: int
+    model: str
+    current: bool
+
+
+def new_version_id() -> str:
+    """``20250101T120000Z-1a2b3c``: sorts by build time, unique across concurrent builds."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def is_versioned(root: Path) -> bool:
+    return (Path(root) / CURRENT).is_file()
+
+
+def current_id(root: Path) -> str | None:
+    path = Path(root) / CURRENT
+    if not path.is_file():
+        return None
+    vid = path.read_text(encoding="utf-8").strip()
+    return vid or None
+
+
+def version_dir(root: Path, vid: str) -> Path:
+    if not vid or "/" in vid or vid.startswith("."):
+        raise ArtifactError(f"{vid!r} is not a version id; see `aisle index list --out {root}`")
+    return Path(root) / VERSIONS / vid
+
+
+def resolve_index_dir(path: Path) -> Path:
+    """The directory holding the index: ``ROOT/versions/<CURRENT>`` for a versioned root, else
+    ``path`` itself (a plain or legacy index directory)."""
+    path = Path(path)
+    vid = current_id(path)
+    if vid is None:
+        return path
+    target = version_dir(path, vid)
+    if not (target / MANIFEST).is_file():
+        raise ArtifactError(
+            f"{path}/{CURRENT} names version {vid!r}, but {target} is missing or incomplete; "
+            f"promote another one: aisle index promote --out {path} <id>"
+        )
+    return target
+
+
+def _history(root: Path) -> list[str]:
+    path = Path(root) / HISTORY
+    if not path.is_file():
+        return []
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _write_history(root: Path, ids: list[str]) -> None:
+    atomic_write_text(Path(root) / HISTORY, "".join(f"{i}\n" for i in ids))
+
+
+def _switch(root: Path, vid: str) -> None:
+    # One os.replace: a reader sees the old id or the new one, never a torn file.
+    atomic_write_text(Path(root) / CURRENT, vid + "\n")
+
+
+def list_versions(root: Path) -> list[VersionInfo]:
+    """Every complete version under ``root``, oldest first."""
+    root = Path(root)
+    cur = current_id(root)
+    out = []
+    base = root / VERSIONS
+    for d in sorted(base.iterdir()) if base.is_dir() else []:
+        path = d / MANIFEST
+        if d.name.startswith(".") or not path.is_file():
+            continue  # a build in progress (atomic_dir temp) or a broken leftover
+        m = json.loads(path.read_text(encoding="utf-8"))
+        out.append(
+            VersionInfo(
+                id=d.name,
+                path=d,
+                created=float(m.get("created", path.stat().st_mtime)),
+                count=int(m.get("count", 0)),
+                model=str(m.get("model", {}).get("ref", "")),
+                current=d.name == cur,
+            )
+        )
+    return sorted(out, key=lambda v: (v.created, v.id))
+
+
+def promote(root: Path, vid: str) -> None:
+    """Make ``vid`` the current version (atomically) and push it on the history."""
+    target = version_dir(root, vid)
+    if not (target / MANIFEST).is_file():
+        known = ", ".join(v.id for v in list_versions(root)) or "none"
+        raise ArtifactError(f"{root} has no version {vid!r}; versions: {known}")
+    _switch(root, vid)
+    history = _history(root)
+    if not history or history[-1] != vid:
+        _write_history(root, [*history, vid])
+    log.info("%s: current version is now %s", root, vid)
+
+
+def rollback(root: Path) -> str:
+    """Switch back to the version promoted before the current one; return its id."""
+    cur = current_id(root)
+    history = [h for h in _history(root) if (version_dir(root, h) / MANIFEST).is_file()]
+    while history and history[-1] == cur:
+        history.pop()
+    if cur is None or not history:
+        raise ArtifactError(
+            f"{root}: no earlier version to roll back to (current: {cur}); "
+            f"`aisle index list --out {root}` shows what exists"
+        )
+    previous = history[-1]
+    _switch(root, previous)
+    _write_history(root, history)
+    log.info("%s: rolled back from %s to %s", root, cur, previous)
+    return previous
+
+
+def prune(root: Path, keep: int = DEFAULT_KEEP) -> list[str]:
+    """Delete all but the ``keep`` newest versions; the current one is never deleted."""
+    if keep < 1:
+        raise ArtifactError(f"keep must be >= 1 (got {keep}): the current version always stays")
+    versions = list_versions(root)
+    newest = {v.id for v in versions[-keep:]}
+    removed = []
+    for v in versions:
+        if v.id in newest or v.current:
+            continue
+        # Rename first so a half-deleted directory never looks like a version.
+        doomed = v.path.parent / f".{v.id}.deleting"
+        v.path.rename(doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        removed.append(v.id)
+    if removed:
+        _write_history(root, [h for h in _history(root) if h not in removed])
+        log.info("%s: pruned %d old version(s): %s", root, len(removed), ", ".join(removed))
+    return removed
