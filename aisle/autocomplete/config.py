@@ -1,0 +1,53 @@
+"""Autocomplete settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    """How the labelled duplicate / non-duplicate query pairs are drawn from the judgments."""
+
+    # A query's "top" products: the high-quality positives of the data README (grade >= 1.67).
+    top_grade: float = 1.67
+    # Duplicates: both queries have >= 2 top products, share >= 2 and Jaccard >= 1/3. At 0.5
+    # homedepot yields only 23 pairs (6 held out), too few to measure; see docs/results.md.
+    min_products: int = 2
+    min_shared: int = 2
+    min_jaccard: float = 1 / 3
+    # Non-duplicates: same-prefix partners of each duplicate's queries sharing no judged
+    # product, at most this many per query: a k=10 list with one duplicate pair in it.
+    negatives_per_query: int = 4
+    # Common prefix: the same first word, or failing that the same first characters.
+    prefix_chars: int = 3
+    # The threshold is the lowest cosine whose precision on train pairs reaches this.
+    target_precision: float = 0.9
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class AutocompleteConfig:
+    # Cosine at or above which a suggestion duplicates a higher-ranked kept one. Chosen on the
+    # homedepot train pairs for the base model (`aisle autocomplete pairs`, docs/results.md);
+    # `aisle autocomplete build --tune-threshold` re-derives it for another model.
+    threshold: float = 0.82
+    # Candidates ranked before de-duplication: k * overfetch, doubled until k survive.
+    overfetch: int = 4
+    # Typo tolerance on the first len(prefix) characters (OSA distance: a swap counts 1):
+    # 0 edits below typo1_chars, 1 from there, 2 from typo2_chars.
+    typo1_chars: int = 4
+    typo2_chars: int = 8
+    # A typo match ranks with its popularity times this per edit: "glac" lists the glacier
+    # queries before the more popular "glass ..." ones it reaches with one edit.
+    typo_discount: float = 0.5
+    # Catalog suggestions: titles' leading 1..ngram_max words, brands and categories named by
+    # at least min_products products, the most common max_catalog of them.
+    ngram_max: int = 3
+    catalog_min_products: int = 2
+    max_catalog: int = 20_000
+    # Spelling for the dedup embedding only: a word of 5+ letters seen in fewer than
+    # spell_min_count catalog texts becomes the most common catalog word within 1 edit
+    # (2 from 8 letters). "glaciar bay toiled" embeds as "glacier bay toilet".
+    spell_min_count: int = 3
+    pairs: PairsConfig = field(default_factory=PairsConfig)

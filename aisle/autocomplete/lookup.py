@@ -1,0 +1,128 @@
+"""Prefix lookup: exact (marisa trie) and typo-tolerant (rapidfuzz OSA on the first
+len(prefix) characters) candidates, ranked, then greedy semantic de-duplication."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import marisa_trie
+import numpy as np
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
+
+from aisle.autocomplete.config import AutocompleteConfig
+from aisle.autocomplete.dedup import greedy_dedup
+from aisle.autocomplete.store import Artifact, load_artifact
+from aisle.autocomplete.suggestions import tiers
+from aisle.autocomplete.text import prefix_key
+from aisle.configs import from_dict
+from aisle.errors import AisleError
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    text: str
+    popularity: int
+    source: str  # "log" or "catalog"
+    edits: int  # typo edits between the prefix and the suggestion's start
+
+
+class Autocomplete:
+    """Suggestions for a typed prefix, ranked by tier and popularity (a typo match's
+    popularity discounted per edit), then fewer edits, shorter, alphabetical; then greedily
+    de-duplicated."""
+
+    SHORT = 2
+
+    def __init__(self, artifact: Artifact, threshold: float | None = None) -> None:
+        self.artifact = artifact
+        self.manifest = artifact.manifest
+        self.config = from_dict(AutocompleteConfig, self.manifest["config"])
+        self.threshold = float(self.manifest["threshold"] if threshold is None else threshold)
+        frame = artifact.suggestions
+        self.texts: list[str] = frame["text"].tolist()
+        self.sources: list[str] = frame["source"].tolist()
+        self.popularity = frame["popularity"].to_numpy(np.int64)
+        self.embeddings = artifact.embeddings
+        keys: list[str] = frame["key"].tolist()
+        self.trie = marisa_trie.Trie(keys)
+        self.trie_row = np.empty(len(keys), dtype=np.int64)
+        for row, k in enumerate(keys):
+            self.trie_row[self.trie[k]] = row
+        self.tier = tiers(frame).to_numpy(np.int64)
+        self._score = self.popularity.astype(np.float64)
+        # 1-2 character prefixes match thousands of keys: their rows, in rank order, are
+        # listed once here rather than enumerated from the trie on every keystroke.
+        heads: dict[str, list[int]] = {}
+        for row, k in enumerate(keys):
+            for n in range(1, min(self.SHORT, len(k)) + 1):
+                heads.setdefault(k[:n], []).append(row)
+        self._heads = {h: np.array(rows, dtype=np.int64) for h, rows in heads.items()}
+        # Typo candidates share the typed first character (blocking keeps lookups ~1 ms).
+        by_first: dict[str, list[int]] = {}
+        for row, k in enumerate(keys):
+            by_first.setdefault(k[0], []).append(row)
+        self._blocks = {c: (np.array(rows), [keys[r] for r in rows])
+                        for c, rows in by_first.items()}
+
+    @classmethod
+    def load(cls, directory: Path, threshold: float | None = None) -> Autocomplete:
+        return cls(load_artifact(directory), threshold)
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    def max_edits(self, length: int) -> int:
+        c = self.config
+        return 0 if length < c.typo1_chars else 1 if length < c.typo2_chars else 2
+
+    def candidates(self, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+        """Rows matching ``prefix`` (already a prefix key) and their edit counts."""
+        limit = self.max_edits(len(prefix))
+        if limit == 0 and len(prefix) <= self.SHORT:
+            rows = self._heads.get(prefix, np.zeros(0, dtype=np.int64))
+            return rows, np.zeros(len(rows), dtype=np.int64)
+        if limit == 0:
+            rows = np.fromiter((i for _, i in self.trie.items(prefix)), dtype=np.int64)
+            return self.trie_row[rows], np.zeros(len(rows), dtype=np.int64)
+        empty = np.zeros(0, dtype=np.int64)
+        block_rows, block_keys = self._blocks.get(prefix[0], (empty, []))
+        if not block_keys:
+            return empty, empty
+        heads = [k[: len(prefix)] for k in block_keys]
+        dist = process.cdist([prefix], heads, scorer=OSA.distance, score_cutoff=limit,
+                             dtype=np.int32, workers=1)[0]
+        hit = dist <= limit
+        return block_rows[hit], dist[hit].astype(np.int64)
+
+    def suggest(self, prefix: str, k: int = 10) -> list[Suggestion]:
+        if k < 1:
+            raise AisleError(f"k is {k}; ask for at least one suggestion")
+        typed = prefix_key(prefix)
+        if not typed.strip():
+            return []
+        rows, edits = self.candidates(typed)
+        if len(rows) == 0:
+            return []
+        # Tier, then popularity discounted per typo edit, then fewer edits, then the
+        # artifact's own order (shorter, alphabetical).
+        if edits.any():
+            score = self._score[rows] * self.config.typo_discount ** edits
+            order = np.lexsort((rows, edits, -score, self.tier[rows]))
+        elif len(typed) <= self.SHORT:  # listed in rank order already
+            order = np.arange(len(rows))
+        else:  # exact matches only: the artifact's row order is the rank
+            order = np.argsort(rows, kind="stable")
+        fetch = k * self.config.overfetch
+        while True:
+            top = order[:fetch]
+            kept = greedy_dedup(self.embeddings[rows[top]], self.threshold, k)
+            if len(kept) == k or len(top) == len(rows):
+                break
+            fetch *= 2
+        return [self._suggestion(int(rows[top[i]]), int(edits[top[i]])) for i in kept]
+
+    def _suggestion(self, row: int, edits: int) -> Suggestion:
+        return Suggestion(self.texts[row], int(self.popularity[row]), self.sources[row], edits)
