@@ -97,7 +97,14 @@ def train_cascade(
             results[name] = json.loads((done / "result.json").read_text())
         else:
             model = _step_model(model, cfg)
-            pairs = positive_pairs(ds, cfg.min_grade, config.tower, cfg.max_pairs, config.seed)
+            pairs = positive_pairs(
+                ds,
+                cfg.min_grade,
+                config.tower,
+                cfg.max_pairs,
+                config.seed,
+                cfg.hard_negative_max_grade if cfg.hard_negative_max_grade >= 0 else None,
+            )
             model, stats = run_step(
                 model, pairs, cfg, config.seed, ckpt, config.checkpoint_every, resume, name
             )

@@ -25,6 +25,11 @@ class StepConfig:
     temperature: float = 0.05
     # Self-adversarial re-weighting strength on cosine scores; 0 = plain in-batch softmax.
     alpha: float = 5.0
+    # Add, per pair, one product judged for the same query with grade <= this (a near miss
+    # raters turned down) as an extra negative for the whole batch; < 0 = no hard negatives.
+    hard_negative_max_grade: float = -1.0
+    # Also train product -> query (each positive product ranks the batch's queries).
+    symmetric: bool = False
     # Cap on the number of training pairs (0 = all); for smoke runs and tests.
     max_pairs: int = 0
     # Run the step at all (false: skip it, e.g. a step-1-only ablation).

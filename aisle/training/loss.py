@@ -25,14 +25,19 @@ import torch.nn.functional as F
 
 
 def accidental_hit_mask(product_keys: torch.Tensor, query_keys: torch.Tensor) -> torch.Tensor:
-    """``(B, B)`` bool, True where column j is a valid negative for row i.
+    """``(B, C)`` bool, True where column j is a valid negative for row i.
 
-    A column is not a negative for row i if it is row i's own positive (j == i), carries the
-    same product (``product_keys[j] == product_keys[i]``) or comes from the same query text
-    (``query_keys[j] == query_keys[i]``). Keys are integer ids, one per row.
+    ``product_keys`` ``(C,)`` holds one key per product column: the B rows' positives first,
+    then any C - B hard negatives; ``query_keys`` ``(B,)`` one per row. A positive column j is
+    not a negative for row i if it is row i's own positive (j == i), carries the same product
+    or comes from the same query text (``query_keys[j] == query_keys[i]``). A hard-negative
+    column was judged poor for its query, so it is a negative for every row (its own query's
+    rows included) except a row whose positive is that very product.
     """
-    same_product = product_keys[:, None] == product_keys[None, :]  # (B, B)
-    same_query = query_keys[:, None] == query_keys[None, :]  # (B, B)
+    b = query_keys.shape[0]
+    same_product = product_keys[:b, None] == product_keys[None, :]  # (B, C)
+    same_query = torch.zeros_like(same_product)  # (B, C)
+    same_query[:, :b] = query_keys[:, None] == query_keys[None, :]
     return ~(same_product | same_query)  # the diagonal is always masked (same product)
 
 
@@ -55,14 +60,37 @@ def in_batch_softmax_loss(
     temperature: float = 0.05,
     alpha: float = 0.0,
 ) -> torch.Tensor:
-    """Mean over rows of the loss in the module docstring. ``q``, ``p``: ``(B, D)`` unit rows."""
+    """Mean over rows of the loss in the module docstring.
+
+    ``q`` ``(B, D)`` and ``p`` ``(C, D)`` unit rows, C >= B: row i's positive is ``p[i]``;
+    columns past B are extra (hard) negatives. ``negatives`` ``(B, C)``.
+    """
     scale = 1.0 / temperature
-    scores = q @ p.T  # (B, B) cosine similarities
-    weights = self_adversarial_weights(scores, negatives, alpha)  # (B, B), rows sum to 1 or 0
+    scores = q @ p.T  # (B, C) cosine similarities
+    weights = self_adversarial_weights(scores, negatives, alpha)  # (B, C), rows sum to 1 or 0
     n_neg = negatives.sum(dim=1, keepdim=True).clamp(min=1)  # (B, 1)
     # log(|N_i| w_ij) added to the logit multiplies exp(s_ij / tau) by |N_i| w_ij.
     log_w = torch.log(weights * n_neg).masked_fill(~negatives, float("-inf"))  # (B, B)
-    logits = scale * scores + log_w  # (B, B), -inf off the negatives
+    logits = scale * scores + log_w  # (B, C), -inf off the negatives
     diag = torch.arange(q.shape[0], device=q.device)
     logits[diag, diag] = scale * scores[diag, diag]  # the positive keeps its plain logit
     return F.cross_entropy(logits, diag)
+
+
+def symmetric_in_batch_softmax_loss(
+    q: torch.Tensor,
+    p: torch.Tensor,
+    negatives: torch.Tensor,
+    temperature: float = 0.05,
+    alpha: float = 0.0,
+) -> torch.Tensor:
+    """Mean of the query->product loss and the product->query loss over the same batch.
+
+    The second direction ranks the B queries for each positive product (hard-negative columns
+    have no query, so they take part in the first direction only); the square part of the
+    accidental-hit mask is symmetric, so its transpose masks the same pairs.
+    """
+    b = q.shape[0]
+    forward = in_batch_softmax_loss(q, p, negatives, temperature, alpha)
+    backward = in_batch_softmax_loss(p[:b], q, negatives[:, :b].T, temperature, alpha)
+    return (forward + backward) / 2

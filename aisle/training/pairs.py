@@ -25,6 +25,10 @@ class Pairs:
     products: list[str]
     query_keys: np.ndarray  # int64, equal for equal (normalised) query text
     product_keys: np.ndarray  # int64, equal for the same product
+    # Per pair, the texts and product keys of products judged poor matches for its query
+    # (hard negatives); empty lists when none are judged or the step does not use them.
+    hard_texts: tuple[tuple[str, ...], ...] = ()
+    hard_keys: tuple[tuple[int, ...], ...] = ()
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -34,17 +38,30 @@ class Pairs:
 class Batch:
     queries: list[str]
     products: list[str]
-    query_keys: torch.Tensor
+    query_keys: torch.Tensor  # (B,)
+    # Keys of every product column: the B positives, then the hard negatives (B + H,).
     product_keys: torch.Tensor
+    # Hard negatives appended after the B positives in ``products``.
+    hard_count: int = 0
 
 
 def positive_pairs(
-    ds: Dataset, min_grade: float, tower: TowerConfig, max_pairs: int = 0, seed: int = 0
+    ds: Dataset,
+    min_grade: float,
+    tower: TowerConfig,
+    max_pairs: int = 0,
+    seed: int = 0,
+    hard_negative_max_grade: float | None = None,
 ) -> Pairs:
-    """Judged (query, product) pairs of the train split with ``grade >= min_grade``."""
+    """Judged (query, product) pairs of the train split with ``grade >= min_grade``.
+
+    With ``hard_negative_max_grade`` set, each pair also carries the products judged for the
+    same query with ``grade <= hard_negative_max_grade``: the near misses a lexical engine
+    surfaced and raters turned down, which random in-batch negatives rarely are.
+    """
     train = ds.queries[ds.queries["split"] == "train"]
-    j = ds.judgments[ds.judgments["grade"] >= min_grade - 1e-9]
-    j = j.merge(train[["query_id", "query"]], on="query_id")
+    judged = ds.judgments.merge(train[["query_id", "query"]], on="query_id")
+    j = judged[judged["grade"] >= min_grade - 1e-9]
     if j.empty:
         raise DataError(
             f"dataset {ds.name!r} has no train-split judgments with grade >= {min_grade}; "
@@ -52,7 +69,19 @@ def positive_pairs(
         )
     if max_pairs and len(j) > max_pairs:
         j = j.sample(n=max_pairs, random_state=seed)
-    products = ds.products.set_index("product_id").loc[j["product_id"].unique()].reset_index()
+    hard: dict[str, list[str]] = {}
+    if hard_negative_max_grade is not None:
+        if hard_negative_max_grade >= min_grade:
+            raise DataError(
+                f"hard_negative_max_grade ({hard_negative_max_grade}) must be below min_grade "
+                f"({min_grade}): a product cannot be both a positive and a hard negative"
+            )
+        poor = judged[judged["grade"] <= hard_negative_max_grade + 1e-9]
+        for qid, pid in zip(poor["query_id"], poor["product_id"], strict=True):
+            hard.setdefault(str(qid), []).append(str(pid))
+    hard_pids = [p for v in hard.values() for p in v]
+    needed = pd.unique(pd.concat([j["product_id"], pd.Series(hard_pids, dtype=object)]))
+    products = ds.products.set_index("product_id").loc[needed].reset_index()
     text = dict(
         zip(
             products["product_id"],
@@ -60,18 +89,23 @@ def positive_pairs(
             strict=True,
         )
     )
+    key = {pid: i for i, pid in enumerate(products["product_id"])}
     normalised = j["query"].str.lower().str.split().str.join(" ")
+    hard_ids = [hard.get(q, []) for q in j["query_id"]]
     log.info(
-        "%d positive pairs with grade >= %s over %d queries",
+        "%d positive pairs with grade >= %s over %d queries; %d pairs have judged hard negatives",
         len(j),
         min_grade,
         normalised.nunique(),
+        sum(1 for h in hard_ids if h),
     )
     return Pairs(
         queries=j["query"].tolist(),
         products=[text[p] for p in j["product_id"]],
         query_keys=pd.factorize(normalised)[0].astype(np.int64),
-        product_keys=pd.factorize(j["product_id"])[0].astype(np.int64),
+        product_keys=np.array([key[p] for p in j["product_id"]], dtype=np.int64),
+        hard_texts=tuple(tuple(text[p] for p in h) for h in hard_ids) if hard else (),
+        hard_keys=tuple(tuple(key[p] for p in h) for h in hard_ids) if hard else (),
     )
 
 
@@ -84,11 +118,28 @@ def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarr
     return [perm[i : i + batch_size] for i in range(0, usable, batch_size)]
 
 
-def iter_batches(pairs: Pairs, order: list[np.ndarray], start: int = 0) -> Iterator[Batch]:
-    for rows in order[start:]:
+def iter_batches(
+    pairs: Pairs, order: list[np.ndarray], start: int = 0, seed: int = 0, epoch: int = 0
+) -> Iterator[Batch]:
+    """Batches in ``order`` from index ``start``; a pair with judged hard negatives adds one,
+    drawn by a generator seeded per (seed, epoch, batch) so a resumed run draws the same."""
+    for b, rows in enumerate(order[start:], start=start):
+        texts = [pairs.products[i] for i in rows]
+        keys = pairs.product_keys[rows].tolist()
+        hard = 0
+        if pairs.hard_texts:
+            rng = np.random.default_rng([seed, epoch, b])
+            for i in rows:
+                options = pairs.hard_texts[i]
+                if options:
+                    pick = int(rng.integers(len(options)))
+                    texts.append(options[pick])
+                    keys.append(pairs.hard_keys[i][pick])
+                    hard += 1
         yield Batch(
             queries=[pairs.queries[i] for i in rows],
-            products=[pairs.products[i] for i in rows],
+            products=texts,
             query_keys=torch.from_numpy(pairs.query_keys[rows]),
-            product_keys=torch.from_numpy(pairs.product_keys[rows]),
+            product_keys=torch.tensor(keys, dtype=torch.int64),
+            hard_count=hard,
         )

@@ -15,14 +15,22 @@ import torch
 from tqdm import tqdm
 
 from aisle.artifacts import atomic_dir
+from aisle.towers.encoder import Tower
 from aisle.towers.model import TwoTowerModel, load_model
 from aisle.training.config import StepConfig
-from aisle.training.loss import accidental_hit_mask, in_batch_softmax_loss
+from aisle.training.loss import (
+    accidental_hit_mask,
+    in_batch_softmax_loss,
+    symmetric_in_batch_softmax_loss,
+)
 from aisle.training.pairs import Pairs, batch_order, iter_batches
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
+# Texts per forward chunk: small enough that a length-sorted chunk pads little, large enough
+# to keep matrix products efficient.
+FORWARD_CHUNK = 32
 
 
 def seed_everything(seed: int) -> None:
@@ -47,6 +55,25 @@ def _schedule(total: int, warmup_ratio: float) -> Callable[[int], float]:
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return factor
+
+
+def forward_bucketed(tower: Tower, texts: list[str], chunk: int) -> torch.Tensor:
+    """``tower.forward`` over length-sorted chunks, rows back in input order: ``(N, D)``.
+
+    A batch pads every text to its longest one; titles here average 19 tokens with a
+    longest of 40+, so most of a padded batch's compute is padding. Chunks of similar length
+    pad little, and the gradient is the same (padding is masked out of attention and pooling).
+    """
+    if len(texts) <= chunk:
+        return tower.forward(texts)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    parts = [
+        tower.forward([texts[i] for i in order[s : s + chunk]])
+        for s in range(0, len(order), chunk)
+    ]
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(len(order))
+    return torch.cat(parts)[inverse.to(parts[0].device)]
 
 
 def _autocast(model: TwoTowerModel) -> contextlib.AbstractContextManager[Any]:
@@ -94,18 +121,18 @@ def run_step(
         torch.set_rng_state(state["torch_rng"])
 
     started = time.perf_counter()
-    seen = 0
+    seen = hard_seen = 0
     bar = tqdm(total=total, initial=state["step"], desc=f"training {name}", unit="step")
     for epoch in range(state["epoch"], cfg.epochs):
         start = state["batch"] if epoch == state["epoch"] else 0
-        for i, batch in enumerate(iter_batches(pairs, orders[epoch], start), start=start):
+        batches = iter_batches(pairs, orders[epoch], start, seed, epoch)
+        for i, batch in enumerate(batches, start=start):
             with _autocast(model):
-                q = model.query.forward(batch.queries)  # (B, D)
-                p = model.product.forward(batch.products)  # (B, D)
+                q = forward_bucketed(model.query, batch.queries, FORWARD_CHUNK)  # (B, D)
+                p = forward_bucketed(model.product, batch.products, FORWARD_CHUNK)  # (B + H, D)
             negatives = accidental_hit_mask(batch.product_keys, batch.query_keys).to(q.device)
-            loss = in_batch_softmax_loss(
-                q.float(), p.float(), negatives, cfg.temperature, cfg.alpha
-            )
+            loss_fn = symmetric_in_batch_softmax_loss if cfg.symmetric else in_batch_softmax_loss
+            loss = loss_fn(q.float(), p.float(), negatives, cfg.temperature, cfg.alpha)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(_parameters(model), 1.0)
@@ -114,6 +141,7 @@ def run_step(
             state["step"] += 1
             state["losses"].append(float(loss.item()))
             seen += len(batch.queries)
+            hard_seen += batch.hard_count
             rate = seen / max(1e-9, time.perf_counter() - started)
             bar.set_postfix(loss=f"{loss.item():.3f}", pairs_s=f"{rate:.0f}")
             bar.update(1)
@@ -135,6 +163,7 @@ def run_step(
     tail = losses[-max(1, len(losses) // 10) :]
     stats = {
         "pairs": len(pairs),
+        "hard_negatives_seen": hard_seen,
         "optimizer_steps": state["step"],
         "loss_first_10pct": round(float(np.mean(head)), 4) if losses else None,
         "loss_last_10pct": round(float(np.mean(tail)), 4) if losses else None,

@@ -113,3 +113,39 @@ def test_an_interrupted_step_resumes_to_the_same_weights(
         reference.query.model.parameters(), resumed.query.model.parameters(), strict=True
     ):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_hard_negatives_come_from_poorly_judged_products_of_the_same_query(
+    small_real_data: Path,
+) -> None:
+    ds = load_dataset(small_real_data)
+    pairs = positive_pairs(ds, 1.67, TowerConfig(), hard_negative_max_grade=0.67)
+    assert len(pairs.hard_texts) == len(pairs) and any(pairs.hard_texts)
+    titles = dict(zip(ds.products["product_id"], ds.products["title"], strict=True))
+    judged = ds.judgments.merge(ds.queries, on="query_id")
+    poor = judged[judged["grade"] <= 0.67 + 1e-9].groupby("query")["product_id"].agg(set)
+    for query, hard in zip(pairs.queries, pairs.hard_texts, strict=True):
+        allowed = {titles[p] for p in poor.get(query, set())}
+        assert {h.split(" | ")[0] for h in hard} <= allowed
+    # Batches append one hard negative per pair that has any, after the positives, with
+    # their product keys; the draw is the same for the same (seed, epoch, batch).
+    order = batch_order(len(pairs), 16, seed=0, epoch=0)
+    first = next(iter_batches(pairs, order, 0, seed=3, epoch=0))
+    again = next(iter_batches(pairs, order, 0, seed=3, epoch=0))
+    with_hard = sum(1 for i in order[0] if pairs.hard_texts[i])
+    assert first.hard_count == with_hard == len(first.products) - 16
+    assert first.products == again.products
+    assert len(first.product_keys) == len(first.products)
+    with pytest.raises(ValueError, match="must be below min_grade"):
+        positive_pairs(ds, 1.0, TowerConfig(), hard_negative_max_grade=1.0)
+
+
+def test_bucketed_forward_equals_one_padded_forward() -> None:
+    model = load_model(None)
+    texts = ["drill", "a much longer product title with many words in it " * 2, "bolt", "x y"]
+    torch.testing.assert_close(
+        trainer.forward_bucketed(model.query, texts, chunk=2),
+        model.query.forward(texts),
+        atol=1e-5,
+        rtol=0,
+    )

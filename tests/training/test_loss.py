@@ -7,7 +7,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from aisle.training.loss import accidental_hit_mask, in_batch_softmax_loss, self_adversarial_weights
+from aisle.training.loss import (
+    accidental_hit_mask,
+    in_batch_softmax_loss,
+    self_adversarial_weights,
+    symmetric_in_batch_softmax_loss,
+)
 
 
 def test_accidental_hits_are_masked() -> None:
@@ -112,3 +117,44 @@ def test_alpha_changes_the_gradient_through_the_weights_only_as_constants() -> N
         assert pp.grad is not None
         grads.append(pp.grad.norm(dim=1))
     assert not torch.allclose(grads[0], grads[1])
+
+
+def test_hard_negative_columns_are_negatives_for_every_row_but_their_own_product() -> None:
+    # Two rows (queries 1 and 1, i.e. the same query text), products 7 and 8; two hard-negative
+    # columns: product 9 and product 8 (row 1's positive, judged poor for another query).
+    mask = accidental_hit_mask(torch.tensor([7, 8, 9, 8]), torch.tensor([1, 1]))
+    expected = torch.tensor(
+        [
+            [False, False, True, True],  # col 1: same query text; cols 2-3: hard negatives
+            [False, False, True, False],  # col 3 carries row 1's own positive product
+        ]
+    )
+    assert torch.equal(mask, expected)
+
+
+def test_loss_with_a_hard_negative_column_worked_by_hand() -> None:
+    q = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    p = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.6, 0.8, 0.0]])  # col 2: hard negative
+    negatives = accidental_hit_mask(torch.tensor([0, 1, 2]), torch.tensor([0, 1]))
+    # scores = [[1, 0, 0.6], [0, 1, 0.8]], scale 2, alpha 0 (weights uniform, |N_i| = 2):
+    # row 0: -log(e^2 / (e^2 + e^0 + e^1.2)) ; row 1: -log(e^2 / (e^2 + e^0 + e^1.6))
+    r0 = -math.log(math.exp(2) / (math.exp(2) + 1 + math.exp(1.2)))
+    r1 = -math.log(math.exp(2) / (math.exp(2) + 1 + math.exp(1.6)))
+    loss = in_batch_softmax_loss(q, p, negatives, temperature=0.5, alpha=0.0)
+    assert abs(float(loss) - (r0 + r1) / 2) < 1e-6
+
+
+def test_symmetric_loss_averages_both_directions() -> None:
+    q, p, mask = _random_batch()
+    forward = in_batch_softmax_loss(q, p, mask, 0.05, 2.0)
+    backward = in_batch_softmax_loss(p, q, mask.T, 0.05, 2.0)
+    both = symmetric_in_batch_softmax_loss(q, p, mask, 0.05, 2.0)
+    torch.testing.assert_close(both, (forward + backward) / 2)
+    # A hard-negative column joins the query -> product direction only.
+    extra = F.normalize(torch.randn(1, 4, generator=torch.Generator().manual_seed(1)), dim=1)
+    p_ext = torch.cat([p, extra])
+    mask_ext = torch.cat([mask, torch.ones(6, 1, dtype=torch.bool)], dim=1)
+    with_hard = symmetric_in_batch_softmax_loss(q, p_ext, mask_ext, 0.05, 2.0)
+    torch.testing.assert_close(
+        with_hard, (in_batch_softmax_loss(q, p_ext, mask_ext, 0.05, 2.0) + backward) / 2
+    )
