@@ -12,6 +12,7 @@ import logging
 import re
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from aisle.artifacts import atomic_dir, read_manifest, write_manifest
 from aisle.configs import to_dict
 from aisle.data.dataset import prepared_dir, product_count
 from aisle.data.schema import PRODUCTS
-from aisle.errors import DataError
+from aisle.errors import AisleError, DataError
+from aisle.indexing.ann import build_faiss_index, check_buildable
 from aisle.indexing.config import FusionConfig, IndexConfig
 from aisle.indexing.embed_cache import EmbeddingCache
 from aisle.indexing.embed_job import PARTITION, EmbeddedCatalog, EmbedEngine, embed_catalog
@@ -55,9 +57,19 @@ ROW_COLUMNS = ["product_id", "title", "text_hash", "label"]
 
 def make_faiss_index(config: IndexConfig, vectors: np.ndarray) -> faiss.Index:
     """The FAISS index of ``config.kind`` over ``vectors`` (row i gets id i)."""
-    index = faiss.IndexFlatIP(int(vectors.shape[1]))
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
+    return build_faiss_index(config, vectors)
+
+
+def fitting_config(config: IndexConfig, count: int, dim: int, what: str) -> IndexConfig:
+    """``config``, or flat where ``count`` vectors are too few to train it (a small partition:
+    exact search over a few thousand vectors is as fast as any ANN index)."""
+    try:
+        check_buildable(config, count, dim)
+    except AisleError as e:
+        log.info("%s: %d products are too few for %s (%s); using flat", what, count,
+                 config.kind, e)
+        return replace(config, kind="flat")
+    return config
 
 
 def partition_dir_name(name: str) -> str:
@@ -70,9 +82,8 @@ def partition_groups(rows: pd.DataFrame) -> dict[str, np.ndarray]:
     """partition name -> catalog positions; products with an empty partition are in none."""
     if PARTITION not in rows.columns:
         return {}
-    names = rows[PARTITION].fillna("").astype(str).str.strip()
-    groups = names[names != ""].groupby(names[names != ""]).indices
-    return {str(k): np.sort(np.asarray(v)) for k, v in sorted(groups.items())}
+    names = rows[PARTITION].fillna("").astype(str).str.strip().to_numpy()
+    return {str(k): np.flatnonzero(names == k) for k in sorted(set(names) - {""})}
 
 
 def base_manifest(
@@ -123,14 +134,16 @@ def write_catalog(
     rows = embedded.rows.assign(label=np.arange(len(embedded.rows), dtype=np.int64))
     parts = partition_groups(rows)
     layout = {name: f"{PARTITIONS_DIR}/{partition_dir_name(name)}" for name in parts}
+    dim = int(embedded.vectors.shape[1])
     for name, pos in parts.items():
         sub = rows.iloc[pos].assign(label=np.arange(len(pos), dtype=np.int64))
+        used = fitting_config(config, len(pos), dim, f"partition {name!r}")
         write_index_dir(
             directory / layout[name],
-            make_faiss_index(config, embedded.vectors[pos]),
+            make_faiss_index(used, embedded.vectors[pos]),
             sub,
             sub["text"].tolist(),
-            {**manifest, "partition": name},
+            {**manifest, "partition": name, "index_config": to_dict(used)},
         )
     write_index_dir(
         directory,
@@ -142,10 +155,18 @@ def write_catalog(
 
 
 def embed_for_build(
-    prep: Path, model: TwoTowerModel, work: Path, cache_dir: Path | None, engine: EmbedEngine
+    prep: Path,
+    model: TwoTowerModel,
+    work: Path,
+    cache_dir: Path | None,
+    engine: EmbedEngine,
+    config: IndexConfig,
 ) -> EmbeddedCatalog:
-    if product_count(prep) == 0:
+    """Check the config can index this catalog, then run the embedding job."""
+    count = product_count(prep)
+    if count == 0:
         raise DataError(f"{prep}: the catalog has no products; nothing to index")
+    check_buildable(config, count, model.dim)  # before any embedding work
     cache = EmbeddingCache(cache_dir, model.fingerprint, model.dim) if cache_dir else None
     return embed_catalog(prep, model, work, cache, engine)
 
@@ -187,7 +208,7 @@ def build_index(
             log.info("index at %s is up to date (same model and catalog); reusing it", out)
             return out
         work = out.parent / f".{out.name}.work"
-        embedded = embed_for_build(prep, model, work, cache_dir, engine)
+        embedded = embed_for_build(prep, model, work, cache_dir, engine, config)
         manifest = {
             **base_manifest(config, model, data_manifest),
             **job_manifest(embedded, engine, started),
@@ -227,7 +248,8 @@ def build_version(
             log.info("current version %s is up to date (same model, catalog and config)",
                      current.name)
             return current
-        embedded = embed_for_build(prep, model, root / WORK, root / EMBED_CACHE, engine)
+        embedded = embed_for_build(prep, model, root / WORK, root / EMBED_CACHE, engine,
+                                   config)
         vid = new_version_id()
         manifest = {
             **base_manifest(config, model, data_manifest),

@@ -40,9 +40,10 @@ def cmd_build(args: argparse.Namespace) -> None:
 
 def cmd_update(args: argparse.Namespace) -> None:
     from aisle.indexing.update import update_version
+    from aisle.towers.model import load_model
 
-    path = update_version(args.data, args.out, model_ref=args.model, engine=args.engine,
-                          keep=args.keep)
+    model = load_model(args.model) if args.model else None
+    path = update_version(args.data, args.out, model, engine=args.engine, keep=args.keep)
     print(f"index version {path.name} is current in {args.out}")
 
 

@@ -17,9 +17,10 @@ import pandas as pd
 from aisle.artifacts import MANIFEST, read_manifest
 from aisle.configs import from_dict, to_dict
 from aisle.errors import AisleError, ArtifactError, ManifestMismatch
+from aisle.indexing.ann import searcher_for
 from aisle.indexing.config import FusionConfig, IndexConfig
 from aisle.indexing.lexical import BM25Index
-from aisle.indexing.searcher import FaissSearcher, Searcher
+from aisle.indexing.searcher import Searcher
 from aisle.indexing.versions import resolve_index_dir
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ def load_index(root: Path, model_fingerprint: str | None = None) -> ProductIndex
     loaded = ProductIndex(
         root=root,
         manifest=manifest,
-        searcher=FaissSearcher(index),
+        searcher=searcher_for(index, from_dict(IndexConfig, manifest.get("index_config", {}))),
         product_ids=product_ids,
         titles=titles,
     )

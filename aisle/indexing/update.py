@@ -1,0 +1,202 @@
+"""``aisle index update``: a new version from the current one and today's catalog.
+
+Products are matched by ``product_id``; a product whose tower text changed (another text hash)
+counts as removed and added again. Nothing unchanged is encoded again: every vector comes
+from the embedding cache unless its text is new.
+
+Which index kinds change in place (``ann.supports_removal``): flat and IVF-Flat remove the
+deleted/changed vectors with ``remove_ids`` and add the new ones; an IVF index keeps the
+centroids it was trained with (drift grows with churn: rebuild now and then with
+``aisle index --force``). HNSW cannot unlink graph nodes and IVF-PQ's exact re-rank cannot
+remove vectors: for them the whole structure is rebuilt from the cached vectors, with no
+re-embedding, and the log says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pandas as pd
+
+from aisle.artifacts import atomic_dir, read_manifest
+from aisle.configs import from_dict, to_dict
+from aisle.data.dataset import prepared_dir
+from aisle.data.schema import PRODUCTS
+from aisle.errors import ArtifactError, ManifestMismatch
+from aisle.indexing.ann import supports_removal
+from aisle.indexing.build import (
+    base_manifest,
+    embed_for_build,
+    fitting_config,
+    job_manifest,
+    make_faiss_index,
+    partition_dir_name,
+    partition_groups,
+    publish_version,
+    write_index_dir,
+)
+from aisle.indexing.config import IndexConfig
+from aisle.indexing.embed_job import EmbedEngine
+from aisle.indexing.retrieve import index_model
+from aisle.indexing.store import INDEX_FILE, KIND, PARTITIONS_DIR, ROWS_FILE, load_index
+from aisle.indexing.versions import (
+    DEFAULT_KEEP,
+    EMBED_CACHE,
+    VERSIONS,
+    WORK,
+    is_versioned,
+    new_version_id,
+)
+from aisle.towers.model import TwoTowerModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delta:
+    kept: np.ndarray  # old row positions that stay (same id, same text)
+    kept_new: np.ndarray  # their positions in the new catalog
+    removed: np.ndarray  # old row positions that go (deleted, or text changed)
+    added: np.ndarray  # new catalog positions to add (new, or text changed)
+
+
+def diff(old: pd.DataFrame, new: pd.DataFrame) -> Delta:
+    """Compare two row maps by (product_id, text_hash)."""
+    old_key = old["product_id"] + "\0" + old["text_hash"]
+    new_key = new["product_id"] + "\0" + new["text_hash"]
+    where = pd.Index(new_key).get_indexer(pd.Index(old_key))
+    kept = np.flatnonzero(where >= 0)
+    added = np.setdiff1d(np.arange(len(new)), where[kept])
+    return Delta(kept, where[kept], np.flatnonzero(where < 0), added)
+
+
+def _is_bare_flat(index: faiss.Index) -> bool:
+    return isinstance(faiss.downcast_index(index), faiss.IndexFlat)
+
+
+@dataclass(frozen=True)
+class OldIndex:
+    index: faiss.Index
+    rows: pd.DataFrame
+    config: IndexConfig
+
+
+def apply_update(
+    config: IndexConfig, old: OldIndex | None, new_rows: pd.DataFrame, vectors: np.ndarray
+) -> tuple[faiss.Index, pd.DataFrame]:
+    """The ``config`` index over ``new_rows``/``vectors`` (catalog order), changed in place from
+    ``old`` when its kind supports removal. Returns it and its row map (with labels)."""
+    if old is None or old.config != config or not supports_removal(config.kind):
+        if old is not None and old.config == config:
+            log.info("%s cannot remove vectors: rebuilding it from the cached vectors "
+                     "(no product is encoded again)", config.kind)
+        index = make_faiss_index(config, vectors)
+        return index, new_rows.assign(label=np.arange(len(new_rows), dtype=np.int64))
+    old_rows = old.rows
+    d = diff(old_rows, new_rows)
+    labels = old_rows["label"].to_numpy(dtype=np.int64)
+    index = old.index
+    index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(labels[d.removed])))
+    added = np.ascontiguousarray(vectors[d.added], dtype=np.float32)
+    if _is_bare_flat(index):  # positional: removal renumbers the survivors 0..n-1
+        kept_labels = np.arange(len(d.kept), dtype=np.int64)
+        new_labels = np.arange(len(d.kept), len(d.kept) + len(d.added), dtype=np.int64)
+        index.add(added)
+    else:  # IVF or an id map: ids stay, new ones come after the largest ever used
+        kept_labels = labels[d.kept]
+        start = int(labels.max()) + 1 if len(labels) else 0
+        new_labels = np.arange(start, start + len(d.added), dtype=np.int64)
+        index.add_with_ids(added, new_labels)
+    rows = pd.concat(
+        [
+            new_rows.iloc[d.kept_new].assign(label=kept_labels),
+            new_rows.iloc[d.added].assign(label=new_labels),
+        ],
+        ignore_index=True,
+    )
+    log.info("%s updated in place: %d kept, %d removed, %d added", config.kind, len(d.kept),
+             len(d.removed), len(d.added))
+    return index, rows
+
+
+def _read_old(directory: Path | None) -> OldIndex | None:
+    if directory is None or not (directory / ROWS_FILE).is_file():
+        return None
+    rows = pd.read_parquet(directory / ROWS_FILE)
+    if "text_hash" not in rows.columns or "label" not in rows.columns:
+        raise ArtifactError(
+            f"{directory} was built before incremental updates (no text hashes); "
+            "run a full build once: aisle index --data ... --out ... --force"
+        )
+    config = from_dict(IndexConfig, read_manifest(directory, KIND).get("index_config", {}))
+    return OldIndex(faiss.read_index(str(directory / INDEX_FILE)), rows, config)
+
+
+def update_version(
+    data: Path,
+    root: Path,
+    model: TwoTowerModel | None = None,
+    engine: EmbedEngine = "local",
+    keep: int = DEFAULT_KEEP,
+) -> Path:
+    """Publish ``ROOT/versions/<new id>`` = the current version updated to ``data``'s catalog.
+
+    ``model`` defaults to the current version's; another model is refused (a full build).
+    """
+    root = Path(root)
+    if not is_versioned(root):
+        raise ArtifactError(
+            f"{root} is not a versioned index root (no CURRENT); build one first: "
+            f"aisle index --data ... --out {root}"
+        )
+    started = time.perf_counter()
+    current = load_index(root)
+    model = model or index_model(current)
+    if model.fingerprint != current.model_fingerprint:
+        raise ManifestMismatch(
+            f"the current version was built by model {current.model_ref}; an update keeps the "
+            "model. A new model changes every vector: run a full build with --model instead"
+        )
+    config = from_dict(IndexConfig, current.manifest["index_config"])
+    with prepared_dir(Path(data)) as prep:
+        data_manifest = read_manifest(prep, "aisle.dataset")
+        if current.manifest["data"]["products_fingerprint"] == data_manifest["fingerprints"][
+            PRODUCTS
+        ]:
+            log.info("current version %s already holds this catalog", current.root.name)
+            return current.root
+        embedded = embed_for_build(prep, model, root / WORK, root / EMBED_CACHE, engine,
+                                   config)
+    vid = new_version_id()
+    base = base_manifest(config, model, data_manifest)
+    manifest = {
+        **base,
+        **job_manifest(embedded, engine, started),
+        "fusion": current.manifest.get("fusion", base["fusion"]),  # keep a tuned fusion
+        "version": vid,
+        "updated_from": current.root.name,
+    }
+    old_layout = current.manifest.get("partitions", {})
+    rows = embedded.rows
+    parts = partition_groups(rows)
+    layout = {name: f"{PARTITIONS_DIR}/{partition_dir_name(name)}" for name in parts}
+    with atomic_dir(root / VERSIONS / vid) as tmp:
+        for name, pos in parts.items():
+            old_dir = current.root / old_layout[name] if name in old_layout else None
+            sub = rows.iloc[pos].reset_index(drop=True)
+            used = fitting_config(config, len(pos), model.dim, f"partition {name!r}")
+            index, sub_rows = apply_update(used, _read_old(old_dir), sub, embedded.vectors[pos])
+            write_index_dir(tmp / layout[name], index, sub_rows, sub_rows["text"].tolist(),
+                            {**manifest, "partition": name, "index_config": to_dict(used)})
+        index, all_rows = apply_update(config, _read_old(current.root), rows, embedded.vectors)
+        write_index_dir(tmp, index, all_rows, all_rows["text"].tolist(),
+                        {**manifest, "partitions": layout})
+    publish_version(root, vid, keep)
+    log.info("updated %s -> %s in %.1fs (%d products encoded)", current.root.name, vid,
+             time.perf_counter() - started, embedded.encoded)
+    return root / VERSIONS / vid

@@ -1,0 +1,110 @@
+"""``aisle index update`` equals a full rebuild, without re-embedding unchanged products."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aisle.configs import load_config
+from aisle.indexing.build import build_version
+from aisle.indexing.config import IndexConfig
+from aisle.indexing.store import ProductIndex, load_index
+from aisle.indexing.update import update_version
+from aisle.towers.model import TwoTowerModel
+from tests.indexing.conftest import CountingEncoder, edited
+
+QUERIES = ["cordless drill", "white wall paint", "garden hose", "ladder", "brand new thing"]
+
+
+def results(
+    index: ProductIndex, model: TwoTowerModel, k: int = 10
+) -> list[list[tuple[str, float]]]:
+    hits = index.search(model.encode_query(QUERIES).numpy(), k)
+    return [[(h.product_id, h.score) for h in row] for row in hits]
+
+
+def assert_same_results(a: ProductIndex, b: ProductIndex, model: TwoTowerModel) -> None:
+    assert sorted(p for p in a.product_ids if p is not None) == sorted(
+        p for p in b.product_ids if p is not None
+    )
+    for ra, rb in zip(results(a, model), results(b, model), strict=True):
+        np.testing.assert_allclose([s for _, s in ra], [s for _, s in rb], atol=1e-5)
+        # Equal scores may come in either order; compare ids score by score.
+        assert {p for p, _ in ra} == {p for p, _ in rb}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "in_place"),
+    [
+        (["kind=flat"], True),
+        (["kind=hnsw"], False),  # rebuilt from cached vectors
+        (["kind=ivf_flat", "nlist=2", "nprobe=2"], True),  # nprobe = nlist: exhaustive
+    ],
+)
+def test_update_equals_a_full_rebuild(
+    overrides: list[str],
+    in_place: bool,
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    counting: CountingEncoder,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = load_config(IndexConfig, None, overrides)
+    day1, day2 = prepare_catalog(catalog, "day1"), prepare_catalog(edited(catalog), "day2")
+    root = tmp_path / "root"
+    first = build_version(day1, base_model, root, config)
+    counting.texts.clear()
+    with caplog.at_level("INFO"):
+        updated = update_version(day2, root, base_model)
+    assert len(counting.texts) == 11  # 5 changed + 6 new; the rest come from the cache
+    assert updated != first and load_index(root).root == updated
+    assert ("updated in place" in caplog.text) == in_place
+    assert ("cannot remove vectors" in caplog.text) == (not in_place)
+
+    rebuilt = build_version(day2, base_model, tmp_path / "full", config)
+    new, full = load_index(updated), load_index(rebuilt)
+    assert new.manifest["count"] == full.manifest["count"] == 122
+    assert_same_results(new, full, base_model)
+    # Per partition too (store-1, store 2), and the deleted product is gone everywhere.
+    for name in ("store-1", "store 2"):
+        assert_same_results(new.partition(name), full.partition(name), base_model)
+    gone = catalog["product_id"].iloc[8]
+    assert gone not in set(new.product_ids) and gone in set(load_index(first).product_ids)
+
+
+def test_a_flat_update_keeps_every_vector(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    build_version(prepare_catalog(catalog, "day1"), base_model, root)
+    day2 = edited(catalog)
+    index = load_index(update_version(prepare_catalog(day2, "day2"), root, base_model))
+    flat = index.searcher.index  # type: ignore[attr-defined]
+    by_id = {pid: flat.reconstruct(i) for i, pid in enumerate(index.product_ids)}
+    expected = base_model.encode_product(day2).numpy()
+    got = np.stack([by_id[p] for p in day2["product_id"]])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_update_of_the_same_catalog_is_a_no_op_and_needs_a_versioned_root(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    sample_index: Path,
+    tmp_path: Path,
+) -> None:
+    data = prepare_catalog(catalog.iloc[:40], "small")
+    root = tmp_path / "root"
+    first = build_version(data, base_model, root)
+    assert update_version(data, root, base_model) == first
+    with pytest.raises(ValueError, match="not a versioned index root"):
+        update_version(data, sample_index, base_model)

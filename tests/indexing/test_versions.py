@@ -1,0 +1,145 @@
+"""Versioned index roots: CURRENT, list/promote/rollback/prune, partitions, CLI, serving."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from aisle.cli import main
+from aisle.errors import ArtifactError
+from aisle.indexing.build import build_version
+from aisle.indexing.store import load_index
+from aisle.indexing.versions import (
+    CURRENT,
+    current_id,
+    list_versions,
+    promote,
+    prune,
+    resolve_index_dir,
+    rollback,
+)
+from aisle.serving.app import create_app
+from aisle.serving.cache import LRUCache
+from aisle.serving.config import ServeConfig
+from aisle.serving.engine import Engine, load_snapshot
+from aisle.towers.model import TwoTowerModel
+
+
+@pytest.fixture
+def three_versions(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    tmp_path: Path,
+) -> tuple[Path, list[str]]:
+    """A root with versions over 40, 80 and 120 products, built in that order."""
+    root = tmp_path / "root"
+    ids = []
+    for n in (40, 80, 120):
+        path = build_version(prepare_catalog(catalog.iloc[:n], f"d{n}"), base_model, root, keep=5)
+        ids.append(path.name)
+    return root, ids
+
+
+def test_builds_publish_versions_and_switch_current(three_versions: tuple[Path, list[str]]) -> None:
+    root, ids = three_versions
+    assert [v.id for v in list_versions(root)] == ids
+    assert current_id(root) == ids[-1]
+    assert (root / CURRENT).read_text() == ids[-1] + "\n"
+    assert resolve_index_dir(root) == root / "versions" / ids[-1]
+    index = load_index(root)
+    assert index.version == ids[-1] and index.manifest["count"] == 120
+    # A version directory loads on its own too.
+    assert load_index(root / "versions" / ids[0]).manifest["count"] == 40
+
+
+def test_promote_rollback_and_prune(three_versions: tuple[Path, list[str]]) -> None:
+    root, ids = three_versions
+    promote(root, ids[0])
+    assert load_index(root).manifest["count"] == 40
+    assert rollback(root) == ids[2]
+    assert rollback(root) == ids[1]
+    assert load_index(root).manifest["count"] == 80
+    with pytest.raises(ArtifactError, match="no version 'nope'"):
+        promote(root, "nope")
+    # keep=1 keeps the newest; the current (older) one is never deleted.
+    assert prune(root, keep=1) == [ids[0]]
+    assert [v.id for v in list_versions(root)] == ids[1:]
+    assert current_id(root) == ids[1]
+    with pytest.raises(ArtifactError, match="no earlier version"):
+        rollback(root)
+
+
+def test_index_cli_list_promote_rollback(
+    three_versions: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, ids = three_versions
+    assert main(["index", "list", "--out", str(root)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line[2:].split()[0] for line in out] == ids and out[-1].startswith("*")
+    assert main(["index", "promote", "--out", str(root), ids[0]]) == 0
+    assert current_id(root) == ids[0]
+    assert main(["index", "rollback", "--out", str(root)]) == 0
+    assert current_id(root) == ids[2]
+    assert main(["index", "promote", "--out", str(root), "missing"]) == 2
+    assert main(["search", "--index", str(root), "drill", "-k", "2"]) == 0
+
+
+def test_partitions_are_searched_by_name(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    build_version(prepare_catalog(catalog, "day1"), base_model, root)
+    index = load_index(root)
+    assert index.partition_names == ["store 2", "store-1"]
+    query = base_model.encode_query(["cordless drill"]).numpy()
+    for name in index.partition_names:
+        members = set(catalog.loc[catalog["partition"] == name, "product_id"])
+        part = index.partition(name)
+        assert set(part.product_ids) == members and len(members) == 40
+        hits = part.search(query, 100)[0]
+        assert {h.product_id for h in hits} == members
+        title = catalog.loc[catalog["partition"] == name, "title"].iloc[0]
+        lexical = part.lexical.search([title], 100)[0]
+        assert lexical and {pid for pid, _ in lexical} <= members
+    assert len(index.search(query, 200)[0]) == 120  # no partition: the whole catalog
+
+
+def test_service_searches_partitions_and_follows_current(
+    three_versions: tuple[Path, list[str]],
+    catalog: pd.DataFrame,
+    base_model: TwoTowerModel,
+) -> None:
+    root, ids = three_versions
+    config = ServeConfig(index=str(root), admin_token="t", watch_interval_s=0.05)
+    engine = Engine(config, LRUCache(100), load_snapshot(config))
+    with TestClient(create_app(config, engine)) as client:
+        assert client.get("/readyz").json()["index_version"] == ids[2]
+        store1 = set(catalog.loc[catalog["partition"] == "store-1", "product_id"])
+        for mode in ("dense", "lexical", "hybrid"):
+            r = client.post("/search", json={"query": "drill", "k": 50, "mode": mode,
+                                             "partition": "store-1"})
+            assert r.status_code == 200, r.text
+            got = {x["product_id"] for x in r.json()["results"]}
+            assert got and got <= store1
+            assert r.json()["index_version"] == ids[2]
+        r = client.post("/search", json={"query": "drill", "partition": "store-9"})
+        assert r.status_code == 404 and "store-1" in r.json()["detail"]
+
+        promote(root, ids[0])  # the watcher sees CURRENT change and swaps
+        deadline = time.monotonic() + 20
+        while engine.snapshot.version != ids[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        r = client.get("/search", params={"q": "drill", "k": 100})
+        assert r.json()["index_version"] == ids[0] and len(r.json()["results"]) == 40
+        rollback(root)
+        r = client.post("/admin/reload", headers={"Authorization": "Bearer t"})
+        assert r.json()["index_version"] == ids[2]
