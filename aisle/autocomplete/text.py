@@ -61,6 +61,8 @@ class Speller:
     def word(self, w: str) -> str:
         if len(w) < 5 or not _WORD.match(w) or self.counts[w] >= self.min_count:
             return w
+        if w.endswith("s") and self.counts[w[:-1]] >= self.min_count:
+            return w  # a plural of a known word ("toilets"), not a typo
         if w not in self._cache:
             cutoff = 1 if len(w) < 8 else 2
             hits = process.extract(w, self._common, scorer=OSA.distance, score_cutoff=cutoff,

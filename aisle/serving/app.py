@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from aisle.errors import AisleError
 from aisle.indexing.config import Mode
 from aisle.indexing.store import Hit
+from aisle.serving.autocomplete_routes import add_autocomplete_routes
 from aisle.serving.batching import MicroBatcher
 from aisle.serving.cache import LRUCache, QueryCache, RedisCache, TieredCache
 from aisle.serving.config import ServeConfig
@@ -181,6 +182,8 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
         hits, version, used = await run_search(texts, body.k, body.mode, body.partition)
         return BatchResponse(responses=[response(h, version, used, started) for h in hits],
                              index_version=version, took_ms=(time.perf_counter() - started) * 1e3)
+
+    add_autocomplete_routes(app, config)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -21,7 +21,7 @@ def _config(args: argparse.Namespace) -> Any:
     overrides = [f"index={args.index}", *args.overrides]
     if getattr(args, "model", None):
         overrides.append(f"model={args.model}")
-    for name in ("host", "port"):
+    for name in ("host", "port", "autocomplete"):
         if getattr(args, name, None) is not None:
             overrides.append(f"{name}={getattr(args, name)}")
     if os.environ.get("REDIS_URL") and not any(o.startswith("redis_url=") for o in overrides):
@@ -92,6 +92,8 @@ def add_serve_parsers(sub: Any, add_command: Any) -> None:
     p.add_argument("--model", default=None, help="model dir (default: the index's model)")
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    p.add_argument("--autocomplete", default=None,
+                   help="autocomplete dir for GET /autocomplete (aisle autocomplete build)")
     p.add_argument("--config", type=Path, default=None, help="ServeConfig TOML file")
     p.add_argument("overrides", nargs="*", help="ServeConfig key=value overrides")
     p.set_defaults(func=cmd_serve)

@@ -36,3 +36,5 @@ class ServeConfig:
     batch_max: int = 32
     # How often to look for a new index version on disk (0 = only on /admin/reload).
     watch_interval_s: float = 2.0
+    # Autocomplete artifact directory (`aisle autocomplete build`); "" = /autocomplete is 404.
+    autocomplete: str = ""

@@ -42,3 +42,17 @@ class BatchResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str
+
+
+class AutocompleteSuggestion(BaseModel):
+    text: str
+    popularity: int = Field(description="query-log count (or proxy) / products naming it")
+    source: str = Field(description="'log' (a past query) or 'catalog' (a catalog phrase)")
+    edits: int = Field(description="typo edits between the prefix and the suggestion's start")
+
+
+class AutocompleteResponse(BaseModel):
+    prefix: str
+    suggestions: list[AutocompleteSuggestion]
+    version: str = Field(description="the autocomplete artifact's version")
+    took_ms: float

@@ -1,0 +1,46 @@
+"""``GET /autocomplete``: suggestions from an autocomplete artifact (aisle/autocomplete)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Query
+
+from aisle.autocomplete.lookup import Autocomplete
+from aisle.serving.config import ServeConfig
+from aisle.serving.schemas import AutocompleteResponse, AutocompleteSuggestion
+
+
+def add_autocomplete_routes(app: FastAPI, config: ServeConfig) -> None:
+    """Load ``config.autocomplete`` (a broken artifact refuses to start the service) and
+    add the route; without an artifact the route answers 404 saying how to get one."""
+    index = Autocomplete.load(Path(config.autocomplete)) if config.autocomplete else None
+
+    @app.get("/autocomplete", response_model=AutocompleteResponse)
+    async def autocomplete(
+        prefix: str = Query(description="what the shopper has typed so far"),
+        k: int | None = Query(default=None, description="suggestions to return, 1..1000"),
+    ) -> AutocompleteResponse:
+        started = time.perf_counter()
+        if index is None:
+            raise HTTPException(404, "this service has no autocomplete index; build one with "
+                                     "`aisle autocomplete build` and start `aisle serve "
+                                     "--autocomplete DIR`")
+        if not prefix.strip():
+            raise HTTPException(422, "prefix is empty; send what the shopper has typed")
+        if len(prefix) > config.max_query_chars:
+            raise HTTPException(422, f"prefix is {len(prefix)} characters; "
+                                     f"at most {config.max_query_chars}")
+        k = config.default_k if k is None else k
+        if not 1 <= k <= config.max_k:
+            raise HTTPException(422, f"k is {k}; it must be between 1 and {config.max_k}")
+        # Sub-millisecond and CPU-only: answered on the event loop, no executor hop.
+        found = index.suggest(prefix, k)
+        return AutocompleteResponse(
+            prefix=prefix,
+            suggestions=[AutocompleteSuggestion(text=s.text, popularity=s.popularity,
+                                                source=s.source, edits=s.edits) for s in found],
+            version=index.version,
+            took_ms=(time.perf_counter() - started) * 1000,
+        )

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import numpy as np
+
+from aisle.autocomplete.dedup import greedy_dedup
+
+
+def unit(degrees: float) -> list[float]:
+    r = np.radians(degrees)
+    return [float(np.cos(r)), float(np.sin(r))]
+
+
+def test_drops_a_candidate_too_close_to_a_kept_one() -> None:
+    e = np.array([[1, 0, 0], [0.95, np.sqrt(1 - 0.95**2), 0], [0, 0, 1]], dtype=np.float32)
+    assert greedy_dedup(e, threshold=0.9, k=10) == [0, 2]
+    assert greedy_dedup(e, threshold=0.96, k=10) == [0, 1, 2]
+    assert greedy_dedup(e, threshold=0.9, k=1) == [0]
+
+
+def test_threshold_is_inclusive() -> None:
+    e = np.array([[1.0, 0.0], [0.5, np.sqrt(0.75)]], dtype=np.float64)  # cosine 0.5 exactly
+    assert greedy_dedup(e, threshold=0.5, k=5) == [0]
+    assert greedy_dedup(e, threshold=0.5000001, k=5) == [0, 1]
+
+
+def test_greedy_compares_only_with_kept_rows() -> None:
+    # a-b and b-c are 20 degrees apart (cos .94), a-c 40 (cos .77): b goes, so c stays.
+    e = np.array([unit(0), unit(20), unit(40)], dtype=np.float32)
+    assert greedy_dedup(e, threshold=0.9, k=3) == [0, 2]
+
+
+def test_empty_inputs() -> None:
+    assert greedy_dedup(np.zeros((0, 4), dtype=np.float32), 0.9, 3) == []
+    assert greedy_dedup(np.eye(3, dtype=np.float32), 0.9, 0) == []

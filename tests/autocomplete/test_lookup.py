@@ -1,0 +1,107 @@
+"""Build, reload and query a real artifact (base model, real or generated query log)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aisle.autocomplete.lookup import Autocomplete
+from aisle.autocomplete.store import load_artifact
+from aisle.autocomplete.text import key
+from aisle.errors import ArtifactError
+from aisle.towers.model import TwoTowerModel
+
+DUPLICATES = ("glaciar bay toiled", "glacier bay toilets")
+PREFIXES = ["gla", "glac", "glaci", "glacier", "glacier b", "glacier bay", "glacier bay t",
+            "glacier bay toi", "glaciar", "glaciar bay t", "GLACIER BAY TOIL"]
+
+
+@pytest.fixture(scope="module")
+def ac(ac_index: Path) -> Autocomplete:
+    return Autocomplete.load(ac_index)
+
+
+def texts(ac: Autocomplete, prefix: str, k: int = 10) -> list[str]:
+    return [s.text for s in ac.suggest(prefix, k)]
+
+
+@pytest.mark.parametrize("k", [10, 50])
+def test_glacier_duplicates_never_share_a_list(ac: Autocomplete, k: int) -> None:
+    seen_any = False
+    for prefix in PREFIXES:
+        found = {key(t) for t in texts(ac, prefix, k)}
+        assert not set(DUPLICATES) <= found, (prefix, found)
+        seen_any |= bool(found & set(DUPLICATES))
+    assert seen_any  # one of the two is suggested, so the check above means something
+    # Without de-duplication both come back for the same prefix: the threshold does the work.
+    raw = Autocomplete(ac.artifact, threshold=1.01)
+    assert set(DUPLICATES) <= {key(t) for t in texts(raw, "glacier bay t", 50)}
+
+
+def test_typo_tolerance(ac: Autocomplete) -> None:
+    found = ac.suggest("moen dhow", 10)
+    assert any(s.text.lower().startswith("moen shower") and s.edits == 1 for s in found)
+    assert texts(ac, "gla") == texts(ac, "gla")  # deterministic
+    assert all(s.edits == 0 for s in ac.suggest("gla", 10))  # under 4 characters: exact only
+
+
+def test_case_accents_and_spaces_do_not_matter(ac: Autocomplete) -> None:
+    assert texts(ac, "MÖEN   Sh") == texts(ac, "moen sh") != []
+    assert texts(ac, "Échö") == texts(ac, "echo") != []
+
+
+def test_ranking_popularity_then_tie_breaks(ac: Autocomplete) -> None:
+    found = ac.suggest("glacier b", 10)
+    tiers = [ac.tier[ac.texts.index(s.text)] for s in found]
+    assert tiers == sorted(tiers)
+    exact_log = [s.popularity for s in found if s.edits == 0 and s.source == "log"]
+    assert exact_log == sorted(exact_log, reverse=True) and exact_log
+    assert ac.suggest("zzzzqqq", 10) == [] and ac.suggest("   ", 10) == []
+    assert len(ac.suggest("g", 3)) == 3
+
+
+def test_catalog_suggestions_rank_below_the_log(ac: Autocomplete) -> None:
+    mined = ac.texts[int(np.flatnonzero(ac.tier == 2)[0])]
+    sources = [s.source for s in ac.suggest(key(mined)[:3], 1000)]
+    assert "catalog" in sources
+    assert sources == sorted(sources, key=lambda s: s != "log")
+
+
+def test_artifact_describes_itself_and_reloads(ac_index: Path, ac: Autocomplete,
+                                               base_model: TwoTowerModel) -> None:
+    manifest = json.loads((ac_index / "manifest.json").read_text())
+    assert manifest["model"]["fingerprint"] == base_model.fingerprint
+    assert manifest["counts"]["total"] == manifest["counts"]["log"] + manifest["counts"]["catalog"]
+    assert manifest["threshold"] == manifest["config"]["threshold"]
+    again = Autocomplete.load(ac_index)
+    assert texts(again, "moen sh") == texts(ac, "moen sh")
+    norms = np.linalg.norm(again.embeddings, axis=1)
+    assert np.allclose(norms, 1, atol=1e-4)
+    # The stored vectors are the query tower's, of the spell-corrected text.
+    row = again.texts.index(next(t for t in again.texts if key(t) == "glaciar bay toiled"))
+    fresh = base_model.encode_query([again.artifact.suggestions["canonical"][row]]).numpy()
+    assert float(fresh[0] @ again.embeddings[row]) > 0.999
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / "embeddings.npy").write_bytes(b"\x93NUMPY garbage"), "checksum"),
+        (lambda d: (d / "suggestions.parquet").unlink(), "suggestions.parquet is missing"),
+        (lambda d: (d / "manifest.json").write_text("{not json"), "corrupt"),
+        (lambda d: (d / "manifest.json").unlink(), "manifest.json is missing"),
+    ],
+)
+def test_corrupt_artifact_is_refused_clearly(ac_index: Path, tmp_path: Path, damage,  # type: ignore[no-untyped-def]
+                                             message: str) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(ac_index, broken)
+    damage(broken)
+    with pytest.raises(ArtifactError, match=message):
+        load_artifact(broken)
+    with pytest.raises(ArtifactError, match="no such autocomplete index"):
+        load_artifact(tmp_path / "absent")

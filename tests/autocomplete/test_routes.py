@@ -1,0 +1,61 @@
+"""GET /autocomplete through FastAPI's TestClient, with the same input rules as /search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from aisle.errors import ArtifactError
+from aisle.serving.app import create_app
+from aisle.serving.config import ServeConfig
+
+
+@pytest.fixture(scope="module")
+def client(ac_index: Path) -> TestClient:
+    # No lifespan (no `with`): /autocomplete needs neither the search engine nor a model.
+    return TestClient(create_app(ServeConfig(autocomplete=str(ac_index), watch_interval_s=0)))
+
+
+def test_suggestions(client: TestClient) -> None:
+    r = client.get("/autocomplete", params={"prefix": "moen dhow", "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"prefix", "suggestions", "version", "took_ms"}
+    assert 1 <= len(body["suggestions"]) <= 5 and body["version"]
+    assert any(s["text"].lower().startswith("moen shower") for s in body["suggestions"])
+    assert set(body["suggestions"][0]) == {"text", "popularity", "source", "edits"}
+    default = client.get("/autocomplete", params={"prefix": "g"}).json()
+    assert len(default["suggestions"]) == 10
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"prefix": ""}, "prefix is empty"),
+        ({"prefix": "  \t "}, "prefix is empty"),
+        ({"prefix": "x" * 513}, "at most 512"),
+        ({"prefix": "moen", "k": 0}, "between 1 and 1000"),
+        ({"prefix": "moen", "k": 1001}, "between 1 and 1000"),
+        ({"prefix": "moen", "k": "ten"}, "malformed request"),
+        ({}, "malformed request"),
+    ],
+)
+def test_bad_input(client: TestClient, params: dict, message: str) -> None:
+    r = client.get("/autocomplete", params=params)
+    assert r.status_code == 422 and message in r.json()["detail"], r.text
+
+
+@pytest.mark.parametrize("prefix", ["ü ñ 漢字", "🔨🔨 gla", "\x00\x07 odd \ufffd", "'; DROP"])
+def test_unicode_emoji_and_odd_bytes_are_answered(client: TestClient, prefix: str) -> None:
+    r = client.get("/autocomplete", params={"prefix": prefix})
+    assert r.status_code == 200 and isinstance(r.json()["suggestions"], list)
+
+
+def test_no_artifact_is_404_and_a_broken_one_refuses_to_start(tmp_path: Path) -> None:
+    r = TestClient(create_app(ServeConfig(watch_interval_s=0))).get(
+        "/autocomplete", params={"prefix": "moen"})
+    assert r.status_code == 404 and "aisle autocomplete build" in r.json()["detail"]
+    with pytest.raises(ArtifactError, match="no such autocomplete index"):
+        create_app(ServeConfig(autocomplete=str(tmp_path / "nope")))
