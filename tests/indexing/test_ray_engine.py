@@ -1,0 +1,47 @@
+"""``--engine ray`` embeds the catalog as a Ray Data job, giving the local engine's vectors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aisle.indexing.embed_job import embed_catalog
+from aisle.towers.model import TwoTowerModel
+
+
+@pytest.fixture
+def local_ray() -> Iterator[None]:
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_and_local_engines_give_the_same_embeddings(
+    local_ray: None,
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    tmp_path: Path,
+) -> None:
+    data = prepare_catalog(catalog.iloc[:40], "cat")  # one block: one Ray job (~1 min here)
+    local = embed_catalog(data, base_model, tmp_path / "local")
+    remote = embed_catalog(data, base_model, tmp_path / "ray", engine="ray")
+    assert remote.encoded == local.encoded == 40
+    pd.testing.assert_frame_equal(local.rows, remote.rows)
+    np.testing.assert_allclose(remote.vectors, local.vectors, atol=1e-5)
+
+
+def test_the_local_engine_does_not_import_ray() -> None:
+    code = (
+        "import sys; import aisle.indexing.build, aisle.indexing.update, aisle.cli; "
+        "sys.exit('ray' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
