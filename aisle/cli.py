@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     from aisle.training.cli import add_train_parser
 
     add_train_parser(sub)
+    from aisle.towers.cli import add_export_parser
+
+    add_export_parser(sub)
 
     from aisle.autocomplete.cli import add_autocomplete_parsers
 

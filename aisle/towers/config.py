@@ -9,6 +9,11 @@ from aisle.data.schema import PRODUCT_FIELDS
 
 Pooling = Literal["mean", "cls", "max"]
 Device = Literal["auto", "cpu", "cuda"]
+# How a tower runs inference. "torch": the sentence-transformers model. "onnx-fp32" /
+# "onnx-int8": the ONNX Runtime export written by `aisle export` (int8 = dynamic quantisation,
+# checked against fp32 at export). "auto": onnx-int8 if the model directory has that export,
+# else onnx-fp32 if it has one, else torch. Training always needs torch.
+Backend = Literal["auto", "torch", "onnx-fp32", "onnx-int8"]
 
 
 @dataclass(frozen=True)
@@ -27,3 +32,11 @@ class TowerConfig:
     max_description_chars: int = 300
     batch_size: int = 64
     device: Device = "auto"
+    backend: Backend = "auto"
+    # onnxruntime intra-op threads per tower (0 = onnxruntime's default, one per core).
+    # The query tower runs in the service at batch 1: one query is too little work to split
+    # across threads (the hand-off costs more than it saves), and the service gets its
+    # parallelism from concurrent requests, which extra threads per call would oversubscribe.
+    # The product tower runs in batch jobs (aisle index), where every core should help.
+    onnx_query_threads: int = 1
+    onnx_product_threads: int = 0

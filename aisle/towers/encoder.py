@@ -63,6 +63,11 @@ class Tower:
     def device(self) -> torch.device:
         return self.model.device
 
+    @property
+    def source(self) -> object:
+        """What holds the weights: two towers with the same source share them."""
+        return self.model
+
     def encode(self, texts: Sequence[str], progress: bool = False) -> torch.Tensor:
         """Inference: no gradients, batched, returns float32 on CPU."""
         if len(texts) == 0:

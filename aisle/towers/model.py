@@ -1,8 +1,9 @@
 """The two-tower model: ``encode_query`` / ``encode_product``, save/load with a manifest.
 
 A model directory holds ``manifest.json`` and either ``shared/`` (one encoder for both sides,
-as in cascade step 1) or ``query/`` and ``product/`` (untied towers). Any plain
-sentence-transformers directory also loads, as a shared model.
+as in cascade step 1) or ``query/`` and ``product/`` (untied towers), and optionally ``onnx/``
+(written by ``aisle export``; the tower config's ``backend`` picks torch or ONNX Runtime). Any
+plain sentence-transformers directory also loads, as a shared model.
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ import torch
 
 from aisle.artifacts import MANIFEST, atomic_dir, read_manifest, tree_fingerprint, write_manifest
 from aisle.configs import from_dict
-from aisle.towers.config import TowerConfig
+from aisle.towers.config import Backend, TowerConfig
 from aisle.towers.encoder import Tower, load_sentence_transformer, resolve_device
+from aisle.towers.onnx import ONNX_DIR, InferenceOnly, OnnxTower, onnx_towers, resolve_backend
 from aisle.towers.text import product_texts
 
 log = logging.getLogger(__name__)
 
 KIND = "aisle.model"
 BASE_MODEL = "builtin:all-MiniLM-L6-v2"
+AnyTower = Tower | OnnxTower
 
 
 def base_model_path() -> Path:
@@ -54,12 +57,13 @@ class TwoTowerModel:
 
     def __init__(
         self,
-        query: Tower,
-        product: Tower,
+        query: AnyTower,
+        product: AnyTower,
         config: TowerConfig,
         ref: str,
         weights_fingerprint: str,
         extra: Mapping[str, Any] | None = None,
+        backend: Backend = "torch",
     ) -> None:
         self.query = query
         self.product = product
@@ -67,10 +71,11 @@ class TwoTowerModel:
         self.ref = ref  # what to pass to load_model to get this model back
         self._weights_fingerprint = weights_fingerprint
         self.extra = dict(extra or {})
+        self.backend = backend  # what actually runs: torch, onnx-fp32 or onnx-int8
 
     @property
     def shared(self) -> bool:
-        return self.query.model is self.product.model
+        return bool(self.query.source == self.product.source)
 
     @property
     def dim(self) -> int:
@@ -113,6 +118,10 @@ class TwoTowerModel:
     def save(self, out: Path, extra: Mapping[str, Any] | None = None) -> Path:
         """Publish the model directory atomically; ``extra`` goes into the manifest."""
         out = Path(out)
+        if self.backend != "torch":
+            raise InferenceOnly(
+                f"this model runs on {self.backend}; load it with backend=torch to save it"
+            )
         with atomic_dir(out) as tmp:
             if self.shared:
                 self.query.model.save(str(tmp / "shared"))
@@ -150,7 +159,20 @@ def load_model(
         config = from_dict(TowerConfig, saved) if saved else TowerConfig()
     device = resolve_device(config.device)
     ref_str = BASE_MODEL if ref in (None, "", BASE_MODEL) else str(path.resolve())
-    if is_aisle and manifest["towers"] == "untied":
+    backend = resolve_backend(config.backend, manifest, str(ref or BASE_MODEL))
+    query: AnyTower
+    product: AnyTower
+    if backend != "torch":
+        query, product = onnx_towers(
+            path / ONNX_DIR,
+            manifest["onnx"],
+            "int8" if backend == "onnx-int8" else "fp32",
+            config.pooling,
+            (config.max_query_length, config.max_product_length),
+            (config.onnx_query_threads, config.onnx_product_threads),
+            config.batch_size,
+        )
+    elif is_aisle and manifest["towers"] == "untied":
         q = load_sentence_transformer(path / "query", config.pooling, device)
         p = load_sentence_transformer(path / "product", config.pooling, device)
         query = Tower(q, config.max_query_length, config.batch_size)
@@ -159,20 +181,21 @@ def load_model(
         st = load_sentence_transformer(
             path / "shared" if is_aisle else path, config.pooling, device
         )
-        query = Tower(st, config.max_query_length, config.batch_size)
+        view = Tower(st, config.max_query_length, config.batch_size)
         # Same weights, its own max length: a shared tower is one model with two views.
-        product = (
-            query
+        query, product = view, (
+            view
             if config.max_product_length == config.max_query_length
-            else _view(query, config.max_product_length)
+            else _view(view, config.max_product_length)
         )
     weights = manifest.get("weights_fingerprint") or _weights_fingerprint(str(path.resolve()))
     extra = {k: manifest[k] for k in ("base_model",) if k in manifest}
-    model = TwoTowerModel(query, product, config, ref_str, weights, extra)
+    model = TwoTowerModel(query, product, config, ref_str, weights, extra, backend)
     log.info(
-        "loaded model %s (%s towers, fingerprint %s)",
+        "loaded model %s (%s towers on %s, fingerprint %s)",
         ref_str,
         "shared" if model.shared else "untied",
+        backend,
         model.fingerprint,
     )
     return model

@@ -15,8 +15,7 @@ import torch
 from tqdm import tqdm
 
 from aisle.artifacts import atomic_dir
-from aisle.towers.encoder import Tower
-from aisle.towers.model import TwoTowerModel, load_model
+from aisle.towers.model import AnyTower, TwoTowerModel, load_model
 from aisle.training.config import StepConfig
 from aisle.training.loss import (
     accidental_hit_mask,
@@ -57,7 +56,7 @@ def _schedule(total: int, warmup_ratio: float) -> Callable[[int], float]:
     return factor
 
 
-def forward_bucketed(tower: Tower, texts: list[str], chunk: int) -> torch.Tensor:
+def forward_bucketed(tower: AnyTower, texts: list[str], chunk: int) -> torch.Tensor:
     """``tower.forward`` over length-sorted chunks, rows back in input order: ``(N, D)``.
 
     A batch pads every text to its longest one; titles here average 19 tokens with a

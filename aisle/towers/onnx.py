@@ -1,0 +1,223 @@
+"""Towers on ONNX Runtime: the export `aisle export` writes, loaded for inference only.
+
+The graph holds the transformer only (token states out); tokenisation, pooling and L2
+normalisation happen here, written to match sentence-transformers exactly (same tokenizer
+file, same truncation and padding, mask-aware pooling), so a pooling override in the tower
+config needs no new export.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from aisle.errors import AisleError, ArtifactError
+from aisle.towers.config import Backend, Pooling
+
+log = logging.getLogger(__name__)
+
+ONNX_DIR = "onnx"
+Precision = Literal["fp32", "int8"]
+
+
+class InferenceOnly(AisleError):
+    """Something asked an ONNX tower for torch weights (training, saving, untying)."""
+
+
+def _inference_only() -> InferenceOnly:
+    return InferenceOnly(
+        "this tower runs on ONNX Runtime and has no torch weights; load the model with tower "
+        "config backend=torch to train, untie or save it"
+    )
+
+
+@dataclass(frozen=True)
+class TowerExport:
+    """One exported tower as the model manifest records it (paths relative to the model dir)."""
+
+    files: Mapping[str, str]  # precision -> .onnx file
+    tokenizer: str
+    inputs: tuple[str, ...]
+    pad_id: int
+    do_lower_case: bool
+
+    @classmethod
+    def from_manifest(cls, raw: Mapping[str, Any]) -> TowerExport:
+        return cls(
+            files=dict(raw["files"]),
+            tokenizer=str(raw["tokenizer"]),
+            inputs=tuple(raw["inputs"]),
+            pad_id=int(raw["pad_id"]),
+            do_lower_case=bool(raw["do_lower_case"]),
+        )
+
+
+def pool(tokens: np.ndarray, mask: np.ndarray, pooling: Pooling) -> np.ndarray:
+    """``(B, T, D)`` token states and ``(B, T)`` mask -> ``(B, D)`` unit vectors.
+
+    As sentence-transformers' Pooling + Normalize: mean over unmasked tokens (count clamped at
+    1e-9), cls = first unmasked token, max over unmasked tokens; then x / max(||x||, 1e-12).
+    """
+    m = mask.astype(tokens.dtype)[..., None]  # (B, T, 1)
+    if pooling == "mean":
+        out = (tokens * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+    elif pooling == "cls":
+        first = mask.argmax(axis=1)  # (B,)
+        out = tokens[np.arange(len(tokens)), first]
+    else:
+        out = np.where(m > 0, tokens, -np.inf).max(axis=1)
+    norm = np.linalg.norm(out, axis=1, keepdims=True)
+    return (out / np.maximum(norm, 1e-12)).astype(np.float32)
+
+
+def session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(0, threads)
+    options.inter_op_num_threads = 1  # the graph is a chain; parallel branches do not exist
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxTower:
+    """``encode(texts) -> Tensor[B, D]``, L2-normalised: the ``Tower`` contract on ONNX Runtime."""
+
+    def __init__(
+        self,
+        sess: Any,
+        tokenizer_file: Path,
+        export: TowerExport,
+        pooling: Pooling,
+        max_length: int,
+        batch_size: int,
+        source: str,
+    ) -> None:
+        from tokenizers import Tokenizer
+
+        self.session = sess
+        self.export = export
+        self.pooling = pooling
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.source = source  # the .onnx file: towers with the same file share weights
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        # What sentence-transformers asks of the same tokenizer: longest_first truncation to
+        # max_length, padding to the longest text in the batch.
+        self.tokenizer.enable_truncation(max_length)
+        self.tokenizer.enable_padding(pad_id=export.pad_id)
+        self._dim = int(sess.get_outputs()[0].shape[-1])
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    @property
+    def model(self) -> Any:
+        raise _inference_only()
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        raise _inference_only()
+
+    def features(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        if self.export.do_lower_case:
+            texts = [t.lower() for t in texts]
+        encodings = self.tokenizer.encode_batch(list(texts))
+        arrays = {
+            "input_ids": [e.ids for e in encodings],
+            "attention_mask": [e.attention_mask for e in encodings],
+            "token_type_ids": [e.type_ids for e in encodings],
+        }
+        return {name: np.asarray(arrays[name], dtype=np.int64) for name in self.export.inputs}
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> torch.Tensor:
+        """Inference, batched by length like sentence-transformers (less padding per batch)."""
+        if len(texts) == 0:
+            return torch.empty((0, self.dim))
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        starts = range(0, len(texts), self.batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc="encoding", unit="batch")
+        for start in starts:
+            rows = order[start : start + self.batch_size]
+            feeds = self.features([texts[i] for i in rows])
+            (tokens,) = self.session.run(None, feeds)  # (b, T, D)
+            out[rows] = pool(tokens, feeds["attention_mask"], self.pooling)
+        return torch.from_numpy(out)
+
+
+def export_precisions(manifest: Mapping[str, Any]) -> set[str]:
+    """The precisions every tower of a model manifest's ONNX export has."""
+    towers = manifest.get("onnx", {}).get("towers", {})
+    if not towers:
+        return set()
+    return set.intersection(*(set(t["files"]) for t in towers.values()))
+
+
+def resolve_backend(backend: Backend, manifest: Mapping[str, Any], where: str) -> Backend:
+    """Pick torch or an ONNX precision; refuse an ONNX backend the model directory lacks."""
+    have = export_precisions(manifest)
+    stale = bool(have) and manifest["onnx"].get("weights_fingerprint") != manifest.get(
+        "weights_fingerprint"
+    )
+    if stale:
+        if backend != "auto":
+            raise ArtifactError(
+                f"{where}: the ONNX export was made from other weights than the model's; "
+                f"run `aisle export --model {where}` again"
+            )
+        log.warning("%s: ignoring an ONNX export made from other weights; using torch", where)
+        return "torch"
+    if backend == "auto":
+        return "onnx-int8" if "int8" in have else "onnx-fp32" if "fp32" in have else "torch"
+    if backend != "torch" and backend.removeprefix("onnx-") not in have:
+        flag = " --int8" if backend == "onnx-int8" else ""
+        raise ArtifactError(
+            f"{where} has no {backend} export; run `aisle export --model {where}{flag}` "
+            "or set tower config backend=auto"
+        )
+    return backend
+
+
+def onnx_towers(
+    root: Path,
+    section: Mapping[str, Any],
+    precision: Precision,
+    pooling: Pooling,
+    lengths: tuple[int, int],
+    threads: tuple[int, int],
+    batch_size: int,
+) -> tuple[OnnxTower, OnnxTower]:
+    """(query, product) towers from an export directory ``root`` (a model's ``onnx/``) and its
+    manifest section; one session per file and thread count."""
+    towers = section["towers"]
+    names = ("shared", "shared") if "shared" in towers else ("query", "product")
+    made: dict[tuple[str, int], Any] = {}
+    out = []
+    for name, length, n_threads in zip(names, lengths, threads, strict=True):
+        export = TowerExport.from_manifest(towers[name])
+        path = root / export.files[precision]
+        if not path.is_file():
+            raise ArtifactError(f"{path} is missing; run `aisle export` on {root.parent} again")
+        if (name, n_threads) not in made:
+            made[(name, n_threads)] = session(path, n_threads)
+        sess = made[(name, n_threads)]
+        out.append(
+            OnnxTower(sess, root / export.tokenizer, export, pooling, length, batch_size, str(path))
+        )
+    return out[0], out[1]
+
+
+__all__ = ["ONNX_DIR", "InferenceOnly", "OnnxTower", "pool", "resolve_backend"]

@@ -1,0 +1,170 @@
+"""ONNX Runtime towers: export, parity with torch, checked int8, refusal, reload, untied towers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sentence_transformers.sentence_transformer import modules as models
+
+from aisle.errors import AisleError, ArtifactError
+from aisle.towers import TowerConfig, TwoTowerModel, load_model
+from aisle.towers.export import Agreement, export_model
+from aisle.towers.onnx import InferenceOnly, pool
+
+# Small samples keep the int8 check fast; the thresholds are the real defaults.
+SMALL = Agreement(queries=64, products=128)
+TEXTS = [
+    "",
+    " ",
+    "cordless drill",
+    "Ünïcödé ß 電動ドリル 🔨",
+    "DEWALT 20-Volt MAX Lithium-Ion Cordless 1/2 in. Drill/Driver Kit",
+    "garden hose " * 120,  # far past both max lengths
+]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, sample_data: Path) -> Path:
+    """The base model copied out with fp32 and int8 towers (the --out path of the CLI)."""
+    return export_model(
+        None, tmp_path_factory.mktemp("onnx") / "base", int8=True, data=sample_data,
+        agreement=SMALL,
+    )
+
+
+def test_the_export_is_recorded_and_keeps_the_fingerprint(
+    exported: Path, base_model: TwoTowerModel
+) -> None:
+    manifest = json.loads((exported / "manifest.json").read_text())
+    files = manifest["onnx"]["towers"]["shared"]["files"]
+    assert set(files) == {"fp32", "int8"}
+    assert all((exported / "onnx" / f).is_file() for f in files.values())
+    assert manifest["fingerprint"] == base_model.fingerprint
+    model = load_model(exported)
+    assert model.backend == "onnx-int8" and model.shared
+    assert model.fingerprint == base_model.fingerprint
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "max"])
+def test_fp32_onnx_gives_torch_vectors(exported: Path, pooling: str) -> None:
+    config = TowerConfig(pooling=pooling)  # type: ignore[arg-type]
+    ours = load_model(exported, TowerConfig(pooling=pooling, backend="onnx-fp32"))  # type: ignore[arg-type]
+    ref = load_model(exported, TowerConfig(pooling=pooling, backend="torch"))  # type: ignore[arg-type]
+    assert ours.backend == "onnx-fp32" and ref.backend == "torch"
+    assert ours.fingerprint == ref.fingerprint == load_model(None, config).fingerprint
+    for side in ("query", "product"):
+        a = getattr(ours, side).encode(TEXTS)
+        b = getattr(ref, side).encode(TEXTS)
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+        torch.testing.assert_close(a.norm(dim=1), torch.ones(len(TEXTS)))
+
+
+def test_tokenisation_is_sentence_transformers_own(exported: Path) -> None:
+    ours = load_model(exported, TowerConfig(backend="onnx-fp32"))
+    st = load_model(exported, TowerConfig(backend="torch")).query.model
+    for tower in (ours.query, ours.product):
+        st.max_seq_length = tower.max_length
+        expected = st.preprocess(TEXTS)
+        got = tower.features(TEXTS)  # type: ignore[union-attr]
+        assert set(got) == {"input_ids", "attention_mask", "token_type_ids"}
+        for name, array in got.items():
+            np.testing.assert_array_equal(array, expected[name].numpy(), err_msg=name)
+    assert ours.query.features(TEXTS)["input_ids"].shape[1] == 32  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode", ["mean", "cls", "max"])
+def test_pooling_matches_sentence_transformers_on_padded_batches(mode: str) -> None:
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randn(4, 7, 16, generator=gen)
+    mask = torch.tensor([[1] * 7, [1, 1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0], [1] * 5 + [0] * 2])
+    pooled = models.Pooling(16, pooling_mode=mode)(
+        {"token_embeddings": tokens, "attention_mask": mask}
+    )["sentence_embedding"]
+    expected = torch.nn.functional.normalize(pooled, dim=-1)
+    got = pool(tokens.numpy(), mask.numpy(), mode)  # type: ignore[arg-type]
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_int8_agrees_with_fp32_on_real_queries_and_titles(
+    exported: Path, homedepot: Path
+) -> None:
+    from aisle.towers.quantize import measure_agreement
+
+    fp32 = load_model(exported, TowerConfig(backend="onnx-fp32"))
+    int8 = load_model(exported, TowerConfig(backend="onnx-int8"))
+    result = measure_agreement(fp32, int8, homedepot, Agreement(queries=100, products=200))
+    for side in ("queries", "products"):
+        assert result[side]["mean"] >= 0.99 and result[side]["p1"] >= 0.97, result
+    a, b = fp32.encode_query(TEXTS), int8.encode_query(TEXTS)
+    assert float((a * b).sum(dim=1).min()) > 0.95
+    assert float((a - b).abs().max()) > 1e-4  # it really is another runtime, not a copy
+
+
+def test_a_failed_int8_check_writes_nothing(
+    sample_data: Path, base_model: TwoTowerModel, tmp_path: Path
+) -> None:
+    strict = Agreement(min_mean_cosine=1.0, queries=16, products=16)
+    with pytest.raises(AisleError, match="int8 towers disagree with fp32"):
+        export_model(None, tmp_path / "copy", int8=True, data=sample_data, agreement=strict)
+    assert list(tmp_path.iterdir()) == []
+    # save() re-points the model it is called on: save a copy, not the session fixture.
+    copy = TwoTowerModel(base_model.query, base_model.product, base_model.config, "", "")
+    model_dir = copy.save(tmp_path / "model")
+    before = (model_dir / "manifest.json").read_bytes()
+    with pytest.raises(AisleError, match="queries mean cosine"):
+        export_model(model_dir, int8=True, data=sample_data, agreement=strict)
+    assert not (model_dir / "onnx").exists()
+    assert (model_dir / "manifest.json").read_bytes() == before
+    assert sorted(p.name for p in model_dir.iterdir()) == ["manifest.json", "shared"]
+
+
+def test_bad_requests_are_refused(exported: Path, tmp_path: Path) -> None:
+    with pytest.raises(AisleError, match="--int8 needs --data"):
+        export_model(None, tmp_path / "x", int8=True)
+    with pytest.raises(AisleError, match="pass --out"):
+        export_model(None)
+    with pytest.raises(ArtifactError, match="no onnx-int8 export"):
+        load_model(None, TowerConfig(backend="onnx-int8"))
+    model = load_model(exported)
+    with pytest.raises(InferenceOnly, match="backend=torch"):
+        model.save(tmp_path / "y")
+    with pytest.raises(InferenceOnly):
+        model.untie()
+
+
+def test_an_index_built_with_torch_is_served_by_the_onnx_towers(
+    exported: Path, sample_index: Path
+) -> None:
+    from aisle.indexing import load_index
+    from aisle.indexing.retrieve import DenseRetriever, index_model
+
+    index = load_index(sample_index)
+    model = index_model(index, str(exported))
+    assert model.backend == "onnx-int8"
+    index.check_model(model.fingerprint, model.ref)  # raises on a mismatch
+    top = DenseRetriever(model, index).hits(["cordless drill"], 5)[0]
+    assert len(top) == 5 and "drill" in top[0].title.lower()
+
+
+def test_untied_towers_export_as_two_files(base_model: TwoTowerModel, tmp_path: Path) -> None:
+    untied = base_model.untie()
+    model_dir = untied.save(tmp_path / "untied")
+    fingerprint = untied.fingerprint
+    export_model(model_dir)
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert set(manifest["onnx"]["towers"]) == {"query", "product"}
+    assert "int8_agreement" not in manifest["onnx"]
+    model = load_model(model_dir)
+    assert model.backend == "onnx-fp32" and not model.shared
+    assert model.fingerprint == fingerprint
+    torch.testing.assert_close(
+        model.encode_query(TEXTS), untied.encode_query(TEXTS), atol=1e-4, rtol=0
+    )
+    torch.testing.assert_close(
+        model.product.encode(TEXTS), untied.product.encode(TEXTS), atol=1e-4, rtol=0
+    )
