@@ -1,0 +1,149 @@
+"""Encoder speed: sentence-transformers ``encode`` vs our torch, ONNX fp32 and ONNX int8 towers.
+
+Query latency at batch 1 on one thread (p50, p99) and catalog throughput on two threads, on
+real homedepot queries and product texts, tokenisation included on every side. Every row is a
+ratio to sentence-transformers ``encode`` measured in the same run, and the backends take turns
+(query by query, block by block) so load from other processes falls on all of them alike.
+Wall-clock p50 is the target; the CPU time per query is printed too, because on a shared
+machine the wall clock also counts time spent waiting for a core.
+
+    python bench/encode.py --model runs/onnx-int8/model --data ../shared/data/homedepot
+
+``--model`` is a model directory exported with ``aisle export --int8``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+Encode = Callable[[Sequence[str]], Any]
+
+
+def encoders(model_dir: Path, threads: int) -> dict[str, tuple[Encode, Encode]]:
+    """name -> (query encode, product encode), ONNX sessions on ``threads`` intra-op threads."""
+    from sentence_transformers import SentenceTransformer
+
+    from aisle.towers import TowerConfig, load_model
+
+    config = TowerConfig(device="cpu", onnx_query_threads=threads, onnx_product_threads=threads)
+    st = SentenceTransformer(str(model_dir / "shared"), device="cpu", local_files_only=True)
+    out: dict[str, tuple[Encode, Encode]] = {}
+
+    def st_encode(max_length: int) -> Encode:
+        def run(texts: Sequence[str]) -> Any:
+            st.max_seq_length = max_length  # the towers' lengths: only the runtime differs
+            return st.encode(list(texts), batch_size=config.batch_size,
+                             normalize_embeddings=True)
+
+        return run
+
+    out["sentence-transformers"] = (
+        st_encode(config.max_query_length), st_encode(config.max_product_length)
+    )
+    for backend in ("torch", "onnx-fp32", "onnx-int8"):
+        m = load_model(model_dir, replace(config, backend=backend))
+        if m.backend != backend:
+            raise SystemExit(f"{model_dir} has no {backend} export; run aisle export --int8")
+        out[f"tower {backend}"] = (m.query.encode, m.product.encode)
+    return out
+
+
+def query_latency(encs: dict[str, tuple[Encode, Encode]], queries: list[str]) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    wall: dict[str, list[float]] = {k: [] for k in encs}
+    cpu: dict[str, list[float]] = {k: [] for k in encs}
+    for enc, _ in encs.values():  # warm-up: first calls allocate and compile
+        for q in queries[:20]:
+            enc([q])
+    for q in queries:
+        for name, (enc, _) in encs.items():
+            w, c = time.perf_counter(), time.thread_time()
+            enc([q])
+            cpu[name].append(time.thread_time() - c)
+            wall[name].append(time.perf_counter() - w)
+    return {
+        k: {
+            "p50_ms": 1e3 * float(np.percentile(wall[k], 50)),
+            "p99_ms": 1e3 * float(np.percentile(wall[k], 99)),
+            "cpu_p50_ms": 1e3 * float(np.percentile(cpu[k], 50)),
+        }
+        for k in encs
+    }
+
+
+def throughput(
+    encs: dict[str, tuple[Encode, Encode]], titles: list[str], block: int
+) -> dict[str, float]:
+    torch.set_num_threads(2)
+    spent = dict.fromkeys(encs, 0.0)
+    for _, enc in encs.values():
+        enc(titles[:block])  # warm-up
+    for start in range(0, len(titles), block):
+        part = titles[start : start + block]
+        for name, (_, enc) in encs.items():
+            t = time.perf_counter()
+            enc(part)
+            spent[name] += time.perf_counter() - t
+    return {k: len(titles) / v for k, v in spent.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="exported model dir (--int8)")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/homedepot"))
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--titles", type=int, default=2048)
+    parser.add_argument("--block", type=int, default=256, help="titles per timed turn")
+    parser.add_argument("--out", type=Path, default=None, help="also write the numbers here")
+    args = parser.parse_args()
+
+    from aisle.towers.text import product_texts
+
+    rng = np.random.default_rng(0)
+    qs = pd.read_csv(args.data / "queries.csv", dtype=str, keep_default_na=False)["query"]
+    queries = [qs.iloc[i] for i in rng.choice(len(qs), args.queries, replace=False)]
+    products = pd.read_csv(args.data / "products.csv", dtype=str, keep_default_na=False)
+    picked = products.iloc[np.sort(rng.choice(len(products), args.titles, replace=False))]
+    titles = product_texts(picked)
+
+    encs = encoders(args.model, threads=1)
+    latency = query_latency(encs, queries)
+    encs = encoders(args.model, threads=2)
+    rate = throughput(encs, titles, args.block)
+
+    base = "sentence-transformers"
+    rows = []
+    print(f"{len(queries)} queries at batch 1 (1 thread); {len(titles)} product texts, "
+          f"batch 64 (2 threads); ratios are speed-ups over {base} encode in this run")
+    print("| encoder | query p50 ms | p99 ms | CPU p50 ms | p50 speed-up | products/s | "
+          "throughput speed-up |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name in encs:
+        lat = latency[name]
+        row = {
+            "encoder": name,
+            **{k: round(v, 3) for k, v in lat.items()},
+            "p50_speedup": round(latency[base]["p50_ms"] / lat["p50_ms"], 2),
+            "products_per_s": round(rate[name], 1),
+            "throughput_speedup": round(rate[name] / rate[base], 2),
+        }
+        rows.append(row)
+        print(f"| {name} | {lat['p50_ms']:.2f} | {lat['p99_ms']:.2f} | {lat['cpu_p50_ms']:.2f} | "
+              f"{row['p50_speedup']:.2f}x | {rate[name]:.0f} | {row['throughput_speedup']:.2f}x |")
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
