@@ -39,15 +39,15 @@ class StepConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     # Step 1: broad, noisy positives (homedepot grade >= 1.0, "partial or better"), shared tower.
-    step1: StepConfig = StepConfig(min_grade=1.0, shared=True, lr=5e-5)
+    step1: StepConfig = StepConfig(min_grade=1.0, shared=True, lr=1e-4)
     # Step 2: high-quality positives only (homedepot grade >= 1.67), towers untied.
-    step2: StepConfig = StepConfig(min_grade=1.67, shared=False, epochs=2, lr=3e-5)
+    step2: StepConfig = StepConfig(min_grade=1.67, shared=False, epochs=1, lr=3e-5)
     tower: TowerConfig = field(default_factory=TowerConfig)
     # Base model directory; "" = the built-in all-MiniLM-L6-v2.
     base_model: str = ""
     seed: int = 13
     # Dev evaluation after each step: 0 = over the whole catalog (as `aisle evaluate` does);
     # N > 0 = over the dev split's judged products plus N random other products (faster).
-    dev_catalog_size: int = 0
+    dev_catalog_size: int = 10000
     # Optimiser steps between resumable checkpoints.
     checkpoint_every: int = 100
