@@ -85,6 +85,16 @@ class Engine:
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
+    def cached(self, snapshot: Snapshot, texts: Sequence[str]) -> np.ndarray | None:
+        """Query vectors ``(n, D)`` when every one is already cached, else None (nothing counted:
+        the caller falls back to ``embed``, which counts)."""
+        fp = snapshot.model.fingerprint
+        found = self.cache.get_many([cache_key(fp, normalize_query(t)) for t in texts])
+        if any(v is None for v in found):
+            return None
+        self.stats.hits += len(found)
+        return np.stack([v for v in found if v is not None]).astype(np.float32)
+
     def embed(self, snapshot: Snapshot, texts: Sequence[str]) -> np.ndarray:
         """Query vectors ``(n, D)``: from the cache where present, encoded (once each) otherwise."""
         fp = snapshot.model.fingerprint
@@ -107,6 +117,33 @@ class Engine:
         self, texts: Sequence[str], k: int, mode: Mode, partition: str | None = None
     ) -> tuple[list[list[Hit]], str]:
         snapshot = self._snapshot  # one snapshot for the whole request
+        return self._search(snapshot, texts, k, mode, partition, None)
+
+    def search_if_cached(
+        self, texts: Sequence[str], k: int, mode: Mode, partition: str | None = None
+    ) -> tuple[list[list[Hit]], str] | None:
+        """The whole search when it needs no encoder (lexical mode, or every query's vector
+        cached), else None: the caller then queues it for the micro-batched encoder."""
+        snapshot = self._snapshot
+        vectors = None
+        if mode != "lexical":
+            vectors = self.cached(snapshot, texts)
+            if vectors is None:
+                return None
+        return self._search(snapshot, texts, k, mode, partition, vectors)
+
+    def _search(
+        self,
+        snapshot: Snapshot,
+        texts: Sequence[str],
+        k: int,
+        mode: Mode,
+        partition: str | None,
+        vectors: np.ndarray | None,
+    ) -> tuple[list[list[Hit]], str]:
+        def embed(batch: Sequence[str]) -> np.ndarray:
+            return vectors if vectors is not None else self.embed(snapshot, batch)
+
         index = snapshot.index
         if partition is not None:
             try:
@@ -114,13 +151,12 @@ class Engine:
             except UnknownPartitionError as e:
                 raise UnknownPartition(str(e)) from e
         if mode == "dense":
-            return index.search(self.embed(snapshot, texts), k), snapshot.version
+            return index.search(embed(texts), k), snapshot.version
         titles = snapshot.titles if partition is None else index.title_of
         if mode == "lexical":
             ranked = index.lexical.search(texts, k)
         else:
-            dense = DenseRetriever(snapshot.model, index,
-                                   embed=lambda batch: self.embed(snapshot, batch))
+            dense = DenseRetriever(snapshot.model, index, embed=embed)
             hybrid = HybridRetriever(dense, index.lexical, index.fusion())
             ranked = hybrid(texts, k)
         hits = [[Hit(pid, titles.get(pid, ""), s) for pid, s in row] for row in ranked]

@@ -107,3 +107,21 @@ def test_admin_needs_the_token(client: TestClient, serve_config: ServeConfig,
     with TestClient(create_app(off, engine)) as c:
         r = c.post("/admin/reload", headers={"Authorization": "Bearer s3cret"})
         assert r.status_code == 404 and "admin endpoints are off" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("mode", ["dense", "hybrid"])
+def test_a_cached_query_is_answered_without_the_encoder(
+    client: TestClient, engine: Engine, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = client.get("/search", params={"q": f"hammer drill {mode}", "k": 5, "mode": mode})
+    assert first.status_code == 200, first.text
+    hits, misses = engine.stats.hits, engine.stats.misses
+
+    def no_encoder(texts: object) -> object:
+        raise AssertionError("a cached query reached the encoder")
+
+    monkeypatch.setattr(engine.snapshot.model, "encode_query", no_encoder)
+    again = client.get("/search", params={"q": f"  Hammer DRILL {mode} ", "k": 5, "mode": mode})
+    assert again.status_code == 200, again.text
+    assert again.json()["results"] == first.json()["results"]
+    assert (engine.stats.hits, engine.stats.misses) == (hits + 1, misses)
