@@ -75,10 +75,18 @@ def test_promote_rollback_and_prune(three_versions: tuple[Path, list[str]]) -> N
         rollback(root)
 
 
-def test_index_cli_list_promote_rollback(
-    three_versions: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+def test_index_cli_build_list_promote_rollback(
+    three_versions: tuple[Path, list[str]],
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     root, ids = three_versions
+    # `aisle index --data --out` is `aisle index build`: an unchanged catalog is reused.
+    data = prepare_catalog(catalog.iloc[:120], "cli")
+    assert main(["index", "--data", str(data), "--out", str(root), "kind=flat"]) == 0
+    assert current_id(root) == ids[2]
+    capsys.readouterr()
     assert main(["index", "list", "--out", str(root)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert [line[2:].split()[0] for line in out] == ids and out[-1].startswith("*")
