@@ -23,13 +23,13 @@ class IndexConfig:
     # APPROXIMATE below is the measured default approximate choice (docs/results.md).
     kind: IndexKind = "flat"
 
-    # HNSW (Malkov & Yashunin 2018). M = graph degree (level 0 keeps 2*M links, 8 bytes each
-    # per vector). 32 holds recall@10 >= 0.95 on the 1M x 384 bench at low efSearch; 16 needs
-    # a much larger efSearch for the same recall on 384-d text embeddings.
+    # HNSW (Malkov & Yashunin 2018). M = graph degree: level 0 keeps 2*M neighbour ids (4 bytes
+    # each) per vector. 32 is the usual choice for 384-d embeddings (faiss's HNSW32 in its
+    # benchmarks); 16 needs a much larger efSearch for the same recall at this dimension.
     hnsw_m: int = 32
-    # Candidate list while inserting; build time grows about linearly with it. 80 was the point
-    # past which recall at fixed efSearch stopped improving on the bench (faiss's default is 40).
-    ef_construction: int = 80
+    # Candidate list while inserting (faiss's default). Build time grows about linearly with it;
+    # 1M x 384 at 40 already costs ~10 CPU-minutes (docs/results.md).
+    ef_construction: int = 40
     # Default candidate list at query time (per query batch: SearchParams.ef_search); >= k.
     ef_search: int = 64
 
