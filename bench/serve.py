@@ -109,6 +109,11 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "homedepot"))
     parser.add_argument("--seconds", type=float, default=20.0, help="cap per phase")
     parser.add_argument("--hybrid", action="store_true", help="add aisle rows in hybrid mode")
+    parser.add_argument(
+        "--naive-index",
+        help="flat index (version) directory for the naive server (default: --index's current "
+        "version; pass a flat one when --index is approximate)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -155,7 +160,7 @@ def main() -> None:
             sys.executable,
             str(ROOT / "bench" / "naive_server.py"),
             "--index",
-            args.index,
+            str(args.naive_index or index.root),
             "--model",
             str(model_dir),
             "--port",
