@@ -27,7 +27,7 @@ from aisle.data.schema import PRODUCTS
 from aisle.errors import AisleError, DataError
 from aisle.indexing.ann import build_faiss_index, check_buildable
 from aisle.indexing.config import FusionConfig, IndexConfig
-from aisle.indexing.embed_cache import EmbeddingCache
+from aisle.indexing.embed_cache import EmbeddingCache, cache_key
 from aisle.indexing.embed_job import PARTITION, EmbeddedCatalog, EmbedEngine, embed_catalog
 from aisle.indexing.lexical import BM25Index
 from aisle.indexing.store import (
@@ -167,7 +167,8 @@ def embed_for_build(
     if count == 0:
         raise DataError(f"{prep}: the catalog has no products; nothing to index")
     check_buildable(config, count, model.dim)  # before any embedding work
-    cache = EmbeddingCache(cache_dir, model.fingerprint, model.dim) if cache_dir else None
+    key = cache_key(model.fingerprint, model.backend)
+    cache = EmbeddingCache(cache_dir, key, model.dim) if cache_dir else None
     return embed_catalog(prep, model, work, cache, engine)
 
 

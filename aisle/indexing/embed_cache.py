@@ -110,3 +110,9 @@ class EmbeddingCache:
         self._shards.append((start, np.load(self.dir / f"{name}{VECS}", mmap_mode="r")))
         self._keys = self._keys.append(pd.Index(keys.astype("U32"), dtype=object))
         self._rows = np.concatenate([self._rows, start + np.arange(len(keys))])
+
+
+def cache_key(model_fingerprint: str, backend: str) -> str:
+    """torch and int8 ONNX towers share a fingerprint (same weights) but not exact vectors:
+    one cache per (weights, backend), so an index never mixes the two."""
+    return f"{model_fingerprint}-{backend}"

@@ -105,7 +105,9 @@ def embed_catalog(
     """Embed every product of the prepared dataset ``prepared``, resuming from ``work``."""
     prepared, work = Path(prepared), Path(work)
     catalog_fp = read_manifest(prepared, "aisle.dataset")["fingerprints"][PRODUCTS]
-    _prepare_work(work, {"model": model.fingerprint, "products": catalog_fp})
+    _prepare_work(
+        work, {"model": model.fingerprint, "backend": model.backend, "products": catalog_fp}
+    )
     if engine == "ray":
         from aisle.indexing.ray_engine import RayEncoder
 

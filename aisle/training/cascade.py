@@ -15,7 +15,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,8 @@ def train_cascade(
     seed_everything(config.seed)
     ds = load_dataset(data)
     fingerprints = {t: ds.fingerprint(t) for t in (PRODUCTS, QUERIES, JUDGMENTS)}
-    model = load_model(config.base_model or None, config.tower)
+    # Training needs torch towers even when the base model directory carries an ONNX export.
+    model = load_model(config.base_model or None, replace(config.tower, backend="torch"))
     # dev_catalog_size changes the recorded dev metrics, not the weights; it is in the key so a
     # reused step never reports metrics measured another way.
     lineage: list[Any] = [

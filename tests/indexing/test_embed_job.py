@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from aisle.indexing.build import build_version
-from aisle.indexing.embed_cache import EmbeddingCache, text_hash
+from aisle.indexing.embed_cache import EmbeddingCache, cache_key, text_hash
 from aisle.indexing.embed_job import embed_catalog
 from aisle.indexing.store import load_index
 from aisle.indexing.versions import EMBED_CACHE, WORK
@@ -96,7 +96,8 @@ def test_a_rebuild_encodes_only_new_and_changed_products(
     assert sum("(new model)" in t for t in counting.texts) == 5
     assert sum("brand new thing" in t for t in counting.texts) == 6
     # Cached vectors are the vectors the model gives.
-    cache = EmbeddingCache(root / EMBED_CACHE, base_model.fingerprint, base_model.dim)
+    key = cache_key(base_model.fingerprint, base_model.backend)
+    cache = EmbeddingCache(root / EMBED_CACHE, key, base_model.dim)
     texts = base_model.product_texts(day2.iloc[:3])
     cached, hit = cache.lookup([text_hash(t) for t in texts])
     assert hit.all()
