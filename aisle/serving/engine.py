@@ -85,11 +85,15 @@ class Engine:
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
+    @staticmethod
+    def _keys(snapshot: Snapshot, texts: Sequence[str]) -> list[str]:
+        fp = snapshot.model.fingerprint
+        return [cache_key(fp, normalize_query(t)) for t in texts]
+
     def cached(self, snapshot: Snapshot, texts: Sequence[str]) -> np.ndarray | None:
         """Query vectors ``(n, D)`` when every one is already cached, else None (nothing counted:
         the caller falls back to ``embed``, which counts)."""
-        fp = snapshot.model.fingerprint
-        found = self.cache.get_many([cache_key(fp, normalize_query(t)) for t in texts])
+        found = self.cache.get_many(self._keys(snapshot, texts))
         if any(v is None for v in found):
             return None
         self.stats.hits += len(found)
@@ -97,8 +101,7 @@ class Engine:
 
     def embed(self, snapshot: Snapshot, texts: Sequence[str]) -> np.ndarray:
         """Query vectors ``(n, D)``: from the cache where present, encoded (once each) otherwise."""
-        fp = snapshot.model.fingerprint
-        keys = [cache_key(fp, normalize_query(t)) for t in texts]
+        keys = self._keys(snapshot, texts)
         found = self.cache.get_many(keys)
         missed = [k for k, v in zip(keys, found, strict=True) if v is None]
         self.stats.hits += len(keys) - len(missed)

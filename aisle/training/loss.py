@@ -48,7 +48,7 @@ def self_adversarial_weights(
 
     A row with no valid negatives gets all-zero weights.
     """
-    logits = (alpha * scores.detach()).masked_fill(~negatives, float("-inf"))  # (B, B)
+    logits = (alpha * scores.detach()).masked_fill(~negatives, float("-inf"))  # (B, C)
     weights = torch.softmax(logits, dim=1)
     return torch.nan_to_num(weights, nan=0.0)  # rows with no negatives: softmax of all -inf
 
@@ -70,7 +70,7 @@ def in_batch_softmax_loss(
     weights = self_adversarial_weights(scores, negatives, alpha)  # (B, C), rows sum to 1 or 0
     n_neg = negatives.sum(dim=1, keepdim=True).clamp(min=1)  # (B, 1)
     # log(|N_i| w_ij) added to the logit multiplies exp(s_ij / tau) by |N_i| w_ij.
-    log_w = torch.log(weights * n_neg).masked_fill(~negatives, float("-inf"))  # (B, B)
+    log_w = torch.log(weights * n_neg).masked_fill(~negatives, float("-inf"))  # (B, C)
     logits = scale * scores + log_w  # (B, C), -inf off the negatives
     diag = torch.arange(q.shape[0], device=q.device)
     logits[diag, diag] = scale * scores[diag, diag]  # the positive keeps its plain logit
