@@ -4,7 +4,8 @@
 
 Starts `aisle serve` and bench/naive_server.py on loopback ports, then for each of them sends
 the test-split queries at concurrency 1 and 8, cold (every query new to the cache) and warm
-(every query already cached), each phase bounded by --seconds and by the number of queries.
+(every query already cached, cycled until --seconds is up); a cold phase ends after --seconds
+or when its queries run out.
 Prints p50 / p95 / p99 latency (ms) and QPS per row, and ratios naive / aisle. All traffic
 stays on 127.0.0.1; every loop is bounded and the servers are stopped at the end.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import logging
 import os
 import socket
@@ -20,6 +22,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import numpy as np
@@ -47,6 +51,39 @@ def start(cmd: list[str], port: int, env: dict[str, str] | None = None) -> subpr
     raise RuntimeError(f"{cmd[0]} did not come up on port {port}")
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection that sends GETs and reads the whole response.
+
+    The load generator shares the machine with the servers, so it must cost little per request:
+    a general client (httpx) spends more CPU per request than a warm search takes, and that time
+    would show up in both servers' latencies. This speaks just enough HTTP for uvicorn's
+    responses (a status line, headers with content-length, a body).
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def get(self, target: str) -> tuple[int, bytes]:
+        self.writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 async def load(
     port: int,
     queries: list[str],
@@ -54,27 +91,35 @@ async def load(
     seconds: float,
     params: dict[str, str],
     sent: list[str],
+    repeat: bool = False,
 ) -> dict[str, float]:
     latencies: list[float] = []
     failures = 0
-    it = iter(queries)
+    # Cold: each query once per phase (a repeat would be a cache hit). Warm: cycle through
+    # the cached queries until the phase's time is up, so the percentiles rest on many samples.
+    it = itertools.cycle(queries) if repeat else iter(queries)
     deadline = time.monotonic() + seconds
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+    conns = [await Connection.open(port) for _ in range(concurrency)]
 
-        async def worker() -> None:
-            nonlocal failures
-            for q in it:  # shared iterator: each query is sent once per phase
-                if time.monotonic() > deadline:
-                    return
-                sent.append(q)
-                t = time.perf_counter()
-                r = await client.get("/search", params={"q": q, "k": "10", **params})
-                latencies.append(time.perf_counter() - t)
-                failures += r.status_code != 200
+    async def worker(conn: Connection) -> None:
+        nonlocal failures
+        for q in it:  # shared iterator across the workers
+            if time.monotonic() > deadline:
+                return
+            sent.append(q)
+            target = "/search?" + urlencode({"q": q, "k": "10", **params})
+            t = time.perf_counter()
+            status, _ = await asyncio.wait_for(conn.get(target), 30)
+            latencies.append(time.perf_counter() - t)
+            failures += status != 200
 
+    try:
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(c) for c in conns))
         wall = time.perf_counter() - started
+    finally:
+        for c in conns:
+            c.close()
     ms = np.array(latencies) * 1000
     return {
         "n": len(ms),
@@ -86,6 +131,15 @@ async def load(
     }
 
 
+def run(coro: Any) -> Any:
+    """Run one phase on uvloop (the servers' loop too) when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 def phases(
     port: int, queries: list[str], seconds: float, label: str, params: dict[str, str]
 ) -> list[tuple[str, dict[str, float]]]:
@@ -93,10 +147,10 @@ def phases(
     rows = []
     sent: list[str] = []
     for conc, cold in ((1, queries[:half]), (8, queries[half:])):
-        result = asyncio.run(load(port, cold, conc, seconds, params, sent))
+        result = run(load(port, cold, conc, seconds, params, sent))
         rows.append((f"{label} cold c={conc}", result))
     for conc in (1, 8):  # only queries sent above: all cached now (aisle has no other cache)
-        result = asyncio.run(load(port, list(sent), conc, seconds, params, []))
+        result = run(load(port, list(sent), conc, seconds, params, [], repeat=True))
         rows.append((f"{label} warm c={conc}", result))
     return rows
 

@@ -35,12 +35,24 @@ class QueryCache(Protocol):
     @property
     def errors(self) -> int: ...
 
+    @property
+    def has_remote(self) -> bool:
+        """True when a lookup may leave the process (Redis): then it must not run on the
+        event loop."""
+        ...
+
     def get_many(self, keys: Sequence[str]) -> list[np.ndarray | None]: ...
+
+    def get_local(self, keys: Sequence[str]) -> list[np.ndarray | None]:
+        """``get_many`` on the in-process tier only: no I/O, safe on the event loop."""
+        ...
 
     def set_many(self, items: Sequence[tuple[str, np.ndarray]]) -> None: ...
 
 
 class LRUCache:
+    has_remote = False
+
     def __init__(self, size: int) -> None:
         self.size = size
         self.errors = 0
@@ -57,6 +69,8 @@ class LRUCache:
                 out.append(value)
         return out
 
+    get_local = get_many
+
     def set_many(self, items: Sequence[tuple[str, np.ndarray]]) -> None:
         with self._lock:
             for key, value in items:
@@ -68,6 +82,8 @@ class LRUCache:
 
 class RedisCache:
     """Redis with short timeouts, pipelined batches and a back-off after errors."""
+
+    has_remote = True
 
     def __init__(self, url: str, ttl_s: int, timeout_s: float, backoff_s: float) -> None:
         import redis
@@ -98,6 +114,9 @@ class RedisCache:
             return [None] * len(keys)
         return [None if r is None else np.frombuffer(cast(bytes, r), dtype=np.float32) for r in raw]
 
+    def get_local(self, keys: Sequence[str]) -> list[np.ndarray | None]:
+        return [None] * len(keys)
+
     def set_many(self, items: Sequence[tuple[str, np.ndarray]]) -> None:
         if not items or not self._available():
             return
@@ -112,6 +131,8 @@ class RedisCache:
 
 class TieredCache:
     """LRU in front of Redis: hot queries never leave the process."""
+
+    has_remote = True
 
     def __init__(self, local: LRUCache, remote: RedisCache) -> None:
         self.local = local
@@ -131,6 +152,9 @@ class TieredCache:
             for i, v in zip(missing, found, strict=True):
                 out[i] = v
         return out
+
+    def get_local(self, keys: Sequence[str]) -> list[np.ndarray | None]:
+        return self.local.get_many(keys)
 
     def set_many(self, items: Sequence[tuple[str, np.ndarray]]) -> None:
         self.local.set_many(items)

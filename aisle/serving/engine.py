@@ -90,10 +90,13 @@ class Engine:
         fp = snapshot.model.fingerprint
         return [cache_key(fp, normalize_query(t)) for t in texts]
 
-    def cached(self, snapshot: Snapshot, texts: Sequence[str]) -> np.ndarray | None:
+    def cached(self, snapshot: Snapshot, texts: Sequence[str],
+               local_only: bool = False) -> np.ndarray | None:
         """Query vectors ``(n, D)`` when every one is already cached, else None (nothing counted:
-        the caller falls back to ``embed``, which counts)."""
-        found = self.cache.get_many(self._keys(snapshot, texts))
+        the caller falls back to ``embed``, which counts). ``local_only``: look in the
+        in-process tier only (no I/O)."""
+        keys = self._keys(snapshot, texts)
+        found = self.cache.get_local(keys) if local_only else self.cache.get_many(keys)
         if any(v is None for v in found):
             return None
         self.stats.hits += len(found)
@@ -123,14 +126,16 @@ class Engine:
         return self._search(snapshot, texts, k, mode, partition, None)
 
     def search_if_cached(
-        self, texts: Sequence[str], k: int, mode: Mode, partition: str | None = None
+        self, texts: Sequence[str], k: int, mode: Mode, partition: str | None = None,
+        local_only: bool = False,
     ) -> tuple[list[list[Hit]], str] | None:
         """The whole search when it needs no encoder (lexical mode, or every query's vector
-        cached), else None: the caller then queues it for the micro-batched encoder."""
+        cached), else None: the caller then queues it for the micro-batched encoder.
+        ``local_only``: consult only the in-process cache tier."""
         snapshot = self._snapshot
         vectors = None
         if mode != "lexical":
-            vectors = self.cached(snapshot, texts)
+            vectors = self.cached(snapshot, texts, local_only)
             if vectors is None:
                 return None
         return self._search(snapshot, texts, k, mode, partition, vectors)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
 from aisle.serving.app import create_app
+from aisle.serving.cache import LRUCache, RedisCache, TieredCache
 from aisle.serving.config import ServeConfig
 from aisle.serving.engine import Engine
 
@@ -125,3 +127,27 @@ def test_a_cached_query_is_answered_without_the_encoder(
     assert again.status_code == 200, again.text
     assert again.json()["results"] == first.json()["results"]
     assert (engine.stats.hits, engine.stats.misses) == (hits + 1, misses)
+
+
+def test_a_query_only_redis_holds_is_answered_without_the_encoder(
+    serve_config: ServeConfig, engine: Engine, shared_redis: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Another replica encoded the query and wrote it to Redis; this one's LRU is empty, so
+    # the in-process fast path misses and the Redis lookup (off the event loop) must find it.
+    remote = RedisCache(shared_redis, ttl_s=60, timeout_s=0.5, backoff_s=0.2)
+    query = f"redis only {uuid.uuid4().hex[:8]} cordless drill"
+    Engine(serve_config, TieredCache(LRUCache(10), remote), engine.snapshot).embed(
+        engine.snapshot, [query]
+    )
+
+    def no_encoder(texts: object) -> object:
+        raise AssertionError("a query cached in Redis reached the encoder")
+
+    monkeypatch.setattr(engine.snapshot.model, "encode_query", no_encoder)
+    engine.cache = TieredCache(LRUCache(10), remote)
+    with TestClient(create_app(serve_config, engine)) as client:
+        r = client.get("/search", params={"q": query, "k": 3})
+    assert r.status_code == 200, r.text
+    assert (engine.stats.hits, engine.stats.misses) == (1, 0)
+    assert remote.errors == 0
