@@ -63,7 +63,8 @@ SWEEPS: dict[str, list[SearchParams]] = {
     "hnsw": [SearchParams(ef_search=e) for e in (16, 32, 64, 128, 256, 512)],
     "ivf_flat": [SearchParams(nprobe=p) for p in (8, 16, 32, 64, 128)],
     "ivf_pq": [
-        SearchParams(nprobe=p, rerank=r) for p, r in ((16, 100), (32, 100), (64, 200), (128, 200))
+        SearchParams(nprobe=p, rerank=r)
+        for p, r in ((16, 100), (32, 100), (32, 200), (48, 200), (64, 200), (128, 200))
     ],
 }
 

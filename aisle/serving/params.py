@@ -1,0 +1,55 @@
+"""Query-string parsing for ``GET /search``, by hand.
+
+FastAPI's per-request parameter validation costs about 0.1 ms, a third of a warm search, so the
+hot endpoint reads its three parameters itself; ``SEARCH_PARAMETERS`` documents them in OpenAPI
+exactly as FastAPI would have. Errors say what to fix, in the service's 422 wording.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, get_args
+
+from aisle.indexing.config import Mode
+
+MODES: tuple[str, ...] = get_args(Mode)
+
+
+class BadParameter(ValueError):
+    """A query-string parameter is missing or malformed; the message says which and why."""
+
+
+def parse_search_params(params: Mapping[str, str]) -> tuple[str, int | None, Mode | None]:
+    """``(q, k, mode)`` from a query string; ``k`` and ``mode`` are None when absent."""
+    q = params.get("q")
+    if q is None:
+        raise BadParameter("malformed request: q: the query parameter is required")
+    raw_k = params.get("k")
+    k = None
+    if raw_k is not None:
+        try:
+            k = int(raw_k)
+        except ValueError:
+            raise BadParameter(
+                f"malformed request: k: must be a whole number, got {raw_k!r}"
+            ) from None
+    raw_mode = params.get("mode")
+    if raw_mode is not None and raw_mode not in MODES:
+        raise BadParameter(
+            f"malformed request: mode: must be one of {', '.join(MODES)}, got {raw_mode!r}"
+        )
+    return q, k, raw_mode  # type: ignore[return-value]  # checked against MODES above
+
+
+def _parameter(name: str, schema: dict[str, Any], description: str,
+               required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema,
+            "description": description}
+
+
+SEARCH_PARAMETERS: list[dict[str, Any]] = [
+    _parameter("q", {"type": "string"}, "the query, 1..512 characters", required=True),
+    _parameter("k", {"type": "integer"}, "results to return, 1..1000 (default 10)"),
+    _parameter("mode", {"type": "string", "enum": list(MODES)},
+               "dense, lexical or hybrid (default: the index's)"),
+]

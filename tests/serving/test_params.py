@@ -1,0 +1,39 @@
+"""GET /search's hand-written query-string parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from aisle.serving.params import SEARCH_PARAMETERS, BadParameter, parse_search_params
+
+
+def test_parses_the_three_parameters() -> None:
+    assert parse_search_params({"q": "drill"}) == ("drill", None, None)
+    assert parse_search_params({"q": " a b ", "k": "25", "mode": "hybrid"}) == (" a b ", 25,
+                                                                                 "hybrid")
+    assert parse_search_params({"q": "", "k": "-3"}) == ("", -3, None)  # range checked later
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, "q: the query parameter is required"),
+        ({"q": "x", "k": "ten"}, "k: must be a whole number, got 'ten'"),
+        ({"q": "x", "k": "2.5"}, "k: must be a whole number"),
+        ({"q": "x", "mode": "fuzzy"}, "mode: must be one of dense, lexical, hybrid, got 'fuzzy'"),
+    ],
+)
+def test_bad_parameters_say_what_to_fix(params: dict[str, str], message: str) -> None:
+    with pytest.raises(BadParameter, match="malformed request") as info:
+        parse_search_params(params)
+    assert message in str(info.value)
+
+
+def test_openapi_documents_them() -> None:
+    from aisle.serving.app import create_app
+    from aisle.serving.config import ServeConfig
+
+    schema = create_app(ServeConfig(index="unused")).openapi()  # nothing loads before start-up
+    documented = schema["paths"]["/search"]["get"]["parameters"]
+    assert [p["name"] for p in documented] == ["q", "k", "mode"]
+    assert documented == SEARCH_PARAMETERS
