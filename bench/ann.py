@@ -64,7 +64,8 @@ SWEEPS: dict[str, list[SearchParams]] = {
     "ivf_flat": [SearchParams(nprobe=p) for p in (8, 16, 32, 64, 128)],
     "ivf_pq": [
         SearchParams(nprobe=p, rerank=r)
-        for p, r in ((16, 100), (32, 100), (32, 200), (48, 200), (64, 200), (128, 200))
+        for p, r in ((16, 100), (32, 200), (32, 500), (48, 500), (48, 1000), (64, 1000),
+                     (96, 1000))
     ],
 }
 

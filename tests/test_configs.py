@@ -28,6 +28,15 @@ def test_the_shipped_cascade_config_is_the_code_default() -> None:
     assert load_config(TrainConfig, path) == TrainConfig()
 
 
+def test_the_shipped_approximate_index_config_is_approximate() -> None:
+    from importlib import resources
+
+    from aisle.indexing.config import APPROXIMATE, IndexConfig
+
+    path = Path(str(resources.files("aisle") / "configs" / "index-approximate.toml"))
+    assert load_config(IndexConfig, path) == APPROXIMATE
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
