@@ -1,4 +1,11 @@
-"""Micro-batching: concurrent searches wait a bounded time to share one encoder call."""
+"""Micro-batching: concurrent searches share one encoder call.
+
+Continuous batching: when the encoder is idle, a query is encoded at once, with whatever else
+is already queued; queries that arrive while a batch is being encoded queue up and go
+together as the next batch. So batches grow with load by themselves, and a query at low
+load never waits for company. ``wait_s`` > 0 adds a bounded wait for more queries before
+each batch (fewer, larger batches at the cost of that much latency).
+"""
 
 from __future__ import annotations
 
@@ -45,8 +52,10 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             jobs = [await self.queue.get()]
+            while not self.queue.empty() and sum(len(j.texts) for j in jobs) < self.max_items:
+                jobs.append(self.queue.get_nowait())  # arrived while the last batch ran
             deadline = loop.time() + self.wait_s
-            while sum(len(j.texts) for j in jobs) < self.max_items:
+            while self.wait_s > 0 and sum(len(j.texts) for j in jobs) < self.max_items:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break

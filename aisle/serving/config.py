@@ -31,8 +31,10 @@ class ServeConfig:
     max_batch: int = 64
     max_body_bytes: int = 64 * 1024
     default_mode: Mode = "dense"
-    # Micro-batching: concurrent queries wait at most this long to share one encoder call.
-    batch_wait_ms: float = 2.0
+    # Micro-batching (serving/batching.py): queries that arrive while the encoder is busy go
+    # together as its next batch. batch_wait_ms > 0 also holds each batch up to that long for
+    # more queries; 0 sends it as soon as the encoder is free (no added latency at low load).
+    batch_wait_ms: float = 0.0
     batch_max: int = 32
     # How often to look for a new index version on disk (0 = only on /admin/reload).
     watch_interval_s: float = 2.0
