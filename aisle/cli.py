@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aisle.errors import AisleError
+from aisle.towers.cli import add_backend_argument
 
 log = logging.getLogger("aisle")
 
@@ -41,7 +42,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     if not query:
         raise AisleError("the query is empty; pass some words, e.g. aisle search ... 'drill'")
     index = load_index(args.index)
-    retriever = DenseRetriever(index_model(index, args.model), index)
+    retriever = DenseRetriever(index_model(index, args.model, args.backend), index)
     for rank, hit in enumerate(retriever.hits([query], args.k)[0], start=1):
         print(f"{rank:>3}  {hit.score:.4f}  {hit.product_id}  {hit.title}")
 
@@ -67,6 +68,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         run_out=args.run_out,
         mode=args.mode,
         fusion=fusion,
+        backend=args.backend,
     )
     print(json.dumps(result, indent=2))
 
@@ -74,7 +76,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_tune_fusion(args: argparse.Namespace) -> None:
     from aisle.evaluation.tune import tune_fusion
 
-    result = tune_fusion(args.data, args.index, args.split, args.model)
+    result = tune_fusion(args.data, args.index, args.split, args.model, backend=args.backend)
     for row in result["grid"]:
         print(json.dumps(row))
     print(json.dumps({"best": result["best"], "metrics": result["metrics"]}, indent=2))
@@ -117,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--index", type=Path, required=True)
     p.add_argument("--model", default=None, help="model dir (default: the index's model)")
+    add_backend_argument(p)
     p.add_argument("-k", type=int, default=10)
     p.add_argument("query", nargs="+")
     p.set_defaults(func=cmd_search)
@@ -131,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["train", "dev", "test"], default="test")
     p.add_argument("--index", type=Path, default=None, help="index dir (dense retrieval)")
     p.add_argument("--model", default=None, help="model dir (default: the index's model)")
+    add_backend_argument(p)
     p.add_argument(
         "--baseline",
         choices=["bm25"],
@@ -169,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", type=Path, required=True, help="index dir to tune and update")
     p.add_argument("--split", choices=["train", "dev", "test"], default="dev")
     p.add_argument("--model", default=None, help="model dir (default: the index's model)")
+    add_backend_argument(p)
     p.set_defaults(func=cmd_tune_fusion)
 
     p = add_command(

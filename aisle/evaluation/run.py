@@ -13,6 +13,7 @@ from aisle.data.schema import PRODUCTS
 from aisle.errors import AisleError, DataError, ManifestMismatch
 from aisle.evaluation.evaluator import EvalResult, Retriever, evaluate, write_run
 from aisle.indexing.config import FusionConfig, Mode
+from aisle.towers.config import Backend
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ def index_retriever(
     ds: Dataset,
     mode: Mode = "dense",
     fusion: FusionConfig | None = None,
+    backend: Backend | None = None,
 ) -> tuple[Retriever, dict[str, Any]]:
     """A retriever over a built index in ``mode``; hybrid uses ``fusion`` or the index's own."""
     from aisle.indexing import load_index
@@ -49,8 +51,9 @@ def index_retriever(
     context: dict[str, Any] = {"index": str(index_dir), "mode": mode}
     if mode == "lexical":
         return index.lexical.search, context
-    model = index_model(index, model_ref)
+    model = index_model(index, model_ref, backend)
     context["model"] = model.ref
+    context["backend"] = model.backend
     dense = DenseRetriever(model, index)
     if mode == "dense":
         return dense, context
@@ -86,6 +89,7 @@ def evaluate_command(
     run_out: Path | None = None,
     mode: Mode = "dense",
     fusion: FusionConfig | None = None,
+    backend: Backend | None = None,
 ) -> dict[str, Any]:
     ds = load_dataset(data)
     split_qrels(ds, split)  # fail on a split without judgments before building anything
@@ -93,7 +97,7 @@ def evaluate_command(
     if baseline == "bm25":
         retriever, context = bm25_retriever(ds), {"retriever": "bm25"}
     elif index is not None:
-        retriever, context = index_retriever(index, model, ds, mode, fusion)
+        retriever, context = index_retriever(index, model, ds, mode, fusion, backend)
         context["retriever"] = mode
     else:
         raise AisleError("pass --index DIR to evaluate dense retrieval, or --baseline bm25")

@@ -18,6 +18,7 @@ from aisle.evaluation.run import index_retriever, split_qrels, split_top_grade
 from aisle.indexing.config import FusionConfig
 from aisle.indexing.hybrid import HybridRetriever
 from aisle.indexing.store import KIND
+from aisle.towers.config import Backend
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,14 @@ def fusion_grid(base: FusionConfig) -> list[FusionConfig]:
 
 
 def tune_fusion(
-    data: Path, index: Path, split: str = "dev", model: str | None = None, write: bool = True
+    data: Path, index: Path, split: str = "dev", model: str | None = None, write: bool = True,
+    backend: Backend | None = None,
 ) -> dict[str, Any]:
     if split == "test":
         log.warning("tuning on the test split makes its test numbers optimistic; use dev")
     ds = load_dataset(data)
     qrels = split_qrels(ds, split)
-    retriever, _ = index_retriever(index, model, ds, "hybrid")
+    retriever, _ = index_retriever(index, model, ds, "hybrid", backend=backend)
     assert isinstance(retriever, HybridRetriever)
     queries = ds.query_texts()
     qids = [q for q in qrels if q in queries]

@@ -96,6 +96,9 @@ def base_manifest(
             "ref": model.ref,
             "fingerprint": model.fingerprint,
             "tower_config": to_dict(model.config),
+            # What actually embedded the catalog (the config may say auto): an update must
+            # embed new products the same way, or one index would mix torch and int8 vectors.
+            "backend": model.backend,
         },
         "dim": model.dim,
         "lexical": {"kind": "bm25s", "dir": LEXICAL_DIR},

@@ -32,7 +32,7 @@ def cmd_build(args: argparse.Namespace) -> None:
     from aisle.towers.model import load_model
 
     config = load_config(IndexConfig, args.config, args.overrides)
-    model = load_model(args.model)
+    model = load_model(args.model, backend=args.backend)
     path = build_version(args.data, model, args.out, config, force=args.force,
                          engine=args.engine, keep=args.keep)
     print(f"index version {path.name} is current in {args.out}")
@@ -93,6 +93,8 @@ def _job(p: argparse.ArgumentParser) -> None:
 
 
 def add_index_parsers(sub: Any, add_command: Any) -> None:
+    from aisle.towers.cli import add_backend_argument
+
     index = add_command(sub, "index", "build and manage versioned FAISS indexes",
                         "aisle index --data runs/hd --out runs/hd-index   # = aisle index build")
     isub = index.add_subparsers(dest="index_command", required=True)
@@ -102,6 +104,7 @@ def add_index_parsers(sub: Any, add_command: Any) -> None:
     _job(p)
     _root(p)
     p.add_argument("--model", default=None, help="model dir (default: the base model)")
+    add_backend_argument(p)
     p.add_argument("--config", type=Path, default=None, help="IndexConfig TOML file")
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
     p.add_argument("overrides", nargs="*", help="IndexConfig key=value overrides")

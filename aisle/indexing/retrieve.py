@@ -8,18 +8,21 @@ import numpy as np
 
 from aisle.errors import AisleError
 from aisle.indexing.store import Hit, ProductIndex
+from aisle.towers.config import Backend
 from aisle.towers.model import TwoTowerModel
 
 
-def index_model(index: ProductIndex, ref: str | None = None) -> TwoTowerModel:
-    """The model an index was built with (or ``ref``), with the tower config it was built with."""
+def index_model(index: ProductIndex, ref: str | None = None,
+                backend: Backend | None = None) -> TwoTowerModel:
+    """The model an index was built with (or ``ref``), with the tower config it was built with;
+    ``backend`` (torch, onnx-fp32, onnx-int8, auto) overrides how its towers run."""
     from aisle.configs import from_dict
     from aisle.towers.config import TowerConfig
     from aisle.towers.model import load_model
 
     saved = index.manifest["model"].get("tower_config")
     config = from_dict(TowerConfig, saved) if saved and ref is None else None
-    return load_model(ref if ref is not None else index.model_ref, config)
+    return load_model(ref if ref is not None else index.model_ref, config, backend)
 
 
 class DenseRetriever:

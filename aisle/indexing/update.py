@@ -156,11 +156,18 @@ def update_version(
         )
     started = time.perf_counter()
     current = load_index(root)
-    model = model or index_model(current)
+    built_with = current.manifest["model"].get("backend")  # absent in older versions
+    model = model or index_model(current, backend=built_with)
     if model.fingerprint != current.model_fingerprint:
         raise ManifestMismatch(
             f"the current version was built by model {current.model_ref}; an update keeps the "
             "model. A new model changes every vector: run a full build with --model instead"
+        )
+    if built_with is not None and model.backend != built_with:
+        raise ManifestMismatch(
+            f"the current version's vectors were embedded with the {built_with} backend, this "
+            f"model runs on {model.backend}; an update must not mix them. Load the model with "
+            f"backend={built_with}, or run a full build"
         )
     config = from_dict(IndexConfig, current.manifest["index_config"])
     with prepared_dir(Path(data)) as prep:

@@ -21,7 +21,7 @@ def _config(args: argparse.Namespace) -> Any:
     overrides = [f"index={args.index}", *args.overrides]
     if getattr(args, "model", None):
         overrides.append(f"model={args.model}")
-    for name in ("host", "port", "autocomplete"):
+    for name in ("host", "port", "autocomplete", "backend"):
         if getattr(args, name, None) is not None:
             overrides.append(f"{name}={getattr(args, name)}")
     if os.environ.get("REDIS_URL") and not any(o.startswith("redis_url=") for o in overrides):
@@ -86,6 +86,8 @@ def cmd_cache_warm(args: argparse.Namespace) -> None:
 
 
 def add_serve_parsers(sub: Any, add_command: Any) -> None:
+    from aisle.towers.cli import add_backend_argument
+
     p = add_command(sub, "serve", "the HTTP search service",
                     "REDIS_URL=redis://127.0.0.1:6379/0 aisle serve --index runs/hd-index")
     p.add_argument("--index", type=Path, required=True)
@@ -94,6 +96,7 @@ def add_serve_parsers(sub: Any, add_command: Any) -> None:
     p.add_argument("--port", type=int, default=None, help="port (default 8000)")
     p.add_argument("--autocomplete", default=None,
                    help="autocomplete dir for GET /autocomplete (aisle autocomplete build)")
+    add_backend_argument(p)
     p.add_argument("--config", type=Path, default=None, help="ServeConfig TOML file")
     p.add_argument("overrides", nargs="*", help="ServeConfig key=value overrides")
     p.set_defaults(func=cmd_serve)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from aisle.indexing.config import Mode
 
@@ -12,6 +13,9 @@ class ServeConfig:
     index: str = ""
     # Model directory; "" = the model the index manifest names.
     model: str = ""
+    # How the query tower runs: torch, onnx-fp32, onnx-int8 (the model's `aisle export`) or
+    # auto (int8, else fp32, else torch); "" = the tower config the index was built with.
+    backend: Literal["", "auto", "torch", "onnx-fp32", "onnx-int8"] = ""
     # Loopback unless told otherwise: the service has no auth on search.
     host: str = "127.0.0.1"
     port: int = 8000

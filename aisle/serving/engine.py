@@ -59,7 +59,7 @@ def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snaps
     if current is not None and current.model.fingerprint == index.model_fingerprint:
         model = current.model  # same weights: no need to load them again
     else:
-        model = index_model(index, config.model or None)
+        model = index_model(index, config.model or None, config.backend or None)
     index.check_model(model.fingerprint, model.ref)
     version = index.version or index_version(index.root)
     return Snapshot(model=model, index=index, version=version)
@@ -87,8 +87,10 @@ class Engine:
 
     @staticmethod
     def _keys(snapshot: Snapshot, texts: Sequence[str]) -> list[str]:
-        fp = snapshot.model.fingerprint
-        return [cache_key(fp, normalize_query(t)) for t in texts]
+        # The weights and how they run: int8 and fp32 vectors of one query differ a little,
+        # and a service switched to another backend must not serve the other's.
+        model = f"{snapshot.model.fingerprint}-{snapshot.model.backend}"
+        return [cache_key(model, normalize_query(t)) for t in texts]
 
     def cached(self, snapshot: Snapshot, texts: Sequence[str],
                local_only: bool = False) -> np.ndarray | None:

@@ -8,6 +8,17 @@ from pathlib import Path
 from typing import Any
 
 
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """``--backend``: how the towers run, for any command that loads a model."""
+    from aisle.towers.config import BACKENDS
+
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default=None,
+        help="torch, or the model's ONNX export (onnx-fp32, onnx-int8; `aisle export`); "
+        "default: the model's tower config (auto: int8, else fp32, else torch)",
+    )
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from aisle.artifacts import read_manifest
     from aisle.towers.export import Agreement, export_model

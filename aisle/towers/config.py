@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from aisle.data.schema import PRODUCT_FIELDS
 
@@ -14,6 +14,7 @@ Device = Literal["auto", "cpu", "cuda"]
 # checked against fp32 at export). "auto": onnx-int8 if the model directory has that export,
 # else onnx-fp32 if it has one, else torch. Training always needs torch.
 Backend = Literal["auto", "torch", "onnx-fp32", "onnx-int8"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
 
 
 @dataclass(frozen=True)

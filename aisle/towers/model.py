@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -148,15 +148,19 @@ class TwoTowerModel:
 def load_model(
     ref: str | Path | None = None,
     config: TowerConfig | None = None,
+    backend: Backend | None = None,
 ) -> TwoTowerModel:
     """Load a model directory saved by aisle, any sentence-transformers directory, or (None)
-    the built-in base model. ``config`` overrides the saved tower config."""
+    the built-in base model. ``config`` overrides the saved tower config; ``backend``
+    overrides the backend of whichever config applies (``--backend`` of the commands)."""
     path = resolve_model_ref(ref)
     is_aisle = (path / MANIFEST).is_file()
     manifest = read_manifest(path, KIND) if is_aisle else {}
     if config is None:
         saved = manifest.get("tower_config")
         config = from_dict(TowerConfig, saved) if saved else TowerConfig()
+    if backend is not None:
+        config = replace(config, backend=backend)
     device = resolve_device(config.device)
     ref_str = BASE_MODEL if ref in (None, "", BASE_MODEL) else str(path.resolve())
     backend = resolve_backend(config.backend, manifest, str(ref or BASE_MODEL))

@@ -108,3 +108,26 @@ def test_update_of_the_same_catalog_is_a_no_op_and_needs_a_versioned_root(
     assert update_version(data, root, base_model) == first
     with pytest.raises(ValueError, match="not a versioned index root"):
         update_version(data, sample_index, base_model)
+
+
+def test_an_update_never_mixes_backends(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from aisle.errors import ManifestMismatch
+
+    root = tmp_path / "root"
+    version = build_version(prepare_catalog(catalog, "day1"), base_model, root)
+    manifest_path = version / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["model"]["backend"] == base_model.backend == "torch"
+    # as if the catalog had been embedded by the model's int8 export
+    manifest["model"]["backend"] = "onnx-int8"
+    manifest_path.write_text(json.dumps(manifest))
+    day2 = prepare_catalog(edited(catalog), "day2")
+    with pytest.raises(ManifestMismatch, match="embedded with the onnx-int8 backend"):
+        update_version(day2, root, base_model)

@@ -49,7 +49,7 @@ def test_cache_warm_writes_head_queries_to_redis(
     log = tmp_path / "log.txt"
     log.write_text("ladder\nladder\nladder\ngarden hose\ngarden hose\nrare query\n")
     client = redis.Redis.from_url(shared_redis)
-    prefix = f"aisle:qemb:{base_model.fingerprint}:"
+    prefix = f"aisle:qemb:{base_model.fingerprint}-{base_model.backend}:"
     for key in client.scan_iter(prefix + "*"):
         client.delete(key)
     monkeypatch.setenv("REDIS_URL", shared_redis)

@@ -168,3 +168,29 @@ def test_untied_towers_export_as_two_files(base_model: TwoTowerModel, tmp_path: 
     torch.testing.assert_close(
         model.product.encode(TEXTS), untied.product.encode(TEXTS), atol=1e-4, rtol=0
     )
+
+
+def test_backend_overrides_the_tower_config_everywhere_a_model_loads(
+    exported: Path, sample_index: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aisle.cli import main
+    from aisle.indexing import load_index
+    from aisle.indexing.retrieve import index_model
+
+    assert load_model(exported, backend="torch").backend == "torch"
+    assert load_model(exported, backend="onnx-fp32").backend == "onnx-fp32"
+    assert load_model(exported, TowerConfig(backend="torch"), backend="auto").backend == (
+        "onnx-int8"
+    )
+    with pytest.raises(ArtifactError, match="no onnx-fp32 export"):
+        load_model(None, backend="onnx-fp32")
+    index = load_index(sample_index)
+    assert index_model(index, str(exported), backend="onnx-fp32").backend == "onnx-fp32"
+    # the CLI flag: the same top hit from torch and int8 towers of one model
+    tops = []
+    for backend in ("torch", "onnx-int8"):
+        args = ["search", "--index", str(sample_index), "--model", str(exported),
+                "--backend", backend, "-k", "1", "cordless", "drill"]
+        assert main(args) == 0
+        tops.append(capsys.readouterr().out.split()[2])  # rank, score, product id
+    assert tops[0] == tops[1]
