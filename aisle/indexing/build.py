@@ -39,10 +39,12 @@ from aisle.indexing.store import (
     index_is_current,
 )
 from aisle.indexing.versions import (
+    BUILD_LOCK,
     DEFAULT_KEEP,
     EMBED_CACHE,
     VERSIONS,
     WORK,
+    locked,
     new_version_id,
     promote,
     prune,
@@ -239,10 +241,16 @@ def build_version(
 
     Embeddings are cached in ``ROOT/embed-cache`` and checkpoints kept in ``ROOT/work``, so a
     rebuild encodes only new or changed products and a killed build resumes. Returns the new
-    version's directory (or the current one, when it is already up to date).
+    version's directory (or the current one, when it is already up to date). A second build
+    or update of the same root while this one runs is refused (``ROOT/.build.lock``).
     """
-    config = config or IndexConfig()
-    root = Path(root)
+    with locked(root, BUILD_LOCK, "aisle index build", wait=False):
+        return _build_version(data, model, Path(root), config or IndexConfig(), force, engine,
+                              keep)
+
+
+def _build_version(data: Path, model: TwoTowerModel, root: Path, config: IndexConfig,
+                   force: bool, engine: EmbedEngine, keep: int) -> Path:
     started = time.perf_counter()
     with prepared_dir(Path(data)) as prep:
         data_manifest = read_manifest(prep, "aisle.dataset")

@@ -45,11 +45,13 @@ from aisle.indexing.embed_job import EmbedEngine
 from aisle.indexing.retrieve import index_model
 from aisle.indexing.store import INDEX_FILE, KIND, PARTITIONS_DIR, ROWS_FILE, load_index
 from aisle.indexing.versions import (
+    BUILD_LOCK,
     DEFAULT_KEEP,
     EMBED_CACHE,
     VERSIONS,
     WORK,
     is_versioned,
+    locked,
     new_version_id,
 )
 from aisle.towers.model import TwoTowerModel
@@ -147,6 +149,7 @@ def update_version(
     """Publish ``ROOT/versions/<new id>`` = the current version updated to ``data``'s catalog.
 
     ``model`` defaults to the current version's; another model is refused (a full build).
+    Refused while another build or update of the same root runs (``ROOT/.build.lock``).
     """
     root = Path(root)
     if not is_versioned(root):
@@ -154,6 +157,12 @@ def update_version(
             f"{root} is not a versioned index root (no CURRENT); build one first: "
             f"aisle index --data ... --out {root}"
         )
+    with locked(root, BUILD_LOCK, "aisle index update", wait=False):
+        return _update_version(data, root, model, engine, keep)
+
+
+def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine: EmbedEngine,
+                    keep: int) -> Path:
     started = time.perf_counter()
     current = load_index(root)
     built_with = current.manifest["model"].get("backend")  # absent in older versions

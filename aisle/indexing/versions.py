@@ -7,6 +7,8 @@ Layout of a root::
     ROOT/versions/<id>/       manifest.json, index.faiss, rows.parquet, bm25/, partitions/
     ROOT/embed-cache/         product embeddings by (model fingerprint, text hash)
     ROOT/work/                checkpoints of an unfinished build (resume)
+    ROOT/.build.lock          held by the one build or update writing into ROOT
+    ROOT/.pointer.lock        held while CURRENT / HISTORY / versions are changed
 
 A plain index directory (a version directory, or one written before versions existed) is
 accepted wherever a root is: it is its own current version.
@@ -14,11 +16,15 @@ accepted wherever a root is: it is its own current version.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import secrets
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +39,41 @@ VERSIONS = "versions"
 EMBED_CACHE = "embed-cache"
 WORK = "work"
 DEFAULT_KEEP = 3
+BUILD_LOCK = ".build.lock"
+POINTER_LOCK = ".pointer.lock"
+
+
+@contextlib.contextmanager
+def locked(root: Path, name: str, what: str, wait: bool) -> Iterator[None]:
+    """Hold ``ROOT/<name>`` exclusively (an OS file lock: released when the process dies).
+
+    ``wait=False``: fail at once, saying who holds it. Builds use that, because two builds
+    into one root would share its work directory and embedding cache. Pointer changes are
+    short and wait their turn.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / name
+    with open(path, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise ArtifactError(
+                f"{root} is busy: {holder} is writing it. Wait for that job to finish, or "
+                "build into another --out"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{what} (pid {os.getpid()})")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -126,6 +167,11 @@ def list_versions(root: Path) -> list[VersionInfo]:
 
 def promote(root: Path, vid: str) -> None:
     """Make ``vid`` the current version (atomically) and push it on the history."""
+    with locked(root, POINTER_LOCK, f"promote {vid}", wait=True):
+        _promote(root, vid)
+
+
+def _promote(root: Path, vid: str) -> None:
     target = version_dir(root, vid)
     if not (target / MANIFEST).is_file():
         known = ", ".join(v.id for v in list_versions(root)) or "none"
@@ -139,6 +185,11 @@ def promote(root: Path, vid: str) -> None:
 
 def rollback(root: Path) -> str:
     """Switch back to the version promoted before the current one; return its id."""
+    with locked(root, POINTER_LOCK, "rollback", wait=True):
+        return _rollback(root)
+
+
+def _rollback(root: Path) -> str:
     cur = current_id(root)
     history = [h for h in _history(root) if (version_dir(root, h) / MANIFEST).is_file()]
     while history and history[-1] == cur:
@@ -159,6 +210,11 @@ def prune(root: Path, keep: int = DEFAULT_KEEP) -> list[str]:
     """Delete all but the ``keep`` newest versions; the current one is never deleted."""
     if keep < 1:
         raise ArtifactError(f"keep must be >= 1 (got {keep}): the current version always stays")
+    with locked(root, POINTER_LOCK, f"prune --keep {keep}", wait=True):
+        return _prune(root, keep)
+
+
+def _prune(root: Path, keep: int) -> list[str]:
     versions = list_versions(root)
     newest = {v.id for v in versions[-keep:]}
     removed = []

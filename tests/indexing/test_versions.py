@@ -151,3 +151,42 @@ def test_service_searches_partitions_and_follows_current(
         rollback(root)
         r = client.post("/admin/reload", headers={"Authorization": "Bearer t"})
         assert r.json()["index_version"] == ids[2]
+
+
+def test_a_second_build_of_a_busy_root_is_refused_and_the_lock_dies_with_its_holder(
+    three_versions: tuple[Path, list[str]],
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+) -> None:
+    import subprocess
+    import sys
+
+    from aisle.indexing.update import update_version
+
+    root, ids = three_versions
+    data = prepare_catalog(catalog.iloc[:30], "d30")
+    # Another process holds the build lock, as a running `aisle index build` would.
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from aisle.indexing.versions import BUILD_LOCK, locked\n"
+         "with locked(sys.argv[1], BUILD_LOCK, 'aisle index build', wait=False):\n"
+         "    print('held', flush=True)\n"
+         "    time.sleep(60)\n",
+         str(root)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        for job in (lambda: build_version(data, base_model, root),
+                    lambda: update_version(data, root, base_model)):
+            with pytest.raises(ArtifactError, match=r"busy: aisle index build \(pid \d+\)"):
+                job()
+        assert current_id(root) == ids[-1]  # nothing was published
+        promote(root, ids[0])  # pointer changes take the other lock: not blocked by a build
+        assert current_id(root) == ids[0]
+    finally:
+        holder.kill()  # killed, not released: the OS frees the lock with the process
+        holder.wait()
+    assert build_version(data, base_model, root).name == current_id(root)
