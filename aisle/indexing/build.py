@@ -244,7 +244,7 @@ def build_version(
     version's directory (or the current one, when it is already up to date). A second build
     or update of the same root while this one runs is refused (``ROOT/.build.lock``).
     """
-    with locked(root, BUILD_LOCK, "aisle index build", wait=False):
+    with locked(root, BUILD_LOCK, "aisle index build", wait=False, create=True):
         return _build_version(data, model, Path(root), config or IndexConfig(), force, engine,
                               keep)
 

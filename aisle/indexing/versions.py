@@ -44,15 +44,20 @@ POINTER_LOCK = ".pointer.lock"
 
 
 @contextlib.contextmanager
-def locked(root: Path, name: str, what: str, wait: bool) -> Iterator[None]:
+def locked(root: Path, name: str, what: str, wait: bool,
+           create: bool = False) -> Iterator[None]:
     """Hold ``ROOT/<name>`` exclusively (an OS file lock: released when the process dies).
 
     ``wait=False``: fail at once, saying who holds it. Builds use that, because two builds
     into one root would share its work directory and embedding cache. Pointer changes are
-    short and wait their turn.
+    short and wait their turn. ``create``: make ``root`` first (a first build); otherwise a
+    missing root is an error, not a new empty directory.
     """
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
+    elif not root.is_dir():
+        raise ArtifactError(f"{root} does not exist; pass the --out of an `aisle index` build")
     path = root / name
     with open(path, "a+", encoding="utf-8") as f:
         try:

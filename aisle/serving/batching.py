@@ -61,7 +61,7 @@ class MicroBatcher:
                     break
                 try:
                     jobs.append(await asyncio.wait_for(self.queue.get(), remaining))
-                except TimeoutError:
+                except asyncio.TimeoutError:  # not the builtin TimeoutError before 3.11
                     break
             groups: dict[tuple[Mode, str | None], list[_Job]] = {}
             for job in jobs:

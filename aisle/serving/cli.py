@@ -112,6 +112,7 @@ def add_serve_parsers(sub: Any, add_command: Any) -> None:
     p.add_argument("--queries", type=Path, required=True, help="query log: csv, parquet or text")
     p.add_argument("--top", type=int, default=1000, help="how many head queries")
     p.add_argument("--batch", type=int, default=256, help="queries per encoder/pipeline batch")
+    add_backend_argument(p)  # must match the service's: the cache keys hold the backend
     p.add_argument("--config", type=Path, default=None)
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=cmd_cache_warm)

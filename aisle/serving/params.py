@@ -7,12 +7,14 @@ exactly as FastAPI would have. Errors say what to fix, in the service's 422 word
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, get_args
 
 from aisle.indexing.config import Mode
 
 MODES: tuple[str, ...] = get_args(Mode)
+WHOLE_NUMBER = re.compile(r"\s*([+-]?[0-9]+)(?:\.0*)?\s*", re.ASCII)
 
 
 class BadParameter(ValueError):
@@ -27,12 +29,15 @@ def parse_search_params(params: Mapping[str, str]) -> tuple[str, int | None, Mod
     raw_k = params.get("k")
     k = None
     if raw_k is not None:
-        try:
-            k = int(raw_k)
-        except ValueError:
+        # What FastAPI (pydantic, lax) took: ASCII digits, a sign, surrounding space, and a
+        # float spelling of a whole number ("5.0"). int() alone would also take other scripts'
+        # digits ("٥") and refuse "5.0".
+        whole = WHOLE_NUMBER.fullmatch(raw_k)
+        if whole is None:
             raise BadParameter(
-                f"malformed request: k: must be a whole number, got {raw_k!r}"
-            ) from None
+                f"malformed request: k: must be a whole number, got {raw_k[:40]!r}"
+            )
+        k = int(whole.group(1))
     raw_mode = params.get("mode")
     if raw_mode is not None and raw_mode not in MODES:
         raise BadParameter(

@@ -190,3 +190,12 @@ def test_a_second_build_of_a_busy_root_is_refused_and_the_lock_dies_with_its_hol
         holder.kill()  # killed, not released: the OS frees the lock with the process
         holder.wait()
     assert build_version(data, base_model, root).name == current_id(root)
+
+
+def test_pointer_commands_on_a_missing_root_fail_and_create_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "typo"
+    for command in (lambda: prune(missing), lambda: rollback(missing),
+                    lambda: promote(missing, "v1")):
+        with pytest.raises(ArtifactError, match="does not exist"):
+            command()
+    assert not missing.exists()

@@ -14,12 +14,22 @@ def test_parses_the_three_parameters() -> None:
     assert parse_search_params({"q": "", "k": "-3"}) == ("", -3, None)  # range checked later
 
 
+@pytest.mark.parametrize(("raw", "k"), [("5", 5), (" 5 ", 5), ("+5", 5), ("05", 5), ("5.0", 5),
+                                        ("5.", 5), ("-0", 0)])
+def test_k_is_read_as_fastapi_read_it(raw: str, k: int) -> None:
+    assert parse_search_params({"q": "x", "k": raw})[1] == k
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
         ({}, "q: the query parameter is required"),
         ({"q": "x", "k": "ten"}, "k: must be a whole number, got 'ten'"),
         ({"q": "x", "k": "2.5"}, "k: must be a whole number"),
+        ({"q": "x", "k": "1e3"}, "k: must be a whole number"),
+        ({"q": "x", "k": "\u0665"}, "k: must be a whole number"),  # Arabic-Indic five
+        ({"q": "x", "k": "\uff15"}, "k: must be a whole number"),  # full-width five
+        ({"q": "x", "k": ""}, "k: must be a whole number"),
         ({"q": "x", "mode": "fuzzy"}, "mode: must be one of dense, lexical, hybrid, got 'fuzzy'"),
     ],
 )
