@@ -1,5 +1,9 @@
 """Pure ASGI middleware: the request-body limit and per-route metrics.
 
+A body that announces its length is refused up front when too large. A chunked one (no
+Content-Length) is read here, up to the limit, and handed on whole: counting it inside the
+app would be too late, as FastAPI turns any error while reading a body into a 400.
+
 Written against the ASGI interface rather than ``@app.middleware("http")``: Starlette's
 ``BaseHTTPMiddleware`` wraps every request in extra tasks and memory streams, which cost more
 than a warm search does.
@@ -40,12 +44,52 @@ class LimitsAndMetrics:
             if length is not None and length > self.max_body_bytes:
                 await _reject(send_and_note, 413, f"request body is {length} bytes; at most "
                               f"{self.max_body_bytes}")
+            elif length is None and scope["method"] in BODY_METHODS:
+                body = await _read_body(receive, self.max_body_bytes)
+                if body is None:
+                    await _reject(send_and_note, 413, f"request body is over "
+                                  f"{self.max_body_bytes} bytes; at most {self.max_body_bytes}")
+                else:
+                    await self.app(scope, _replay(body, receive), send_and_note)
             else:
                 await self.app(scope, receive, send_and_note)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             self.metrics.observe(path, status, time.perf_counter() - started)
+
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None once it is over ``limit`` bytes (or the client left)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None  # http.disconnect: nobody to answer
+        body = message.get("body", b"")
+        size += len(body)
+        if size > limit:
+            return None
+        chunks.append(body)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: disconnect notices
+
+    return replay
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -75,6 +75,22 @@ def test_bad_post_input(client: TestClient) -> None:
     r = client.post("/search/batch", json={"queries": ["x" * 500] * 200})
     assert r.status_code == 413 and "at most 65536" in r.json()["detail"]
 
+    def chunks():  # type: ignore[no-untyped-def]  # no Content-Length: sent chunked
+        yield b'{"queries": ["'
+        for _ in range(100):
+            yield b"x" * 1000
+        yield b'"]}'
+
+    r = client.post("/search/batch", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "is over 65536 bytes" in r.json()["detail"], r.text
+
+    def small():  # type: ignore[no-untyped-def]  # chunked too, well under the limit
+        yield b'{"queries": ["ladder",'
+        yield b' "garden hose"], "k": 2}'
+
+    r = client.post("/search/batch", content=small(), headers={"content-type": "application/json"})
+    assert r.status_code == 200 and len(r.json()["responses"]) == 2, r.text
+
 
 ODD = ["ü ñ 漢字", "🔨🔨 drill", "\x00\x07 odd bytes \ufffd", "'; DROP"]
 
