@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -140,6 +140,14 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
             raise _bad(f"k is {k}; it must be between 1 and {config.max_k}")
         return k
 
+    def read_get(params: Mapping[str, str]) -> tuple[str, int, Mode]:
+        """GET /search's (query, k, mode), checked and defaulted; a 422 saying what to fix."""
+        try:
+            q, k, mode = parse_search_params(params)
+        except BadParameter as e:
+            raise _bad(str(e)) from e
+        return check_query(q), check_k(k), mode or config.default_mode
+
     async def run_search(texts: list[str], k: int | None, mode: Mode | None,
                          partition: str | None) -> tuple[list[list[Hit]], str, Mode]:
         eng = get_engine()
@@ -187,11 +195,8 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
              openapi_extra={"parameters": SEARCH_PARAMETERS})
     async def search_get(request: Request) -> Response:
         started = time.perf_counter()
-        try:
-            q, k, mode = parse_search_params(request.query_params)
-        except BadParameter as e:
-            raise _bad(str(e)) from e
-        hits, version, used = await run_search([check_query(q)], k, mode, None)
+        q, k, mode = read_get(request.query_params)
+        hits, version, used = await run_search([q], k, mode, None)
         return json_response(response(hits[0], version, used, started))
 
     @app.post("/search", response_model=SearchResponse)
@@ -220,19 +225,16 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
         started = time.perf_counter()
         eng = state.get("engine")
         try:
-            q, k, mode = parse_search_params(params)
-            k = check_k(k)
-            check_query(q)
-        except (BadParameter, HTTPException):
+            q, k, mode = read_get(params)
+        except HTTPException:
             return None
-        use_mode: Mode = mode or config.default_mode
-        if use_mode != "dense" or not isinstance(eng, Engine):
+        if mode != "dense" or not isinstance(eng, Engine):
             return None
-        found = eng.search_if_cached([q], k, use_mode, None, local_only=True)
+        found = eng.search_if_cached([q], k, mode, None, local_only=True)
         if found is None:
             return None
         hits, version = found
-        return orjson.dumps(response(hits[0], version, use_mode, started))
+        return orjson.dumps(response(hits[0], version, mode, started))
 
     search_route = next(r for r in app.routes if getattr(r, "path", None) == "/search"
                         and "GET" in getattr(r, "methods", ()))

@@ -52,10 +52,12 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             jobs = [await self.queue.get()]
-            while not self.queue.empty() and sum(len(j.texts) for j in jobs) < self.max_items:
+            size = len(jobs[0].texts)  # queries in this batch so far
+            while not self.queue.empty() and size < self.max_items:
                 jobs.append(self.queue.get_nowait())  # arrived while the last batch ran
+                size += len(jobs[-1].texts)
             deadline = loop.time() + self.wait_s
-            while self.wait_s > 0 and sum(len(j.texts) for j in jobs) < self.max_items:
+            while self.wait_s > 0 and size < self.max_items:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -63,6 +65,7 @@ class MicroBatcher:
                     jobs.append(await asyncio.wait_for(self.queue.get(), remaining))
                 except asyncio.TimeoutError:  # not the builtin TimeoutError before 3.11
                     break
+                size += len(jobs[-1].texts)
             groups: dict[tuple[Mode, str | None], list[_Job]] = {}
             for job in jobs:
                 groups.setdefault((job.mode, job.partition), []).append(job)

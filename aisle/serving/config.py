@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from aisle.indexing.config import Mode
+from aisle.towers.config import Backend
 
 
 @dataclass(frozen=True)
@@ -14,8 +14,8 @@ class ServeConfig:
     # Model directory; "" = the model the index manifest names.
     model: str = ""
     # How the query tower runs: torch, onnx-fp32, onnx-int8 (the model's `aisle export`) or
-    # auto (int8, else fp32, else torch); "" = the tower config the index was built with.
-    backend: Literal["", "auto", "torch", "onnx-fp32", "onnx-int8"] = ""
+    # auto (int8, else fp32, else torch); None = the tower config the index was built with.
+    backend: Backend | None = None
     # Loopback unless told otherwise: the service has no auth on search.
     host: str = "127.0.0.1"
     port: int = 8000

@@ -59,7 +59,7 @@ def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snaps
     if current is not None and current.model.fingerprint == index.model_fingerprint:
         model = current.model  # same weights: no need to load them again
     else:
-        model = index_model(index, config.model or None, config.backend or None)
+        model = index_model(index, config.model or None, config.backend)
     index.check_model(model.fingerprint, model.ref)
     version = index.version or index_version(index.root)
     return Snapshot(model=model, index=index, version=version)
