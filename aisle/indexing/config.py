@@ -30,7 +30,8 @@ class IndexConfig:
     # Candidate list while inserting. Build time grows about linearly with it. faiss's default
     # of 40 builds a graph that real queries navigate badly: on the 54,667-product homedepot
     # catalog with its real test queries, recall@10 at ef_search=64 was 0.939 with 40 and
-    # 0.975 with 200 (same ~0.13 ms/query; build 18 s on one core instead of ~5 s).
+    # 0.975 with 200 (same ~0.14 ms/query; build 24 s on one busy core instead of 6.5 s;
+    # bench/hnsw_real.py).
     ef_construction: int = 200
     # Default candidate list at query time (per query batch: SearchParams.ef_search); >= k.
     # On the 1M bench M=32/efConstruction=40 reached only recall@10 0.81 at 256 (0.93 ms) and

@@ -2,7 +2,7 @@
 answered below the web framework.
 
 Most traffic is head queries whose embeddings are cached (ITEMS: over 95%). For them the
-search itself (a dict lookup and an ANN search, ~0.15 ms) costs less than FastAPI's request
+search itself (a dict lookup and an ANN search, ~0.14 ms) costs less than FastAPI's request
 handling around it, so this ASGI layer answers them directly. Anything else (a cache miss, a
 non-dense mode, any invalid input, the index still loading) falls through unchanged to the
 FastAPI route, which owns validation, error messages and the encoder: the lane can only
