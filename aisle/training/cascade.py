@@ -105,6 +105,10 @@ def train_cascade(
                 cfg.max_pairs,
                 config.seed,
                 cfg.hard_negative_max_grade if cfg.hard_negative_max_grade >= 0 else None,
+                (cfg.lexical_negative_skip, cfg.lexical_negative_depth)
+                if cfg.lexical_negative_depth > 0
+                else None,
+                cfg.catalog_pairs,
             )
             model, stats = run_step(
                 model, pairs, cfg, config.seed, ckpt, config.checkpoint_every, resume, name
@@ -123,8 +127,13 @@ def train_cascade(
     if best_score <= base_score:
         # Still publish the best trained step: an hour of training is not thrown away, and
         # the manifest says plainly that it did not beat the base model on dev.
-        log.warning("no step beat the base model on dev %s (%.4f <= %.4f); check the config "
-                    "(learning rate, min_grade)", SELECT_METRIC, best_score, base_score)
+        log.warning(
+            "no step beat the base model on dev %s (%.4f <= %.4f); check the config "
+            "(learning rate, min_grade)",
+            SELECT_METRIC,
+            best_score,
+            base_score,
+        )
     best = load_model(done_dirs[best_name] / "model", config.tower)
     best.save(
         out,

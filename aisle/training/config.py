@@ -28,6 +28,15 @@ class StepConfig:
     # Add, per pair, one product judged for the same query with grade <= this (a near miss
     # raters turned down) as an extra negative for the whole batch; < 0 = no hard negatives.
     hard_negative_max_grade: float = -1.0
+    # Add, per pair, one product drawn from its query's BM25 ranks [skip, depth) over the whole
+    # catalog that raters did not judge for that query: a lexical near miss, the kind of
+    # negative random in-batch products rarely are (Karpukhin et al., "DPR", 2020).
+    # 0 = off. Skipping the top ranks keeps likely-relevant unjudged products out.
+    lexical_negative_depth: int = 0
+    lexical_negative_skip: int = 0
+    # Add this many self-supervised pairs cut from catalog titles (a pseudo-query of 1-4
+    # title words -> its product): broad positives over products no judged query reaches.
+    catalog_pairs: int = 0
     # Also train product -> query (each positive product ranks the batch's queries).
     symmetric: bool = False
     # Cap on the number of training pairs (0 = all); for smoke runs and tests.

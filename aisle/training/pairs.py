@@ -13,6 +13,7 @@ import torch
 
 from aisle.data.dataset import Dataset
 from aisle.errors import DataError
+from aisle.indexing.lexical import BM25Index
 from aisle.towers.config import TowerConfig
 from aisle.towers.text import product_texts
 
@@ -52,12 +53,17 @@ def positive_pairs(
     max_pairs: int = 0,
     seed: int = 0,
     hard_negative_max_grade: float | None = None,
+    lexical_negatives: tuple[int, int] | None = None,
+    catalog_pairs: int = 0,
 ) -> Pairs:
     """Judged (query, product) pairs of the train split with ``grade >= min_grade``.
 
     With ``hard_negative_max_grade`` set, each pair also carries the products judged for the
     same query with ``grade <= hard_negative_max_grade``: the near misses a lexical engine
-    surfaced and raters turned down, which random in-batch negatives rarely are.
+    surfaced and raters turned down, which random in-batch negatives rarely are. With
+    ``lexical_negatives = (skip, depth)``, it also carries its query's BM25 hits at ranks
+    ``[skip, depth)`` over the whole catalog that were not judged for that query at all.
+    ``catalog_pairs`` adds that many self-supervised pairs (``catalog_pseudo_queries``).
     """
     train = ds.queries[ds.queries["split"] == "train"]
     judged = ds.judgments.merge(train[["query_id", "query"]], on="query_id")
@@ -69,6 +75,9 @@ def positive_pairs(
         )
     if max_pairs and len(j) > max_pairs:
         j = j.sample(n=max_pairs, random_state=seed)
+    judged_pairs = len(j)
+    if catalog_pairs:
+        j = pd.concat([j, catalog_pseudo_queries(ds, catalog_pairs, seed)], ignore_index=True)
     hard: dict[str, list[str]] = {}
     if hard_negative_max_grade is not None:
         if hard_negative_max_grade >= min_grade:
@@ -79,6 +88,9 @@ def positive_pairs(
         poor = judged[judged["grade"] <= hard_negative_max_grade + 1e-9]
         for qid, pid in zip(poor["query_id"], poor["product_id"], strict=True):
             hard.setdefault(str(qid), []).append(str(pid))
+    if lexical_negatives is not None:
+        for qid, pids in lexical_near_misses(ds, j, tower, *lexical_negatives).items():
+            hard.setdefault(qid, []).extend(pids)
     hard_pids = [p for v in hard.values() for p in v]
     needed = pd.unique(pd.concat([j["product_id"], pd.Series(hard_pids, dtype=object)]))
     products = ds.products.set_index("product_id").loc[needed].reset_index()
@@ -93,9 +105,11 @@ def positive_pairs(
     normalised = j["query"].str.lower().str.split().str.join(" ")
     hard_ids = [hard.get(q, []) for q in j["query_id"]]
     log.info(
-        "%d positive pairs with grade >= %s over %d queries; %d pairs have judged hard negatives",
-        len(j),
+        "%d positive pairs with grade >= %s and %d catalog pairs over %d queries; "
+        "%d pairs have hard negatives",
+        judged_pairs,
         min_grade,
+        len(j) - judged_pairs,
         normalised.nunique(),
         sum(1 for h in hard_ids if h),
     )
@@ -107,6 +121,88 @@ def positive_pairs(
         hard_texts=tuple(tuple(text[p] for p in h) for h in hard_ids) if hard else (),
         hard_keys=tuple(tuple(key[p] for p in h) for h in hard_ids) if hard else (),
     )
+
+
+# Function words and dimension marks: a query cut from a title keeps its content words.
+_FILLER = frozenset(
+    (  # noqa: SIM905 (a word list reads best as words)
+        "a an and as at by for from in in. inch of on or the to with without x ft. ft oz. lb. "
+        "w w/ - & &amp; | / (1-pack)"
+    ).split()
+)
+
+
+def pseudo_query(title: str, rng: np.random.Generator) -> str:
+    """A shopper-like query cut from a product title: 2-4 of its content words, in title
+    order ("" when it has none).
+
+    Real queries pick a few of a title's words, not always next to each other ("refrigerator
+    freezer stainless steel" for "GE 23.2 cu. ft. Bottom Freezer Refrigerator in Stainless
+    Steel"), so half the cuts are a contiguous run of content words and half a scattered
+    subset.
+    """
+    stripped = (w.strip('()[];,:*"') for w in title.lower().split())
+    words = [w for w in stripped if w not in _FILLER and any(c.isalpha() for c in w)]
+    if len(words) <= 2:
+        return " ".join(words)
+    size = int(rng.integers(2, min(4, len(words)) + 1))
+    if rng.random() < 0.5:
+        start = int(rng.integers(0, len(words) - size + 1))
+        return " ".join(words[start : start + size])
+    picks = np.sort(rng.choice(len(words), size=size, replace=False))
+    return " ".join(words[i] for i in picks)
+
+
+def catalog_pseudo_queries(ds: Dataset, count: int, seed: int) -> pd.DataFrame:
+    """``count`` (pseudo-query, product) pairs over distinct catalog products: broad, noisy,
+    self-supervised positives that reach products no judged query covers (the judgments of a
+    split by query touch few of the other splits' products). Only titles are used; no
+    query or judgment of any split. Columns as judged pairs: query_id, query, product_id."""
+    rng = np.random.default_rng([seed, 0xCA7])
+    catalog = ds.products[ds.products["title"].str.strip() != ""]
+    n = min(count, len(catalog))
+    rows = catalog.iloc[np.sort(rng.choice(len(catalog), size=n, replace=False))]
+    queries = [pseudo_query(t, rng) for t in rows["title"]]
+    out = pd.DataFrame(
+        {
+            "query_id": [f"catalog:{p}" for p in rows["product_id"]],
+            "query": queries,
+            "product_id": rows["product_id"].to_numpy(),
+        }
+    )
+    return out[out["query"] != ""]
+
+
+def lexical_near_misses(
+    ds: Dataset, pairs: pd.DataFrame, tower: TowerConfig, skip: int, depth: int
+) -> dict[str, list[str]]:
+    """Per query id of ``pairs``, the product ids BM25 ranks at ``[skip, depth)`` over the
+    whole catalog, less every product judged for that query (whatever its grade)."""
+    if not 0 <= skip < depth:
+        raise DataError(f"lexical negatives need 0 <= skip < depth, got skip={skip}, depth={depth}")
+    catalog = ds.products
+    texts = product_texts(catalog, tower.product_fields, tower.max_description_chars)
+    index = BM25Index.build(texts, catalog["product_id"].astype(str).tolist())
+    queries = pairs.drop_duplicates("query_id")
+    judged: dict[str, set[str]] = {}
+    for qid, pid in zip(ds.judgments["query_id"], ds.judgments["product_id"], strict=True):
+        judged.setdefault(str(qid), set()).add(str(pid))
+    hits = index.search(queries["query"].tolist(), depth)
+    out: dict[str, list[str]] = {}
+    for qid, ranked in zip(queries["query_id"].astype(str), hits, strict=True):
+        seen = judged.get(qid, set())
+        picks = [pid for pid, _ in ranked[skip:] if pid not in seen]
+        if picks:
+            out[qid] = picks
+    log.info(
+        "BM25 near misses (ranks %d-%d, unjudged): %d of %d queries have some, %.1f on average",
+        skip,
+        depth,
+        len(out),
+        len(queries),
+        sum(map(len, out.values())) / max(1, len(out)),
+    )
+    return out
 
 
 def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:

@@ -67,8 +67,7 @@ def forward_bucketed(tower: AnyTower, texts: list[str], chunk: int) -> torch.Ten
         return tower.forward(texts)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     parts = [
-        tower.forward([texts[i] for i in order[s : s + chunk]])
-        for s in range(0, len(order), chunk)
+        tower.forward([texts[i] for i in order[s : s + chunk]]) for s in range(0, len(order), chunk)
     ]
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[torch.tensor(order)] = torch.arange(len(order))

@@ -6,18 +6,28 @@ import json
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from aisle.configs import load_config
-from aisle.data.dataset import load_dataset
+from aisle.data.dataset import Dataset, load_dataset
+from aisle.errors import DataError
 from aisle.towers import TowerConfig, TwoTowerModel, load_model
 from aisle.training import trainer
 from aisle.training.cascade import train_cascade
 from aisle.training.config import StepConfig, TrainConfig
 from aisle.training.loss import accidental_hit_mask, in_batch_softmax_loss
-from aisle.training.pairs import Pairs, batch_order, iter_batches, positive_pairs
+from aisle.training.pairs import (
+    Pairs,
+    batch_order,
+    catalog_pseudo_queries,
+    iter_batches,
+    lexical_near_misses,
+    positive_pairs,
+    pseudo_query,
+)
 
 SMOKE = Path(str(resources.files("aisle") / "configs" / "smoke.toml"))
 
@@ -138,6 +148,93 @@ def test_hard_negatives_come_from_poorly_judged_products_of_the_same_query(
     assert len(first.product_keys) == len(first.products)
     with pytest.raises(ValueError, match="must be below min_grade"):
         positive_pairs(ds, 1.0, TowerConfig(), hard_negative_max_grade=1.0)
+
+
+def _tiny_catalog() -> Dataset:
+    products = pd.DataFrame(
+        {
+            "product_id": ["p1", "p2", "p3", "p4", "p5", "p6"],
+            "title": [
+                "cordless drill 18v",
+                "cordless drill kit with two batteries",
+                "drill bit set",
+                "garden hose 50 ft",
+                "hammer drill",
+                "paint roller",
+            ],
+        }
+    )
+    for col in ("description", "brand", "category"):
+        products[col] = ""
+    queries = pd.DataFrame(
+        {
+            "query_id": ["q1", "q2", "q3"],
+            "query": ["cordless drill", "hose", "the of"],
+            "split": ["train", "train", "train"],
+        }
+    )
+    judgments = pd.DataFrame(
+        {
+            "query_id": ["q1", "q1", "q2", "q3"],
+            "product_id": ["p1", "p3", "p4", "p6"],
+            "grade": [2.0, 0.33, 2.0, 1.0],
+            "raw_label": ["", "", "", ""],
+        }
+    )
+    return Dataset(products, queries, judgments, name="tiny")
+
+
+def test_lexical_near_misses_are_unjudged_bm25_hits_below_the_skip() -> None:
+    ds = _tiny_catalog()
+    tower = TowerConfig()
+    positives = ds.judgments[ds.judgments["grade"] >= 1.0].merge(ds.queries, on="query_id")
+    # "cordless drill": BM25 ranks p1, p2 (both words) above p3, p5 ("drill" only); p1 and p3
+    # are judged for q1, so whatever their grade they are never its near misses.
+    assert lexical_near_misses(ds, positives, tower, 0, 10) == {"q1": ["p2", "p5"]}
+    # Skipping rank 0 (p1, judged anyway) and rank 1 (p2) leaves only the weaker hits.
+    assert lexical_near_misses(ds, positives, tower, 2, 10) == {"q1": ["p5"]}
+    # q2's only hit is its own positive; q3 is all stop words: neither gets near misses.
+    assert "q2" not in lexical_near_misses(ds, positives, tower, 0, 10)
+    with pytest.raises(DataError, match="skip < depth"):
+        lexical_near_misses(ds, positives, tower, 5, 5)
+    pairs = positive_pairs(ds, 1.0, tower, lexical_negatives=(0, 10))
+    by_query = dict(zip(pairs.queries, pairs.hard_texts, strict=True))
+    assert set(by_query["cordless drill"]) == {
+        "cordless drill kit with two batteries",
+        "hammer drill",
+    }
+    assert by_query["hose"] == () and by_query["the of"] == ()
+
+
+def test_pseudo_queries_are_two_to_four_content_words_of_the_title_in_order() -> None:
+    rng = np.random.default_rng(0)
+    title = "GE 23.2 cu. ft. Bottom Freezer Refrigerator in Stainless Steel (2-Pack)"
+    content = ["ge", "cu.", "bottom", "freezer", "refrigerator", "stainless", "steel", "2-pack"]
+    for _ in range(200):
+        words = pseudo_query(title, rng).split()
+        assert 2 <= len(words) <= 4
+        positions = [content.index(w) for w in words]  # content words only ("in", "23.2" out)
+        assert positions == sorted(set(positions))
+    assert pseudo_query("Drill", rng) == "drill"
+    assert pseudo_query("12 in. x 3 ft.", rng) == ""
+
+
+def test_catalog_pairs_reach_every_product_once_and_join_the_judged_pairs() -> None:
+    ds = _tiny_catalog()
+    cat = catalog_pseudo_queries(ds, 100, seed=1)
+    assert sorted(cat["product_id"]) == ["p1", "p2", "p3", "p4", "p5", "p6"]  # capped, distinct
+    titles = dict(zip(ds.products["product_id"], ds.products["title"], strict=True))
+    for query, pid in zip(cat["query"], cat["product_id"], strict=True):
+        assert set(query.split()) <= set(titles[pid].split())
+    assert cat.equals(catalog_pseudo_queries(ds, 100, seed=1))
+    assert len(catalog_pseudo_queries(ds, 2, seed=1)) == 2
+    pairs = positive_pairs(ds, 1.0, TowerConfig(), catalog_pairs=6)
+    assert len(pairs) == 3 + 6
+    assert pairs.queries[:3] == ["cordless drill", "hose", "the of"]
+    # The same product keeps one key across judged and catalog pairs, so a batch holding both
+    # masks it as an accidental hit rather than counting it a negative.
+    p1 = [k for k, t in zip(pairs.product_keys, pairs.products, strict=True) if t == titles["p1"]]
+    assert len(p1) == 2 and p1[0] == p1[1]
 
 
 def test_bucketed_forward_equals_one_padded_forward() -> None:
