@@ -47,8 +47,9 @@ class StepConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # Step 1: broad, noisy positives (homedepot grade >= 1.0, "partial or better"), shared tower.
-    step1: StepConfig = StepConfig(min_grade=1.0, shared=True, lr=1e-4)
+    # Step 1: broad, noisy positives (homedepot grade >= 1.0, "partial or better") plus 25,000
+    # self-supervised catalog pairs, shared tower.
+    step1: StepConfig = StepConfig(min_grade=1.0, shared=True, lr=1e-4, catalog_pairs=25000)
     # Step 2: high-quality positives only (homedepot grade >= 1.67), towers untied.
     step2: StepConfig = StepConfig(min_grade=1.67, shared=False, epochs=1, lr=3e-5)
     tower: TowerConfig = field(default_factory=TowerConfig)

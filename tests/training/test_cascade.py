@@ -76,6 +76,12 @@ def test_smoke_cascade_trains_evaluates_and_reloads(small_real_data: Path, tmp_p
     selected_dev = steps[summary["selected_step"]]["dev"]["ndcg@10"]
     assert manifest["beats_base_on_dev"] == (selected_dev > steps["base"]["dev"]["ndcg@10"])
     assert manifest["train_config"]["step2"]["shared"] is False
+    # Step 1 trained on its judged pairs plus the config's catalog pairs.
+    ds = load_dataset(small_real_data)
+    judged = positive_pairs(ds, 1.0, config.tower, config.step1.max_pairs, config.seed)
+    catalog = catalog_pseudo_queries(ds, config.step1.catalog_pairs, config.seed)
+    assert config.step1.catalog_pairs == 64 and 0 < len(catalog) <= 64
+    assert steps["step1"]["train"]["pairs"] == len(judged) + len(catalog)
     assert set(manifest["data"]["fingerprints"]) == {"products", "queries", "judgments"}
     assert manifest["base_model"].startswith("builtin:")
     # The selected model reloads to identical embeddings, and a step that untied the towers
