@@ -159,8 +159,8 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
             # micro-batcher's wait and queue. A dense search of a vector in the in-process
             # cache is a dict lookup plus an ANN search (HNSW at ef 64: ~0.14 ms,
             # bench/hnsw_real.py): it runs right here, as a hand-off to a thread would cost
-            # more. Lookups that may reach Redis, and BM25
-            # (lexical, hybrid), run on the executor.
+            # more. Lookups that may reach Redis, and BM25 (lexical, hybrid), run on the
+            # executor.
             found = None
             if use_mode == "dense":
                 found = eng.search_if_cached(texts, k, use_mode, partition, local_only=True)

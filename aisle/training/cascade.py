@@ -102,13 +102,17 @@ def train_cascade(
                 ds,
                 cfg.min_grade,
                 config.tower,
-                cfg.max_pairs,
-                config.seed,
-                cfg.hard_negative_max_grade if cfg.hard_negative_max_grade >= 0 else None,
-                (cfg.lexical_negative_skip, cfg.lexical_negative_depth)
-                if cfg.lexical_negative_depth > 0
-                else None,
-                cfg.catalog_pairs,
+                max_pairs=cfg.max_pairs,
+                seed=config.seed,
+                hard_negative_max_grade=(
+                    cfg.hard_negative_max_grade if cfg.hard_negative_max_grade >= 0 else None
+                ),
+                lexical_negatives=(
+                    (cfg.lexical_negative_skip, cfg.lexical_negative_depth)
+                    if cfg.lexical_negative_depth > 0
+                    else None
+                ),
+                catalog_pairs=cfg.catalog_pairs,
             )
             model, stats = run_step(
                 model, pairs, cfg, config.seed, ckpt, config.checkpoint_every, resume, name

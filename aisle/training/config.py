@@ -34,8 +34,9 @@ class StepConfig:
     # 0 = off. Skipping the top ranks keeps likely-relevant unjudged products out.
     lexical_negative_depth: int = 0
     lexical_negative_skip: int = 0
-    # Add this many self-supervised pairs cut from catalog titles (a pseudo-query of 1-4
-    # title words -> its product): broad positives over products no judged query reaches.
+    # Add this many self-supervised pairs cut from catalog titles (a pseudo-query of 2-4
+    # content words of a title -> its product): broad positives over products no judged
+    # query reaches. 0 = off.
     catalog_pairs: int = 0
     # Also train product -> query (each positive product ranks the batch's queries).
     symmetric: bool = False

@@ -75,9 +75,6 @@ def positive_pairs(
         )
     if max_pairs and len(j) > max_pairs:
         j = j.sample(n=max_pairs, random_state=seed)
-    judged_pairs = len(j)
-    if catalog_pairs:
-        j = pd.concat([j, catalog_pseudo_queries(ds, catalog_pairs, seed)], ignore_index=True)
     hard: dict[str, list[str]] = {}
     if hard_negative_max_grade is not None:
         if hard_negative_max_grade >= min_grade:
@@ -91,6 +88,10 @@ def positive_pairs(
     if lexical_negatives is not None:
         for qid, pids in lexical_near_misses(ds, j, tower, *lexical_negatives).items():
             hard.setdefault(qid, []).extend(pids)
+    # Catalog pairs join after the hard negatives are found: those belong to judged queries.
+    judged_pairs = len(j)
+    if catalog_pairs:
+        j = pd.concat([j, catalog_pseudo_queries(ds, catalog_pairs, seed)], ignore_index=True)
     hard_pids = [p for v in hard.values() for p in v]
     needed = pd.unique(pd.concat([j["product_id"], pd.Series(hard_pids, dtype=object)]))
     products = ds.products.set_index("product_id").loc[needed].reset_index()

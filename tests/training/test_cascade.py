@@ -241,6 +241,9 @@ def test_catalog_pairs_reach_every_product_once_and_join_the_judged_pairs() -> N
     # masks it as an accidental hit rather than counting it a negative.
     p1 = [k for k, t in zip(pairs.product_keys, pairs.products, strict=True) if t == titles["p1"]]
     assert len(p1) == 2 and p1[0] == p1[1]
+    # Lexical near misses are mined for judged queries only, never for catalog pairs.
+    both = positive_pairs(ds, 1.0, TowerConfig(), lexical_negatives=(0, 10), catalog_pairs=6)
+    assert both.hard_texts[0] and all(h == () for h in both.hard_texts[3:])
 
 
 def test_bucketed_forward_equals_one_padded_forward() -> None:
