@@ -137,9 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_argument(p)
     p.add_argument(
         "--baseline",
-        choices=["bm25"],
+        choices=["bm25", "bm25-word"],
         default=None,
-        help="evaluate a baseline retriever instead of the index",
+        help="evaluate a baseline retriever instead of the index: bm25 as `aisle index` builds "
+        "it (product analyzer), or bm25-word (bm25s's tokenizer and defaults)",
     )
     p.add_argument(
         "--run-out",

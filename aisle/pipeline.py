@@ -1,5 +1,6 @@
 """The main job, end to end: prepare -> BM25 and base-model baselines -> short cascade ->
-index -> evaluate -> sample searches. Each stage reuses its output when it is up to date."""
+index -> evaluate (dense, then hybrid with the fusion weight tuned on dev) -> sample searches.
+Each stage reuses its output when it is up to date."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from aisle.configs import load_config
 from aisle.data.dataset import load_dataset, prepare
 from aisle.data.synthetic import write_sample
 from aisle.evaluation.run import evaluate_command
+from aisle.evaluation.tune import tune_fusion
 from aisle.indexing import build_index, load_index
 from aisle.indexing.retrieve import DenseRetriever, index_model
 from aisle.towers.model import load_model
@@ -72,6 +74,10 @@ def run_demo(
         build_index(prepared, trained, out / "index")
         results["short cascade (this run)"] = evaluate_command(prepared, "test", out / "index")
         final_index = out / "index"
+    # Dense and BM25 fused, the weight picked on dev (aisle tune-fusion) and stored in the index.
+    tune_fusion(prepared, final_index, "dev")
+    hybrid = "hybrid: " + ("short cascade" if not skip_train else "base model") + " + BM25"
+    results[hybrid] = evaluate_command(prepared, "test", final_index, mode="hybrid")
 
     lines = [
         f"Test split of {ds.name}, whole catalog ({len(ds.products)} products):",

@@ -6,6 +6,7 @@ import pytest
 
 from aisle.configs import load_config
 from aisle.errors import AisleError
+from aisle.indexing.config import IndexConfig
 from aisle.towers import TowerConfig
 from aisle.training.config import TrainConfig
 
@@ -31,7 +32,7 @@ def test_the_shipped_cascade_config_is_the_code_default() -> None:
 def test_the_shipped_approximate_index_config_is_approximate() -> None:
     from importlib import resources
 
-    from aisle.indexing.config import APPROXIMATE, IndexConfig
+    from aisle.indexing.config import APPROXIMATE
 
     path = Path(str(resources.files("aisle") / "configs" / "index-approximate.toml"))
     assert load_config(IndexConfig, path) == APPROXIMATE
@@ -44,10 +45,15 @@ def test_the_shipped_approximate_index_config_is_approximate() -> None:
         (["step1.epochs=many"], "is not of type int"),
         (["pooling=median"], "is not one of"),
         (["pooling"], "key=value"),
+        (["bm25_analyzer=stem"], "is not one of"),
+        (["bm25_k1=0"], "bm25_k1 must be > 0"),
+        (["bm25_b=1.5"], r"bm25_b must be in \[0, 1\]"),
     ],
 )
 def test_bad_overrides_say_what_is_wrong(overrides: list[str], message: str) -> None:
-    cls = TowerConfig if overrides[0].startswith("pooling") else TrainConfig
+    cls: type = TowerConfig if overrides[0].startswith("pooling") else TrainConfig
+    if overrides[0].startswith("bm25"):
+        cls = IndexConfig
     with pytest.raises(AisleError, match=message):
         load_config(cls, None, overrides)
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,12 @@ def test_main_job_end_to_end_on_the_sample(
 ) -> None:
     assert main(["demo", "--data", str(sample_data), "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
-    for row in ("BM25", "base model (untuned)", "short cascade (this run)"):
+    for row in ("BM25", "base model (untuned)", "short cascade (this run)",
+                "hybrid: short cascade + BM25"):
         assert f"| {row}" in out
+    # the hybrid row fuses with the weight tune-fusion picked on dev and stored in the index
+    manifest = json.loads((tmp_path / "demo" / "index" / "manifest.json").read_text())
+    assert manifest["fusion_tuning"]["split"] == "dev"
     assert "search 'cordless drill':" in out
     for artifact in ("data", "index-base", "model", "index"):
         assert (tmp_path / "demo" / artifact / "manifest.json").is_file(), artifact

@@ -26,7 +26,7 @@ from aisle.data.dataset import prepared_dir, product_count
 from aisle.data.schema import PRODUCTS
 from aisle.errors import AisleError, DataError
 from aisle.indexing.ann import build_faiss_index, check_buildable
-from aisle.indexing.config import FusionConfig, IndexConfig
+from aisle.indexing.config import FusionConfig, IndexConfig, stored_index_config
 from aisle.indexing.embed_cache import EmbeddingCache, cache_key
 from aisle.indexing.embed_job import PARTITION, EmbeddedCatalog, EmbedEngine, embed_catalog
 from aisle.indexing.lexical import BM25Index
@@ -119,13 +119,19 @@ def write_index_dir(
     texts: list[str],
     manifest: dict[str, Any],
 ) -> None:
-    """One index directory: ``rows`` (with FAISS ``label`` per row) must match ``index``."""
+    """One index directory: ``rows`` (with FAISS ``label`` per row) must match ``index``.
+
+    The BM25 index is built as ``manifest["index_config"]`` says, so the two always agree.
+    """
     assert index.ntotal == len(rows) == len(texts), (index.ntotal, len(rows), len(texts))
+    lexical = stored_index_config(manifest["index_config"])
     directory.mkdir(parents=True, exist_ok=True)
     faiss.write_index(index, str(directory / INDEX_FILE))
     rows[ROW_COLUMNS].to_parquet(directory / ROWS_FILE, index=False)
     # BM25 over the very strings the product tower embedded, for lexical and hybrid modes.
-    BM25Index.build(texts, rows["product_id"].tolist()).save(directory / LEXICAL_DIR)
+    BM25Index.build(
+        texts, rows["product_id"].tolist(), lexical.bm25_analyzer, lexical.bm25_k1, lexical.bm25_b
+    ).save(directory / LEXICAL_DIR)
     write_manifest(directory, {**manifest, "count": int(index.ntotal)})
 
 

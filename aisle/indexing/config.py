@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from aisle.configs import from_dict
 from aisle.errors import AisleError
 
 # flat: exact inner product, the ground truth. hnsw: graph, no training, no removal.
@@ -13,6 +14,9 @@ from aisle.errors import AisleError
 IndexKind = Literal["flat", "hnsw", "ivf_flat", "ivf_pq"]
 # auto: train and add on a GPU when faiss reports one (IVF kinds only), else on CPU.
 BuildDevice = Literal["auto", "cpu", "gpu"]
+# How BM25 turns text into terms (indexing/analyzer.py): "product" keeps sizes and units,
+# "word" is bm25s's own tokenizer (what indexes written before the analyzer existed used).
+BM25Analyzer = Literal["product", "word"]
 
 INDEX_KINDS: tuple[str, ...] = get_args(IndexKind)
 
@@ -60,6 +64,13 @@ class IndexConfig:
 
     device: BuildDevice = "auto"
 
+    # BM25 over the same product text (lexical and hybrid modes). The defaults were picked on
+    # homedepot dev: nDCG@10 0.364 with bm25s's tokenizer at k1 1.5, b 0.75; 0.399 with these
+    # (indexing/lexical.py, docs/results.md).
+    bm25_analyzer: BM25Analyzer = "product"
+    bm25_k1: float = 0.5
+    bm25_b: float = 0.6
+
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
             raise AisleError(f"index kind {self.kind!r} is unknown; use one of {INDEX_KINDS}")
@@ -71,6 +82,24 @@ class IndexConfig:
                 raise AisleError(f"index config {name} must be >= 0 (0 = auto)")
         if not 1 <= self.pq_nbits <= 16:
             raise AisleError(f"index config pq_nbits must be in 1..16, got {self.pq_nbits}")
+        if self.bm25_analyzer not in get_args(BM25Analyzer):
+            raise AisleError(
+                f"index config bm25_analyzer {self.bm25_analyzer!r} is unknown; use one of "
+                f"{get_args(BM25Analyzer)}"
+            )
+        if not self.bm25_k1 > 0:
+            raise AisleError(f"index config bm25_k1 must be > 0, got {self.bm25_k1}")
+        if not 0 <= self.bm25_b <= 1:
+            raise AisleError(f"index config bm25_b must be in [0, 1], got {self.bm25_b}")
+
+
+# What an index manifest written before the BM25 fields existed was built with.
+LEGACY_BM25: dict[str, object] = {"bm25_analyzer": "word", "bm25_k1": 1.5, "bm25_b": 0.75}
+
+
+def stored_index_config(raw: dict[str, object]) -> IndexConfig:
+    """The ``IndexConfig`` an index manifest records; older manifests get ``LEGACY_BM25``."""
+    return from_dict(IndexConfig, {**LEGACY_BM25, **raw})
 
 
 # The default approximate index, from bench/ann.py on 1M x 384 real-grown vectors with real

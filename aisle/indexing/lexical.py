@@ -1,14 +1,16 @@
 """BM25 over product text: the lexical baseline every learned ranker is measured against.
 
-Tokenisation is bm25s's own: lower-case, ``\\b\\w\\w+\\b`` tokens (single characters dropped),
-bm25s's English (NLTK) stop words, then the PyStemmer (Snowball) English stemmer. Scoring uses
-bm25s's defaults, stated here because they decide the numbers:
+Terms come from an analyzer (``aisle.indexing.analyzer``; ``"product"`` by default), which the
+index records so queries are always analysed the way its products were. Scoring is bm25s's:
 
     score(q, d) = sum_{t in q} idf(t) * tf(t, d) / (tf(t, d) + k1 * (1 - b + b * |d| / avgdl))
     idf(t)      = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))      # method="lucene"
 
-with ``k1 = 1.5`` and ``b = 0.75``; lengths count tokens after stop words. bm25s leaves out the
-constant ``(k1 + 1)`` factor of the textbook numerator, which changes scores, not rankings.
+with lengths counted in terms after stop words. bm25s leaves out the constant ``(k1 + 1)``
+factor of the textbook numerator, which changes scores, not rankings. The defaults (analyzer,
+k1, b: ``IndexConfig``'s ``bm25_*`` fields) were picked on homedepot dev with the product
+analyzer over k1 in {0.5, 0.7, 0.9, 1.2, 1.5} x b in {0.4, 0.6, 0.75, 0.9}: k1 0.5, b 0.6 gave
+nDCG@10 0.399, and the other cells with k1 <= 0.9 and b <= 0.75 were within 0.004 of it.
 Callers pass the strings from ``aisle.towers.text`` so BM25 and the towers read the same text.
 """
 
@@ -21,35 +23,26 @@ from pathlib import Path
 
 import bm25s
 import numpy as np
-import Stemmer
+
+from aisle.indexing.analyzer import ANALYZERS, analyzer
+from aisle.indexing.config import IndexConfig
 
 logger = logging.getLogger(__name__)
 
 METHOD = "lucene"
-K1 = 1.5
-B = 0.75
-STOPWORDS = "en"
-STEMMER_LANGUAGE = "english"
+_DEFAULT = IndexConfig()
 IDS_FILE = "product_ids.json"
-
-
-def _tokenize(texts: Sequence[str]) -> list[list[str]]:
-    """bm25s tokens (strings, not ids) for each text, stop words removed, stemmed."""
-    tokens = bm25s.tokenize(
-        list(texts),
-        stopwords=STOPWORDS,
-        stemmer=Stemmer.Stemmer(STEMMER_LANGUAGE),
-        return_ids=False,
-        show_progress=False,
-    )
-    assert isinstance(tokens, list)
-    return tokens
+# {"analyzer": name}; an index without it was written by bm25s's "word" tokenizer.
+ANALYZER_FILE = "analyzer.json"
+LEGACY_ANALYZER = "word"
 
 
 class BM25Index:
     """A BM25 retriever mapping row positions back to product ids."""
 
-    def __init__(self, retriever: bm25s.BM25, product_ids: Sequence[str]) -> None:
+    def __init__(
+        self, retriever: bm25s.BM25, product_ids: Sequence[str], analyzer_name: str
+    ) -> None:
         num_docs = int(retriever.scores["num_docs"])
         if num_docs != len(product_ids):
             raise ValueError(
@@ -58,12 +51,26 @@ class BM25Index:
             )
         self._retriever = retriever
         self._ids = np.asarray(list(product_ids), dtype=object)
+        self.analyzer_name = analyzer_name
+        self._analyze = analyzer(analyzer_name)
 
     def __len__(self) -> int:
         return len(self._ids)
 
+    @property
+    def params(self) -> dict[str, object]:
+        """What decides this index's scores: analyzer, k1 and b (for manifests and logs)."""
+        return {"analyzer": self.analyzer_name, "k1": self._retriever.k1, "b": self._retriever.b}
+
     @classmethod
-    def build(cls, texts: Sequence[str], product_ids: Sequence[str]) -> BM25Index:
+    def build(
+        cls,
+        texts: Sequence[str],
+        product_ids: Sequence[str],
+        analyzer_name: str = _DEFAULT.bm25_analyzer,
+        k1: float = _DEFAULT.bm25_k1,
+        b: float = _DEFAULT.bm25_b,
+    ) -> BM25Index:
         """Index ``texts[i]`` under ``product_ids[i]``."""
         if len(texts) != len(product_ids):
             raise ValueError(f"got {len(texts)} texts but {len(product_ids)} product ids")
@@ -71,24 +78,30 @@ class BM25Index:
             raise ValueError("cannot build a BM25 index over an empty catalog")
         if len(set(product_ids)) != len(product_ids):
             raise ValueError("product ids must be unique")
-        retriever = bm25s.BM25(method=METHOD, k1=K1, b=B)
+        analyze = analyzer(analyzer_name)
+        retriever = bm25s.BM25(method=METHOD, k1=k1, b=b)
         # create_empty_token lets a product whose text is all stop words still be indexed.
-        retriever.index(_tokenize(texts), create_empty_token=True, show_progress=False)
-        logger.info("BM25 index over %d products, %d terms", len(texts), len(retriever.vocab_dict))
-        return cls(retriever, product_ids)
+        retriever.index(analyze(texts), create_empty_token=True, show_progress=False)
+        logger.info(
+            "BM25 index over %d products, %d terms (%s analyzer)",
+            len(texts),
+            len(retriever.vocab_dict),
+            analyzer_name,
+        )
+        return cls(retriever, product_ids, analyzer_name)
 
     def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
         """The top ``k`` ``(product_id, score)`` per query, best first.
 
         Only products with a positive score are returned, so a query may get fewer than ``k``
-        hits (and none when nothing is left of it after stop words and stemming). Ties break by
-        catalog order, so results are deterministic.
+        hits (and none when nothing is left of it after analysis). Ties break by catalog
+        order, so results are deterministic.
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         vocab = self._retriever.vocab_dict
         results: list[list[tuple[str, float]]] = []
-        for tokens in _tokenize(queries):
+        for tokens in self._analyze(queries):
             # "" is bm25s's placeholder for empty documents, never a query term.
             known = [t for t in tokens if t and t in vocab]
             if not known:
@@ -105,17 +118,29 @@ class BM25Index:
         return results
 
     def save(self, directory: Path) -> None:
-        """Write the bm25s index files and ``product_ids.json`` into ``directory``."""
+        """Write the bm25s index files, ``product_ids.json`` and the analyzer's name."""
         directory.mkdir(parents=True, exist_ok=True)
         self._retriever.save(str(directory), show_progress=False)
         (directory / IDS_FILE).write_text(json.dumps(self._ids.tolist()), encoding="utf-8")
+        (directory / ANALYZER_FILE).write_text(
+            json.dumps({"analyzer": self.analyzer_name}), encoding="utf-8"
+        )
 
     @classmethod
     def load(cls, directory: Path) -> BM25Index:
-        """Read an index written by ``save``."""
+        """Read an index written by ``save``, with the analyzer that built it."""
         ids_path = directory / IDS_FILE
         if not ids_path.is_file():
             raise ValueError(f"{directory} is not a BM25 index directory (no {IDS_FILE})")
+        analyzer_path = directory / ANALYZER_FILE
+        name = LEGACY_ANALYZER
+        if analyzer_path.is_file():
+            name = json.loads(analyzer_path.read_text(encoding="utf-8")).get("analyzer")
+            if name not in ANALYZERS:
+                raise ValueError(
+                    f"{analyzer_path} names analyzer {name!r}, which this version does not "
+                    f"know ({ANALYZERS}); rebuild the index"
+                )
         retriever = bm25s.BM25.load(str(directory), show_progress=False, verbosity=0)
         product_ids = json.loads(ids_path.read_text(encoding="utf-8"))
-        return cls(retriever, product_ids)
+        return cls(retriever, product_ids, name)

@@ -18,7 +18,7 @@ from aisle.artifacts import MANIFEST, read_manifest
 from aisle.configs import from_dict, to_dict
 from aisle.errors import AisleError, ArtifactError, ManifestMismatch
 from aisle.indexing.ann import searcher_for
-from aisle.indexing.config import FusionConfig, IndexConfig
+from aisle.indexing.config import FusionConfig, IndexConfig, stored_index_config
 from aisle.indexing.lexical import BM25Index
 from aisle.indexing.searcher import Searcher
 from aisle.indexing.versions import resolve_index_dir
@@ -184,7 +184,7 @@ def load_index(root: Path, model_fingerprint: str | None = None) -> ProductIndex
     loaded = ProductIndex(
         root=root,
         manifest=manifest,
-        searcher=searcher_for(index, from_dict(IndexConfig, manifest.get("index_config", {}))),
+        searcher=searcher_for(index, stored_index_config(manifest.get("index_config", {}))),
         product_ids=product_ids,
         titles=titles,
     )

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from aisle.artifacts import atomic_dir, read_manifest
-from aisle.configs import from_dict, to_dict
+from aisle.configs import to_dict
 from aisle.data.dataset import prepared_dir
 from aisle.data.schema import PRODUCTS
 from aisle.errors import ArtifactError, ManifestMismatch
@@ -40,7 +40,7 @@ from aisle.indexing.build import (
     publish_version,
     write_index_dir,
 )
-from aisle.indexing.config import IndexConfig
+from aisle.indexing.config import IndexConfig, stored_index_config
 from aisle.indexing.embed_job import EmbedEngine
 from aisle.indexing.retrieve import index_model
 from aisle.indexing.store import INDEX_FILE, KIND, PARTITIONS_DIR, ROWS_FILE, load_index
@@ -135,7 +135,7 @@ def _read_old(directory: Path | None) -> OldIndex | None:
             f"{directory} was built before incremental updates (no text hashes); "
             "run a full build once: aisle index --data ... --out ... --force"
         )
-    config = from_dict(IndexConfig, read_manifest(directory, KIND).get("index_config", {}))
+    config = stored_index_config(read_manifest(directory, KIND).get("index_config", {}))
     return OldIndex(faiss.read_index(str(directory / INDEX_FILE)), rows, config)
 
 
@@ -178,7 +178,7 @@ def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine:
             f"model runs on {model.backend}; an update must not mix them. Load the model with "
             f"backend={built_with}, or run a full build"
         )
-    config = from_dict(IndexConfig, current.manifest["index_config"])
+    config = stored_index_config(current.manifest["index_config"])
     with prepared_dir(Path(data)) as prep:
         data_manifest = read_manifest(prep, "aisle.dataset")
         if current.manifest["data"]["products_fingerprint"] == data_manifest["fingerprints"][

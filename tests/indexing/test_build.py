@@ -27,6 +27,12 @@ def test_index_holds_every_product_with_a_self_describing_manifest(
     assert manifest["data"]["products_fingerprint"] == ds.fingerprint("products")
     index = load_index(sample_index, base_model.fingerprint)
     assert sorted(index.product_ids) == sorted(ds.products["product_id"])
+    # the BM25 index inside is the one the manifest describes
+    config = manifest["index_config"]
+    assert index.lexical.params == {
+        "analyzer": config["bm25_analyzer"], "k1": config["bm25_k1"], "b": config["bm25_b"]
+    }
+    assert config["bm25_analyzer"] == "product"
 
 
 def test_flat_search_equals_brute_force(

@@ -82,3 +82,45 @@ def test_product_of_stop_words_is_indexed_but_never_hit():
     drill, the = tiny.search(["drill", "the"], k=10)
     assert ids(drill) == ["drill"]
     assert the == []
+
+
+def test_sizes_rank_with_the_product_analyzer_and_vanish_with_words():
+    texts = ["PVC Elbow 1/2 in.", "PVC Elbow 3/4 in.", "PVC Pipe 3/4 in. x 10 ft."]
+    pids = ["half", "three-quarter", "pipe"]
+    product = BM25Index.build(texts, pids)
+    word = BM25Index.build(texts, pids, "word", 1.5, 0.75)
+    (hits,) = product.search(['3/4" pvc elbow'], k=3)
+    assert ids(hits)[0] == "three-quarter"  # the only product with all three terms
+    assert hits[0][1] > hits[1][1]
+    # bm25s's tokenizer drops "3/4": both elbows tie, and catalog order decides
+    (hits,) = word.search(['3/4" pvc elbow'], k=3)
+    assert ids(hits)[:2] == ["half", "three-quarter"]
+    assert hits[0][1] == hits[1][1]
+
+
+def test_params_and_analyzer_survive_save_and_load(tmp_path: Path):
+    built = BM25Index.build(["PVC Elbow 3/4 in.", "Drill 18V"], ["a", "b"], "product", 0.9, 0.4)
+    assert built.params == {"analyzer": "product", "k1": 0.9, "b": 0.4}
+    built.save(tmp_path / "bm25")
+    loaded = BM25Index.load(tmp_path / "bm25")
+    assert loaded.params == built.params
+    queries = ["18 volt drill", "3/4"]
+    assert loaded.search(queries, k=2) == built.search(queries, k=2)
+
+
+def test_index_saved_without_an_analyzer_file_loads_with_the_word_analyzer(tmp_path: Path):
+    # indexes written before the analyzer was recorded were built with bm25s's tokenizer
+    legacy = BM25Index.build(list(CATALOG.values()), list(CATALOG), "word", 1.5, 0.75)
+    legacy.save(tmp_path / "bm25")
+    (tmp_path / "bm25" / "analyzer.json").unlink()
+    loaded = BM25Index.load(tmp_path / "bm25")
+    assert loaded.params["analyzer"] == "word"
+    queries = ["hammer drill", "1/2 in drill"]
+    assert loaded.search(queries, k=5) == legacy.search(queries, k=5)
+
+
+def test_load_refuses_an_unknown_analyzer(index, tmp_path: Path):
+    index.save(tmp_path / "bm25")
+    (tmp_path / "bm25" / "analyzer.json").write_text('{"analyzer": "klingon"}')
+    with pytest.raises(ValueError, match=r"analyzer 'klingon'.*rebuild the index"):
+        BM25Index.load(tmp_path / "bm25")

@@ -131,3 +131,30 @@ def test_an_update_never_mixes_backends(
     day2 = prepare_catalog(edited(catalog), "day2")
     with pytest.raises(ManifestMismatch, match="embedded with the onnx-int8 backend"):
         update_version(day2, root, base_model)
+
+
+def test_an_update_keeps_the_bm25_analyzer_an_older_version_was_built_with(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    tmp_path: Path,
+) -> None:
+    import json
+
+    # A version written before the BM25 fields existed: bm25s's tokenizer, no record of it.
+    root = tmp_path / "root"
+    legacy = IndexConfig(bm25_analyzer="word", bm25_k1=1.5, bm25_b=0.75)
+    version = build_version(prepare_catalog(catalog, "day1"), base_model, root, legacy)
+    for manifest_path in version.rglob("manifest.json"):  # the catalog's and each partition's
+        manifest = json.loads(manifest_path.read_text())
+        for key in ("bm25_analyzer", "bm25_k1", "bm25_b"):
+            del manifest["index_config"][key]
+        manifest_path.write_text(json.dumps(manifest))
+    for analyzer_file in version.rglob("analyzer.json"):
+        analyzer_file.unlink()
+    assert load_index(version).lexical.params == {"analyzer": "word", "k1": 1.5, "b": 0.75}
+
+    updated = load_index(update_version(prepare_catalog(edited(catalog), "day2"), root, base_model))
+    assert updated.lexical.params == {"analyzer": "word", "k1": 1.5, "b": 0.75}
+    assert updated.manifest["index_config"]["bm25_analyzer"] == "word"
+    assert updated.partition("store-1").lexical.params["analyzer"] == "word"
