@@ -113,6 +113,7 @@ def train_cascade(
                     else None
                 ),
                 catalog_pairs=cfg.catalog_pairs,
+                lexical_positives=cfg.lexical_positives,
             )
             model, stats = run_step(
                 model, pairs, cfg, config.seed, ckpt, config.checkpoint_every, resume, name

@@ -38,6 +38,10 @@ class StepConfig:
     # content words of a title -> its product): broad positives over products no judged
     # query reaches. 0 = off.
     catalog_pairs: int = 0
+    # Add, for each query with a positive, its top-N BM25 hits over the whole catalog that
+    # raters did not judge for it, as positives (BM25 pseudo-labels). 0 = off. Must not
+    # exceed lexical_negative_skip when both are on.
+    lexical_positives: int = 0
     # Also train product -> query (each positive product ranks the batch's queries).
     symmetric: bool = False
     # Cap on the number of training pairs (0 = all); for smoke runs and tests.

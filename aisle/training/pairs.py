@@ -55,6 +55,7 @@ def positive_pairs(
     hard_negative_max_grade: float | None = None,
     lexical_negatives: tuple[int, int] | None = None,
     catalog_pairs: int = 0,
+    lexical_positives: int = 0,
 ) -> Pairs:
     """Judged (query, product) pairs of the train split with ``grade >= min_grade``.
 
@@ -64,6 +65,9 @@ def positive_pairs(
     ``lexical_negatives = (skip, depth)``, it also carries its query's BM25 hits at ranks
     ``[skip, depth)`` over the whole catalog that were not judged for that query at all.
     ``catalog_pairs`` adds that many self-supervised pairs (``catalog_pseudo_queries``).
+    ``lexical_positives = N`` adds, for each query with a positive, its top-N BM25 hits over
+    the whole catalog that were not judged for it, as positives: BM25's view of what the
+    query is after, over products the judgments never showed a rater.
     """
     train = ds.queries[ds.queries["split"] == "train"]
     judged = ds.judgments.merge(train[["query_id", "query"]], on="query_id")
@@ -86,10 +90,26 @@ def positive_pairs(
         for qid, pid in zip(poor["query_id"], poor["product_id"], strict=True):
             hard.setdefault(str(qid), []).append(str(pid))
     if lexical_negatives is not None:
+        if lexical_positives > lexical_negatives[0]:
+            raise DataError(
+                f"lexical_positives ({lexical_positives}) must not exceed lexical_negative_skip "
+                f"({lexical_negatives[0]}): BM25's top ranks cannot be both positives and "
+                "negatives of one query"
+            )
         for qid, pids in lexical_near_misses(ds, j, tower, *lexical_negatives).items():
             hard.setdefault(qid, []).extend(pids)
-    # Catalog pairs join after the hard negatives are found: those belong to judged queries.
     judged_pairs = len(j)
+    if lexical_positives:
+        text_of = dict(zip(j["query_id"].astype(str), j["query"], strict=False))
+        found = lexical_near_misses(ds, j, tower, 0, lexical_positives)
+        extra = [(q, text_of[q], p) for q, pids in found.items() for p in pids]
+        j = pd.concat(
+            [j, pd.DataFrame(extra, columns=["query_id", "query", "product_id"])],
+            ignore_index=True,
+        )
+    # Catalog and lexical pairs join after the hard negatives are found: those belong to
+    # judged pairs.
+    mined_pairs = len(j) - judged_pairs
     if catalog_pairs:
         j = pd.concat([j, catalog_pseudo_queries(ds, catalog_pairs, seed)], ignore_index=True)
     hard_pids = [p for v in hard.values() for p in v]
@@ -106,11 +126,12 @@ def positive_pairs(
     normalised = j["query"].str.lower().str.split().str.join(" ")
     hard_ids = [hard.get(q, []) for q in j["query_id"]]
     log.info(
-        "%d positive pairs with grade >= %s and %d catalog pairs over %d queries; "
-        "%d pairs have hard negatives",
+        "%d positive pairs with grade >= %s, %d BM25 positives and %d catalog pairs over %d "
+        "queries; %d pairs have hard negatives",
         judged_pairs,
         min_grade,
-        len(j) - judged_pairs,
+        mined_pairs,
+        len(j) - judged_pairs - mined_pairs,
         normalised.nunique(),
         sum(1 for h in hard_ids if h),
     )

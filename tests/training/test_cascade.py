@@ -212,6 +212,22 @@ def test_lexical_near_misses_are_unjudged_bm25_hits_below_the_skip() -> None:
     assert by_query["hose"] == () and by_query["the of"] == ()
 
 
+def test_lexical_positives_are_a_judged_querys_top_unjudged_bm25_hits() -> None:
+    ds = _tiny_catalog()
+    titles = dict(zip(ds.products["product_id"], ds.products["title"], strict=True))
+    # "cordless drill" ranks p1, p2, p3, p5; p1 and p3 are judged, so of its top 2 only p2 is
+    # new, of its top 4 p2 and p5. "hose" has nothing unjudged; "the of" has no terms.
+    top2 = positive_pairs(ds, 1.0, TowerConfig(), lexical_positives=2)
+    assert len(top2) == 3 + 1
+    assert (top2.queries[3], top2.products[3]) == ("cordless drill", titles["p2"])
+    # it shares its query's key, so the two never act as each other's negatives
+    assert top2.query_keys[3] == top2.query_keys[0]
+    top4 = positive_pairs(ds, 1.0, TowerConfig(), lexical_positives=4)
+    assert top4.products[3:] == [titles["p2"], titles["p5"]]
+    with pytest.raises(DataError, match="must not exceed lexical_negative_skip"):
+        positive_pairs(ds, 1.0, TowerConfig(), lexical_negatives=(1, 10), lexical_positives=2)
+
+
 def test_pseudo_queries_are_two_to_four_content_words_of_the_title_in_order() -> None:
     rng = np.random.default_rng(0)
     title = "GE 23.2 cu. ft. Bottom Freezer Refrigerator in Stainless Steel (2-Pack)"
