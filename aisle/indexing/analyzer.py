@@ -20,8 +20,8 @@ its index was):
   6. English stop words (bm25s's list) and the dimension ``x`` are dropped;
   7. words (not numbers) are stemmed with the Snowball English stemmer.
 
-  On homedepot dev (BM25 alone, k1 = 1.5, b = 0.75) it lifts nDCG@10 from 0.364 to 0.386;
-  keeping single characters is most of that (docs/results.md).
+  On homedepot dev (BM25 alone, k1 = 1.5, b = 0.75) it lifts nDCG@10 from 0.364 to 0.386
+  (bench/lexical.py, docs/results.md).
 
 * ``"word"``: bm25s's own tokenizer, ``\\b\\w\\w+\\b`` tokens (single characters dropped, so
   ``1/2`` and ``3/4`` vanish), the same stop words and stemmer. Indexes written before the
