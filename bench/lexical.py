@@ -3,7 +3,8 @@
     python bench/lexical.py --data ../shared/data/homedepot [--split dev --k1 0.5,0.9 --b 0.4,0.6]
 
 Builds BM25 indexes (indexing/analyzer.py) over the catalog's product text: the "word" analyzer
-at bm25s's k1 1.5 / b 0.75 (the baseline), then the "product" analyzer at each --k1 x --b (by
+at bm25s's k1 1.5 / b 0.75 without a speller (the baseline), the default IndexConfig without
+its speller (indexing/speller.py), then the "product" analyzer with it at each --k1 x --b (by
 default only the IndexConfig default). For each it times the split's queries one per call
 (process CPU time: what hybrid serving pays per query for its lexical side) and scores the run
 (nDCG@10, recall@100). Ratios are against the baseline, measured in the same run. On dev, the
@@ -47,19 +48,20 @@ def main() -> None:
     queries = ds.query_texts()
     qids = [q for q in qrels if q in queries]
     print(f"{len(texts):,} products, {len(qids):,} judged {args.split} queries, depth {DEPTH}")
-    print("| analyzer | k1 | b | build s | µs/query p50 (CPU) | mean | nDCG@10 | recall@100 |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| analyzer | fuzzy | k1 | b | build s | µs/query p50 (CPU) | mean | nDCG@10 | "
+          "recall@100 |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     default = IndexConfig()
     k1s = [float(v) for v in args.k1.split(",")] if args.k1 else [default.bm25_k1]
     bs = [float(v) for v in args.b.split(",")] if args.b else [default.bm25_b]
-    configs = [stored_index_config({})] + [
+    configs = [stored_index_config({}), replace(default, bm25_fuzzy=False)] + [
         replace(default, bm25_k1=k1, bm25_b=b) for k1 in k1s for b in bs
     ]
     baseline: tuple[float, float, float] | None = None
     for config in configs:
         started = time.process_time()
         index = BM25Index.build(
-            texts, ids, config.bm25_analyzer, config.bm25_k1, config.bm25_b
+            texts, ids, config.bm25_analyzer, config.bm25_k1, config.bm25_b, config.bm25_fuzzy
         )
         build_s = time.process_time() - started
         costs = []
@@ -73,7 +75,8 @@ def main() -> None:
         metrics = score_run(run, qrels, split_top_grade(ds, qrels))
         p50, mean = statistics.median(costs) * 1e6, statistics.fmean(costs) * 1e6
         baseline = baseline or (build_s, p50, mean)
-        print(f"| {config.bm25_analyzer} | {config.bm25_k1} | {config.bm25_b} | {build_s:.1f} "
+        print(f"| {config.bm25_analyzer} | {config.bm25_fuzzy} | {config.bm25_k1} "
+              f"| {config.bm25_b} | {build_s:.1f} "
               f"({build_s / baseline[0]:.2f}x) | {p50:.0f} ({p50 / baseline[1]:.2f}x) "
               f"| {mean:.0f} ({mean / baseline[2]:.2f}x) | {metrics['ndcg@10']:.4f} "
               f"| {metrics['recall@100']:.4f} |")

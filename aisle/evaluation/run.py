@@ -39,6 +39,7 @@ def bm25_retriever(ds: Dataset, baseline: str = "bm25") -> Retriever:
         config.bm25_analyzer,
         config.bm25_k1,
         config.bm25_b,
+        config.bm25_fuzzy,
     )
     return index.search
 

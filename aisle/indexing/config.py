@@ -65,11 +65,14 @@ class IndexConfig:
     device: BuildDevice = "auto"
 
     # BM25 over the same product text (lexical and hybrid modes). The defaults were picked on
-    # homedepot dev: nDCG@10 0.364 with bm25s's tokenizer at k1 1.5, b 0.75; 0.399 with these
-    # (indexing/lexical.py, docs/results.md).
+    # homedepot dev: nDCG@10 0.364 with bm25s's tokenizer at k1 1.5, b 0.75; 0.399 with the
+    # product analyzer at these k1 and b; 0.404 with the speller too (bench/lexical.py).
     bm25_analyzer: BM25Analyzer = "product"
     bm25_k1: float = 0.5
     bm25_b: float = 0.6
+    # Query terms the index lacks count as their nearest indexed word (indexing/speller.py):
+    # homedepot dev hybrid nDCG@10 0.4207 -> 0.4274.
+    bm25_fuzzy: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
@@ -94,7 +97,12 @@ class IndexConfig:
 
 
 # What an index manifest written before the BM25 fields existed was built with.
-LEGACY_BM25: dict[str, object] = {"bm25_analyzer": "word", "bm25_k1": 1.5, "bm25_b": 0.75}
+LEGACY_BM25: dict[str, object] = {
+    "bm25_analyzer": "word",
+    "bm25_k1": 1.5,
+    "bm25_b": 0.75,
+    "bm25_fuzzy": False,
+}
 
 
 def stored_index_config(raw: dict[str, object]) -> IndexConfig:

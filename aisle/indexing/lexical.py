@@ -9,9 +9,9 @@ index records so queries are always analysed the way its products were. Scoring 
 with lengths counted in terms after stop words. bm25s leaves out the constant ``(k1 + 1)``
 factor of the textbook numerator, which changes scores, not rankings. The defaults (analyzer,
 k1, b: ``IndexConfig``'s ``bm25_*`` fields) were picked on homedepot dev with the product
-analyzer over k1 in {0.5, 0.7, 0.9, 1.2, 1.5} x b in {0.4, 0.6, 0.75, 0.9} (bench/lexical.py):
-k1 0.5, b 0.6 gave nDCG@10 0.3990 (b 0.75 tied), and every cell with k1 <= 0.9 and b <= 0.75
-was within 0.005 of it; bm25s's defaults (1.5, 0.75) gave 0.3862.
+analyzer, before the speller existed, over k1 in {0.5, 0.7, 0.9, 1.2, 1.5} x b in {0.4, 0.6,
+0.75, 0.9} (bench/lexical.py): k1 0.5, b 0.6 gave nDCG@10 0.3990 (b 0.75 tied), and every cell
+with k1 <= 0.9 and b <= 0.75 was within 0.005 of it; bm25s's defaults (1.5, 0.75) gave 0.3862.
 Callers pass the strings from ``aisle.towers.text`` so BM25 and the towers read the same text.
 """
 
@@ -27,14 +27,18 @@ import numpy as np
 
 from aisle.indexing.analyzer import ANALYZERS, analyzer
 from aisle.indexing.config import IndexConfig
+from aisle.indexing.speller import Speller
 
 logger = logging.getLogger(__name__)
 
 METHOD = "lucene"
 _DEFAULT = IndexConfig()
 IDS_FILE = "product_ids.json"
-# {"analyzer": name}; an index without it was written by bm25s's "word" tokenizer.
+# {"analyzer": name, "fuzzy": bool}; an index without it was written by bm25s's "word"
+# tokenizer, without a speller.
 ANALYZER_FILE = "analyzer.json"
+# The speller's words and their document frequencies (fuzzy indexes only).
+WORDS_FILE = "words.json"
 LEGACY_ANALYZER = "word"
 
 
@@ -42,7 +46,11 @@ class BM25Index:
     """A BM25 retriever mapping row positions back to product ids."""
 
     def __init__(
-        self, retriever: bm25s.BM25, product_ids: Sequence[str], analyzer_name: str
+        self,
+        retriever: bm25s.BM25,
+        product_ids: Sequence[str],
+        analyzer_name: str,
+        speller: Speller | None = None,
     ) -> None:
         num_docs = int(retriever.scores["num_docs"])
         if num_docs != len(product_ids):
@@ -54,14 +62,21 @@ class BM25Index:
         self._ids = np.asarray(list(product_ids), dtype=object)
         self.analyzer_name = analyzer_name
         self._analyze = analyzer(analyzer_name)
+        # Corrects query terms the index lacks (speller.py); None = exact terms only.
+        self._speller = speller
 
     def __len__(self) -> int:
         return len(self._ids)
 
     @property
     def params(self) -> dict[str, object]:
-        """What decides this index's scores: analyzer, k1 and b (for manifests and logs)."""
-        return {"analyzer": self.analyzer_name, "k1": self._retriever.k1, "b": self._retriever.b}
+        """What decides this index's scores: analyzer, typo tolerance, k1 and b."""
+        return {
+            "analyzer": self.analyzer_name,
+            "fuzzy": self._speller is not None,
+            "k1": self._retriever.k1,
+            "b": self._retriever.b,
+        }
 
     @classmethod
     def build(
@@ -71,6 +86,7 @@ class BM25Index:
         analyzer_name: str = _DEFAULT.bm25_analyzer,
         k1: float = _DEFAULT.bm25_k1,
         b: float = _DEFAULT.bm25_b,
+        fuzzy: bool = _DEFAULT.bm25_fuzzy,
     ) -> BM25Index:
         """Index ``texts[i]`` under ``product_ids[i]``."""
         if len(texts) != len(product_ids):
@@ -79,32 +95,33 @@ class BM25Index:
             raise ValueError("cannot build a BM25 index over an empty catalog")
         if len(set(product_ids)) != len(product_ids):
             raise ValueError("product ids must be unique")
-        analyze = analyzer(analyzer_name)
+        documents = analyzer(analyzer_name)(texts)
         retriever = bm25s.BM25(method=METHOD, k1=k1, b=b)
         # create_empty_token lets a product whose text is all stop words still be indexed.
-        retriever.index(analyze(texts), create_empty_token=True, show_progress=False)
+        retriever.index(documents, create_empty_token=True, show_progress=False)
         logger.info(
             "BM25 index over %d products, %d terms (%s analyzer)",
             len(texts),
             len(retriever.vocab_dict),
             analyzer_name,
         )
-        return cls(retriever, product_ids, analyzer_name)
+        speller = Speller.from_documents(documents) if fuzzy else None
+        return cls(retriever, product_ids, analyzer_name, speller)
 
     def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
         """The top ``k`` ``(product_id, score)`` per query, best first.
 
         Only products with a positive score are returned, so a query may get fewer than ``k``
-        hits (and none when nothing is left of it after analysis). Ties break by catalog
-        order, so results are deterministic.
+        hits (and none when nothing is left of it after analysis). With a speller, a query
+        term the index lacks counts as its nearest indexed word. Ties break by catalog order,
+        so results are deterministic.
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        vocab = self._retriever.vocab_dict
         results: list[list[tuple[str, float]]] = []
         for tokens in self._analyze(queries):
             # "" is bm25s's placeholder for empty documents, never a query term.
-            known = [t for t in tokens if t and t in vocab]
+            known = [t for t in map(self._known, tokens) if t]
             if not known:
                 results.append([])
                 continue
@@ -118,14 +135,23 @@ class BM25Index:
             results.append([(str(self._ids[i]), float(scores[i])) for i in hits[order]])
         return results
 
+    def _known(self, term: str) -> str | None:
+        if not term:
+            return None
+        if term in self._retriever.vocab_dict:
+            return term
+        return self._speller.correct(term) if self._speller is not None else None
+
     def save(self, directory: Path) -> None:
-        """Write the bm25s index files, ``product_ids.json`` and the analyzer's name."""
+        """Write the bm25s index files, ``product_ids.json``, the analyzer's name and
+        settings, and the speller's words."""
         directory.mkdir(parents=True, exist_ok=True)
         self._retriever.save(str(directory), show_progress=False)
         (directory / IDS_FILE).write_text(json.dumps(self._ids.tolist()), encoding="utf-8")
-        (directory / ANALYZER_FILE).write_text(
-            json.dumps({"analyzer": self.analyzer_name}), encoding="utf-8"
-        )
+        if self._speller is not None:
+            (directory / WORDS_FILE).write_text(json.dumps(self._speller.df), encoding="utf-8")
+        settings = {"analyzer": self.analyzer_name, "fuzzy": self._speller is not None}
+        (directory / ANALYZER_FILE).write_text(json.dumps(settings), encoding="utf-8")
 
     @classmethod
     def load(cls, directory: Path) -> BM25Index:
@@ -134,14 +160,21 @@ class BM25Index:
         if not ids_path.is_file():
             raise ValueError(f"{directory} is not a BM25 index directory (no {IDS_FILE})")
         analyzer_path = directory / ANALYZER_FILE
-        name = LEGACY_ANALYZER
+        settings = {"analyzer": LEGACY_ANALYZER, "fuzzy": False}
         if analyzer_path.is_file():
-            name = json.loads(analyzer_path.read_text(encoding="utf-8")).get("analyzer")
+            settings.update(json.loads(analyzer_path.read_text(encoding="utf-8")))
+            name = settings["analyzer"]
             if name not in ANALYZERS:
                 raise ValueError(
                     f"{analyzer_path} names analyzer {name!r}, which this version does not "
                     f"know ({ANALYZERS}); rebuild the index"
                 )
+        speller = None
+        if settings["fuzzy"]:
+            words_path = directory / WORDS_FILE
+            if not words_path.is_file():
+                raise ValueError(f"{directory} is a fuzzy BM25 index without {WORDS_FILE}")
+            speller = Speller(json.loads(words_path.read_text(encoding="utf-8")))
         retriever = bm25s.BM25.load(str(directory), show_progress=False, verbosity=0)
         product_ids = json.loads(ids_path.read_text(encoding="utf-8"))
-        return cls(retriever, product_ids, name)
+        return cls(retriever, product_ids, str(settings["analyzer"]), speller)

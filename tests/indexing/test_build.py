@@ -30,9 +30,12 @@ def test_index_holds_every_product_with_a_self_describing_manifest(
     # the BM25 index inside is the one the manifest describes
     config = manifest["index_config"]
     assert index.lexical.params == {
-        "analyzer": config["bm25_analyzer"], "k1": config["bm25_k1"], "b": config["bm25_b"]
+        "analyzer": config["bm25_analyzer"],
+        "fuzzy": config["bm25_fuzzy"],
+        "k1": config["bm25_k1"],
+        "b": config["bm25_b"],
     }
-    assert config["bm25_analyzer"] == "product"
+    assert config["bm25_analyzer"] == "product" and config["bm25_fuzzy"]
 
 
 def test_flat_search_equals_brute_force(

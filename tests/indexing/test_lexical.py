@@ -100,7 +100,7 @@ def test_sizes_rank_with_the_product_analyzer_and_vanish_with_words():
 
 def test_params_and_analyzer_survive_save_and_load(tmp_path: Path):
     built = BM25Index.build(["PVC Elbow 3/4 in.", "Drill 18V"], ["a", "b"], "product", 0.9, 0.4)
-    assert built.params == {"analyzer": "product", "k1": 0.9, "b": 0.4}
+    assert built.params == {"analyzer": "product", "fuzzy": True, "k1": 0.9, "b": 0.4}
     built.save(tmp_path / "bm25")
     loaded = BM25Index.load(tmp_path / "bm25")
     assert loaded.params == built.params
@@ -123,4 +123,27 @@ def test_load_refuses_an_unknown_analyzer(index, tmp_path: Path):
     index.save(tmp_path / "bm25")
     (tmp_path / "bm25" / "analyzer.json").write_text('{"analyzer": "klingon"}')
     with pytest.raises(ValueError, match=r"analyzer 'klingon'.*rebuild the index"):
+        BM25Index.load(tmp_path / "bm25")
+
+
+def test_a_misspelt_query_term_counts_as_its_nearest_indexed_word(tmp_path: Path):
+    texts = ["Aluminum Ladder 6 ft.", "Fiberglass Ladder 8 ft.", "Tongue and Groove Plank"]
+    pids = ["alu", "fib", "plank"]
+    fuzzy = BM25Index.build(texts, pids, fuzzy=True)
+    exact = BM25Index.build(texts, pids, fuzzy=False)
+    assert ids(fuzzy.search(["aluminun ladder"], k=3)[0])[0] == "alu"
+    # without the speller only "ladder" matches, and both ladders tie on it
+    (hits,) = exact.search(["aluminun ladder"], k=3)
+    assert set(ids(hits)) == {"alu", "fib"} and hits[0][1] == hits[1][1]
+    assert ids(fuzzy.search(["toungh groove"], k=3)[0]) == ["plank"]
+    assert exact.search(["toungh"], k=3) == [[]]
+    assert fuzzy.params["fuzzy"] and not exact.params["fuzzy"]
+    fuzzy.save(tmp_path / "bm25")
+    loaded = BM25Index.load(tmp_path / "bm25")
+    assert loaded.params == fuzzy.params
+    assert loaded.search(["aluminun ladder", "toungh"], k=3) == fuzzy.search(
+        ["aluminun ladder", "toungh"], k=3
+    )
+    (tmp_path / "bm25" / "words.json").unlink()
+    with pytest.raises(ValueError, match=r"fuzzy BM25 index without words\.json"):
         BM25Index.load(tmp_path / "bm25")

@@ -143,18 +143,19 @@ def test_an_update_keeps_the_bm25_analyzer_an_older_version_was_built_with(
 
     # A version written before the BM25 fields existed: bm25s's tokenizer, no record of it.
     root = tmp_path / "root"
-    legacy = IndexConfig(bm25_analyzer="word", bm25_k1=1.5, bm25_b=0.75)
+    legacy = IndexConfig(bm25_analyzer="word", bm25_k1=1.5, bm25_b=0.75, bm25_fuzzy=False)
     version = build_version(prepare_catalog(catalog, "day1"), base_model, root, legacy)
     for manifest_path in version.rglob("manifest.json"):  # the catalog's and each partition's
         manifest = json.loads(manifest_path.read_text())
-        for key in ("bm25_analyzer", "bm25_k1", "bm25_b"):
+        for key in ("bm25_analyzer", "bm25_k1", "bm25_b", "bm25_fuzzy"):
             del manifest["index_config"][key]
         manifest_path.write_text(json.dumps(manifest))
     for analyzer_file in version.rglob("analyzer.json"):
         analyzer_file.unlink()
-    assert load_index(version).lexical.params == {"analyzer": "word", "k1": 1.5, "b": 0.75}
+    legacy_params = {"analyzer": "word", "fuzzy": False, "k1": 1.5, "b": 0.75}
+    assert load_index(version).lexical.params == legacy_params
 
     updated = load_index(update_version(prepare_catalog(edited(catalog), "day2"), root, base_model))
-    assert updated.lexical.params == {"analyzer": "word", "k1": 1.5, "b": 0.75}
+    assert updated.lexical.params == legacy_params
     assert updated.manifest["index_config"]["bm25_analyzer"] == "word"
     assert updated.partition("store-1").lexical.params["analyzer"] == "word"
