@@ -1,14 +1,16 @@
 """BM25 analyzers on a real catalog with its real queries: build time, query cost, relevance.
 
-    python bench/lexical.py --data ../shared/data/homedepot [--split dev --k1 0.5,0.9 --b 0.4,0.6]
+    python bench/lexical.py --data ../shared/data/homedepot [--split dev --k1 0.5,0.9 --b 0.4,0.6
+                                                             --no-speller]
 
 Builds BM25 indexes (indexing/analyzer.py) over the catalog's product text: the "word" analyzer
 at bm25s's k1 1.5 / b 0.75 without a speller (the baseline), the default IndexConfig without
-its speller (indexing/speller.py), then the "product" analyzer with it at each --k1 x --b (by
-default only the IndexConfig default). For each it times the split's queries one per call
-(process CPU time: what hybrid serving pays per query for its lexical side) and scores the run
-(nDCG@10, recall@100). Ratios are against the baseline, measured in the same run. On dev, the
-grid is the measurement behind IndexConfig's bm25_k1 and bm25_b.
+its speller (indexing/speller.py), then the "product" analyzer with it (without it under
+--no-speller) at each --k1 x --b (by default only the IndexConfig default). For each it
+times the split's queries one per call (process CPU time: what hybrid serving pays per query
+for its lexical side) and scores the run (nDCG@10, recall@100). Ratios are against the
+baseline, measured in the same run. On dev with --no-speller, the grid is the measurement
+behind IndexConfig's bm25_k1 and bm25_b.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="timed passes over the queries")
     ap.add_argument("--k1", default="", help="comma-separated k1 values for the product analyzer")
     ap.add_argument("--b", default="", help="comma-separated b values for the product analyzer")
+    ap.add_argument("--no-speller", action="store_true",
+                    help="grid cells without the speller (how k1 and b were picked)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("bm25s").propagate = False  # it logs each build at DEBUG
@@ -55,7 +59,9 @@ def main() -> None:
     k1s = [float(v) for v in args.k1.split(",")] if args.k1 else [default.bm25_k1]
     bs = [float(v) for v in args.b.split(",")] if args.b else [default.bm25_b]
     configs = [stored_index_config({}), replace(default, bm25_fuzzy=False)] + [
-        replace(default, bm25_k1=k1, bm25_b=b) for k1 in k1s for b in bs
+        replace(default, bm25_k1=k1, bm25_b=b, bm25_fuzzy=not args.no_speller)
+        for k1 in k1s
+        for b in bs
     ]
     baseline: tuple[float, float, float] | None = None
     for config in configs:

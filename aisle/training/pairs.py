@@ -204,7 +204,8 @@ def lexical_near_misses(
         raise DataError(f"lexical negatives need 0 <= skip < depth, got skip={skip}, depth={depth}")
     catalog = ds.products
     texts = product_texts(catalog, tower.product_fields, tower.max_description_chars)
-    index = BM25Index.build(texts, catalog["product_id"].astype(str).tolist())
+    # Exact terms only: a misspelt train query mines nothing rather than a guess's hits.
+    index = BM25Index.build(texts, catalog["product_id"].astype(str).tolist(), fuzzy=False)
     queries = pairs.drop_duplicates("query_id")
     judged: dict[str, set[str]] = {}
     for qid, pid in zip(ds.judgments["query_id"], ds.judgments["product_id"], strict=True):
