@@ -66,9 +66,7 @@ def main() -> None:
     baseline: tuple[float, float, float] | None = None
     for config in configs:
         started = time.process_time()
-        index = BM25Index.build(
-            texts, ids, config.bm25_analyzer, config.bm25_k1, config.bm25_b, config.bm25_fuzzy
-        )
+        index = BM25Index.from_config(texts, ids, config)
         build_s = time.process_time() - started
         costs = []
         for _ in range(args.repeat):

@@ -32,16 +32,8 @@ def bm25_retriever(ds: Dataset, baseline: str = "bm25") -> Retriever:
     from aisle.indexing.lexical import BM25Index
     from aisle.towers.text import product_texts
 
-    config = BASELINES[baseline]
-    index = BM25Index.build(
-        product_texts(ds.products),
-        ds.products["product_id"].tolist(),
-        config.bm25_analyzer,
-        config.bm25_k1,
-        config.bm25_b,
-        config.bm25_fuzzy,
-    )
-    return index.search
+    texts, ids = product_texts(ds.products), ds.products["product_id"].tolist()
+    return BM25Index.from_config(texts, ids, BASELINES[baseline]).search
 
 
 def index_retriever(

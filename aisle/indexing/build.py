@@ -129,14 +129,9 @@ def write_index_dir(
     faiss.write_index(index, str(directory / INDEX_FILE))
     rows[ROW_COLUMNS].to_parquet(directory / ROWS_FILE, index=False)
     # BM25 over the very strings the product tower embedded, for lexical and hybrid modes.
-    BM25Index.build(
-        texts,
-        rows["product_id"].tolist(),
-        lexical.bm25_analyzer,
-        lexical.bm25_k1,
-        lexical.bm25_b,
-        lexical.bm25_fuzzy,
-    ).save(directory / LEXICAL_DIR)
+    BM25Index.from_config(texts, rows["product_id"].tolist(), lexical).save(
+        directory / LEXICAL_DIR
+    )
     write_manifest(directory, {**manifest, "count": int(index.ntotal)})
 
 

@@ -108,6 +108,20 @@ class BM25Index:
         speller = Speller.from_documents(documents) if fuzzy else None
         return cls(retriever, product_ids, analyzer_name, speller)
 
+    @classmethod
+    def from_config(
+        cls, texts: Sequence[str], product_ids: Sequence[str], config: IndexConfig
+    ) -> BM25Index:
+        """``build`` with the analyzer, k1, b and speller of ``config``'s ``bm25_*`` fields."""
+        return cls.build(
+            texts,
+            product_ids,
+            config.bm25_analyzer,
+            config.bm25_k1,
+            config.bm25_b,
+            config.bm25_fuzzy,
+        )
+
     def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
         """The top ``k`` ``(product_id, score)`` per query, best first.
 

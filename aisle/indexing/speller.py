@@ -41,9 +41,8 @@ class Speller:
 
     def __init__(self, df: Mapping[str, int]) -> None:
         self.df = dict(df)
-        self._df = self.df
         self._by_length: dict[int, list[str]] = {}
-        for word in sorted(self._df):
+        for word in sorted(self.df):
             self._by_length.setdefault(len(word), []).append(word)
         self.correct = functools.lru_cache(maxsize=CACHE_SIZE)(self._correct)
 
@@ -56,11 +55,11 @@ class Speller:
         return cls(df)
 
     def __len__(self) -> int:
-        return len(self._df)
+        return len(self.df)
 
     def _correct(self, term: str) -> str | None:
         """``term`` itself if indexed, else its nearest indexed word, else None."""
-        if term in self._df:
+        if term in self.df:
             return term
         edits = max_edits(term)
         if edits == 0:
@@ -75,5 +74,5 @@ class Speller:
         )
         if not found:
             return None
-        best = min(found, key=lambda hit: (hit[1], -self._df[hit[0]], hit[0]))
+        best = min(found, key=lambda hit: (hit[1], -self.df[hit[0]], hit[0]))
         return str(best[0])

@@ -4,7 +4,7 @@ accidental-hit masking."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,20 +89,25 @@ def positive_pairs(
         poor = judged[judged["grade"] <= hard_negative_max_grade + 1e-9]
         for qid, pid in zip(poor["query_id"], poor["product_id"], strict=True):
             hard.setdefault(str(qid), []).append(str(pid))
+    # BM25 mining of the judged queries, one index and one search for both uses:
+    # near misses (hard negatives) and pseudo-positives.
+    windows = [lexical_negatives] if lexical_negatives is not None else []
+    if lexical_negatives is not None and lexical_positives > lexical_negatives[0]:
+        raise DataError(
+            f"lexical_positives ({lexical_positives}) must not exceed lexical_negative_skip "
+            f"({lexical_negatives[0]}): BM25's top ranks cannot be both positives and "
+            "negatives of one query"
+        )
+    if lexical_positives:
+        windows.append((0, lexical_positives))
+    mined = unjudged_bm25_hits(ds, j, tower, windows) if windows else []
     if lexical_negatives is not None:
-        if lexical_positives > lexical_negatives[0]:
-            raise DataError(
-                f"lexical_positives ({lexical_positives}) must not exceed lexical_negative_skip "
-                f"({lexical_negatives[0]}): BM25's top ranks cannot be both positives and "
-                "negatives of one query"
-            )
-        for qid, pids in lexical_near_misses(ds, j, tower, *lexical_negatives).items():
+        for qid, pids in mined[0].items():
             hard.setdefault(qid, []).extend(pids)
     judged_pairs = len(j)
     if lexical_positives:
         text_of = dict(zip(j["query_id"].astype(str), j["query"], strict=False))
-        found = lexical_near_misses(ds, j, tower, 0, lexical_positives)
-        extra = [(q, text_of[q], p) for q, pids in found.items() for p in pids]
+        extra = [(q, text_of[q], p) for q, pids in mined[-1].items() for p in pids]
         j = pd.concat(
             [j, pd.DataFrame(extra, columns=["query_id", "query", "product_id"])],
             ignore_index=True,
@@ -200,8 +205,19 @@ def lexical_near_misses(
 ) -> dict[str, list[str]]:
     """Per query id of ``pairs``, the product ids BM25 ranks at ``[skip, depth)`` over the
     whole catalog, less every product judged for that query (whatever its grade)."""
-    if not 0 <= skip < depth:
-        raise DataError(f"lexical negatives need 0 <= skip < depth, got skip={skip}, depth={depth}")
+    return unjudged_bm25_hits(ds, pairs, tower, [(skip, depth)])[0]
+
+
+def unjudged_bm25_hits(
+    ds: Dataset, pairs: pd.DataFrame, tower: TowerConfig, windows: Sequence[tuple[int, int]]
+) -> list[dict[str, list[str]]]:
+    """``lexical_near_misses`` for each ``(skip, depth)`` of ``windows``, from one BM25 index
+    and one search per query."""
+    for skip, depth in windows:
+        if not 0 <= skip < depth:
+            raise DataError(
+                f"lexical negatives need 0 <= skip < depth, got skip={skip}, depth={depth}"
+            )
     catalog = ds.products
     texts = product_texts(catalog, tower.product_fields, tower.max_description_chars)
     # Exact terms only: a misspelt train query mines nothing rather than a guess's hits.
@@ -210,22 +226,24 @@ def lexical_near_misses(
     judged: dict[str, set[str]] = {}
     for qid, pid in zip(ds.judgments["query_id"], ds.judgments["product_id"], strict=True):
         judged.setdefault(str(qid), set()).add(str(pid))
-    hits = index.search(queries["query"].tolist(), depth)
-    out: dict[str, list[str]] = {}
+    hits = index.search(queries["query"].tolist(), max(depth for _, depth in windows))
+    found: list[dict[str, list[str]]] = [{} for _ in windows]
     for qid, ranked in zip(queries["query_id"].astype(str), hits, strict=True):
         seen = judged.get(qid, set())
-        picks = [pid for pid, _ in ranked[skip:] if pid not in seen]
-        if picks:
-            out[qid] = picks
-    log.info(
-        "BM25 near misses (ranks %d-%d, unjudged): %d of %d queries have some, %.1f on average",
-        skip,
-        depth,
-        len(out),
-        len(queries),
-        sum(map(len, out.values())) / max(1, len(out)),
-    )
-    return out
+        for out, (skip, depth) in zip(found, windows, strict=True):
+            picks = [pid for pid, _ in ranked[skip:depth] if pid not in seen]
+            if picks:
+                out[qid] = picks
+    for out, (skip, depth) in zip(found, windows, strict=True):
+        log.info(
+            "unjudged BM25 hits at ranks %d-%d: %d of %d queries have some, %.1f on average",
+            skip,
+            depth,
+            len(out),
+            len(queries),
+            sum(map(len, out.values())) / max(1, len(out)),
+        )
+    return found
 
 
 def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
