@@ -26,6 +26,8 @@ from aisle.errors import AisleError
 from aisle.towers.model import BASE_MODEL, TwoTowerModel, load_model
 from aisle.training.config import StepConfig, TrainConfig
 from aisle.training.dev_eval import evaluate_dev
+from aisle.training.distill import attach_teacher
+from aisle.training.distill import validate as validate_distill
 from aisle.training.pairs import positive_pairs
 from aisle.training.trainer import run_step, seed_everything
 
@@ -41,6 +43,20 @@ def _step_model(model: TwoTowerModel, cfg: StepConfig) -> TwoTowerModel:
     if not model.shared and cfg.shared:
         raise AisleError("a step cannot re-tie towers that an earlier step untied")
     return model
+
+
+# StepConfig fields added after finished steps existed in work directories: a field at its
+# default stays out of the step key, so those steps keep their keys and stay reusable.
+_LATER_FIELDS = tuple(f for f in asdict(StepConfig()) if f.startswith("distill_"))
+
+
+def _step_record(cfg: StepConfig) -> dict[str, Any]:
+    record = asdict(cfg)
+    default = asdict(StepConfig())
+    for name in _LATER_FIELDS:
+        if record[name] == default[name]:
+            del record[name]
+    return record
 
 
 def _step_key(lineage: list[Any]) -> str:
@@ -88,7 +104,8 @@ def train_cascade(
     for name, cfg in steps:
         if not cfg.enabled:
             continue
-        lineage.append([name, asdict(cfg)])
+        validate_distill(cfg)
+        lineage.append([name, _step_record(cfg)])
         key = _step_key(lineage)
         done = done_dirs[name] = work / f"{name}-{key}.done"
         ckpt = work / f"{name}-{key}.ckpt"
@@ -115,6 +132,8 @@ def train_cascade(
                 catalog_pairs=cfg.catalog_pairs,
                 lexical_positives=cfg.lexical_positives,
             )
+            if cfg.distill_candidates:
+                pairs = attach_teacher(pairs, ds, model, work / f"{name}-{key}.teacher.json", cfg)
             model, stats = run_step(
                 model, pairs, cfg, config.seed, ckpt, config.checkpoint_every, resume, name
             )

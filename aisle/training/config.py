@@ -42,6 +42,21 @@ class StepConfig:
     # raters did not judge for it, as positives (BM25 pseudo-labels). 0 = off. Must not
     # exceed lexical_negative_skip when both are on.
     lexical_positives: int = 0
+    # Listwise distillation of a hybrid teacher. Before the step, the model the step starts
+    # from and BM25 (the index's default analyzer) each rank the whole catalog for every
+    # training query to depth ``distill_depth``; convex fusion with dense weight
+    # ``distill_fusion_weight`` (`aisle tune-fusion`'s dev pick) makes the teacher. Its top
+    # ``distill_candidates`` products and fused scores (in [0, 1]) are each query's target
+    # list: up to ``distill_queries`` distinct queries of a batch add
+    # ``distill_weight * distillation_loss`` at teacher temperature ``distill_temperature``.
+    # It teaches the towers what BM25 knows (sizes, model numbers, exact terms) over products
+    # no rater judged. 0 = off.
+    distill_candidates: int = 0
+    distill_queries: int = 16
+    distill_weight: float = 1.0
+    distill_temperature: float = 0.1
+    distill_fusion_weight: float = 0.45
+    distill_depth: int = 100
     # Also train product -> query (each positive product ranks the batch's queries).
     symmetric: bool = False
     # Cap on the number of training pairs (0 = all); for smoke runs and tests.

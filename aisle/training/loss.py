@@ -94,3 +94,28 @@ def symmetric_in_batch_softmax_loss(
     forward = in_batch_softmax_loss(q, p, negatives, temperature, alpha)
     backward = in_batch_softmax_loss(p[:b], q, negatives[:, :b].T, temperature, alpha)
     return (forward + backward) / 2
+
+
+def distillation_loss(
+    q: torch.Tensor,
+    c: torch.Tensor,
+    teacher: torch.Tensor,
+    temperature: float = 0.05,
+    teacher_temperature: float = 0.1,
+) -> torch.Tensor:
+    """Listwise distillation: KL(teacher || student) over each query's own candidate list.
+
+    ``q`` ``(R, D)`` unit query rows; ``c`` ``(R, M, D)`` unit rows of each query's M
+    candidates; ``teacher`` ``(R, M)`` the teacher's scores of them. With
+    ``t_i = softmax_m(teacher_im / teacher_temperature)`` and
+    ``s_i = log_softmax_m(q_i · c_im / temperature)``:
+
+        loss = mean_i sum_m t_im * (log t_im - s_im)
+
+    The teacher is a constant (no gradient reaches it); the student's logits use the same
+    ``1 / temperature`` scale as the in-batch loss, so both speak of the same cosines.
+    """
+    student = torch.einsum("rd,rmd->rm", q, c) / temperature  # (R, M)
+    target = torch.softmax(teacher.detach() / teacher_temperature, dim=1)  # (R, M)
+    log_student = torch.log_softmax(student, dim=1)
+    return F.kl_div(log_student, target, reduction="batchmean")

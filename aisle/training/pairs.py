@@ -30,6 +30,10 @@ class Pairs:
     # (hard negatives); empty lists when none are judged or the step does not use them.
     hard_texts: tuple[tuple[str, ...], ...] = ()
     hard_keys: tuple[tuple[int, ...], ...] = ()
+    # Per pair, its query's teacher list for distillation (training/distill.py): product
+    # texts and the teacher's scores, best first; empty when the step does not distil.
+    teacher_texts: tuple[tuple[str, ...], ...] = ()
+    teacher_scores: tuple[tuple[float, ...], ...] = ()
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -44,6 +48,11 @@ class Batch:
     product_keys: torch.Tensor
     # Hard negatives appended after the B positives in ``products``.
     hard_count: int = 0
+    # Distillation: the batch rows (one per distinct query) whose teacher lists follow, R of
+    # them; ``teacher_texts`` holds R * M product texts, row-major; ``teacher_scores`` (R, M).
+    teacher_rows: tuple[int, ...] = ()
+    teacher_texts: tuple[str, ...] = ()
+    teacher_scores: torch.Tensor | None = None
 
 
 def positive_pairs(
@@ -255,11 +264,42 @@ def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarr
     return [perm[i : i + batch_size] for i in range(0, usable, batch_size)]
 
 
+def _teacher_part(pairs: Pairs, rows: np.ndarray, limit: int) -> dict[str, object]:
+    """The first ``limit`` rows of a batch with distinct queries and full teacher lists."""
+    if not pairs.teacher_texts or limit <= 0:
+        return {}
+    size = max(len(t) for t in pairs.teacher_texts)
+    picked: list[int] = []
+    seen: set[int] = set()
+    for r, i in enumerate(rows.tolist()):
+        key = int(pairs.query_keys[i])
+        if key not in seen and len(pairs.teacher_texts[i]) == size:
+            seen.add(key)
+            picked.append(r)
+            if len(picked) == limit:
+                break
+    if not picked:
+        return {}
+    return {
+        "teacher_rows": tuple(picked),
+        "teacher_texts": tuple(t for r in picked for t in pairs.teacher_texts[rows[r]]),
+        "teacher_scores": torch.tensor(
+            [pairs.teacher_scores[rows[r]] for r in picked], dtype=torch.float32
+        ),
+    }
+
+
 def iter_batches(
-    pairs: Pairs, order: list[np.ndarray], start: int = 0, seed: int = 0, epoch: int = 0
+    pairs: Pairs,
+    order: list[np.ndarray],
+    start: int = 0,
+    seed: int = 0,
+    epoch: int = 0,
+    teacher_queries: int = 0,
 ) -> Iterator[Batch]:
     """Batches in ``order`` from index ``start``; a pair with judged hard negatives adds one,
-    drawn by a generator seeded per (seed, epoch, batch) so a resumed run draws the same."""
+    drawn by a generator seeded per (seed, epoch, batch) so a resumed run draws the same.
+    With teacher lists, up to ``teacher_queries`` rows of distinct queries bring theirs."""
     for b, rows in enumerate(order[start:], start=start):
         texts = [pairs.products[i] for i in rows]
         keys = pairs.product_keys[rows].tolist()
@@ -279,4 +319,5 @@ def iter_batches(
             query_keys=torch.from_numpy(pairs.query_keys[rows]),
             product_keys=torch.tensor(keys, dtype=torch.int64),
             hard_count=hard,
+            **_teacher_part(pairs, rows, teacher_queries),  # type: ignore[arg-type]
         )

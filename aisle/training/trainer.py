@@ -19,6 +19,7 @@ from aisle.towers.model import AnyTower, TwoTowerModel, load_model
 from aisle.training.config import StepConfig
 from aisle.training.loss import (
     accidental_hit_mask,
+    distillation_loss,
     in_batch_softmax_loss,
     symmetric_in_batch_softmax_loss,
 )
@@ -119,11 +120,18 @@ def run_step(
         torch.set_rng_state(state["torch_rng"])
 
     started = time.perf_counter()
-    seen = hard_seen = 0
+    seen = hard_seen = distill_seen = 0
     bar = tqdm(total=total, initial=state["step"], desc=f"training {name}", unit="step")
     for epoch in range(state["epoch"], cfg.epochs):
         start = state["batch"] if epoch == state["epoch"] else 0
-        batches = iter_batches(pairs, orders[epoch], start, seed, epoch)
+        batches = iter_batches(
+            pairs,
+            orders[epoch],
+            start,
+            seed,
+            epoch,
+            cfg.distill_queries if cfg.distill_candidates else 0,
+        )
         for i, batch in enumerate(batches, start=start):
             with _autocast(model):
                 q = forward_bucketed(model.query, batch.queries, FORWARD_CHUNK)  # (B, D)
@@ -131,6 +139,20 @@ def run_step(
             negatives = accidental_hit_mask(batch.product_keys, batch.query_keys).to(q.device)
             loss_fn = symmetric_in_batch_softmax_loss if cfg.symmetric else in_batch_softmax_loss
             loss = loss_fn(q.float(), p.float(), negatives, cfg.temperature, cfg.alpha)
+            if batch.teacher_scores is not None:
+                with _autocast(model):
+                    c = forward_bucketed(model.product, list(batch.teacher_texts), FORWARD_CHUNK)
+                scores = batch.teacher_scores.to(q.device)  # (R, M)
+                rows = torch.tensor(batch.teacher_rows, device=q.device)
+                distilled = distillation_loss(
+                    q.float()[rows],
+                    c.float().view(*scores.shape, -1),
+                    scores,
+                    cfg.temperature,
+                    cfg.distill_temperature,
+                )
+                loss = loss + cfg.distill_weight * distilled
+                distill_seen += len(batch.teacher_rows)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(_parameters(model), 1.0)
@@ -162,6 +184,7 @@ def run_step(
     stats = {
         "pairs": len(pairs),
         "hard_negatives_seen": hard_seen,
+        "teacher_lists_seen": distill_seen,
         "optimizer_steps": state["step"],
         "loss_first_10pct": round(float(np.mean(head)), 4) if losses else None,
         "loss_last_10pct": round(float(np.mean(tail)), 4) if losses else None,

@@ -158,3 +158,26 @@ def test_symmetric_loss_averages_both_directions() -> None:
     torch.testing.assert_close(
         with_hard, (in_batch_softmax_loss(q, p_ext, mask_ext, 0.05, 2.0) + backward) / 2
     )
+
+
+def test_distillation_loss_is_the_kl_of_the_teacher_list_worked_by_hand() -> None:
+    from aisle.training.loss import distillation_loss
+
+    q = torch.tensor([[1.0, 0.0]])
+    c = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # cosines 1 and 0
+    # Temperatures of 1: student log-softmax of [1, 0]; a teacher of [1, 0] is the same list.
+    same = distillation_loss(q, c, torch.tensor([[1.0, 0.0]]), 1.0, 1.0)
+    torch.testing.assert_close(same, torch.tensor(0.0))
+    # A teacher of [0, 0] is uniform: KL = sum 0.5 * (log 0.5 - log s_m).
+    s = torch.tensor([math.e, 1.0]) / (math.e + 1)
+    expected = 0.5 * (math.log(0.5) - math.log(s[0])) + 0.5 * (math.log(0.5) - math.log(s[1]))
+    teacher = torch.tensor([[0.0, 0.0]], requires_grad=True)
+    qq = q.clone().requires_grad_(True)
+    loss = distillation_loss(qq, c, teacher, 1.0, 1.0)
+    torch.testing.assert_close(loss, torch.tensor(float(expected)))
+    loss.backward()
+    # The teacher is a constant; the student's query moves.
+    assert teacher.grad is None and qq.grad is not None and qq.grad.abs().sum() > 0
+    # Rows are averaged: two copies of a row give that row's loss.
+    two = distillation_loss(q.repeat(2, 1), c.repeat(2, 1, 1), torch.zeros(2, 2), 1.0, 1.0)
+    torch.testing.assert_close(two, torch.tensor(float(expected)))

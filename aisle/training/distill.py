@@ -1,0 +1,140 @@
+"""Teacher lists for listwise distillation: a hybrid (dense + BM25) ranking of each training
+query over the whole catalog, made once before a step from the model the step starts with.
+
+The hybrid beats either side alone on homedepot (docs/results.md): BM25 holds what the towers
+miss (sizes, model numbers, exact terms), the towers what BM25 misses (synonyms, typos). The
+teacher's fused scores over its top products become soft targets for the towers alone, over
+products no rater judged, so the single dense index learns from both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aisle.artifacts import atomic_write_text
+from aisle.data.dataset import Dataset
+from aisle.errors import AisleError
+from aisle.indexing.config import IndexConfig
+from aisle.indexing.fusion import convex_fusion
+from aisle.indexing.lexical import BM25Index
+from aisle.towers.model import TwoTowerModel
+from aisle.training.config import StepConfig
+from aisle.training.pairs import Pairs
+
+log = logging.getLogger(__name__)
+
+Ranking = list[tuple[str, float]]
+# Queries per dense scoring block: a (block, catalog) float32 score matrix stays small.
+_BLOCK = 256
+
+
+def validate(cfg: StepConfig) -> None:
+    if cfg.distill_candidates == 0:
+        return
+    problems = []
+    if cfg.distill_candidates < 2:
+        problems.append("distill_candidates must be 0 (off) or >= 2: a list of one teaches nothing")
+    if cfg.distill_depth < cfg.distill_candidates:
+        problems.append("distill_depth must be >= distill_candidates")
+    if cfg.distill_queries < 1:
+        problems.append("distill_queries must be >= 1")
+    if not 0.0 <= cfg.distill_fusion_weight <= 1.0:
+        problems.append("distill_fusion_weight must be in [0, 1]")
+    if cfg.distill_temperature <= 0 or cfg.distill_weight < 0:
+        problems.append("distill_temperature must be > 0 and distill_weight >= 0")
+    if problems:
+        raise AisleError("bad distillation config: " + "; ".join(problems))
+
+
+def teacher_rankings(
+    model: TwoTowerModel,
+    ds: Dataset,
+    queries: Sequence[str],
+    cfg: StepConfig,
+    index_config: IndexConfig | None = None,
+) -> list[Ranking]:
+    """Per query, the top ``cfg.distill_candidates`` of the convex fusion of ``model``'s exact
+    dense ranking and BM25's, each to depth ``cfg.distill_depth``, over ``ds``'s catalog."""
+    catalog = ds.products
+    ids = catalog["product_id"].astype(str).tolist()
+    if len(ids) < cfg.distill_candidates:
+        raise AisleError(
+            f"the catalog has {len(ids)} products, fewer than distill_candidates "
+            f"({cfg.distill_candidates})"
+        )
+    texts = model.product_texts(catalog)
+    lexical = BM25Index.from_config(texts, ids, index_config or IndexConfig()).search(
+        list(queries), cfg.distill_depth
+    )
+    log.info("teacher: embedding %d products and %d queries", len(ids), len(queries))
+    products = model.product.encode(texts, progress=True)  # (N, D) unit rows
+    vectors = model.encode_query(list(queries))  # (Q, D)
+    depth = min(cfg.distill_depth, len(ids))
+    out: list[Ranking] = []
+    for start in range(0, len(queries), _BLOCK):
+        top = torch.topk(vectors[start : start + _BLOCK] @ products.T, depth, dim=1)
+        for row, (vals, idx) in enumerate(
+            zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        ):
+            dense = [(ids[j], float(v)) for j, v in zip(idx, vals, strict=True)]
+            fused = convex_fusion(dense, lexical[start + row], cfg.distill_fusion_weight)
+            out.append(fused[: cfg.distill_candidates])
+    return out
+
+
+def load_or_make_teacher(
+    path: Path,
+    model: TwoTowerModel,
+    ds: Dataset,
+    queries: Sequence[str],
+    cfg: StepConfig,
+) -> list[Ranking]:
+    """``teacher_rankings``, kept at ``path`` so a resumed step reuses the teacher of the
+    model it started from (the resumed model is mid-step and would teach something else)."""
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved["queries"] == list(queries):
+            log.info("reusing the teacher lists in %s", path)
+            return [[(p, float(s)) for p, s in r] for r in saved["rankings"]]
+    rankings = teacher_rankings(model, ds, queries, cfg)
+    atomic_write_text(path, json.dumps({"queries": list(queries), "rankings": rankings}))
+    return rankings
+
+
+def attach_teacher(
+    pairs: Pairs, ds: Dataset, model: TwoTowerModel, path: Path, cfg: StepConfig
+) -> Pairs:
+    """``pairs`` with each pair's teacher list (texts and scores) for its query."""
+    first: dict[int, int] = {}
+    for i, key in enumerate(pairs.query_keys.tolist()):
+        first.setdefault(key, i)
+    keys = list(first)
+    queries = [pairs.queries[first[k]] for k in keys]
+    rankings = load_or_make_teacher(path, model, ds, queries, cfg)
+    needed = {pid for r in rankings for pid, _ in r}
+    catalog = ds.products[ds.products["product_id"].astype(str).isin(needed)]
+    text = dict(zip(catalog["product_id"].astype(str), model.product_texts(catalog), strict=True))
+    by_key = {
+        k: (tuple(text[p] for p, _ in r), tuple(s for _, s in r))
+        for k, r in zip(keys, rankings, strict=True)
+    }
+    lists = [by_key[k] for k in pairs.query_keys.tolist()]
+    spread = [max(s) - min(s) for _, s in by_key.values() if s]
+    log.info(
+        "teacher lists for %d queries, %d products each; fused-score spread median %.3f",
+        len(by_key),
+        cfg.distill_candidates,
+        float(np.median(spread)) if spread else 0.0,
+    )
+    return replace(
+        pairs,
+        teacher_texts=tuple(t for t, _ in lists),
+        teacher_scores=tuple(s for _, s in lists),
+    )

@@ -1,0 +1,84 @@
+"""Distillation of a hybrid teacher: its lists are the real fusion of the real rankings, and a
+step trains on them end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from aisle.configs import load_config
+from aisle.data.dataset import load_dataset
+from aisle.errors import AisleError
+from aisle.indexing.config import IndexConfig
+from aisle.indexing.lexical import BM25Index
+from aisle.towers import TwoTowerModel
+from aisle.training.cascade import train_cascade
+from aisle.training.config import StepConfig, TrainConfig
+from aisle.training.distill import teacher_rankings, validate
+from aisle.training.pairs import batch_order, iter_batches, positive_pairs
+from tests.training.test_cascade import SMOKE
+
+QUERIES = ["cordless drill", "white paint", "led light bulb"]
+
+
+def test_teacher_at_the_ends_of_the_fusion_weight_is_bm25_or_the_towers(
+    sample_data: Path, base_model: TwoTowerModel
+) -> None:
+    ds = load_dataset(sample_data)
+    ids = ds.products["product_id"].astype(str).tolist()
+    texts = base_model.product_texts(ds.products)
+    lexical_only = StepConfig(distill_candidates=5, distill_fusion_weight=0.0)
+    teacher = teacher_rankings(base_model, ds, QUERIES, lexical_only)
+    bm25 = BM25Index.from_config(texts, ids, IndexConfig()).search(QUERIES, 100)
+    for got, want in zip(teacher, bm25, strict=True):
+        assert len(got) == 5 and len(want) >= 5
+        # BM25's top 5 in BM25's order: the same scores (equal scores break by dense rank).
+        raw = dict(want)
+        assert [raw[p] for p, _ in got] == [s for _, s in want[:5]]
+        assert all(0.0 <= s <= 1.0 for _, s in got) and got[0][1] == pytest.approx(1.0)
+    dense_only = StepConfig(distill_candidates=5, distill_fusion_weight=1.0)
+    teacher = teacher_rankings(base_model, ds, QUERIES, dense_only)
+    scores = base_model.encode_query(QUERIES) @ base_model.encode_product(ds.products).T
+    for got, row in zip(teacher, scores, strict=True):
+        assert [p for p, _ in got] == [ids[j] for j in torch.topk(row, 5).indices.tolist()]
+        assert got[0][1] == pytest.approx(1.0)  # min-max over the dense top-100
+
+
+def test_bad_distillation_settings_say_what_to_fix() -> None:
+    with pytest.raises(AisleError, match="distill_depth must be >= distill_candidates"):
+        validate(StepConfig(distill_candidates=8, distill_depth=4))
+    with pytest.raises(AisleError, match="distill_fusion_weight"):
+        validate(StepConfig(distill_candidates=8, distill_fusion_weight=1.5))
+    validate(StepConfig())  # off: nothing to check
+
+
+def test_a_distilling_step_trains_on_teacher_lists_and_keeps_them_for_resume(
+    sample_data: Path, tmp_path: Path
+) -> None:
+    config = load_config(
+        TrainConfig,
+        SMOKE,
+        [
+            "dev_catalog_size=0",
+            "step1.enabled=false",
+            "step2.max_pairs=96",
+            "step2.distill_candidates=4",
+            "step2.distill_queries=8",
+        ],
+    )
+    summary = train_cascade(sample_data, tmp_path / "model", config)
+    stats = summary["steps"]["step2"]["train"]
+    # Every batch of 32 brings up to 8 teacher lists of distinct queries.
+    assert 0 < stats["teacher_lists_seen"] <= 8 * stats["optimizer_steps"]
+    (teacher_file,) = (tmp_path / "model.work").glob("step2-*.teacher.json")
+    saved = json.loads(teacher_file.read_text())
+    assert len(saved["queries"]) == len(saved["rankings"]) > 0
+    assert all(len(r) == 4 for r in saved["rankings"])
+    # Batches carry (R, 4) teacher scores for R distinct queries.
+    pairs = positive_pairs(load_dataset(sample_data), 1.67, config.tower, 96, config.seed)
+    assert not pairs.teacher_texts  # pairs carry none until a distilling step attaches them
+    batch = next(iter_batches(pairs, batch_order(len(pairs), 32, 0, 0), teacher_queries=8))
+    assert batch.teacher_scores is None
