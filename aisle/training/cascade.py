@@ -133,7 +133,12 @@ def train_cascade(
                 lexical_positives=cfg.lexical_positives,
             )
             if cfg.distill_candidates:
-                pairs = attach_teacher(pairs, ds, model, work / f"{name}-{key}.teacher.json", cfg)
+                # The teacher depends on the model the step starts from and its own three
+                # settings, not on how the step trains: variants of a step share it.
+                teacher = (cfg.distill_candidates, cfg.distill_depth, cfg.distill_fusion_weight)
+                teacher_key = _step_key([*lineage[:-1], name, *teacher])
+                teacher_file = work / f"{name}-teacher-{teacher_key}.json"
+                pairs = attach_teacher(pairs, ds, model, teacher_file, cfg)
             model, stats = run_step(
                 model, pairs, cfg, config.seed, ckpt, config.checkpoint_every, resume, name
             )

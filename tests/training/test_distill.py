@@ -73,7 +73,7 @@ def test_a_distilling_step_trains_on_teacher_lists_and_keeps_them_for_resume(
     stats = summary["steps"]["step2"]["train"]
     # Every batch of 32 brings up to 8 teacher lists of distinct queries.
     assert 0 < stats["teacher_lists_seen"] <= 8 * stats["optimizer_steps"]
-    (teacher_file,) = (tmp_path / "model.work").glob("step2-*.teacher.json")
+    (teacher_file,) = (tmp_path / "model.work").glob("step2-teacher-*.json")
     saved = json.loads(teacher_file.read_text())
     assert len(saved["queries"]) == len(saved["rankings"]) > 0
     assert all(len(r) == 4 for r in saved["rankings"])
