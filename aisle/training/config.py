@@ -49,8 +49,9 @@ class StepConfig:
     # ``distill_candidates`` products and fused scores (in [0, 1]) are each query's target
     # list: up to ``distill_queries`` distinct queries of a batch add
     # ``distill_weight * distillation_loss`` at teacher temperature ``distill_temperature``.
-    # It teaches the towers what BM25 knows (sizes, model numbers, exact terms) over products
-    # no rater judged. 0 = off.
+    # It aims to teach the towers what BM25 knows (sizes, model numbers, exact terms) over
+    # products no rater judged. 0 = off: in step 2 on homedepot (8 candidates, 16 queries a
+    # batch) it left whole-catalog dev nDCG@10 unchanged (docs/results.md, session 6).
     distill_candidates: int = 0
     distill_queries: int = 16
     distill_weight: float = 1.0
