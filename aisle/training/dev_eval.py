@@ -1,4 +1,4 @@
-"""Dev-split evaluation during training: an in-memory flat index over the catalog."""
+"""Dev-split evaluation during training, over an in-memory flat index of the catalog."""
 
 from __future__ import annotations
 
@@ -31,11 +31,9 @@ def dev_catalog(ds: Dataset, size: int, seed: int) -> pd.DataFrame:
     return pd.concat([ds.products[is_judged], sample], ignore_index=True)
 
 
-def evaluate_dev(
-    model: TwoTowerModel, ds: Dataset, catalog_size: int, seed: int
-) -> dict[str, float]:
-    catalog = dev_catalog(ds, catalog_size, seed)
-    log.info("dev evaluation over %d products", len(catalog))
+def catalog_retriever(model: TwoTowerModel, ds: Dataset, catalog: pd.DataFrame) -> DenseRetriever:
+    """Exact dense retrieval over ``catalog`` (rows of ``ds.products``): an in-memory flat
+    index of ``model``'s product embeddings, nothing written to disk."""
     vectors = model.encode_product(catalog, progress=True).numpy()
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
@@ -46,7 +44,15 @@ def evaluate_dev(
         product_ids=catalog["product_id"].to_numpy(dtype=object),
         titles=catalog["title"].to_numpy(dtype=object),
     )
-    result = evaluate_split(ds, "dev", DenseRetriever(model, product_index))
+    return DenseRetriever(model, product_index)
+
+
+def evaluate_dev(
+    model: TwoTowerModel, ds: Dataset, catalog_size: int, seed: int
+) -> dict[str, float]:
+    catalog = dev_catalog(ds, catalog_size, seed)
+    log.info("dev evaluation over %d products", len(catalog))
+    result = evaluate_split(ds, "dev", catalog_retriever(model, ds, catalog))
     metrics = {k: round(v, 4) for k, v in result.metrics.items()}
     log.info("dev metrics: %s", metrics)
     return metrics

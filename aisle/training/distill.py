@@ -16,23 +16,21 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from aisle.artifacts import atomic_write_text
 from aisle.data.dataset import Dataset
 from aisle.errors import AisleError
-from aisle.indexing.config import IndexConfig
-from aisle.indexing.fusion import convex_fusion
+from aisle.indexing.config import FusionConfig, IndexConfig
+from aisle.indexing.hybrid import HybridRetriever
 from aisle.indexing.lexical import BM25Index
 from aisle.towers.model import TwoTowerModel
 from aisle.training.config import StepConfig
+from aisle.training.dev_eval import catalog_retriever
 from aisle.training.pairs import Pairs
 
 log = logging.getLogger(__name__)
 
 Ranking = list[tuple[str, float]]
-# Queries per dense scoring block: a (block, catalog) float32 score matrix stays small.
-_BLOCK = 256
 
 
 def validate(cfg: StepConfig) -> None:
@@ -54,39 +52,23 @@ def validate(cfg: StepConfig) -> None:
 
 
 def teacher_rankings(
-    model: TwoTowerModel,
-    ds: Dataset,
-    queries: Sequence[str],
-    cfg: StepConfig,
-    index_config: IndexConfig | None = None,
+    model: TwoTowerModel, ds: Dataset, queries: Sequence[str], cfg: StepConfig
 ) -> list[Ranking]:
     """Per query, the top ``cfg.distill_candidates`` of the convex fusion of ``model``'s exact
-    dense ranking and BM25's, each to depth ``cfg.distill_depth``, over ``ds``'s catalog."""
+    dense ranking and BM25's (the index's default BM25), each to depth ``cfg.distill_depth``,
+    over ``ds``'s whole catalog."""
     catalog = ds.products
-    ids = catalog["product_id"].astype(str).tolist()
-    if len(ids) < cfg.distill_candidates:
+    if len(catalog) < cfg.distill_candidates:
         raise AisleError(
-            f"the catalog has {len(ids)} products, fewer than distill_candidates "
+            f"the catalog has {len(catalog)} products, fewer than distill_candidates "
             f"({cfg.distill_candidates})"
         )
-    texts = model.product_texts(catalog)
-    lexical = BM25Index.from_config(texts, ids, index_config or IndexConfig()).search(
-        list(queries), cfg.distill_depth
-    )
+    ids = catalog["product_id"].astype(str).tolist()
+    lexical = BM25Index.from_config(model.product_texts(catalog), ids, IndexConfig())
     log.info("teacher: embedding %d products and %d queries", len(ids), len(queries))
-    products = model.product.encode(texts, progress=True)  # (N, D) unit rows
-    vectors = model.encode_query(list(queries))  # (Q, D)
-    depth = min(cfg.distill_depth, len(ids))
-    out: list[Ranking] = []
-    for start in range(0, len(queries), _BLOCK):
-        top = torch.topk(vectors[start : start + _BLOCK] @ products.T, depth, dim=1)
-        for row, (vals, idx) in enumerate(
-            zip(top.values.tolist(), top.indices.tolist(), strict=True)
-        ):
-            dense = [(ids[j], float(v)) for j, v in zip(idx, vals, strict=True)]
-            fused = convex_fusion(dense, lexical[start + row], cfg.distill_fusion_weight)
-            out.append(fused[: cfg.distill_candidates])
-    return out
+    fusion = FusionConfig("convex", cfg.distill_fusion_weight, depth=cfg.distill_depth)
+    teacher = HybridRetriever(catalog_retriever(model, ds, catalog), lexical, fusion)
+    return teacher(list(queries), cfg.distill_candidates)
 
 
 def load_or_make_teacher(

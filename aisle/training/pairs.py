@@ -264,11 +264,11 @@ def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarr
     return [perm[i : i + batch_size] for i in range(0, usable, batch_size)]
 
 
-def _teacher_part(pairs: Pairs, rows: np.ndarray, limit: int) -> dict[str, object]:
-    """The first ``limit`` rows of a batch with distinct queries and full teacher lists."""
+def _teacher_part(pairs: Pairs, rows: np.ndarray, limit: int, size: int) -> dict[str, object]:
+    """The first ``limit`` rows of a batch with distinct queries and full (``size``-long)
+    teacher lists."""
     if not pairs.teacher_texts or limit <= 0:
         return {}
-    size = max(len(t) for t in pairs.teacher_texts)
     picked: list[int] = []
     seen: set[int] = set()
     for r, i in enumerate(rows.tolist()):
@@ -300,6 +300,7 @@ def iter_batches(
     """Batches in ``order`` from index ``start``; a pair with judged hard negatives adds one,
     drawn by a generator seeded per (seed, epoch, batch) so a resumed run draws the same.
     With teacher lists, up to ``teacher_queries`` rows of distinct queries bring theirs."""
+    full = max(map(len, pairs.teacher_texts), default=0)
     for b, rows in enumerate(order[start:], start=start):
         texts = [pairs.products[i] for i in rows]
         keys = pairs.product_keys[rows].tolist()
@@ -319,5 +320,5 @@ def iter_batches(
             query_keys=torch.from_numpy(pairs.query_keys[rows]),
             product_keys=torch.tensor(keys, dtype=torch.int64),
             hard_count=hard,
-            **_teacher_part(pairs, rows, teacher_queries),  # type: ignore[arg-type]
+            **_teacher_part(pairs, rows, teacher_queries, full),  # type: ignore[arg-type]
         )
