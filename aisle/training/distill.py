@@ -81,10 +81,15 @@ def load_or_make_teacher(
     """``teacher_rankings``, kept at ``path`` so a resumed step reuses the teacher of the
     model it started from (the resumed model is mid-step and would teach something else)."""
     if path.is_file():
-        saved = json.loads(path.read_text())
-        if saved["queries"] == list(queries):
-            log.info("reusing the teacher lists in %s", path)
-            return [[(p, float(s)) for p, s in r] for r in saved["rankings"]]
+        try:
+            saved = json.loads(path.read_text())
+            if saved["queries"] == list(queries):
+                log.info("reusing the teacher lists in %s", path)
+                return [[(p, float(s)) for p, s in r] for r in saved["rankings"]]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            # Written atomically, so only outside damage gets here; the teacher is derived
+            # data, so it is made again rather than trusted or fatal.
+            log.warning("teacher lists in %s are unreadable (%s); making them again", path, err)
     rankings = teacher_rankings(model, ds, queries, cfg)
     atomic_write_text(path, json.dumps({"queries": list(queries), "rankings": rankings}))
     return rankings

@@ -17,7 +17,7 @@ from aisle.indexing.lexical import BM25Index
 from aisle.towers import TwoTowerModel
 from aisle.training.cascade import train_cascade
 from aisle.training.config import StepConfig, TrainConfig
-from aisle.training.distill import teacher_rankings, validate
+from aisle.training.distill import load_or_make_teacher, teacher_rankings, validate
 from aisle.training.pairs import batch_order, iter_batches, positive_pairs
 from tests.training.test_cascade import SMOKE
 
@@ -86,3 +86,15 @@ def test_a_distilling_step_trains_on_teacher_lists_and_keeps_them_for_resume(
     assert not pairs.teacher_texts  # pairs carry none until a distilling step attaches them
     batch = next(iter_batches(pairs, batch_order(len(pairs), 32, 0, 0), teacher_queries=8))
     assert batch.teacher_scores is None
+
+
+def test_a_damaged_teacher_file_is_made_again(
+    sample_data: Path, base_model: TwoTowerModel, tmp_path: Path
+) -> None:
+    ds = load_dataset(sample_data)
+    cfg = StepConfig(distill_candidates=3)
+    path = tmp_path / "teacher.json"
+    path.write_text('{"queries": ["cordless dr')  # cut off mid-write by something else
+    made = load_or_make_teacher(path, base_model, ds, QUERIES, cfg)
+    assert made == teacher_rankings(base_model, ds, QUERIES, cfg)
+    assert json.loads(path.read_text())["queries"] == QUERIES  # replaced whole
