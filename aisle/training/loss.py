@@ -63,8 +63,10 @@ def in_batch_softmax_loss(
     """Mean over rows of the loss in the module docstring.
 
     ``q`` ``(B, D)`` and ``p`` ``(C, D)`` unit rows, C >= B: row i's positive is ``p[i]``;
-    columns past B are extra (hard) negatives. ``negatives`` ``(B, C)``.
+    columns past B are extra (hard) negatives. ``negatives`` ``(B, C)``, on any device (it is
+    moved to the embeddings').
     """
+    negatives = negatives.to(q.device)
     scale = 1.0 / temperature
     scores = q @ p.T  # (B, C) cosine similarities
     weights = self_adversarial_weights(scores, negatives, alpha)  # (B, C), rows sum to 1 or 0
@@ -91,6 +93,7 @@ def symmetric_in_batch_softmax_loss(
     accidental-hit mask is symmetric, so its transpose masks the same pairs.
     """
     b = q.shape[0]
+    negatives = negatives.to(q.device)
     forward = in_batch_softmax_loss(q, p, negatives, temperature, alpha)
     backward = in_batch_softmax_loss(p[:b], q, negatives[:, :b].T, temperature, alpha)
     return (forward + backward) / 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -181,3 +182,17 @@ def test_distillation_loss_is_the_kl_of_the_teacher_list_worked_by_hand() -> Non
     # Rows are averaged: two copies of a row give that row's loss.
     two = distillation_loss(q.repeat(2, 1), c.repeat(2, 1, 1), torch.zeros(2, 2), 1.0, 1.0)
     torch.testing.assert_close(two, torch.tensor(float(expected)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cpu_mask_with_cuda_embeddings_gives_the_cpu_loss() -> None:
+    # accidental_hit_mask is built from batch keys on the CPU; the loss moves it.
+    g = torch.Generator().manual_seed(0)
+    q = F.normalize(torch.randn(4, 8, generator=g), dim=1)
+    p = F.normalize(torch.randn(6, 8, generator=g), dim=1)
+    mask = accidental_hit_mask(torch.tensor([0, 1, 2, 1, 7, 8]), torch.tensor([0, 1, 2, 3]))
+    for fn in (in_batch_softmax_loss, symmetric_in_batch_softmax_loss):
+        on_cpu = fn(q, p, mask, 0.05, 5.0)
+        on_gpu = fn(q.cuda(), p.cuda(), mask, 0.05, 5.0)
+        assert on_gpu.device.type == "cuda"
+        torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=1e-5, atol=1e-6)
