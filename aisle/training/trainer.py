@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,58 @@ def forward_bucketed(tower: AnyTower, texts: list[str], chunk: int) -> torch.Ten
     return torch.cat(parts)[inverse.to(parts[0].device)]
 
 
+@contextlib.contextmanager
+def _deterministic(model: TwoTowerModel) -> Iterator[None]:
+    """On CUDA, run the step with deterministic kernels, so a seeded run (and a resumed one)
+    gives the same weights; the process's previous setting is restored afterwards.
+
+    Atomic-add kernels (index_put with accumulate, attention backward) otherwise sum in a
+    different order each run. ``warn_only``: an op with no deterministic kernel warns rather
+    than failing the step. That leaves the fused attention kernels (cuDNN, flash,
+    memory-efficient) on their non-deterministic backward, so attention runs on the plain
+    ``math`` kernel here: matrix products and a softmax, at sequence lengths of 32-128 tokens.
+    cuBLAS needs a fixed workspace (``CUBLAS_WORKSPACE_CONFIG``), set here unless the
+    environment already chose one.
+    """
+    if model.query.device.type != "cuda":
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()  # dropout on the GPU draws from it
+    return state
+
+
+def _restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" not in state:
+        return
+    if torch.cuda.is_available() and torch.cuda.device_count() == len(state["cuda_rng"]):
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    else:
+        log.warning(
+            "the checkpoint holds the RNG state of %d CUDA device(s) that this machine lacks; "
+            "the resumed step's dropout will not repeat the interrupted run's",
+            len(state["cuda_rng"]),
+        )
+
+
 def _autocast(model: TwoTowerModel) -> contextlib.AbstractContextManager[Any]:
     if model.query.device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -99,6 +152,20 @@ def run_step(
     name: str,
 ) -> tuple[TwoTowerModel, dict[str, Any]]:
     """Train ``model`` on ``pairs`` for ``cfg.epochs``; checkpoint to ``ckpt`` as it goes."""
+    with _deterministic(model):
+        return _run_step(model, pairs, cfg, seed, ckpt, checkpoint_every, resume, name)
+
+
+def _run_step(
+    model: TwoTowerModel,
+    pairs: Pairs,
+    cfg: StepConfig,
+    seed: int,
+    ckpt: Path,
+    checkpoint_every: int,
+    resume: bool,
+    name: str,
+) -> tuple[TwoTowerModel, dict[str, Any]]:
     orders = [batch_order(len(pairs), cfg.batch_size, seed, e) for e in range(cfg.epochs)]
     total = sum(len(o) for o in orders)
     state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "losses": []}
@@ -117,7 +184,7 @@ def run_step(
     if "optimizer" in state:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
+        _restore_rng(state)
 
     started = time.perf_counter()
     seen = hard_seen = distill_seen = 0
@@ -171,7 +238,7 @@ def run_step(
                     batch=i + 1,
                     optimizer=optimizer.state_dict(),
                     scheduler=scheduler.state_dict(),
-                    torch_rng=torch.get_rng_state(),
+                    **_rng_state(),
                 )
                 save_checkpoint(ckpt, model, state)
         state["batch"] = 0
