@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -147,3 +150,16 @@ def test_a_misspelt_query_term_counts_as_its_nearest_indexed_word(tmp_path: Path
     (tmp_path / "bm25" / "words.json").unlink()
     with pytest.raises(ValueError, match=r"fuzzy BM25 index without words\.json"):
         BM25Index.load(tmp_path / "bm25")
+
+
+@pytest.mark.parametrize("preset", [None, "cuda"])
+def test_importing_the_index_keeps_jax_off_the_gpu_unless_told(preset: str | None) -> None:
+    # bm25s runs a JAX op on import; on a CUDA machine that would preallocate most of the GPU.
+    env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+    if preset:
+        env["JAX_PLATFORMS"] = preset
+    code = "import os, aisle.indexing.lexical; print(os.environ['JAX_PLATFORMS'])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == (preset or "cpu")
