@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -86,15 +85,14 @@ def _deterministic(model: TwoTowerModel) -> Iterator[None]:
     than failing the step. That leaves the fused attention kernels (cuDNN, flash,
     memory-efficient) on their non-deterministic backward, so attention runs on the plain
     ``math`` kernel here: matrix products and a softmax, at sequence lengths of 32-128 tokens.
-    cuBLAS needs a fixed workspace (``CUBLAS_WORKSPACE_CONFIG``), set here unless the
-    environment already chose one.
+    cuBLAS's fixed workspace (``CUBLAS_WORKSPACE_CONFIG``) is chosen when ``aisle.training``
+    is imported, before cuBLAS first runs.
     """
     if model.query.device.type != "cuda":
         yield
         return
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     before = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
@@ -107,24 +105,24 @@ def _deterministic(model: TwoTowerModel) -> Iterator[None]:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
-def _rng_state() -> dict[str, Any]:
+def _rng_state(device: torch.device) -> dict[str, Any]:
     state: dict[str, Any] = {"torch_rng": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda_rng"] = torch.cuda.get_rng_state_all()  # dropout on the GPU draws from it
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)  # dropout on the GPU draws from it
     return state
 
 
-def _restore_rng(state: dict[str, Any]) -> None:
+def _restore_rng(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch_rng"])
     if "cuda_rng" not in state:
         return
-    if torch.cuda.is_available() and torch.cuda.device_count() == len(state["cuda_rng"]):
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
     else:
         log.warning(
-            "the checkpoint holds the RNG state of %d CUDA device(s) that this machine lacks; "
-            "the resumed step's dropout will not repeat the interrupted run's",
-            len(state["cuda_rng"]),
+            "the checkpoint was made on a CUDA device and resumes on %s: the resumed step's "
+            "dropout will not repeat the interrupted run's",
+            device,
         )
 
 
@@ -184,7 +182,7 @@ def _run_step(
     if "optimizer" in state:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        _restore_rng(state)
+        _restore_rng(state, model.query.device)
 
     started = time.perf_counter()
     seen = hard_seen = distill_seen = 0
@@ -238,7 +236,7 @@ def _run_step(
                     batch=i + 1,
                     optimizer=optimizer.state_dict(),
                     scheduler=scheduler.state_dict(),
-                    **_rng_state(),
+                    **_rng_state(model.query.device),
                 )
                 save_checkpoint(ckpt, model, state)
         state["batch"] = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -152,17 +153,36 @@ def test_an_interrupted_step_resumes_to_the_same_weights(
     assert not torch.are_deterministic_algorithms_enabled()
 
 
-def test_a_checkpoint_with_gpu_rng_state_resumes_where_those_gpus_are_missing(
+def test_a_checkpoint_made_on_cuda_resumes_on_the_cpu_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     saved = torch.get_rng_state()
     torch.rand(5)  # move on, as the interrupted run did
-    missing = torch.cuda.device_count() + 1
-    state = {"torch_rng": saved, "cuda_rng": [torch.zeros(16, dtype=torch.uint8)] * missing}
+    state = {"torch_rng": saved, "cuda_rng": torch.zeros(16, dtype=torch.uint8)}
     with caplog.at_level("WARNING", logger="aisle.training.trainer"):
-        trainer._restore_rng(state)
+        trainer._restore_rng(state, torch.device("cpu"))
     assert torch.equal(torch.get_rng_state(), saved)
-    assert f"RNG state of {missing} CUDA device(s)" in caplog.text
+    assert "made on a CUDA device and resumes on cpu" in caplog.text
+
+
+def test_a_cuda_step_runs_deterministically_and_gives_the_settings_back() -> None:
+    # _deterministic reads only the towers' device, so a stand-in model exercises it here.
+    on_cuda = SimpleNamespace(query=SimpleNamespace(device=torch.device("cuda")))
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert torch.backends.cuda.flash_sdp_enabled()
+    with pytest.raises(KeyboardInterrupt), trainer._deterministic(on_cuda):  # type: ignore[arg-type]
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.backends.cuda.math_sdp_enabled()
+        assert not torch.backends.cuda.flash_sdp_enabled()
+        assert not torch.backends.cuda.mem_efficient_sdp_enabled()
+        raise KeyboardInterrupt  # killed mid-step
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert torch.backends.cuda.flash_sdp_enabled()
+    assert torch.backends.cuda.mem_efficient_sdp_enabled()
+    on_cpu = SimpleNamespace(query=SimpleNamespace(device=torch.device("cpu")))
+    with trainer._deterministic(on_cpu):  # type: ignore[arg-type]
+        assert not torch.are_deterministic_algorithms_enabled()
 
 
 def test_hard_negatives_come_from_poorly_judged_products_of_the_same_query(
