@@ -93,7 +93,6 @@ def symmetric_in_batch_softmax_loss(
     accidental-hit mask is symmetric, so its transpose masks the same pairs.
     """
     b = q.shape[0]
-    negatives = negatives.to(q.device)
     forward = in_batch_softmax_loss(q, p, negatives, temperature, alpha)
     backward = in_batch_softmax_loss(p[:b], q, negatives[:, :b].T, temperature, alpha)
     return (forward + backward) / 2

@@ -201,7 +201,7 @@ def _run_step(
             with _autocast(model):
                 q = forward_bucketed(model.query, batch.queries, FORWARD_CHUNK)  # (B, D)
                 p = forward_bucketed(model.product, batch.products, FORWARD_CHUNK)  # (B + H, D)
-            negatives = accidental_hit_mask(batch.product_keys, batch.query_keys).to(q.device)
+            negatives = accidental_hit_mask(batch.product_keys, batch.query_keys)
             loss_fn = symmetric_in_batch_softmax_loss if cfg.symmetric else in_batch_softmax_loss
             loss = loss_fn(q.float(), p.float(), negatives, cfg.temperature, cfg.alpha)
             if batch.teacher_scores is not None:
