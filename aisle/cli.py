@@ -36,13 +36,13 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 def cmd_search(args: argparse.Namespace) -> None:
     from aisle.indexing import load_index
-    from aisle.indexing.retrieve import DenseRetriever, index_model
+    from aisle.indexing.retrieve import dense_retriever, index_model
 
     query = " ".join(args.query).strip()
     if not query:
         raise AisleError("the query is empty; pass some words, e.g. aisle search ... 'drill'")
     index = load_index(args.index)
-    retriever = DenseRetriever(index_model(index, args.model, args.backend), index)
+    retriever = dense_retriever(index, index_model(index, args.model, args.backend))
     for rank, hit in enumerate(retriever.hits([query], args.k)[0], start=1):
         print(f"{rank:>3}  {hit.score:.4f}  {hit.product_id}  {hit.title}")
 
@@ -69,6 +69,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         mode=args.mode,
         fusion=fusion,
         backend=args.backend,
+        query_spelling=args.query_spelling,
     )
     print(json.dumps(result, indent=2))
 
@@ -162,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--weight", type=float, default=None, help="dense weight for convex fusion")
     p.add_argument("--rrf-k", type=float, default=None, help="RRF constant")
+    p.add_argument(
+        "--query-spelling",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="correct misspelt query words before the query tower (default: the index's "
+        "query_spelling setting, on for indexes built since it exists)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = add_command(

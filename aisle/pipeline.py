@@ -15,7 +15,7 @@ from aisle.data.synthetic import write_sample
 from aisle.evaluation.run import evaluate_command
 from aisle.evaluation.tune import tune_fusion
 from aisle.indexing import build_index, load_index
-from aisle.indexing.retrieve import DenseRetriever, index_model
+from aisle.indexing.retrieve import dense_retriever, index_model
 from aisle.towers.model import load_model
 from aisle.training.cascade import train_cascade
 from aisle.training.config import TrainConfig
@@ -86,7 +86,7 @@ def run_demo(
         *(_row(name, r) for name, r in results.items()),
     ]
     index = load_index(final_index)
-    retriever = DenseRetriever(index_model(index), index)
+    retriever = dense_retriever(index, index_model(index))
     for query in SAMPLE_SEARCHES.get(ds.name, DEFAULT_SEARCHES):
         lines.append(f"\nsearch {query!r}:")
         for rank, hit in enumerate(retriever.hits([query], 5)[0], start=1):

@@ -23,9 +23,9 @@ from aisle.autocomplete.suggestions import (
     log_suggestions,
     rank,
 )
-from aisle.autocomplete.text import Speller
 from aisle.data.dataset import Dataset, load_dataset
 from aisle.errors import DataError
+from aisle.spelling import Speller
 from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)

@@ -43,11 +43,13 @@ def index_retriever(
     mode: Mode = "dense",
     fusion: FusionConfig | None = None,
     backend: Backend | None = None,
+    query_spelling: bool | None = None,
 ) -> tuple[Retriever, dict[str, Any]]:
-    """A retriever over a built index in ``mode``; hybrid uses ``fusion`` or the index's own."""
+    """A retriever over a built index in ``mode``; hybrid uses ``fusion`` or the index's own.
+    ``query_spelling`` overrides the index's setting for the dense side."""
     from aisle.indexing import load_index
     from aisle.indexing.hybrid import HybridRetriever
-    from aisle.indexing.retrieve import DenseRetriever, index_model
+    from aisle.indexing.retrieve import dense_retriever, index_model
 
     index = load_index(index_dir)
     built_over = index.manifest["data"]["products_fingerprint"]
@@ -63,7 +65,8 @@ def index_retriever(
     model = index_model(index, model_ref, backend)
     context["model"] = model.ref
     context["backend"] = model.backend
-    dense = DenseRetriever(model, index)
+    dense = dense_retriever(index, model, query_spelling)
+    context["query_spelling"] = dense.speller is not None
     if mode == "dense":
         return dense, context
     fusion = fusion or index.fusion()
@@ -99,6 +102,7 @@ def evaluate_command(
     mode: Mode = "dense",
     fusion: FusionConfig | None = None,
     backend: Backend | None = None,
+    query_spelling: bool | None = None,
 ) -> dict[str, Any]:
     ds = load_dataset(data)
     split_qrels(ds, split)  # fail on a split without judgments before building anything
@@ -108,7 +112,9 @@ def evaluate_command(
             raise AisleError(f"unknown baseline {baseline!r}; use one of {sorted(BASELINES)}")
         retriever, context = bm25_retriever(ds, baseline), {"retriever": baseline}
     elif index is not None:
-        retriever, context = index_retriever(index, model, ds, mode, fusion, backend)
+        retriever, context = index_retriever(
+            index, model, ds, mode, fusion, backend, query_spelling
+        )
         context["retriever"] = mode
     else:
         raise AisleError("pass --index DIR to evaluate dense retrieval, or --baseline bm25")

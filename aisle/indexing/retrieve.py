@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from aisle.errors import AisleError
 from aisle.indexing.store import Hit, ProductIndex
+from aisle.spelling import Speller
 from aisle.towers.config import Backend
 from aisle.towers.model import TwoTowerModel
+
+log = logging.getLogger(__name__)
 
 
 def index_model(index: ProductIndex, ref: str | None = None,
@@ -25,6 +29,19 @@ def index_model(index: ProductIndex, ref: str | None = None,
     return load_model(ref if ref is not None else index.model_ref, config, backend)
 
 
+# A catalog word must be in this many titles to be a correction (aisle.spelling).
+SPELL_MIN_COUNT = 3
+
+
+def query_speller(index: ProductIndex, model: TwoTowerModel) -> Speller:
+    """The speller dense queries go through before the query tower: the index's title words,
+    and the words ``model``'s query tokenizer holds whole, which are never corrected."""
+    titles = (str(t) for t in index.titles if t is not None)
+    speller = Speller.from_texts(titles, SPELL_MIN_COUNT, known=model.query.vocabulary())
+    log.info("query speller: %d catalog words", len(speller))
+    return speller
+
+
 class DenseRetriever:
     """``retriever(texts, k) -> [[(product_id, score), ...], ...]`` over a loaded index."""
 
@@ -33,20 +50,34 @@ class DenseRetriever:
         model: TwoTowerModel,
         index: ProductIndex,
         embed: Callable[[Sequence[str]], np.ndarray] | None = None,
+        speller: Speller | None = None,
     ) -> None:
-        """``embed`` replaces ``model.encode_query`` (the service embeds through its cache)."""
+        """``embed`` replaces ``model.encode_query`` (the service embeds through its cache,
+        which corrects spelling itself); ``speller`` corrects the texts before ``embed``."""
         index.check_model(model.fingerprint, model.ref)
         self.model = model
         self.index = index
         self.embed = embed or (lambda texts: model.encode_query(texts).numpy())
+        self.speller = speller
 
     def hits(self, texts: Sequence[str], k: int) -> list[list[Hit]]:
         if k < 1:
             raise AisleError(f"k must be >= 1, got {k}")
         if not texts:
             return []
+        if self.speller is not None:
+            texts = [self.speller.rewrite(t) for t in texts]
         vectors = self.embed(texts)
         return self.index.search(vectors, k)
 
     def __call__(self, texts: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
         return [[(h.product_id, h.score) for h in row] for row in self.hits(texts, k)]
+
+
+def dense_retriever(
+    index: ProductIndex, model: TwoTowerModel, query_spelling: bool | None = None
+) -> DenseRetriever:
+    """Dense retrieval as the index's config asks: queries spell-corrected first unless
+    ``query_spelling`` (None = the index's setting) turns it off."""
+    spell = index.config.query_spelling if query_spelling is None else query_spelling
+    return DenseRetriever(model, index, speller=query_speller(index, model) if spell else None)

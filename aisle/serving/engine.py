@@ -22,11 +22,12 @@ from aisle.artifacts import MANIFEST
 from aisle.errors import AisleError
 from aisle.indexing.config import Mode
 from aisle.indexing.hybrid import HybridRetriever
-from aisle.indexing.retrieve import DenseRetriever, index_model
+from aisle.indexing.retrieve import DenseRetriever, index_model, query_speller
 from aisle.indexing.store import Hit, ProductIndex, UnknownPartitionError, load_index
 from aisle.indexing.versions import CURRENT, resolve_index_dir
 from aisle.serving.cache import QueryCache, cache_key, normalize_query
 from aisle.serving.config import ServeConfig
+from aisle.spelling import Speller
 from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,16 @@ class Snapshot:
     def titles(self) -> dict[str, str]:
         return self.index.title_of
 
+    @functools.cached_property
+    def speller(self) -> Speller | None:
+        """What dense queries go through before the query tower (the index's setting)."""
+        return query_speller(self.index, self.model) if self.index.config.query_spelling else None
+
+    def spelled(self, texts: Sequence[str]) -> Sequence[str]:
+        """``texts`` as the query tower embeds them (and the cache keys them)."""
+        speller = self.speller
+        return texts if speller is None else [speller.rewrite(t) for t in texts]
+
 
 def index_version(root: Path) -> str:
     """The version id (a versioned root's CURRENT), else a hash of the manifest's bytes."""
@@ -62,7 +73,9 @@ def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snaps
         model = index_model(index, config.model or None, config.backend)
     index.check_model(model.fingerprint, model.ref)
     version = index.version or index_version(index.root)
-    return Snapshot(model=model, index=index, version=version)
+    snapshot = Snapshot(model=model, index=index, version=version)
+    _ = snapshot.speller  # built now, not on the first request
+    return snapshot
 
 
 @dataclass
@@ -97,7 +110,7 @@ class Engine:
         """Query vectors ``(n, D)`` when every one is already cached, else None (nothing counted:
         the caller falls back to ``embed``, which counts). ``local_only``: look in the
         in-process tier only (no I/O)."""
-        keys = self._keys(snapshot, texts)
+        keys = self._keys(snapshot, snapshot.spelled(texts))
         found = self.cache.get_local(keys) if local_only else self.cache.get_many(keys)
         if any(v is None for v in found):
             return None
@@ -105,7 +118,9 @@ class Engine:
         return np.stack([v for v in found if v is not None]).astype(np.float32)
 
     def embed(self, snapshot: Snapshot, texts: Sequence[str]) -> np.ndarray:
-        """Query vectors ``(n, D)``: from the cache where present, encoded (once each) otherwise."""
+        """Query vectors ``(n, D)``: from the cache where present, encoded (once each) otherwise.
+        Both use the spell-corrected text: "celing fan" shares "ceiling fan"'s vector."""
+        texts = snapshot.spelled(texts)
         keys = self._keys(snapshot, texts)
         found = self.cache.get_many(keys)
         missed = [k for k, v in zip(keys, found, strict=True) if v is None]

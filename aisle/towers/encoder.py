@@ -12,6 +12,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer import modules as models
 
 from aisle.errors import ArtifactError
+from aisle.spelling import whole_words
 from aisle.towers.config import Device, Pooling
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,10 @@ class Tower:
     def source(self) -> object:
         """What holds the weights: two towers with the same source share them."""
         return self.model
+
+    def vocabulary(self) -> frozenset[str]:
+        """The words its tokenizer holds whole (folded): what it reads without guessing."""
+        return whole_words(self.model.tokenizer.get_vocab())
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> torch.Tensor:
         """Inference: no gradients, batched, returns float32 on CPU."""

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from aisle.errors import AisleError, ArtifactError
+from aisle.spelling import whole_words
 from aisle.towers.config import Backend, Pooling
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,10 @@ class OnnxTower:
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         raise _inference_only()
+
+    def vocabulary(self) -> frozenset[str]:
+        """The words its tokenizer holds whole (folded), as ``Tower.vocabulary``."""
+        return whole_words(self.tokenizer.get_vocab())
 
     def features(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         if self.export.do_lower_case:

@@ -74,3 +74,17 @@ def test_redis_stopped_and_restarted_during_a_stream(private_redis: RedisServer,
     stored = redis.Redis(port=private_redis.port).dbsize()
     assert stored >= len(queries) - 50 - 1  # writes resumed after the restart
     assert f"aisle_redis_errors_total {float(remote.errors)}" in text
+
+
+def test_a_misspelt_query_shares_the_corrected_querys_cached_vector(engine: Engine) -> None:
+    snapshot = engine.snapshot
+    assert list(snapshot.spelled(["celing fan", "ceiling fan"])) == ["ceiling fan"] * 2
+    first = engine.embed(snapshot, ["ceiling fan"])
+    misses = engine.stats.misses
+    again = engine.embed(snapshot, ["celing fan"])
+    assert engine.stats.misses == misses  # a cache hit: the same text was embedded
+    np.testing.assert_array_equal(first, again)
+    hits, _ = engine.search(["Celing fan"], 5, "dense")
+    assert [h.product_id for h in hits[0]] == [
+        h.product_id for h in engine.search(["ceiling fan"], 5, "dense")[0][0]
+    ]
