@@ -27,6 +27,16 @@ def add_command(sub: Any, name: str, help: str, example: str) -> argparse.Argume
     return parser
 
 
+def add_spelling_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--query-spelling",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="correct misspelt query words against the catalog's titles before the query "
+        "tower embeds them (aisle/spelling.py; default on)",
+    )
+
+
 def cmd_prepare(args: argparse.Namespace) -> None:
     from aisle.data.dataset import prepare
 
@@ -42,7 +52,8 @@ def cmd_search(args: argparse.Namespace) -> None:
     if not query:
         raise AisleError("the query is empty; pass some words, e.g. aisle search ... 'drill'")
     index = load_index(args.index)
-    retriever = dense_retriever(index, index_model(index, args.model, args.backend))
+    model = index_model(index, args.model, args.backend)
+    retriever = dense_retriever(index, model, args.query_spelling)
     for rank, hit in enumerate(retriever.hits([query], args.k)[0], start=1):
         print(f"{rank:>3}  {hit.score:.4f}  {hit.product_id}  {hit.title}")
 
@@ -122,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model dir (default: the index's model)")
     add_backend_argument(p)
     p.add_argument("-k", type=int, default=10)
+    add_spelling_argument(p)
     p.add_argument("query", nargs="+")
     p.set_defaults(func=cmd_search)
 
@@ -163,13 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--weight", type=float, default=None, help="dense weight for convex fusion")
     p.add_argument("--rrf-k", type=float, default=None, help="RRF constant")
-    p.add_argument(
-        "--query-spelling",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="correct misspelt query words before the query tower (default: the index's "
-        "query_spelling setting, on for indexes built since it exists)",
-    )
+    add_spelling_argument(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = add_command(

@@ -5,21 +5,25 @@ dev and test queries hold a word that the catalog's titles do not. ``Speller.wor
 word to the most common catalog word within a small edit distance. Two users:
 - autocomplete de-duplication embeds each suggestion's corrected text (``autocomplete.build``);
 - dense retrieval corrects a query before the query tower embeds it (``Speller.rewrite``,
-  ``indexing.retrieve.query_speller``).
+  ``indexing.retrieve.query_speller``), with the stricter guards below switched on.
 
 A word is left alone when it is under 5 letters ("cost" is not "post"), common in the catalog,
-the plural of a common word, a word the query tower's tokenizer holds whole (``known``:
-"steak" is English even where no title has it, and must not become "steam"), or two common
-catalog words run together ("wiremesh", "chainlink"). Otherwise the candidates are
-the common words within 1 edit (2 from 8 letters; optimal string alignment, so a swap of two
-letters is one edit); the most common wins, then the closer, then the alphabetically first.
+a plural ("-s", "-es") or an "un-" negation of a common or known word ("unframed" is not
+"framed"). The query speller also leaves alone a word the query tower's tokenizer holds whole
+(``known``: "steak" is English even where no title has it, and must not become "steam"), and
+two common catalog words run together ("wiremesh", "chainlink": ``compound_min_count``), and
+never corrects to a word under ``min_candidate_length`` letters ("swith" is not "with").
+Otherwise the candidates are the common words within 1 edit (2 from 8 letters; optimal string
+alignment, so a swap of two letters is one edit); the most common wins, then the closer, then
+the alphabetically first.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 
 from rapidfuzz import process
@@ -31,10 +35,11 @@ _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 # A run of letters between word boundaries: "18volt" has none (digits are word characters),
 # "Char-Broil" has two.
 _LETTERS = re.compile(r"\b[^\W\d_]+\b")
-# Words of a tokenizer vocabulary: letters only, after a SentencePiece or byte-level BPE
-# word-start mark; WordPiece continuations ("##ing") are pieces, not words.
+# Word-start marks of SentencePiece and byte-level BPE vocabularies; WordPiece marks the
+# continuations instead ("##ing").
 _VOCAB_MARKS = "\u2581\u0120"
-MIN_COMPOUND_PART = 3
+MIN_WORD = 5  # shorter words are never corrected
+CACHE_SIZE = 65536  # corrections remembered (LRU)
 
 
 def fold(text: str) -> str:
@@ -46,79 +51,133 @@ def fold(text: str) -> str:
 
 
 def whole_words(vocabulary: Iterable[str]) -> frozenset[str]:
-    """The entries of a tokenizer vocabulary that are whole words, folded."""
+    """The entries of a tokenizer vocabulary that are whole words, folded. Where entries
+    carry a word-start mark, only those are words; elsewhere "##" marks the pieces."""
+    entries = list(vocabulary)
+    marked = any(e[:1] in _VOCAB_MARKS and len(e) > 1 for e in entries)
     out = set()
-    for entry in vocabulary:
+    for entry in entries:
+        if entry.startswith("##") or (marked and entry[:1] not in _VOCAB_MARKS):
+            continue
         word = fold(entry.lstrip(_VOCAB_MARKS)).strip()
-        if _WORD.match(word) and not entry.startswith("##"):
+        if _WORD.match(word):
             out.add(word)
     return frozenset(out)
+
+
+def _cased_like(typed: str, word: str) -> str:
+    """``word`` in the case of ``typed``: "CEILING" for "CELING", "Ceiling" for "Celing"."""
+    if typed.isupper():
+        return word.upper()
+    if typed[:1].isupper():
+        return word.capitalize()
+    return word
 
 
 class Speller:
     """Maps rare words to the most common catalog word within a small edit distance."""
 
     def __init__(
-        self, vocabulary: Mapping[str, int], min_count: int, known: Iterable[str] = ()
+        self,
+        vocabulary: Mapping[str, int],
+        min_count: int,
+        known: Iterable[str] = (),
+        compound_min_count: int = 0,
+        min_candidate_length: int = 0,
     ) -> None:
+        """``compound_min_count`` > 0: a word that splits into two words each in that many
+        texts is left alone (the count keeps fragments like "eer" from counting as words).
+        ``min_candidate_length``: shorter catalog words are never a correction."""
         self.counts: Counter[str] = Counter(vocabulary)
         self.min_count = min_count
         self.known = frozenset(known)
-        self._common = [w for w, c in self.counts.items() if c >= min_count and _WORD.match(w)]
-        self._cache: dict[str, str] = {}
+        self.compound_min_count = compound_min_count
+        self._by_length: dict[int, list[str]] = {}
+        for w, c in self.counts.items():
+            if c >= min_count and _WORD.match(w) and len(w) >= min_candidate_length:
+                self._by_length.setdefault(len(w), []).append(w)
+        self._cache: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
 
     @classmethod
     def from_texts(
-        cls, texts: Iterable[str], min_count: int, known: Iterable[str] = ()
+        cls, texts: Iterable[str], min_count: int, known: Iterable[str] = (), **guards: int
     ) -> Speller:
         vocab: Counter[str] = Counter()
         for t in texts:
             # Document frequency over alphanumeric runs: "Char-Broil" counts "char", "broil".
             vocab.update(set(_NON_ALNUM.split(fold(t))) - {""})
-        return cls(vocab, min_count, known)
+        return cls(vocab, min_count, known, **guards)
 
-    def __len__(self) -> int:
-        return len(self._common)
+    @property
+    def common_words(self) -> int:
+        """How many catalog words can be a correction."""
+        return sum(len(v) for v in self._by_length.values())
 
-    def _is_common(self, w: str) -> bool:
-        return self.counts[w] >= self.min_count
+    def _is_word(self, w: str) -> bool:
+        return self.counts[w] >= self.min_count or w in self.known
 
     def _is_compound(self, w: str) -> bool:
-        return any(
-            self._is_common(w[:i]) and self._is_common(w[i:])
-            for i in range(MIN_COMPOUND_PART, len(w) - MIN_COMPOUND_PART + 1)
+        n = self.compound_min_count
+        return n > 0 and any(
+            self.counts[w[:i]] >= n and self.counts[w[i:]] >= n for i in range(3, len(w) - 2)
         )
 
-    def word(self, w: str) -> str:
-        """``w`` (lower-case) corrected, or ``w`` itself."""
-        if len(w) < 5 or not _WORD.match(w) or self._is_common(w) or w in self.known:
+    def _settled(self, w: str) -> bool:
+        """Whether ``w`` is left as it is without a search."""
+        if len(w) < MIN_WORD or not _WORD.match(w) or self._is_word(w):
+            return True
+        plural = (w.endswith("s") and self._is_word(w[:-1])) or (
+            w.endswith("es") and self._is_word(w[:-2])
+        )
+        return plural or (w.startswith("un") and self._is_word(w[2:])) or self._is_compound(w)
+
+    def _search(self, w: str) -> str:
+        cutoff = 1 if len(w) < 8 else 2
+        lengths = range(len(w) - cutoff, len(w) + cutoff + 1)
+        candidates = [c for n in lengths for c in self._by_length.get(n, ())]
+        hits = process.extract(w, candidates, scorer=OSA.distance, score_cutoff=cutoff, limit=None)
+        # The most common candidate; then the closer one; then alphabetical (stable).
+        best = min(hits, key=lambda h: (-self.counts[h[0]], h[1], h[0]), default=None)
+        return str(best[0]) if best else w
+
+    def word(self, w: str, cached_only: bool = False) -> str | None:
+        """``w`` (folded) corrected, or ``w`` itself. With ``cached_only``, None where an
+        answer would need a fresh search (the caller can do that off a latency-bound path)."""
+        if self._settled(w):
             return w
-        if w.endswith("s") and self._is_common(w[:-1]):
-            return w  # a plural of a known word ("toilets"), not a typo
-        if w not in self._cache:
-            if self._is_compound(w):
-                self._cache[w] = w
-            else:
-                cutoff = 1 if len(w) < 8 else 2
-                hits = process.extract(w, self._common, scorer=OSA.distance,
-                                       score_cutoff=cutoff, limit=None)
-                # The most common candidate; then the closer one; then alphabetical (stable).
-                best = min(hits, key=lambda h: (-self.counts[h[0]], h[1], h[0]), default=None)
-                self._cache[w] = best[0] if best else w
-        return self._cache[w]
+        with self._lock:
+            hit = self._cache.get(w)
+            if hit is not None:
+                self._cache.move_to_end(w)
+                return hit
+        if cached_only:
+            return None
+        fixed = self._search(w)
+        with self._lock:
+            self._cache[w] = fixed
+            if len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return fixed
 
     def correct(self, text: str) -> str:
         """``text`` folded, its words split on spaces, each one corrected (autocomplete)."""
-        return " ".join(self.word(w) for w in fold(text).split())
+        return " ".join(str(self.word(w)) for w in fold(text).split())
 
-    def rewrite(self, text: str) -> str:
-        """``text`` with each misspelt word replaced by its correction (lower-case); the rest,
-        case, digits and punctuation included, exactly as typed."""
-
-        def fix(match: re.Match[str]) -> str:
+    def rewrite(self, text: str, cached_only: bool = False) -> str | None:
+        """``text`` with each misspelt word replaced by its correction, in the case it was
+        typed in; the rest, digits and punctuation included, exactly as typed. With
+        ``cached_only``, None where some word's answer is not known yet (see ``word``)."""
+        text = unicodedata.normalize("NFC", text)
+        parts: list[str] = []
+        last = 0
+        for match in _LETTERS.finditer(text):
             typed = match.group(0)
             folded = fold(typed)
-            fixed = self.word(folded)
-            return fixed if fixed != folded else typed
-
-        return _LETTERS.sub(fix, text)
+            fixed = self.word(folded, cached_only)
+            if fixed is None:
+                return None
+            if fixed != folded:
+                parts += [text[last : match.start()], _cased_like(typed, fixed)]
+                last = match.end()
+        return "".join(parts) + text[last:] if parts else text

@@ -25,6 +25,12 @@ def test_prepare_then_search(
     assert main(["search", "--index", str(sample_index), "cordless", "drill", "-k", "3"]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()[:1].isdigit()]
     assert len(lines) == 3 and all("drill" in ln for ln in lines)
+    # A misspelt query is corrected before the query tower, unless told not to be.
+    assert main(["search", "--index", str(sample_index), "cordles", "drill", "-k", "3"]) == 0
+    assert capsys.readouterr().out.splitlines()[-3:] == lines
+    search = ["search", "--index", str(sample_index), "--no-query-spelling", "-k", "3"]
+    assert main([*search, "cordles", "drill"]) == 0
+    assert capsys.readouterr().out.splitlines()[-3:] != lines
 
 
 def test_bad_input_exits_2_with_a_message(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
+import aisle.spelling
 from aisle.spelling import Speller, whole_words
 
 TITLES = ["Glacier Bay Toilet"] * 5 + ["Moen Shower Faucet"] * 5 + ["Char-Broil Grill"] * 3
@@ -29,27 +32,60 @@ def test_a_swap_of_two_letters_is_one_edit() -> None:
     assert speller.word("shwoer") == "shower"  # OSA: one transposition
 
 
+def test_plurals_and_negations_of_words_are_left_alone() -> None:
+    counts = Counter({"wrench": 9, "wrenching": 40, "framed": 9, "frame": 40, "steam": 9})
+    speller = Speller(counts, min_count=3, known={"steak"})
+    assert speller.word("wrenches") == "wrenches"  # "-es" plural of a catalog word
+    assert speller.word("unframed") == "unframed"  # not "framed"
+    assert speller.word("steaks") == "steaks"  # the plural of a known word, not "steams"
+    assert speller.word("wrenchs") == "wrenchs"  # "-s" plural, however odd
+
+
 def test_words_the_tokenizer_knows_are_left_alone() -> None:
-    counts = Counter({"gladiator": 9})
-    assert Speller(counts, min_count=3).word("radiator") == "gladiator"  # 2 edits from 8 letters
-    assert Speller(counts, min_count=3, known={"radiator"}).word("radiator") == "radiator"
+    counts = Counter({"steam": 9})
+    assert Speller(counts, min_count=3).word("steak") == "steam"
+    assert Speller(counts, min_count=3, known={"steak"}).word("steak") == "steak"
 
 
-def test_two_common_words_run_together_are_left_alone() -> None:
-    speller = Speller(Counter({"wire": 5, "mesh": 5, "wireless": 50}), min_count=3)
-    assert speller.word("wiremesh") == "wiremesh"  # wire + mesh, not "wireless" (2 edits)
-    assert speller.word("wirelss") == "wireless"
+def test_two_common_words_run_together_are_left_alone_above_the_compound_count() -> None:
+    counts = Counter({"wire": 50, "mesh": 40, "wireless": 500, "drawer": 60, "draw": 50,
+                      "eer": 3})
+    assert Speller(counts, min_count=3).word("wiremesh") == "wireless"  # no compound guard
+    speller = Speller(counts, min_count=3, compound_min_count=30)
+    assert speller.word("wiremesh") == "wiremesh"  # wire + mesh, both in 30+ texts
+    assert speller.word("draweer") == "drawer"  # "eer" is in 3 texts: a fragment, not a word
 
 
-def test_rewrite_replaces_only_misspelt_words_and_keeps_the_rest_as_typed() -> None:
+def test_short_catalog_words_are_never_a_correction_when_asked() -> None:
+    counts = Counter({"with": 500, "switch": 50})
+    assert Speller(counts, min_count=3).word("swith") == "with"
+    assert Speller(counts, min_count=3, min_candidate_length=5).word("swith") == "switch"
+
+
+def test_rewrite_replaces_only_misspelt_words_in_the_case_typed() -> None:
     speller = Speller.from_texts(TITLES, min_count=3)
-    assert speller.rewrite("Glacier Bay TOILED, 3/4 in.") == "Glacier Bay toilet, 3/4 in."
+    assert speller.rewrite("Glacier Bay toiled, 3/4 in.") == "Glacier Bay toilet, 3/4 in."
     assert speller.rewrite("Moen  dhower-faucet 18volt") == "Moen  shower-faucet 18volt"
+    assert speller.rewrite("GLACIAR Bay Toiled") == "GLACIER Bay Toilet"
     assert speller.rewrite("Glacier Bay Toilet") == "Glacier Bay Toilet"  # nothing to fix
     assert speller.rewrite("") == ""
-    assert speller.rewrite("Glâcier Bay toiled") == "Glâcier Bay toilet"  # known once folded
+    assert speller.rewrite("Gla\u0301cier Bay toiled") == "Gl\u00e1cier Bay toilet"  # NFC
+    assert speller.rewrite("Glaci\u0301ar bay") == "Glacier bay"  # decomposed typo, corrected
+
+
+def test_cached_only_answers_what_needs_no_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    speller = Speller.from_texts(TITLES, min_count=3)
+    assert speller.rewrite("Glacier toilet", cached_only=True) == "Glacier toilet"
+    assert speller.rewrite("glaciar toilet", cached_only=True) is None  # needs a search
+    assert speller.rewrite("glaciar toilet") == "glacier toilet"
+    assert speller.rewrite("glaciar toilet", cached_only=True) == "glacier toilet"
+    monkeypatch.setattr(aisle.spelling, "CACHE_SIZE", 1)
+    assert speller.word("dhower") == "shower"  # evicts "glaciar": the cache is bounded
+    assert speller.word("glaciar", cached_only=True) is None
 
 
 def test_whole_words_of_a_tokenizer_vocabulary() -> None:
-    vocab = ["[CLS]", "radiator", "##ing", "\u2581Steak", "\u0120pound", "3/4", "a1", "eater"]
-    assert whole_words(vocab) == {"radiator", "steak", "pound", "eater"}
+    wordpiece = ["[CLS]", "radiator", "##ing", "eater", "3/4", "a1"]
+    assert whole_words(wordpiece) == {"radiator", "eater"}
+    marked = ["<s>", "\u2581Steak", "ation", "\u0120pound", "\u2581"]
+    assert whole_words(marked) == {"steak", "pound"}  # unmarked entries are pieces

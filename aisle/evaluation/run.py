@@ -43,10 +43,10 @@ def index_retriever(
     mode: Mode = "dense",
     fusion: FusionConfig | None = None,
     backend: Backend | None = None,
-    query_spelling: bool | None = None,
+    query_spelling: bool = True,
 ) -> tuple[Retriever, dict[str, Any]]:
     """A retriever over a built index in ``mode``; hybrid uses ``fusion`` or the index's own.
-    ``query_spelling`` overrides the index's setting for the dense side."""
+    ``query_spelling``: the dense side corrects misspelt query words first."""
     from aisle.indexing import load_index
     from aisle.indexing.hybrid import HybridRetriever
     from aisle.indexing.retrieve import dense_retriever, index_model
@@ -102,7 +102,7 @@ def evaluate_command(
     mode: Mode = "dense",
     fusion: FusionConfig | None = None,
     backend: Backend | None = None,
-    query_spelling: bool | None = None,
+    query_spelling: bool = True,
 ) -> dict[str, Any]:
     ds = load_dataset(data)
     split_qrels(ds, split)  # fail on a split without judgments before building anything

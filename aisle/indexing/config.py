@@ -74,11 +74,6 @@ class IndexConfig:
     # homedepot dev hybrid nDCG@10 0.4207 -> 0.4272 (aisle tune-fusion, default cascade).
     bm25_fuzzy: bool = True
 
-    # Dense retrieval corrects misspelt query words against the catalog's title words before
-    # the query tower embeds them (aisle.spelling; words its tokenizer holds whole are left
-    # alone). Built at load time from the index's titles, so nothing more is stored.
-    query_spelling: bool = True
-
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
             raise AisleError(f"index kind {self.kind!r} is unknown; use one of {INDEX_KINDS}")
@@ -101,21 +96,18 @@ class IndexConfig:
             raise AisleError(f"index config bm25_b must be in [0, 1], got {self.bm25_b}")
 
 
-# What an index manifest written before a field existed was built with: bm25s's tokenizer and
-# no speller for BM25 (before session 5), queries embedded as typed (before session 8).
-LEGACY_SETTINGS: dict[str, object] = {
+# What an index manifest written before the BM25 fields existed was built with.
+LEGACY_BM25: dict[str, object] = {
     "bm25_analyzer": "word",
     "bm25_k1": 1.5,
     "bm25_b": 0.75,
     "bm25_fuzzy": False,
-    "query_spelling": False,
 }
 
 
 def stored_index_config(raw: dict[str, object]) -> IndexConfig:
-    """The ``IndexConfig`` an index manifest records; older manifests get ``LEGACY_SETTINGS``
-    for the fields they lack."""
-    return from_dict(IndexConfig, {**LEGACY_SETTINGS, **raw})
+    """The ``IndexConfig`` an index manifest records; older manifests get ``LEGACY_BM25``."""
+    return from_dict(IndexConfig, {**LEGACY_BM25, **raw})
 
 
 # The default approximate index, from bench/ann.py on 1M x 384 real-grown vectors with real

@@ -9,7 +9,7 @@ import numpy as np
 
 from aisle.errors import AisleError
 from aisle.indexing.store import Hit, ProductIndex
-from aisle.spelling import Speller
+from aisle.spelling import MIN_WORD, Speller
 from aisle.towers.config import Backend
 from aisle.towers.model import TwoTowerModel
 
@@ -29,16 +29,25 @@ def index_model(index: ProductIndex, ref: str | None = None,
     return load_model(ref if ref is not None else index.model_ref, config, backend)
 
 
-# A catalog word must be in this many titles to be a correction (aisle.spelling).
+# The query speller (aisle.spelling): a correction is a title word in 3 or more titles, of 5
+# or more letters; a word that splits into two title words each in 30 or more titles is left
+# alone ("wiremesh"; at 3, fragments such as "eer" and "tic" blocked "draweer" and "pastic").
 SPELL_MIN_COUNT = 3
+COMPOUND_MIN_COUNT = 30
 
 
 def query_speller(index: ProductIndex, model: TwoTowerModel) -> Speller:
     """The speller dense queries go through before the query tower: the index's title words,
     and the words ``model``'s query tokenizer holds whole, which are never corrected."""
     titles = (str(t) for t in index.titles if t is not None)
-    speller = Speller.from_texts(titles, SPELL_MIN_COUNT, known=model.query.vocabulary())
-    log.info("query speller: %d catalog words", len(speller))
+    speller = Speller.from_texts(
+        titles,
+        SPELL_MIN_COUNT,
+        known=model.query.vocabulary(),
+        compound_min_count=COMPOUND_MIN_COUNT,
+        min_candidate_length=MIN_WORD,
+    )
+    log.info("query speller: %d catalog words", speller.common_words)
     return speller
 
 
@@ -66,7 +75,7 @@ class DenseRetriever:
         if not texts:
             return []
         if self.speller is not None:
-            texts = [self.speller.rewrite(t) for t in texts]
+            texts = [str(self.speller.rewrite(t)) for t in texts]
         vectors = self.embed(texts)
         return self.index.search(vectors, k)
 
@@ -75,9 +84,8 @@ class DenseRetriever:
 
 
 def dense_retriever(
-    index: ProductIndex, model: TwoTowerModel, query_spelling: bool | None = None
+    index: ProductIndex, model: TwoTowerModel, query_spelling: bool = True
 ) -> DenseRetriever:
-    """Dense retrieval as the index's config asks: queries spell-corrected first unless
-    ``query_spelling`` (None = the index's setting) turns it off."""
-    spell = index.config.query_spelling if query_spelling is None else query_spelling
-    return DenseRetriever(model, index, speller=query_speller(index, model) if spell else None)
+    """Dense retrieval over ``index``, queries spell-corrected first unless turned off."""
+    speller = query_speller(index, model) if query_spelling else None
+    return DenseRetriever(model, index, speller=speller)

@@ -88,11 +88,6 @@ class ProductIndex:
                 if p is not None}
 
     @property
-    def config(self) -> IndexConfig:
-        """The ``IndexConfig`` it was built with (legacy settings for fields it predates)."""
-        return stored_index_config(self.manifest.get("index_config", {}))
-
-    @property
     def model_ref(self) -> str:
         return str(self.manifest["model"]["ref"])
 

@@ -35,6 +35,9 @@ class ServeConfig:
     max_batch: int = 64
     max_body_bytes: int = 64 * 1024
     default_mode: Mode = "dense"
+    # Correct misspelt query words against the index's titles before the query tower embeds
+    # them (aisle/spelling.py); the cache keys the corrected text.
+    query_spelling: bool = True
     # Micro-batching (serving/batching.py): queries that arrive while the encoder is busy go
     # together as its next batch. batch_wait_ms > 0 also holds each batch up to that long for
     # more queries; 0 sends it as soon as the encoder is free (no added latency at low load).

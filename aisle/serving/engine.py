@@ -42,20 +42,21 @@ class Snapshot:
     model: TwoTowerModel
     index: ProductIndex
     version: str
+    # What dense queries go through before the query tower (None: embedded as typed).
+    speller: Speller | None = None
 
     @functools.cached_property
     def titles(self) -> dict[str, str]:
         return self.index.title_of
 
-    @functools.cached_property
-    def speller(self) -> Speller | None:
-        """What dense queries go through before the query tower (the index's setting)."""
-        return query_speller(self.index, self.model) if self.index.config.query_spelling else None
-
-    def spelled(self, texts: Sequence[str]) -> Sequence[str]:
-        """``texts`` as the query tower embeds them (and the cache keys them)."""
-        speller = self.speller
-        return texts if speller is None else [speller.rewrite(t) for t in texts]
+    def spelled(self, texts: Sequence[str], cached_only: bool = False) -> list[str] | None:
+        """``texts`` as the query tower embeds them (and the cache keys them). With
+        ``cached_only``, None when a word needs a fresh speller search: on the event loop
+        that is left to the encoder's thread."""
+        if self.speller is None:
+            return list(texts)
+        out = [self.speller.rewrite(t, cached_only) for t in texts]
+        return None if any(t is None for t in out) else [str(t) for t in out]
 
 
 def index_version(root: Path) -> str:
@@ -73,9 +74,8 @@ def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snaps
         model = index_model(index, config.model or None, config.backend)
     index.check_model(model.fingerprint, model.ref)
     version = index.version or index_version(index.root)
-    snapshot = Snapshot(model=model, index=index, version=version)
-    _ = snapshot.speller  # built now, not on the first request
-    return snapshot
+    speller = query_speller(index, model) if config.query_spelling else None
+    return Snapshot(model=model, index=index, version=version, speller=speller)
 
 
 @dataclass
@@ -109,8 +109,12 @@ class Engine:
                local_only: bool = False) -> np.ndarray | None:
         """Query vectors ``(n, D)`` when every one is already cached, else None (nothing counted:
         the caller falls back to ``embed``, which counts). ``local_only``: look in the
-        in-process tier only (no I/O)."""
-        keys = self._keys(snapshot, snapshot.spelled(texts))
+        in-process tier only (no I/O), and give up (None) on a word the speller has not
+        answered before rather than search for its correction here."""
+        spelled = snapshot.spelled(texts, cached_only=local_only)
+        if spelled is None:
+            return None
+        keys = self._keys(snapshot, spelled)
         found = self.cache.get_local(keys) if local_only else self.cache.get_many(keys)
         if any(v is None for v in found):
             return None
@@ -120,7 +124,7 @@ class Engine:
     def embed(self, snapshot: Snapshot, texts: Sequence[str]) -> np.ndarray:
         """Query vectors ``(n, D)``: from the cache where present, encoded (once each) otherwise.
         Both use the spell-corrected text: "celing fan" shares "ceiling fan"'s vector."""
-        texts = snapshot.spelled(texts)
+        texts = snapshot.spelled(texts) or []
         keys = self._keys(snapshot, texts)
         found = self.cache.get_many(keys)
         missed = [k for k, v in zip(keys, found, strict=True) if v is None]

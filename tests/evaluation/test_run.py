@@ -27,7 +27,10 @@ def test_dense_and_bm25_evaluation_on_the_sample(
     run_file = tmp_path / "run.tsv"
     dense = evaluate_command(sample_data, "test", sample_index, run_out=run_file)
     bm25 = evaluate_command(sample_data, "test", None, baseline="bm25")
-    for result in (dense, bm25):
+    assert dense["query_spelling"] is True
+    as_typed = evaluate_command(sample_data, "test", sample_index, query_spelling=False)
+    assert as_typed["query_spelling"] is False
+    for result in (dense, bm25, as_typed):
         assert 0.3 < result["metrics"]["ndcg@10"] <= 1.0
         assert result["metrics"]["recall@100"] > 0.5
     ds = load_dataset(sample_data)

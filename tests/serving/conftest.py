@@ -84,8 +84,10 @@ def serve_config(sample_index: Path) -> ServeConfig:
 @pytest.fixture
 def engine(serve_config: ServeConfig, base_model) -> Engine:  # type: ignore[no-untyped-def]
     from aisle.indexing import load_index
+    from aisle.indexing.retrieve import query_speller
     from aisle.serving.engine import Snapshot, index_version
 
     index = load_index(Path(serve_config.index))
-    snapshot = Snapshot(base_model, index, index_version(Path(serve_config.index)))
+    version = index_version(Path(serve_config.index))
+    snapshot = Snapshot(base_model, index, version, query_speller(index, base_model))
     return Engine(serve_config, LRUCache(1000), snapshot)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import redis
 from fastapi.testclient import TestClient
 
@@ -88,3 +89,30 @@ def test_a_misspelt_query_shares_the_corrected_querys_cached_vector(engine: Engi
     assert [h.product_id for h in hits[0]] == [
         h.product_id for h in engine.search(["ceiling fan"], 5, "dense")[0][0]
     ]
+
+
+def test_the_warm_lane_leaves_an_unseen_misspelling_to_the_encoder_thread(
+    engine: Engine,
+) -> None:
+    snapshot = engine.snapshot
+    assert snapshot.speller is not None
+    engine.embed(snapshot, ["garden hose"])
+    # "gardenn" was never looked up: answering it needs a speller search, not done on the loop.
+    assert engine.search_if_cached(["gardenn hose"], 5, "dense", local_only=True) is None
+    searched, _ = engine.search(["gardenn hose"], 5, "dense")  # the encoder thread's path
+    warm = engine.search_if_cached(["gardenn hose"], 5, "dense", local_only=True)
+    assert warm is not None and warm[0] == searched
+
+
+def test_hybrid_corrects_only_the_dense_side(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lexical = engine.snapshot.index.lexical
+    seen: list[str] = []
+    search = lexical.search
+    monkeypatch.setattr(lexical, "search", lambda texts, k: seen.extend(texts) or search(texts, k))
+    engine.embed(engine.snapshot, ["ceiling fan"])
+    misses = engine.stats.misses
+    engine.search(["celing fan"], 5, "hybrid")
+    assert seen == ["celing fan"]  # BM25 gets the query as typed (it has its own speller)
+    assert engine.stats.misses == misses  # the dense side embedded "ceiling fan": cached
