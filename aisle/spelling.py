@@ -1,7 +1,7 @@
 """Spelling correction against a catalog's own words.
 
-Shoppers misspell ("celing fan", "pedistal sink", "galvinized pipe"); about 13% of homedepot's
-dev and test queries hold a word that the catalog's titles do not. ``Speller.word`` maps such a
+Shoppers misspell ("celing fan", "pedistal sink", "galvinized pipe"); the query speller below
+changes 131 of homedepot's 1,117 dev queries. ``Speller.word`` maps such a
 word to the most common catalog word within a small edit distance. Two users:
 - autocomplete de-duplication embeds each suggestion's corrected text (``autocomplete.build``);
 - dense retrieval corrects a query before the query tower embeds it (``Speller.rewrite``,
