@@ -180,6 +180,10 @@ def main() -> None:
         help="flat index (version) directory for the naive server (default: --index's current "
         "version; pass a flat one when --index is approximate)",
     )
+    parser.add_argument(
+        "--serve-option", action="append", default=[], metavar="KEY=VALUE",
+        help="a ServeConfig override for aisle serve, e.g. query_spelling=false (repeatable)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -210,6 +214,7 @@ def main() -> None:
             "--port",
             str(aisle_port),
             "watch_interval_s=0",
+            *args.serve_option,
         ],
         aisle_port,
         env,
