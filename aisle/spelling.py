@@ -24,7 +24,8 @@ import re
 import threading
 import unicodedata
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import overload
 
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
@@ -141,18 +142,22 @@ class Speller:
         best = min(hits, key=lambda h: (-self.counts[h[0]], h[1], h[0]), default=None)
         return str(best[0]) if best else w
 
-    def word(self, w: str, cached_only: bool = False) -> str | None:
-        """``w`` (folded) corrected, or ``w`` itself. With ``cached_only``, None where an
-        answer would need a fresh search (the caller can do that off a latency-bound path)."""
+    def known_answer(self, w: str) -> str | None:
+        """``w`` (folded) corrected without a search: itself where it is left alone, the
+        remembered correction where there is one, else None."""
         if self._settled(w):
             return w
         with self._lock:
             hit = self._cache.get(w)
             if hit is not None:
                 self._cache.move_to_end(w)
-                return hit
-        if cached_only:
-            return None
+            return hit
+
+    def word(self, w: str) -> str:
+        """``w`` (folded) corrected, or ``w`` itself."""
+        answer = self.known_answer(w)
+        if answer is not None:
+            return answer
         fixed = self._search(w)
         with self._lock:
             self._cache[w] = fixed
@@ -162,19 +167,32 @@ class Speller:
 
     def correct(self, text: str) -> str:
         """``text`` folded, its words split on spaces, each one corrected (autocomplete)."""
-        return " ".join(str(self.word(w)) for w in fold(text).split())
+        return " ".join(self.word(w) for w in fold(text).split())
 
-    def rewrite(self, text: str, cached_only: bool = False) -> str | None:
+    def rewrite(self, text: str) -> str:
         """``text`` with each misspelt word replaced by its correction, in the case it was
-        typed in; the rest, digits and punctuation included, exactly as typed. With
-        ``cached_only``, None where some word's answer is not known yet (see ``word``)."""
+        typed in; the rest, digits and punctuation included, exactly as typed."""
+        return self._rewrite(text, self.word)
+
+    def rewrite_known(self, text: str) -> str | None:
+        """``rewrite`` without a search: None where some word's answer is not known yet, so
+        that a latency-bound caller can leave the search to another thread."""
+        return self._rewrite(text, self.known_answer)
+
+    @overload
+    def _rewrite(self, text: str, answer: Callable[[str], str]) -> str: ...
+
+    @overload
+    def _rewrite(self, text: str, answer: Callable[[str], str | None]) -> str | None: ...
+
+    def _rewrite(self, text: str, answer: Callable[[str], str | None]) -> str | None:
         text = unicodedata.normalize("NFC", text)
         parts: list[str] = []
         last = 0
         for match in _LETTERS.finditer(text):
             typed = match.group(0)
             folded = fold(typed)
-            fixed = self.word(folded, cached_only)
+            fixed = answer(folded)
             if fixed is None:
                 return None
             if fixed != folded:

@@ -73,15 +73,15 @@ def test_rewrite_replaces_only_misspelt_words_in_the_case_typed() -> None:
     assert speller.rewrite("Glaci\u0301ar bay") == "Glacier bay"  # decomposed typo, corrected
 
 
-def test_cached_only_answers_what_needs_no_search(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rewrite_known_answers_what_needs_no_search(monkeypatch: pytest.MonkeyPatch) -> None:
     speller = Speller.from_texts(TITLES, min_count=3)
-    assert speller.rewrite("Glacier toilet", cached_only=True) == "Glacier toilet"
-    assert speller.rewrite("glaciar toilet", cached_only=True) is None  # needs a search
+    assert speller.rewrite_known("Glacier toilet") == "Glacier toilet"
+    assert speller.rewrite_known("glaciar toilet") is None  # needs a search
     assert speller.rewrite("glaciar toilet") == "glacier toilet"
-    assert speller.rewrite("glaciar toilet", cached_only=True) == "glacier toilet"
+    assert speller.rewrite_known("glaciar toilet") == "glacier toilet"
     monkeypatch.setattr(aisle.spelling, "CACHE_SIZE", 1)
     assert speller.word("dhower") == "shower"  # evicts "glaciar": the cache is bounded
-    assert speller.word("glaciar", cached_only=True) is None
+    assert speller.known_answer("glaciar") is None
 
 
 def test_whole_words_of_a_tokenizer_vocabulary() -> None:

@@ -75,7 +75,7 @@ class DenseRetriever:
         if not texts:
             return []
         if self.speller is not None:
-            texts = [str(self.speller.rewrite(t)) for t in texts]
+            texts = [self.speller.rewrite(t) for t in texts]
         vectors = self.embed(texts)
         return self.index.search(vectors, k)
 

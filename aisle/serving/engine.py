@@ -49,14 +49,23 @@ class Snapshot:
     def titles(self) -> dict[str, str]:
         return self.index.title_of
 
-    def spelled(self, texts: Sequence[str], cached_only: bool = False) -> list[str] | None:
-        """``texts`` as the query tower embeds them (and the cache keys them). With
-        ``cached_only``, None when a word needs a fresh speller search: on the event loop
-        that is left to the encoder's thread."""
+    def spelled(self, texts: Sequence[str]) -> list[str]:
+        """``texts`` as the query tower embeds them (and the cache keys them)."""
+        speller = self.speller
+        return list(texts) if speller is None else [speller.rewrite(t) for t in texts]
+
+    def spelled_known(self, texts: Sequence[str]) -> list[str] | None:
+        """``spelled`` without a speller search: None when some word needs one (on the event
+        loop that is left to the encoder's thread)."""
         if self.speller is None:
             return list(texts)
-        out = [self.speller.rewrite(t, cached_only) for t in texts]
-        return None if any(t is None for t in out) else [str(t) for t in out]
+        out = []
+        for text in texts:
+            fixed = self.speller.rewrite_known(text)
+            if fixed is None:
+                return None
+            out.append(fixed)
+        return out
 
 
 def index_version(root: Path) -> str:
@@ -111,7 +120,7 @@ class Engine:
         the caller falls back to ``embed``, which counts). ``local_only``: look in the
         in-process tier only (no I/O), and give up (None) on a word the speller has not
         answered before rather than search for its correction here."""
-        spelled = snapshot.spelled(texts, cached_only=local_only)
+        spelled = snapshot.spelled_known(texts) if local_only else snapshot.spelled(texts)
         if spelled is None:
             return None
         keys = self._keys(snapshot, spelled)
@@ -124,7 +133,7 @@ class Engine:
     def embed(self, snapshot: Snapshot, texts: Sequence[str]) -> np.ndarray:
         """Query vectors ``(n, D)``: from the cache where present, encoded (once each) otherwise.
         Both use the spell-corrected text: "celing fan" shares "ceiling fan"'s vector."""
-        texts = snapshot.spelled(texts) or []
+        texts = snapshot.spelled(texts)
         keys = self._keys(snapshot, texts)
         found = self.cache.get_many(keys)
         missed = [k for k, v in zip(keys, found, strict=True) if v is None]
