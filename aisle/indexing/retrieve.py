@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -39,7 +39,11 @@ COMPOUND_MIN_COUNT = 30
 def query_speller(index: ProductIndex, model: TwoTowerModel) -> Speller:
     """The speller dense queries go through before the query tower: the index's title words,
     and the words ``model``'s query tokenizer holds whole, which are never corrected."""
-    titles = (str(t) for t in index.titles if t is not None)
+    return titles_speller((str(t) for t in index.titles if t is not None), model)
+
+
+def titles_speller(titles: Iterable[str], model: TwoTowerModel) -> Speller:
+    """``query_speller`` over catalog ``titles`` (training builds it before an index exists)."""
     speller = Speller.from_texts(
         titles,
         SPELL_MIN_COUNT,

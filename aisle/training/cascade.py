@@ -23,6 +23,7 @@ from aisle.artifacts import atomic_write_text
 from aisle.data.dataset import load_dataset
 from aisle.data.schema import JUDGMENTS, PRODUCTS, QUERIES
 from aisle.errors import AisleError
+from aisle.indexing.retrieve import titles_speller
 from aisle.towers.model import BASE_MODEL, TwoTowerModel, load_model
 from aisle.training.config import StepConfig, TrainConfig
 from aisle.training.dev_eval import evaluate_dev
@@ -89,12 +90,19 @@ def train_cascade(
         config.seed,
         asdict(config.tower),
         config.dev_catalog_size,
+        config.query_spelling,
     ]
+    # The speller depends on the catalog and the query tokenizer, which no step changes.
+    speller = (
+        titles_speller((str(t) for t in ds.products["title"]), model)
+        if config.query_spelling
+        else None
+    )
     base_file = work / f"base-{_step_key(lineage)}.json"
     if base_file.is_file():
         base_dev = json.loads(base_file.read_text())
     else:
-        base_dev = evaluate_dev(model, ds, config.dev_catalog_size, config.seed)
+        base_dev = evaluate_dev(model, ds, config.dev_catalog_size, config.seed, speller)
         atomic_write_text(base_file, json.dumps(base_dev, indent=2))
     results: dict[str, Any] = {"base": {"dev": base_dev}}
     base_score = base_dev.get(SELECT_METRIC, 0.0)
@@ -131,6 +139,7 @@ def train_cascade(
                 ),
                 catalog_pairs=cfg.catalog_pairs,
                 lexical_positives=cfg.lexical_positives,
+                speller=speller,
             )
             if cfg.distill_candidates:
                 # The teacher depends on the model the step starts from and its own three
@@ -142,7 +151,7 @@ def train_cascade(
             model, stats = run_step(
                 model, pairs, cfg, config.seed, ckpt, config.checkpoint_every, resume, name
             )
-            dev = evaluate_dev(model, ds, config.dev_catalog_size, config.seed)
+            dev = evaluate_dev(model, ds, config.dev_catalog_size, config.seed, speller)
             results[name] = {"train": stats, "dev": dev}
             model.save(done / "model")
             atomic_write_text(done / "result.json", json.dumps(results[name], indent=2))

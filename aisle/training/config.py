@@ -82,3 +82,7 @@ class TrainConfig:
     dev_catalog_size: int = 10000
     # Optimiser steps between resumable checkpoints.
     checkpoint_every: int = 100
+    # Correct misspelt train and dev queries with the query speller built from the catalog's
+    # titles (aisle.spelling), as `aisle evaluate` and `aisle serve` do before the query
+    # tower: the towers then train on the text they will be served.
+    query_spelling: bool = False

@@ -14,6 +14,7 @@ from aisle.evaluation.run import evaluate_split
 from aisle.indexing.retrieve import DenseRetriever
 from aisle.indexing.searcher import FaissSearcher
 from aisle.indexing.store import ProductIndex
+from aisle.spelling import Speller
 from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
@@ -31,9 +32,12 @@ def dev_catalog(ds: Dataset, size: int, seed: int) -> pd.DataFrame:
     return pd.concat([ds.products[is_judged], sample], ignore_index=True)
 
 
-def catalog_retriever(model: TwoTowerModel, ds: Dataset, catalog: pd.DataFrame) -> DenseRetriever:
+def catalog_retriever(
+    model: TwoTowerModel, ds: Dataset, catalog: pd.DataFrame, speller: Speller | None = None
+) -> DenseRetriever:
     """Exact dense retrieval over ``catalog`` (rows of ``ds.products``): an in-memory flat
-    index of ``model``'s product embeddings, nothing written to disk."""
+    index of ``model``'s product embeddings, nothing written to disk; ``speller`` corrects
+    the queries first."""
     vectors = model.encode_product(catalog, progress=True).numpy()
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
@@ -44,15 +48,19 @@ def catalog_retriever(model: TwoTowerModel, ds: Dataset, catalog: pd.DataFrame) 
         product_ids=catalog["product_id"].to_numpy(dtype=object),
         titles=catalog["title"].to_numpy(dtype=object),
     )
-    return DenseRetriever(model, product_index)
+    return DenseRetriever(model, product_index, speller=speller)
 
 
 def evaluate_dev(
-    model: TwoTowerModel, ds: Dataset, catalog_size: int, seed: int
+    model: TwoTowerModel,
+    ds: Dataset,
+    catalog_size: int,
+    seed: int,
+    speller: Speller | None = None,
 ) -> dict[str, float]:
     catalog = dev_catalog(ds, catalog_size, seed)
     log.info("dev evaluation over %d products", len(catalog))
-    result = evaluate_split(ds, "dev", catalog_retriever(model, ds, catalog))
+    result = evaluate_split(ds, "dev", catalog_retriever(model, ds, catalog, speller))
     metrics = {k: round(v, 4) for k, v in result.metrics.items()}
     log.info("dev metrics: %s", metrics)
     return metrics

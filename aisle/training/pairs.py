@@ -14,6 +14,7 @@ import torch
 from aisle.data.dataset import Dataset
 from aisle.errors import DataError
 from aisle.indexing.lexical import BM25Index
+from aisle.spelling import Speller
 from aisle.towers.config import TowerConfig
 from aisle.towers.text import product_texts
 
@@ -65,6 +66,7 @@ def positive_pairs(
     lexical_negatives: tuple[int, int] | None = None,
     catalog_pairs: int = 0,
     lexical_positives: int = 0,
+    speller: Speller | None = None,
 ) -> Pairs:
     """Judged (query, product) pairs of the train split with ``grade >= min_grade``.
 
@@ -76,9 +78,18 @@ def positive_pairs(
     ``catalog_pairs`` adds that many self-supervised pairs (``catalog_pseudo_queries``).
     ``lexical_positives = N`` adds, for each query with a positive, its top-N BM25 hits over
     the whole catalog that were not judged for it, as positives: BM25's view of what the
-    query is after, over products the judgments never showed a rater.
+    query is after, over products the judgments never showed a rater. ``speller`` corrects
+    the train queries first (what they will be served as).
     """
     train = ds.queries[ds.queries["split"] == "train"]
+    if speller is not None:
+        corrected = train["query"].map(speller.rewrite)
+        log.info(
+            "query speller changed %d of %d train queries",
+            int((corrected != train["query"]).sum()),
+            len(train),
+        )
+        train = train.assign(query=corrected)
     judged = ds.judgments.merge(train[["query_id", "query"]], on="query_id")
     j = judged[judged["grade"] >= min_grade - 1e-9]
     if j.empty:

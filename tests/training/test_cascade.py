@@ -15,10 +15,12 @@ import torch
 from aisle.configs import load_config
 from aisle.data.dataset import Dataset, load_dataset
 from aisle.errors import DataError
+from aisle.spelling import Speller
 from aisle.towers import TowerConfig, TwoTowerModel, load_model
 from aisle.training import trainer
 from aisle.training.cascade import train_cascade
 from aisle.training.config import StepConfig, TrainConfig
+from aisle.training.dev_eval import evaluate_dev
 from aisle.training.loss import accidental_hit_mask, in_batch_softmax_loss
 from aisle.training.pairs import (
     Pairs,
@@ -325,3 +327,39 @@ def test_bucketed_forward_equals_one_padded_forward() -> None:
         atol=1e-5,
         rtol=0,
     )
+
+
+def _misspelt(ds: Dataset, split: str) -> Dataset:
+    """``ds`` plus a query "cordles drill" of ``split`` judged like "cordless drill" (q1)."""
+    extra = pd.DataFrame({"query_id": ["q4"], "query": ["Cordles drill"], "split": [split]})
+    queries = pd.concat([ds.queries, extra], ignore_index=True)
+    q1 = ds.judgments[ds.judgments["query_id"] == "q1"]
+    judgments = pd.concat([ds.judgments, q1.assign(query_id="q4")], ignore_index=True)
+    return Dataset(ds.products, queries, judgments, name="tiny-misspelt")
+
+
+def test_the_speller_corrects_train_queries_before_they_become_pairs() -> None:
+    ds = _misspelt(_tiny_catalog(), "train")
+    speller = Speller.from_texts(ds.products["title"], 1)
+    typed = positive_pairs(ds, 1.0, TowerConfig())
+    assert "Cordles drill" in typed.queries
+    pairs = positive_pairs(ds, 1.0, TowerConfig(), speller=speller)
+    # Only the misspelt word changes (the rest keeps its case); the corrected query is the
+    # same query as "cordless drill", so the two never count as each other's negatives.
+    assert pairs.queries == ["cordless drill", "hose", "the of", "Cordless drill"]
+    assert pairs.query_keys[3] == pairs.query_keys[0]
+    assert typed.query_keys[3] != typed.query_keys[0]
+
+
+def test_dev_evaluation_embeds_queries_as_the_speller_corrects_them(
+    base_model: TwoTowerModel,
+) -> None:
+    tiny = _tiny_catalog()
+    dev = tiny.queries.assign(split="dev")
+    right = Dataset(tiny.products, dev, tiny.judgments, name="tiny-dev")
+    others = dev[dev["query_id"] != "q1"]
+    wrong = _misspelt(Dataset(tiny.products, others, tiny.judgments, name="tiny"), "dev")
+    speller = Speller.from_texts(tiny.products["title"], 1)
+    spelled = evaluate_dev(base_model, wrong, 0, 0, speller)
+    assert spelled == evaluate_dev(base_model, right, 0, 0)
+    assert spelled != evaluate_dev(base_model, wrong, 0, 0)
