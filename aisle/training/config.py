@@ -58,7 +58,8 @@ class StepConfig:
     distill_temperature: float = 0.1
     distill_fusion_weight: float = 0.45
     distill_depth: int = 100
-    # Also train product -> query (each positive product ranks the batch's queries).
+    # Also train product -> query (each positive product ranks the batch's queries). Off: in
+    # both steps on homedepot it tied the default on dev (0.5182 against 0.5179, session 9).
     symmetric: bool = False
     # Cap on the number of training pairs (0 = all); for smoke runs and tests.
     max_pairs: int = 0
@@ -84,5 +85,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     # Correct misspelt train and dev queries with the query speller built from the catalog's
     # titles (aisle.spelling), as `aisle evaluate` and `aisle serve` do before the query
-    # tower: the towers then train on the text they will be served.
+    # tower: the towers then train on the text they will be served. Off: with the symmetric
+    # loss on homedepot it tied the default on whole-catalog dev (0.3809 against 0.3793,
+    # docs/results.md, session 9).
     query_spelling: bool = False
