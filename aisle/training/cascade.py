@@ -90,8 +90,10 @@ def train_cascade(
         config.seed,
         asdict(config.tower),
         config.dev_catalog_size,
-        config.query_spelling,
     ]
+    if config.query_spelling:
+        # Only when on, so that work directories from before the option keep their keys.
+        lineage.append({"query_spelling": True})
     # The speller depends on the catalog and the query tokenizer, which no step changes.
     speller = (
         titles_speller((str(t) for t in ds.products["title"]), model)
