@@ -39,13 +39,13 @@ COMPOUND_MIN_COUNT = 30
 def query_speller(index: ProductIndex, model: TwoTowerModel) -> Speller:
     """The speller dense queries go through before the query tower: the index's title words,
     and the words ``model``'s query tokenizer holds whole, which are never corrected."""
-    return titles_speller((str(t) for t in index.titles if t is not None), model)
+    return titles_speller(index.titles, model)
 
 
-def titles_speller(titles: Iterable[str], model: TwoTowerModel) -> Speller:
+def titles_speller(titles: Iterable[str | None], model: TwoTowerModel) -> Speller:
     """``query_speller`` over catalog ``titles`` (training builds it before an index exists)."""
     speller = Speller.from_texts(
-        titles,
+        (str(t) for t in titles if t is not None),
         SPELL_MIN_COUNT,
         known=model.query.vocabulary(),
         compound_min_count=COMPOUND_MIN_COUNT,

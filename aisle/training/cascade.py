@@ -91,15 +91,13 @@ def train_cascade(
         asdict(config.tower),
         config.dev_catalog_size,
     ]
+    speller = None
     if config.query_spelling:
-        # Only when on, so that work directories from before the option keep their keys.
+        # In the keys only when on, so that work directories from before the option keep
+        # theirs. The speller depends on the catalog and the query tokenizer, which no step
+        # changes.
         lineage.append({"query_spelling": True})
-    # The speller depends on the catalog and the query tokenizer, which no step changes.
-    speller = (
-        titles_speller((str(t) for t in ds.products["title"]), model)
-        if config.query_spelling
-        else None
-    )
+        speller = titles_speller(ds.products["title"], model)
     base_file = work / f"base-{_step_key(lineage)}.json"
     if base_file.is_file():
         base_dev = json.loads(base_file.read_text())
