@@ -48,7 +48,9 @@ def _step_model(model: TwoTowerModel, cfg: StepConfig) -> TwoTowerModel:
 
 # StepConfig fields added after finished steps existed in work directories: a field at its
 # default stays out of the step key, so those steps keep their keys and stay reusable.
-_LATER_FIELDS = tuple(f for f in asdict(StepConfig()) if f.startswith("distill_"))
+_LATER_FIELDS = tuple(
+    f for f in asdict(StepConfig()) if f.startswith("distill_") or f == "catalog_sizes"
+)
 
 
 def _step_record(cfg: StepConfig) -> dict[str, Any]:
@@ -139,6 +141,7 @@ def train_cascade(
                 ),
                 catalog_pairs=cfg.catalog_pairs,
                 lexical_positives=cfg.lexical_positives,
+                catalog_sizes=cfg.catalog_sizes,
                 speller=speller,
             )
             if cfg.distill_candidates:

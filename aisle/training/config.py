@@ -38,6 +38,9 @@ class StepConfig:
     # content words of a title -> its product): broad positives over products no judged
     # query reaches. 0 = off.
     catalog_pairs: int = 0
+    # Let those pseudo-queries keep a title's sizes: a number with its unit words ("19/32
+    # in.") counts as one content term. Off: title words with a letter only.
+    catalog_sizes: bool = False
     # Add, for each query with a positive, its top-N BM25 hits over the whole catalog that
     # raters did not judge for it, as positives (BM25 pseudo-labels). 0 = off. Must not
     # exceed lexical_negative_skip when both are on.

@@ -4,6 +4,7 @@ accidental-hit masking."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -66,6 +67,7 @@ def positive_pairs(
     lexical_negatives: tuple[int, int] | None = None,
     catalog_pairs: int = 0,
     lexical_positives: int = 0,
+    catalog_sizes: bool = False,
     speller: Speller | None = None,
 ) -> Pairs:
     """Judged (query, product) pairs of the train split with ``grade >= min_grade``.
@@ -75,7 +77,8 @@ def positive_pairs(
     surfaced and raters turned down, which random in-batch negatives rarely are. With
     ``lexical_negatives = (skip, depth)``, it also carries its query's BM25 hits at ranks
     ``[skip, depth)`` over the whole catalog that were not judged for that query at all.
-    ``catalog_pairs`` adds that many self-supervised pairs (``catalog_pseudo_queries``).
+    ``catalog_pairs`` adds that many self-supervised pairs (``catalog_pseudo_queries``; with
+    ``catalog_sizes`` their pseudo-queries may keep a title's sizes).
     ``lexical_positives = N`` adds, for each query with a positive, its top-N BM25 hits over
     the whole catalog that were not judged for it, as positives: BM25's view of what the
     query is after, over products the judgments never showed a rater. ``speller`` corrects
@@ -136,7 +139,8 @@ def positive_pairs(
     # judged pairs.
     mined_pairs = len(j) - judged_pairs
     if catalog_pairs:
-        j = pd.concat([j, catalog_pseudo_queries(ds, catalog_pairs, seed)], ignore_index=True)
+        catalog = catalog_pseudo_queries(ds, catalog_pairs, seed, catalog_sizes)
+        j = pd.concat([j, catalog], ignore_index=True)
     hard_pids = [p for v in hard.values() for p in v]
     needed = pd.unique(pd.concat([j["product_id"], pd.Series(hard_pids, dtype=object)]))
     products = ds.products.set_index("product_id").loc[needed].reset_index()
@@ -179,17 +183,49 @@ _FILLER = frozenset(
 )
 
 
-def pseudo_query(title: str, rng: np.random.Generator) -> str:
-    """A shopper-like query cut from a product title: 2-4 of its content words, in title
+# Unit words that follow a number in a title ("19/32 in.", "1.9 cu. ft.", "10.1 oz."): with
+# ``sizes``, a pseudo-query keeps them with their number, as one size.
+_UNITS = frozenset(
+    (  # noqa: SIM905 (a word list reads best as words)
+        "in. in inch ft. ft feet cu. sq. gal. gal oz. oz fl. lb. lbs. lb qt. pt. mm cm m "
+        "w v amp watt volt btu gpm mil"
+    ).split()
+)
+_NUMBER = re.compile(r"^[#\d][\d./-]*$")
+
+
+def _title_terms(title: str, sizes: bool) -> list[str]:
+    """A title's content terms, in order: words with a letter, and with ``sizes`` also each
+    number joined to the unit words that follow it ("19/32 in.", "1.9 cu. ft.")."""
+    words = [w.strip('()[];,:*"') for w in title.lower().split()]
+    terms: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        if sizes and _NUMBER.match(word) and any(c.isdigit() for c in word):
+            units: list[str] = []
+            while i < len(words) and len(units) < 2 and words[i] in _UNITS:
+                units.append(words[i])
+                i += 1
+            terms.append(" ".join([word, *units]))
+        elif word not in _FILLER and any(c.isalpha() for c in word):
+            terms.append(word)
+    return terms
+
+
+def pseudo_query(title: str, rng: np.random.Generator, sizes: bool = False) -> str:
+    """A shopper-like query cut from a product title: 2-4 of its content terms, in title
     order ("" when it has none).
 
     Real queries pick a few of a title's words, not always next to each other ("refrigerator
     freezer stainless steel" for "GE 23.2 cu. ft. Bottom Freezer Refrigerator in Stainless
-    Steel"), so half the cuts are a contiguous run of content words and half a scattered
-    subset.
+    Steel"), so half the cuts are a contiguous run of content terms and half a scattered
+    subset. Content terms are words with a letter; with ``sizes``, a number with the unit
+    words after it ("23.2 cu. ft.") is one more, since a quarter of real queries name a size
+    or a model number ("19/32 osb", "12 inch hinge").
     """
-    stripped = (w.strip('()[];,:*"') for w in title.lower().split())
-    words = [w for w in stripped if w not in _FILLER and any(c.isalpha() for c in w)]
+    words = _title_terms(title, sizes)
     if len(words) <= 2:
         return " ".join(words)
     size = int(rng.integers(2, min(4, len(words)) + 1))
@@ -200,16 +236,17 @@ def pseudo_query(title: str, rng: np.random.Generator) -> str:
     return " ".join(words[i] for i in picks)
 
 
-def catalog_pseudo_queries(ds: Dataset, count: int, seed: int) -> pd.DataFrame:
+def catalog_pseudo_queries(ds: Dataset, count: int, seed: int, sizes: bool = False) -> pd.DataFrame:
     """``count`` (pseudo-query, product) pairs over distinct catalog products: broad, noisy,
     self-supervised positives that reach products no judged query covers (the judgments of a
     split by query touch few of the other splits' products). Only titles are used; no
-    query or judgment of any split. Columns as judged pairs: query_id, query, product_id."""
+    query or judgment of any split. ``sizes``: see ``pseudo_query``. Columns as judged pairs:
+    query_id, query, product_id."""
     rng = np.random.default_rng([seed, 0xCA7])
     catalog = ds.products[ds.products["title"].str.strip() != ""]
     n = min(count, len(catalog))
     rows = catalog.iloc[np.sort(rng.choice(len(catalog), size=n, replace=False))]
-    queries = [pseudo_query(t, rng) for t in rows["title"]]
+    queries = [pseudo_query(t, rng, sizes) for t in rows["title"]]
     out = pd.DataFrame(
         {
             "query_id": [f"catalog:{p}" for p in rows["product_id"]],

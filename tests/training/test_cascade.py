@@ -363,3 +363,38 @@ def test_dev_evaluation_embeds_queries_as_the_speller_corrects_them(
     spelled = evaluate_dev(base_model, wrong, 0, 0, speller)
     assert spelled == evaluate_dev(base_model, right, 0, 0)
     assert spelled != evaluate_dev(base_model, wrong, 0, 0)
+
+
+def test_pseudo_queries_with_sizes_keep_a_number_with_its_units() -> None:
+    rng = np.random.default_rng(0)
+    title = "House of Fara 3/4 in. x 3 in. x 8 ft. MDF Fluted Casing"
+    terms = ["house", "fara", "3/4 in.", "3 in.", "8 ft.", "mdf", "fluted", "casing"]
+    seen: set[str] = set()
+    for _ in range(200):
+        query = pseudo_query(title, rng, sizes=True)
+        picked = [t for t in terms if f" {t} " in f" {query} "]
+        assert " ".join(picked) == query  # whole terms, in title order
+        assert 2 <= len(picked) <= 4
+        seen.update(picked)
+    assert seen == set(terms)
+    assert pseudo_query("12 in. x 3 ft.", rng, sizes=True) == "12 in. 3 ft."
+    # Off (the default), the draw is the words-only one it always was.
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    assert [pseudo_query(title, a) for _ in range(20)] == [
+        pseudo_query(title, b, sizes=False) for _ in range(20)
+    ]
+    assert all(not any(c.isdigit() for c in pseudo_query(title, a)) for _ in range(50))
+
+
+def test_catalog_sizes_reach_the_catalog_pairs() -> None:
+    ds = _tiny_catalog()
+    plain = catalog_pseudo_queries(ds, 100, seed=1)
+    sized = catalog_pseudo_queries(ds, 100, seed=1, sizes=True)
+    assert sized["product_id"].tolist() == plain["product_id"].tolist()
+    hose = {catalog_pseudo_queries(ds, 100, seed=s, sizes=True)["query"].iloc[3] for s in range(20)}
+    assert "hose 50 ft" in hose or "garden 50 ft" in hose
+    assert all(
+        "50" not in catalog_pseudo_queries(ds, 100, seed=s)["query"].iloc[3] for s in range(20)
+    )
+    pairs = positive_pairs(ds, 1.0, TowerConfig(), catalog_pairs=6, catalog_sizes=True)
+    assert pairs.queries[3:] == catalog_pseudo_queries(ds, 6, seed=0, sizes=True)["query"].tolist()
