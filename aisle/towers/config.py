@@ -32,6 +32,9 @@ class TowerConfig:
     # Descriptions can run to pages; keep the head, where the useful facts are.
     max_description_chars: int = 300
     batch_size: int = 64
+    # Both towers read sizes in one spelling (towers/units.py: "20v" and "20-Volt" ->
+    # "20 volt", "12 in." and '12"' -> "12 inch"), at training, indexing and serving alike.
+    normalise_units: bool = False
     device: Device = "auto"
     backend: Backend = "auto"
     # onnxruntime intra-op threads per tower (0 = onnxruntime's default, one per core).

@@ -26,12 +26,18 @@ from aisle.towers.config import Backend, TowerConfig
 from aisle.towers.encoder import Tower, load_sentence_transformer, resolve_device
 from aisle.towers.onnx import ONNX_DIR, InferenceOnly, OnnxTower, onnx_towers, resolve_backend
 from aisle.towers.text import product_texts
+from aisle.towers.units import UnitTower
 
 log = logging.getLogger(__name__)
 
 KIND = "aisle.model"
 BASE_MODEL = "builtin:all-MiniLM-L6-v2"
-AnyTower = Tower | OnnxTower
+AnyTower = Tower | OnnxTower | UnitTower
+
+
+def _read_units(tower: Tower | OnnxTower, config: TowerConfig) -> AnyTower:
+    """``tower`` as the config has it read its texts."""
+    return UnitTower(tower) if config.normalise_units else tower
 
 
 def base_model_path() -> Path:
@@ -85,13 +91,15 @@ class TwoTowerModel:
     def fingerprint(self) -> str:
         """Weights plus everything that changes what the towers output for the same input."""
         cfg = self.config
-        knobs = [
+        knobs: list[Any] = [
             cfg.pooling,
             cfg.max_query_length,
             cfg.max_product_length,
             list(cfg.product_fields),
             cfg.max_description_chars,
         ]
+        if cfg.normalise_units:  # off keeps the fingerprints of models from before it
+            knobs.append("normalise_units")
         blob = json.dumps([self._weights_fingerprint, knobs])
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -108,8 +116,13 @@ class TwoTowerModel:
         """A copy whose product tower has its own weights (cascade step 2)."""
         import copy
 
-        product = Tower(
-            copy.deepcopy(self.query.model), self.config.max_product_length, self.config.batch_size
+        product = _read_units(
+            Tower(
+                copy.deepcopy(self.query.model),
+                self.config.max_product_length,
+                self.config.batch_size,
+            ),
+            self.config,
         )
         return TwoTowerModel(
             self.query, product, self.config, self.ref, self._weights_fingerprint, self.extra
@@ -192,6 +205,7 @@ def load_model(
             if config.max_product_length == config.max_query_length
             else _view(view, config.max_product_length)
         )
+    query, product = _read_units(query, config), _read_units(product, config)
     weights = manifest.get("weights_fingerprint") or _weights_fingerprint(str(path.resolve()))
     extra = {k: manifest[k] for k in ("base_model",) if k in manifest}
     model = TwoTowerModel(query, product, config, ref_str, weights, extra, backend)

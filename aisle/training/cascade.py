@@ -24,6 +24,7 @@ from aisle.data.dataset import load_dataset
 from aisle.data.schema import JUDGMENTS, PRODUCTS, QUERIES
 from aisle.errors import AisleError
 from aisle.indexing.retrieve import titles_speller
+from aisle.towers.config import TowerConfig
 from aisle.towers.model import BASE_MODEL, TwoTowerModel, load_model
 from aisle.training.config import StepConfig, TrainConfig
 from aisle.training.dev_eval import evaluate_dev
@@ -62,6 +63,15 @@ def _step_record(cfg: StepConfig) -> dict[str, Any]:
     return record
 
 
+def _tower_record(tower: TowerConfig) -> dict[str, Any]:
+    """The tower config as step keys hold it: ``normalise_units`` only when on, so work
+    directories from before the option keep their keys."""
+    record = asdict(tower)
+    if not tower.normalise_units:
+        del record["normalise_units"]
+    return record
+
+
 def _step_key(lineage: list[Any]) -> str:
     blob = json.dumps(lineage, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -90,7 +100,7 @@ def train_cascade(
         fingerprints,
         config.base_model,
         config.seed,
-        asdict(config.tower),
+        _tower_record(config.tower),
         config.dev_catalog_size,
     ]
     speller = None

@@ -18,7 +18,7 @@ from aisle.errors import DataError
 from aisle.spelling import Speller
 from aisle.towers import TowerConfig, TwoTowerModel, load_model
 from aisle.training import trainer
-from aisle.training.cascade import train_cascade
+from aisle.training.cascade import _step_record, _tower_record, train_cascade
 from aisle.training.config import StepConfig, TrainConfig
 from aisle.training.dev_eval import evaluate_dev
 from aisle.training.loss import accidental_hit_mask, in_batch_softmax_loss
@@ -398,3 +398,11 @@ def test_catalog_sizes_reach_the_catalog_pairs() -> None:
     )
     pairs = positive_pairs(ds, 1.0, TowerConfig(), catalog_pairs=6, catalog_sizes=True)
     assert pairs.queries[3:] == catalog_pseudo_queries(ds, 6, seed=0, sizes=True)["query"].tolist()
+
+
+def test_options_added_later_join_the_step_keys_only_when_on() -> None:
+    # Work directories from before an option keep their keys, so their steps are reused.
+    assert "catalog_sizes" not in _step_record(StepConfig())
+    assert _step_record(StepConfig(catalog_sizes=True))["catalog_sizes"] is True
+    assert "normalise_units" not in _tower_record(TowerConfig())
+    assert _tower_record(TowerConfig(normalise_units=True))["normalise_units"] is True

@@ -1,0 +1,81 @@
+"""Sizes in one spelling for the towers: ``12"``, ``12in``, ``12 in.`` and ``12 inches`` all
+read ``12 inch``.
+
+Product search leans on sizes ("19/32 osb", "20v drill", "2x4"), and shoppers and catalogs
+spell them differently: titles write ``20-Volt`` and ``1.9 cu. ft.``, queries ``20v`` and
+``2 cu ft``. Word-piece tokenizers split each spelling differently, so the towers see
+different tokens for the same size. With ``TowerConfig.normalise_units`` on, both towers read
+every text through ``normalise_units`` (at training, indexing and serving alike); the BM25
+analyzer has its own unit handling and is not affected.
+
+Only a unit right after a number changes ("in" the preposition stays), and each unit takes an
+English word the base model knows ("volt", not "v").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+# Canonical word -> spellings after a number (case-insensitive; a trailing "." is dropped).
+_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "inch": ("inches", "inch", "in"),
+    "feet": ("feet", "foot", "ft"),
+    "cubic": ("cubic", "cu"),
+    "square": ("square", "sq"),
+    "gallon": ("gallons", "gallon", "gal"),
+    "ounce": ("ounces", "ounce", "oz"),
+    "pound": ("pounds", "pound", "lbs", "lb"),
+    "watt": ("watts", "watt", "w"),
+    "volt": ("volts", "volt", "v"),
+    "amp": ("amperes", "ampere", "amps", "amp"),
+}
+_CANONICAL = {s: word for word, spellings in _SPELLINGS.items() for s in spellings}
+_NUMBER = r"\d+(?:[./]\d+)*"
+_UNIT = re.compile(
+    rf"(?<![\w.])({_NUMBER})\s*-?\s*({'|'.join(sorted(_CANONICAL, key=len, reverse=True))})"
+    r"(?![a-z\d])(?!-\d)\.?",
+    re.IGNORECASE,
+)
+# "cu. ft." / "sq. ft." after a number: the second unit follows the first, not a number.
+_SECOND = re.compile(r"\b(cubic|square)\s+(feet|foot|ft)(?![a-z])\.?", re.IGNORECASE)
+_INCHES = re.compile(rf"({_NUMBER})\s*[\"\u201d\u2033]")
+_FEET = re.compile(rf"({_NUMBER})\s*['\u2019\u2032]")
+_TIMES = re.compile(rf"(?<=\d)\s*x\s*(?={_NUMBER})", re.IGNORECASE)
+
+
+def _unit(match: re.Match[str]) -> str:
+    # A space after, so "6 in.x 8 in." does not glue the unit to the next word; normalise_units
+    # collapses the spaces.
+    return f"{match.group(1)} {_CANONICAL[match.group(2).lower()]} "
+
+
+def normalise_units(text: str) -> str:
+    """``text`` with every size in one spelling: ``2x4`` -> ``2 x 4``, ``3/4"`` -> ``3/4
+    inch``, ``20-Volt`` / ``20v`` -> ``20 volt``, ``1.9 cu. ft.`` -> ``1.9 cubic feet``."""
+    text = _INCHES.sub(r"\1 inch", text)
+    text = _FEET.sub(r"\1 feet", text)
+    text = _TIMES.sub(" x ", text)
+    text = _UNIT.sub(_unit, text)
+    text = _SECOND.sub(lambda m: f"{m.group(1).lower()} feet ", text)
+    return " ".join(text.split())
+
+
+class UnitTower:
+    """A tower that reads its texts through ``normalise_units``; everything else is the
+    wrapped tower's (its weights, dimension, device and vocabulary)."""
+
+    def __init__(self, tower: Any) -> None:
+        self.tower = tower
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tower, name)
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> torch.Tensor:
+        return self.tower.encode([normalise_units(t) for t in texts], progress=progress)
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.tower.forward([normalise_units(t) for t in texts])

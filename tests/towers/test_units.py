@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from aisle.towers import TowerConfig, TwoTowerModel, load_model
+from aisle.towers.units import normalise_units
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("dewalt 20v drill", "dewalt 20 volt drill"),
+        ("DEWALT 20-Volt Max XR", "DEWALT 20 volt Max XR"),
+        ("12 inch 150 lb hinge strap", "12 inch 150 pound hinge strap"),
+        ('3/4" pvc', "3/4 inch pvc"),
+        ("8' ladder", "8 feet ladder"),
+        ("8 ft.x 12 ft wood shed", "8 feet x 12 feet wood shed"),
+        ("GE 23.2 cu. ft. Bottom Freezer", "GE 23.2 cubic feet Bottom Freezer"),
+        ("2x4x8", "2 x 4 x 8"),
+        ("Philips 100W (E*)", "Philips 100 watt (E*)"),
+        ("BEHR 1-gal. #SC-141", "BEHR 1 gallon #SC-141"),
+        ("1/2in. pipe", "1/2 inch pipe"),
+        ("6-1/2 in. Track Saw", "6-1/2 inch Track Saw"),
+        ("Leviton 15-Amp Switch", "Leviton 15 amp Switch"),
+    ],
+)
+def test_sizes_take_one_spelling(text: str, expected: str) -> None:
+    assert normalise_units(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["wall oven in stainless steel", "r20 bulbs", "model 4V2", "2-in-1 tool", "10/3 cord", ""],
+)
+def test_words_that_are_not_sizes_stay(text: str) -> None:
+    # "in" the preposition, a model number, a unit glued inside one, a wire gauge.
+    assert normalise_units(text) == text
+
+
+def test_both_towers_read_sizes_in_one_spelling(base_model: TwoTowerModel, tmp_path: Path) -> None:
+    model = load_model(None, TowerConfig(normalise_units=True))
+    assert model.fingerprint != base_model.fingerprint
+    torch.testing.assert_close(
+        model.encode_query(["dewalt 20v drill", "1/2in. pvc"]),
+        base_model.encode_query(["dewalt 20 volt drill", "1/2 inch pvc"]),
+    )
+    # The base model alone tells the spellings apart.
+    a, b = base_model.encode_query(["dewalt 20v drill", "dewalt 20 volt drill"])
+    assert float((a - b).norm()) > 0.05
+    # Training goes through forward, and the untied product tower reads the same way.
+    untied = model.untie()
+    assert not untied.shared
+    with torch.no_grad():
+        trained_view = untied.product.forward(["Ryobi 40-Volt Chainsaw"])
+    torch.testing.assert_close(
+        trained_view, base_model.product.encode(["Ryobi 40 volt Chainsaw"]), atol=1e-5, rtol=0
+    )
+    out = untied.save(tmp_path / "model")
+    assert json.loads((out / "manifest.json").read_text())["tower_config"]["normalise_units"]
+    loaded = load_model(out)
+    assert loaded.config.normalise_units and loaded.fingerprint == untied.fingerprint
+    torch.testing.assert_close(
+        loaded.encode_query(["12in shelf"]), base_model.encode_query(["12 inch shelf"])
+    )
