@@ -39,7 +39,10 @@ class StepConfig:
     # query reaches. 0 = off.
     catalog_pairs: int = 0
     # Let those pseudo-queries keep a title's sizes: a number with its unit words ("19/32
-    # in.") counts as one content term. Off: title words with a letter only.
+    # in.") counts as one content term. Off: title words with a letter only. On homedepot it
+    # gave whole-catalog dev 0.3828 / 0.8857 against the default's 0.3793 / 0.8815 (nDCG@10 /
+    # recall@100), the gain in queries with a digit; inside one-seed noise, so off
+    # (docs/results.md, session 10).
     catalog_sizes: bool = False
     # Add, for each query with a positive, its top-N BM25 hits over the whole catalog that
     # raters did not judge for it, as positives (BM25 pseudo-labels). 0 = off. Must not
