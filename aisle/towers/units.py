@@ -72,6 +72,10 @@ class UnitTower:
         self.tower = tower
 
     def __getattr__(self, name: str) -> Any:
+        # Dunders and ``tower`` itself are not delegated: copy and pickle probe for dunders on
+        # an instance that may not have ``tower`` yet, and must copy the wrapper, not the tower.
+        if name == "tower" or name.startswith("__"):
+            raise AttributeError(name)
         return getattr(self.tower, name)
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> torch.Tensor:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -66,3 +67,10 @@ def test_both_towers_read_sizes_in_one_spelling(base_model: TwoTowerModel, tmp_p
     torch.testing.assert_close(
         loaded.encode_query(["12in shelf"]), base_model.encode_query(["12 inch shelf"])
     )
+
+
+def test_a_copied_tower_still_reads_sizes_in_one_spelling(base_model: TwoTowerModel) -> None:
+    tower = load_model(None, TowerConfig(normalise_units=True)).query
+    copied = copy.copy(tower)
+    assert type(copied) is type(tower) and copied.model is tower.model
+    torch.testing.assert_close(copied.encode(["20v"]), base_model.encode_query(["20 volt"]))
