@@ -26,18 +26,13 @@ from aisle.towers.config import Backend, TowerConfig
 from aisle.towers.encoder import Tower, load_sentence_transformer, resolve_device
 from aisle.towers.onnx import ONNX_DIR, InferenceOnly, OnnxTower, onnx_towers, resolve_backend
 from aisle.towers.text import product_texts
-from aisle.towers.units import UnitTower
+from aisle.towers.units import UnitTower, read_units
 
 log = logging.getLogger(__name__)
 
 KIND = "aisle.model"
 BASE_MODEL = "builtin:all-MiniLM-L6-v2"
 AnyTower = Tower | OnnxTower | UnitTower
-
-
-def _read_units(tower: Tower | OnnxTower, config: TowerConfig) -> AnyTower:
-    """``tower`` as the config has it read its texts."""
-    return UnitTower(tower) if config.normalise_units else tower
 
 
 def base_model_path() -> Path:
@@ -116,7 +111,7 @@ class TwoTowerModel:
         """A copy whose product tower has its own weights (cascade step 2)."""
         import copy
 
-        product = _read_units(
+        product = read_units(
             Tower(
                 copy.deepcopy(self.query.model),
                 self.config.max_product_length,
@@ -205,7 +200,7 @@ def load_model(
             if config.max_product_length == config.max_query_length
             else _view(view, config.max_product_length)
         )
-    query, product = _read_units(query, config), _read_units(product, config)
+    query, product = read_units(query, config), read_units(product, config)
     weights = manifest.get("weights_fingerprint") or _weights_fingerprint(str(path.resolve()))
     extra = {k: manifest[k] for k in ("base_model",) if k in manifest}
     model = TwoTowerModel(query, product, config, ref_str, weights, extra, backend)

@@ -20,6 +20,10 @@ from typing import Any
 
 import torch
 
+from aisle.towers.config import TowerConfig
+from aisle.towers.encoder import Tower
+from aisle.towers.onnx import OnnxTower
+
 # Canonical word -> spellings after a number (case-insensitive; a trailing "." is dropped).
 _SPELLINGS: dict[str, tuple[str, ...]] = {
     "inch": ("inches", "inch", "in"),
@@ -36,14 +40,17 @@ _SPELLINGS: dict[str, tuple[str, ...]] = {
 _CANONICAL = {s: word for word, spellings in _SPELLINGS.items() for s in spellings}
 _NUMBER = r"\d+(?:[./]\d+)*"
 _UNIT = re.compile(
-    rf"(?<![\w.])({_NUMBER})\s*-?\s*({'|'.join(sorted(_CANONICAL, key=len, reverse=True))})"
-    r"(?![a-z\d])(?!-\d)\.?",
+    rf"(?<![\w.])({_NUMBER})\s*(?:-\s*)?"
+    rf"({'|'.join(sorted(_CANONICAL, key=len, reverse=True))})"
+    # Not inside a word or a model number ("4V2"), not "2 in 1" / "2-in-1", not "w/".
+    r"(?![a-z\d])(?<!in(?=\s*-?\s*1(?![\d./])))(?<!w(?=/))\.?",
     re.IGNORECASE,
 )
 # "cu. ft." / "sq. ft." after a number: the second unit follows the first, not a number.
 _SECOND = re.compile(r"\b(cubic|square)\s+(feet|foot|ft)(?![a-z])\.?", re.IGNORECASE)
-_INCHES = re.compile(rf"({_NUMBER})\s*[\"\u201d\u2033]")
-_FEET = re.compile(rf"({_NUMBER})\s*['\u2019\u2032]")
+# Inch marks: a double quote, two single quotes, or a (double) prime; then feet marks.
+_INCHES = re.compile(rf"(?<![\d./])({_NUMBER})\s*(?:''|[\"\u201d\u2033]|\u2032\u2032)")
+_FEET = re.compile(rf"(?<![\d./])({_NUMBER})\s*['\u2019\u2032]")
 _TIMES = re.compile(rf"(?<=\d)\s*x\s*(?={_NUMBER})", re.IGNORECASE)
 
 
@@ -68,7 +75,7 @@ class UnitTower:
     """A tower that reads its texts through ``normalise_units``; everything else is the
     wrapped tower's (its weights, dimension, device and vocabulary)."""
 
-    def __init__(self, tower: Any) -> None:
+    def __init__(self, tower: Tower | OnnxTower) -> None:
         self.tower = tower
 
     def __getattr__(self, name: str) -> Any:
@@ -83,3 +90,9 @@ class UnitTower:
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         return self.tower.forward([normalise_units(t) for t in texts])
+
+
+def read_units(tower: Tower | OnnxTower, config: TowerConfig) -> Tower | OnnxTower | UnitTower:
+    """``tower`` as ``config`` has it read its texts (every place that builds a tower calls
+    this, so no path embeds text another way)."""
+    return UnitTower(tower) if config.normalise_units else tower

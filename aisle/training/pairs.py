@@ -196,7 +196,8 @@ _NUMBER = re.compile(r"^[#\d][\d./-]*$")
 
 def _title_terms(title: str, sizes: bool) -> list[str]:
     """A title's content terms, in order: words with a letter, and with ``sizes`` also each
-    number joined to the unit words that follow it ("19/32 in.", "1.9 cu. ft.")."""
+    number joined to the unit words that follow it ("19/32 in.", "1.9 cu. ft."), or alone
+    when none follows (a count, a gauge: "2" of "2 Stranded THHN")."""
     words = [w.strip('()[];,:*"') for w in title.lower().split()]
     terms: list[str] = []
     i = 0

@@ -194,3 +194,19 @@ def test_backend_overrides_the_tower_config_everywhere_a_model_loads(
         assert main(args) == 0
         tops.append(capsys.readouterr().out.split()[2])  # rank, score, product id
     assert tops[0] == tops[1]
+
+
+def test_onnx_towers_read_sizes_as_their_torch_model_does(
+    base_model: TwoTowerModel, tmp_path: Path
+) -> None:
+    model = load_model(None, TowerConfig(normalise_units=True))
+    model_dir = model.save(tmp_path / "units")
+    export_model(model_dir)  # its parity check compares normalised torch with normalised ONNX
+    onnx = load_model(model_dir)
+    assert onnx.backend == "onnx-fp32" and onnx.config.normalise_units
+    torch.testing.assert_close(
+        onnx.encode_query(["dewalt 20v drill"]),
+        base_model.encode_query(["dewalt 20 volt drill"]),
+        atol=1e-4,
+        rtol=0,
+    )

@@ -27,6 +27,8 @@ from aisle.towers.units import normalise_units
         ("1/2in. pipe", "1/2 inch pipe"),
         ("6-1/2 in. Track Saw", "6-1/2 inch Track Saw"),
         ("Leviton 15-Amp Switch", "Leviton 15 amp Switch"),
+        ("container 90'' x 12''", "container 90 inch x 12 inch"),
+        ("18v-20v", "18 volt -20 volt"),
     ],
 )
 def test_sizes_take_one_spelling(text: str, expected: str) -> None:
@@ -35,10 +37,20 @@ def test_sizes_take_one_spelling(text: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["wall oven in stainless steel", "r20 bulbs", "model 4V2", "2-in-1 tool", "10/3 cord", ""],
+    [
+        "wall oven in stainless steel",
+        "r20 bulbs",
+        "model 4V2",
+        "2-in-1 tool",
+        "2 in 1 toilet seat",
+        "Set of 4 w/ Hardware",
+        "10/3 cord",
+        "",
+    ],
 )
 def test_words_that_are_not_sizes_stay(text: str) -> None:
-    # "in" the preposition, a model number, a unit glued inside one, a wire gauge.
+    # "in" the preposition, a model number, a unit glued inside one, "2 in 1", "with", a wire
+    # gauge.
     assert normalise_units(text) == text
 
 
@@ -74,3 +86,9 @@ def test_a_copied_tower_still_reads_sizes_in_one_spelling(base_model: TwoTowerMo
     copied = copy.copy(tower)
     assert type(copied) is type(tower) and copied.model is tower.model
     torch.testing.assert_close(copied.encode(["20v"]), base_model.encode_query(["20 volt"]))
+
+
+def test_a_long_run_of_spaces_is_not_slow() -> None:
+    # Serving caps a query's length, but no regex here may backtrack quadratically.
+    text = "1" + " " * 200_000 + "q"
+    assert normalise_units(text) == "1 q"
