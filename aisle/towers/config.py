@@ -34,9 +34,10 @@ class TowerConfig:
     batch_size: int = 64
     # Both towers read sizes in one spelling (towers/units.py: "20v" and "20-Volt" ->
     # "20 volt", "12 in." and '12"' -> "12 inch"), at training, indexing and serving alike.
-    # Off: it lifts the untuned base model on homedepot dev (0.4152 against 0.4076 nDCG@10,
-    # judged + 10,000), but trained towers learn the spellings themselves (whole-catalog dev
-    # 0.3811 with it, 0.3828 without, docs/results.md, session 10).
+    # Off: on homedepot it ties for the untuned base model on whole-catalog dev (0.2933
+    # against 0.2927 nDCG@10; test 0.2923 against 0.2838), and trained towers learn the
+    # spellings themselves (whole-catalog dev 0.3811 with it, 0.3828 without; docs/results.md,
+    # session 10).
     normalise_units: bool = False
     device: Device = "auto"
     backend: Backend = "auto"
