@@ -37,7 +37,6 @@ from aisle.errors import AisleError, ArtifactError
 from aisle.towers.config import TowerConfig
 from aisle.towers.model import BASE_MODEL, KIND, TwoTowerModel, load_model, resolve_model_ref
 from aisle.towers.onnx import ONNX_DIR, onnx_towers
-from aisle.towers.units import read_units
 
 log = logging.getLogger(__name__)
 
@@ -281,8 +280,7 @@ def _onnx_model(
         (0, 0),
         cfg.batch_size,
     )
-    return TwoTowerModel(read_units(query, cfg), read_units(product, cfg), cfg, model.ref,
-                         model._weights_fingerprint,
+    return TwoTowerModel(query, product, cfg, model.ref, model._weights_fingerprint,
                          backend=f"onnx-{precision}")  # type: ignore[arg-type]
 
 

@@ -66,8 +66,9 @@ class TwoTowerModel:
         extra: Mapping[str, Any] | None = None,
         backend: Backend = "torch",
     ) -> None:
-        self.query = query
-        self.product = product
+        # The towers read their texts as the config says, whoever built them.
+        self.query = read_units(query, config)
+        self.product = read_units(product, config)
         self.config = config
         self.ref = ref  # what to pass to load_model to get this model back
         self._weights_fingerprint = weights_fingerprint
@@ -111,13 +112,8 @@ class TwoTowerModel:
         """A copy whose product tower has its own weights (cascade step 2)."""
         import copy
 
-        product = read_units(
-            Tower(
-                copy.deepcopy(self.query.model),
-                self.config.max_product_length,
-                self.config.batch_size,
-            ),
-            self.config,
+        product = Tower(
+            copy.deepcopy(self.query.model), self.config.max_product_length, self.config.batch_size
         )
         return TwoTowerModel(
             self.query, product, self.config, self.ref, self._weights_fingerprint, self.extra
@@ -200,7 +196,6 @@ def load_model(
             if config.max_product_length == config.max_query_length
             else _view(view, config.max_product_length)
         )
-    query, product = read_units(query, config), read_units(product, config)
     weights = manifest.get("weights_fingerprint") or _weights_fingerprint(str(path.resolve()))
     extra = {k: manifest[k] for k in ("base_model",) if k in manifest}
     model = TwoTowerModel(query, product, config, ref_str, weights, extra, backend)

@@ -92,7 +92,11 @@ class UnitTower:
         return self.tower.forward([normalise_units(t) for t in texts])
 
 
-def read_units(tower: Tower | OnnxTower, config: TowerConfig) -> Tower | OnnxTower | UnitTower:
-    """``tower`` as ``config`` has it read its texts (every place that builds a tower calls
-    this, so no path embeds text another way)."""
-    return UnitTower(tower) if config.normalise_units else tower
+def read_units(
+    tower: Tower | OnnxTower | UnitTower, config: TowerConfig
+) -> Tower | OnnxTower | UnitTower:
+    """``tower`` as ``config`` has it read its texts (``TwoTowerModel`` holds its towers
+    through this, so no path embeds text another way); a ``UnitTower`` stays as it is."""
+    if config.normalise_units and not isinstance(tower, UnitTower):
+        return UnitTower(tower)
+    return tower
