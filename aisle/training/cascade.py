@@ -47,29 +47,31 @@ def _step_model(model: TwoTowerModel, cfg: StepConfig) -> TwoTowerModel:
     return model
 
 
-# StepConfig fields added after finished steps existed in work directories: a field at its
+# Config fields added after finished steps existed in work directories: a field at its
 # default stays out of the step key, so those steps keep their keys and stay reusable.
-_LATER_FIELDS = tuple(
-    f for f in asdict(StepConfig()) if f.startswith("distill_") or f == "catalog_sizes"
+_LATER_STEP_FIELDS = (
+    *(f for f in asdict(StepConfig()) if f.startswith("distill_")),
+    "catalog_sizes",
 )
+_LATER_TOWER_FIELDS = ("normalise_units",)
 
 
-def _step_record(cfg: StepConfig) -> dict[str, Any]:
+def _key_record(cfg: StepConfig | TowerConfig, later: tuple[str, ...]) -> dict[str, Any]:
     record = asdict(cfg)
-    default = asdict(StepConfig())
-    for name in _LATER_FIELDS:
+    default = asdict(type(cfg)())
+    for name in later:
         if record[name] == default[name]:
             del record[name]
     return record
 
 
+def _step_record(cfg: StepConfig) -> dict[str, Any]:
+    return _key_record(cfg, _LATER_STEP_FIELDS)
+
+
 def _tower_record(tower: TowerConfig) -> dict[str, Any]:
-    """The tower config as step keys hold it: ``normalise_units`` only when on, so work
-    directories from before the option keep their keys."""
-    record = asdict(tower)
-    if not tower.normalise_units:
-        del record["normalise_units"]
-    return record
+    """The tower config as step keys hold it."""
+    return _key_record(tower, _LATER_TOWER_FIELDS)
 
 
 def _step_key(lineage: list[Any]) -> str:
