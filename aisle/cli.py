@@ -212,9 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_parsers(sub, add_command)
 
-    from aisle.training.cli import add_train_parser
+    from aisle.training.cli import add_soup_parser, add_train_parser
 
     add_train_parser(sub)
+    add_soup_parser(sub)
     from aisle.towers.cli import add_export_parser
 
     add_export_parser(sub)
