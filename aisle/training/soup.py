@@ -6,8 +6,9 @@ ensemble, at the cost of one model. Here each tower is averaged with its counter
 
     theta_side = sum_i w_i * theta_side^(i),   w_i >= 0, sum_i w_i = 1,
 
-for side in (query, product); a shared model gives its one encoder to both sides. Integer
-buffers (token-type and position ids) are not weights: they must agree and are copied.
+for side in (query, product); a shared model gives its one encoder to both sides. A
+non-float entry of a state dict, if an encoder has one, is not a weight: it must agree across
+the models and is copied.
 
 On homedepot, three cascades of the default config that differ only in their seed (one H200,
 bf16) averaged to 0.3889 whole-catalog dev nDCG@10 against 0.3777-0.3852 alone, and to 0.3821
@@ -17,6 +18,8 @@ test against 0.3754-0.3798 (docs/results.md, session 11).
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -30,6 +33,7 @@ from aisle.errors import AisleError
 from aisle.towers.config import TowerConfig
 from aisle.towers.encoder import Tower
 from aisle.towers.model import BASE_MODEL, TwoTowerModel, load_model
+from aisle.towers.onnx import ONNX_DIR
 
 log = logging.getLogger(__name__)
 
@@ -101,13 +105,18 @@ def _mean_state(
                 )
     mean: dict[str, torch.Tensor] = {}
     for key, tensor in first.items():
+        others = [s[key].to(tensor.device) for s in states[1:]]
         if tensor.is_floating_point():
-            total = sum(w * s[key].double() for w, s in zip(weights, states, strict=True))
-            mean[key] = torch.as_tensor(total).to(tensor.dtype)
-        elif all(torch.equal(tensor, s[key]) for s in states[1:]):
+            total = weights[0] * tensor.double()
+            for w, other in zip(weights[1:], others, strict=True):
+                total = total + w * other.double()
+            mean[key] = total.to(tensor.dtype)
+        elif all(torch.equal(tensor, other) for other in others):
             mean[key] = tensor.clone()
         else:
-            raise AisleError(f"cannot average: the non-weight buffer {key} differs between models")
+            raise AisleError(
+                f"cannot average {', '.join(refs)}: their non-weight entry {key} differs"
+            )
     return mean
 
 
@@ -122,6 +131,12 @@ def _normalised(weights: Sequence[float] | None, n: int) -> list[float]:
     return [float(w) / total for w in weights]
 
 
+def _weights_fingerprint(models: Sequence[TwoTowerModel], weights: Sequence[float]) -> str:
+    """Until the soup is saved (and fingerprinted from its files): its recipe's hash."""
+    recipe = [[m.fingerprint, round(w, 9)] for m, w in zip(models, weights, strict=True)]
+    return "soup-" + hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:16]
+
+
 def soup(models: Sequence[TwoTowerModel], weights: Sequence[float] | None = None) -> TwoTowerModel:
     """The weighted mean of ``models``' towers (uniform by default), as a new model.
 
@@ -129,6 +144,8 @@ def soup(models: Sequence[TwoTowerModel], weights: Sequence[float] | None = None
     tower config and the same base model. The soup is shared only if every model is."""
     if len(models) < 2:
         raise AisleError(f"a soup needs at least two models, got {len(models)}")
+    if len({id(m) for m in models}) < len(models) or len({m.fingerprint for m in models}) == 1:
+        log.warning("the models given are the same model: the soup is a copy of it")
     for m in models:
         if m.backend != "torch":
             raise AisleError(f"{m.ref} runs on {m.backend}; load it with backend=torch to soup it")
@@ -148,29 +165,37 @@ def soup(models: Sequence[TwoTowerModel], weights: Sequence[float] | None = None
             towers.append(Tower(encoder, config.max_product_length, config.batch_size))
             break
     extra = {"base_model": base} if base else {}
-    return TwoTowerModel(towers[0], towers[1], config, "soup", "", extra)
+    return TwoTowerModel(
+        towers[0], towers[1], config, "soup", _weights_fingerprint(models, w), extra
+    )
 
 
 def soup_command(
     refs: Sequence[str], out: Path, weights: Sequence[float] | None = None
 ) -> dict[str, Any]:
     """Load ``refs`` (model dirs), average them and publish the soup at ``out``."""
+    w = _normalised(weights, len(refs))  # before the minutes of loading
+    paths = [Path(r).resolve() for r in refs]
+    if len(set(paths)) < len(paths):
+        raise AisleError(f"a model is given twice in {list(refs)}; give each model once")
+    if Path(out).resolve() in paths:
+        raise AisleError(f"--out {out} is one of the models averaged; publish the soup elsewhere")
     models = [load_model(ref, backend="torch") for ref in refs]
-    # The soup runs the way the first model would; backend "auto" lets an ONNX export of
-    # the soup (aisle export) be picked up later.
-    result = soup(models, weights)
+    result = soup(models, w)
+    # Saved with backend "auto": an ONNX export of the soup (aisle export) is used once made.
     result.config = replace(result.config, backend="auto")
-    w = _normalised(weights, len(models))
     sources = [
         {"ref": m.ref, "fingerprint": m.fingerprint, "weight": round(x, 6)}
         for m, x in zip(models, w, strict=True)
     ]
     result.save(out, extra={"soup": sources})
-    log.info("averaged %d models -> %s (%s towers)", len(models), out, "shared" if result.shared
-             else "untied")
+    towers = "shared" if result.shared else "untied"
+    log.info("averaged %d models -> %s (%s towers)", len(models), out, towers)
+    if any((p / ONNX_DIR).is_dir() for p in paths):
+        log.info("the soup has no ONNX towers yet: aisle export --model %s adds them", out)
     return {
         "out": str(out),
-        "towers": "shared" if result.shared else "untied",
+        "towers": towers,
         "fingerprint": result.fingerprint,
         "soup": sources,
         "tower_config": asdict(result.config),

@@ -123,13 +123,6 @@ def test_a_step_lowers_the_loss_on_the_pairs_it_trains_on(
     assert _mean_loss(model, pairs) < 0.7 * before  # 1.10 -> 0.45 on CPU (session 7)
 
 
-@pytest.mark.xfail(
-    torch.cuda.is_available(),
-    reason="on CUDA the resumed step is close but not bit-identical (weights up to 3e-4 apart "
-    "on an H200, session 11), although the checkpoint's weights and RNG states match; the "
-    "cause is not found (docs/results.md)",
-    strict=False,
-)
 def test_an_interrupted_step_resumes_to_the_same_weights(
     sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -154,10 +147,14 @@ def test_an_interrupted_step_resumes_to_the_same_weights(
     monkeypatch.setattr(trainer, "save_checkpoint", real_save)
     resumed, stats = trainer.run_step(fresh(), pairs, cfg, 0, tmp_path / "b", 2, True, "resumed")
     assert stats["optimizer_steps"] == 6
+    # Exact on the CPU. On CUDA (an H200, session 11) the resumed weights came out up to 3e-4
+    # from the uninterrupted ones, although the checkpoint's weights and RNG states match
+    # theirs: a known gap whose cause is not found (docs/results.md), bounded here.
+    atol = 1e-3 if reference.query.device.type == "cuda" else 1e-6
     for a, b in zip(
         reference.query.model.parameters(), resumed.query.model.parameters(), strict=True
     ):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+        torch.testing.assert_close(a, b, rtol=0, atol=atol)
     # on CUDA the step runs with deterministic kernels, and gives the setting back afterwards
     assert not torch.are_deterministic_algorithms_enabled()
 
