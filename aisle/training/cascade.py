@@ -66,6 +66,8 @@ def _key_record(cfg: StepConfig | TowerConfig, later: tuple[str, ...]) -> dict[s
 
 
 def _step_record(cfg: StepConfig) -> dict[str, Any]:
+    if cfg.catalog_pairs == 0:  # catalog_sizes shapes catalog pairs only: none, no effect
+        cfg = replace(cfg, catalog_sizes=False)
     return _key_record(cfg, _LATER_STEP_FIELDS)
 
 

@@ -412,6 +412,9 @@ def test_catalog_sizes_reach_the_catalog_pairs() -> None:
 def test_options_added_later_join_the_step_keys_only_when_on() -> None:
     # Work directories from before an option keep their keys, so their steps are reused.
     assert "catalog_sizes" not in _step_record(StepConfig())
-    assert _step_record(StepConfig(catalog_sizes=True))["catalog_sizes"] is True
+    with_pairs = StepConfig(catalog_pairs=100, catalog_sizes=True)
+    assert _step_record(with_pairs)["catalog_sizes"] is True
+    # Without catalog pairs the option changes nothing, and neither does the key.
+    assert _step_record(StepConfig(catalog_sizes=True)) == _step_record(StepConfig())
     assert "normalise_units" not in _tower_record(TowerConfig())
     assert _tower_record(TowerConfig(normalise_units=True))["normalise_units"] is True
