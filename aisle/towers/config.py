@@ -17,6 +17,19 @@ Backend = Literal["auto", "torch", "onnx-fp32", "onnx-int8"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 
 
+# The TowerConfig fields that decide what a tower outputs for a text: the model fingerprint
+# hashes them, and models that differ in one cannot be averaged (aisle soup). The other fields
+# (device, backend, batch size, ONNX threads) only say how the towers run.
+OUTPUT_FIELDS: tuple[str, ...] = (
+    "pooling",
+    "max_query_length",
+    "max_product_length",
+    "product_fields",
+    "max_description_chars",
+    "normalise_units",
+)
+
+
 @dataclass(frozen=True)
 class TowerConfig:
     # Pooling of token states into one vector; the SBERT paper (Reimers & Gurevych, 2019,

@@ -22,7 +22,7 @@ import torch
 
 from aisle.artifacts import MANIFEST, atomic_dir, read_manifest, tree_fingerprint, write_manifest
 from aisle.configs import from_dict
-from aisle.towers.config import Backend, TowerConfig
+from aisle.towers.config import OUTPUT_FIELDS, Backend, TowerConfig
 from aisle.towers.encoder import Tower, load_sentence_transformer, resolve_device
 from aisle.towers.onnx import ONNX_DIR, InferenceOnly, OnnxTower, onnx_towers, resolve_backend
 from aisle.towers.text import product_texts
@@ -87,13 +87,7 @@ class TwoTowerModel:
     def fingerprint(self) -> str:
         """Weights plus everything that changes what the towers output for the same input."""
         cfg = self.config
-        knobs: list[Any] = [
-            cfg.pooling,
-            cfg.max_query_length,
-            cfg.max_product_length,
-            list(cfg.product_fields),
-            cfg.max_description_chars,
-        ]
+        knobs: list[Any] = [getattr(cfg, f) for f in OUTPUT_FIELDS if f != "normalise_units"]
         if cfg.normalise_units:  # off keeps the fingerprints of models from before it
             knobs.append("normalise_units")
         blob = json.dumps([self._weights_fingerprint, knobs])

@@ -24,38 +24,30 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from sentence_transformers import SentenceTransformer
 
 from aisle.errors import AisleError
-from aisle.towers.config import TowerConfig
+from aisle.towers.config import OUTPUT_FIELDS, TowerConfig
 from aisle.towers.encoder import Tower
 from aisle.towers.model import BASE_MODEL, TwoTowerModel, load_model
 from aisle.towers.onnx import ONNX_DIR
 
 log = logging.getLogger(__name__)
 
-# Tower config fields that decide what a tower outputs for a text: models that differ in one
-# of them do not compute the same function of their weights, and their mean means nothing.
-# The rest (device, backend, batch size, ONNX threads) only say how the towers run.
-_RUNTIME_FIELDS = {"device", "backend", "batch_size", "onnx_query_threads", "onnx_product_threads"}
-_SIDES = ("query", "product")
-
-
 def _check_configs(models: Sequence[TwoTowerModel]) -> TowerConfig:
     first = models[0].config
     for m in models[1:]:
-        for f in fields(TowerConfig):
-            if f.name in _RUNTIME_FIELDS:
-                continue
-            a, b = getattr(first, f.name), getattr(m.config, f.name)
+        for name in OUTPUT_FIELDS:
+            a, b = getattr(first, name), getattr(m.config, name)
             if a != b:
                 raise AisleError(
                     f"cannot average {models[0].ref} and {m.ref}: their tower configs differ in "
-                    f"{f.name} ({a!r} against {b!r}), so the same weights would compute "
+                    f"{name} ({a!r} against {b!r}), so the same weights would compute "
                     "different things; soup only models trained with the same tower config"
                 )
     return first
@@ -154,20 +146,23 @@ def soup(models: Sequence[TwoTowerModel], weights: Sequence[float] | None = None
     base = _check_bases(models)
     w = _normalised(weights, len(models))
     refs = [m.ref for m in models]
-    towers: list[Tower] = []
-    for side in _SIDES:
+
+    def mean_encoder(side: str) -> SentenceTransformer:
         encoders = [getattr(m, side).model for m in models]
-        mean = _mean_state([e.state_dict() for e in encoders], w, refs)
         encoder = copy.deepcopy(encoders[0])
-        encoder.load_state_dict(mean)
-        length = config.max_query_length if side == "query" else config.max_product_length
-        towers.append(Tower(encoder, length, config.batch_size))
-        if side == "query" and all(m.shared for m in models):
-            towers.append(Tower(encoder, config.max_product_length, config.batch_size))
-            break
+        encoder.load_state_dict(_mean_state([e.state_dict() for e in encoders], w, refs))
+        return encoder
+
+    query = mean_encoder("query")
+    product = query if all(m.shared for m in models) else mean_encoder("product")
     extra = {"base_model": base} if base else {}
     return TwoTowerModel(
-        towers[0], towers[1], config, "soup", _weights_fingerprint(models, w), extra
+        Tower(query, config.max_query_length, config.batch_size),
+        Tower(product, config.max_product_length, config.batch_size),
+        config,
+        "soup",
+        _weights_fingerprint(models, w),
+        extra,
     )
 
 
