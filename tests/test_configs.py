@@ -18,8 +18,9 @@ def test_toml_then_overrides(tmp_path: Path) -> None:
     assert cfg.seed == 7 and cfg.tower.pooling == "max"
     assert cfg.step1.epochs == 3 and cfg.step2.alpha == 0.0 and cfg.step2.shared is True
     # A partial [step2] table keeps step 2's own defaults for the keys it does not name.
-    assert cfg.step2.min_grade == TrainConfig().step2.min_grade == 1.67
-    assert cfg.step1.min_grade == 1.0
+    assert cfg.step2.min_grade_fraction == TrainConfig().step2.min_grade_fraction == 0.835
+    assert cfg.step1.min_grade_fraction == 0.5
+    assert cfg.step1.min_grade == cfg.step2.min_grade == 0.0  # no absolute grade
 
 
 def test_the_shipped_cascade_config_is_the_code_default() -> None:

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from aisle.artifacts import atomic_write_text
-from aisle.data.dataset import load_dataset
+from aisle.data.dataset import Dataset, load_dataset
 from aisle.data.schema import JUDGMENTS, PRODUCTS, QUERIES
-from aisle.errors import AisleError
+from aisle.errors import AisleError, DataError
 from aisle.indexing.retrieve import titles_speller
 from aisle.towers.config import TowerConfig
 from aisle.towers.model import BASE_MODEL, TwoTowerModel, load_model
@@ -30,7 +30,7 @@ from aisle.training.config import StepConfig, TrainConfig
 from aisle.training.dev_eval import evaluate_dev
 from aisle.training.distill import attach_teacher
 from aisle.training.distill import validate as validate_distill
-from aisle.training.pairs import positive_pairs
+from aisle.training.pairs import count_positives, positive_pairs
 from aisle.training.trainer import run_step, seed_everything
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ def _step_model(model: TwoTowerModel, cfg: StepConfig) -> TwoTowerModel:
 _LATER_STEP_FIELDS = (
     *(f for f in asdict(StepConfig()) if f.startswith("distill_")),
     "catalog_sizes",
+    "min_grade_fraction",
 )
 _LATER_TOWER_FIELDS = ("normalise_units",)
 
@@ -63,6 +64,19 @@ def _key_record(cfg: StepConfig | TowerConfig, later: tuple[str, ...]) -> dict[s
         if record[name] == default[name]:
             del record[name]
     return record
+
+
+def _resolved(cfg: StepConfig, top_grade: float) -> StepConfig:
+    """``cfg`` with its positive threshold as an absolute grade on this dataset.
+
+    Steps are keyed and trained by the grade they use, however the config put it: a
+    fraction that gives 1.67 keys the same step as ``min_grade = 1.67`` always did.
+    """
+    return replace(
+        cfg,
+        min_grade=cfg.positive_grade(top_grade),
+        min_grade_fraction=StepConfig.min_grade_fraction,
+    )
 
 
 def _step_record(cfg: StepConfig) -> dict[str, Any]:
@@ -81,6 +95,47 @@ def _step_key(lineage: list[Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def _checked_steps(ds: Dataset, config: TrainConfig) -> list[tuple[str, StepConfig]]:
+    """The steps with absolute positive thresholds, each checked to have train positives.
+
+    Checked before anything trains, so that a threshold past the data's grades fails in
+    seconds, not after an hour of step 1.
+    """
+    top = ds.top_grade
+    if top is None or top <= 0:
+        raise DataError(
+            f"dataset {ds.name!r} has no judgment with a grade above 0: training needs "
+            "judged positives"
+        )
+    steps = []
+    for name, cfg in (("step1", config.step1), ("step2", config.step2)):
+        if not cfg.enabled:
+            continue
+        validate_distill(cfg)
+        step = _resolved(cfg, top)
+        n = count_positives(ds, step.min_grade)
+        how = (
+            f"{name}.min_grade"
+            if cfg.min_grade > 0
+            else f"{name}.min_grade_fraction {cfg.min_grade_fraction:g} of the top grade {top:g}"
+        )
+        if n == 0:
+            raise DataError(
+                f"dataset {ds.name!r} has no train-split judgment with grade >= "
+                f"{step.min_grade:g} ({how}); lower {name}.min_grade_fraction, or set "
+                f"{name}.min_grade to a grade its train judgments reach"
+            )
+        if 0 <= cfg.hard_negative_max_grade >= step.min_grade:
+            raise AisleError(
+                f"{name}.hard_negative_max_grade ({cfg.hard_negative_max_grade:g}) must be below "
+                f"the step's positive grade {step.min_grade:g} ({how}): a product cannot be "
+                "both a positive and a hard negative"
+            )
+        log.info("%s positives: grade >= %g (%s): %d train judgments", name, step.min_grade, how, n)
+        steps.append((name, step))
+    return steps
+
+
 def train_cascade(
     data: Path,
     out: Path,
@@ -91,10 +146,11 @@ def train_cascade(
     """Run the enabled steps in order; publish the best (by dev nDCG@10) model at ``out``."""
     out = Path(out)
     work = Path(work) if work is not None else out.parent / f"{out.name}.work"
-    work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    seed_everything(config.seed)
     ds = load_dataset(data)
+    steps = _checked_steps(ds, config)
+    work.mkdir(parents=True, exist_ok=True)
+    seed_everything(config.seed)
     fingerprints = {t: ds.fingerprint(t) for t in (PRODUCTS, QUERIES, JUDGMENTS)}
     # Training needs torch towers even when the base model directory carries an ONNX export.
     model = load_model(config.base_model or None, replace(config.tower, backend="torch"))
@@ -123,12 +179,8 @@ def train_cascade(
     results: dict[str, Any] = {"base": {"dev": base_dev}}
     base_score = base_dev.get(SELECT_METRIC, 0.0)
     best_name, best_score = "", float("-inf")
-    steps = [("step1", config.step1), ("step2", config.step2)]
     done_dirs: dict[str, Path] = {}
     for name, cfg in steps:
-        if not cfg.enabled:
-            continue
-        validate_distill(cfg)
         lineage.append([name, _step_record(cfg)])
         key = _step_key(lineage)
         done = done_dirs[name] = work / f"{name}-{key}.done"
@@ -175,6 +227,7 @@ def train_cascade(
             shutil.rmtree(ckpt, ignore_errors=True)
         score = results[name]["dev"].get(SELECT_METRIC, 0.0)
         log.info("%s dev %s = %.4f", name, SELECT_METRIC, score)
+        results[name]["min_grade"] = cfg.min_grade
         if score > best_score:
             best_name, best_score = name, score
     if not best_name:
@@ -184,7 +237,7 @@ def train_cascade(
         # the manifest says plainly that it did not beat the base model on dev.
         log.warning(
             "no step beat the base model on dev %s (%.4f <= %.4f); check the config "
-            "(learning rate, min_grade)",
+            "(learning rate, min_grade_fraction)",
             SELECT_METRIC,
             best_score,
             base_score,

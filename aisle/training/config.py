@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from aisle.errors import AisleError
 from aisle.towers.config import TowerConfig
 
 
 @dataclass(frozen=True)
 class StepConfig:
-    # Positives are judged pairs of the train split with grade >= min_grade.
-    min_grade: float = 1.0
+    # Positives are judged pairs of the train split with grade >= this fraction of the
+    # dataset's top grade, so one config fits any grade scale (homedepot and WANDS 0-2, ESCI
+    # 0-3, binary 0/1). On homedepot 0.5 is grade >= 1.0 and 0.835 is grade >= 1.67.
+    min_grade_fraction: float = 0.5
+    # An absolute grade threshold instead: > 0 overrides min_grade_fraction.
+    min_grade: float = 0.0
     # Keep query and product on one encoder (True) or give each its own copy (False).
     shared: bool = True
     epochs: int = 1
@@ -25,8 +30,9 @@ class StepConfig:
     temperature: float = 0.05
     # Self-adversarial re-weighting strength on cosine scores; 0 = plain in-batch softmax.
     alpha: float = 5.0
-    # Add, per pair, one product judged for the same query with grade <= this (a near miss
-    # raters turned down) as an extra negative for the whole batch; < 0 = no hard negatives.
+    # Add, per pair, one product judged for the same query with grade <= this (an absolute
+    # grade: a near miss raters turned down) as an extra negative for the whole batch; < 0 =
+    # no hard negatives.
     hard_negative_max_grade: float = -1.0
     # Add, per pair, one product drawn from its query's BM25 ranks [skip, depth) over the whole
     # catalog that raters did not judge for that query: a lexical near miss, the kind of
@@ -72,14 +78,32 @@ class StepConfig:
     # Run the step at all (false: skip it, e.g. a step-1-only ablation).
     enabled: bool = True
 
+    def __post_init__(self) -> None:
+        if not 0.0 < self.min_grade_fraction <= 1.0:
+            raise AisleError(
+                f"min_grade_fraction must be in (0, 1], got {self.min_grade_fraction}: it is "
+                "a fraction of the dataset's top grade (or set min_grade, an absolute grade)"
+            )
+        if self.min_grade < 0:
+            raise AisleError(
+                f"min_grade must be >= 0 (0 = use min_grade_fraction), got {self.min_grade}"
+            )
+
+    def positive_grade(self, top_grade: float) -> float:
+        """The lowest grade that counts as a positive, on a dataset whose top grade is this."""
+        return self.min_grade if self.min_grade > 0 else self.min_grade_fraction * top_grade
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # Step 1: broad, noisy positives (homedepot grade >= 1.0, "partial or better") plus 25,000
-    # self-supervised catalog pairs, shared tower.
-    step1: StepConfig = StepConfig(min_grade=1.0, shared=True, lr=1e-4, catalog_pairs=25000)
-    # Step 2: high-quality positives only (homedepot grade >= 1.67), towers untied.
-    step2: StepConfig = StepConfig(min_grade=1.67, shared=False, epochs=1, lr=3e-5)
+    # Step 1: broad, noisy positives (half the top grade: homedepot grade >= 1.0, "partial or
+    # better") plus 25,000 self-supervised catalog pairs, shared tower.
+    step1: StepConfig = StepConfig(
+        min_grade_fraction=0.5, shared=True, lr=1e-4, catalog_pairs=25000
+    )
+    # Step 2: high-quality positives only (homedepot grade >= 1.67, "exact" by at least two of
+    # three raters; WANDS "Exact", ESCI "E"), towers untied.
+    step2: StepConfig = StepConfig(min_grade_fraction=0.835, shared=False, epochs=1, lr=3e-5)
     tower: TowerConfig = field(default_factory=TowerConfig)
     # Base model directory; "" = the built-in all-MiniLM-L6-v2.
     base_model: str = ""

@@ -14,6 +14,7 @@ import torch
 
 from aisle.data.dataset import Dataset
 from aisle.errors import DataError
+from aisle.evaluation.metrics import GRADE_TOLERANCE
 from aisle.indexing.lexical import BM25Index
 from aisle.spelling import Speller
 from aisle.towers.config import TowerConfig
@@ -57,6 +58,16 @@ class Batch:
     teacher_scores: torch.Tensor | None = None
 
 
+def _at_least(judged: pd.DataFrame, min_grade: float) -> pd.DataFrame:
+    return judged[judged["grade"] >= min_grade - GRADE_TOLERANCE]
+
+
+def count_positives(ds: Dataset, min_grade: float) -> int:
+    """How many train-split judgments have ``grade >= min_grade``."""
+    train_ids = ds.queries.loc[ds.queries["split"] == "train", "query_id"]
+    return len(_at_least(ds.judgments[ds.judgments["query_id"].isin(train_ids)], min_grade))
+
+
 def positive_pairs(
     ds: Dataset,
     min_grade: float,
@@ -94,7 +105,7 @@ def positive_pairs(
         )
         train = train.assign(query=corrected)
     judged = ds.judgments.merge(train[["query_id", "query"]], on="query_id")
-    j = judged[judged["grade"] >= min_grade - 1e-9]
+    j = _at_least(judged, min_grade)
     if j.empty:
         raise DataError(
             f"dataset {ds.name!r} has no train-split judgments with grade >= {min_grade}; "
@@ -109,7 +120,7 @@ def positive_pairs(
                 f"hard_negative_max_grade ({hard_negative_max_grade}) must be below min_grade "
                 f"({min_grade}): a product cannot be both a positive and a hard negative"
             )
-        poor = judged[judged["grade"] <= hard_negative_max_grade + 1e-9]
+        poor = judged[judged["grade"] <= hard_negative_max_grade + GRADE_TOLERANCE]
         for qid, pid in zip(poor["query_id"], poor["product_id"], strict=True):
             hard.setdefault(str(qid), []).append(str(pid))
     # BM25 mining of the judged queries, one index and one search for both uses:
