@@ -30,7 +30,7 @@ from aisle.training.config import StepConfig, TrainConfig
 from aisle.training.dev_eval import evaluate_dev
 from aisle.training.distill import attach_teacher
 from aisle.training.distill import validate as validate_distill
-from aisle.training.pairs import count_positives, positive_pairs
+from aisle.training.pairs import count_positives, positive_pairs, train_top_grade
 from aisle.training.trainer import run_step, seed_everything
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def _checked_steps(ds: Dataset, config: TrainConfig) -> list[tuple[str, StepConf
     Checked before anything trains, so that a threshold past the data's grades fails in
     seconds, not after an hour of step 1.
     """
-    top = ds.top_grade
+    top = ds.top_grade  # the highest grade of any judgment, in any split
     if top is None or top <= 0:
         raise DataError(
             f"dataset {ds.name!r} has no judgment with a grade above 0: training needs "
@@ -120,10 +120,16 @@ def _checked_steps(ds: Dataset, config: TrainConfig) -> list[tuple[str, StepConf
             else f"{name}.min_grade_fraction {cfg.min_grade_fraction:g} of the top grade {top:g}"
         )
         if n == 0:
+            reach = train_top_grade(ds)
+            fix = (
+                f"set {name}.min_grade to at most {reach:g}"
+                if cfg.min_grade > 0
+                else f"lower {name}.min_grade_fraction to at most {reach / top:.3g}, or set "
+                f"{name}.min_grade to at most {reach:g}"
+            )
             raise DataError(
                 f"dataset {ds.name!r} has no train-split judgment with grade >= "
-                f"{step.min_grade:g} ({how}); lower {name}.min_grade_fraction, or set "
-                f"{name}.min_grade to a grade its train judgments reach"
+                f"{step.min_grade:g} ({how}); its train judgments reach {reach:g}: {fix}"
             )
         if 0 <= cfg.hard_negative_max_grade >= step.min_grade:
             raise AisleError(

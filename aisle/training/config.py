@@ -11,8 +11,9 @@ from aisle.towers.config import TowerConfig
 @dataclass(frozen=True)
 class StepConfig:
     # Positives are judged pairs of the train split with grade >= this fraction of the
-    # dataset's top grade, so one config fits any grade scale (homedepot and WANDS 0-2, ESCI
-    # 0-3, binary 0/1). On homedepot 0.5 is grade >= 1.0 and 0.835 is grade >= 1.67.
+    # dataset's top grade (the highest grade of any judgment, in any split), so one config fits
+    # any grade scale (homedepot and WANDS 0-2, ESCI 0-3, binary 0/1). On homedepot 0.5 is
+    # grade >= 1.0 and 0.835 is grade >= 1.67.
     min_grade_fraction: float = 0.5
     # An absolute grade threshold instead: > 0 overrides min_grade_fraction.
     min_grade: float = 0.0
@@ -101,8 +102,8 @@ class TrainConfig:
     step1: StepConfig = StepConfig(
         min_grade_fraction=0.5, shared=True, lr=1e-4, catalog_pairs=25000
     )
-    # Step 2: high-quality positives only (homedepot grade >= 1.67, "exact" by at least two of
-    # three raters; WANDS "Exact", ESCI "E"), towers untied.
+    # Step 2: high-quality positives only (homedepot grade >= 1.67: two raters said "exact"
+    # and the third at least "partial"; WANDS "Exact", ESCI "E"), towers untied.
     step2: StepConfig = StepConfig(min_grade_fraction=0.835, shared=False, epochs=1, lr=3e-5)
     tower: TowerConfig = field(default_factory=TowerConfig)
     # Base model directory; "" = the built-in all-MiniLM-L6-v2.

@@ -62,10 +62,20 @@ def _at_least(judged: pd.DataFrame, min_grade: float) -> pd.DataFrame:
     return judged[judged["grade"] >= min_grade - GRADE_TOLERANCE]
 
 
+def _train_judgments(ds: Dataset) -> pd.DataFrame:
+    train_ids = ds.queries.loc[ds.queries["split"] == "train", "query_id"]
+    return ds.judgments[ds.judgments["query_id"].isin(train_ids)]
+
+
 def count_positives(ds: Dataset, min_grade: float) -> int:
     """How many train-split judgments have ``grade >= min_grade``."""
-    train_ids = ds.queries.loc[ds.queries["split"] == "train", "query_id"]
-    return len(_at_least(ds.judgments[ds.judgments["query_id"].isin(train_ids)], min_grade))
+    return len(_at_least(_train_judgments(ds), min_grade))
+
+
+def train_top_grade(ds: Dataset) -> float:
+    """The highest grade of a train-split judgment (0 without any)."""
+    grades = _train_judgments(ds)["grade"]
+    return float(grades.max()) if len(grades) else 0.0
 
 
 def positive_pairs(
@@ -109,7 +119,7 @@ def positive_pairs(
     if j.empty:
         raise DataError(
             f"dataset {ds.name!r} has no train-split judgments with grade >= {min_grade}; "
-            "lower min_grade or check the split column"
+            "lower the step's positive grade or check the split column"
         )
     if max_pairs and len(j) > max_pairs:
         j = j.sample(n=max_pairs, random_state=seed)
@@ -117,8 +127,9 @@ def positive_pairs(
     if hard_negative_max_grade is not None:
         if hard_negative_max_grade >= min_grade:
             raise DataError(
-                f"hard_negative_max_grade ({hard_negative_max_grade}) must be below min_grade "
-                f"({min_grade}): a product cannot be both a positive and a hard negative"
+                f"hard_negative_max_grade ({hard_negative_max_grade}) must be below the "
+                f"positive grade ({min_grade}): a product cannot be both a positive and a hard "
+                "negative"
             )
         poor = judged[judged["grade"] <= hard_negative_max_grade + GRADE_TOLERANCE]
         for qid, pid in zip(poor["query_id"], poor["product_id"], strict=True):

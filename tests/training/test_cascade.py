@@ -81,6 +81,10 @@ def test_smoke_cascade_trains_evaluates_and_reloads(
     selected_dev = steps[summary["selected_step"]]["dev"]["ndcg@10"]
     assert manifest["beats_base_on_dev"] == (selected_dev > steps["base"]["dev"]["ndcg@10"])
     assert manifest["train_config"]["step2"]["shared"] is False
+    # The smoke config's fractions of the top grade (2 here, real or generated) resolve to
+    # homedepot's 1.0 and 1.67, and each step trained and reports that grade.
+    assert load_dataset(small_real_data).top_grade == 2.0
+    assert steps["step1"]["min_grade"] == 1.0 and steps["step2"]["min_grade"] == 1.67
     # Step 1 trained on its judged pairs plus the config's catalog pairs.
     ds = load_dataset(small_real_data)
     judged = positive_pairs(ds, 1.0, config.tower, config.step1.max_pairs, config.seed)
@@ -212,7 +216,7 @@ def test_hard_negatives_come_from_poorly_judged_products_of_the_same_query(
     assert first.hard_count == with_hard == len(first.products) - 16
     assert first.products == again.products
     assert len(first.product_keys) == len(first.products)
-    with pytest.raises(ValueError, match="must be below min_grade"):
+    with pytest.raises(ValueError, match="must be below the positive grade"):
         positive_pairs(ds, 1.0, TowerConfig(), hard_negative_max_grade=1.0)
 
 

@@ -97,6 +97,21 @@ def test_bad_thresholds_are_refused(kwargs: dict[str, float], message: str) -> N
         StepConfig(**kwargs)  # type: ignore[arg-type]
 
 
+# The step-2 key record of the default config before min_grade_fraction existed (daa9394):
+# work directories of earlier sessions hold steps under keys hashed from it.
+OLD_STEP2_RECORD = {
+    "min_grade": 1.67, "shared": False, "epochs": 1, "batch_size": 128, "lr": 3e-5,
+    "warmup_ratio": 0.1, "weight_decay": 0.01, "temperature": 0.05, "alpha": 5.0,
+    "hard_negative_max_grade": -1.0, "lexical_negative_depth": 0, "lexical_negative_skip": 0,
+    "catalog_pairs": 0, "lexical_positives": 0, "symmetric": False, "max_pairs": 0,
+    "enabled": True,
+}  # fmt: skip
+
+
+def test_the_default_step_keeps_the_key_record_it_had_before_fractions() -> None:
+    assert _step_record(_resolved(TrainConfig().step2, 2.0)) == OLD_STEP2_RECORD
+
+
 def test_steps_are_keyed_by_the_grade_they_use_however_it_was_given() -> None:
     # A fraction giving 1.67 keys the same step as min_grade = 1.67, as every earlier
     # work directory has it, so those steps stay reusable.
@@ -115,7 +130,7 @@ def test_a_step_without_positives_fails_before_anything_trains(tmp_path: Path) -
     step2_only = TrainConfig(step1=replace(TrainConfig().step1, enabled=False))
     with pytest.raises(DataError, match=r"grade >= 1\.67"):
         _checked_steps(ds, step2_only)
-    # Step 1's threshold is met (grade 1.0 in train): the message names step 2 alone.
+    # An absolute grade the train judgments reach passes.
     assert _thresholds(ds, replace(step2_only, step2=StepConfig(min_grade=1.0))) == {
         "step2": 1.0
     }
@@ -126,9 +141,19 @@ def test_a_step_without_positives_fails_before_anything_trains(tmp_path: Path) -
     ds.queries.to_csv(data / "queries.csv", index=False)
     ds.judgments.to_csv(data / "judgments.csv", index=False)
     work = tmp_path / "work"
-    with pytest.raises(DataError, match=r"set step2\.min_grade to a grade"):
+    fix = r"lower step2\.min_grade_fraction to at most 0\.5, or set step2\.min_grade to at most 1$"
+    with pytest.raises(DataError, match=fix):
         train_cascade(data, tmp_path / "model", TrainConfig(), work=work)
     assert not work.exists() and not (tmp_path / "model").exists()
+
+
+def test_an_absolute_grade_past_the_train_judgments_says_how_far_they_reach() -> None:
+    ds = _graded([0.0, 1.0, 1.33, 2.0], splits=["train", "train", "train", "dev"])
+    step2 = StepConfig(min_grade=1.67)
+    with pytest.raises(DataError, match=r"reach 1\.33: set step2\.min_grade to at most 1\.33$"):
+        _checked_steps(ds, TrainConfig(step2=step2))
+    with pytest.raises(DataError, match=r"min_grade_fraction to at most 0\.665"):
+        _checked_steps(ds, TrainConfig())
 
 
 def test_a_dataset_with_no_positive_grade_is_refused() -> None:
