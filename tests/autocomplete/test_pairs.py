@@ -7,7 +7,7 @@ import pytest
 from aisle.autocomplete.config import PairsConfig
 from aisle.autocomplete.pairs import build_pairs, choose_threshold, sweep
 from aisle.data.dataset import Dataset
-from aisle.errors import DataError
+from aisle.errors import AisleError, DataError
 
 QUERIES = [
     ("q1", "glacier bay toilets", "train"), ("q2", "glaciar bay toiled", "train"),
@@ -45,6 +45,20 @@ def test_labelled_pairs() -> None:
     }
     strict = build_pairs(dataset(), PairsConfig(min_jaccard=0.6))
     assert strict["label"].sum() == 1  # q5/q6 (Jaccard 1) only
+
+
+def test_top_products_are_a_fraction_of_the_top_grade_on_any_scale() -> None:
+    # The same judgments on ESCI's 0-3 scale (x1.5): the pairs stay the same.
+    ds = dataset()
+    scaled = ds.judgments.assign(grade=ds.judgments["grade"] * 1.5)
+    esci = Dataset(ds.products, ds.queries, scaled, name="toy-0-3")
+    assert build_pairs(esci, PairsConfig()).equals(build_pairs(ds, PairsConfig()))
+    # An absolute grade of 2.0 drops the 1.67 products: q1 and q2 then share p1 only, and q6
+    # keeps one top product, so no duplicate (two shared top products) is left.
+    assert build_pairs(ds, PairsConfig(top_grade=2.0)).empty
+    assert build_pairs(ds, PairsConfig(top_grade=1.67)).equals(build_pairs(ds, PairsConfig()))
+    with pytest.raises(AisleError, match=r"top_grade_fraction must be in \(0, 1\]"):
+        PairsConfig(top_grade_fraction=0.0)
 
 
 def test_no_judgments_is_an_error() -> None:
