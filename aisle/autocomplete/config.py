@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aisle.errors import AisleError
+from aisle.data.schema import check_grade_threshold, grade_threshold
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,13 @@ class PairsConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.top_grade_fraction <= 1.0:
-            raise AisleError(
-                f"pairs.top_grade_fraction must be in (0, 1], got {self.top_grade_fraction}"
-            )
+        check_grade_threshold(
+            "pairs.top_grade", self.top_grade, "pairs.top_grade_fraction", self.top_grade_fraction
+        )
 
     def top_products_grade(self, dataset_top_grade: float) -> float:
         """The lowest grade of a query's top products, on a dataset with this top grade."""
-        return self.top_grade if self.top_grade > 0 else self.top_grade_fraction * dataset_top_grade
+        return grade_threshold(self.top_grade, self.top_grade_fraction, dataset_top_grade)
 
 
 @dataclass(frozen=True)

@@ -67,10 +67,14 @@ class Dataset:
             raise DataError(f"dataset {self.name!r} has no queries in split {split!r}")
         return q
 
+    def split_judgments(self, split: str) -> pd.DataFrame:
+        """The judgments of the queries of ``split``."""
+        qids = set(self.split_queries(split)["query_id"])
+        return self.judgments[self.judgments["query_id"].isin(qids)]
+
     def qrels(self, split: str) -> dict[str, dict[str, float]]:
         """query_id -> {product_id: grade} for the judged queries of ``split``."""
-        qids = set(self.split_queries(split)["query_id"])
-        j = self.judgments[self.judgments["query_id"].isin(qids)]
+        j = self.split_judgments(split)
         out: dict[str, dict[str, float]] = {}
         for qid, pid, g in zip(j["query_id"], j["product_id"], j["grade"], strict=True):
             out.setdefault(qid, {})[pid] = float(g)

@@ -30,7 +30,12 @@ from aisle.training.config import StepConfig, TrainConfig
 from aisle.training.dev_eval import evaluate_dev
 from aisle.training.distill import attach_teacher
 from aisle.training.distill import validate as validate_distill
-from aisle.training.pairs import count_positives, positive_pairs, train_top_grade
+from aisle.training.pairs import (
+    check_hard_negatives,
+    count_positives,
+    positive_pairs,
+    train_top_grade,
+)
 from aisle.training.trainer import run_step, seed_everything
 
 log = logging.getLogger(__name__)
@@ -131,12 +136,9 @@ def _checked_steps(ds: Dataset, config: TrainConfig) -> list[tuple[str, StepConf
                 f"dataset {ds.name!r} has no train-split judgment with grade >= "
                 f"{step.min_grade:g} ({how}); its train judgments reach {reach:g}: {fix}"
             )
-        if 0 <= cfg.hard_negative_max_grade >= step.min_grade:
-            raise AisleError(
-                f"{name}.hard_negative_max_grade ({cfg.hard_negative_max_grade:g}) must be below "
-                f"the step's positive grade {step.min_grade:g} ({how}): a product cannot be "
-                "both a positive and a hard negative"
-            )
+        check_hard_negatives(
+            cfg.hard_negative_max_grade, step.min_grade, f"{name}.hard_negative_max_grade"
+        )
         log.info("%s positives: grade >= %g (%s): %d train judgments", name, step.min_grade, how, n)
         steps.append((name, step))
     return steps

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aisle.errors import AisleError
+from aisle.data.schema import check_grade_threshold, grade_threshold
 from aisle.towers.config import TowerConfig
 
 
@@ -80,19 +80,13 @@ class StepConfig:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.min_grade_fraction <= 1.0:
-            raise AisleError(
-                f"min_grade_fraction must be in (0, 1], got {self.min_grade_fraction}: it is "
-                "a fraction of the dataset's top grade (or set min_grade, an absolute grade)"
-            )
-        if self.min_grade < 0:
-            raise AisleError(
-                f"min_grade must be >= 0 (0 = use min_grade_fraction), got {self.min_grade}"
-            )
+        check_grade_threshold(
+            "min_grade", self.min_grade, "min_grade_fraction", self.min_grade_fraction
+        )
 
     def positive_grade(self, top_grade: float) -> float:
         """The lowest grade that counts as a positive, on a dataset whose top grade is this."""
-        return self.min_grade if self.min_grade > 0 else self.min_grade_fraction * top_grade
+        return grade_threshold(self.min_grade, self.min_grade_fraction, top_grade)
 
 
 @dataclass(frozen=True)

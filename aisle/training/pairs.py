@@ -62,20 +62,24 @@ def _at_least(judged: pd.DataFrame, min_grade: float) -> pd.DataFrame:
     return judged[judged["grade"] >= min_grade - GRADE_TOLERANCE]
 
 
-def _train_judgments(ds: Dataset) -> pd.DataFrame:
-    train_ids = ds.queries.loc[ds.queries["split"] == "train", "query_id"]
-    return ds.judgments[ds.judgments["query_id"].isin(train_ids)]
-
-
 def count_positives(ds: Dataset, min_grade: float) -> int:
     """How many train-split judgments have ``grade >= min_grade``."""
-    return len(_at_least(_train_judgments(ds), min_grade))
+    return len(_at_least(ds.split_judgments("train"), min_grade))
 
 
 def train_top_grade(ds: Dataset) -> float:
     """The highest grade of a train-split judgment (0 without any)."""
-    grades = _train_judgments(ds)["grade"]
+    grades = ds.split_judgments("train")["grade"]
     return float(grades.max()) if len(grades) else 0.0
+
+
+def check_hard_negatives(max_grade: float, min_grade: float, key: str) -> None:
+    """Refuse hard negatives (grade <= ``max_grade``, when >= 0) that reach the positives."""
+    if 0 <= max_grade >= min_grade:
+        raise DataError(
+            f"{key} ({max_grade:g}) must be below the positive grade ({min_grade:g}): a product "
+            "cannot be both a positive and a hard negative"
+        )
 
 
 def positive_pairs(
@@ -125,12 +129,7 @@ def positive_pairs(
         j = j.sample(n=max_pairs, random_state=seed)
     hard: dict[str, list[str]] = {}
     if hard_negative_max_grade is not None:
-        if hard_negative_max_grade >= min_grade:
-            raise DataError(
-                f"hard_negative_max_grade ({hard_negative_max_grade}) must be below the "
-                f"positive grade ({min_grade}): a product cannot be both a positive and a hard "
-                "negative"
-            )
+        check_hard_negatives(hard_negative_max_grade, min_grade, "hard_negative_max_grade")
         poor = judged[judged["grade"] <= hard_negative_max_grade + GRADE_TOLERANCE]
         for qid, pid in zip(poor["query_id"], poor["product_id"], strict=True):
             hard.setdefault(str(qid), []).append(str(pid))

@@ -81,12 +81,12 @@ def test_smoke_cascade_trains_evaluates_and_reloads(
     selected_dev = steps[summary["selected_step"]]["dev"]["ndcg@10"]
     assert manifest["beats_base_on_dev"] == (selected_dev > steps["base"]["dev"]["ndcg@10"])
     assert manifest["train_config"]["step2"]["shared"] is False
+    ds = load_dataset(small_real_data)
     # The smoke config's fractions of the top grade (2 here, real or generated) resolve to
     # homedepot's 1.0 and 1.67, and each step trained and reports that grade.
-    assert load_dataset(small_real_data).top_grade == 2.0
+    assert ds.top_grade == 2.0
     assert steps["step1"]["min_grade"] == 1.0 and steps["step2"]["min_grade"] == 1.67
     # Step 1 trained on its judged pairs plus the config's catalog pairs.
-    ds = load_dataset(small_real_data)
     judged = positive_pairs(ds, 1.0, config.tower, config.step1.max_pairs, config.seed)
     catalog = catalog_pseudo_queries(ds, config.step1.catalog_pairs, config.seed)
     assert config.step1.catalog_pairs == 64 and 0 < len(catalog) <= 64
