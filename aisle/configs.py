@@ -77,7 +77,14 @@ def from_dict(cls: type[T], raw: dict[str, Any], prefix: str = "") -> T:
             # A partial table overrides only the keys it names, on top of the field's default.
             v = {**dataclasses.asdict(default), **v}  # type: ignore[arg-type]
         kwargs[k] = _coerce(v, hints[k], prefix + k)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except AisleError as e:
+        if not prefix:
+            raise
+        # A nested config checks itself without knowing where it sits ("min_grade must be
+        # >= 0"): say which table, since step1 and step2 share every key.
+        raise type(e)(f"config table {prefix.rstrip('.')!r}: {e}") from e
 
 
 def _set_path(raw: dict[str, Any], dotted: str, value: str) -> None:

@@ -49,6 +49,9 @@ def test_the_shipped_approximate_index_config_is_approximate() -> None:
         (["bm25_analyzer=stem"], "is not one of"),
         (["bm25_k1=0"], "bm25_k1 must be > 0"),
         (["bm25_b=1.5"], r"bm25_b must be in \[0, 1\]"),
+        # A nested table's own check names the table, since both steps share every key.
+        (["step2.min_grade_fraction=0"], r"config table 'step2': min_grade_fraction must be"),
+        (["step1.min_grade=-1"], r"config table 'step1': min_grade must be >= 0"),
     ],
 )
 def test_bad_overrides_say_what_is_wrong(overrides: list[str], message: str) -> None:
