@@ -69,3 +69,10 @@ def test_missing_or_invalid_toml(tmp_path: Path) -> None:
     bad.write_text("pooling = [")
     with pytest.raises(AisleError, match="not valid TOML"):
         load_config(TowerConfig, bad)
+
+
+def test_a_nested_table_is_named_once() -> None:
+    from aisle.autocomplete.config import AutocompleteConfig
+
+    with pytest.raises(AisleError, match=r"^config table 'pairs': top_grade_fraction must be"):
+        load_config(AutocompleteConfig, None, ["pairs.top_grade_fraction=0"])

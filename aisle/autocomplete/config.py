@@ -32,7 +32,7 @@ class PairsConfig:
 
     def __post_init__(self) -> None:
         check_grade_threshold(
-            "pairs.top_grade", self.top_grade, "pairs.top_grade_fraction", self.top_grade_fraction
+            "top_grade", self.top_grade, "top_grade_fraction", self.top_grade_fraction
         )
 
     def top_products_grade(self, dataset_top_grade: float) -> float:

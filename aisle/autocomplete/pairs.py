@@ -17,9 +17,8 @@ import pandas as pd
 
 from aisle.autocomplete.config import PairsConfig
 from aisle.autocomplete.text import key
-from aisle.data.dataset import Dataset
+from aisle.data.dataset import Dataset, judgments_at_least
 from aisle.errors import DataError
-from aisle.evaluation.metrics import GRADE_TOLERANCE
 
 PAIR_COLUMNS = ["query_a", "query_b", "label", "split"]
 
@@ -31,7 +30,7 @@ def _sets(judgments: pd.DataFrame) -> dict[str, frozenset[str]]:
 def duplicate_pairs(ds: Dataset, cfg: PairsConfig) -> list[tuple[str, str]]:
     """(query_id, query_id) pairs whose top products overlap enough (sorted, unique)."""
     least = cfg.top_products_grade(ds.top_grade or 0.0)
-    top = _sets(ds.judgments[ds.judgments["grade"] >= least - GRADE_TOLERANCE])
+    top = _sets(judgments_at_least(ds.judgments, least))
     top = {q: s for q, s in top.items() if len(s) >= cfg.min_products}
     by_product: dict[str, list[str]] = defaultdict(list)
     for q in sorted(top):

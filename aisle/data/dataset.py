@@ -22,6 +22,7 @@ from aisle.artifacts import MANIFEST, atomic_dir, read_manifest, write_manifest
 from aisle.data.canonical import read_canonical
 from aisle.data.schema import ARROW_SCHEMAS, ID_KEYS, JUDGMENTS, PRODUCTS, QUERIES, TABLES
 from aisle.errors import DataError
+from aisle.evaluation.metrics import GRADE_TOLERANCE
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,12 @@ def table_fingerprint(df: pd.DataFrame, table: str) -> str:
     ordered = df.sort_values(ID_KEYS[table], kind="stable")
     h.update(pd.util.hash_pandas_object(ordered, index=False).to_numpy().tobytes())
     return h.hexdigest()
+
+
+def judgments_at_least(judgments: pd.DataFrame, grade: float) -> pd.DataFrame:
+    """The judgments with ``grade >= grade``, compared within ``GRADE_TOLERANCE`` as the metrics
+    compare grades: training positives, autocomplete's top products."""
+    return judgments[judgments["grade"] >= grade - GRADE_TOLERANCE]
 
 
 @dataclass(frozen=True)

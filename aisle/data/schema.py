@@ -46,6 +46,7 @@ def grade_threshold(absolute: float, fraction: float, top_grade: float) -> float
     of the dataset's top grade, so that one config fits any grade scale (0-2, 0-3, 0/1)."""
     return absolute if absolute > 0 else fraction * top_grade
 
+
 ARROW_SCHEMAS: dict[str, pa.Schema] = {
     PRODUCTS: pa.schema([(c, pa.string()) for c in COLUMNS[PRODUCTS]]),
     QUERIES: pa.schema([(c, pa.string()) for c in COLUMNS[QUERIES]]),

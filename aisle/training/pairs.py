@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from aisle.data.dataset import Dataset
+from aisle.data.dataset import Dataset, judgments_at_least
 from aisle.errors import DataError
 from aisle.evaluation.metrics import GRADE_TOLERANCE
 from aisle.indexing.lexical import BM25Index
@@ -58,13 +58,9 @@ class Batch:
     teacher_scores: torch.Tensor | None = None
 
 
-def _at_least(judged: pd.DataFrame, min_grade: float) -> pd.DataFrame:
-    return judged[judged["grade"] >= min_grade - GRADE_TOLERANCE]
-
-
 def count_positives(ds: Dataset, min_grade: float) -> int:
     """How many train-split judgments have ``grade >= min_grade``."""
-    return len(_at_least(ds.split_judgments("train"), min_grade))
+    return len(judgments_at_least(ds.split_judgments("train"), min_grade))
 
 
 def train_top_grade(ds: Dataset) -> float:
@@ -119,7 +115,7 @@ def positive_pairs(
         )
         train = train.assign(query=corrected)
     judged = ds.judgments.merge(train[["query_id", "query"]], on="query_id")
-    j = _at_least(judged, min_grade)
+    j = judgments_at_least(judged, min_grade)
     if j.empty:
         raise DataError(
             f"dataset {ds.name!r} has no train-split judgments with grade >= {min_grade}; "
