@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,37 +19,88 @@ from aisle.errors import ArtifactError
 MANIFEST = "manifest.json"
 
 
+# What an existing ``out`` may be for ``atomic_dir`` to replace it without asking: a canonical
+# CSV directory (what importers and the sample write; it has no manifest).
+CANONICAL = "canonical-csv"
+_CANONICAL_FILES = frozenset({"queries.csv", "products.csv", "judgments.csv"})
+
+
+def check_replaceable(out: Path, kind: str) -> None:
+    """Refuse an ``out`` that exists and is not an earlier artifact of ``kind``.
+
+    Publishing replaces ``out`` whole, so a mistyped ``--out`` (a runs folder, the input data,
+    a file) would delete whatever is there. It may be absent, an empty directory, a directory
+    whose manifest says ``kind``, or, for ``CANONICAL``, a directory of the canonical CSVs only.
+    Callers of long jobs call this first, before the work, so nothing is spent on a refusal.
+    """
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return
+    hint = "remove it or pick another output path"
+    if not out.is_dir():
+        raise ArtifactError(f"{out} exists and is not a directory; {hint}")
+    entries = {p.name for p in out.iterdir()}
+    if not entries:
+        return
+    if kind == CANONICAL:
+        if entries <= _CANONICAL_FILES:
+            return
+        extra = sorted(entries - _CANONICAL_FILES)[:3]
+        raise ArtifactError(
+            f"{out} exists and holds more than a canonical CSV directory ({extra}); {hint}"
+        )
+    found = None
+    if (out / MANIFEST).is_file():
+        try:
+            found = json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("kind")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            found = None
+    if found != kind:
+        what = f"a {found!r} artifact" if found else "no aisle artifact"
+        raise ArtifactError(f"{out} exists and holds {what}, not a {kind!r} to replace; {hint}")
+
+
 @contextlib.contextmanager
-def atomic_dir(out: Path) -> Iterator[Path]:
+def atomic_dir(out: Path, kind: str | None) -> Iterator[Path]:
     """Yield a temp directory next to ``out``; on success publish it as ``out``.
 
     On any error the temp directory is removed and ``out`` (if it existed) is untouched.
     Replacing an existing directory is two renames (old aside, new in), so a reader never
-    sees a half-written directory.
+    sees a half-written directory. An existing ``out`` must pass ``check_replaceable(out,
+    kind)``, checked before anything is written; ``kind=None`` is for a caller's own private
+    paths (checkpoints, a model's export folder), which are always replaced. The directory is
+    created with the process umask, like any other, not private to its owner.
     """
     out = Path(out)
+    if kind is not None:
+        check_replaceable(out, kind)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{time.time_ns()}"
+    tmp.mkdir()
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = None
-    if out.exists():
+    if out.exists() or out.is_symlink():
         old = out.parent / f".{out.name}.old-{os.getpid()}-{time.time_ns()}"
         os.replace(out, old)
     os.replace(tmp, out)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file and ``os.replace``."""
+    """Write ``text`` to ``path`` via a temp file and ``os.replace`` (mode as umask allows)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{time.time_ns()}"
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)

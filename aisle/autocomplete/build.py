@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aisle.artifacts import atomic_dir
+from aisle.artifacts import atomic_dir, check_replaceable
 from aisle.autocomplete.config import AutocompleteConfig
 from aisle.autocomplete.pairs import build_pairs, choose_threshold
-from aisle.autocomplete.store import write_artifact
+from aisle.autocomplete.store import KIND, write_artifact
 from aisle.autocomplete.suggestions import (
     CATALOG,
     LOG,
@@ -83,6 +83,7 @@ def build_autocomplete(
     tune_threshold: bool = False,
 ) -> Path:
     """Publish an autocomplete artifact at ``out`` (atomically)."""
+    check_replaceable(Path(out), KIND)  # before the suggestions are embedded
     started = time.perf_counter()
     config = config or AutocompleteConfig()
     ds = data if isinstance(data, Dataset) else load_dataset(Path(data))
@@ -113,7 +114,7 @@ def build_autocomplete(
         "config": asdict(config),
         "build_seconds": round(time.perf_counter() - started, 1),
     }
-    with atomic_dir(Path(out)) as tmp:
+    with atomic_dir(Path(out), KIND) as tmp:
         write_artifact(tmp, frame, vectors, manifest)
     log.info("autocomplete index %s: %d log + %d catalog suggestions, threshold %.2f",
              out, counts["log"], counts["catalog"], config.threshold)

@@ -99,7 +99,7 @@ def _to_arrow(df: pd.DataFrame, table: str) -> pa.Table:
 def prepare(data: Path, out: Path) -> Path:
     """Validate ``data`` (CSV or prepared) and publish typed parquet + manifest at ``out``."""
     ds = load_dataset(data)
-    with atomic_dir(Path(out)) as tmp:
+    with atomic_dir(Path(out), KIND) as tmp:
         write_prepared(ds, tmp)
     log.info("prepared %s -> %s", data, out)
     return Path(out)

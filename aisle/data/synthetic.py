@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aisle.artifacts import atomic_dir
+from aisle.artifacts import CANONICAL, atomic_dir
 
 KINDS = [
     "cordless drill",
@@ -113,7 +113,7 @@ def generate(n_products: int = 400, n_queries: int = 120, seed: int = 0) -> dict
 def write_sample(out: Path, n_products: int = 400, n_queries: int = 120, seed: int = 0) -> Path:
     """Write the sample as a canonical CSV directory at ``out`` (atomically)."""
     tables = generate(n_products, n_queries, seed)
-    with atomic_dir(Path(out)) as tmp:
+    with atomic_dir(Path(out), CANONICAL) as tmp:
         for name, df in tables.items():
             df.to_csv(tmp / f"{name}.csv", index=False)
     return Path(out)

@@ -20,7 +20,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from aisle.artifacts import atomic_dir, read_manifest, write_manifest
+from aisle.artifacts import atomic_dir, check_replaceable, read_manifest, write_manifest
 from aisle.configs import to_dict
 from aisle.data.dataset import prepared_dir, product_count
 from aisle.data.schema import PRODUCTS
@@ -212,6 +212,7 @@ def build_index(
     """
     config = config or IndexConfig()
     out = Path(out)
+    check_replaceable(out, KIND)  # before the catalog is embedded
     started = time.perf_counter()
     with prepared_dir(Path(data)) as prep:
         data_manifest = read_manifest(prep, "aisle.dataset")
@@ -226,7 +227,7 @@ def build_index(
             **job_manifest(embedded, engine, started),
             "version": new_version_id(),
         }
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out, KIND) as tmp:
             write_catalog(tmp, config, embedded, manifest)
     shutil.rmtree(work, ignore_errors=True)
     log.info("indexed %d products in %.1fs -> %s", len(embedded.rows),
@@ -274,7 +275,7 @@ def _build_version(data: Path, model: TwoTowerModel, root: Path, config: IndexCo
             **job_manifest(embedded, engine, started),
             "version": vid,
         }
-        with atomic_dir(root / VERSIONS / vid) as tmp:
+        with atomic_dir(root / VERSIONS / vid, None) as tmp:
             write_catalog(tmp, config, embedded, manifest)
     publish_version(root, vid, keep)
     log.info("built version %s (%d products, %d encoded) in %.1fs", vid, len(embedded.rows),

@@ -201,7 +201,7 @@ def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine:
     rows = embedded.rows
     parts = partition_groups(rows)
     layout = {name: f"{PARTITIONS_DIR}/{partition_dir_name(name)}" for name in parts}
-    with atomic_dir(root / VERSIONS / vid) as tmp:
+    with atomic_dir(root / VERSIONS / vid, None) as tmp:
         for name, pos in parts.items():
             old_dir = current.root / old_layout[name] if name in old_layout else None
             sub = rows.iloc[pos].reset_index(drop=True)

@@ -103,12 +103,12 @@ def export_model(
         manifest = read_manifest(src, KIND)
         if "weights_fingerprint" not in manifest:
             raise ArtifactError(f"{src}: the manifest records no weights_fingerprint; re-save it")
-        with atomic_dir(src / ONNX_DIR) as tmp:
+        with atomic_dir(src / ONNX_DIR, None) as tmp:
             section = _build(ref, manifest, tmp, int8, data, agreement)
         body = json.dumps({**manifest, "onnx": section}, indent=2, sort_keys=True) + "\n"
         atomic_write_text(src / MANIFEST, body)
         return src
-    with atomic_dir(Path(out)) as tmp:
+    with atomic_dir(Path(out), KIND) as tmp:
         manifest = _copy_model(ref, src, is_aisle, tmp)
         section = _build(ref, manifest, tmp / ONNX_DIR, int8, data, agreement)
         write_manifest(tmp, {**manifest, "onnx": section})

@@ -120,7 +120,7 @@ class TwoTowerModel:
             raise InferenceOnly(
                 f"this model runs on {self.backend}; load it with backend=torch to save it"
             )
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out, KIND) as tmp:
             if self.shared:
                 self.query.model.save(str(tmp / "shared"))
             else:

@@ -19,13 +19,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from aisle.artifacts import atomic_write_text
+from aisle.artifacts import atomic_write_text, check_replaceable
 from aisle.data.dataset import Dataset, load_dataset
 from aisle.data.schema import JUDGMENTS, PRODUCTS, QUERIES
 from aisle.errors import AisleError, DataError
 from aisle.indexing.retrieve import titles_speller
 from aisle.towers.config import TowerConfig
 from aisle.towers.model import BASE_MODEL, TwoTowerModel, load_model
+from aisle.towers.model import KIND as MODEL_KIND
 from aisle.training.config import StepConfig, TrainConfig
 from aisle.training.dev_eval import evaluate_dev
 from aisle.training.distill import attach_teacher
@@ -153,6 +154,7 @@ def train_cascade(
 ) -> dict[str, Any]:
     """Run the enabled steps in order; publish the best (by dev nDCG@10) model at ``out``."""
     out = Path(out)
+    check_replaceable(out, MODEL_KIND)  # before an hour of training, not after it
     work = Path(work) if work is not None else out.parent / f"{out.name}.work"
     started = time.perf_counter()
     ds = load_dataset(data)

@@ -31,10 +31,11 @@ from typing import Any
 import torch
 from sentence_transformers import SentenceTransformer
 
+from aisle.artifacts import check_replaceable
 from aisle.errors import AisleError
 from aisle.towers.config import OUTPUT_FIELDS, TowerConfig
 from aisle.towers.encoder import Tower
-from aisle.towers.model import BASE_MODEL, TwoTowerModel, load_model
+from aisle.towers.model import BASE_MODEL, KIND, TwoTowerModel, load_model
 from aisle.towers.onnx import ONNX_DIR
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,7 @@ def soup_command(
         raise AisleError(f"a model is given twice in {list(refs)}; give each model once")
     if Path(out).resolve() in paths:
         raise AisleError(f"--out {out} is one of the models averaged; publish the soup elsewhere")
+    check_replaceable(Path(out), KIND)
     models = [load_model(ref, backend="torch") for ref in refs]
     result = soup(models, w)
     # Saved with backend "auto": an ONNX export of the soup (aisle export) is used once made.

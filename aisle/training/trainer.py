@@ -134,7 +134,7 @@ def _autocast(model: TwoTowerModel) -> contextlib.AbstractContextManager[Any]:
 
 def save_checkpoint(ckpt: Path, model: TwoTowerModel, state: dict[str, Any]) -> None:
     """Model weights + optimiser/scheduler/RNG state, published atomically as one directory."""
-    with atomic_dir(ckpt) as tmp:
+    with atomic_dir(ckpt, None) as tmp:
         model.save(tmp / "model")
         torch.save(state, tmp / STATE_FILE)
 

@@ -21,7 +21,7 @@ from aisle.towers import TowerConfig, TwoTowerModel, load_model
 
 def publish(src: Path, dst: Path) -> None:
     """What a new index build does to the served directory: an atomic replace."""
-    with atomic_dir(dst) as tmp:
+    with atomic_dir(dst, None) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 

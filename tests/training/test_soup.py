@@ -208,8 +208,9 @@ def test_a_soup_that_fails_while_saving_leaves_the_old_output_whole(
 ) -> None:
     _perturbed(base, 1).save(tmp_path / "a")
     _perturbed(base, 2).save(tmp_path / "b")
-    (tmp_path / "soup").mkdir()
-    (tmp_path / "soup" / "keep.txt").write_text("the previous soup")
+    _perturbed(base, 3).save(tmp_path / "soup")  # the previous soup
+    before = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "soup").rglob("*"))
+    manifest = (tmp_path / "soup" / "manifest.json").read_text()
 
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
@@ -218,4 +219,5 @@ def test_a_soup_that_fails_while_saving_leaves_the_old_output_whole(
     with pytest.raises(OSError, match="disk full"):
         soup_module.soup_command([str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "soup")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "soup"]
-    assert [p.name for p in (tmp_path / "soup").iterdir()] == ["keep.txt"]
+    assert sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "soup").rglob("*")) == before
+    assert (tmp_path / "soup" / "manifest.json").read_text() == manifest

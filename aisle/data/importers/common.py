@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from aisle.artifacts import atomic_dir
+from aisle.artifacts import CANONICAL, atomic_dir
 from aisle.data.dataset import load_dataset
 from aisle.data.schema import COLUMNS, JUDGMENTS, PRODUCTS, QUERIES
 from aisle.errors import DataError
@@ -181,7 +181,7 @@ def write_canonical(
     """
     out = Path(out)
     tables = {PRODUCTS: products, QUERIES: queries, JUDGMENTS: judgments}
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, CANONICAL) as tmp:
         for name, df in tables.items():
             df = df.loc[:, list(COLUMNS[name])]
             text = [c for c in df.columns if c != "grade"]

@@ -1,0 +1,122 @@
+"""Atomic publication: what an output path may replace, and the modes it publishes with."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aisle.artifacts import CANONICAL, atomic_dir, atomic_write_text, write_manifest
+from aisle.cli import main
+from aisle.errors import ArtifactError
+
+
+def _publish(out: Path, kind: str | None, text: str = "new") -> None:
+    with atomic_dir(out, kind) as tmp:
+        write_manifest(tmp, {"kind": kind or "private"})
+        (tmp / "payload.txt").write_text(text)
+
+
+def _leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
+
+
+def test_an_earlier_artifact_of_the_same_kind_is_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _publish(out, "aisle.thing", "first")
+    _publish(out, "aisle.thing", "second")
+    assert (out / "payload.txt").read_text() == "second"
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("content", ["user", "other-kind", "file", "corrupt-manifest"])
+def test_anything_else_at_the_output_path_is_refused_and_kept(
+    tmp_path: Path, content: str
+) -> None:
+    out = tmp_path / "out"
+    if content == "file":
+        out.write_text("notes")
+    else:
+        out.mkdir()
+        (out / "notes.txt").write_text("notes")
+        if content == "other-kind":
+            write_manifest(out, {"kind": "aisle.other"})
+        if content == "corrupt-manifest":
+            (out / "manifest.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="remove it or pick another output path"):
+        _publish(out, "aisle.thing")
+    if content == "file":
+        assert out.read_text() == "notes"
+    else:
+        assert (out / "notes.txt").read_text() == "notes"
+    assert _leftovers(tmp_path) == []
+
+
+def test_an_empty_directory_is_replaced(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    _publish(tmp_path / "out", "aisle.thing")
+    assert (tmp_path / "out" / "payload.txt").is_file()
+
+
+def test_a_canonical_directory_replaces_only_the_three_csvs(tmp_path: Path) -> None:
+    out = tmp_path / "csv"
+    out.mkdir()
+    for name in ("queries.csv", "products.csv"):
+        (out / name).write_text("old\n")
+    _publish(out, CANONICAL)
+    assert not (out / "queries.csv").exists()
+    (out / "raw.parquet").write_text("source data")
+    with pytest.raises(ArtifactError, match=r"more than a canonical CSV directory \(\[.manifest"):
+        _publish(out, CANONICAL)
+
+
+def test_a_private_path_is_always_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "ckpt"
+    out.mkdir()
+    (out / "state.pt").write_text("old")
+    _publish(out, None)
+    assert not (out / "state.pt").exists()
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_published_paths_follow_the_umask_not_private_to_the_owner(
+    tmp_path: Path, umask_022: None
+) -> None:
+    _publish(tmp_path / "out", "aisle.thing")
+    atomic_write_text(tmp_path / "report.json", "{}")
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "out" / "manifest.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "report.json").stat().st_mode) == 0o644
+
+
+def test_prepare_over_its_own_input_is_refused_before_anything_is_lost(
+    sample_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in sample_data.iterdir():
+        (data / f.name).write_bytes(f.read_bytes())
+    (data / "README.txt").write_text("where this data came from")
+    before = sorted(p.name for p in data.iterdir())
+    assert main(["prepare", "--data", str(data), "--out", str(data)]) == 2
+    assert "holds no aisle artifact" in caplog.text
+    assert sorted(p.name for p in data.iterdir()) == before
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "notes.txt").write_text("keep me")
+    assert main(["prepare", "--data", str(data), "--out", str(runs)]) == 2
+    assert (runs / "notes.txt").read_text() == "keep me"
+    # A second prepare to the same place replaces the first: a rerun still works.
+    assert main(["prepare", "--data", str(data), "--out", str(tmp_path / "prep")]) == 0
+    assert main(["prepare", "--data", str(data), "--out", str(tmp_path / "prep")]) == 0
