@@ -17,10 +17,13 @@ from aisle.data.schema import COLUMNS, JUDGMENTS, OPTIONAL_COLUMNS, PRODUCTS, QU
 from aisle.errors import DataError
 
 
-def read_csv_strict(path: Path, table: str, sep: str = ",") -> pd.DataFrame:
-    """Read one CSV as strings, checking encoding and required columns."""
-    if not path.is_file():
-        raise DataError(f"{path}: file is missing; a {table} table needs {list(COLUMNS[table])}")
+def read_text_table(path: Path, sep: str = ",") -> pd.DataFrame:
+    """Every field of a UTF-8 delimited file with a header row, as strings.
+
+    Each data row must have as many fields as the header: pandas would otherwise read one
+    extra field per row as a row index and shift every column one place, or pad a short row
+    with empty fields, and either is accepted silently. Header names must be distinct.
+    """
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
@@ -30,12 +33,48 @@ def read_csv_strict(path: Path, table: str, sep: str = ",") -> pd.DataFrame:
             f"{path}: line {line} has bytes that are not UTF-8 ({e.reason} at byte {e.start}); "
             "re-encode the file as UTF-8"
         ) from e
+    _check_fields(path, text, sep)
     try:
         df = pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, quoting=csv.QUOTE_MINIMAL
+            io.StringIO(text), dtype=str, keep_default_na=False, sep=sep,
+            quoting=csv.QUOTE_MINIMAL, index_col=False,
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise DataError(f"{path}: not a readable CSV ({e}); check quoting and separators") from e
+    return df
+
+
+def _check_fields(path: Path, text: str, sep: str) -> None:
+    """Refuse a repeated header name and a data row whose field count is not the header's."""
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+    try:
+        header = next(rows, None)
+        if header is None:
+            return  # empty file: read_csv says so
+        names = [h.strip() for h in header]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise DataError(f"{path}: the header repeats column(s) {repeated}; name each once")
+        data_row = 0
+        for fields in rows:
+            if not fields:
+                continue  # a blank line, which the reader skips too
+            data_row += 1
+            if len(fields) != len(header):
+                trailing = " (a trailing separator?)" if fields[-1] == "" else ""
+                raise DataError(
+                    f"{path}: row {data_row} has {len(fields)} fields, the header has "
+                    f"{len(header)}{trailing}; quote fields that contain {sep!r}"
+                )
+    except csv.Error as e:
+        raise DataError(f"{path}: not a readable CSV ({e}); check quoting and separators") from e
+
+
+def read_csv_strict(path: Path, table: str, sep: str = ",") -> pd.DataFrame:
+    """Read one CSV as strings, checking encoding, field counts and required columns."""
+    if not path.is_file():
+        raise DataError(f"{path}: file is missing; a {table} table needs {list(COLUMNS[table])}")
+    df = read_text_table(path, sep)
     missing = [c for c in COLUMNS[table] if c not in df.columns]
     if missing:
         raise DataError(
@@ -83,11 +122,18 @@ def validate_queries(df: pd.DataFrame, path: Path) -> pd.DataFrame:
             f"{path}: row {r} has split {df['split'].iloc[r - 1]!r}; use one of {list(SPLITS)}"
         )
     if "count" in df.columns:
-        counts = pd.to_numeric(df["count"], errors="coerce")
-        bad = counts.isna() | (counts < 0)
+        # A count is how often the query was searched: a whole number that fits int64 (inf
+        # would not cast, 1e30 would wrap negative, 1.7 would be cut to 1 without a word).
+        counts = pd.to_numeric(df["count"], errors="coerce").astype("float64")
+        values = counts.to_numpy()
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(values) | (values < 0) | (values % 1 != 0) | (values >= 2.0**63)
         if bad.any():
             r = _row(df, bad)
-            raise DataError(f"{path}: row {r} has count {df['count'].iloc[r - 1]!r}; use >= 0")
+            raise DataError(
+                f"{path}: row {r} has count {df['count'].iloc[r - 1]!r}; counts are whole "
+                "numbers >= 0 (how often the query was searched)"
+            )
         df = df.assign(count=counts.astype("int64"))
     return df.reset_index(drop=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -191,6 +192,33 @@ def test_prepare_replaces_existing_output(tmp_path: Path) -> None:
         ),
         ({"products": ""}, r"products\.csv: not a readable CSV"),
         (
+            # One field more than the header on every row: pandas would read the first as a
+            # row index and shift every column one place.
+            {"products": "product_id,title,description,brand,category\np1,Drill,d,b,c,EXTRA\n"},
+            r"products\.csv: row 1 has 6 fields, the header has 5; quote fields",
+        ),
+        (
+            {"queries": QUERIES.replace("train\n", "train,\n").replace("dev\n", "dev,\n")},
+            r"queries\.csv: row 1 has 4 fields, the header has 3 \(a trailing separator\?\)",
+        ),
+        (
+            {"products": PRODUCTS.replace("p3,Rug,soft,,Rugs", "p3,Rug")},
+            r"products\.csv: row 3 has 2 fields, the header has 5",
+        ),
+        (
+            {"queries": QUERIES.replace("query_id,query,split", "query_id,query,split,query")},
+            r"queries\.csv: the header repeats column\(s\) \['query'\]",
+        ),
+        *(
+            (
+                {"queries": QUERIES.replace("split\n", "split,count\n").replace(
+                    "train\n", "train,5\n").replace("dev\n", f"dev,{bad}\n").replace(
+                    "test\n", "test,0\n")},
+                rf"queries\.csv: row 2 has count '{re.escape(bad)}'; counts are whole numbers",
+            )
+            for bad in ("inf", "1e30", "1.7", "-1", "many", "")
+        ),
+        (
             {"queries": QUERIES + 'q4,"unclosed,train\n'},
             r"queries\.csv: not a readable CSV",
         ),
@@ -204,6 +232,14 @@ def test_invalid_dir(tmp_path: Path, files: dict[str, str | bytes | None], match
         prepare(src, tmp_path / "prepared")
     assert not (tmp_path / "prepared").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["d"]  # no temp dir left behind
+
+
+def test_query_counts_are_whole_numbers(tmp_path: Path) -> None:
+    queries = QUERIES.replace("split\n", "split,count\n").replace("train\n", "train,5\n")
+    queries = queries.replace("dev\n", "dev,3.0\n").replace("test\n", "test,0\n")
+    ds = load_dataset(write_dir(tmp_path / "d", queries=queries))
+    assert ds.queries["count"].tolist() == [5, 3, 0]
+    assert ds.queries["count"].dtype == "int64"
 
 
 def test_not_a_directory(tmp_path: Path) -> None:

@@ -7,10 +7,8 @@ any Python process, and two ids that share a text never cross splits.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import html
-import io
 import logging
 import re
 from collections.abc import Iterable
@@ -21,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from aisle.artifacts import CANONICAL, atomic_dir
+from aisle.data.canonical import read_text_table
 from aisle.data.dataset import load_dataset
 from aisle.data.schema import COLUMNS, JUDGMENTS, PRODUCTS, QUERIES
 from aisle.errors import DataError
@@ -70,21 +69,7 @@ def read_delimited(path: Path, columns: Iterable[str], sep: str = "\t") -> pd.Da
     columns = list(columns)
     if not path.is_file():
         raise DataError(f"{path}: file is missing; it must hold the columns {columns}")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}: line {line} has bytes that are not UTF-8 ({e.reason} at byte {e.start}); "
-            "re-encode the file as UTF-8"
-        ) from e
-    try:
-        df = pd.read_csv(
-            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, quoting=csv.QUOTE_MINIMAL
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise DataError(f"{path}: not readable as {sep!r}-separated text ({e})") from e
+    df = read_text_table(path, sep)
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in columns if c not in df.columns]
     if missing:
