@@ -51,11 +51,26 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
             return False
         raise AisleError(f"config key {name!r}: {value!r} is not a boolean")
     if tp in (int, float, str):
+        # A command-line override is text to parse; a TOML (or JSON) value already has a
+        # type, and a wrong one is refused, not cast: `epochs = 2.7` would become 2, `batch_size
+        # = true` 1, and a list its repr.
+        if not isinstance(value, str) and not _is_instance(value, tp):
+            raise AisleError(
+                f"config key {name!r}: {value!r} is a {type(value).__name__}, not {tp.__name__}"
+            )
         try:
             return tp(value)
         except (TypeError, ValueError) as e:
             raise AisleError(f"config key {name!r}: {value!r} is not of type {tp.__name__}") from e
     return value
+
+
+def _is_instance(value: Any, tp: type) -> bool:
+    if isinstance(value, bool):
+        return False  # bool is an int to Python, never to a config
+    if tp is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, tp)
 
 
 def from_dict(cls: type[T], raw: dict[str, Any], prefix: str = "") -> T:

@@ -40,7 +40,11 @@ def default_data() -> Path | None:
 
 def _row(name: str, result: dict[str, Any]) -> str:
     m = result["metrics"]
-    return f"| {name:<28} | {m['ndcg@10']:.4f} | {m['recall@100']:.4f} | {m['mrr@10']:.4f} |"
+    cells = [
+        "-" if m[k] is None else f"{m[k]:.4f}"  # None: no test query defines it
+        for k in ("ndcg@10", "recall@100", "mrr@10")
+    ]
+    return f"| {name:<28} | " + " | ".join(cells) + " |"
 
 
 def run_demo(

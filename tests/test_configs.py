@@ -76,3 +76,48 @@ def test_a_nested_table_is_named_once() -> None:
 
     with pytest.raises(AisleError, match=r"^config table 'pairs': top_grade_fraction must be"):
         load_config(AutocompleteConfig, None, ["pairs.top_grade_fraction=0"])
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[step1]\nepochs = 2.7\n", r"'step1.epochs': 2.7 is a float, not int"),
+        ("[step1]\nbatch_size = true\n", r"'step1.batch_size': True is a bool, not int"),
+        ('base_model = ["a", "b"]\n', r"'base_model': \['a', 'b'\] is a list, not str"),
+        ("[step2]\nlr = false\n", r"'step2.lr': False is a bool, not float"),
+    ],
+)
+def test_a_toml_value_of_the_wrong_type_is_refused_not_cast(
+    tmp_path: Path, toml: str, message: str
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    with pytest.raises(AisleError, match=message):
+        load_config(TrainConfig, path)
+
+
+def test_a_toml_int_is_a_float(tmp_path: Path) -> None:
+    # `temperature = 1` in TOML is an int; a float key takes it as 1.0.
+    path = tmp_path / "c.toml"
+    path.write_text("[step2]\ntemperature = 1\n")
+    assert load_config(TrainConfig, path).step2.temperature == 1.0
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("tower.product_fields=titel", r"product_fields \['titel'\]: use each of"),
+        ("tower.product_fields=", r"product_fields \[''\]"),
+        ("tower.product_fields=brand,category", "title included"),
+        ("tower.product_fields=title,title", "at most once"),
+        ("tower.max_product_length=0", "config table 'tower': max_product_length must be >= 1"),
+        ("tower.batch_size=-4", "batch_size must be >= 1"),
+    ],
+)
+def test_tower_fields_that_would_empty_the_product_text_are_refused(
+    override: str, message: str
+) -> None:
+    with pytest.raises(AisleError, match=message):
+        load_config(TrainConfig, None, [override])
+    fields = load_config(TrainConfig, None, ["tower.product_fields=title,brand"]).tower
+    assert fields.product_fields == ("title", "brand")

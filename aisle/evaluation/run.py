@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -92,6 +93,42 @@ def evaluate_split(ds: Dataset, split: str, retriever: Retriever) -> EvalResult:
     return evaluate(retriever, ds.query_texts(), qrels, split_top_grade(ds, qrels))
 
 
+def check_evaluate_args(
+    index: Path | None,
+    baseline: str | None,
+    run_out: Path | None,
+    mode: Mode,
+    fusion: FusionConfig | None,
+) -> None:
+    """Refuse flags that contradict each other or cannot be used, before any work."""
+    if baseline is not None and baseline not in BASELINES:
+        raise AisleError(f"unknown baseline {baseline!r}; use one of {sorted(BASELINES)}")
+    if fusion is not None:
+        if baseline is not None or mode != "hybrid":
+            raise AisleError(
+                "--fusion, --weight and --rrf-k set how hybrid mode fuses its two lists; "
+                "add --mode hybrid (with --index) or drop them"
+            )
+        if not 0.0 <= fusion.weight <= 1.0:
+            raise AisleError(f"--weight must be in [0, 1] (the dense share), got {fusion.weight}")
+        if not fusion.rrf_k > 0:
+            raise AisleError(f"--rrf-k must be > 0, got {fusion.rrf_k}")
+    if run_out is not None and Path(run_out).is_dir():
+        raise AisleError(f"--run-out {run_out} is a directory; give a file path for the run")
+
+
+def reported_metrics(metrics: dict[str, float]) -> dict[str, float | None]:
+    """Metrics rounded for the report; ``None`` (JSON null) where no query defines one."""
+    out: dict[str, float | None] = {}
+    for name, value in metrics.items():
+        if math.isfinite(value):
+            out[name] = round(value, 4)
+        else:
+            out[name] = None
+            log.warning("%s is undefined: no query of the split has a product it counts", name)
+    return out
+
+
 def evaluate_command(
     data: Path,
     split: str,
@@ -104,12 +141,11 @@ def evaluate_command(
     backend: Backend | None = None,
     query_spelling: bool = True,
 ) -> dict[str, Any]:
+    check_evaluate_args(index, baseline, run_out, mode, fusion)
     ds = load_dataset(data)
     split_qrels(ds, split)  # fail on a split without judgments before building anything
     started = time.perf_counter()
     if baseline is not None:
-        if baseline not in BASELINES:
-            raise AisleError(f"unknown baseline {baseline!r}; use one of {sorted(BASELINES)}")
         retriever, context = bm25_retriever(ds, baseline), {"retriever": baseline}
     elif index is not None:
         retriever, context = index_retriever(
@@ -126,6 +162,6 @@ def evaluate_command(
         "data": ds.name,
         "split": split,
         **context,
-        "metrics": {k: round(v, 4) for k, v in result.metrics.items()},
+        "metrics": reported_metrics(result.metrics),
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from aisle.data.schema import PRODUCT_FIELDS
+from aisle.errors import AisleError
 
 Pooling = Literal["mean", "cls", "max"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -61,3 +62,23 @@ class TowerConfig:
     # The product tower runs in batch jobs (aisle index), where every core should help.
     onnx_query_threads: int = 1
     onnx_product_threads: int = 0
+
+    def __post_init__(self) -> None:
+        fields = tuple(self.product_fields)
+        unknown = [f for f in fields if f not in PRODUCT_FIELDS]
+        if unknown or "title" not in fields or len(set(fields)) < len(fields):
+            # A misspelt field would make every product's tower input silently empty.
+            raise AisleError(
+                f"product_fields {list(fields)}: use each of {list(PRODUCT_FIELDS)} at most "
+                "once, title included"
+            )
+        for name, low in (
+            ("max_query_length", 1),
+            ("max_product_length", 1),
+            ("max_description_chars", 0),
+            ("batch_size", 1),
+            ("onnx_query_threads", 0),
+            ("onnx_product_threads", 0),
+        ):
+            if getattr(self, name) < low:
+                raise AisleError(f"{name} must be >= {low}, got {getattr(self, name)}")

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -8,6 +10,7 @@ from aisle.data.dataset import load_dataset
 from aisle.errors import AisleError, DataError
 from aisle.evaluation.evaluator import score_run
 from aisle.evaluation.run import evaluate_command
+from aisle.indexing.config import FusionConfig
 
 
 def test_score_run_averages_over_judged_queries() -> None:
@@ -59,6 +62,44 @@ def test_evaluate_needs_a_retriever_and_judgments(sample_data: Path, tmp_path: P
     (catalog / "products.csv").write_text("product_id,title,description,brand,category\n1,a,,,\n")
     with pytest.raises(DataError, match="no queries in split"):
         evaluate_command(catalog, "test", None, baseline="bm25")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"fusion": FusionConfig(weight=0.3)}, "add --mode hybrid"),
+        ({"fusion": FusionConfig(), "baseline": "bm25"}, "add --mode hybrid"),
+        ({"fusion": FusionConfig(weight=1.5), "mode": "hybrid"}, r"--weight must be in \[0, 1\]"),
+        ({"fusion": FusionConfig(rrf_k=-1), "mode": "hybrid"}, "--rrf-k must be > 0"),
+        ({"baseline": "bm99"}, "unknown baseline 'bm99'"),
+        ({"run_out": "."}, "is a directory; give a file path"),
+    ],
+)
+def test_contradictory_flags_are_refused_before_any_work(
+    tmp_path: Path, kwargs: dict[str, Any], match: str
+) -> None:
+    # The data path does not exist: the flags are refused before it is read.
+    with pytest.raises(AisleError, match=match):
+        evaluate_command(tmp_path / "no-such-data", "test", tmp_path / "no-such-index", **kwargs)
+
+
+def test_a_metric_no_query_defines_is_reported_as_null(tmp_path: Path) -> None:
+    # The top grade (2) is judged only for a train query: no test query has a product that
+    # recall and MRR count, so both are undefined there, not 0 and not NaN.
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "products.csv").write_text(
+        "product_id,title,description,brand,category\np1,oak table,,,\np2,sofa,,,\n"
+    )
+    (data / "queries.csv").write_text("query_id,query,split\nq1,table,train\nq2,sofa,test\n")
+    (data / "judgments.csv").write_text(
+        "query_id,product_id,grade,raw_label\nq1,p1,2,\nq2,p2,1,\n"
+    )
+    result = evaluate_command(data, "test", None, baseline="bm25")
+    metrics = result["metrics"]
+    assert metrics["ndcg@10"] == 1.0 and metrics["recall@100"] is None and metrics["mrr@10"] is None
+    assert metrics["recall@100_queries"] == 0.0
+    json.dumps(result, allow_nan=False)  # strict JSON: no NaN
 
 
 @pytest.mark.slow
