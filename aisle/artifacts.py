@@ -124,6 +124,8 @@ def read_manifest(directory: Path, kind: str) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ArtifactError(f"{path} is corrupt ({e}); rebuild the {kind}") from e
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path} is not a JSON object; rebuild the {kind}")
     if manifest.get("kind") != kind:
         raise ArtifactError(
             f"{directory} holds a {manifest.get('kind')!r} artifact, expected a {kind!r}"

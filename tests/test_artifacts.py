@@ -120,3 +120,11 @@ def test_prepare_over_its_own_input_is_refused_before_anything_is_lost(
     # A second prepare to the same place replaces the first: a rerun still works.
     assert main(["prepare", "--data", str(data), "--out", str(tmp_path / "prep")]) == 0
     assert main(["prepare", "--data", str(data), "--out", str(tmp_path / "prep")]) == 0
+
+
+def test_a_manifest_that_is_not_a_json_object_is_refused(tmp_path: Path) -> None:
+    from aisle.artifacts import read_manifest
+
+    (tmp_path / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(ArtifactError, match="is not a JSON object; rebuild the aisle.index"):
+        read_manifest(tmp_path, "aisle.index")

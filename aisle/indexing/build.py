@@ -24,7 +24,7 @@ from aisle.artifacts import atomic_dir, check_replaceable, read_manifest, write_
 from aisle.configs import to_dict
 from aisle.data.dataset import prepared_dir, product_count
 from aisle.data.schema import PRODUCTS
-from aisle.errors import AisleError, DataError
+from aisle.errors import AisleError, ArtifactError, DataError
 from aisle.indexing.ann import build_faiss_index, check_buildable
 from aisle.indexing.config import FusionConfig, IndexConfig, stored_index_config
 from aisle.indexing.embed_cache import EmbeddingCache, cache_key
@@ -44,6 +44,7 @@ from aisle.indexing.versions import (
     EMBED_CACHE,
     VERSIONS,
     WORK,
+    check_keep,
     locked,
     new_version_id,
     promote,
@@ -217,7 +218,8 @@ def build_index(
     with prepared_dir(Path(data)) as prep:
         data_manifest = read_manifest(prep, "aisle.dataset")
         catalog_fp = data_manifest["fingerprints"][PRODUCTS]
-        if not force and index_is_current(out, model.fingerprint, catalog_fp, config):
+        if not force and index_is_current(out, model.fingerprint, catalog_fp, config,
+                                          model.backend):
             log.info("index at %s is up to date (same model and catalog); reusing it", out)
             return out
         work = out.parent / f".{out.name}.work"
@@ -249,8 +251,10 @@ def build_version(
     Embeddings are cached in ``ROOT/embed-cache`` and checkpoints kept in ``ROOT/work``, so a
     rebuild encodes only new or changed products and a killed build resumes. Returns the new
     version's directory (or the current one, when it is already up to date). A second build
-    or update of the same root while this one runs is refused (``ROOT/.build.lock``).
+    or update of the same root while this one runs is refused (``ROOT/.build.lock``). A
+    ``CURRENT`` that names a missing version counts as no current version (logged).
     """
+    check_keep(keep)  # before any work: a bad keep used to fail after publishing
     with locked(root, BUILD_LOCK, "aisle index build", wait=False, create=True):
         return _build_version(data, model, Path(root), config or IndexConfig(), force, engine,
                               keep)
@@ -262,10 +266,18 @@ def _build_version(data: Path, model: TwoTowerModel, root: Path, config: IndexCo
     with prepared_dir(Path(data)) as prep:
         data_manifest = read_manifest(prep, "aisle.dataset")
         catalog_fp = data_manifest["fingerprints"][PRODUCTS]
-        current = resolve_index_dir(root)
-        if not force and index_is_current(current, model.fingerprint, catalog_fp, config):
-            log.info("current version %s is up to date (same model, catalog and config)",
-                     current.name)
+        try:
+            current: Path | None = resolve_index_dir(root)
+        except ArtifactError as e:
+            log.warning("%s. Building a new version to replace it", e)
+            current = None
+        if (
+            current is not None
+            and not force
+            and index_is_current(current, model.fingerprint, catalog_fp, config, model.backend)
+        ):
+            log.info("current version %s is up to date (same model, backend, catalog and "
+                     "config)", current.name)
             return current
         embedded = embed_for_build(prep, model, root / WORK, root / EMBED_CACHE, engine,
                                    config)

@@ -40,10 +40,11 @@ def cmd_build(args: argparse.Namespace) -> None:
 
 def cmd_update(args: argparse.Namespace) -> None:
     from aisle.indexing.update import update_version
-    from aisle.towers.model import load_model
 
-    model = load_model(args.model) if args.model else None
-    path = update_version(args.data, args.out, model, engine=args.engine, keep=args.keep)
+    # The model is loaded once the current version is known: by default with the backend
+    # that embedded it, so new vectors match the old ones.
+    path = update_version(args.data, args.out, engine=args.engine, keep=args.keep,
+                          model_ref=args.model, backend=args.backend)
     print(f"index version {path.name} is current in {args.out}")
 
 
@@ -78,6 +79,19 @@ def cmd_prune(args: argparse.Namespace) -> None:
     print(f"removed {len(removed)} version(s): {' '.join(removed) or '-'}")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (``--keep``: the current version always stays)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be >= 1 (got {value}): the current version always stays"
+        )
+    return value
+
+
 def _root(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="index root (holds versions/, CURRENT)")
 
@@ -88,12 +102,13 @@ def _job(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="prepared or canonical CSV dir")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="run the embedding step in this process or as a Ray Data job")
-    p.add_argument("--keep", type=int, default=DEFAULT_KEEP,
+    p.add_argument("--keep", type=positive_int, default=DEFAULT_KEEP,
                    help="versions to keep after publishing (the current one always stays)")
 
 
 def add_index_parsers(sub: Any, add_command: Any) -> None:
     from aisle.towers.cli import add_backend_argument
+    from aisle.towers.config import BACKENDS
 
     index = add_command(sub, "index", "build and manage versioned FAISS indexes",
                         "aisle index --data runs/hd --out runs/hd-index   # = aisle index build")
@@ -116,6 +131,10 @@ def add_index_parsers(sub: Any, add_command: Any) -> None:
     _job(p)
     _root(p)
     p.add_argument("--model", default=None, help="model dir (default: the current version's)")
+    # Not add_backend_argument: its default (the model's tower config) is wrong here.
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="how the towers run (as for build); default: the backend that embedded "
+                   "the current version (another one is refused: vectors must not mix)")
     p.set_defaults(func=cmd_update)
 
     p = add_command(isub, "list", "the versions of an index root (* = current)",
@@ -137,5 +156,6 @@ def add_index_parsers(sub: Any, add_command: Any) -> None:
     p = add_command(isub, "prune", "delete all but the newest versions (never the current)",
                     "aisle index prune --out runs/hd-index --keep 3")
     _root(p)
-    p.add_argument("--keep", type=int, required=True)
+    p.add_argument("--keep", type=positive_int, required=True,
+                   help="versions to keep (>= 1; the current one always stays)")
     p.set_defaults(func=cmd_prune)

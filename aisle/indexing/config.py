@@ -114,7 +114,8 @@ def stored_index_config(raw: dict[str, object]) -> IndexConfig:
 # queries (docs/results.md): IVF-PQ, 4,000 lists (auto), 48 x 8-bit codes, nprobe 48, exact
 # re-rank of 500: recall@10 0.954 vs exact at 0.64 ms/query of one core's CPU time, 86x less
 # than flat. IVF-Flat needs nprobe 32 and 2.2 ms for 0.950; HNSW (M=32, efConstruction=40)
-# reached 0.87 at 1.5 ms. IVF-PQ also supports removal and GPU builds.
+# reached 0.87 at 1.5 ms. IVF-PQ also builds on a GPU. It cannot remove vectors (its exact
+# re-rank cannot), so `aisle index update` rebuilds it from the cached vectors.
 APPROXIMATE = IndexConfig(kind="ivf_pq", nprobe=48, rerank=500)
 
 

@@ -5,7 +5,9 @@ from ``model.product_texts``; texts already in the embedding cache are not encod
 finished block is checkpointed in the work directory (``block-<i>.npy`` then
 ``block-<i>.parquet``, the parquet last, so a block is done exactly when its parquet exists);
 a killed build run again with the same work directory skips the finished blocks. A work
-directory left by another model or catalog is discarded, never mixed in.
+directory left by another model, catalog or block layout (the same catalog prepared again with
+other row groups, or in another order) is discarded, never mixed in; a checkpoint is used
+only if it holds exactly the products of its block.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from aisle.artifacts import atomic_write_text, read_manifest
 from aisle.data.dataset import iter_product_blocks, product_count
 from aisle.data.schema import PRODUCTS
+from aisle.errors import AisleError
 from aisle.indexing.embed_cache import EmbeddingCache, text_hashes
 from aisle.towers.model import TwoTowerModel
 
@@ -67,7 +71,21 @@ def _prepare_work(work: Path, state: dict[str, object]) -> None:
     atomic_write_text(path, json.dumps(state, sort_keys=True))
 
 
-def _load_block(work: Path, i: int) -> tuple[pd.DataFrame, np.ndarray] | None:
+def block_sizes(prepared: Path) -> list[int]:
+    """The products file's row-group (block) sizes, from its footer. The catalog fingerprint
+    ignores row order and grouping, so the same catalog prepared again (another
+    ``ROW_GROUP_SIZE``, another order) may have other blocks: the work state records these,
+    and ``_load_block`` checks each checkpoint's product ids (which also catches a new order).
+    """
+    meta = pq.ParquetFile(Path(prepared) / f"{PRODUCTS}.parquet").metadata
+    return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+
+def _load_block(
+    work: Path, i: int, dim: int, product_ids: Sequence[str]
+) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """Block ``i``'s checkpoint, if it holds exactly ``product_ids`` (in order) as ``dim``-d
+    vectors; otherwise None, and the block is embedded again."""
     vec_path, rows_path = _block_paths(work, i)
     if not rows_path.is_file():
         return None
@@ -77,7 +95,15 @@ def _load_block(work: Path, i: int) -> tuple[pd.DataFrame, np.ndarray] | None:
     except (OSError, ValueError) as e:
         log.warning("checkpoint of block %d is unreadable (%s); embedding it again", i, e)
         return None
-    return (rows, vectors) if len(rows) == len(vectors) else None
+    if (
+        "product_id" not in rows.columns
+        or rows["product_id"].tolist() != list(product_ids)
+        or vectors.shape != (len(rows), dim)
+    ):
+        log.warning("checkpoint of block %d does not hold that block's products; embedding it "
+                    "again", i)
+        return None
+    return rows, vectors
 
 
 def _save_block(work: Path, i: int, rows: pd.DataFrame, vectors: np.ndarray) -> None:
@@ -106,7 +132,13 @@ def embed_catalog(
     prepared, work = Path(prepared), Path(work)
     catalog_fp = read_manifest(prepared, "aisle.dataset")["fingerprints"][PRODUCTS]
     _prepare_work(
-        work, {"model": model.fingerprint, "backend": model.backend, "products": catalog_fp}
+        work,
+        {
+            "model": model.fingerprint,
+            "backend": model.backend,
+            "products": catalog_fp,
+            "blocks": block_sizes(prepared),
+        },
     )
     if engine == "ray":
         from aisle.indexing.ray_engine import RayEncoder
@@ -117,9 +149,10 @@ def embed_catalog(
     frames: list[pd.DataFrame] = []
     blocks: list[np.ndarray] = []
     encoded = resumed = 0
-    with tqdm(total=product_count(prepared), desc="embedding catalog", unit="product") as bar:
+    total = product_count(prepared)
+    with tqdm(total=total, desc="embedding catalog", unit="product") as bar:
         for i, block in enumerate(iter_product_blocks(prepared)):
-            done = _load_block(work, i)
+            done = _load_block(work, i, model.dim, block["product_id"].tolist())
             if done is not None:
                 rows, vectors = done
                 resumed += 1
@@ -149,5 +182,11 @@ def embed_catalog(
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     dim = model.dim
     vectors = np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
+    if len(rows) != total or len(vectors) != total:
+        # Never publish an index that silently lacks products.
+        raise AisleError(
+            f"embedding {prepared} gave {len(rows)} products, the catalog has {total}; "
+            f"delete {work} and build again"
+        )
     log.info("embedded %d products (%d encoded, the rest cached)", len(rows), encoded)
     return EmbeddedCatalog(rows, np.ascontiguousarray(vectors, np.float32), encoded, resumed)

@@ -40,6 +40,8 @@ ANALYZER_FILE = "analyzer.json"
 # The speller's words and their document frequencies (fuzzy indexes only).
 WORDS_FILE = "words.json"
 LEGACY_ANALYZER = "word"
+# bm25s's placeholder term of documents without terms; never a query term.
+EMPTY_TERM = ""
 
 
 class BM25Index:
@@ -98,7 +100,15 @@ class BM25Index:
         documents = analyzer(analyzer_name)(texts)
         retriever = bm25s.BM25(method=METHOD, k1=k1, b=b)
         # create_empty_token lets a product whose text is all stop words still be indexed.
-        retriever.index(documents, create_empty_token=True, show_progress=False)
+        # When no text has any term at all (titles of emoji, punctuation or stop words only),
+        # bm25s has no vocabulary to add it to and fails: every document then holds just the
+        # empty token, which is never a query term, so every search returns nothing.
+        indexed = documents if any(documents) else [[EMPTY_TERM] for _ in documents]
+        if indexed is not documents:
+            logger.warning("BM25: none of the %d texts has an indexable term (%s analyzer); "
+                           "lexical search over them will return nothing", len(texts),
+                           analyzer_name)
+        retriever.index(indexed, create_empty_token=True, show_progress=False)
         logger.info(
             "BM25 index over %d products, %d terms (%s analyzer)",
             len(texts),
@@ -134,7 +144,7 @@ class BM25Index:
             raise ValueError(f"k must be >= 1, got {k}")
         results: list[list[tuple[str, float]]] = []
         for tokens in self._analyze(queries):
-            # "" is bm25s's placeholder for empty documents, never a query term.
+            # EMPTY_TERM is bm25s's placeholder for empty documents, never a query term.
             known = [t for t in map(self._known, tokens) if t]
             if not known:
                 results.append([])
@@ -168,21 +178,32 @@ class BM25Index:
         (directory / ANALYZER_FILE).write_text(json.dumps(settings), encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: Path) -> BM25Index:
-        """Read an index written by ``save``, with the analyzer that built it."""
+    def load(cls, directory: Path, legacy: bool = False) -> BM25Index:
+        """Read an index written by ``save``, with the analyzer that built it.
+
+        ``legacy``: the index may predate ``analyzer.json`` (its index manifest records no
+        ``bm25_analyzer``; both came in one release), so a missing file means bm25s's "word"
+        tokenizer without a speller. Otherwise a missing ``analyzer.json`` is an error: the
+        analyzer cannot be guessed, and a wrong one silently returns worse results.
+        """
         ids_path = directory / IDS_FILE
         if not ids_path.is_file():
             raise ValueError(f"{directory} is not a BM25 index directory (no {IDS_FILE})")
         analyzer_path = directory / ANALYZER_FILE
-        settings = {"analyzer": LEGACY_ANALYZER, "fuzzy": False}
+        settings: dict[str, object] = {"analyzer": LEGACY_ANALYZER, "fuzzy": False}
         if analyzer_path.is_file():
-            settings.update(json.loads(analyzer_path.read_text(encoding="utf-8")))
+            saved = json.loads(analyzer_path.read_text(encoding="utf-8"))
+            if not isinstance(saved, dict):
+                raise ValueError(f"{analyzer_path} is not a JSON object")
+            settings.update(saved)
             name = settings["analyzer"]
             if name not in ANALYZERS:
                 raise ValueError(
                     f"{analyzer_path} names analyzer {name!r}, which this version does not "
                     f"know ({ANALYZERS}); rebuild the index"
                 )
+        elif not legacy:
+            raise ValueError(f"{analyzer_path} is missing (which analyzer built this index?)")
         speller = None
         if settings["fuzzy"]:
             words_path = directory / WORDS_FILE

@@ -48,6 +48,9 @@ class ProductIndex:
     """A loaded index: ``searcher`` over FAISS ids, ``product_ids``/``titles`` per id.
 
     ``root`` is the directory actually loaded (for a versioned root: the CURRENT version).
+    The BM25 index and the partitions are read from ``root`` on first use, unless loaded
+    eagerly (``load_all``, or ``load_index(..., eager=True)``): a process that must keep
+    serving this index after its version directory is pruned loads it eagerly.
     """
 
     root: Path
@@ -78,9 +81,28 @@ class ProductIndex:
             )
         with self._lock:
             if name not in self._partitions:
+                self._check_not_deleted()
                 part = load_index(self.root / layout[name], self.model_fingerprint)
                 self._partitions[name] = part
             return self._partitions[name]
+
+    def _check_not_deleted(self) -> None:
+        if not (self.root / MANIFEST).is_file():
+            raise ArtifactError(
+                f"{self.root} was deleted after this index was loaded (a newer version "
+                "replaced it and prune removed it): load the index again, or load it with "
+                "load_index(..., eager=True) so nothing is read later"
+            )
+
+    def load_all(self) -> ProductIndex:
+        """Read everything still on disk now: the BM25 index and every partition (each with
+        its BM25 index). Afterwards nothing is read from ``root`` again, so searches of every
+        mode keep working when the version directory is deleted (pruned) later. Returns
+        ``self``; raises ``ArtifactError`` if any part is missing or corrupt."""
+        _ = self.lexical
+        for name in self.partition_names:
+            self.partition(name).load_all()
+        return self
 
     @functools.cached_property
     def title_of(self) -> dict[str, str]:
@@ -108,10 +130,20 @@ class ProductIndex:
     def lexical(self) -> BM25Index:
         """The BM25 index over the same product text, loaded on first use."""
         path = self.root / LEXICAL_DIR
+        # An index from before analyzer.json records no bm25_analyzer in its manifest either
+        # (both came in one release): only then may bm25/ lack analyzer.json.
+        legacy = "bm25_analyzer" not in self.manifest.get("index_config", {})
+        self._check_not_deleted()
         try:
-            return BM25Index.load(path)
-        except (OSError, ValueError) as e:
+            lexical = BM25Index.load(path, legacy=legacy)
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise ArtifactError(f"{path} is missing or corrupt ({e}); rebuild the index") from e
+        if len(lexical) != self.manifest["count"]:
+            raise ArtifactError(
+                f"{path} holds {len(lexical)} products, the index {self.manifest['count']}; "
+                "rebuild the index"
+            )
+        return lexical
 
     def fusion(self) -> FusionConfig:
         """The index's default fusion (set by `aisle tune-fusion`)."""
@@ -141,32 +173,44 @@ def index_is_current(
     model_fingerprint: str,
     products_fingerprint: str,
     config: IndexConfig | None = None,
+    backend: str | None = None,
 ) -> bool:
-    """Whether ``out`` (a plain index directory) was built from this model, catalog, config."""
+    """Whether ``out`` (a plain index directory) was built from this model, catalog, config,
+    and (when given) with this ``backend`` (torch and int8 vectors differ; an index that does
+    not record its backend is not current for any)."""
     path = Path(out) / MANIFEST
     if not path.is_file():
         return False
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("model"), dict):
+        return False
+    data = manifest.get("data")
     return bool(
         manifest.get("kind") == KIND
-        and manifest.get("model", {}).get("fingerprint") == model_fingerprint
-        and manifest.get("data", {}).get("products_fingerprint") == products_fingerprint
+        and manifest["model"].get("fingerprint") == model_fingerprint
+        and (backend is None or manifest["model"].get("backend") == backend)
+        and isinstance(data, dict)
+        and data.get("products_fingerprint") == products_fingerprint
         and (config is None or manifest.get("index_config") == to_dict(config))
         and (Path(out) / INDEX_FILE).is_file()
         and (Path(out) / LEXICAL_DIR).is_dir()
     )
 
 
-def load_index(root: Path, model_fingerprint: str | None = None) -> ProductIndex:
+def load_index(
+    root: Path, model_fingerprint: str | None = None, eager: bool = False
+) -> ProductIndex:
     """Load and verify an index: a versioned root (its CURRENT version) or an index directory.
 
-    Refuses an index built by a different model than ``model_fingerprint``.
+    Refuses an index built by a different model than ``model_fingerprint``. ``eager``: read
+    the BM25 index and every partition now too (``ProductIndex.load_all``), so the loaded
+    index never reads its directory again; otherwise they are read on first use.
     """
     root = resolve_index_dir(Path(root))
-    manifest = read_manifest(root, KIND)
+    manifest = _read_index_manifest(root)
     try:
         index = faiss.read_index(str(root / INDEX_FILE))
     except RuntimeError as e:
@@ -175,23 +219,68 @@ def load_index(root: Path, model_fingerprint: str | None = None) -> ProductIndex
         rows = pd.read_parquet(root / ROWS_FILE)
     except (OSError, ValueError) as e:
         raise ArtifactError(f"{root / ROWS_FILE} is corrupt or missing ({e}); rebuild it") from e
+    missing = [c for c in ("product_id", "title") if c not in rows.columns]
+    if missing:
+        raise ArtifactError(f"{root / ROWS_FILE} has no {', '.join(missing)} column; rebuild it")
     if not (index.ntotal == len(rows) == manifest["count"]) or index.d != manifest["dim"]:
         raise ArtifactError(
             f"{root} is inconsistent: faiss holds {index.ntotal} x {index.d}, the row map "
             f"{len(rows)}, the manifest {manifest['count']} x {manifest['dim']}; rebuild it"
         )
     product_ids, titles = _by_label(rows, root)
+    try:
+        config = stored_index_config(manifest.get("index_config", {}))
+        from_dict(FusionConfig, manifest.get("fusion", {}))
+    except AisleError as e:
+        raise ArtifactError(f"{root / MANIFEST}: {e}; rebuild the index") from e
     loaded = ProductIndex(
         root=root,
         manifest=manifest,
-        searcher=searcher_for(index, stored_index_config(manifest.get("index_config", {}))),
+        searcher=searcher_for(index, config),
         product_ids=product_ids,
         titles=titles,
     )
     if model_fingerprint is not None:
         loaded.check_model(model_fingerprint)
+    if eager:
+        loaded.load_all()
     log.info("loaded index %s: %d products, model %s", root, index.ntotal, loaded.model_ref)
     return loaded
+
+
+def _read_index_manifest(root: Path) -> dict[str, Any]:
+    """The manifest of index directory ``root``, with the keys loading relies on checked."""
+    path = root / MANIFEST
+    if path.is_file():  # read_manifest expects a JSON object; say so instead of crashing
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raw = {}  # read_manifest names the decoding error
+        if not isinstance(raw, dict):
+            raise ArtifactError(f"{path} is not a JSON object; rebuild the index")
+    manifest = read_manifest(root, KIND)
+
+    def bad(what: str) -> ArtifactError:
+        return ArtifactError(f"{path} is incomplete or edited: {what}; rebuild the index")
+
+    for key in ("count", "dim"):
+        value = manifest.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise bad(f"{key!r} must be a non-negative integer, got {value!r}")
+    model = manifest.get("model")
+    if not isinstance(model, dict):
+        raise bad(f"'model' must be an object, got {model!r}")
+    for key in ("ref", "fingerprint"):
+        if not isinstance(model.get(key), str) or not model[key]:
+            raise bad(f"'model.{key}' must be a non-empty string, got {model.get(key)!r}")
+    for key in ("index_config", "fusion", "partitions", "data"):
+        if key in manifest and not isinstance(manifest[key], dict):
+            raise bad(f"{key!r} must be an object, got {manifest[key]!r}")
+    for name, rel in manifest.get("partitions", {}).items():
+        parts = Path(rel).parts if isinstance(rel, str) else ()
+        if len(parts) != 2 or parts[0] != PARTITIONS_DIR or parts[1] in (".", ".."):
+            raise bad(f"partition {name!r} points at {rel!r}, not a directory in {PARTITIONS_DIR}/")
+    return manifest
 
 
 def _by_label(rows: pd.DataFrame, root: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -201,7 +290,10 @@ def _by_label(rows: pd.DataFrame, root: Path) -> tuple[np.ndarray, np.ndarray]:
     titles = rows["title"].to_numpy(dtype=object)
     if "label" not in rows.columns:
         return ids, titles
-    labels = rows["label"].to_numpy(dtype=np.int64)
+    try:
+        labels = rows["label"].to_numpy(dtype=np.int64)
+    except (TypeError, ValueError) as e:
+        raise ArtifactError(f"{root / ROWS_FILE} has non-integer labels ({e}); rebuild it") from e
     if np.array_equal(labels, np.arange(len(rows))):
         return ids, titles
     if len(labels) and (labels.min() < 0 or len(np.unique(labels)) != len(labels)):

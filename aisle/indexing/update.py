@@ -50,10 +50,12 @@ from aisle.indexing.versions import (
     EMBED_CACHE,
     VERSIONS,
     WORK,
+    check_keep,
     is_versioned,
     locked,
     new_version_id,
 )
+from aisle.towers.config import Backend
 from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
@@ -145,12 +147,20 @@ def update_version(
     model: TwoTowerModel | None = None,
     engine: EmbedEngine = "local",
     keep: int = DEFAULT_KEEP,
+    *,
+    model_ref: str | None = None,
+    backend: Backend | None = None,
 ) -> Path:
     """Publish ``ROOT/versions/<new id>`` = the current version updated to ``data``'s catalog.
 
-    ``model`` defaults to the current version's; another model is refused (a full build).
-    Refused while another build or update of the same root runs (``ROOT/.build.lock``).
+    ``model`` defaults to the current version's, loaded from ``model_ref`` if given (another
+    directory of the same weights), with ``backend`` (default: the backend that embedded the
+    current version); another model is refused (a full build). Refused while another build or
+    update of the same root runs (``ROOT/.build.lock``).
     """
+    check_keep(keep)  # before any work: a bad keep used to fail after publishing
+    if model is not None and (model_ref is not None or backend is not None):
+        raise ValueError("pass a loaded model, or model_ref/backend to load one, not both")
     root = Path(root)
     if not is_versioned(root):
         raise ArtifactError(
@@ -158,15 +168,16 @@ def update_version(
             f"aisle index --data ... --out {root}"
         )
     with locked(root, BUILD_LOCK, "aisle index update", wait=False):
-        return _update_version(data, root, model, engine, keep)
+        return _update_version(data, root, model, engine, keep, model_ref, backend)
 
 
 def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine: EmbedEngine,
-                    keep: int) -> Path:
+                    keep: int, model_ref: str | None, backend: Backend | None) -> Path:
     started = time.perf_counter()
     current = load_index(root)
     built_with = current.manifest["model"].get("backend")  # absent in older versions
-    model = model or index_model(current, backend=built_with)
+    if model is None:
+        model = index_model(current, model_ref, backend or built_with)
     if model.fingerprint != current.model_fingerprint:
         raise ManifestMismatch(
             f"the current version was built by model {current.model_ref}; an update keeps the "
@@ -176,7 +187,8 @@ def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine:
         raise ManifestMismatch(
             f"the current version's vectors were embedded with the {built_with} backend, this "
             f"model runs on {model.backend}; an update must not mix them. Load the model with "
-            f"backend={built_with}, or run a full build"
+            f"that backend (aisle index update --backend {built_with}), or run a full build "
+            "(aisle index build --force)"
         )
     config = stored_index_config(current.manifest["index_config"])
     with prepared_dir(Path(data)) as prep:

@@ -21,12 +21,14 @@ import fcntl
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aisle.artifacts import MANIFEST, atomic_write_text
 from aisle.errors import ArtifactError
@@ -91,6 +93,14 @@ class VersionInfo:
     current: bool
 
 
+def check_keep(keep: int) -> None:
+    """Refuse a ``keep`` below 1 (builds call this before any work, not after publishing)."""
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ArtifactError(
+            f"keep must be an integer >= 1 (got {keep!r}): the current version always stays"
+        )
+
+
 def new_version_id() -> str:
     """``20250101T120000Z-1a2b3c``: sorts by build time, unique across concurrent builds."""
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
@@ -146,8 +156,31 @@ def _switch(root: Path, vid: str) -> None:
     atomic_write_text(Path(root) / CURRENT, vid + "\n")
 
 
+def _read_version_manifest(path: Path) -> dict[str, Any] | None:
+    """A version's manifest as a dict, or None (logged) when it is unreadable or not an object:
+    one damaged version must not break listing, promoting or pruning the others."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        log.warning("skipping version %s: its %s is unreadable (%s); delete that directory",
+                    path.parent.name, MANIFEST, e)
+        return None
+    if not isinstance(manifest, dict):
+        log.warning("skipping version %s: its %s is not a JSON object; delete that directory",
+                    path.parent.name, MANIFEST)
+        return None
+    return manifest
+
+
+def _number(value: Any, default: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    return float(value)
+
+
 def list_versions(root: Path) -> list[VersionInfo]:
-    """Every complete version under ``root``, oldest first."""
+    """Every complete version under ``root``, oldest first; a version whose manifest cannot be
+    read is left out (and logged), never deleted."""
     root = Path(root)
     cur = current_id(root)
     out = []
@@ -156,14 +189,17 @@ def list_versions(root: Path) -> list[VersionInfo]:
         path = d / MANIFEST
         if d.name.startswith(".") or not path.is_file():
             continue  # a build in progress (atomic_dir temp) or a broken leftover
-        m = json.loads(path.read_text(encoding="utf-8"))
+        m = _read_version_manifest(path)
+        if m is None:
+            continue
+        model = m.get("model")
         out.append(
             VersionInfo(
                 id=d.name,
                 path=d,
-                created=float(m.get("created", path.stat().st_mtime)),
-                count=int(m.get("count", 0)),
-                model=str(m.get("model", {}).get("ref", "")),
+                created=_number(m.get("created"), path.stat().st_mtime),
+                count=int(_number(m.get("count"), 0)),
+                model=str(model.get("ref", "")) if isinstance(model, dict) else "",
                 current=d.name == cur,
             )
         )
@@ -181,6 +217,11 @@ def _promote(root: Path, vid: str) -> None:
     if not (target / MANIFEST).is_file():
         known = ", ".join(v.id for v in list_versions(root)) or "none"
         raise ArtifactError(f"{root} has no version {vid!r}; versions: {known}")
+    if _read_version_manifest(target / MANIFEST) is None:
+        raise ArtifactError(
+            f"version {vid!r} of {root} has an unreadable {MANIFEST}; promote another one "
+            f"(aisle index list --out {root}) or delete {target}"
+        )
     _switch(root, vid)
     history = _history(root)
     if not history or history[-1] != vid:
@@ -212,14 +253,17 @@ def _rollback(root: Path) -> str:
 
 
 def prune(root: Path, keep: int = DEFAULT_KEEP) -> list[str]:
-    """Delete all but the ``keep`` newest versions; the current one is never deleted."""
-    if keep < 1:
-        raise ArtifactError(f"keep must be >= 1 (got {keep}): the current version always stays")
+    """Delete all but the ``keep`` newest versions; the current one is never deleted.
+
+    Also removes what killed jobs left behind (``remove_leftovers``).
+    """
+    check_keep(keep)
     with locked(root, POINTER_LOCK, f"prune --keep {keep}", wait=True):
         return _prune(root, keep)
 
 
 def _prune(root: Path, keep: int) -> list[str]:
+    remove_leftovers(root)
     versions = list_versions(root)
     newest = {v.id for v in versions[-keep:]}
     removed = []
@@ -227,11 +271,64 @@ def _prune(root: Path, keep: int) -> list[str]:
         if v.id in newest or v.current:
             continue
         # Rename first so a half-deleted directory never looks like a version.
-        doomed = v.path.parent / f".{v.id}.deleting"
+        doomed = v.path.parent / f".{v.id}.deleting-{os.getpid()}-{time.time_ns()}"
         v.path.rename(doomed)
         shutil.rmtree(doomed, ignore_errors=True)
         removed.append(v.id)
     if removed:
         _write_history(root, [h for h in _history(root) if h not in removed])
         log.info("%s: pruned %d old version(s): %s", root, len(removed), ", ".join(removed))
+    return removed
+
+
+# What atomic_dir / atomic_write_text / the embedding cache / prune name their temporary
+# paths: ``.<name>.tmp-<pid>-<ns>``, ``.<name>.old-<pid>-<ns>``, ``.<name>.tmp-<pid>``,
+# ``.<name>.deleting-<pid>-<ns>``; before pids were recorded prune wrote ``.<id>.deleting``.
+_LEFTOVER = re.compile(r"^\..+\.(?:tmp|old|deleting)-(?P<pid>\d+)(?:-\d+)?$")
+_OLD_DELETING = re.compile(r"^\..+\.deleting$")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process (or an absurd pid): leave its files alone
+    return True
+
+
+def remove_leftovers(root: Path) -> list[Path]:
+    """Delete the temporary files and directories of jobs that were killed: those whose
+    recorded pid is no longer running (and pid-less ``.deleting`` directories, which only an
+    earlier prune, holding the pointer lock, could have made). Returns what was removed.
+
+    Called by ``prune`` with ``ROOT/.pointer.lock`` held; a live job's temp paths carry its
+    running pid and are never touched."""
+    root = Path(root)
+    places = [root, root / VERSIONS]
+    cache = root / EMBED_CACHE
+    if cache.is_dir():
+        places += [d for d in cache.iterdir() if d.is_dir() and not d.is_symlink()]
+    removed = []
+    for place in places:
+        if not place.is_dir():
+            continue
+        for p in place.iterdir():
+            m = _LEFTOVER.match(p.name)
+            if m is not None:
+                if _alive(int(m["pid"])):
+                    continue
+            elif not (place.name == VERSIONS and _OLD_DELETING.match(p.name)):
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
+    if removed:
+        log.info("%s: removed %d leftover(s) of killed jobs: %s", root, len(removed),
+                 ", ".join(p.name for p in removed))
     return removed

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import faiss
 import numpy as np
+import pandas as pd
 import pytest
 
 from aisle.data.dataset import load_dataset
@@ -115,3 +117,114 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path: Path, base_model: TwoTow
         build_index(data, base_model, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["empty"]
+
+
+def _edit_manifest(
+    key: str, value: object = None, delete: bool = False
+) -> Callable[[Path], None]:
+    def edit(directory: Path) -> None:
+        path = directory / "manifest.json"
+        manifest = json.loads(path.read_text())
+        if delete:
+            del manifest[key]
+        else:
+            manifest[key] = value
+        path.write_text(json.dumps(manifest))
+
+    return edit
+
+
+def _drop_product_ids(directory: Path) -> None:
+    rows = pd.read_parquet(directory / "rows.parquet")
+    rows.drop(columns=["product_id"]).to_parquet(directory / "rows.parquet")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_edit_manifest("count", delete=True), r"'count' must be a non-negative integer"),
+        (_edit_manifest("count", "300"), r"'count' must be a non-negative integer, got '300'"),
+        (_edit_manifest("dim", delete=True), r"'dim' must be a non-negative integer"),
+        (_edit_manifest("model", delete=True), r"'model' must be an object"),
+        (_edit_manifest("model", {"ref": "m"}), r"'model\.fingerprint' must be"),
+        (_edit_manifest("index_config", {"kind": "flatt"}), r"'flatt' is not one of"),
+        (_edit_manifest("index_config", {"kind": "flat", "foo": 1}), r"unknown config key"),
+        (_edit_manifest("partitions", {"x": "../../elsewhere"}), r"partition 'x' points at"),
+        (lambda d: (d / "manifest.json").write_text("[1, 2]"), r"not a JSON object"),
+        (_drop_product_ids, r"rows\.parquet has no product_id column"),
+    ],
+    ids=["no-count", "count-string", "no-dim", "no-model", "no-fingerprint", "kind-typo",
+         "unknown-key", "partition-outside", "manifest-list", "rows-without-ids"],
+)
+def test_an_edited_or_incomplete_index_is_refused_with_a_rebuild_hint(
+    edit: Callable[[Path], None], message: str, sample_index: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(sample_index, broken)
+    edit(broken)
+    with pytest.raises(ArtifactError, match=message) as raised:
+        load_index(broken)
+    assert "rebuild" in str(raised.value)
+
+
+def test_a_bm25_dir_without_its_analyzer_file_is_refused_unless_it_predates_it(
+    sample_index: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(sample_index, broken)
+    (broken / "bm25" / "analyzer.json").unlink()
+    index = load_index(broken)  # dense search does not need it
+    with pytest.raises(ArtifactError, match=r"analyzer\.json is missing.*rebuild the index"):
+        index.lexical  # noqa: B018
+    # An index from before analyzer.json recorded no BM25 settings in its manifest either:
+    # that one loads with bm25s's tokenizer (tests/indexing/test_update.py builds a real one).
+    manifest = json.loads((broken / "manifest.json").read_text())
+    for key in ("bm25_analyzer", "bm25_k1", "bm25_b", "bm25_fuzzy"):
+        del manifest["index_config"][key]
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    assert load_index(broken).lexical.params["analyzer"] == "word"
+
+
+def test_eager_loading_reads_everything_so_deleting_the_directory_later_is_harmless(
+    sample_index: Path, tmp_path: Path, base_model: TwoTowerModel
+) -> None:
+    lazy_dir, eager_dir = tmp_path / "lazy", tmp_path / "eager"
+    shutil.copytree(sample_index, lazy_dir)
+    shutil.copytree(sample_index, eager_dir)
+    lazy = load_index(lazy_dir)
+    eager = load_index(eager_dir, base_model.fingerprint, eager=True)
+    expected = load_index(sample_index).lexical.search(["cordless drill"], 5)
+    assert expected
+    shutil.rmtree(lazy_dir)
+    shutil.rmtree(eager_dir)
+    assert eager.lexical.search(["cordless drill"], 5) == expected
+    with pytest.raises(ArtifactError, match="deleted after this index was loaded"):
+        lazy.lexical  # noqa: B018
+    assert eager.load_all() is eager  # nothing left to read: no error
+
+
+def test_texts_without_any_bm25_term_build_an_index_whose_lexical_side_finds_nothing(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    tmp_path: Path,
+) -> None:
+    # A partition whose only product is titled with emoji and punctuation, and a catalog whose
+    # every text is stop words or punctuation: bm25s alone fails on an empty vocabulary.
+    blank = {"description": "", "brand": "", "category": ""}
+    outlet = pd.DataFrame([{**catalog.iloc[0].to_dict(), **blank, "product_id": "z1",
+                            "title": "\U0001f528\U0001f528 !!!", "partition": "outlet"}])
+    products = pd.concat([catalog.iloc[:40].assign(partition=""), outlet], ignore_index=True)
+    index = load_index(build_index(prepare_catalog(products, "outlet"), base_model,
+                                   tmp_path / "a"))
+    part = index.partition("outlet")
+    assert list(part.product_ids) == ["z1"] and part.lexical.search(["hammer", "!!!"], 5) == [
+        [], []]
+    query = base_model.encode_query(["hammer"]).numpy()
+    assert [h.product_id for h in part.search(query, 5)[0]] == ["z1"]
+
+    nothing = catalog.iloc[:3].assign(title=["---", "The", "\U0001f528"], partition="", **blank)
+    index = load_index(build_index(prepare_catalog(nothing, "nothing"), base_model,
+                                   tmp_path / "b"))
+    assert index.lexical.search(["the", "---", "drill"], 3) == [[], [], []]
+    assert len(index.search(query, 5)[0]) == 3

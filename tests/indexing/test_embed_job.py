@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+import torch
 
 from aisle.indexing.build import build_version
 from aisle.indexing.embed_cache import EmbeddingCache, cache_key, text_hash
@@ -117,3 +119,87 @@ def test_the_cache_ignores_a_shard_without_keys(tmp_path: Path) -> None:
     np.testing.assert_array_equal(vecs[[0, 2, 3]], np.eye(4, dtype=np.float32)[[3, 0, 1]])
     shutil.rmtree(tmp_path / "m")
     assert len(EmbeddingCache(tmp_path, "m", 4)) == 0
+
+
+def _kill_after_blocks(
+    model: TwoTowerModel, monkeypatch: pytest.MonkeyPatch, blocks: int
+) -> None:
+    """Make the product tower raise (as a killed process would stop) after ``blocks`` calls."""
+    inner, calls = model.product.encode, [0]
+
+    def encode(texts: Sequence[str], progress: bool = False) -> torch.Tensor:
+        calls[0] += 1
+        if calls[0] > blocks:
+            raise KeyboardInterrupt("killed")
+        return inner(texts, progress)
+
+    monkeypatch.setattr(model.product, "encode", encode)
+
+
+def test_a_resume_against_the_catalog_prepared_again_in_other_blocks_keeps_every_product(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    import aisle.data.dataset as dataset
+
+    root = tmp_path / "root"
+    in_40s = prepare_catalog(catalog, "in-40s")  # 3 blocks of 40
+    with monkeypatch.context() as m:
+        _kill_after_blocks(base_model, m, 2)
+        with pytest.raises(KeyboardInterrupt):
+            build_version(in_40s, base_model, root)
+    assert (root / WORK / "block-000001.parquet").is_file()
+    # The same catalog (same fingerprint) prepared again with blocks of 100: block 0 and 1
+    # now hold other products than the checkpoints of blocks 0 and 1.
+    monkeypatch.setattr(dataset, "ROW_GROUP_SIZE", 100)
+    in_100s = dataset.prepare(tmp_path / "in-40s-csv", tmp_path / "in-100s")
+    index = load_index(build_version(in_100s, base_model, root))
+    assert sorted(index.product_ids) == sorted(catalog["product_id"])
+    assert index.manifest["count"] == 120 and index.manifest["embedding"]["resumed_blocks"] == 0
+
+
+def test_a_checkpoint_is_reused_only_for_the_products_of_its_block(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    counting: CountingEncoder,
+    tmp_path: Path,
+) -> None:
+    work = tmp_path / "work"
+    first = embed_catalog(prepare_catalog(catalog, "day1"), base_model, work)
+    # The same catalog in another order: same fingerprint, same block sizes, other blocks.
+    shuffled = catalog.sample(frac=1, random_state=0).reset_index(drop=True)
+    counting.texts.clear()
+    again = embed_catalog(prepare_catalog(shuffled, "shuffled"), base_model, work)
+    assert list(again.rows["product_id"]) == list(shuffled["product_id"])
+    assert again.resumed_blocks == 0 and len(counting.texts) == 120
+    by_id = dict(zip(first.rows["product_id"], first.vectors, strict=True))
+    np.testing.assert_allclose(
+        again.vectors, np.stack([by_id[p] for p in shuffled["product_id"]]), atol=1e-5
+    )
+    # Run again with that work dir: now every checkpoint holds its block's products.
+    counting.texts.clear()
+    resumed = embed_catalog(prepare_catalog(shuffled, "shuffled-2"), base_model, work)
+    assert resumed.resumed_blocks == 3 and not counting.texts
+
+
+def test_an_embedding_job_short_of_products_fails_instead_of_publishing(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    import aisle.indexing.embed_job as embed_job
+    from aisle.errors import AisleError
+
+    data = prepare_catalog(catalog, "day1")
+    blocks = embed_job.iter_product_blocks
+    monkeypatch.setattr(embed_job, "iter_product_blocks", lambda p: list(blocks(p))[:2])
+    root = tmp_path / "root"
+    with pytest.raises(AisleError, match="gave 80 products, the catalog has 120"):
+        build_version(data, base_model, root)
+    assert not (root / "versions").exists() or not any((root / "versions").iterdir())

@@ -116,10 +116,39 @@ def test_index_saved_without_an_analyzer_file_loads_with_the_word_analyzer(tmp_p
     legacy = BM25Index.build(list(CATALOG.values()), list(CATALOG), "word", 1.5, 0.75)
     legacy.save(tmp_path / "bm25")
     (tmp_path / "bm25" / "analyzer.json").unlink()
-    loaded = BM25Index.load(tmp_path / "bm25")
+    loaded = BM25Index.load(tmp_path / "bm25", legacy=True)
     assert loaded.params["analyzer"] == "word"
     queries = ["hammer drill", "1/2 in drill"]
     assert loaded.search(queries, k=5) == legacy.search(queries, k=5)
+
+
+def test_a_missing_analyzer_file_is_an_error_unless_the_index_predates_it(
+    index: BM25Index, tmp_path: Path
+) -> None:
+    # A current index that lost analyzer.json: guessing "word" would quietly search with
+    # another analyzer than built it (the product analyzer's "1/2" is no word term).
+    index.save(tmp_path / "bm25")
+    (tmp_path / "bm25" / "analyzer.json").unlink()
+    with pytest.raises(ValueError, match=r"analyzer\.json is missing"):
+        BM25Index.load(tmp_path / "bm25")
+
+
+@pytest.mark.parametrize("analyzer_name", ["product", "word"])
+@pytest.mark.parametrize(
+    "texts",
+    [["", "", ""], ["!!!", "---", "\U0001f528\U0001f528 !!!"], ["the and of", "a", "The"]],
+    ids=["empty", "punctuation", "stop-words"],
+)
+def test_texts_without_any_term_give_an_index_that_finds_nothing(
+    texts: list[str], analyzer_name: str, tmp_path: Path
+) -> None:
+    # bm25s alone fails on an empty vocabulary (max() of an empty sequence).
+    built = BM25Index.build(texts, ["a", "b", "c"], analyzer_name)
+    built.save(tmp_path / "bm25")
+    loaded = BM25Index.load(tmp_path / "bm25")
+    assert len(loaded) == 3
+    queries = ["drill", "", "!!!", "the"]
+    assert built.search(queries, k=3) == loaded.search(queries, k=3) == [[], [], [], []]
 
 
 def test_load_refuses_an_unknown_analyzer(index, tmp_path: Path):

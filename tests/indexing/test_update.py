@@ -131,6 +131,35 @@ def test_an_update_never_mixes_backends(
     day2 = prepare_catalog(edited(catalog), "day2")
     with pytest.raises(ManifestMismatch, match="embedded with the onnx-int8 backend"):
         update_version(day2, root, base_model)
+    # `aisle index update` can load the model with another backend, and says how
+    with pytest.raises(ManifestMismatch, match=r"aisle index update --backend onnx-int8"):
+        update_version(day2, root, model_ref=str(base_model.ref), backend="torch")
+
+
+def test_the_update_command_loads_the_model_with_the_backend_that_built_the_version(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    tmp_path: Path,
+) -> None:
+    from aisle.cli import main
+    from aisle.indexing.versions import current_id
+
+    root = tmp_path / "root"
+    first = build_version(prepare_catalog(catalog, "day1"), base_model, root)
+    day2 = prepare_catalog(edited(catalog), "day2")
+    day3 = prepare_catalog(edited(catalog).iloc[:100], "day3")
+    # No --model, no --backend: the current version's model, with its backend (torch).
+    assert main(["index", "update", "--data", str(day2), "--out", str(root)]) == 0
+    second = current_id(root)
+    assert second != first.name
+    assert load_index(root).manifest["model"]["backend"] == "torch"
+    # --model and --backend given: used as given.
+    assert main(["index", "update", "--data", str(day3), "--out", str(root), "--model",
+                 str(base_model.ref), "--backend", "torch"]) == 0
+    assert current_id(root) not in (first.name, second)
+    with pytest.raises(ValueError, match="not both"):
+        update_version(day3, root, base_model, backend="torch")
 
 
 def test_an_update_keeps_the_bm25_analyzer_an_older_version_was_built_with(

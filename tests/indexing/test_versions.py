@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ from aisle.serving.cache import LRUCache
 from aisle.serving.config import ServeConfig
 from aisle.serving.engine import Engine, load_snapshot
 from aisle.towers.model import TwoTowerModel
+from tests.indexing.conftest import CountingEncoder
 
 
 @pytest.fixture
@@ -199,3 +201,162 @@ def test_pointer_commands_on_a_missing_root_fail_and_create_nothing(tmp_path: Pa
         with pytest.raises(ArtifactError, match="does not exist"):
             command()
     assert not missing.exists()
+
+
+def test_a_keep_below_one_is_refused_before_any_work(
+    three_versions: tuple[Path, list[str]],
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    counting: CountingEncoder,
+    tmp_path: Path,
+) -> None:
+    from aisle.indexing.update import update_version
+
+    root, ids = three_versions
+    data = prepare_catalog(catalog.iloc[:30], "d30")
+    fresh = tmp_path / "fresh"
+    for job in (lambda: build_version(data, base_model, fresh, keep=0),
+                lambda: build_version(data, base_model, root, keep=0),
+                lambda: update_version(data, root, base_model, keep=0),
+                lambda: prune(root, keep=0)):
+        with pytest.raises(ArtifactError, match=r"keep must be an integer >= 1 \(got 0\)"):
+            job()
+    assert not fresh.exists() and not counting.texts  # nothing embedded, nothing created
+    assert [v.id for v in list_versions(root)] == ids and current_id(root) == ids[-1]
+    for argv in (["index", "--data", str(data), "--out", str(root), "--keep", "0"],
+                 ["index", "update", "--data", str(data), "--out", str(root), "--keep", "-1"],
+                 ["index", "prune", "--out", str(root), "--keep", "0"]):
+        with pytest.raises(SystemExit) as exited:  # argparse: usage error, exit status 2
+            main(argv)
+        assert exited.value.code == 2
+    assert [v.id for v in list_versions(root)] == ids
+
+
+def test_a_current_that_names_a_missing_version_is_replaced_by_the_next_build(
+    three_versions: tuple[Path, list[str]],
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    root, ids = three_versions
+    shutil.rmtree(root / "versions" / ids[-1])  # deleted by hand, CURRENT still names it
+    with pytest.raises(ArtifactError, match="is missing or incomplete"):
+        load_index(root)
+    data = prepare_catalog(catalog, "again")  # the very catalog of the lost version
+    with caplog.at_level("WARNING"):
+        path = build_version(data, base_model, root)  # no --force needed
+    assert "Building a new version to replace it" in caplog.text
+    assert path.name not in ids and current_id(root) == path.name
+    assert load_index(root).manifest["count"] == 120
+    promote(root, ids[0])
+    assert current_id(root) == ids[0]
+
+
+def test_a_version_with_an_unreadable_manifest_is_skipped_not_fatal(
+    three_versions: tuple[Path, list[str]],
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    root, ids = three_versions
+    (root / "versions" / ids[0] / "manifest.json").write_text('{"kind": "aisle.index", "count": ')
+    (root / "versions" / ids[1] / "manifest.json").write_text("[1, 2]")
+    with caplog.at_level("WARNING"):
+        assert [v.id for v in list_versions(root)] == [ids[2]]
+    assert all(f"skipping version {v}" in caplog.text for v in ids[:2])
+    with pytest.raises(ArtifactError, match=f"version '{ids[0]}' of .* has an unreadable"):
+        promote(root, ids[0])
+    # A build publishes and prunes (keep=1) past them; they are left for a person to look at.
+    path = build_version(prepare_catalog(catalog.iloc[:50], "d50"), base_model, root, keep=1)
+    assert current_id(root) == path.name
+    assert [v.id for v in list_versions(root)] == [path.name]
+    assert (root / "versions" / ids[0]).is_dir() and (root / "versions" / ids[1]).is_dir()
+
+
+def test_prune_removes_the_leftovers_of_killed_jobs_only(
+    three_versions: tuple[Path, list[str]],
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root, ids = three_versions
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid, live_pid = int(dead.stdout), os.getpid()
+    versions = root / "versions"
+    key_dir = root / "embed-cache" / "somemodel-torch"
+    key_dir.mkdir(parents=True)
+    stale = [
+        versions / f".20250101T000000Z-abcdef.tmp-{dead_pid}-123",  # a killed build's version
+        versions / f".{ids[0]}.deleting",  # a prune killed mid-delete (no pid then)
+        versions / f".{ids[0]}.deleting-{dead_pid}-5",
+        root / f".CURRENT.tmp-{dead_pid}-99",  # a file: a killed pointer write
+        key_dir / f".0001-aa.vecs.npy.tmp-{dead_pid}",  # a killed cache write
+    ]
+    live = [
+        versions / f".20250101T000000Z-fedcba.tmp-{live_pid}-123",  # a build still running
+        root / f".HISTORY.tmp-{live_pid}-7",
+        key_dir / f".0002-bb.keys.npy.tmp-{live_pid}",
+    ]
+    for path in stale + live:
+        if path.name.startswith(".CURRENT") or ".npy" in path.name or ".HISTORY" in path.name:
+            path.write_text("partial")
+        else:
+            (path / "bm25").mkdir(parents=True)
+    assert prune(root, keep=5) == []
+    assert [p for p in stale if p.exists()] == []
+    assert all(p.exists() for p in live)
+    assert [v.id for v in list_versions(root)] == ids and current_id(root) == ids[-1]
+    assert load_index(root).manifest["count"] == 120
+
+
+def test_an_index_embedded_with_another_backend_is_not_up_to_date(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    tmp_path: Path,
+) -> None:
+    import json
+
+    root = tmp_path / "root"
+    data = prepare_catalog(catalog.iloc[:40], "d40")
+    first = build_version(data, base_model, root)
+    assert build_version(data, base_model, root) == first  # same model, backend, catalog
+    manifest_path = first / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["model"]["backend"] = "onnx-int8"  # as if an int8 export had embedded it
+    manifest_path.write_text(json.dumps(manifest))
+    second = build_version(data, base_model, root)  # a torch model: its vectors differ
+    assert second != first and current_id(root) == second.name
+    assert json.loads((second / "manifest.json").read_text())["model"]["backend"] == "torch"
+
+
+def test_an_eagerly_loaded_index_keeps_serving_every_mode_after_its_version_is_pruned(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    tmp_path: Path,
+) -> None:
+    from aisle.indexing.config import IndexConfig
+
+    root = tmp_path / "root"
+    data = prepare_catalog(catalog, "day1")
+    old = build_version(data, base_model, root)
+    eager = load_index(root, base_model.fingerprint, eager=True)
+    lazy = load_index(root, base_model.fingerprint)
+    title = catalog.loc[catalog["partition"] == "store-1", "title"].iloc[0]
+    expected = eager.partition("store-1").lexical.search([title], 5)
+    assert expected
+    build_version(data, base_model, root, IndexConfig(bm25_k1=0.7), keep=1)  # prunes `old`
+    assert not old.exists()
+    assert eager.lexical.search([title], 5)
+    assert eager.partition("store-1").lexical.search([title], 5) == expected
+    query = base_model.encode_query([title]).numpy()
+    assert eager.partition("store 2").search(query, 3)[0]
+    for read_later in (lambda: lazy.partition("store-1"), lambda: lazy.lexical):
+        with pytest.raises(ArtifactError, match="was deleted after this index was loaded"):
+            read_later()  # what a lazily loaded snapshot meets
