@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -17,11 +16,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from aisle.errors import AisleError
 from aisle.indexing.config import Mode
 from aisle.indexing.store import Hit
+from aisle.serving import reloading
 from aisle.serving.autocomplete_routes import add_autocomplete_routes
-from aisle.serving.batching import MicroBatcher
+from aisle.serving.batching import MicroBatcher, Overloaded
 from aisle.serving.cache import LRUCache, QueryCache, RedisCache, TieredCache
 from aisle.serving.config import ServeConfig
 from aisle.serving.engine import Engine, UnknownPartition
@@ -29,6 +28,8 @@ from aisle.serving.fastlane import WarmLane
 from aisle.serving.metrics import Metrics
 from aisle.serving.middleware import LimitsAndMetrics
 from aisle.serving.params import SEARCH_PARAMETERS, BadParameter, parse_search_params
+from aisle.serving.querytext import query_problem
+from aisle.serving.reloading import ReloadRefused, settle_heap
 from aisle.serving.schemas import (
     BatchRequest,
     BatchResponse,
@@ -49,22 +50,17 @@ def build_cache(config: ServeConfig) -> QueryCache:
     return TieredCache(local, remote)
 
 
-def settle_heap() -> None:
-    """Move everything loaded so far (the model, the index, its titles: millions of objects)
-    out of the cyclic garbage collector's view. Otherwise each full collection walks them
-    all, a pause of many milliseconds that lands on whichever request is running: the p99."""
-    gc.collect()
-    gc.freeze()
-
-
 def _bad(detail: str, status: int = 422) -> HTTPException:
     return HTTPException(status_code=status, detail=detail)
+
+
+# Seconds an overloaded service asks a client to wait before retrying (503 Retry-After).
+RETRY_AFTER_S = 1
 
 
 def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
     """The service. ``engine`` is built from ``config`` at start-up unless one is given."""
     metrics = Metrics()
-    executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="aisle-search")
     state: dict[str, object] = {}
 
     def get_engine() -> Engine:
@@ -78,42 +74,41 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
         assert isinstance(batcher, MicroBatcher)
         return batcher
 
-    async def watch(eng: Engine) -> None:
-        while True:
-            await asyncio.sleep(config.watch_interval_s)
-            if eng.changed_on_disk():
-                await reload(eng)
+    def pool() -> ThreadPoolExecutor:
+        """This start-up's threads (made at start-up, shut at shut-down: an app can restart)."""
+        executor = state.get("executor")
+        if not isinstance(executor, ThreadPoolExecutor):
+            raise _bad("the service is not running; retry shortly", 503)
+        return executor
 
     async def reload(eng: Engine) -> str:
-        try:
-            version = await asyncio.get_running_loop().run_in_executor(executor, eng.reload)
-        except (AisleError, OSError) as e:
-            metrics.reload_failures.inc()
-            log.error("index reload refused, still serving %s: %s", eng.snapshot.version, e)
-            raise
-        metrics.index_version.info({"version": version})
-        settle_heap()
-        return version
+        return await reloading.reload(eng, pool(), metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        if engine is not None:
-            eng = engine
-        else:  # loading the model and index takes seconds: off the event loop
-            eng = await loop.run_in_executor(executor, Engine, config, build_cache(config))
-        metrics.bind(eng)
-        settle_heap()
-        batcher = MicroBatcher(eng, executor, config.batch_wait_ms / 1000, config.batch_max)
-        state.update(engine=eng, batcher=batcher)
-        tasks = [asyncio.create_task(batcher.run())]
-        if config.watch_interval_s > 0:
-            tasks.append(asyncio.create_task(watch(eng)))
+        executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="aisle-search")
+        tasks: list[asyncio.Task[None]] = []
         try:
+            if engine is not None:
+                eng = engine
+            else:  # loading the model and index takes seconds: off the event loop
+                eng = await loop.run_in_executor(executor, Engine, config, build_cache(config))
+            metrics.bind(eng)
+            settle_heap()
+            batcher = MicroBatcher(eng, executor, config.batch_wait_ms / 1000, config.batch_max,
+                                   config.batch_queue_max)
+            state.update(engine=eng, batcher=batcher, executor=executor)
+            tasks.append(asyncio.create_task(batcher.run()))
+            if config.watch_interval_s > 0:
+                tasks.append(asyncio.create_task(
+                    reloading.watch(eng, config.watch_interval_s, reload)))
             yield
         finally:
+            state.clear()
             for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="aisle", version="0.1.0", lifespan=lifespan,
@@ -128,8 +123,9 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
         return JSONResponse({"detail": "malformed request: " + "; ".join(parts)}, 422)
 
     def check_query(q: str) -> str:
-        if not q.strip():
-            raise _bad("query is empty; send the words the shopper typed")
+        problem = query_problem(q)
+        if problem is not None:
+            raise _bad(problem)
         if len(q) > config.max_query_chars:
             raise _bad(f"query is {len(q)} characters; at most {config.max_query_chars}")
         return q
@@ -140,13 +136,14 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
             raise _bad(f"k is {k}; it must be between 1 and {config.max_k}")
         return k
 
-    def read_get(params: Mapping[str, str]) -> tuple[str, int, Mode]:
-        """GET /search's (query, k, mode), checked and defaulted; a 422 saying what to fix."""
+    def read_get(params: Mapping[str, str]) -> tuple[str, int, Mode, str | None]:
+        """GET /search's (query, k, mode, partition), checked and defaulted; a 422 saying what
+        to fix."""
         try:
-            q, k, mode = parse_search_params(params)
+            q, k, mode, partition = parse_search_params(params)
         except BadParameter as e:
             raise _bad(str(e)) from e
-        return check_query(q), check_k(k), mode or config.default_mode
+        return check_query(q), check_k(k), mode or config.default_mode, partition
 
     async def run_search(texts: list[str], k: int | None, mode: Mode | None,
                          partition: str | None) -> tuple[list[list[Hit]], str, Mode]:
@@ -159,20 +156,23 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
             # micro-batcher's wait and queue. A dense search of a vector in the in-process
             # cache is a dict lookup plus an ANN search (HNSW at ef 64: ~0.14 ms,
             # bench/hnsw_real.py): it runs right here, as a hand-off to a thread would cost
-            # more. Lookups that may reach Redis, and BM25 (lexical, hybrid), run on the
-            # executor.
+            # more. Lookups that may reach Redis, BM25 (lexical, hybrid), and a partition not
+            # yet loaded from disk, run on the executor.
             found = None
-            if use_mode == "dense":
+            warm = eng.snapshot.partition_loaded(partition)
+            if use_mode == "dense" and warm:
                 found = eng.search_if_cached(texts, k, use_mode, partition, local_only=True)
-            if found is None and (use_mode != "dense" or eng.cache.has_remote):
+            if found is None and (use_mode != "dense" or eng.cache.has_remote or not warm):
                 found = await loop.run_in_executor(
-                    executor, eng.search_if_cached, texts, k, use_mode, partition
+                    pool(), eng.search_if_cached, texts, k, use_mode, partition
                 )
             if found is None:
                 found = await get_batcher().search(texts, k, use_mode, partition)
             hits, version = found
         except UnknownPartition as e:
             raise _bad(str(e), 404) from e
+        except Overloaded as e:
+            raise HTTPException(503, str(e), headers={"Retry-After": str(RETRY_AFTER_S)}) from e
         return hits, version, use_mode
 
     # Responses are built as plain dicts and encoded by orjson: the shapes are the declared
@@ -196,8 +196,8 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
              openapi_extra={"parameters": SEARCH_PARAMETERS})
     async def search_get(request: Request) -> Response:
         started = time.perf_counter()
-        q, k, mode = read_get(request.query_params)
-        hits, version, used = await run_search([q], k, mode, None)
+        q, k, mode, partition = read_get(request.query_params)
+        hits, version, used = await run_search([q], k, mode, partition)
         return json_response(response(hits[0], version, used, started))
 
     @app.post("/search", response_model=SearchResponse)
@@ -226,12 +226,15 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
         started = time.perf_counter()
         eng = state.get("engine")
         try:
-            q, k, mode = read_get(params)
+            q, k, mode, partition = read_get(params)
         except HTTPException:
             return None
         if mode != "dense" or not isinstance(eng, Engine):
             return None
-        found = eng.search_if_cached([q], k, mode, None, local_only=True)
+        try:  # local_only: None for a partition not loaded yet (its load is the route's job)
+            found = eng.search_if_cached([q], k, mode, partition, local_only=True)
+        except UnknownPartition:
+            return None
         if found is None:
             return None
         hits, version = found
@@ -268,8 +271,8 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
         eng = get_engine()
         try:
             version = await reload(eng)
-        except (AisleError, OSError) as e:
-            raise _bad(f"reload refused, still serving {eng.snapshot.version}: {e}", 409) from e
+        except ReloadRefused as e:
+            raise _bad(str(e), 409) from e
         return {"index_version": version}
 
     return app

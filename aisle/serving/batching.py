@@ -4,7 +4,13 @@ Continuous batching: when the encoder is idle, a query is encoded at once, with 
 is already queued; queries that arrive while a batch is being encoded queue up and go
 together as the next batch. So batches grow with load by themselves, and a query at low
 load never waits for company. ``wait_s`` > 0 adds a bounded wait for more queries before
-each batch (fewer, larger batches at the cost of that much latency).
+each batch (fewer, larger batches at the cost of that much latency). A batch shares the
+encoder call only: each request is then searched at its own k (``Engine.search_jobs``), so
+its results never depend on what else was in the batch.
+
+The queue is bounded (``max_queued`` requests): past that, a request is refused at once
+(``Overloaded``: the service answers 503) rather than waiting behind work it would time out
+on. A request whose caller has gone (cancelled) while queued is dropped, never encoded.
 """
 
 from __future__ import annotations
@@ -14,11 +20,16 @@ import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
+from aisle.errors import AisleError
 from aisle.indexing.config import Mode
 from aisle.indexing.store import Hit
 from aisle.serving.engine import Engine
 
 log = logging.getLogger(__name__)
+
+
+class Overloaded(AisleError):
+    """The encoder's queue is full; the caller should retry shortly."""
 
 
 @dataclass
@@ -31,12 +42,15 @@ class _Job:
 
 
 class MicroBatcher:
-    def __init__(self, engine: Engine, executor: Executor, wait_s: float, max_items: int) -> None:
+    def __init__(self, engine: Engine, executor: Executor, wait_s: float, max_items: int,
+                 max_queued: int = 512) -> None:
+        if max_queued < 1:
+            raise AisleError(f"batch_queue_max must be >= 1, got {max_queued}")
         self.engine = engine
         self.executor = executor
         self.wait_s = wait_s
         self.max_items = max_items
-        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self.queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=max_queued)
         self.batch_sizes: list[int] = []  # recent encoder batch sizes, for tests and metrics
 
     async def search(
@@ -45,27 +59,40 @@ class MicroBatcher:
         future: asyncio.Future[tuple[list[list[Hit]], str]] = (
             asyncio.get_running_loop().create_future()
         )
-        await self.queue.put(_Job(texts, k, mode, partition, future))
+        try:
+            self.queue.put_nowait(_Job(texts, k, mode, partition, future))
+        except asyncio.QueueFull:
+            raise Overloaded(
+                f"the search queue is full ({self.queue.maxsize} requests waiting for the "
+                "encoder); retry shortly"
+            ) from None
         return await future
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            jobs = [await self.queue.get()]
-            size = len(jobs[0].texts)  # queries in this batch so far
+            first = await self.queue.get()
+            if first.future.done():  # its caller left (disconnect, timeout): no work for it
+                continue
+            jobs = [first]
+            size = len(first.texts)  # queries in this batch so far
             while not self.queue.empty() and size < self.max_items:
-                jobs.append(self.queue.get_nowait())  # arrived while the last batch ran
-                size += len(jobs[-1].texts)
+                job = self.queue.get_nowait()  # arrived while the last batch ran
+                if not job.future.done():
+                    jobs.append(job)
+                    size += len(job.texts)
             deadline = loop.time() + self.wait_s
             while self.wait_s > 0 and size < self.max_items:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
                 try:
-                    jobs.append(await asyncio.wait_for(self.queue.get(), remaining))
+                    job = await asyncio.wait_for(self.queue.get(), remaining)
                 except asyncio.TimeoutError:  # not the builtin TimeoutError before 3.11
                     break
-                size += len(jobs[-1].texts)
+                if not job.future.done():
+                    jobs.append(job)
+                    size += len(job.texts)
             groups: dict[tuple[Mode, str | None], list[_Job]] = {}
             for job in jobs:
                 groups.setdefault((job.mode, job.partition), []).append(job)
@@ -74,21 +101,20 @@ class MicroBatcher:
 
     async def _run_group(self, loop: asyncio.AbstractEventLoop, mode: Mode,
                          partition: str | None, group: list[_Job]) -> None:
-        texts = [t for job in group for t in job.texts]
-        k = max(job.k for job in group)
-        self.batch_sizes = [*self.batch_sizes[-99:], len(texts)]
+        group = [job for job in group if not job.future.done()]  # gone while others ran
+        if not group:
+            return
+        self.batch_sizes = [*self.batch_sizes[-99:], sum(len(job.texts) for job in group)]
+        work = [(job.texts, job.k) for job in group]
         try:
             hits, version = await loop.run_in_executor(
-                self.executor, self.engine.search, texts, k, mode, partition
+                self.executor, self.engine.search_jobs, work, mode, partition
             )
         except Exception as e:  # each waiting request gets the error, the loop keeps going
             for job in group:
                 if not job.future.done():
                     job.future.set_exception(e)
             return
-        start = 0
-        for job in group:
-            rows = [row[: job.k] for row in hits[start : start + len(job.texts)]]
-            start += len(job.texts)
+        for job, rows in zip(group, hits, strict=True):
             if not job.future.done():
                 job.future.set_result((rows, version))

@@ -1,6 +1,7 @@
 """Query-embedding caches: an in-process LRU and Redis, behind one small interface.
 
-Keys hold the model fingerprint, so a new model never reads an old model's vectors. Redis
+Keys hold the model fingerprint, so a new model never reads an old model's vectors, and
+the exact text that was encoded, so a query never reads another text's vector. Redis
 failures never reach the caller: they are counted, the call falls back to a miss, and Redis is
 skipped for a short back-off before it is tried again.
 """
@@ -11,7 +12,6 @@ import hashlib
 import logging
 import threading
 import time
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol, cast
@@ -21,14 +21,17 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def normalize_query(text: str) -> str:
-    """Unicode NFKC, case-folded, whitespace collapsed: the cache's notion of 'same query'."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+# Bumped whenever what a key stands for changes, so no entry written under an older scheme is
+# ever read as a match. v2: the key is the exact text the encoder was given (v1 keyed a
+# case-folded text while the encoder read it as typed, so variants shared a wrong vector).
+KEY_VERSION = "v2"
 
 
-def cache_key(model_fingerprint: str, normalized: str) -> str:
-    digest = hashlib.sha1(normalized.encode("utf-8")).hexdigest()
-    return f"aisle:qemb:{model_fingerprint}:{digest}"
+def cache_key(model: str, text: str) -> str:
+    """The key of ``text``'s vector from ``model`` (fingerprint and backend); ``text`` must be
+    exactly what the encoder is given (``aisle.serving.querytext.prepare``)."""
+    digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"aisle:qemb:{KEY_VERSION}:{model}:{digest}"
 
 
 class QueryCache(Protocol):

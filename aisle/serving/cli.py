@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
                 access_log=False)
 
 
-def head_queries(path: Path, top: int) -> list[str]:
+def head_queries(path: Path, top: int, same: Callable[[str], str] = str) -> list[str]:
     """The ``top`` most frequent queries of a file: a queries.csv/parquet (``count`` column if
-    present, else one vote per row) or a plain text file with one query per line."""
+    present, else one vote per row) or a plain text file with one query per line. Queries the
+    service would refuse (blank, no letters or digits) are left out; queries ``same`` maps to
+    one text (the text the service encodes for them) count as one, under that text."""
     import pandas as pd
 
-    from aisle.serving.cache import normalize_query
+    from aisle.serving.querytext import query_problem
 
     if not path.is_file():
         raise AisleError(f"{path}: no such file; pass a query log (csv, parquet or text)")
@@ -63,22 +66,28 @@ def head_queries(path: Path, top: int) -> list[str]:
         for q, w in zip(frame["query"], weights, strict=True):
             counts[str(q)] += int(w)
     else:
-        counts = Counter(line.strip() for line in path.read_text(encoding="utf-8").splitlines())
-    ranked = [q for q, _ in counts.most_common() if normalize_query(q)]
-    return ranked[:top]
+        counts = Counter(path.read_text(encoding="utf-8").splitlines())
+    merged: Counter[str] = Counter()
+    for q, n in counts.items():
+        if query_problem(q) is None:
+            merged[same(q)] += n
+    return [q for q, _ in merged.most_common(top)]
 
 
 def cmd_cache_warm(args: argparse.Namespace) -> None:
     from aisle.serving.cache import RedisCache
     from aisle.serving.engine import Engine
+    from aisle.serving.querytext import prepare
 
     config = _config(args)
     if not config.redis_url:
         raise AisleError("set REDIS_URL (or redis_url=...) to warm a Redis cache")
     cache = RedisCache(config.redis_url, config.cache_ttl_s, 2.0, config.redis_backoff_s)
     engine = Engine(config, cache)
-    queries = head_queries(args.queries, args.top)
+    fold = engine.snapshot.fold_case
+    queries = head_queries(args.queries, args.top, lambda q: prepare(q, fold))
     for start in range(0, len(queries), args.batch):
+        # The service's own path (Engine.embed): the same text preparation, spelling and keys.
         engine.embed(engine.snapshot, queries[start : start + args.batch])
     if cache.errors:
         raise AisleError(f"{cache.errors} Redis write(s) failed; is Redis at {config.redis_url}?")

@@ -43,6 +43,10 @@ class ServeConfig:
     # more queries; 0 sends it as soon as the encoder is free (no added latency at low load).
     batch_wait_ms: float = 0.0
     batch_max: int = 32
+    # Requests that may wait for the encoder at once; past that a request gets 503 with
+    # Retry-After at once instead of queueing behind minutes of work (a cached query never
+    # queues). 512 is about 16 full batches of the encoder.
+    batch_queue_max: int = 512
     # How often to look for a new index version on disk (0 = only on /admin/reload).
     watch_interval_s: float = 2.0
     # Autocomplete artifact directory (`aisle autocomplete build`); "" = /autocomplete is 404.

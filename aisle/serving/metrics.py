@@ -41,9 +41,14 @@ class Metrics:
                                        registry=self.registry)
         self.index_version = Info("aisle_index", "the index version being served",
                                   registry=self.registry)
+        self._collector: _EngineCollector | None = None
 
     def bind(self, engine: Engine) -> None:
-        self.registry.register(_EngineCollector(engine))
+        """Report ``engine``'s counters (replacing the engine of an earlier start-up)."""
+        if self._collector is not None:
+            self.registry.unregister(self._collector)
+        self._collector = _EngineCollector(engine)
+        self.registry.register(self._collector)
         self.index_version.info({"version": engine.snapshot.version})
 
     def observe(self, path: str, status: int, seconds: float) -> None:

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from aisle.indexing.config import Mode
 
 
-class SearchRequest(BaseModel):
+class _Request(BaseModel):
+    # A key the API does not know (a typo such as "partiton") is refused, never ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchRequest(_Request):
     query: str = Field(description="the shopper's query, 1..512 characters")
-    k: int | None = Field(default=None, description="results to return, 1..1000")
+    # Strict: a JSON true is not k=1, nor "5" k=5.
+    k: StrictInt | None = Field(default=None, description="results to return, 1..1000")
     mode: Mode | None = Field(default=None, description="dense, lexical or hybrid")
     partition: str | None = Field(default=None, description="retailer/store partition")
 
 
-class BatchRequest(BaseModel):
+class BatchRequest(_Request):
     queries: list[str] = Field(description="queries, each 1..512 characters")
-    k: int | None = None
+    k: StrictInt | None = None
     mode: Mode | None = None
     partition: str | None = None
 

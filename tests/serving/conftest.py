@@ -13,6 +13,7 @@ import redis
 from aisle.serving.cache import LRUCache
 from aisle.serving.config import ServeConfig
 from aisle.serving.engine import Engine
+from aisle.towers.model import TwoTowerModel
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -82,12 +83,34 @@ def serve_config(sample_index: Path) -> ServeConfig:
 
 
 @pytest.fixture
-def engine(serve_config: ServeConfig, base_model) -> Engine:  # type: ignore[no-untyped-def]
+def engine(serve_config: ServeConfig, base_model: TwoTowerModel) -> Engine:
+    return engine_over(serve_config, base_model)
+
+
+@pytest.fixture(scope="session")
+def partitioned_index(tmp_path_factory: pytest.TempPathFactory, sample_data: Path,
+                      base_model: TwoTowerModel) -> Path:
+    """The sample catalog split into partitions store-1 and store-2 (alternate rows)."""
+    import numpy as np
+    import pandas as pd
+
+    from aisle.indexing import build_index
+
+    data = tmp_path_factory.mktemp("parts") / "data"
+    shutil.copytree(sample_data, data)
+    products = pd.read_csv(data / "products.csv", dtype=str, keep_default_na=False)
+    stores = np.array(["store-1", "store-2"])[np.arange(len(products)) % 2]
+    products.assign(partition=stores).to_csv(data / "products.csv", index=False)
+    return build_index(data, base_model, tmp_path_factory.mktemp("parts-idx") / "index")
+
+
+def engine_over(config: ServeConfig, model: TwoTowerModel, speller: bool = True) -> Engine:
+    """An Engine on ``config.index`` that reuses the session's loaded ``model``."""
     from aisle.indexing import load_index
     from aisle.indexing.retrieve import query_speller
     from aisle.serving.engine import Snapshot, index_version
 
-    index = load_index(Path(serve_config.index))
-    version = index_version(Path(serve_config.index))
-    snapshot = Snapshot(base_model, index, version, query_speller(index, base_model))
-    return Engine(serve_config, LRUCache(1000), snapshot)
+    index = load_index(Path(config.index))
+    snapshot = Snapshot(model, index, index_version(Path(config.index)),
+                        query_speller(index, model) if speller else None)
+    return Engine(config, LRUCache(1000), snapshot)

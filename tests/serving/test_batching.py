@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
+from aisle.errors import AisleError
+from aisle.indexing.config import Mode
 from aisle.indexing.store import Hit
-from aisle.serving.batching import MicroBatcher
+from aisle.serving.batching import MicroBatcher, Overloaded
+from aisle.serving.engine import Engine
 
 
 class SlowEngine:
@@ -20,11 +23,11 @@ class SlowEngine:
         self.seconds = seconds
         self.batches: list[list[str]] = []
 
-    def search(self, texts: list[str], k: int, mode: str,
-               partition: str | None) -> tuple[list[list[Hit]], str]:
-        self.batches.append(list(texts))
+    def search_jobs(self, jobs: list[tuple[list[str], int]], mode: str,
+                    partition: str | None) -> tuple[list[list[list[Hit]]], str]:
+        self.batches.append([t for texts, _ in jobs for t in texts])
         time.sleep(self.seconds)
-        return [[Hit(t, t, 1.0)] * k for t in texts], "v1"
+        return [[[Hit(t, t, 1.0)] * k for t in texts] for texts, k in jobs], "v1"
 
 
 async def burst(batcher: MicroBatcher, texts: list[str], k: int = 2) -> list[Any]:
@@ -71,11 +74,11 @@ def test_a_bounded_wait_gathers_queries_before_the_first_batch(wait_s: float) ->
 
 def test_an_engine_error_reaches_every_waiting_caller_and_the_batcher_goes_on() -> None:
     class Failing(SlowEngine):
-        def search(self, texts: list[str], k: int, mode: str,
-                   partition: str | None) -> tuple[list[list[Hit]], str]:
-            if texts == ["boom"]:
+        def search_jobs(self, jobs: list[tuple[list[str], int]], mode: str,
+                        partition: str | None) -> tuple[list[list[list[Hit]]], str]:
+            if jobs[0][0] == ["boom"]:
                 raise RuntimeError("index unavailable")
-            return super().search(texts, k, mode, partition)
+            return super().search_jobs(jobs, mode, partition)
 
     engine = Failing(0.0)
 
@@ -94,3 +97,81 @@ def test_an_engine_error_reaches_every_waiting_caller_and_the_batcher_goes_on() 
         failed, ok = asyncio.run(scenario())
     assert isinstance(failed, RuntimeError) and "index unavailable" in str(failed)
     assert ok[0][0][0].product_id == "fine"
+
+
+def test_requests_whose_callers_left_are_never_encoded() -> None:
+    engine = SlowEngine(0.3)
+
+    async def scenario() -> list[Any]:
+        runner = asyncio.create_task(batcher.run())
+        try:
+            busy = asyncio.create_task(batcher.search(["busy"], 5, "dense", None))
+            await asyncio.sleep(0.05)  # the encoder is busy with it
+            gone = [asyncio.create_task(batcher.search([f"gone{i}"], 5, "dense", None))
+                    for i in range(20)]
+            kept = asyncio.create_task(batcher.search(["kept"], 5, "dense", None))
+            await asyncio.sleep(0.01)
+            for task in gone:
+                task.cancel()  # clients that disconnected or timed out
+            return await asyncio.gather(busy, kept)
+        finally:
+            runner.cancel()
+
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(engine, pool, wait_s=0.0, max_items=32)  # type: ignore[arg-type]
+        results = asyncio.run(scenario())
+    assert engine.batches == [["busy"], ["kept"]]
+    assert [r[0][0][0].product_id for r in results] == ["busy", "kept"]
+
+
+def test_a_full_queue_refuses_at_once_and_the_batcher_goes_on() -> None:
+    engine = SlowEngine(0.2)
+
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        runner = asyncio.create_task(batcher.run())
+        try:
+            first = asyncio.create_task(batcher.search(["q0"], 1, "dense", None))
+            await asyncio.sleep(0.05)  # taken off the queue: the encoder is busy with it
+            burst = [batcher.search([f"q{i}"], 1, "dense", None) for i in range(1, 6)]
+            answered = await asyncio.gather(first, *burst, return_exceptions=True)
+            later = await asyncio.gather(batcher.search(["later"], 1, "dense", None))
+            return answered, later
+        finally:
+            runner.cancel()
+
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(engine, pool, wait_s=0.0, max_items=32,  # type: ignore[arg-type]
+                               max_queued=3)
+        answered, later = asyncio.run(scenario())
+    refused = [r for r in answered if isinstance(r, Overloaded)]
+    assert len(refused) == 2 and "search queue is full (3 requests" in str(refused[0])
+    assert engine.batches == [["q0"], ["q1", "q2", "q3"], ["later"]]
+    assert later[0][0][0][0].product_id == "later"
+    with pytest.raises(AisleError, match="batch_queue_max must be >= 1"):
+        MicroBatcher(engine, pool, 0.0, 32, max_queued=0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["dense", "hybrid"])
+def test_a_requests_results_do_not_depend_on_its_batch(engine: Engine, mode: Mode) -> None:
+    """Each request is searched at its own k: a k=300 neighbour in the batch (deeper HNSW
+    candidates, deeper hybrid fusion) leaves a k=10 request's results as they are alone."""
+    queries = ["cordless drill", "black paint", "wall mount shelf", "smoke detector"]
+    alone = [engine.search([q], 10, mode)[0][0] for q in queries]
+
+    async def together() -> list[Any]:
+        runner = asyncio.create_task(batcher.run())
+        try:
+            deep = batcher.search(["garden hose"], 300, mode, None)
+            return await asyncio.gather(
+                deep, *[batcher.search([q], 10, mode, None) for q in queries])
+        finally:
+            runner.cancel()
+
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(engine, pool, wait_s=0.2, max_items=32)
+        deep, *batched = asyncio.run(together())
+    assert batcher.batch_sizes == [5]  # they did share one batch
+    assert len(deep[0][0]) == min(300, engine.snapshot.index.searcher.count)
+    for q, solo, (rows, _) in zip(queries, alone, batched, strict=True):
+        assert [(h.product_id, h.score) for h in rows[0]] == [
+            (h.product_id, h.score) for h in solo], q

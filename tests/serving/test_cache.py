@@ -8,16 +8,17 @@ import redis
 from fastapi.testclient import TestClient
 
 from aisle.serving.app import create_app
-from aisle.serving.cache import LRUCache, RedisCache, TieredCache, cache_key, normalize_query
+from aisle.serving.cache import LRUCache, RedisCache, TieredCache, cache_key
 from aisle.serving.config import ServeConfig
 from aisle.serving.engine import Engine
 from tests.serving.conftest import RedisServer
 
 
-def test_normalisation_and_keys() -> None:
-    assert normalize_query("  Ｃordless\tDRILL ") == "cordless drill"  # NFKC folds fullwidth
-    assert normalize_query("Straße") == normalize_query("STRASSE")
+def test_keys() -> None:
     assert cache_key("fp1", "a") != cache_key("fp2", "a")  # the model is part of the key
+    assert cache_key("fp1", "a") != cache_key("fp1", "A")  # the exact text, case included
+    assert cache_key("fp1", "a").startswith("aisle:qemb:v2:fp1:")
+    cache_key("fp1", "\ud800")  # a lone surrogate is a key, not an exception
 
 
 def test_lru_evicts_least_recently_used() -> None:

@@ -12,6 +12,9 @@ import pytest
 import redis
 
 from aisle.cli import main
+from aisle.serving.cache import RedisCache
+from aisle.serving.config import ServeConfig
+from aisle.serving.engine import Engine
 from aisle.towers import TwoTowerModel
 from tests.serving.conftest import free_port
 
@@ -44,15 +47,28 @@ def test_serve_runs_on_loopback(sample_index: Path) -> None:
 
 def test_cache_warm_writes_head_queries_to_redis(
     sample_data: Path, sample_index: Path, shared_redis: str, base_model: TwoTowerModel,
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    serve_config: ServeConfig, engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     log = tmp_path / "log.txt"
-    log.write_text("ladder\nladder\nladder\ngarden hose\ngarden hose\nrare query\n")
+    log.write_text("ｌａｄｄｅｒ\nladder\nLadder\nGarden  Hose\ngarden hose\n!!!\n!!!\n!!!\n"
+                   "!!!\nrare query\n")
     client = redis.Redis.from_url(shared_redis)
-    prefix = f"aisle:qemb:{base_model.fingerprint}-{base_model.backend}:"
+    prefix = f"aisle:qemb:v2:{base_model.fingerprint}-{base_model.backend}:"
     for key in client.scan_iter(prefix + "*"):
         client.delete(key)
     monkeypatch.setenv("REDIS_URL", shared_redis)
     args = ["cache", "warm", "--index", str(sample_index), "--queries", str(log), "--top", "2"]
     assert main(args) == 0
-    assert len(list(client.scan_iter(prefix + "*"))) == 2  # the two head queries only
+    # "!!!" is no query (the service refuses it); the variants of "ladder" (3) and of
+    # "garden hose" (2) are one text each to the (uncased) encoder: the head two
+    assert len(list(client.scan_iter(prefix + "*"))) == 2
+
+    # the service finds the warmed vectors under its own keys: no encoder call
+    def no_encoder(texts: object) -> object:
+        raise AssertionError("a warmed query reached the encoder")
+
+    monkeypatch.setattr(base_model, "encode_query", no_encoder)
+    remote = RedisCache(shared_redis, ttl_s=60, timeout_s=0.5, backoff_s=0.2)
+    service = Engine(serve_config, remote, engine.snapshot)
+    service.embed(service.snapshot, ["LADDER", "garden  hose"])
+    assert (service.stats.hits, service.stats.misses, remote.errors) == (2, 0, 0)

@@ -7,11 +7,12 @@ import pytest
 from aisle.serving.params import SEARCH_PARAMETERS, BadParameter, parse_search_params
 
 
-def test_parses_the_three_parameters() -> None:
-    assert parse_search_params({"q": "drill"}) == ("drill", None, None)
-    assert parse_search_params({"q": " a b ", "k": "25", "mode": "hybrid"}) == (" a b ", 25,
-                                                                                 "hybrid")
-    assert parse_search_params({"q": "", "k": "-3"}) == ("", -3, None)  # range checked later
+def test_parses_the_four_parameters() -> None:
+    assert parse_search_params({"q": "drill"}) == ("drill", None, None, None)
+    assert parse_search_params({"q": " a b ", "k": "25", "mode": "hybrid"}) == (
+        " a b ", 25, "hybrid", None)
+    assert parse_search_params({"q": "", "k": "-3"}) == ("", -3, None, None)  # checked later
+    assert parse_search_params({"q": "x", "partition": "store-2"}).partition == "store-2"
 
 
 @pytest.mark.parametrize(("raw", "k"), [("5", 5), (" 5 ", 5), ("+5", 5), ("05", 5), ("5.0", 5),
@@ -31,6 +32,9 @@ def test_k_is_read_as_fastapi_read_it(raw: str, k: int) -> None:
         ({"q": "x", "k": "\uff15"}, "k: must be a whole number"),  # full-width five
         ({"q": "x", "k": ""}, "k: must be a whole number"),
         ({"q": "x", "mode": "fuzzy"}, "mode: must be one of dense, lexical, hybrid, got 'fuzzy'"),
+        ({"q": "x", "partiton": "s1"},
+         "unknown query parameter 'partiton'; GET /search takes q, k, mode, partition"),
+        ({"q": "x", "K": "5"}, "unknown query parameter 'K'"),
     ],
 )
 def test_bad_parameters_say_what_to_fix(params: dict[str, str], message: str) -> None:
@@ -45,5 +49,5 @@ def test_openapi_documents_them() -> None:
 
     schema = create_app(ServeConfig(index="unused")).openapi()  # nothing loads before start-up
     documented = schema["paths"]["/search"]["get"]["parameters"]
-    assert [p["name"] for p in documented] == ["q", "k", "mode"]
+    assert [p["name"] for p in documented] == ["q", "k", "mode", "partition"]
     assert documented == SEARCH_PARAMETERS

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
-from aisle.artifacts import atomic_dir
+from aisle.artifacts import MANIFEST, atomic_dir
 from aisle.data.synthetic import write_sample
 from aisle.indexing import build_index
 from aisle.serving.app import create_app
@@ -17,6 +20,7 @@ from aisle.serving.cache import LRUCache
 from aisle.serving.config import ServeConfig
 from aisle.serving.engine import Engine, load_snapshot
 from aisle.towers import TowerConfig, TwoTowerModel, load_model
+from tests.serving.conftest import engine_over
 
 
 def publish(src: Path, dst: Path) -> None:
@@ -80,3 +84,64 @@ def test_index_swap_during_a_stream_of_requests(sample_index: Path, tmp_path: Pa
     assert statuses == [200] * len(statuses)
     assert versions == {first, second}
     assert "aisle_reload_failures_total 0.0" not in metrics
+
+
+def reload_failures(client: TestClient) -> float:
+    text = client.get("/metrics").text
+    line = next(x for x in text.splitlines() if x.startswith("aisle_reload_failures_total"))
+    return float(line.split()[-1])
+
+
+def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_the_watcher_survives_a_bad_publish_and_takes_the_next_good_one(
+    sample_index: Path, tmp_path: Path, base_model: TwoTowerModel
+) -> None:
+    served = tmp_path / "served"
+    shutil.copytree(sample_index, served)
+    good = json.loads((served / MANIFEST).read_text())
+    config = ServeConfig(index=str(served), watch_interval_s=0.05)
+    engine = engine_over(config, base_model, speller=False)
+    first = engine.snapshot.version
+    with TestClient(create_app(config, engine)) as client:
+        # a half-copied directory: the manifest disagrees with the vectors
+        (served / MANIFEST).write_text(json.dumps(dict(good, count=good["count"] + 1)))
+        assert wait_for(lambda: reload_failures(client) >= 1, 10)
+        time.sleep(0.5)  # ten more intervals: the same broken publish is not tried again
+        assert reload_failures(client) == 1
+        assert client.get("/readyz").json()["index_version"] == first
+        assert client.get("/search", params={"q": "drill"}).status_code == 200
+
+        (served / MANIFEST).write_text(json.dumps(dict(good, version="v2-fixed")))
+        assert wait_for(lambda: engine.snapshot.version == "v2-fixed", 10), "watcher died"
+        assert client.get("/readyz").json()["index_version"] == "v2-fixed"
+        assert reload_failures(client) == 1
+
+
+def test_any_reload_error_is_a_409_and_counted(
+    serve_config: ServeConfig, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aisle.serving.engine as engine_module
+
+    def broken(*args: object) -> object:
+        raise KeyError("model")  # e.g. a manifest without its "model" object
+
+    monkeypatch.setattr(engine_module, "load_snapshot", broken)
+    before = engine.snapshot.version
+    with TestClient(create_app(serve_config, engine)) as client:
+        r = client.post("/admin/reload", headers={"Authorization": "Bearer s3cret"})
+        assert r.status_code == 409, r.text
+        assert r.json()["detail"] == (
+            f"reload refused, still serving {before}: the index on disk could not be loaded "
+            "(KeyError: 'model'); republish it"
+        )
+        assert reload_failures(client) == 1
+        assert client.get("/search", params={"q": "drill"}).status_code == 200
+    assert engine.snapshot.version == before

@@ -1,0 +1,51 @@
+"""What the service does to a query's text before the query tower sees it, and what it refuses.
+
+The cache keys exactly the string the encoder is given: two queries share a cached vector only
+when the tower would have been given the same text for both. So any normalisation happens to
+the text itself, before encoding: Unicode NFKC (full-width letters, ligatures, superscripts
+become the plain characters) and whitespace collapsed; lower case as well, but only for a
+model whose tokenizer ignores case anyway (``case_blind``), as a cased model reads
+"US" and "us" differently.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import numpy as np
+
+from aisle.towers.model import TwoTowerModel
+
+# Both spellings tokenize alike exactly when the tokenizer lower-cases (ASCII and beyond).
+_CASE_PROBE = "Cordless DRILL Straße ÉCLAIR Ärmel"
+
+
+def prepare(text: str, fold_case: bool) -> str:
+    """``text`` as the query tower is given it (and the cache keys it)."""
+    text = " ".join(unicodedata.normalize("NFKC", text).split())
+    return text.lower() if fold_case else text
+
+
+def case_blind(model: TwoTowerModel) -> bool:
+    """True when ``model``'s query tower gives "DRILL" the vector of "drill" (an uncased
+    tokenizer, such as all-MiniLM-L6-v2's): then lower-casing queries first changes nothing
+    the tower sees, and case variants of a query can share one cached vector."""
+    vectors = model.encode_query([_CASE_PROBE, _CASE_PROBE.lower()]).numpy()
+    return bool(np.allclose(vectors[0], vectors[1], rtol=0.0, atol=1e-5))
+
+
+def query_problem(text: str) -> str | None:
+    """Why ``text`` cannot be searched (a message that says what to send), or None."""
+    if not text.strip():
+        return "query is empty; send the words the shopper typed"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return (f"query is not valid Unicode: character {e.start} is a lone surrogate "
+                f"({text[e.start]!a}); send the query as UTF-8 text")
+    if not any(c.isalnum() for c in unicodedata.normalize("NFKC", text)):
+        if "\ufffd" in text:  # what undecodable bytes become
+            return ("query has no letters or digits, only U+FFFD replacement characters; "
+                    "send the query as UTF-8 text")
+        return "query has no letters or digits; send the words the shopper typed"
+    return None

@@ -1,0 +1,70 @@
+"""Hot reload: swap in the index on disk (``/admin/reload``, or the watcher on each publish).
+
+Any failure to load leaves the serving index in place; it is logged, counted in
+``aisle_reload_failures`` and raised as ``ReloadRefused`` (a 409 from ``/admin/reload``). The
+watcher outlives every failure, and leaves a publish that failed alone until the disk changes
+again (``Engine.changed_on_disk``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+
+from aisle.errors import AisleError
+from aisle.serving.engine import Engine
+from aisle.serving.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class ReloadRefused(AisleError):
+    """A reload failed; the index that was serving still is. The message says why."""
+
+
+def describe_failure(e: Exception) -> str:
+    """A reload error as an operator reads it: our own errors say what to fix already; any
+    other (a manifest missing a key, a malformed file) names its type as well."""
+    if isinstance(e, (AisleError, OSError)):
+        return str(e)
+    return f"the index on disk could not be loaded ({type(e).__name__}: {e}); republish it"
+
+
+def settle_heap() -> None:
+    """Move everything loaded so far (the model, the index, its titles: millions of objects)
+    out of the cyclic garbage collector's view. Otherwise each full collection walks them
+    all, a pause of many milliseconds that lands on whichever request is running: the p99."""
+    gc.collect()
+    gc.freeze()
+
+
+async def reload(eng: Engine, executor: Executor, metrics: Metrics) -> str:
+    """Load the index on disk (off the event loop) and swap it in; its version."""
+    try:
+        version = await asyncio.get_running_loop().run_in_executor(executor, eng.reload)
+    except Exception as e:
+        metrics.reload_failures.inc()
+        why = describe_failure(e)
+        log.error("index reload refused, still serving %s: %s", eng.snapshot.version, why)
+        raise ReloadRefused(f"reload refused, still serving {eng.snapshot.version}: {why}") from e
+    metrics.index_version.info({"version": version})
+    settle_heap()
+    return version
+
+
+async def watch(eng: Engine, interval_s: float,
+                reload_now: Callable[[Engine], Awaitable[str]]) -> None:
+    """Every ``interval_s``, ``reload_now`` a new index published on disk. Nothing ends the
+    watch but cancellation (shut-down)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            if eng.changed_on_disk():
+                await reload_now(eng)
+        except ReloadRefused:
+            pass  # logged and counted by reload; the next publish is picked up
+        except Exception:
+            log.exception("index watcher: unexpected error; watching on")
