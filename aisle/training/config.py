@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aisle.data.schema import check_grade_threshold, grade_threshold
+from aisle.errors import AisleError
 from aisle.towers.config import TowerConfig
 
 
@@ -83,6 +84,27 @@ class StepConfig:
         check_grade_threshold(
             "min_grade", self.min_grade, "min_grade_fraction", self.min_grade_fraction
         )
+        # Values that would divide by zero, give a NaN loss or train nothing without a word.
+        if self.epochs < 1:
+            raise AisleError(
+                f"epochs must be >= 1, got {self.epochs} (to skip the step, set enabled = false)"
+            )
+        if not self.lr > 0:
+            raise AisleError(f"lr must be > 0, got {self.lr} (e.g. 5e-5)")
+        if not self.temperature > 0:
+            raise AisleError(
+                f"temperature must be > 0, got {self.temperature}: the loss divides the cosine "
+                "scores by it (0.05 = scale 20)"
+            )
+        if self.hard_negative_max_grade >= 0 or self.lexical_negative_depth > 0:
+            if self.batch_size < 1:
+                raise AisleError(f"batch_size must be >= 1, got {self.batch_size}")
+        elif self.batch_size < 2:
+            raise AisleError(
+                f"batch_size must be >= 2, got {self.batch_size}: a batch of one has no "
+                "in-batch negatives, so its loss is 0 and nothing trains (or turn on hard "
+                "negatives)"
+            )
 
     def positive_grade(self, top_grade: float) -> float:
         """The lowest grade that counts as a positive, on a dataset whose top grade is this."""
@@ -114,3 +136,10 @@ class TrainConfig:
     # loss on homedepot it tied the default on whole-catalog dev (0.3809 against 0.3793,
     # docs/results.md, session 9).
     query_spelling: bool = False
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_every < 1:
+            raise AisleError(
+                f"checkpoint_every must be >= 1 (optimiser steps between checkpoints), got "
+                f"{self.checkpoint_every}"
+            )

@@ -3,8 +3,8 @@
 For a batch of B (query, positive product) pairs with L2-normalised embeddings q_i, p_j:
 
     s_ij   = q_i · p_j                                   (cosine, since both are unit vectors)
-    N_i    = { j != i : pid_j != pid_i and query_j != query_i }     (negatives; the rest are
-             "accidental hits" and are masked out)
+    N_i    = { j != i : query_j != query_i and pid_j != pid_k for every row k with
+             query_k == query_i }   (negatives; the rest are "accidental hits", masked out)
     w_ij   = exp(alpha * sg(s_ij)) / sum_{k in N_i} exp(alpha * sg(s_ik))   for j in N_i, else 0
     loss_i = -log( exp(s_ii / tau) /
                    (exp(s_ii / tau) + |N_i| * sum_{j in N_i} w_ij * exp(s_ij / tau)) )
@@ -28,17 +28,25 @@ def accidental_hit_mask(product_keys: torch.Tensor, query_keys: torch.Tensor) ->
     """``(B, C)`` bool, True where column j is a valid negative for row i.
 
     ``product_keys`` ``(C,)`` holds one key per product column: the B rows' positives first,
-    then any C - B hard negatives; ``query_keys`` ``(B,)`` one per row. A positive column j is
-    not a negative for row i if it is row i's own positive (j == i), carries the same product
-    or comes from the same query text (``query_keys[j] == query_keys[i]``). A hard-negative
-    column was judged poor for its query, so it is a negative for every row (its own query's
-    rows included) except a row whose positive is that very product.
+    then any C - B hard negatives; ``query_keys`` ``(B,)`` one per row. Column j is not a
+    negative for row i if it carries a product that is a positive of row i's query text in
+    this batch (row i's own, j == i included, or that of another row k with
+    ``query_keys[k] == query_keys[i]``), or, for a positive column, if it comes from the same
+    query text (``query_keys[j] == query_keys[i]``). A hard-negative column was judged poor
+    for the query that brought it, so it is a negative for every row (that query's included)
+    unless the row's query text has that very product as a positive in the batch.
+
+    Entry (i, j) speaks of the pair (query i, product j), so the transpose of the square part
+    masks the product -> query direction (``symmetric_in_batch_softmax_loss``).
     """
     b = query_keys.shape[0]
-    same_product = product_keys[:b, None] == product_keys[None, :]  # (B, C)
-    same_query = torch.zeros_like(same_product)  # (B, C)
-    same_query[:, :b] = query_keys[:, None] == query_keys[None, :]
-    return ~(same_product | same_query)  # the diagonal is always masked (same product)
+    same_query = query_keys[:, None] == query_keys[None, :]  # (B, B)
+    same_product = product_keys[:b, None] == product_keys[None, :]  # (B, C): row k's vs col j
+    # (i, j): some row k with row i's query text has column j's product as its positive; the
+    # diagonal of same_query (k = i) brings in row i's own product, so j == i is masked.
+    hit = (same_query.float() @ same_product.float()) > 0  # (B, C)
+    hit[:, :b] |= same_query
+    return ~hit
 
 
 def self_adversarial_weights(
@@ -89,8 +97,9 @@ def symmetric_in_batch_softmax_loss(
     """Mean of the query->product loss and the product->query loss over the same batch.
 
     The second direction ranks the B queries for each positive product (hard-negative columns
-    have no query, so they take part in the first direction only); the square part of the
-    accidental-hit mask is symmetric, so its transpose masks the same pairs.
+    have no query, so they take part in the first direction only); entry (i, j) of the
+    accidental-hit mask speaks of the pair (query i, product j), so its transpose masks the
+    same pairs seen from the products' side.
     """
     b = q.shape[0]
     forward = in_batch_softmax_loss(q, p, negatives, temperature, alpha)

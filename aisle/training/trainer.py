@@ -166,10 +166,15 @@ def _run_step(
 ) -> tuple[TwoTowerModel, dict[str, Any]]:
     orders = [batch_order(len(pairs), cfg.batch_size, seed, e) for e in range(cfg.epochs)]
     total = sum(len(o) for o in orders)
-    state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "losses": []}
+    # The counts and seconds run over the whole step, an interrupted run's part included.
+    counts = {"seen": 0, "hard_seen": 0, "distill_seen": 0, "seconds": 0.0}
+    state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "losses": [], **counts}
     if resume and (ckpt / STATE_FILE).is_file():
         model = load_model(ckpt / "model", model.config)
-        state = torch.load(ckpt / STATE_FILE, weights_only=False)
+        # Onto the CPU whatever device saved it: a checkpoint made on CUDA resumes on a machine
+        # without one. load_state_dict moves the optimiser's state to its parameters' device.
+        state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=False)
+        state = {**counts, **state}  # checkpoints from before the counts were kept: from 0
         log.info("%s: resuming at optimiser step %d/%d", name, state["step"], total)
     seed_everything(seed + state["step"])
     for m in {
@@ -185,7 +190,11 @@ def _run_step(
         _restore_rng(state, model.query.device)
 
     started = time.perf_counter()
-    seen = hard_seen = distill_seen = 0
+    seen_here = 0  # pairs seen by this process, for its rate
+
+    def seconds() -> float:
+        return float(state["seconds"]) + time.perf_counter() - started
+
     bar = tqdm(total=total, initial=state["step"], desc=f"training {name}", unit="step")
     for epoch in range(state["epoch"], cfg.epochs):
         start = state["batch"] if epoch == state["epoch"] else 0
@@ -217,7 +226,7 @@ def _run_step(
                     cfg.distill_temperature,
                 )
                 loss = loss + cfg.distill_weight * distilled
-                distill_seen += len(batch.teacher_rows)
+                state["distill_seen"] += len(batch.teacher_rows)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(_parameters(model), 1.0)
@@ -225,9 +234,10 @@ def _run_step(
             scheduler.step()
             state["step"] += 1
             state["losses"].append(float(loss.item()))
-            seen += len(batch.queries)
-            hard_seen += batch.hard_count
-            rate = seen / max(1e-9, time.perf_counter() - started)
+            state["seen"] += len(batch.queries)
+            state["hard_seen"] += batch.hard_count
+            seen_here += len(batch.queries)
+            rate = seen_here / max(1e-9, time.perf_counter() - started)
             bar.set_postfix(loss=f"{loss.item():.3f}", pairs_s=f"{rate:.0f}")
             bar.update(1)
             if state["step"] % checkpoint_every == 0 and state["step"] < total:
@@ -238,7 +248,7 @@ def _run_step(
                     scheduler=scheduler.state_dict(),
                     **_rng_state(model.query.device),
                 )
-                save_checkpoint(ckpt, model, state)
+                save_checkpoint(ckpt, model, {**state, "seconds": seconds()})
         state["batch"] = 0
     bar.close()
     for m in (model.query.model, model.product.model):
@@ -248,12 +258,12 @@ def _run_step(
     tail = losses[-max(1, len(losses) // 10) :]
     stats = {
         "pairs": len(pairs),
-        "hard_negatives_seen": hard_seen,
-        "teacher_lists_seen": distill_seen,
+        "hard_negatives_seen": state["hard_seen"],
+        "teacher_lists_seen": state["distill_seen"],
         "optimizer_steps": state["step"],
         "loss_first_10pct": round(float(np.mean(head)), 4) if losses else None,
         "loss_last_10pct": round(float(np.mean(tail)), 4) if losses else None,
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(seconds(), 1),
     }
     log.info("%s done: %s", name, stats)
     return model, stats

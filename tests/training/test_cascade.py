@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from importlib import resources
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,13 +13,22 @@ import pandas as pd
 import pytest
 import torch
 
+from aisle.artifacts import tree_fingerprint
 from aisle.configs import load_config
 from aisle.data.dataset import Dataset, load_dataset
-from aisle.errors import DataError
+from aisle.errors import AisleError, DataError
 from aisle.spelling import Speller
 from aisle.towers import TowerConfig, TwoTowerModel, load_model
-from aisle.training import trainer
-from aisle.training.cascade import _step_record, _tower_record, train_cascade
+from aisle.towers.model import base_model_path
+from aisle.training import cascade, trainer
+from aisle.training.cascade import (
+    BUILTIN_WEIGHTS,
+    _base_record,
+    _checked_steps,
+    _step_record,
+    _tower_record,
+    train_cascade,
+)
 from aisle.training.config import StepConfig, TrainConfig
 from aisle.training.dev_eval import evaluate_dev
 from aisle.training.loss import accidental_hit_mask, in_batch_softmax_loss
@@ -423,3 +433,96 @@ def test_options_added_later_join_the_step_keys_only_when_on() -> None:
     assert _step_record(StepConfig(catalog_sizes=True)) == _step_record(StepConfig())
     assert "normalise_units" not in _tower_record(TowerConfig())
     assert _tower_record(TowerConfig(normalise_units=True))["normalise_units"] is True
+
+
+class _Stubbed:
+    """train_cascade with run_step and evaluate_dev stubbed: which steps trained, which
+    models were evaluated on dev."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.trained: list[str] = []
+        self.evaluated = 0
+
+        def run_step(model, pairs, cfg, *rest):  # type: ignore[no-untyped-def]
+            self.trained.append(rest[-1])
+            return model, {"stub": True}
+
+        def evaluate_dev(*args, **kwargs):  # type: ignore[no-untyped-def]
+            self.evaluated += 1
+            return {"ndcg@10": 0.5}
+
+        monkeypatch.setattr(cascade, "run_step", run_step)
+        monkeypatch.setattr(cascade, "evaluate_dev", evaluate_dev)
+
+    def run(self, data: Path, out: Path, config: TrainConfig, work: Path) -> None:
+        self.trained.clear()
+        self.evaluated = 0
+        train_cascade(data, out, config, work=work)
+
+
+def test_new_base_weights_at_the_same_path_train_afresh(
+    sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stub = _Stubbed(monkeypatch)
+    base, work = tmp_path / "base", tmp_path / "work"
+    shutil.copytree(base_model_path(), base)
+    config = load_config(TrainConfig, SMOKE, [f"base_model={base}", "tower.device=cpu"])
+    stub.run(sample_data, tmp_path / "a", config, work)
+    assert stub.trained == ["step1", "step2"] and stub.evaluated == 3  # base + 2 steps
+    stub.run(sample_data, tmp_path / "b", config, work)
+    assert stub.trained == [] and stub.evaluated == 0  # the same weights: all reused
+    # Other weights at the same path: its dev metrics and both steps are new.
+    model = load_model(base, TowerConfig(device="cpu", backend="torch"))
+    with torch.no_grad():
+        for p in model.query.model.parameters():
+            p.add_(0.01)
+    shutil.rmtree(base)
+    model.query.model.save(str(base))
+    stub.run(sample_data, tmp_path / "c", config, work)
+    assert stub.trained == ["step1", "step2"] and stub.evaluated == 3
+
+
+def test_the_built_in_base_model_keeps_the_step_keys_it_had() -> None:
+    # Work directories of earlier sessions (docs/results.md names step2-d25a7ef2eaa1) hold
+    # steps keyed without the base model's weights: the built-in's stay out of the keys.
+    assert tree_fingerprint(base_model_path()) == BUILTIN_WEIGHTS
+    assert _base_record("") == []
+    assert _base_record(str(base_model_path())) == []
+
+
+def test_an_onnx_tower_backend_is_refused_before_anything_trains(
+    sample_data: Path, tmp_path: Path
+) -> None:
+    for backend in ("onnx-fp32", "onnx-int8"):
+        config = load_config(TrainConfig, SMOKE, [f"tower.backend={backend}"])
+        with pytest.raises(AisleError, match=f"tower.backend = '{backend}': training runs"):
+            train_cascade(sample_data, tmp_path / "model", config)
+        assert not (tmp_path / "model.work").exists()
+    for backend in ("auto", "torch"):
+        config = load_config(TrainConfig, SMOKE, [f"tower.backend={backend}"])
+        assert [name for name, _ in _checked_steps(_tiny_catalog(), config)] == ["step1", "step2"]
+
+
+def test_a_step_that_would_re_tie_untied_towers_is_refused_before_anything_trains() -> None:
+    retie = load_config(TrainConfig, SMOKE, ["step1.shared=false", "step2.shared=true"])
+    with pytest.raises(AisleError, match=r"step2.shared = true would re-tie .* step1.shared"):
+        _checked_steps(_tiny_catalog(), retie)
+    # Untied in both, or tied in a step 2 that follows no untying step: fine.
+    both = load_config(TrainConfig, SMOKE, ["step1.shared=false"])
+    assert [cfg.shared for _, cfg in _checked_steps(_tiny_catalog(), both)] == [False, False]
+    alone = load_config(TrainConfig, SMOKE, ["step1.enabled=false", "step2.shared=true"])
+    assert [name for name, _ in _checked_steps(_tiny_catalog(), alone)] == ["step2"]
+
+
+def test_a_shared_step_on_an_untied_base_model_is_refused_before_dev_evaluation(
+    base_model: TwoTowerModel,
+    sample_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stub = _Stubbed(monkeypatch)
+    base_model.untie().save(tmp_path / "untied")
+    config = load_config(TrainConfig, SMOKE, [f"base_model={tmp_path / 'untied'}"])
+    with pytest.raises(AisleError, match=r"has untied towers.*set step1\.shared = false"):
+        stub.run(sample_data, tmp_path / "model", config, tmp_path / "work")
+    assert stub.trained == [] and stub.evaluated == 0

@@ -23,7 +23,9 @@ def test_accidental_hits_are_masked() -> None:
         [
             [False, False, False],  # 1: same product, 2: same query -> no negatives
             [False, False, True],
-            [False, True, False],
+            # 0: same query; 1: product 7, a positive of query 1 (row 0). Until session 14 the
+            # mask counted column 1 a negative here, pushing query 1 away from its product 7.
+            [False, False, False],
         ]
     )
     assert torch.equal(mask, expected)
@@ -48,7 +50,8 @@ def test_weights_sum_to_one_over_unmasked_negatives_and_are_zero_elsewhere() -> 
     mask = accidental_hit_mask(torch.tensor([7, 7, 9]), torch.tensor([1, 2, 1]))
     w = self_adversarial_weights(scores, mask, alpha=3.0)
     assert torch.all(w[~mask] == 0)
-    torch.testing.assert_close(w.sum(dim=1), torch.tensor([0.0, 1.0, 1.0]))  # row 0 has none
+    # rows 0 and 2 have none (row 2's only other column is product 7, query 1's positive)
+    torch.testing.assert_close(w.sum(dim=1), torch.tensor([0.0, 1.0, 0.0]))
 
 
 def test_weights_carry_no_gradient() -> None:
@@ -126,11 +129,58 @@ def test_hard_negative_columns_are_negatives_for_every_row_but_their_own_product
     mask = accidental_hit_mask(torch.tensor([7, 8, 9, 8]), torch.tensor([1, 1]))
     expected = torch.tensor(
         [
-            [False, False, True, True],  # col 1: same query text; cols 2-3: hard negatives
+            # col 1: same query text; col 2: a hard negative; col 3 carries product 8, a
+            # positive of row 0's query text (through row 1). This cell read True until
+            # session 14: the mask compared a hard column with row 0's own product only.
+            [False, False, True, False],
             [False, False, True, False],  # col 3 carries row 1's own positive product
         ]
     )
     assert torch.equal(mask, expected)
+
+
+def test_a_product_that_is_a_positive_of_the_rows_query_text_is_never_its_negative() -> None:
+    # Rows: 0 = (query 1, product 7), 1 = (query 1, product 8), 2 = (query 2, product 8).
+    # Hard-negative columns: 3 = product 9, 4 = product 7 (judged poor for query 2, brought by
+    # row 2). Query 1's positives here are products 7 and 8; query 2's, product 8.
+    mask = accidental_hit_mask(torch.tensor([7, 8, 8, 9, 7]), torch.tensor([1, 1, 2]))
+    expected = torch.tensor(
+        [
+            # col 1: same query text; col 2: product 8, query 1's (row 1); col 4: its own
+            [False, False, False, True, False],
+            # col 0: same query text; col 2: same product; col 4: product 7, query 1's (row 0)
+            [False, False, False, True, False],
+            # col 0 (query 1, product 7) is a true negative for query 2; col 1: same product
+            [True, False, False, True, True],
+        ]
+    )
+    assert torch.equal(mask, expected)
+    # The product -> query direction reads the transpose: product 7 (col 0) against query 2
+    # (row 2) is the pair (query 2, product 7), a negative; product 8 against query 1 is not.
+    assert torch.equal(mask[:, :3].T[0], torch.tensor([False, False, True]))
+    assert torch.equal(mask[:, :3].T[2], torch.tensor([False, False, False]))
+
+
+def test_loss_with_a_same_query_positive_as_hard_negative_worked_by_hand() -> None:
+    # Rows (query 1, product 0), (query 1, product 1), (query 2, product 2); row 2 brings
+    # product 1 as a hard negative (column 3). Product 1 is query 1's positive, so column 3
+    # is no negative for row 0, whose query text is query 1.
+    q = torch.eye(3)
+    p1 = [0.6, 0.8, 0.0]
+    p = torch.tensor([[1.0, 0.0, 0.0], p1, [0.0, 0.0, 1.0], p1])
+    negatives = accidental_hit_mask(torch.tensor([0, 1, 2, 1]), torch.tensor([1, 1, 2]))
+    # scores = [[1, .6, 0, .6], [0, .8, 0, .8], [0, 0, 1, 0]], scale 2; every row's negatives
+    # score alike, so the weights are uniform whatever alpha is.
+    # row 0: negatives {2}:       -log(e^2 / (e^2 + e^0))     = log(1 + e^-2)
+    # row 1: negatives {2}:       -log(e^1.6 / (e^1.6 + e^0)) = log(1 + e^-1.6)
+    # row 2: negatives {0, 1, 3}: -log(e^2 / (e^2 + 3 e^0))   = log(1 + 3 e^-2)
+    # (Counting column 3 for row 0 would make its term log(1 + e^-2 + e^-0.8).)
+    expected = (
+        math.log(1 + math.exp(-2)) + math.log(1 + math.exp(-1.6)) + math.log(1 + 3 * math.exp(-2))
+    ) / 3
+    for alpha in (0.0, 5.0):
+        loss = in_batch_softmax_loss(q, p, negatives, temperature=0.5, alpha=alpha)
+        assert abs(float(loss) - expected) < 1e-6
 
 
 def test_loss_with_a_hard_negative_column_worked_by_hand() -> None:

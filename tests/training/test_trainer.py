@@ -1,0 +1,115 @@
+"""Resuming a step from its checkpoint: on another device, with the step's counts intact."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.serialization
+
+from aisle.towers import TowerConfig, TwoTowerModel, load_model
+from aisle.training import trainer
+from aisle.training.config import StepConfig
+from aisle.training.pairs import Pairs
+
+# 32 pairs in 4 batches of 8, each pair with one hard negative and a teacher list of 2; up to
+# 2 teacher lists a batch. A checkpoint every 2 optimiser steps.
+CFG = StepConfig(batch_size=8, lr=1e-4, distill_candidates=2, distill_queries=2)
+EVERY = 2
+STEPS, HARD, TEACHER_LISTS = 4, 32, 8
+
+
+def _pairs() -> Pairs:
+    tools = ["drill", "saw", "hammer", "paint"]
+    parts = ["tile", "pipe", "valve", "hose", "lamp", "fan", "door", "lock"]
+    queries = [f"{a} {b}" for a in tools for b in parts]
+    n = len(queries)
+    return Pairs(
+        queries=queries,
+        products=[f"{q} product" for q in queries],
+        query_keys=np.arange(n, dtype=np.int64),
+        product_keys=np.arange(n, dtype=np.int64),
+        hard_texts=tuple((f"{q} adapter",) for q in queries),
+        hard_keys=tuple((1000 + i,) for i in range(n)),
+        teacher_texts=tuple((f"{q} product", f"{q} kit") for q in queries),
+        teacher_scores=tuple((1.0, 0.5) for _ in queries),
+    )
+
+
+def _fresh() -> TwoTowerModel:
+    return load_model(None, TowerConfig(device="cpu", backend="torch"))
+
+
+@pytest.fixture(scope="module")
+def cuda_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The checkpoint of a run killed after optimiser step 2, saved as a CUDA run saves it:
+    every tensor tagged with a CUDA location, and a CUDA RNG state."""
+    ckpt = tmp_path_factory.mktemp("cuda-run") / "ckpt"
+    real_save, real_tag = trainer.save_checkpoint, torch.serialization.location_tag
+
+    def save_on_cuda_then_die(path: Path, model: TwoTowerModel, state: dict[str, Any]) -> None:
+        with pytest.MonkeyPatch.context() as mp:
+            # What torch.save records for a tensor on the first GPU.
+            mp.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+            real_save(path, model, {**state, "cuda_rng": torch.zeros(16, dtype=torch.uint8)})
+        raise KeyboardInterrupt  # the process is killed right after a checkpoint
+
+    assert real_tag is torch.serialization.location_tag
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(trainer, "save_checkpoint", save_on_cuda_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            trainer.run_step(_fresh(), _pairs(), CFG, 0, ckpt, EVERY, False, "killed")
+    if not torch.cuda.is_available():  # the tags are real: a plain load refuses them here
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(ckpt / trainer.STATE_FILE, weights_only=False)
+    return ckpt
+
+
+def test_a_checkpoint_made_on_cuda_resumes_through_the_real_load_on_the_cpu(
+    cuda_checkpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(cuda_checkpoint, ckpt)
+    with caplog.at_level("WARNING", logger="aisle.training.trainer"):
+        model, stats = trainer.run_step(_fresh(), _pairs(), CFG, 0, ckpt, EVERY, True, "resumed")
+    assert stats["optimizer_steps"] == STEPS
+    assert "made on a CUDA device and resumes on cpu" in caplog.text
+    assert all(p.device.type == "cpu" for p in model.query.model.parameters())
+
+
+def test_a_resumed_step_counts_the_interrupted_runs_pairs_and_seconds(
+    cuda_checkpoint: Path, tmp_path: Path
+) -> None:
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(cuda_checkpoint, ckpt)
+    state = torch.load(ckpt / trainer.STATE_FILE, map_location="cpu", weights_only=False)
+    # The checkpoint holds the counts of the 2 steps before it.
+    assert (state["seen"], state["hard_seen"], state["distill_seen"]) == (16, 16, 4)
+    assert state["seconds"] > 0
+    state["seconds"] = 1000.0  # as if the interrupted run had trained for 1000 s
+    torch.save(state, ckpt / trainer.STATE_FILE)
+    _, stats = trainer.run_step(_fresh(), _pairs(), CFG, 0, ckpt, EVERY, True, "resumed")
+    # The whole step's counts, as an uninterrupted run reports them, not the resumed half's.
+    assert stats["optimizer_steps"] == STEPS
+    assert stats["hard_negatives_seen"] == HARD
+    assert stats["teacher_lists_seen"] == TEACHER_LISTS
+    assert 1000.0 < stats["seconds"] < 1000.0 + 600
+
+
+def test_a_checkpoint_from_before_the_counts_resumes_counting_from_zero(
+    cuda_checkpoint: Path, tmp_path: Path
+) -> None:
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(cuda_checkpoint, ckpt)
+    state = torch.load(ckpt / trainer.STATE_FILE, map_location="cpu", weights_only=False)
+    for key in ("seen", "hard_seen", "distill_seen", "seconds"):
+        del state[key]
+    torch.save(state, ckpt / trainer.STATE_FILE)
+    _, stats = trainer.run_step(_fresh(), _pairs(), CFG, 0, ckpt, EVERY, True, "resumed")
+    assert stats["optimizer_steps"] == STEPS
+    assert stats["hard_negatives_seen"] == HARD // 2  # the resumed run's own two batches
+    assert stats["teacher_lists_seen"] == TEACHER_LISTS // 2
