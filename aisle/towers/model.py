@@ -48,8 +48,16 @@ def resolve_model_ref(ref: str | Path | None) -> Path:
     return Path(ref)
 
 
-@functools.lru_cache(maxsize=16)
 def _weights_fingerprint(path: str) -> str:
+    """The weights fingerprint of a directory without an aisle manifest (hashed; cached while
+    no file under it changes, so new weights at the same path are hashed anew)."""
+    files = sorted(p for p in Path(path).rglob("*") if p.is_file())
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _hashed(path, stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _hashed(path: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
     return tree_fingerprint(Path(path))
 
 

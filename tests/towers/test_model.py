@@ -77,6 +77,28 @@ def test_a_plain_sentence_transformers_dir_loads_as_a_shared_model(
     torch.testing.assert_close(model.encode_query(["rake"]), base_model.encode_query(["rake"]))
 
 
+def test_new_weights_at_the_same_path_get_a_new_fingerprint(
+    base_model: TwoTowerModel, tmp_path: Path
+) -> None:
+    # A plain sentence-transformers directory has no manifest: its weights are hashed, and the
+    # hash is cached only while no file under it changes (a service reloading a retrained
+    # model from the same path must not compare the old fingerprint).
+    st = base_model.query.model
+    st.save(str(tmp_path / "st"))
+    before = load_model(tmp_path / "st").fingerprint
+    assert load_model(tmp_path / "st").fingerprint == before
+    weights = next(iter(st.parameters()))
+    original = weights.detach().clone()
+    with torch.no_grad():
+        weights.add_(1e-3)
+    try:
+        st.save(str(tmp_path / "st"))
+    finally:
+        with torch.no_grad():
+            weights.copy_(original)  # the session's shared base model, restored bit for bit
+    assert load_model(tmp_path / "st").fingerprint != before
+
+
 def test_a_directory_that_is_not_a_model_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="not a sentence-transformers model directory"):
         load_model(tmp_path)
