@@ -111,6 +111,10 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    """Write ``directory``'s manifest; the directory must exist (a manifest alone in a
+    directory that was deleted meanwhile, e.g. a pruned version, would look like an artifact)."""
+    if not Path(directory).is_dir():
+        raise ArtifactError(f"{directory} does not exist (deleted meanwhile?); nothing written")
     body = {"code_version": code_version(), **manifest}
     atomic_write_text(Path(directory) / MANIFEST, json.dumps(body, indent=2, sort_keys=True) + "\n")
 

@@ -126,5 +126,14 @@ def test_a_manifest_that_is_not_a_json_object_is_refused(tmp_path: Path) -> None
     from aisle.artifacts import read_manifest
 
     (tmp_path / "manifest.json").write_text("[1, 2]")
-    with pytest.raises(ArtifactError, match="is not a JSON object; rebuild the aisle.index"):
+    with pytest.raises(ArtifactError, match=r"is not a JSON object; rebuild the aisle\.index"):
         read_manifest(tmp_path, "aisle.index")
+
+
+def test_a_manifest_is_never_written_into_a_directory_that_is_gone(tmp_path: Path) -> None:
+    # tune-fusion rewrites a version's manifest; if prune deleted the version meanwhile, a
+    # lone manifest.json must not bring back a directory that looks like a version.
+    gone = tmp_path / "versions" / "v1"
+    with pytest.raises(ArtifactError, match="does not exist"):
+        write_manifest(gone, {"kind": "aisle.index"})
+    assert not (tmp_path / "versions").exists()
