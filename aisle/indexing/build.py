@@ -299,4 +299,4 @@ def publish_version(root: Path, vid: str, keep: int) -> None:
     """Switch CURRENT to a freshly written version, drop the checkpoints, prune old versions."""
     promote(root, vid)
     shutil.rmtree(root / WORK, ignore_errors=True)
-    prune(root, keep)
+    prune(root, keep, holds_build_lock=True)  # its callers hold ROOT/.build.lock

@@ -252,18 +252,28 @@ def _rollback(root: Path) -> str:
     return previous
 
 
-def prune(root: Path, keep: int = DEFAULT_KEEP) -> list[str]:
+def prune(root: Path, keep: int = DEFAULT_KEEP, holds_build_lock: bool = False) -> list[str]:
     """Delete all but the ``keep`` newest versions; the current one is never deleted.
 
-    Also removes what killed jobs left behind (``remove_leftovers``).
+    Also removes what killed jobs left behind (``remove_leftovers``), but only while no build
+    or update can be running: with ``ROOT/.build.lock`` held, by the caller (a build that
+    publishes, ``holds_build_lock``) or taken here without waiting. A build in another
+    container or host has a pid this process cannot see, so a pid alone cannot tell.
     """
     check_keep(keep)
     with locked(root, POINTER_LOCK, f"prune --keep {keep}", wait=True):
+        if holds_build_lock:
+            remove_leftovers(root)
+        else:
+            try:
+                with locked(root, BUILD_LOCK, "aisle index prune", wait=False):
+                    remove_leftovers(root)
+            except ArtifactError:
+                log.info("%s: a build is running; its temporary files are left alone", root)
         return _prune(root, keep)
 
 
 def _prune(root: Path, keep: int) -> list[str]:
-    remove_leftovers(root)
     versions = list_versions(root)
     newest = {v.id for v in versions[-keep:]}
     removed = []
@@ -286,6 +296,18 @@ def _prune(root: Path, keep: int) -> list[str]:
 # ``.<name>.deleting-<pid>-<ns>``; before pids were recorded prune wrote ``.<id>.deleting``.
 _LEFTOVER = re.compile(r"^\..+\.(?:tmp|old|deleting)-(?P<pid>\d+)(?:-\d+)?$")
 _OLD_DELETING = re.compile(r"^\..+\.deleting$")
+
+
+# A temporary path younger than this is never a leftover, whatever its pid says: the same
+# pid may belong to a live job in another pid namespace.
+LEFTOVER_AGE_S = 3600.0
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.lstat().st_mtime > seconds
+    except FileNotFoundError:
+        return False
 
 
 def _alive(pid: int) -> bool:
@@ -319,7 +341,7 @@ def remove_leftovers(root: Path) -> list[Path]:
         for p in place.iterdir():
             m = _LEFTOVER.match(p.name)
             if m is not None:
-                if _alive(int(m["pid"])):
+                if _alive(int(m["pid"])) or not _older_than(p, LEFTOVER_AGE_S):
                     continue
             elif not (place.name == VERSIONS and _OLD_DELETING.match(p.name)):
                 continue

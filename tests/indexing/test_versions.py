@@ -282,6 +282,9 @@ def test_prune_removes_the_leftovers_of_killed_jobs_only(
     import os
     import subprocess
     import sys
+    import time
+
+    from aisle.indexing.versions import BUILD_LOCK, locked
 
     root, ids = three_versions
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
@@ -302,14 +305,23 @@ def test_prune_removes_the_leftovers_of_killed_jobs_only(
         root / f".HISTORY.tmp-{live_pid}-7",
         key_dir / f".0002-bb.keys.npy.tmp-{live_pid}",
     ]
-    for path in stale + live:
+    # A dead pid's path written a minute ago may be a live job's in another pid namespace.
+    young = versions / f".20250101T000000Z-0a0b0c.tmp-{dead_pid}-7"
+    for path in stale + live + [young]:
         if path.name.startswith(".CURRENT") or ".npy" in path.name or ".HISTORY" in path.name:
             path.write_text("partial")
         else:
             (path / "bm25").mkdir(parents=True)
+        if path != young:
+            two_hours_ago = time.time() - 7200
+            os.utime(path, (two_hours_ago, two_hours_ago))
+    # While a build holds the root, nothing of anyone's is removed.
+    with locked(root, BUILD_LOCK, "a build elsewhere", wait=False):
+        assert prune(root, keep=5) == []
+    assert all(p.exists() for p in stale + live + [young])
     assert prune(root, keep=5) == []
     assert [p for p in stale if p.exists()] == []
-    assert all(p.exists() for p in live)
+    assert all(p.exists() for p in live) and young.exists()
     assert [v.id for v in list_versions(root)] == ids and current_id(root) == ids[-1]
     assert load_index(root).manifest["count"] == 120
 
