@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,20 +34,23 @@ def read_text_table(path: Path, sep: str = ",") -> pd.DataFrame:
             f"{path}: line {line} has bytes that are not UTF-8 ({e.reason} at byte {e.start}); "
             "re-encode the file as UTF-8"
         ) from e
-    _check_fields(path, text, sep)
     try:
-        df = pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, sep=sep,
-            quoting=csv.QUOTE_MINIMAL, index_col=False,
-        )
+        with warnings.catch_warnings():
+            # A row of the wrong length: _check_fields below says which, as an error.
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            df = pd.read_csv(
+                io.StringIO(text), dtype=str, keep_default_na=False, sep=sep,
+                quoting=csv.QUOTE_MINIMAL, index_col=False,
+            )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise DataError(f"{path}: not a readable CSV ({e}); check quoting and separators") from e
+    _check_fields(path, text, sep)
     return df
 
 
 def _check_fields(path: Path, text: str, sep: str) -> None:
     """Refuse a repeated header name and a data row whose field count is not the header's."""
-    rows = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
     try:
         header = next(rows, None)
         if header is None:
@@ -57,8 +61,8 @@ def _check_fields(path: Path, text: str, sep: str) -> None:
             raise DataError(f"{path}: the header repeats column(s) {repeated}; name each once")
         data_row = 0
         for fields in rows:
-            if not fields:
-                continue  # a blank line, which the reader skips too
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue  # a blank (or all-space) line, which pandas skips too
             data_row += 1
             if len(fields) != len(header):
                 trailing = " (a trailing separator?)" if fields[-1] == "" else ""

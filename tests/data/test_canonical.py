@@ -234,6 +234,14 @@ def test_invalid_dir(tmp_path: Path, files: dict[str, str | bytes | None], match
     assert [p.name for p in tmp_path.iterdir()] == ["d"]  # no temp dir left behind
 
 
+def test_blank_lines_and_a_quote_inside_a_field_read_as_pandas_reads_them(tmp_path: Path) -> None:
+    # All-space lines are skipped; a field that opens with a quote closed early
+    # ('"12" drill') is read as pandas always read it, not refused.
+    products = PRODUCTS + "   \n" + 'p4,"12" drill,,,\n'
+    ds = load_dataset(write_dir(tmp_path / "d", products=products))
+    assert ds.products["title"].tolist()[-1] == "12 drill" and len(ds.products) == 4
+
+
 def test_query_counts_are_whole_numbers(tmp_path: Path) -> None:
     queries = QUERIES.replace("split\n", "split,count\n").replace("train\n", "train,5\n")
     queries = queries.replace("dev\n", "dev,3.0\n").replace("test\n", "test,0\n")
