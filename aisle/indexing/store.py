@@ -86,6 +86,10 @@ class ProductIndex:
                 self._partitions[name] = part
             return self._partitions[name]
 
+    def partition_loaded(self, name: str) -> bool:
+        """Whether partition ``name`` is in memory (``partition`` would read nothing)."""
+        return name in self._partitions
+
     def _check_not_deleted(self) -> None:
         if not (self.root / MANIFEST).is_file():
             raise ArtifactError(

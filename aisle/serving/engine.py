@@ -55,22 +55,16 @@ class Snapshot:
         """Whether queries are lower-cased before the tower (only when it ignores case)."""
         return case_blind(self.model)
 
-    @functools.cached_property
-    def _loaded_partitions(self) -> set[str]:
-        return set()
-
     def partition(self, name: str) -> ProductIndex:
-        """The index of partition ``name``, loaded (from disk) on first use."""
+        """The index of partition ``name`` (loaded with the snapshot; from disk if not)."""
         try:
-            part = self.index.partition(name)
+            return self.index.partition(name)
         except UnknownPartitionError as e:
             raise UnknownPartition(str(e)) from e
-        self._loaded_partitions.add(name)
-        return part
 
     def partition_loaded(self, name: str | None) -> bool:
         """True when searching partition ``name`` (None: the whole index) needs no disk read."""
-        return name is None or name in self._loaded_partitions
+        return name is None or self.index.partition_loaded(name)
 
     def spelled(self, texts: Sequence[str]) -> list[str]:
         """``texts`` as the query tower embeds them, and the cache keys them: prepared

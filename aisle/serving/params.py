@@ -60,7 +60,8 @@ def parse_search_params(params: Mapping[str, str]) -> SearchParams:
             f"malformed request: mode: must be one of {', '.join(MODES)}, got {raw_mode!r}"
         )
     mode: Any = raw_mode  # checked against MODES above
-    return SearchParams(q, k, mode, params.get("partition"))
+    # An empty partition (a blank form field) means the whole index, as an absent one does.
+    return SearchParams(q, k, mode, params.get("partition") or None)
 
 
 def _parameter(name: str, schema: dict[str, Any], description: str,

@@ -84,6 +84,11 @@ class TwoTowerModel:
         self.backend = backend  # what actually runs: torch, onnx-fp32 or onnx-int8
 
     @property
+    def weights_fingerprint(self) -> str:
+        """The fingerprint of the weights alone (``fingerprint`` adds the tower knobs)."""
+        return self._weights_fingerprint
+
+    @property
     def shared(self) -> bool:
         return bool(self.query.source == self.product.source)
 

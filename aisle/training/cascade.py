@@ -20,18 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from aisle.artifacts import (
-    MANIFEST,
     atomic_write_text,
     check_replaceable,
-    read_manifest,
-    tree_fingerprint,
 )
 from aisle.data.dataset import Dataset, load_dataset
 from aisle.data.schema import JUDGMENTS, PRODUCTS, QUERIES
 from aisle.errors import AisleError, DataError
 from aisle.indexing.retrieve import titles_speller
 from aisle.towers.config import TowerConfig
-from aisle.towers.model import BASE_MODEL, TwoTowerModel, load_model, resolve_model_ref
+from aisle.towers.model import BASE_MODEL, TwoTowerModel, load_model
 from aisle.towers.model import KIND as MODEL_KIND
 from aisle.training.config import StepConfig, TrainConfig
 from aisle.training.dev_eval import evaluate_dev
@@ -58,21 +55,9 @@ SELECT_METRIC = "ndcg@10"
 BUILTIN_WEIGHTS = "12a627c3b64aa9ea1202ed451f656cc2903fd9f8b21584b2dc30ad133f39c25b"
 
 
-def base_weights(ref: str) -> str:
-    """The weights fingerprint of the base model ``ref`` ("" = the built-in), read now.
-
-    An aisle model directory records it in its manifest (an ONNX export beside the weights
-    leaves it unchanged); any other directory is hashed.
-    """
-    path = resolve_model_ref(ref or None)
-    if (path / MANIFEST).is_file():
-        return str(read_manifest(path, MODEL_KIND)["weights_fingerprint"])
-    return tree_fingerprint(path)
-
-
-def _base_record(ref: str) -> list[Any]:
-    """What the step keys hold of the base model's weights, beyond its path."""
-    weights = base_weights(ref)
+def _base_record(weights: str) -> list[Any]:
+    """What the step keys hold of the base model's weights (its weights fingerprint), beyond
+    its path."""
     return [] if weights == BUILTIN_WEIGHTS else [{"base_weights": weights}]
 
 
@@ -228,7 +213,7 @@ def train_cascade(
         config.seed,
         _tower_record(config.tower),
         config.dev_catalog_size,
-        *_base_record(config.base_model),
+        *_base_record(model.weights_fingerprint),
     ]
     speller = None
     if config.query_spelling:

@@ -153,3 +153,22 @@ def test_the_app_can_start_twice(serve_config: ServeConfig, engine: Engine) -> N
         with TestClient(app) as c:
             assert c.get("/search", params={"q": query}).status_code == 200
             assert "aisle_cache_misses_total" in c.get("/metrics").text
+
+
+def test_an_empty_partition_parameter_searches_the_whole_index(client: TestClient) -> None:
+    # A blank form field sends "partition=": it means no partition, as an absent one does.
+    whole = client.get("/search", params={"q": "drill"})
+    blank = client.get("/search", params={"q": "drill", "partition": ""})
+    assert blank.status_code == 200, blank.text
+    assert blank.json()["results"] == whole.json()["results"]
+
+
+def test_the_service_loads_every_partition_with_its_snapshot(part_config: ServeConfig) -> None:
+    # load_snapshot reads the index eagerly: the warm lane can answer any partition at once,
+    # and a later prune of this version cannot break the snapshot it serves.
+    from aisle.serving.engine import load_snapshot
+
+    snapshot = load_snapshot(part_config)
+    assert snapshot.index.partition_names == ["store-1", "store-2"]
+    assert all(snapshot.partition_loaded(name) for name in snapshot.index.partition_names)
+    assert not snapshot.partition_loaded("store-3")

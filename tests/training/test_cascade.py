@@ -482,12 +482,13 @@ def test_new_base_weights_at_the_same_path_train_afresh(
     assert stub.trained == ["step1", "step2"] and stub.evaluated == 3
 
 
-def test_the_built_in_base_model_keeps_the_step_keys_it_had() -> None:
+def test_the_built_in_base_model_keeps_the_step_keys_it_had(base_model: TwoTowerModel) -> None:
     # Work directories of earlier sessions (docs/results.md names step2-d25a7ef2eaa1) hold
     # steps keyed without the base model's weights: the built-in's stay out of the keys.
     assert tree_fingerprint(base_model_path()) == BUILTIN_WEIGHTS
-    assert _base_record("") == []
-    assert _base_record(str(base_model_path())) == []
+    assert base_model.weights_fingerprint == BUILTIN_WEIGHTS
+    assert _base_record(base_model.weights_fingerprint) == []
+    assert _base_record("f00") == [{"base_weights": "f00"}]
 
 
 def test_an_onnx_tower_backend_is_refused_before_anything_trains(
