@@ -44,6 +44,7 @@ from aisle.indexing.versions import (
     EMBED_CACHE,
     VERSIONS,
     WORK,
+    check_index_root,
     check_keep,
     locked,
     new_version_id,
@@ -255,6 +256,7 @@ def build_version(
     ``CURRENT`` that names a missing version counts as no current version (logged).
     """
     check_keep(keep)  # before any work: a bad keep used to fail after publishing
+    check_index_root(root)
     with locked(root, BUILD_LOCK, "aisle index build", wait=False, create=True):
         return _build_version(data, model, Path(root), config or IndexConfig(), force, engine,
                               keep)

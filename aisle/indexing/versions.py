@@ -83,6 +83,37 @@ def locked(root: Path, name: str, what: str, wait: bool,
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def check_index_root(root: Path) -> None:
+    """Refuse to make ``root`` an index root when it already holds something else.
+
+    A build writes ``versions/``, ``CURRENT`` and its caches into the root it is given, so
+    ``--out`` naming a model directory, prepared data or a runs folder would mix an index into
+    it. ``root`` may be absent, empty, an index root already, or a single index directory.
+    """
+    root = Path(root)
+    if not root.exists():
+        return
+    hint = "pick an empty or new --out for the index"
+    if not root.is_dir():
+        raise ArtifactError(f"{root} exists and is not a directory; {hint}")
+    names = {p.name for p in root.iterdir()}
+    # What a build puts in a root (a first build killed before publishing leaves its locks,
+    # work directory and embedding cache, and must resume), temp paths included.
+    own = {CURRENT, HISTORY, VERSIONS, EMBED_CACHE, WORK}
+    if CURRENT in names or VERSIONS in names or all(n in own or n[:1] == "." for n in names):
+        return
+    kind = None
+    if MANIFEST in names:
+        try:
+            kind = json.loads((root / MANIFEST).read_text(encoding="utf-8")).get("kind")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            kind = None
+    if kind == "aisle.index":
+        return
+    what = f"a {kind!r} artifact" if kind else "files that are not an index"
+    raise ArtifactError(f"{root} holds {what}, not an index root; {hint}")
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     id: str

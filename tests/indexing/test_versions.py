@@ -372,3 +372,37 @@ def test_an_eagerly_loaded_index_keeps_serving_every_mode_after_its_version_is_p
     for read_later in (lambda: lazy.partition("store-1"), lambda: lazy.lexical):
         with pytest.raises(ArtifactError, match="was deleted after this index was loaded"):
             read_later()  # what a lazily loaded snapshot meets
+
+
+def test_a_directory_holding_something_else_is_not_made_an_index_root(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    counting: CountingEncoder,
+    tmp_path: Path,
+) -> None:
+    from aisle.artifacts import write_manifest
+    from aisle.cli import main
+
+    data = prepare_catalog(catalog.iloc[:30], "d30")
+    model_dir = tmp_path / "model"  # a model directory (not saving the session's model)
+    model_dir.mkdir()
+    (model_dir / "shared").mkdir()
+    write_manifest(model_dir, {"kind": "aisle.model"})
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "notes.txt").write_text("keep me")
+    for out, match in ((model_dir, "holds a 'aisle.model' artifact, not an index root"),
+                       (data, "holds a 'aisle.dataset' artifact, not an index root"),
+                       (runs, "holds files that are not an index, not an index root")):
+        before = sorted(p.name for p in out.iterdir())
+        with pytest.raises(ArtifactError, match=match):
+            build_version(data, base_model, out)
+        assert sorted(p.name for p in out.iterdir()) == before  # nothing added
+    assert not counting.texts  # refused before any product was encoded
+    assert main(["index", "--data", str(data), "--out", str(runs)]) == 2
+    # A first build killed before publishing leaves only the root's own entries: it resumes.
+    root = tmp_path / "root"
+    (root / "work").mkdir(parents=True)
+    (root / ".build.lock").write_text("")
+    assert load_index(build_version(data, base_model, root)).manifest["count"] == 30
