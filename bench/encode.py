@@ -36,6 +36,11 @@ def encoders(model_dir: Path, threads: int) -> dict[str, tuple[Encode, Encode]]:
 
     from aisle.towers import TowerConfig, load_model
 
+    if not (model_dir / "shared").is_dir():
+        raise SystemExit(
+            f"{model_dir} has no shared/ encoder: this bench times one shared encoder on each "
+            "runtime; give it a model with shared towers (e.g. `aisle export --out DIR`)"
+        )
     config = TowerConfig(device="cpu", onnx_query_threads=threads, onnx_product_threads=threads)
     st = SentenceTransformer(str(model_dir / "shared"), device="cpu", local_files_only=True)
     out: dict[str, tuple[Encode, Encode]] = {}

@@ -28,6 +28,9 @@ class PairsConfig:
     prefix_chars: int = 3
     # The threshold is the lowest cosine whose precision on train pairs reaches this.
     target_precision: float = 0.9
+    # Tuning needs this many train duplicates and as many non-duplicates: with none of the
+    # latter every threshold has precision 1 and the lowest (0.5) would be chosen.
+    min_tuning_pairs: int = 20
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -46,7 +49,8 @@ class AutocompleteConfig:
     # homedepot train pairs for the base model (`aisle autocomplete pairs`, docs/results.md);
     # `aisle autocomplete build --tune-threshold` re-derives it for another model.
     threshold: float = 0.82
-    # Candidates ranked before de-duplication: k * overfetch, doubled until k survive.
+    # Unused since de-duplication walks the ranked candidates once (stopping at k kept); kept
+    # so that artifacts whose manifest records it still load.
     overfetch: int = 4
     # Typo tolerance on the first len(prefix) characters (OSA distance: a swap counts 1):
     # 0 edits below typo1_chars, 1 from there, 2 from typo2_chars.

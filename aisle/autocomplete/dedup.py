@@ -5,15 +5,21 @@ from __future__ import annotations
 import numpy as np
 
 
-def greedy_dedup(embeddings: np.ndarray, threshold: float, k: int) -> list[int]:
-    """Positions of at most ``k`` rows of ``embeddings`` (ranked best first, unit rows) kept
-    by the greedy rule: a row is dropped when its cosine to any already kept row is
-    ``>= threshold``. Kept positions keep their rank order."""
-    if k <= 0 or len(embeddings) == 0:
+def greedy_dedup(
+    embeddings: np.ndarray, threshold: float, k: int, order: np.ndarray | None = None
+) -> list[int]:
+    """Positions of at most ``k`` rows kept by the greedy rule, best first: a row is dropped
+    when its cosine to any already kept row is ``>= threshold``. The rows are ``embeddings``
+    (unit rows) in rank order, or ``embeddings[order]`` when ``order`` is given (positions are
+    then into ``order``); the walk stops at the k-th kept row, so a long candidate list costs
+    only what it takes to fill k (no gathering, no second pass)."""
+    n_rows = len(embeddings) if order is None else len(order)
+    if k <= 0 or n_rows == 0:
         return []
-    kept = np.empty((k, embeddings.shape[1]), dtype=embeddings.dtype)
+    kept = np.empty((min(k, n_rows), embeddings.shape[1]), dtype=embeddings.dtype)
     positions: list[int] = []
-    for i, row in enumerate(embeddings):
+    for i in range(n_rows):
+        row = embeddings[i if order is None else order[i]]
         n = len(positions)
         # Elementwise products, not a BLAS call: at (k, D) a BLAS thread pool's wake-up
         # costs milliseconds on a busy machine, the arithmetic microseconds.

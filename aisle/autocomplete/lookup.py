@@ -115,14 +115,10 @@ class Autocomplete:
             order = np.arange(len(rows))
         else:  # exact matches only: the artifact's row order is the rank
             order = np.argsort(rows, kind="stable")
-        fetch = k * self.config.overfetch
-        while True:
-            top = order[:fetch]
-            kept = greedy_dedup(self.embeddings[rows[top]], self.threshold, k)
-            if len(kept) == k or len(top) == len(rows):
-                break
-            fetch *= 2
-        return [self._suggestion(int(rows[top[i]]), int(edits[top[i]])) for i in kept]
+        # One greedy walk down the ranked candidates, stopping at the k-th kept one (it used to
+        # re-run from the top on a doubled window each time too few survived).
+        kept = greedy_dedup(self.embeddings, self.threshold, k, rows[order])
+        return [self._suggestion(int(rows[order[i]]), int(edits[order[i]])) for i in kept]
 
     def _suggestion(self, row: int, edits: int) -> Suggestion:
         return Suggestion(self.texts[row], int(self.popularity[row]), self.sources[row], edits)

@@ -88,6 +88,11 @@ def sweep(labels: np.ndarray, cosines: np.ndarray, thresholds: np.ndarray) -> pd
     return pd.DataFrame(rows)
 
 
+def _finite(value: object) -> float | None:
+    x = float(value)  # type: ignore[arg-type]
+    return x if np.isfinite(x) else None
+
+
 def choose_threshold(
     pairs: pd.DataFrame, cosine: Callable[[list[str], list[str]], np.ndarray], cfg: PairsConfig
 ) -> dict[str, object]:
@@ -102,6 +107,15 @@ def choose_threshold(
         result[name] = sweep(pairs["label"].to_numpy()[part], cos[part], grid)
         result[f"{name}_counts"] = {"duplicates": int(pairs["label"][part].sum()),
                                     "non_duplicates": int((pairs["label"][part] == 0).sum())}
+    counts = result["train_counts"]
+    assert isinstance(counts, dict)
+    if min(counts.values()) < cfg.min_tuning_pairs:
+        raise DataError(
+            f"too few train pairs to tune the threshold ({counts['duplicates']} duplicates, "
+            f"{counts['non_duplicates']} non-duplicates; pairs.min_tuning_pairs is "
+            f"{cfg.min_tuning_pairs}): build without --tune-threshold (threshold "
+            "from the config), or loosen the pairs.* rules that draw them"
+        )
     train = result["train"]
     assert isinstance(train, pd.DataFrame)
     ok = train[train["precision"] >= cfg.target_precision]
@@ -116,7 +130,8 @@ def choose_threshold(
     result["summary"] = {
         "threshold": threshold, "target_precision": cfg.target_precision,
         "train_precision": float(tr["precision"]), "train_recall": float(tr["recall"]),
-        "heldout_precision": float(at["precision"]), "heldout_recall": float(at["recall"]),
+        # None (JSON null) when no held-out pair is predicted a duplicate, rather than NaN.
+        "heldout_precision": _finite(at["precision"]), "heldout_recall": _finite(at["recall"]),
         "train_counts": result["train_counts"], "heldout_counts": result["heldout_counts"],
     }
     return result

@@ -28,7 +28,13 @@ from aisle.errors import AisleError, ArtifactError, DataError
 from aisle.indexing.ann import build_faiss_index, check_buildable
 from aisle.indexing.config import FusionConfig, IndexConfig, stored_index_config
 from aisle.indexing.embed_cache import EmbeddingCache, cache_key
-from aisle.indexing.embed_job import PARTITION, EmbeddedCatalog, EmbedEngine, embed_catalog
+from aisle.indexing.embed_job import (
+    PARTITION,
+    EmbeddedCatalog,
+    EmbedEngine,
+    check_engine,
+    embed_catalog,
+)
 from aisle.indexing.lexical import BM25Index
 from aisle.indexing.store import (
     INDEX_FILE,
@@ -215,6 +221,7 @@ def build_index(
     config = config or IndexConfig()
     out = Path(out)
     check_replaceable(out, KIND)  # before the catalog is embedded
+    check_engine(engine)
     started = time.perf_counter()
     with prepared_dir(Path(data)) as prep:
         data_manifest = read_manifest(prep, "aisle.dataset")
@@ -257,6 +264,7 @@ def build_version(
     """
     check_keep(keep)  # before any work: a bad keep used to fail after publishing
     check_index_root(root)
+    check_engine(engine)
     with locked(root, BUILD_LOCK, "aisle index build", wait=False, create=True):
         return _build_version(data, model, Path(root), config or IndexConfig(), force, engine,
                               keep)

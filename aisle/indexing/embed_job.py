@@ -12,6 +12,7 @@ only if it holds exactly the products of its block.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -36,6 +37,15 @@ from aisle.towers.model import TwoTowerModel
 log = logging.getLogger(__name__)
 
 EmbedEngine = Literal["local", "ray"]
+
+
+def check_engine(engine: EmbedEngine) -> None:
+    """Refuse ``ray`` where Ray is not installed, before a build touches its --out."""
+    if engine == "ray" and importlib.util.find_spec("ray") is None:
+        raise AisleError(
+            "--engine ray needs Ray, which is not installed: pip install 'aisle[ray]', or use "
+            "--engine local"
+        )
 STATE = "state.json"
 PARTITION = "partition"
 Encoder = Callable[[Sequence[str]], np.ndarray]

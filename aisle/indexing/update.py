@@ -41,7 +41,7 @@ from aisle.indexing.build import (
     write_index_dir,
 )
 from aisle.indexing.config import IndexConfig, stored_index_config
-from aisle.indexing.embed_job import EmbedEngine
+from aisle.indexing.embed_job import EmbedEngine, check_engine
 from aisle.indexing.retrieve import index_model
 from aisle.indexing.store import INDEX_FILE, KIND, PARTITIONS_DIR, ROWS_FILE, load_index
 from aisle.indexing.versions import (
@@ -159,6 +159,7 @@ def update_version(
     update of the same root runs (``ROOT/.build.lock``).
     """
     check_keep(keep)  # before any work: a bad keep used to fail after publishing
+    check_engine(engine)
     if model is not None and (model_ref is not None or backend is not None):
         raise ValueError("pass a loaded model, or model_ref/backend to load one, not both")
     root = Path(root)

@@ -33,8 +33,10 @@ def add_autocomplete_routes(app: FastAPI, config: ServeConfig) -> None:
             raise HTTPException(422, f"prefix is {len(prefix)} characters; "
                                      f"at most {config.max_query_chars}")
         k = config.default_k if k is None else k
-        if not 1 <= k <= config.max_k:
-            raise HTTPException(422, f"k is {k}; it must be between 1 and {config.max_k}")
+        if not 1 <= k <= config.autocomplete_max_k:
+            raise HTTPException(
+                422, f"k is {k}; it must be between 1 and {config.autocomplete_max_k}"
+            )
         # Sub-millisecond and CPU-only: answered on the event loop, no executor hop.
         found = index.suggest(prefix, k)
         return AutocompleteResponse(

@@ -32,6 +32,9 @@ class ServeConfig:
     max_query_chars: int = 512
     max_k: int = 1000
     default_k: int = 10
+    # /autocomplete answers on the event loop: its de-duplication walks candidates until k
+    # survive, so k is bounded well below search's (a dropdown shows about 10).
+    autocomplete_max_k: int = 50
     max_batch: int = 64
     max_body_bytes: int = 64 * 1024
     default_mode: Mode = "dense"

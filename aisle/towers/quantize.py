@@ -109,7 +109,7 @@ def measure_agreement(
         f"{side} {stat} cosine {result[side][stat]:.4f} < {limit}"
         for side in ("queries", "products")
         for stat, limit in (("mean", agreement.min_mean_cosine), ("p1", agreement.min_p1_cosine))
-        if result[side][stat] < limit
+        if not result[side][stat] >= limit  # a NaN score (or limit) fails, never passes
     ]
     if failed:
         raise AisleError(

@@ -32,3 +32,14 @@ def test_greedy_compares_only_with_kept_rows() -> None:
 def test_empty_inputs() -> None:
     assert greedy_dedup(np.zeros((0, 4), dtype=np.float32), 0.9, 3) == []
     assert greedy_dedup(np.eye(3, dtype=np.float32), 0.9, 0) == []
+
+
+def test_an_order_walks_the_rows_in_that_order_without_gathering_them() -> None:
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=(40, 8)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    order = rng.permutation(40)[:25]
+    for threshold, k in ((0.3, 5), (0.5, 40), (0.99, 3)):
+        assert greedy_dedup(e, threshold, k, order) == greedy_dedup(e[order], threshold, k)
+    # k far above the candidates allocates for the candidates, not for k.
+    assert len(greedy_dedup(e, 2.0, 10**9, order)) == 25

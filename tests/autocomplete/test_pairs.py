@@ -87,10 +87,17 @@ def test_choose_threshold_is_the_lowest_reaching_the_target_on_train() -> None:
     def cosine(a: list[str], b: list[str]) -> np.ndarray:
         return np.array([cos[x] for x in a])
 
-    summary = choose_threshold(pairs, cosine, PairsConfig(target_precision=0.9))["summary"]
+    cfg = PairsConfig(target_precision=0.9, min_tuning_pairs=1)
+    summary = choose_threshold(pairs, cosine, cfg)["summary"]
     assert isinstance(summary, dict)
     assert summary["threshold"] == pytest.approx(0.81)  # above the negative at .80
     assert summary["train_recall"] == pytest.approx(0.5)
     assert summary["heldout_precision"] == pytest.approx(0.5)  # .85 negative slips through
     with pytest.raises(DataError, match="no threshold reaches"):
-        choose_threshold(pairs.assign(label=0), cosine, PairsConfig())
+        choose_threshold(pairs.assign(label=0, split="train"), cosine,
+                         PairsConfig(min_tuning_pairs=0))
+    # No train non-duplicate: every threshold has precision 1; tuning would pick 0.5.
+    with pytest.raises(DataError, match=r"too few train pairs to tune the threshold \(2 dup"):
+        choose_threshold(pairs.assign(label=1).iloc[:2], cosine, cfg)
+    with pytest.raises(DataError, match=r"pairs\.min_tuning_pairs is 20"):
+        choose_threshold(pairs, cosine, PairsConfig())

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aisle.cli import main
-from aisle.errors import ArtifactError
+from aisle.errors import AisleError, ArtifactError
 from aisle.indexing.build import build_version
 from aisle.indexing.store import load_index
 from aisle.indexing.versions import (
@@ -406,3 +406,21 @@ def test_a_directory_holding_something_else_is_not_made_an_index_root(
     (root / "work").mkdir(parents=True)
     (root / ".build.lock").write_text("")
     assert load_index(build_version(data, base_model, root)).manifest["count"] == 30
+
+
+def test_the_ray_engine_without_ray_is_refused_before_the_root_is_touched(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ray" else real(name, *a))
+    data = prepare_catalog(catalog.iloc[:10], "d10")
+    with pytest.raises(AisleError, match=r"--engine ray needs Ray.*pip install 'aisle\[ray\]'"):
+        build_version(data, base_model, tmp_path / "root", engine="ray")
+    assert not (tmp_path / "root").exists()

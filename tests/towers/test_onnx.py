@@ -123,6 +123,20 @@ def test_a_failed_int8_check_writes_nothing(
     assert sorted(p.name for p in model_dir.iterdir()) == ["manifest.json", "shared"]
 
 
+def test_a_nan_agreement_fails_the_int8_check(
+    sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # NaN < limit is False: a NaN score (a broken export) used to pass the gate.
+    import aisle.towers.quantize as quantize
+
+    monkeypatch.setattr(quantize, "_cosine_stats",
+                        lambda a, b: {"mean": float("nan"), "p1": float("nan")})
+    small = Agreement(queries=16, products=16)
+    with pytest.raises(AisleError, match="queries mean cosine nan"):
+        export_model(None, tmp_path / "copy", int8=True, data=sample_data, agreement=small)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_requests_are_refused(exported: Path, tmp_path: Path) -> None:
     with pytest.raises(AisleError, match="--int8 needs --data"):
         export_model(None, tmp_path / "x", int8=True)
