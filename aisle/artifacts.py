@@ -25,6 +25,24 @@ CANONICAL = "canonical-csv"
 _CANONICAL_FILES = frozenset({"queries.csv", "products.csv", "judgments.csv"})
 
 
+def sibling_temp(path: Path, tag: str) -> Path:
+    """``.<name>.<tag>-<pid>-<ns>`` beside ``path``: a temporary path of this process (what
+    ``aisle index prune`` recognises as a killed job's leftover once that pid is gone)."""
+    return path.parent / f".{path.name}.{tag}-{os.getpid()}-{time.time_ns()}"
+
+
+def manifest_kind(directory: Path) -> str | None:
+    """The ``kind`` that ``directory``'s manifest declares; None if it has no readable one."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        kind = json.loads(path.read_text(encoding="utf-8")).get("kind")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
+
+
 def check_replaceable(out: Path, kind: str) -> None:
     """Refuse an ``out`` that exists and is not an earlier artifact of ``kind``.
 
@@ -49,12 +67,7 @@ def check_replaceable(out: Path, kind: str) -> None:
         raise ArtifactError(
             f"{out} exists and holds more than a canonical CSV directory ({extra}); {hint}"
         )
-    found = None
-    if (out / MANIFEST).is_file():
-        try:
-            found = json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("kind")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            found = None
+    found = manifest_kind(out)
     if found != kind:
         what = f"a {found!r} artifact" if found else "no aisle artifact"
         raise ArtifactError(f"{out} exists and holds {what}, not a {kind!r} to replace; {hint}")
@@ -75,7 +88,7 @@ def atomic_dir(out: Path, kind: str | None) -> Iterator[Path]:
     if kind is not None:
         check_replaceable(out, kind)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{time.time_ns()}"
+    tmp = sibling_temp(out, "tmp")
     tmp.mkdir()
     try:
         yield tmp
@@ -84,7 +97,7 @@ def atomic_dir(out: Path, kind: str | None) -> Iterator[Path]:
         raise
     old = None
     if out.exists() or out.is_symlink():
-        old = out.parent / f".{out.name}.old-{os.getpid()}-{time.time_ns()}"
+        old = sibling_temp(out, "old")
         os.replace(out, old)
     os.replace(tmp, out)
     if old is not None:
@@ -98,7 +111,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temp file and ``os.replace`` (mode as umask allows)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{time.time_ns()}"
+    tmp = sibling_temp(path, "tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "w", encoding="utf-8") as f:

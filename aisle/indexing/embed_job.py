@@ -37,6 +37,9 @@ from aisle.towers.model import TwoTowerModel
 log = logging.getLogger(__name__)
 
 EmbedEngine = Literal["local", "ray"]
+STATE = "state.json"
+PARTITION = "partition"
+Encoder = Callable[[Sequence[str]], np.ndarray]
 
 
 def check_engine(engine: EmbedEngine) -> None:
@@ -46,9 +49,6 @@ def check_engine(engine: EmbedEngine) -> None:
             "--engine ray needs Ray, which is not installed: pip install 'aisle[ray]', or use "
             "--engine local"
         )
-STATE = "state.json"
-PARTITION = "partition"
-Encoder = Callable[[Sequence[str]], np.ndarray]
 
 
 @dataclass(frozen=True)

@@ -255,13 +255,6 @@ def load_index(
 def _read_index_manifest(root: Path) -> dict[str, Any]:
     """The manifest of index directory ``root``, with the keys loading relies on checked."""
     path = root / MANIFEST
-    if path.is_file():  # read_manifest expects a JSON object; say so instead of crashing
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raw = {}  # read_manifest names the decoding error
-        if not isinstance(raw, dict):
-            raise ArtifactError(f"{path} is not a JSON object; rebuild the index")
     manifest = read_manifest(root, KIND)
 
     def bad(what: str) -> ArtifactError:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aisle.artifacts import MANIFEST, atomic_write_text
+from aisle.artifacts import MANIFEST, atomic_write_text, manifest_kind, sibling_temp
 from aisle.errors import ArtifactError
 
 log = logging.getLogger(__name__)
@@ -102,12 +102,7 @@ def check_index_root(root: Path) -> None:
     own = {CURRENT, HISTORY, VERSIONS, EMBED_CACHE, WORK}
     if CURRENT in names or VERSIONS in names or all(n in own or n[:1] == "." for n in names):
         return
-    kind = None
-    if MANIFEST in names:
-        try:
-            kind = json.loads((root / MANIFEST).read_text(encoding="utf-8")).get("kind")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            kind = None
+    kind = manifest_kind(root)
     if kind == "aisle.index":
         return
     what = f"a {kind!r} artifact" if kind else "files that are not an index"
@@ -312,7 +307,7 @@ def _prune(root: Path, keep: int) -> list[str]:
         if v.id in newest or v.current:
             continue
         # Rename first so a half-deleted directory never looks like a version.
-        doomed = v.path.parent / f".{v.id}.deleting-{os.getpid()}-{time.time_ns()}"
+        doomed = sibling_temp(v.path, "deleting")
         v.path.rename(doomed)
         shutil.rmtree(doomed, ignore_errors=True)
         removed.append(v.id)
@@ -322,9 +317,9 @@ def _prune(root: Path, keep: int) -> list[str]:
     return removed
 
 
-# What atomic_dir / atomic_write_text / the embedding cache / prune name their temporary
-# paths: ``.<name>.tmp-<pid>-<ns>``, ``.<name>.old-<pid>-<ns>``, ``.<name>.tmp-<pid>``,
-# ``.<name>.deleting-<pid>-<ns>``; before pids were recorded prune wrote ``.<id>.deleting``.
+# Temporary paths of this package: ``aisle.artifacts.sibling_temp``'s ``.<name>.<tag>-<pid>-<ns>``
+# (tags tmp, old, deleting) and the embedding cache's ``.<name>.tmp-<pid>``; before pids were
+# recorded prune wrote ``.<id>.deleting``.
 _LEFTOVER = re.compile(r"^\..+\.(?:tmp|old|deleting)-(?P<pid>\d+)(?:-\d+)?$")
 _OLD_DELETING = re.compile(r"^\..+\.deleting$")
 
@@ -355,11 +350,12 @@ def _alive(pid: int) -> bool:
 
 def remove_leftovers(root: Path) -> list[Path]:
     """Delete the temporary files and directories of jobs that were killed: those whose
-    recorded pid is no longer running (and pid-less ``.deleting`` directories, which only an
-    earlier prune, holding the pointer lock, could have made). Returns what was removed.
+    recorded pid is no longer running and that are over ``LEFTOVER_AGE_S`` old (and pid-less
+    ``.deleting`` directories, which only an earlier prune, holding the pointer lock, could have
+    made). Returns what was removed.
 
-    Called by ``prune`` with ``ROOT/.pointer.lock`` held; a live job's temp paths carry its
-    running pid and are never touched."""
+    Called by ``prune`` with ``ROOT/.pointer.lock`` and ``ROOT/.build.lock`` held, so no build
+    or update of this root is running."""
     root = Path(root)
     places = [root, root / VERSIONS]
     cache = root / EMBED_CACHE

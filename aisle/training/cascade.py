@@ -19,10 +19,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from aisle.artifacts import (
-    atomic_write_text,
-    check_replaceable,
-)
+from aisle.artifacts import atomic_write_text, check_replaceable
 from aisle.data.dataset import Dataset, load_dataset
 from aisle.data.schema import JUDGMENTS, PRODUCTS, QUERIES
 from aisle.errors import AisleError, DataError
