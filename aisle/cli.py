@@ -33,7 +33,7 @@ def add_spelling_argument(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="correct misspelt query words against the catalog's titles before the query "
-        "tower embeds them (aisle/spelling.py; default on)",
+        "tower embeds them (aisle/retrieval/spelling.py; default on)",
     )
 
 
@@ -45,8 +45,8 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from aisle.indexing import load_index
-    from aisle.indexing.retrieve import dense_retriever, index_model
+    from aisle.retrieval.dense import dense_retriever, index_model
+    from aisle.retrieval.store import load_index
 
     query = " ".join(args.query).strip()
     if not query:
@@ -60,7 +60,7 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from aisle.evaluation.run import evaluate_command
-    from aisle.indexing.config import FusionConfig
+    from aisle.retrieval.config import FusionConfig
 
     fusion = None
     if args.fusion or args.weight is not None or args.rrf_k is not None:

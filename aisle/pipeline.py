@@ -14,8 +14,9 @@ from aisle.data.dataset import load_dataset, prepare
 from aisle.data.synthetic import write_sample
 from aisle.evaluation.run import evaluate_command
 from aisle.evaluation.tune import tune_fusion
-from aisle.indexing import build_index, load_index
-from aisle.indexing.retrieve import dense_retriever, index_model
+from aisle.indexing.build import build_index
+from aisle.retrieval.dense import dense_retriever, index_model
+from aisle.retrieval.store import load_index
 from aisle.towers.model import load_model
 from aisle.training.cascade import train_cascade
 from aisle.training.config import TrainConfig

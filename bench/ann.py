@@ -50,8 +50,8 @@ from aisle.configs import load_config
 from aisle.data.canonical import read_csv_strict, validate_products
 from aisle.data.schema import PRODUCTS, QUERIES
 from aisle.indexing.ann import build_faiss_index, resolve_nlist, searcher_for
-from aisle.indexing.config import INDEX_KINDS, IndexConfig
-from aisle.indexing.searcher import FaissSearcher, SearchParams
+from aisle.retrieval.config import INDEX_KINDS, IndexConfig
+from aisle.retrieval.searcher import FaissSearcher, SearchParams
 from aisle.towers.model import TwoTowerModel, load_model
 
 log = logging.getLogger("bench.ann")

@@ -37,8 +37,8 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from aisle.indexing import load_index
-    from aisle.indexing.retrieve import index_model
+    from aisle.retrieval.dense import index_model
+    from aisle.retrieval.store import load_index
 
     index = load_index(args.index)
     stored = index.searcher.index  # type: ignore[attr-defined]

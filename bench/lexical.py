@@ -3,9 +3,9 @@
     python bench/lexical.py --data ../shared/data/homedepot [--split dev --k1 0.5,0.9 --b 0.4,0.6
                                                              --no-speller]
 
-Builds BM25 indexes (indexing/analyzer.py) over the catalog's product text: the "word" analyzer
+Builds BM25 indexes (retrieval/analyzer.py) over the catalog's product text: the "word" analyzer
 at bm25s's k1 1.5 / b 0.75 without a speller (the baseline), the default IndexConfig without
-its speller (indexing/speller.py), then the "product" analyzer with it (without it under
+its speller (retrieval/term_matcher.py), then the "product" analyzer with it (without it under
 --no-speller) at each --k1 x --b (by default only the IndexConfig default). For each it
 times the split's queries one per call (process CPU time: what hybrid serving pays per query
 for its lexical side) and scores the run (nDCG@10, recall@100). Ratios are against the
@@ -42,8 +42,8 @@ def main() -> None:
     from aisle.data.dataset import load_dataset
     from aisle.evaluation.evaluator import score_run
     from aisle.evaluation.run import split_qrels, split_top_grade
-    from aisle.indexing.config import IndexConfig, stored_index_config
-    from aisle.indexing.lexical import BM25Index
+    from aisle.retrieval.config import IndexConfig, stored_index_config
+    from aisle.retrieval.lexical import BM25Index
     from aisle.towers.text import product_texts
 
     ds = load_dataset(args.data)

@@ -189,7 +189,7 @@ def main() -> None:
 
     import pandas as pd
 
-    from aisle.indexing import load_index
+    from aisle.retrieval.store import load_index
     from aisle.towers.model import resolve_model_ref
 
     q = pd.read_csv(Path(args.data) / "queries.csv", dtype=str, keep_default_na=False)

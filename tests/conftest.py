@@ -35,6 +35,6 @@ def homedepot() -> Path:
 def sample_index(
     tmp_path_factory: pytest.TempPathFactory, sample_data: Path, base_model: TwoTowerModel
 ) -> Path:
-    from aisle.indexing import build_index
+    from aisle.indexing.build import build_index
 
     return build_index(sample_data, base_model, tmp_path_factory.mktemp("idx") / "index")

@@ -6,7 +6,7 @@ import pytest
 
 from aisle.configs import load_config
 from aisle.errors import AisleError
-from aisle.indexing.config import IndexConfig
+from aisle.retrieval.config import IndexConfig
 from aisle.towers import TowerConfig
 from aisle.training.config import TrainConfig
 
@@ -33,7 +33,7 @@ def test_the_shipped_cascade_config_is_the_code_default() -> None:
 def test_the_shipped_approximate_index_config_is_approximate() -> None:
     from importlib import resources
 
-    from aisle.indexing.config import APPROXIMATE
+    from aisle.retrieval.config import APPROXIMATE
 
     path = Path(str(resources.files("aisle") / "configs" / "index-approximate.toml"))
     assert load_config(IndexConfig, path) == APPROXIMATE

@@ -25,16 +25,16 @@ from aisle.autocomplete.suggestions import (
 )
 from aisle.data.dataset import Dataset, load_dataset
 from aisle.errors import DataError
-from aisle.spelling import Speller
+from aisle.retrieval.spelling import QuerySpeller
 from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
 
 
-def catalog_speller(products: pd.DataFrame, config: AutocompleteConfig) -> Speller:
+def catalog_speller(products: pd.DataFrame, config: AutocompleteConfig) -> QuerySpeller:
     """Spelling vocabulary: the catalog's titles, brands and categories."""
     texts = (products["title"] + " " + products["brand"] + " " + products["category"]).tolist()
-    return Speller.from_texts(texts, config.spell_min_count)
+    return QuerySpeller.from_texts(texts, config.spell_min_count)
 
 
 def embed(model: TwoTowerModel, texts: list[str], progress: bool = False) -> np.ndarray:

@@ -1,8 +1,8 @@
-"""Suggestion keys: case-, accent- and space-insensitive (``aisle.spelling.fold``)."""
+"""Suggestion keys: case-, accent- and space-insensitive (``aisle.retrieval.spelling.fold``)."""
 
 from __future__ import annotations
 
-from aisle.spelling import fold
+from aisle.retrieval.spelling import fold
 
 
 def key(text: str) -> str:

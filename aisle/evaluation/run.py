@@ -13,7 +13,7 @@ from aisle.data.dataset import Dataset, load_dataset
 from aisle.data.schema import PRODUCTS
 from aisle.errors import AisleError, DataError, ManifestMismatch
 from aisle.evaluation.evaluator import EvalResult, Retriever, evaluate, write_run
-from aisle.indexing.config import FusionConfig, IndexConfig, Mode, stored_index_config
+from aisle.retrieval.config import FusionConfig, IndexConfig, Mode, stored_index_config
 from aisle.towers.config import Backend
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ BASELINES: dict[str, IndexConfig] = {
 
 def bm25_retriever(ds: Dataset, baseline: str = "bm25") -> Retriever:
     """BM25 over the same product text the towers see (``product_text``, default fields)."""
-    from aisle.indexing.lexical import BM25Index
+    from aisle.retrieval.lexical import BM25Index
     from aisle.towers.text import product_texts
 
     texts, ids = product_texts(ds.products), ds.products["product_id"].tolist()
@@ -48,9 +48,9 @@ def index_retriever(
 ) -> tuple[Retriever, dict[str, Any]]:
     """A retriever over a built index in ``mode``; hybrid uses ``fusion`` or the index's own.
     ``query_spelling``: the dense side corrects misspelt query words first."""
-    from aisle.indexing import load_index
-    from aisle.indexing.hybrid import HybridRetriever
-    from aisle.indexing.retrieve import dense_retriever, index_model
+    from aisle.retrieval.dense import dense_retriever, index_model
+    from aisle.retrieval.hybrid import HybridRetriever
+    from aisle.retrieval.store import load_index
 
     index = load_index(index_dir)
     built_over = index.manifest["data"]["products_fingerprint"]

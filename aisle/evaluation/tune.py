@@ -15,9 +15,9 @@ from aisle.artifacts import read_manifest, write_manifest
 from aisle.data.dataset import load_dataset
 from aisle.evaluation.evaluator import score_run
 from aisle.evaluation.run import index_retriever, split_qrels, split_top_grade
-from aisle.indexing.config import FusionConfig
-from aisle.indexing.hybrid import HybridRetriever
-from aisle.indexing.store import KIND
+from aisle.retrieval.config import FusionConfig
+from aisle.retrieval.hybrid import HybridRetriever
+from aisle.retrieval.store import KIND
 from aisle.towers.config import Backend
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ All kinds use the inner-product metric (unit vectors: inner product = cosine):
 GPU: with ``device="auto"`` and ``faiss.get_num_gpus() > 0`` the IVF kinds train (k-means, PQ)
 and add on GPU 0, then ``index_gpu_to_cpu`` returns a CPU index, so what is saved loads on any
 machine. Flat and HNSW build on CPU (a flat add is a copy; faiss has no GPU HNSW build). The
-searchers returned by ``searcher_for`` search on CPU.
+searchers that ``aisle.retrieval.searcher.searcher_for`` returns search on CPU.
 """
 
 from __future__ import annotations
@@ -28,9 +28,8 @@ import faiss
 import numpy as np
 from tqdm import tqdm
 
-from aisle.errors import AisleError, ManifestMismatch
-from aisle.indexing.config import IndexConfig
-from aisle.indexing.searcher import FaissSearcher, SearchParams
+from aisle.errors import AisleError
+from aisle.retrieval.config import IndexConfig
 
 log = logging.getLogger(__name__)
 
@@ -236,40 +235,3 @@ def build_faiss_index(
         f" (nlist={nlist})" if config.kind in GPU_KINDS else "",
     )
     return index
-
-
-def index_kind(index: faiss.Index) -> str:
-    """Which ``IndexConfig.kind`` a (loaded) FAISS index is."""
-    inner = faiss.downcast_index(index)
-    if isinstance(inner, (faiss.IndexIDMap, faiss.IndexIDMap2)):
-        inner = faiss.downcast_index(inner.index)
-    if isinstance(inner, faiss.IndexRefine):
-        inner = faiss.downcast_index(inner.base_index)
-    kinds = (
-        (faiss.IndexFlat, "flat"),
-        (faiss.IndexHNSW, "hnsw"),
-        (faiss.IndexIVFFlat, "ivf_flat"),
-        (faiss.IndexIVFPQ, "ivf_pq"),
-    )
-    for cls, kind in kinds:
-        if isinstance(inner, cls):
-            return kind
-    raise AisleError(f"unsupported faiss index type {type(inner).__name__}")
-
-
-def search_params(config: IndexConfig) -> SearchParams:
-    """The config's default search knobs."""
-    return SearchParams(ef_search=config.ef_search, nprobe=config.nprobe, rerank=config.rerank)
-
-
-def searcher_for(index: faiss.Index, config: IndexConfig) -> FaissSearcher:
-    """A searcher over a built or loaded index with ``config``'s default knobs.
-
-    Refuses an index of another kind than ``config.kind`` (a manifest that lies).
-    """
-    kind = index_kind(index)
-    if kind != config.kind:
-        raise ManifestMismatch(
-            f"the faiss index is {kind} but its config says {config.kind}; rebuild the index"
-        )
-    return FaissSearcher(index, search_params(config))

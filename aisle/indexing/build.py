@@ -26,7 +26,6 @@ from aisle.data.dataset import prepared_dir, product_count
 from aisle.data.schema import PRODUCTS
 from aisle.errors import AisleError, ArtifactError, DataError
 from aisle.indexing.ann import build_faiss_index, check_buildable
-from aisle.indexing.config import FusionConfig, IndexConfig, stored_index_config
 from aisle.indexing.embed_cache import EmbeddingCache, cache_key
 from aisle.indexing.embed_job import (
     PARTITION,
@@ -34,15 +33,6 @@ from aisle.indexing.embed_job import (
     EmbedEngine,
     check_engine,
     embed_catalog,
-)
-from aisle.indexing.lexical import BM25Index
-from aisle.indexing.store import (
-    INDEX_FILE,
-    KIND,
-    LEXICAL_DIR,
-    PARTITIONS_DIR,
-    ROWS_FILE,
-    index_is_current,
 )
 from aisle.indexing.versions import (
     BUILD_LOCK,
@@ -56,7 +46,17 @@ from aisle.indexing.versions import (
     new_version_id,
     promote,
     prune,
-    resolve_index_dir,
+)
+from aisle.retrieval.config import FusionConfig, IndexConfig, stored_index_config
+from aisle.retrieval.layout import resolve_index_dir
+from aisle.retrieval.lexical import BM25Index
+from aisle.retrieval.store import (
+    INDEX_FILE,
+    KIND,
+    LEXICAL_DIR,
+    PARTITIONS_DIR,
+    ROWS_FILE,
+    index_is_current,
 )
 from aisle.towers.model import TwoTowerModel
 

@@ -28,7 +28,7 @@ def with_default_subcommand(argv: Sequence[str]) -> list[str]:
 def cmd_build(args: argparse.Namespace) -> None:
     from aisle.configs import load_config
     from aisle.indexing.build import build_version
-    from aisle.indexing.config import IndexConfig
+    from aisle.retrieval.config import IndexConfig
     from aisle.towers.model import load_model
 
     config = load_config(IndexConfig, args.config, args.overrides)

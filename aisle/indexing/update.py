@@ -40,10 +40,7 @@ from aisle.indexing.build import (
     publish_version,
     write_index_dir,
 )
-from aisle.indexing.config import IndexConfig, stored_index_config
 from aisle.indexing.embed_job import EmbedEngine, check_engine
-from aisle.indexing.retrieve import index_model
-from aisle.indexing.store import INDEX_FILE, KIND, PARTITIONS_DIR, ROWS_FILE, load_index
 from aisle.indexing.versions import (
     BUILD_LOCK,
     DEFAULT_KEEP,
@@ -51,10 +48,13 @@ from aisle.indexing.versions import (
     VERSIONS,
     WORK,
     check_keep,
-    is_versioned,
     locked,
     new_version_id,
 )
+from aisle.retrieval.config import IndexConfig, stored_index_config
+from aisle.retrieval.dense import index_model
+from aisle.retrieval.layout import is_versioned
+from aisle.retrieval.store import INDEX_FILE, KIND, PARTITIONS_DIR, ROWS_FILE, load_index
 from aisle.towers.config import Backend
 from aisle.towers.model import TwoTowerModel
 

@@ -32,12 +32,16 @@ from typing import Any
 
 from aisle.artifacts import MANIFEST, atomic_write_text, manifest_kind, sibling_temp
 from aisle.errors import ArtifactError
+from aisle.retrieval.layout import (
+    CURRENT,
+    VERSIONS,
+    current_id,
+    version_dir,
+)
 
 log = logging.getLogger(__name__)
 
-CURRENT = "CURRENT"
 HISTORY = "HISTORY"
-VERSIONS = "versions"
 EMBED_CACHE = "embed-cache"
 WORK = "work"
 DEFAULT_KEEP = 3
@@ -132,38 +136,12 @@ def new_version_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def is_versioned(root: Path) -> bool:
-    return (Path(root) / CURRENT).is_file()
 
 
-def current_id(root: Path) -> str | None:
-    path = Path(root) / CURRENT
-    if not path.is_file():
-        return None
-    vid = path.read_text(encoding="utf-8").strip()
-    return vid or None
 
 
-def version_dir(root: Path, vid: str) -> Path:
-    if not vid or "/" in vid or vid.startswith("."):
-        raise ArtifactError(f"{vid!r} is not a version id; see `aisle index list --out {root}`")
-    return Path(root) / VERSIONS / vid
 
 
-def resolve_index_dir(path: Path) -> Path:
-    """The directory holding the index: ``ROOT/versions/<CURRENT>`` for a versioned root, else
-    ``path`` itself (a plain or legacy index directory)."""
-    path = Path(path)
-    vid = current_id(path)
-    if vid is None:
-        return path
-    target = version_dir(path, vid)
-    if not (target / MANIFEST).is_file():
-        raise ArtifactError(
-            f"{path}/{CURRENT} names version {vid!r}, but {target} is missing or incomplete; "
-            f"promote another one: aisle index promote --out {path} <id>"
-        )
-    return target
 
 
 def _history(root: Path) -> list[str]:

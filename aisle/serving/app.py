@@ -16,8 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from aisle.indexing.config import Mode
-from aisle.indexing.store import Hit
+from aisle.retrieval.config import Mode
+from aisle.retrieval.querytext import query_problem
+from aisle.retrieval.store import Hit
 from aisle.serving import reloading
 from aisle.serving.autocomplete_routes import add_autocomplete_routes
 from aisle.serving.batching import MicroBatcher, Overloaded
@@ -28,7 +29,6 @@ from aisle.serving.fastlane import WarmLane
 from aisle.serving.metrics import Metrics
 from aisle.serving.middleware import LimitsAndMetrics
 from aisle.serving.params import SEARCH_PARAMETERS, BadParameter, parse_search_params
-from aisle.serving.querytext import query_problem
 from aisle.serving.reloading import ReloadRefused, settle_heap
 from aisle.serving.schemas import (
     BatchRequest,

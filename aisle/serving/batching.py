@@ -21,8 +21,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from aisle.errors import AisleError
-from aisle.indexing.config import Mode
-from aisle.indexing.store import Hit
+from aisle.retrieval.config import Mode
+from aisle.retrieval.store import Hit
 from aisle.serving.engine import Engine
 
 log = logging.getLogger(__name__)

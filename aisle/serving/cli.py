@@ -51,7 +51,7 @@ def head_queries(path: Path, top: int, same: Callable[[str], str] = str) -> list
     one text (the text the service encodes for them) count as one, under that text."""
     import pandas as pd
 
-    from aisle.serving.querytext import query_problem
+    from aisle.retrieval.querytext import query_problem
 
     if not path.is_file():
         raise AisleError(f"{path}: no such file; pass a query log (csv, parquet or text)")
@@ -75,9 +75,9 @@ def head_queries(path: Path, top: int, same: Callable[[str], str] = str) -> list
 
 
 def cmd_cache_warm(args: argparse.Namespace) -> None:
+    from aisle.retrieval.querytext import prepare
     from aisle.serving.cache import RedisCache
     from aisle.serving.engine import Engine
-    from aisle.serving.querytext import prepare
 
     config = _config(args)
     if not config.redis_url:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aisle.indexing.config import Mode
+from aisle.retrieval.config import Mode
 from aisle.towers.config import Backend
 
 
@@ -39,7 +39,7 @@ class ServeConfig:
     max_body_bytes: int = 64 * 1024
     default_mode: Mode = "dense"
     # Correct misspelt query words against the index's titles before the query tower embeds
-    # them (aisle/spelling.py); the cache keys the corrected text.
+    # them (aisle/retrieval/spelling.py); the cache keys the corrected text.
     query_spelling: bool = True
     # Micro-batching (serving/batching.py): queries that arrive while the encoder is busy go
     # together as its next batch. batch_wait_ms > 0 also holds each batch up to that long for

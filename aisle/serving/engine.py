@@ -20,15 +20,15 @@ import numpy as np
 
 from aisle.artifacts import MANIFEST
 from aisle.errors import AisleError
-from aisle.indexing.config import Mode
-from aisle.indexing.hybrid import HybridRetriever
-from aisle.indexing.retrieve import DenseRetriever, index_model, query_speller
-from aisle.indexing.store import Hit, ProductIndex, UnknownPartitionError, load_index
-from aisle.indexing.versions import CURRENT, resolve_index_dir
+from aisle.retrieval.config import Mode
+from aisle.retrieval.dense import DenseRetriever, index_model, query_speller
+from aisle.retrieval.hybrid import HybridRetriever
+from aisle.retrieval.layout import CURRENT, resolve_index_dir
+from aisle.retrieval.querytext import case_blind, prepare
+from aisle.retrieval.spelling import QuerySpeller
+from aisle.retrieval.store import Hit, ProductIndex, UnknownPartitionError, load_index
 from aisle.serving.cache import QueryCache, cache_key
 from aisle.serving.config import ServeConfig
-from aisle.serving.querytext import case_blind, prepare
-from aisle.spelling import Speller
 from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class Snapshot:
     index: ProductIndex
     version: str
     # What dense queries go through before the query tower (None: embedded as typed).
-    speller: Speller | None = None
+    speller: QuerySpeller | None = None
 
     @functools.cached_property
     def titles(self) -> dict[str, str]:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple, get_args
 
-from aisle.indexing.config import Mode
+from aisle.retrieval.config import Mode
 
 MODES: tuple[str, ...] = get_args(Mode)
 NAMES = ("q", "k", "mode", "partition")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from aisle.indexing.config import Mode
+from aisle.retrieval.config import Mode
 
 
 class _Request(BaseModel):

@@ -12,7 +12,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer import modules as models
 
 from aisle.errors import ArtifactError
-from aisle.spelling import whole_words
+from aisle.retrieval.spelling import whole_words
 from aisle.towers.config import Device, Pooling
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from aisle.errors import AisleError, ArtifactError
-from aisle.spelling import whole_words
+from aisle.retrieval.spelling import whole_words
 from aisle.towers.config import Backend, Pooling
 
 log = logging.getLogger(__name__)

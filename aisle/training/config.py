@@ -131,7 +131,7 @@ class TrainConfig:
     # Optimiser steps between resumable checkpoints.
     checkpoint_every: int = 100
     # Correct misspelt train and dev queries with the query speller built from the catalog's
-    # titles (aisle.spelling), as `aisle evaluate` and `aisle serve` do before the query
+    # titles (aisle.retrieval.spelling), as `aisle evaluate` and `aisle serve` do before the query
     # tower: the towers then train on the text they will be served. Off: with the symmetric
     # loss on homedepot it tied the default on whole-catalog dev (0.3809 against 0.3793,
     # docs/results.md, session 9).

@@ -11,10 +11,10 @@ import pandas as pd
 
 from aisle.data.dataset import Dataset
 from aisle.evaluation.run import evaluate_split
-from aisle.indexing.retrieve import DenseRetriever
-from aisle.indexing.searcher import FaissSearcher
-from aisle.indexing.store import ProductIndex
-from aisle.spelling import Speller
+from aisle.retrieval.dense import DenseRetriever
+from aisle.retrieval.searcher import FaissSearcher
+from aisle.retrieval.spelling import QuerySpeller
+from aisle.retrieval.store import ProductIndex
 from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def dev_catalog(ds: Dataset, size: int, seed: int) -> pd.DataFrame:
 
 
 def catalog_retriever(
-    model: TwoTowerModel, ds: Dataset, catalog: pd.DataFrame, speller: Speller | None = None
+    model: TwoTowerModel, ds: Dataset, catalog: pd.DataFrame, speller: QuerySpeller | None = None
 ) -> DenseRetriever:
     """Exact dense retrieval over ``catalog`` (rows of ``ds.products``): an in-memory flat
     index of ``model``'s product embeddings, nothing written to disk; ``speller`` corrects
@@ -56,7 +56,7 @@ def evaluate_dev(
     ds: Dataset,
     catalog_size: int,
     seed: int,
-    speller: Speller | None = None,
+    speller: QuerySpeller | None = None,
 ) -> dict[str, float]:
     catalog = dev_catalog(ds, catalog_size, seed)
     log.info("dev evaluation over %d products", len(catalog))

@@ -20,9 +20,9 @@ import numpy as np
 from aisle.artifacts import atomic_write_text
 from aisle.data.dataset import Dataset
 from aisle.errors import AisleError
-from aisle.indexing.config import FusionConfig, IndexConfig
-from aisle.indexing.hybrid import HybridRetriever
-from aisle.indexing.lexical import BM25Index
+from aisle.retrieval.config import FusionConfig, IndexConfig
+from aisle.retrieval.hybrid import HybridRetriever
+from aisle.retrieval.lexical import BM25Index
 from aisle.towers.model import TwoTowerModel
 from aisle.training.config import StepConfig
 from aisle.training.dev_eval import catalog_retriever

@@ -15,8 +15,8 @@ import torch
 from aisle.data.dataset import Dataset, judgments_at_least
 from aisle.errors import DataError
 from aisle.evaluation.metrics import GRADE_TOLERANCE
-from aisle.indexing.lexical import BM25Index
-from aisle.spelling import Speller
+from aisle.retrieval.lexical import BM25Index
+from aisle.retrieval.spelling import QuerySpeller
 from aisle.towers.config import TowerConfig
 from aisle.towers.text import product_texts
 
@@ -89,7 +89,7 @@ def positive_pairs(
     catalog_pairs: int = 0,
     lexical_positives: int = 0,
     catalog_sizes: bool = False,
-    speller: Speller | None = None,
+    speller: QuerySpeller | None = None,
 ) -> Pairs:
     """Judged (query, product) pairs of the train split with ``grade >= min_grade``.
 

@@ -10,7 +10,7 @@ from aisle.data.dataset import load_dataset
 from aisle.errors import AisleError, DataError
 from aisle.evaluation.evaluator import score_run
 from aisle.evaluation.run import evaluate_command
-from aisle.indexing.config import FusionConfig
+from aisle.retrieval.config import FusionConfig
 
 
 def test_score_run_averages_over_judged_queries() -> None:
@@ -121,7 +121,7 @@ def test_lexical_and_hybrid_modes_and_fusion_tuning(sample_data: Path, sample_in
     import shutil
 
     from aisle.evaluation.tune import tune_fusion
-    from aisle.indexing.config import FusionConfig
+    from aisle.retrieval.config import FusionConfig
 
     index = tmp_path / "index"
     shutil.copytree(sample_index, index)

@@ -13,16 +13,9 @@ import pytest
 
 from aisle.configs import load_config
 from aisle.errors import AisleError, ManifestMismatch
-from aisle.indexing.ann import (
-    build_faiss_index,
-    index_kind,
-    resolve_nlist,
-    searcher_for,
-    supports_removal,
-    uses_gpu,
-)
-from aisle.indexing.config import IndexConfig
-from aisle.indexing.searcher import FaissSearcher, SearchParams
+from aisle.indexing.ann import build_faiss_index, resolve_nlist, supports_removal, uses_gpu
+from aisle.retrieval.config import IndexConfig
+from aisle.retrieval.searcher import FaissSearcher, SearchParams, index_kind, searcher_for
 
 N, DIM, K = 3000, 64, 10
 # Test-sized builds: 16 sub-quantizers of 4 dims, 6-bit codes (64 centroids train fast).

@@ -12,8 +12,9 @@ import pytest
 
 from aisle.data.dataset import load_dataset
 from aisle.errors import ArtifactError, DataError, ManifestMismatch
-from aisle.indexing import build_index, load_index
-from aisle.indexing.retrieve import DenseRetriever
+from aisle.indexing.build import build_index
+from aisle.retrieval.dense import DenseRetriever
+from aisle.retrieval.store import load_index
 from aisle.towers import TowerConfig, TwoTowerModel, load_model
 
 

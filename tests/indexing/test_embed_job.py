@@ -14,8 +14,8 @@ import torch
 from aisle.indexing.build import build_version
 from aisle.indexing.embed_cache import EmbeddingCache, cache_key, text_hash
 from aisle.indexing.embed_job import embed_catalog
-from aisle.indexing.store import load_index
 from aisle.indexing.versions import EMBED_CACHE, WORK
+from aisle.retrieval.store import load_index
 from aisle.towers.model import TwoTowerModel
 from tests.indexing.conftest import CountingEncoder, edited
 

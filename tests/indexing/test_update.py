@@ -11,9 +11,9 @@ import pytest
 
 from aisle.configs import load_config
 from aisle.indexing.build import build_version
-from aisle.indexing.config import IndexConfig
-from aisle.indexing.store import ProductIndex, load_index
 from aisle.indexing.update import update_version
+from aisle.retrieval.config import IndexConfig
+from aisle.retrieval.store import ProductIndex, load_index
 from aisle.towers.model import TwoTowerModel
 from tests.indexing.conftest import CountingEncoder, edited
 
@@ -143,7 +143,7 @@ def test_the_update_command_loads_the_model_with_the_backend_that_built_the_vers
     tmp_path: Path,
 ) -> None:
     from aisle.cli import main
-    from aisle.indexing.versions import current_id
+    from aisle.retrieval.layout import current_id
 
     root = tmp_path / "root"
     first = build_version(prepare_catalog(catalog, "day1"), base_model, root)

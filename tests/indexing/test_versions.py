@@ -14,16 +14,9 @@ from fastapi.testclient import TestClient
 from aisle.cli import main
 from aisle.errors import AisleError, ArtifactError
 from aisle.indexing.build import build_version
-from aisle.indexing.store import load_index
-from aisle.indexing.versions import (
-    CURRENT,
-    current_id,
-    list_versions,
-    promote,
-    prune,
-    resolve_index_dir,
-    rollback,
-)
+from aisle.indexing.versions import list_versions, promote, prune, rollback
+from aisle.retrieval.layout import CURRENT, current_id, resolve_index_dir
+from aisle.retrieval.store import load_index
 from aisle.serving.app import create_app
 from aisle.serving.cache import LRUCache
 from aisle.serving.config import ServeConfig
@@ -353,7 +346,7 @@ def test_an_eagerly_loaded_index_keeps_serving_every_mode_after_its_version_is_p
     base_model: TwoTowerModel,
     tmp_path: Path,
 ) -> None:
-    from aisle.indexing.config import IndexConfig
+    from aisle.retrieval.config import IndexConfig
 
     root = tmp_path / "root"
     data = prepare_catalog(catalog, "day1")

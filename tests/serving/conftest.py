@@ -94,7 +94,7 @@ def partitioned_index(tmp_path_factory: pytest.TempPathFactory, sample_data: Pat
     import numpy as np
     import pandas as pd
 
-    from aisle.indexing import build_index
+    from aisle.indexing.build import build_index
 
     data = tmp_path_factory.mktemp("parts") / "data"
     shutil.copytree(sample_data, data)
@@ -106,8 +106,8 @@ def partitioned_index(tmp_path_factory: pytest.TempPathFactory, sample_data: Pat
 
 def engine_over(config: ServeConfig, model: TwoTowerModel, speller: bool = True) -> Engine:
     """An Engine on ``config.index`` that reuses the session's loaded ``model``."""
-    from aisle.indexing import load_index
-    from aisle.indexing.retrieve import query_speller
+    from aisle.retrieval.dense import query_speller
+    from aisle.retrieval.store import load_index
     from aisle.serving.engine import Snapshot, index_version
 
     index = load_index(Path(config.index))

@@ -111,7 +111,7 @@ def test_get_and_post_search_a_partition(part_config: ServeConfig, partitioned_i
 def test_a_partition_is_loaded_off_the_event_loop(part_config: ServeConfig,
                                                   base_model: TwoTowerModel,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import aisle.indexing.store as store
+    import aisle.retrieval.store as store
 
     engine = engine_over(part_config, base_model)
     loaded_on: list[str] = []

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from aisle.errors import AisleError
-from aisle.indexing.config import Mode
-from aisle.indexing.store import Hit
+from aisle.retrieval.config import Mode
+from aisle.retrieval.store import Hit
 from aisle.serving.batching import MicroBatcher, Overloaded
 from aisle.serving.engine import Engine
 

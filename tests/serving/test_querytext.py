@@ -11,10 +11,10 @@ import pytest
 import redis
 import torch
 
+from aisle.retrieval.querytext import case_blind, prepare, query_problem
 from aisle.serving.cache import LRUCache, RedisCache, TieredCache
 from aisle.serving.config import ServeConfig
 from aisle.serving.engine import Engine, Snapshot
-from aisle.serving.querytext import case_blind, prepare, query_problem
 from aisle.towers.model import TwoTowerModel
 
 # (typed first, then the plain spelling): v1 keyed both alike but encoded them as typed, so

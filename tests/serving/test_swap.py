@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from aisle.artifacts import MANIFEST, atomic_dir
 from aisle.data.synthetic import write_sample
-from aisle.indexing import build_index
+from aisle.indexing.build import build_index
 from aisle.serving.app import create_app
 from aisle.serving.cache import LRUCache
 from aisle.serving.config import ServeConfig

@@ -154,8 +154,8 @@ def test_bad_requests_are_refused(exported: Path, tmp_path: Path) -> None:
 def test_an_index_built_with_torch_is_served_by_the_onnx_towers(
     exported: Path, sample_index: Path
 ) -> None:
-    from aisle.indexing import load_index
-    from aisle.indexing.retrieve import DenseRetriever, index_model
+    from aisle.retrieval.dense import DenseRetriever, index_model
+    from aisle.retrieval.store import load_index
 
     index = load_index(sample_index)
     model = index_model(index, str(exported))
@@ -188,8 +188,8 @@ def test_backend_overrides_the_tower_config_everywhere_a_model_loads(
     exported: Path, sample_index: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from aisle.cli import main
-    from aisle.indexing import load_index
-    from aisle.indexing.retrieve import index_model
+    from aisle.retrieval.dense import index_model
+    from aisle.retrieval.store import load_index
 
     assert load_model(exported, backend="torch").backend == "torch"
     assert load_model(exported, backend="onnx-fp32").backend == "onnx-fp32"

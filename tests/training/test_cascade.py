@@ -17,7 +17,7 @@ from aisle.artifacts import tree_fingerprint
 from aisle.configs import load_config
 from aisle.data.dataset import Dataset, load_dataset
 from aisle.errors import AisleError, DataError
-from aisle.spelling import Speller
+from aisle.retrieval.spelling import QuerySpeller
 from aisle.towers import TowerConfig, TwoTowerModel, load_model
 from aisle.towers.model import base_model_path
 from aisle.training import cascade, trainer
@@ -358,7 +358,7 @@ def _misspelt(ds: Dataset, split: str) -> Dataset:
 
 def test_the_speller_corrects_train_queries_before_they_become_pairs() -> None:
     ds = _misspelt(_tiny_catalog(), "train")
-    speller = Speller.from_texts(ds.products["title"], 1)
+    speller = QuerySpeller.from_texts(ds.products["title"], 1)
     typed = positive_pairs(ds, 1.0, TowerConfig())
     assert "Cordles drill" in typed.queries
     pairs = positive_pairs(ds, 1.0, TowerConfig(), speller=speller)
@@ -377,7 +377,7 @@ def test_dev_evaluation_embeds_queries_as_the_speller_corrects_them(
     right = Dataset(tiny.products, dev, tiny.judgments, name="tiny-dev")
     others = dev[dev["query_id"] != "q1"]
     wrong = _misspelt(Dataset(tiny.products, others, tiny.judgments, name="tiny"), "dev")
-    speller = Speller.from_texts(tiny.products["title"], 1)
+    speller = QuerySpeller.from_texts(tiny.products["title"], 1)
     spelled = evaluate_dev(base_model, wrong, 0, 0, speller)
     assert spelled == evaluate_dev(base_model, right, 0, 0)
     assert spelled != evaluate_dev(base_model, wrong, 0, 0)

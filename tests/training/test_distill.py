@@ -12,8 +12,8 @@ import torch
 from aisle.configs import load_config
 from aisle.data.dataset import load_dataset
 from aisle.errors import AisleError
-from aisle.indexing.config import IndexConfig
-from aisle.indexing.lexical import BM25Index
+from aisle.retrieval.config import IndexConfig
+from aisle.retrieval.lexical import BM25Index
 from aisle.towers import TwoTowerModel
 from aisle.training.cascade import train_cascade
 from aisle.training.config import StepConfig, TrainConfig

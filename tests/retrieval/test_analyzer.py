@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aisle.indexing.analyzer import analyzer
+from aisle.retrieval.analyzer import analyzer
 
 
 @pytest.fixture(scope="module")

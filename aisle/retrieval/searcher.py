@@ -13,7 +13,8 @@ from typing import Any, Protocol
 import faiss
 import numpy as np
 
-from aisle.errors import AisleError
+from aisle.errors import AisleError, ManifestMismatch
+from aisle.retrieval.config import IndexConfig
 
 # faiss's generated type stubs lack the SearchParameters* classes' keyword constructors.
 _faiss: Any = faiss
@@ -118,3 +119,40 @@ class FaissSearcher:
         knobs = params.over(self.defaults) if params is not None else self.defaults
         scores, rows = self.index.search(q, k, params=faiss_parameters(self.index, knobs, k))
         return scores, rows
+
+
+def index_kind(index: faiss.Index) -> str:
+    """Which ``IndexConfig.kind`` a (loaded) FAISS index is."""
+    inner = faiss.downcast_index(index)
+    if isinstance(inner, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+        inner = faiss.downcast_index(inner.index)
+    if isinstance(inner, faiss.IndexRefine):
+        inner = faiss.downcast_index(inner.base_index)
+    kinds = (
+        (faiss.IndexFlat, "flat"),
+        (faiss.IndexHNSW, "hnsw"),
+        (faiss.IndexIVFFlat, "ivf_flat"),
+        (faiss.IndexIVFPQ, "ivf_pq"),
+    )
+    for cls, kind in kinds:
+        if isinstance(inner, cls):
+            return kind
+    raise AisleError(f"unsupported faiss index type {type(inner).__name__}")
+
+
+def search_params(config: IndexConfig) -> SearchParams:
+    """The config's default search knobs."""
+    return SearchParams(ef_search=config.ef_search, nprobe=config.nprobe, rerank=config.rerank)
+
+
+def searcher_for(index: faiss.Index, config: IndexConfig) -> FaissSearcher:
+    """A searcher over a built or loaded index with ``config``'s default knobs.
+
+    Refuses an index of another kind than ``config.kind`` (a manifest that lies).
+    """
+    kind = index_kind(index)
+    if kind != config.kind:
+        raise ManifestMismatch(
+            f"the faiss index is {kind} but its config says {config.kind}; rebuild the index"
+        )
+    return FaissSearcher(index, search_params(config))

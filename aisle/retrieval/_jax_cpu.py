@@ -7,7 +7,7 @@ evaluation and the service alike, before torch or faiss ask for any. Several suc
 on one GPU then fail to allocate (seen on an H100, session 7). aisle's BM25 never uses JAX's
 top-k, so JAX stays on the CPU unless the environment already chose its platforms.
 
-Imported first by ``aisle.indexing``, so it runs before any ``import bm25s`` in the package.
+Imported by ``aisle.retrieval``'s ``__init__``, so it runs before any ``import bm25s`` there.
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aisle.errors import AisleError
-from aisle.indexing.config import FusionConfig
-from aisle.indexing.fusion import convex_fusion, rrf_fusion
-from aisle.indexing.lexical import BM25Index
-from aisle.indexing.retrieve import DenseRetriever
+from aisle.retrieval.config import FusionConfig
+from aisle.retrieval.dense import DenseRetriever
+from aisle.retrieval.fusion import convex_fusion, rrf_fusion
+from aisle.retrieval.lexical import BM25Index
 
 
 class HybridRetriever:

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from aisle.errors import AisleError
-from aisle.indexing.store import Hit, ProductIndex
-from aisle.spelling import MIN_WORD, Speller
+from aisle.retrieval.spelling import MIN_WORD, QuerySpeller
+from aisle.retrieval.store import Hit, ProductIndex
 from aisle.towers.config import Backend
 from aisle.towers.model import TwoTowerModel
 
@@ -29,22 +29,23 @@ def index_model(index: ProductIndex, ref: str | None = None,
     return load_model(ref if ref is not None else index.model_ref, config, backend)
 
 
-# The query speller (aisle.spelling): a correction is a title word in 3 or more titles, of 5
-# or more letters; a word that splits into two title words each in 30 or more titles is left
-# alone ("wiremesh"; at 3, fragments such as "eer" and "tic" blocked "draweer" and "pastic").
+# The query speller (aisle.retrieval.spelling): a correction is a title word in 3 or more
+# titles, of 5 or more letters; a word that splits into two title words each in 30 or more
+# titles is left alone ("wiremesh"; at 3, fragments such as "eer" and "tic" blocked "draweer"
+# and "pastic").
 SPELL_MIN_COUNT = 3
 COMPOUND_MIN_COUNT = 30
 
 
-def query_speller(index: ProductIndex, model: TwoTowerModel) -> Speller:
+def query_speller(index: ProductIndex, model: TwoTowerModel) -> QuerySpeller:
     """The speller dense queries go through before the query tower: the index's title words,
     and the words ``model``'s query tokenizer holds whole, which are never corrected."""
     return titles_speller(index.titles, model)
 
 
-def titles_speller(titles: Iterable[str | None], model: TwoTowerModel) -> Speller:
+def titles_speller(titles: Iterable[str | None], model: TwoTowerModel) -> QuerySpeller:
     """``query_speller`` over catalog ``titles`` (training builds it before an index exists)."""
-    speller = Speller.from_texts(
+    speller = QuerySpeller.from_texts(
         (str(t) for t in titles if t is not None),
         SPELL_MIN_COUNT,
         known=model.query.vocabulary(),
@@ -63,7 +64,7 @@ class DenseRetriever:
         model: TwoTowerModel,
         index: ProductIndex,
         embed: Callable[[Sequence[str]], np.ndarray] | None = None,
-        speller: Speller | None = None,
+        speller: QuerySpeller | None = None,
     ) -> None:
         """``embed`` replaces ``model.encode_query`` (the service embeds through its cache,
         which corrects spelling itself); ``speller`` corrects the texts before ``embed``."""

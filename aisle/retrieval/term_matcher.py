@@ -1,7 +1,7 @@
 """Typo tolerance for BM25: a query term the index lacks maps to its nearest indexed word.
 
 Shoppers misspell ("aluminun", "toungh", "porcelin"); a BM25 term that matches no product adds
-nothing to any score. ``Speller.correct`` replaces such a term with the indexed word at the
+nothing to any score. ``TermMatcher.correct`` replaces such a term with the indexed word at the
 smallest Levenshtein distance, within Elasticsearch's ``fuzziness: AUTO`` budget (Lucene's
 FuzzyQuery): 0 edits for terms of 1-3 characters, 1 for 4-5, 2 for 6 or more. Ties go to the
 word in more products, then to the alphabetically first, so corrections are deterministic.
@@ -36,7 +36,7 @@ def max_edits(term: str) -> int:
     return 1 if len(term) <= 5 else 2
 
 
-class Speller:
+class TermMatcher:
     """Corrects terms against ``df``: indexed word -> number of products that hold it."""
 
     def __init__(self, df: Mapping[str, int]) -> None:
@@ -47,7 +47,7 @@ class Speller:
         self.correct = functools.lru_cache(maxsize=CACHE_SIZE)(self._correct)
 
     @classmethod
-    def from_documents(cls, documents: Iterable[Sequence[str]]) -> Speller:
+    def from_documents(cls, documents: Iterable[Sequence[str]]) -> TermMatcher:
         """A speller over the words (not numbers) of analysed documents."""
         df: Counter[str] = Counter()
         for terms in documents:

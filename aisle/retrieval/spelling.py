@@ -1,11 +1,11 @@
 """Spelling correction against a catalog's own words.
 
 Shoppers misspell ("celing fan", "pedistal sink", "galvinized pipe"); the query speller below
-changes 131 of homedepot's 1,117 dev queries. ``Speller.word`` maps such a
+changes 131 of homedepot's 1,117 dev queries. ``QuerySpeller.word`` maps such a
 word to the most common catalog word within a small edit distance. Two users:
 - autocomplete de-duplication embeds each suggestion's corrected text (``autocomplete.build``);
-- dense retrieval corrects a query before the query tower embeds it (``Speller.rewrite``,
-  ``indexing.retrieve.query_speller``), with the stricter guards below switched on.
+- dense retrieval corrects a query before the query tower embeds it (``QuerySpeller.rewrite``,
+  ``retrieval.dense.query_speller``), with the stricter guards below switched on.
 
 A word is left alone when it is under 5 letters ("cost" is not "post"), common in the catalog,
 a plural ("-s", "-es") or an "un-" negation of a common or known word ("unframed" is not
@@ -75,7 +75,7 @@ def _cased_like(typed: str, word: str) -> str:
     return word
 
 
-class Speller:
+class QuerySpeller:
     """Maps rare words to the most common catalog word within a small edit distance."""
 
     def __init__(
@@ -103,7 +103,7 @@ class Speller:
     @classmethod
     def from_texts(
         cls, texts: Iterable[str], min_count: int, known: Iterable[str] = (), **guards: int
-    ) -> Speller:
+    ) -> QuerySpeller:
         vocab: Counter[str] = Counter()
         for t in texts:
             # Document frequency over alphanumeric runs: "Char-Broil" counts "char", "broil".

@@ -17,11 +17,10 @@ import pandas as pd
 from aisle.artifacts import MANIFEST, read_manifest
 from aisle.configs import from_dict, to_dict
 from aisle.errors import AisleError, ArtifactError, ManifestMismatch
-from aisle.indexing.ann import searcher_for
-from aisle.indexing.config import FusionConfig, IndexConfig, stored_index_config
-from aisle.indexing.lexical import BM25Index
-from aisle.indexing.searcher import Searcher
-from aisle.indexing.versions import resolve_index_dir
+from aisle.retrieval.config import FusionConfig, IndexConfig, stored_index_config
+from aisle.retrieval.layout import resolve_index_dir
+from aisle.retrieval.lexical import BM25Index
+from aisle.retrieval.searcher import Searcher, searcher_for
 
 log = logging.getLogger(__name__)
 

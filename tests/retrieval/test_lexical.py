@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aisle.indexing.lexical import BM25Index
+from aisle.retrieval.lexical import BM25Index
 
 CATALOG = {
     "p1": "Cordless Drill 18V with Battery",
@@ -187,7 +187,7 @@ def test_importing_the_index_keeps_jax_off_the_gpu_unless_told(preset: str | Non
     env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
     if preset:
         env["JAX_PLATFORMS"] = preset
-    code = "import os, aisle.indexing.lexical; print(os.environ['JAX_PLATFORMS'])"
+    code = "import os, aisle.retrieval.lexical; print(os.environ['JAX_PLATFORMS'])"
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )

@@ -6,14 +6,14 @@ from collections import Counter
 
 import pytest
 
-import aisle.spelling
-from aisle.spelling import Speller, whole_words
+import aisle.retrieval.spelling
+from aisle.retrieval.spelling import QuerySpeller, whole_words
 
 TITLES = ["Glacier Bay Toilet"] * 5 + ["Moen Shower Faucet"] * 5 + ["Char-Broil Grill"] * 3
 
 
 def test_speller_corrects_rare_words_to_common_catalog_words() -> None:
-    speller = Speller.from_texts(TITLES, min_count=3)
+    speller = QuerySpeller.from_texts(TITLES, min_count=3)
     assert speller.correct("glaciar bay toiled") == "glacier bay toilet"
     assert speller.correct("moen dhower faucet") == "moen shower faucet"
     assert speller.correct("char broil") == "char broil"  # "char-broil" counts "char"
@@ -23,18 +23,18 @@ def test_speller_corrects_rare_words_to_common_catalog_words() -> None:
 
 
 def test_speller_prefers_the_most_common_candidate() -> None:
-    speller = Speller(Counter({"toilet": 50, "toiles": 3, "tiled": 4}), min_count=3)
+    speller = QuerySpeller(Counter({"toilet": 50, "toiles": 3, "tiled": 4}), min_count=3)
     assert speller.word("toiled") == "toilet"
 
 
 def test_a_swap_of_two_letters_is_one_edit() -> None:
-    speller = Speller(Counter({"shower": 5}), min_count=3)
+    speller = QuerySpeller(Counter({"shower": 5}), min_count=3)
     assert speller.word("shwoer") == "shower"  # OSA: one transposition
 
 
 def test_plurals_and_negations_of_words_are_left_alone() -> None:
     counts = Counter({"wrench": 9, "wrenching": 40, "framed": 9, "frame": 40, "steam": 9})
-    speller = Speller(counts, min_count=3, known={"steak"})
+    speller = QuerySpeller(counts, min_count=3, known={"steak"})
     assert speller.word("wrenches") == "wrenches"  # "-es" plural of a catalog word
     assert speller.word("unframed") == "unframed"  # not "framed"
     assert speller.word("steaks") == "steaks"  # the plural of a known word, not "steams"
@@ -43,27 +43,27 @@ def test_plurals_and_negations_of_words_are_left_alone() -> None:
 
 def test_words_the_tokenizer_knows_are_left_alone() -> None:
     counts = Counter({"steam": 9})
-    assert Speller(counts, min_count=3).word("steak") == "steam"
-    assert Speller(counts, min_count=3, known={"steak"}).word("steak") == "steak"
+    assert QuerySpeller(counts, min_count=3).word("steak") == "steam"
+    assert QuerySpeller(counts, min_count=3, known={"steak"}).word("steak") == "steak"
 
 
 def test_two_common_words_run_together_are_left_alone_above_the_compound_count() -> None:
     counts = Counter({"wire": 50, "mesh": 40, "wireless": 500, "drawer": 60, "draw": 50,
                       "eer": 3})
-    assert Speller(counts, min_count=3).word("wiremesh") == "wireless"  # no compound guard
-    speller = Speller(counts, min_count=3, compound_min_count=30)
+    assert QuerySpeller(counts, min_count=3).word("wiremesh") == "wireless"  # no compound guard
+    speller = QuerySpeller(counts, min_count=3, compound_min_count=30)
     assert speller.word("wiremesh") == "wiremesh"  # wire + mesh, both in 30+ texts
     assert speller.word("draweer") == "drawer"  # "eer" is in 3 texts: a fragment, not a word
 
 
 def test_short_catalog_words_are_never_a_correction_when_asked() -> None:
     counts = Counter({"with": 500, "switch": 50})
-    assert Speller(counts, min_count=3).word("swith") == "with"
-    assert Speller(counts, min_count=3, min_candidate_length=5).word("swith") == "switch"
+    assert QuerySpeller(counts, min_count=3).word("swith") == "with"
+    assert QuerySpeller(counts, min_count=3, min_candidate_length=5).word("swith") == "switch"
 
 
 def test_rewrite_replaces_only_misspelt_words_in_the_case_typed() -> None:
-    speller = Speller.from_texts(TITLES, min_count=3)
+    speller = QuerySpeller.from_texts(TITLES, min_count=3)
     assert speller.rewrite("Glacier Bay toiled, 3/4 in.") == "Glacier Bay toilet, 3/4 in."
     assert speller.rewrite("Moen  dhower-faucet 18volt") == "Moen  shower-faucet 18volt"
     assert speller.rewrite("GLACIAR Bay Toiled") == "GLACIER Bay Toilet"
@@ -74,12 +74,12 @@ def test_rewrite_replaces_only_misspelt_words_in_the_case_typed() -> None:
 
 
 def test_rewrite_known_answers_what_needs_no_search(monkeypatch: pytest.MonkeyPatch) -> None:
-    speller = Speller.from_texts(TITLES, min_count=3)
+    speller = QuerySpeller.from_texts(TITLES, min_count=3)
     assert speller.rewrite_known("Glacier toilet") == "Glacier toilet"
     assert speller.rewrite_known("glaciar toilet") is None  # needs a search
     assert speller.rewrite("glaciar toilet") == "glacier toilet"
     assert speller.rewrite_known("glaciar toilet") == "glacier toilet"
-    monkeypatch.setattr(aisle.spelling, "CACHE_SIZE", 1)
+    monkeypatch.setattr(aisle.retrieval.spelling, "CACHE_SIZE", 1)
     assert speller.word("dhower") == "shower"  # evicts "glaciar": the cache is bounded
     assert speller.known_answer("glaciar") is None
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aisle.indexing import load_index
-from aisle.indexing.retrieve import DenseRetriever, dense_retriever, query_speller
+from aisle.retrieval.dense import DenseRetriever, dense_retriever, query_speller
+from aisle.retrieval.store import load_index
 from aisle.towers import TwoTowerModel
 
 

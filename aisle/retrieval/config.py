@@ -14,7 +14,7 @@ from aisle.errors import AisleError
 IndexKind = Literal["flat", "hnsw", "ivf_flat", "ivf_pq"]
 # auto: train and add on a GPU when faiss reports one (IVF kinds only), else on CPU.
 BuildDevice = Literal["auto", "cpu", "gpu"]
-# How BM25 turns text into terms (indexing/analyzer.py): "product" keeps sizes and units,
+# How BM25 turns text into terms (retrieval/analyzer.py): "product" keeps sizes and units,
 # "word" is bm25s's own tokenizer (what indexes written before the analyzer existed used).
 BM25Analyzer = Literal["product", "word"]
 
@@ -70,7 +70,7 @@ class IndexConfig:
     bm25_analyzer: BM25Analyzer = "product"
     bm25_k1: float = 0.5
     bm25_b: float = 0.6
-    # Query terms the index lacks count as their nearest indexed word (indexing/speller.py):
+    # Query terms the index lacks count as their nearest indexed word (retrieval/term_matcher.py):
     # homedepot dev hybrid nDCG@10 0.4207 -> 0.4272 (aisle tune-fusion, default cascade).
     bm25_fuzzy: bool = True
 
@@ -125,7 +125,7 @@ FusionMethod = Literal["convex", "rrf"]
 
 @dataclass(frozen=True)
 class FusionConfig:
-    """How hybrid mode fuses the dense and the lexical candidate lists (indexing/fusion.py)."""
+    """How hybrid mode fuses the dense and the lexical candidate lists (retrieval/fusion.py)."""
 
     method: FusionMethod = "convex"
     # Weight of the dense side in the convex combination; `aisle tune-fusion` picks it on dev.

@@ -1,10 +1,10 @@
-"""Speller: nearest indexed word within Elasticsearch's AUTO edit budget, worked by hand."""
+"""TermMatcher: nearest indexed word within Elasticsearch's AUTO edit budget, worked by hand."""
 
 from __future__ import annotations
 
 import pytest
 
-from aisle.indexing.speller import Speller, max_edits
+from aisle.retrieval.term_matcher import TermMatcher, max_edits
 
 
 @pytest.mark.parametrize(
@@ -17,7 +17,7 @@ def test_edit_budget_grows_with_length_and_numbers_get_none(term: str, edits: in
 
 
 def test_corrections() -> None:
-    speller = Speller({"aluminum": 5, "alumina": 1, "hammer": 4, "boat": 9, "bolt": 3,
+    speller = TermMatcher({"aluminum": 5, "alumina": 1, "hammer": 4, "boat": 9, "bolt": 3,
                        "coat": 3, "cost": 3, "drill": 7})
     assert speller.correct("drill") == "drill"  # indexed: itself
     assert speller.correct("aluminun") == "aluminum"  # 1 edit beats alumina's 2
@@ -31,6 +31,6 @@ def test_corrections() -> None:
 
 
 def test_from_documents_counts_products_not_occurrences_and_skips_numbers() -> None:
-    speller = Speller.from_documents([["drill", "drill", "18", "v"], ["drill", "bit"], []])
+    speller = TermMatcher.from_documents([["drill", "drill", "18", "v"], ["drill", "bit"], []])
     assert speller.df == {"drill": 2, "v": 1, "bit": 1}
     assert len(speller) == 3

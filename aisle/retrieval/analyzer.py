@@ -38,7 +38,7 @@ import bm25s
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
 
-from aisle.indexing.config import BM25Analyzer
+from aisle.retrieval.config import BM25Analyzer
 
 ANALYZERS: tuple[str, ...] = get_args(BM25Analyzer)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aisle.indexing.fusion import convex_fusion, minmax, rrf_fusion
+from aisle.retrieval.fusion import convex_fusion, minmax, rrf_fusion
 
 DENSE = [("a", 0.75), ("b", 0.5), ("c", 0.25)]  # dyadic: exact arithmetic, exact ties
 LEXICAL = [("c", 12.0), ("d", 8.0), ("a", 4.0)]

@@ -1,6 +1,6 @@
 """BM25 over product text: the lexical baseline every learned ranker is measured against.
 
-Terms come from an analyzer (``aisle.indexing.analyzer``; ``"product"`` by default), which the
+Terms come from an analyzer (``aisle.retrieval.analyzer``; ``"product"`` by default), which the
 index records so queries are always analysed the way its products were. Scoring is bm25s's:
 
     score(q, d) = sum_{t in q} idf(t) * tf(t, d) / (tf(t, d) + k1 * (1 - b + b * |d| / avgdl))
@@ -25,9 +25,9 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
-from aisle.indexing.analyzer import ANALYZERS, analyzer
-from aisle.indexing.config import IndexConfig
-from aisle.indexing.speller import Speller
+from aisle.retrieval.analyzer import ANALYZERS, analyzer
+from aisle.retrieval.config import IndexConfig
+from aisle.retrieval.term_matcher import TermMatcher
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class BM25Index:
         retriever: bm25s.BM25,
         product_ids: Sequence[str],
         analyzer_name: str,
-        speller: Speller | None = None,
+        speller: TermMatcher | None = None,
     ) -> None:
         num_docs = int(retriever.scores["num_docs"])
         if num_docs != len(product_ids):
@@ -64,7 +64,7 @@ class BM25Index:
         self._ids = np.asarray(list(product_ids), dtype=object)
         self.analyzer_name = analyzer_name
         self._analyze = analyzer(analyzer_name)
-        # Corrects query terms the index lacks (speller.py); None = exact terms only.
+        # Corrects query terms the index lacks (term_matcher.py); None = exact terms only.
         self._speller = speller
 
     def __len__(self) -> int:
@@ -115,7 +115,7 @@ class BM25Index:
             len(retriever.vocab_dict),
             analyzer_name,
         )
-        speller = Speller.from_documents(documents) if fuzzy else None
+        speller = TermMatcher.from_documents(documents) if fuzzy else None
         return cls(retriever, product_ids, analyzer_name, speller)
 
     @classmethod
@@ -209,7 +209,7 @@ class BM25Index:
             words_path = directory / WORDS_FILE
             if not words_path.is_file():
                 raise ValueError(f"{directory} is a fuzzy BM25 index without {WORDS_FILE}")
-            speller = Speller(json.loads(words_path.read_text(encoding="utf-8")))
+            speller = TermMatcher(json.loads(words_path.read_text(encoding="utf-8")))
         retriever = bm25s.BM25.load(str(directory), show_progress=False, verbosity=0)
         product_ids = json.loads(ids_path.read_text(encoding="utf-8"))
         return cls(retriever, product_ids, str(settings["analyzer"]), speller)
