@@ -13,6 +13,10 @@ analyzer, before the speller existed, over k1 in {0.5, 0.7, 0.9, 1.2, 1.5} x b i
 0.75, 0.9} (bench/lexical.py): k1 0.5, b 0.6 gave nDCG@10 0.3990 (b 0.75 tied), and every cell
 with k1 <= 0.9 and b <= 0.75 was within 0.005 of it; bm25s's defaults (1.5, 0.75) gave 0.3862.
 Callers pass the strings from ``aisle.towers.text`` so BM25 and the towers read the same text.
+
+bm25s stores each term's weight per product. ``search`` sums a query's terms' weights itself,
+over the products holding them rather than the whole catalog, and in bm25s's order, so its
+scores equal bm25s's ``get_scores`` to the bit (bench/bm25_latency.py checks it, and times it).
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ EMPTY_TERM = ""
 class BM25Index:
     """A BM25 retriever mapping row positions back to product ids."""
 
+    # A query whose terms' postings exceed this share of the catalog is summed into a
+    # catalog-wide array, cheaper then than sorting its postings (bench/bm25_latency.py).
+    DENSE_SHARE = 0.1
+
     def __init__(
         self,
         retriever: bm25s.BM25,
@@ -62,6 +70,16 @@ class BM25Index:
             )
         self._retriever = retriever
         self._ids = np.asarray(list(product_ids), dtype=object)
+        self._names = np.asarray([str(pid) for pid in self._ids], dtype=object)
+        # The score matrix, one column of (product, weight) per term, read once: a query sums
+        # its terms' columns instead of calling get_scores, which allocates, fills and scans
+        # an array over the whole catalog.
+        self._postings = np.asarray(retriever.scores["indices"])
+        self._weights = np.asarray(retriever.scores["data"], dtype=np.dtype(retriever.dtype))
+        self._column: list[int] = np.asarray(retriever.scores["indptr"]).tolist()
+        # lucene's weights are all positive, and so is any sum of them: search need not drop
+        # products scoring 0 or less unless the method (robertson's zero idf) gives some.
+        self._signed = bool((self._weights <= 0.0).any())
         self.analyzer_name = analyzer_name
         self._analyze = analyzer(analyzer_name)
         # Corrects query terms the index lacks (term_matcher.py); None = exact terms only.
@@ -142,22 +160,66 @@ class BM25Index:
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        vocab = self._retriever.vocab_dict
         results: list[list[tuple[str, float]]] = []
         for tokens in self._analyze(queries):
             # EMPTY_TERM is bm25s's placeholder for empty documents, never a query term.
             known = [t for t in map(self._known, tokens) if t]
-            if not known:
+            term_ids = [vocab[t] for t in known if t in vocab]
+            if not term_ids:
                 results.append([])
                 continue
-            scores = np.asarray(self._retriever.get_scores(known), dtype=np.float64)
-            hits = np.flatnonzero(scores > 0.0)
-            if len(hits) > k:
-                # Keep every hit tied with the k-th best, then order exactly below.
-                kth = np.partition(scores[hits], len(hits) - k)[len(hits) - k]
-                hits = hits[scores[hits] >= kth]
-            order = np.lexsort((hits, -scores[hits]))[:k]
-            results.append([(str(self._ids[i]), float(scores[i])) for i in hits[order]])
+            if self._retriever.nonoccurrence_array is not None:
+                # bm25l and bm25+ give every product a score: no sparse shortcut.
+                scores = np.asarray(self._retriever.get_scores_from_ids(term_ids))
+                docs = np.flatnonzero(scores > 0.0)
+                scores = scores[docs]
+            else:
+                docs, scores = self._scores(term_ids)
+            results.append(self._top(docs, scores, k))
         return results
+
+    def _scores(self, term_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The products holding any of the terms and their scores, equal bit for bit to
+        get_scores': each product's weights added in query order in the index's dtype, a
+        term counted as often as the query repeats it."""
+        spans = [(self._column[t], self._column[t + 1]) for t in term_ids]
+        if len(spans) == 1:
+            start, end = spans[0]
+            return self._postings[start:end], self._weights[start:end]
+        docs = np.concatenate([self._postings[a:b] for a, b in spans])
+        weights = np.concatenate([self._weights[a:b] for a, b in spans])
+        if len(docs) > self.DENSE_SHARE * len(self._names):
+            # add.at adds in index order, so each product's sum is get_scores' to the bit.
+            dense = np.zeros(len(self._names), dtype=weights.dtype)
+            np.add.at(dense, docs, weights)
+            hits = np.flatnonzero(dense > 0.0)
+            return hits, dense[hits]
+        # Stable, so each product's weights stay in query order, which add.at then sums in,
+        # from zero, as get_scores does: float sums depend on the order.
+        order = np.argsort(docs, kind="stable")
+        docs, weights = docs[order], weights[order]
+        first = np.empty(len(docs), dtype=bool)
+        first[:1] = True
+        np.not_equal(docs[1:], docs[:-1], out=first[1:])
+        group = np.cumsum(first) - 1
+        sums = np.zeros(len(docs) and int(group[-1]) + 1, dtype=weights.dtype)
+        np.add.at(sums, group, weights)
+        return docs[first], sums
+
+    def _top(self, docs: np.ndarray, scores: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """The ``k`` best positive ``scores``, ties by catalog order, as ``(id, score)``."""
+        if self._signed:
+            positive = np.flatnonzero(scores > 0.0)
+            docs, scores = docs[positive], scores[positive]
+        if len(scores) > k:
+            # Keep every hit tied with the k-th best, then order exactly below.
+            kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+            tied = np.flatnonzero(scores >= kth)
+            docs, scores = docs[tied], scores[tied]
+        order = np.lexsort((docs, -scores))[:k]
+        # tolist gives the same Python floats as float() of each score widened to float64.
+        return list(zip(self._names[docs[order]].tolist(), scores[order].tolist(), strict=True))
 
     def _known(self, term: str) -> str | None:
         if not term:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import bm25s
+import numpy as np
 import pytest
 
-from aisle.retrieval.lexical import BM25Index
+from aisle.retrieval.analyzer import analyzer
+from aisle.retrieval.lexical import METHOD, BM25Index
 
 CATALOG = {
     "p1": "Cordless Drill 18V with Battery",
@@ -192,3 +197,91 @@ def test_importing_the_index_keeps_jax_off_the_gpu_unless_told(preset: str | Non
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == (preset or "cpu")
+
+
+# A generated catalog for the sparse scorer: few words, so many products share terms and
+# lengths (ties), words repeated within a title (tf > 1), and exact duplicate titles.
+WORDS = ["drill", "hammer", "saw", "paint", "white", "cordless", "bit", "wood", "metal",
+         "brush", "roller", "ladder", "pipe", "elbow", "valve", "screw", "nail", "glue"]
+SCORER_QUERIES = [
+    "drill", "drill saw", "saw drill", "drill drill", "drill drill drill saw", "white paint",
+    "paint white brush roller ladder pipe", "drill zzzqx", "zzzqx", "", "the and of",
+    "hammer nail screw glue wood metal valve elbow", "bit bit bit", "ladder",
+]
+
+
+def generated_catalog(n: int = 240) -> list[str]:
+    rng = random.Random(7)
+    weights = [1 / (rank + 1) for rank in range(len(WORDS))]  # Zipf-like: some long postings
+    texts = [" ".join(rng.choices(WORDS, weights, k=rng.randint(1, 8))) for _ in range(n)]
+    for i in range(0, n, 9):
+        texts[i] = texts[rng.randrange(n)]  # identical products tie exactly
+    return texts
+
+
+def bm25s_index(texts: list[str], method: str = METHOD) -> bm25s.BM25:
+    retriever = bm25s.BM25(method=method, k1=0.9, b=0.4)
+    retriever.index(analyzer("product")(texts), create_empty_token=True, show_progress=False)
+    return retriever
+
+
+def get_scores_ranking(retriever: bm25s.BM25, query: str, k: int) -> list[tuple[str, float]]:
+    """The ranking BM25Index.search gave before its sparse scorer, from bm25s's own
+    get_scores over the whole catalog: positive scores only, ties by catalog order."""
+    terms = [t for t in analyzer("product")([query])[0] if t and t in retriever.vocab_dict]
+    if not terms:
+        return []
+    scores = np.asarray(retriever.get_scores(terms), dtype=np.float64)
+    hits = np.flatnonzero(scores > 0.0)
+    order = np.lexsort((hits, -scores[hits]))[:k]
+    return [(f"p{i}", float(scores[i])) for i in hits[order]]
+
+
+@pytest.mark.parametrize("dense_share", [None, 0.0, float("inf")],
+                         ids=["default", "dense", "sorted-postings"])
+def test_sparse_scorer_equals_get_scores_exactly(
+    dense_share: float | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both ways of summing postings, forced in turn, must give bm25s's float32 sums to the
+    # bit (its additions in query order) and its order of ties.
+    if dense_share is not None:
+        monkeypatch.setattr(BM25Index, "DENSE_SHARE", dense_share)
+    texts = generated_catalog()
+    index = BM25Index.build(texts, [f"p{i}" for i in range(len(texts))], "product", 0.9, 0.4,
+                            fuzzy=False)
+    reference = bm25s_index(texts)
+    for k in (1, 3, 10, 50, 1000):  # 1000: more than any query's hits
+        got = index.search(SCORER_QUERIES, k)
+        expected = [get_scores_ranking(reference, q, k) for q in SCORER_QUERIES]
+        assert got == expected, k
+    by_query = dict(zip(SCORER_QUERIES, index.search(SCORER_QUERIES, 1000), strict=True))
+    assert by_query["zzzqx"] == by_query[""] == by_query["the and of"] == []
+    assert by_query["drill zzzqx"] == by_query["drill"]  # an absent term adds nothing
+    assert by_query["drill saw"] == by_query["saw drill"]
+    assert by_query["drill drill"] != by_query["drill"]  # a repeated term counts twice
+    assert 0 < len(by_query["ladder"]) < 1000
+    scores = [s for _, s in by_query["drill saw"]]
+    assert len(set(scores)) < len(scores)  # the catalog does produce ties
+
+
+@pytest.mark.parametrize("method", ["robertson", "bm25+", "bm25l"])
+def test_other_bm25_variants_rank_as_get_scores_does(method: str) -> None:
+    # robertson zeroes the idf of terms in half the catalog or more (a weight of 0, never a
+    # hit on its own); bm25+ and bm25l give every product a score, which get_scores adds.
+    texts = generated_catalog()
+    retriever = bm25s_index(texts, method)
+    if method == "robertson":
+        assert (retriever.scores["data"] <= 0.0).any()
+    index = BM25Index(retriever, [f"p{i}" for i in range(len(texts))], "product")
+    for k in (3, 1000):
+        expected = [get_scores_ranking(retriever, q, k) for q in SCORER_QUERIES]
+        assert index.search(SCORER_QUERIES, k) == expected
+
+
+def test_concurrent_searches_match_serial_ones() -> None:
+    texts = generated_catalog()
+    index = BM25Index.build(texts, [f"p{i}" for i in range(len(texts))], fuzzy=False)
+    serial = [index.search([q], 20) for q in SCORER_QUERIES * 4]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = list(pool.map(lambda q: index.search([q], 20), SCORER_QUERIES * 4))
+    assert threaded == serial
