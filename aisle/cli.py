@@ -37,6 +37,16 @@ def add_spelling_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_mode_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode",
+        choices=["dense", "lexical", "hybrid"],
+        default=None,
+        help="retrieve with the towers, the index's BM25, or both fused (default: hybrid when "
+        "the index carries BM25, as every index aisle builds does; else dense)",
+    )
+
+
 def cmd_prepare(args: argparse.Namespace) -> None:
     from aisle.data.dataset import prepare
 
@@ -45,7 +55,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from aisle.retrieval.dense import dense_retriever, index_model
+    from aisle.retrieval.retriever import index_model, open_retriever
     from aisle.retrieval.store import load_index
 
     query = " ".join(args.query).strip()
@@ -53,8 +63,12 @@ def cmd_search(args: argparse.Namespace) -> None:
         raise AisleError("the query is empty; pass some words, e.g. aisle search ... 'drill'")
     index = load_index(args.index)
     model = index_model(index, args.model, args.backend)
-    retriever = dense_retriever(index, model, args.query_spelling)
-    for rank, hit in enumerate(retriever.hits([query], args.k)[0], start=1):
+    retriever = open_retriever(index, model, args.query_spelling)
+    found = retriever.search_texts([query], args.k, args.mode)[0]
+    correction = found.query.correction
+    shown = f", showing results for {correction!r}" if correction else ""
+    print(f"{found.mode} search{shown}:")
+    for rank, hit in enumerate(found.hits, start=1):
         print(f"{rank:>3}  {hit.score:.4f}  {hit.product_id}  {hit.title}")
 
 
@@ -133,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model dir (default: the index's model)")
     add_backend_argument(p)
     p.add_argument("-k", type=int, default=10)
+    add_mode_argument(p)
     add_spelling_argument(p)
     p.add_argument("query", nargs="+")
     p.set_defaults(func=cmd_search)
@@ -161,12 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="write query_id<TAB>product_id<TAB>rank lines here",
     )
-    p.add_argument(
-        "--mode",
-        choices=["dense", "lexical", "hybrid"],
-        default="dense",
-        help="retrieve with the towers, the index's BM25, or both fused",
-    )
+    add_mode_argument(p)
     p.add_argument(
         "--fusion",
         choices=["convex", "rrf"],

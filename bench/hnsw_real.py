@@ -37,7 +37,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from aisle.retrieval.dense import index_model
+    from aisle.retrieval.retriever import index_model
     from aisle.retrieval.store import load_index
 
     index = load_index(args.index)

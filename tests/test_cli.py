@@ -22,15 +22,24 @@ def test_prepare_then_search(
 ) -> None:
     assert main(["prepare", "--data", str(sample_data), "--out", str(tmp_path / "prep")]) == 0
     assert (tmp_path / "prep" / "manifest.json").is_file()
+    capsys.readouterr()
     assert main(["search", "--index", str(sample_index), "cordless", "drill", "-k", "3"]) == 0
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()[:1].isdigit()]
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "hybrid search:"  # the default wherever the index carries BM25
+    lines = [ln for ln in out if ln.strip()[:1].isdigit()]
     assert len(lines) == 3 and all("drill" in ln for ln in lines)
-    # A misspelt query is corrected before the query tower, unless told not to be.
+    # A misspelt query is corrected (and says so), unless told not to be.
     assert main(["search", "--index", str(sample_index), "cordles", "drill", "-k", "3"]) == 0
-    assert capsys.readouterr().out.splitlines()[-3:] == lines
-    search = ["search", "--index", str(sample_index), "--no-query-spelling", "-k", "3"]
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "hybrid search, showing results for 'cordless drill':"
+    assert out[-3:] == lines
+    search = ["search", "--index", str(sample_index), "-k", "3", "--mode", "dense"]
     assert main([*search, "cordles", "drill"]) == 0
-    assert capsys.readouterr().out.splitlines()[-3:] != lines
+    dense = capsys.readouterr().out.splitlines()
+    assert dense[0] == "dense search, showing results for 'cordless drill':"
+    assert main([*search, "--no-query-spelling", "cordles", "drill"]) == 0
+    as_typed = capsys.readouterr().out.splitlines()
+    assert as_typed[0] == "dense search:" and as_typed[-3:] != dense[-3:]
 
 
 def test_bad_input_exits_2_with_a_message(

@@ -7,7 +7,7 @@ import math
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aisle.data.dataset import Dataset, load_dataset
 from aisle.data.schema import PRODUCTS
@@ -15,6 +15,9 @@ from aisle.errors import AisleError, DataError, ManifestMismatch
 from aisle.evaluation.evaluator import EvalResult, Retriever, evaluate, write_run
 from aisle.retrieval.config import FusionConfig, IndexConfig, Mode, stored_index_config
 from aisle.towers.config import Backend
+
+if TYPE_CHECKING:
+    from aisle.retrieval.retriever import Retriever as RetrieverT
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +40,17 @@ def bm25_retriever(ds: Dataset, baseline: str = "bm25") -> Retriever:
     return BM25Index.from_config(texts, ids, BASELINES[baseline]).search
 
 
-def index_retriever(
+def open_index_retriever(
     index_dir: Path,
     model_ref: str | None,
     ds: Dataset,
-    mode: Mode = "dense",
     fusion: FusionConfig | None = None,
     backend: Backend | None = None,
     query_spelling: bool = True,
-) -> tuple[Retriever, dict[str, Any]]:
-    """A retriever over a built index in ``mode``; hybrid uses ``fusion`` or the index's own.
-    ``query_spelling``: the dense side corrects misspelt query words first."""
-    from aisle.retrieval.dense import dense_retriever, index_model
-    from aisle.retrieval.hybrid import HybridRetriever
+) -> RetrieverT:
+    """The query-time ``Retriever`` over a built index, refused when it was built over
+    another catalog than ``ds``'s. ``fusion``: hybrid's settings (default: the index's)."""
+    from aisle.retrieval.retriever import index_model, open_retriever
     from aisle.retrieval.store import load_index
 
     index = load_index(index_dir)
@@ -60,19 +61,36 @@ def index_retriever(
             "(fingerprints differ); products it lacks could never be retrieved. Rebuild it: "
             "aisle index --data <this data> --out ..."
         )
-    context: dict[str, Any] = {"index": str(index_dir), "mode": mode}
-    if mode == "lexical":
-        return index.lexical.search, context
     model = index_model(index, model_ref, backend)
-    context["model"] = model.ref
-    context["backend"] = model.backend
-    dense = dense_retriever(index, model, query_spelling)
-    context["query_spelling"] = dense.speller is not None
-    if mode == "dense":
-        return dense, context
-    fusion = fusion or index.fusion()
-    context["fusion"] = asdict(fusion)
-    return HybridRetriever(dense, index.lexical, fusion), context
+    return open_retriever(index, model, query_spelling, fusion)
+
+
+def index_retriever(
+    index_dir: Path,
+    model_ref: str | None,
+    ds: Dataset,
+    mode: Mode | None = None,
+    fusion: FusionConfig | None = None,
+    backend: Backend | None = None,
+    query_spelling: bool = True,
+) -> tuple[Retriever, dict[str, Any]]:
+    """A ranking function over a built index in ``mode`` (None: the index's default, hybrid
+    when it carries BM25), searched as ``aisle search`` and the service search it."""
+    retriever = open_index_retriever(index_dir, model_ref, ds, fusion, backend, query_spelling)
+    mode = mode or retriever.default_mode
+    if fusion is not None and mode != "hybrid":
+        raise AisleError(f"{index_dir} has no BM25 index, so it has no hybrid mode to fuse; "
+                         "drop --fusion, --weight and --rrf-k")
+    context: dict[str, Any] = {
+        "index": str(index_dir),
+        "mode": mode,
+        "model": retriever.model.ref,
+        "backend": retriever.model.backend,
+        "query_spelling": retriever.preparer.speller is not None,
+    }
+    if mode == "hybrid":
+        context["fusion"] = asdict(retriever.fusion)
+    return retriever.ranker(mode), context
 
 
 def split_qrels(ds: Dataset, split: str) -> dict[str, dict[str, float]]:
@@ -97,17 +115,17 @@ def check_evaluate_args(
     index: Path | None,
     baseline: str | None,
     run_out: Path | None,
-    mode: Mode,
+    mode: Mode | None,
     fusion: FusionConfig | None,
 ) -> None:
     """Refuse flags that contradict each other or cannot be used, before any work."""
     if baseline is not None and baseline not in BASELINES:
         raise AisleError(f"unknown baseline {baseline!r}; use one of {sorted(BASELINES)}")
     if fusion is not None:
-        if baseline is not None or mode != "hybrid":
+        if baseline is not None or mode not in (None, "hybrid"):
             raise AisleError(
                 "--fusion, --weight and --rrf-k set how hybrid mode fuses its two lists; "
-                "add --mode hybrid (with --index) or drop them"
+                "drop them, or search in hybrid mode (--index without --mode, or --mode hybrid)"
             )
         if not 0.0 <= fusion.weight <= 1.0:
             raise AisleError(f"--weight must be in [0, 1] (the dense share), got {fusion.weight}")
@@ -136,7 +154,7 @@ def evaluate_command(
     model: str | None = None,
     baseline: str | None = None,
     run_out: Path | None = None,
-    mode: Mode = "dense",
+    mode: Mode | None = None,
     fusion: FusionConfig | None = None,
     backend: Backend | None = None,
     query_spelling: bool = True,
@@ -151,7 +169,7 @@ def evaluate_command(
         retriever, context = index_retriever(
             index, model, ds, mode, fusion, backend, query_spelling
         )
-        context["retriever"] = mode
+        context["retriever"] = context["mode"]
     else:
         raise AisleError("pass --index DIR to evaluate dense retrieval, or --baseline bm25")
     result = evaluate_split(ds, split, retriever)

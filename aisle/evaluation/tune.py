@@ -13,10 +13,11 @@ from typing import Any
 
 from aisle.artifacts import read_manifest, write_manifest
 from aisle.data.dataset import load_dataset
+from aisle.errors import AisleError
 from aisle.evaluation.evaluator import score_run
-from aisle.evaluation.run import index_retriever, split_qrels, split_top_grade
+from aisle.evaluation.run import open_index_retriever, split_qrels, split_top_grade
 from aisle.retrieval.config import FusionConfig
-from aisle.retrieval.hybrid import HybridRetriever
+from aisle.retrieval.fusion import fuse
 from aisle.retrieval.store import KIND
 from aisle.towers.config import Backend
 
@@ -41,17 +42,19 @@ def tune_fusion(
         log.warning("tuning on the test split makes its test numbers optimistic; use dev")
     ds = load_dataset(data)
     qrels = split_qrels(ds, split)
-    retriever, _ = index_retriever(index, model, ds, "hybrid", backend=backend)
-    assert isinstance(retriever, HybridRetriever)
+    retriever = open_index_retriever(index, model, ds, backend=backend)
+    if not retriever.has_lexical:
+        raise AisleError(f"{index} has no BM25 index: there is no hybrid fusion to tune")
     queries = ds.query_texts()
     qids = [q for q in qrels if q in queries]
-    dense, lexical = retriever.candidates([queries[q] for q in qids], 100)
+    # Prepared as every search prepares them (normalised, spell-corrected once for both sides).
+    prepared = retriever.prepare([queries[q] for q in qids])
+    dense, lexical = retriever.candidates(prepared, 100)
     top_grade = split_top_grade(ds, qrels)
     table = []
     for cfg in fusion_grid(retriever.fusion):
-        fuser = HybridRetriever(retriever.dense, retriever.lexical, cfg)
         run = {
-            q: [pid for pid, _ in fuser.fuse(d, lx, 100)]
+            q: [pid for pid, _ in fuse(d, lx, 100, cfg)]
             for q, d, lx in zip(qids, dense, lexical, strict=True)
         }
         table.append((cfg, score_run(run, qrels, top_grade)))
@@ -59,7 +62,7 @@ def tune_fusion(
     log.info("best fusion on %s: %s -> %s", split, best, metrics)
     if write:
         # The directory tuned: for a versioned root, the version that was CURRENT at load.
-        target = retriever.dense.index.root
+        target = retriever.index.root
         manifest = read_manifest(target, KIND)
         manifest["fusion"] = asdict(best)
         manifest["fusion_tuning"] = {

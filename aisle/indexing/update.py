@@ -52,8 +52,8 @@ from aisle.indexing.versions import (
     new_version_id,
 )
 from aisle.retrieval.config import IndexConfig, stored_index_config
-from aisle.retrieval.dense import index_model
 from aisle.retrieval.layout import is_versioned
+from aisle.retrieval.retriever import index_model
 from aisle.retrieval.store import INDEX_FILE, KIND, PARTITIONS_DIR, ROWS_FILE, load_index
 from aisle.towers.config import Backend
 from aisle.towers.model import TwoTowerModel

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aisle.retrieval.config import FusionConfig
+
 Ranked = Sequence[tuple[str, float]]
 
 
@@ -68,3 +70,10 @@ def rrf_fusion(dense: Ranked, lexical: Ranked, k: float = 60.0) -> list[tuple[st
         for pid, rank in _ranks(side).items():
             fused[pid] = fused.get(pid, 0.0) + 1.0 / (k + rank)
     return _order(fused, dense, lexical)
+
+
+def fuse(dense: Ranked, lexical: Ranked, k: int, config: FusionConfig) -> list[tuple[str, float]]:
+    """The top ``k`` of the two rankings fused as ``config`` says (convex or RRF)."""
+    if config.method == "rrf":
+        return rrf_fusion(dense, lexical, config.rrf_k)[:k]
+    return convex_fusion(dense, lexical, config.weight)[:k]

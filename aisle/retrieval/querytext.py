@@ -1,11 +1,11 @@
-"""What the service does to a query's text before the query tower sees it, and what it refuses.
+"""Query text normalising, the case probe of a query tower, and what a query must be.
 
-The cache keys exactly the string the encoder is given: two queries share a cached vector only
-when the tower would have been given the same text for both. So any normalisation happens to
-the text itself, before encoding: Unicode NFKC (full-width letters, ligatures, superscripts
-become the plain characters) and whitespace collapsed; lower case as well, but only for a
-model whose tokenizer ignores case anyway (``case_blind``), as a cased model reads
-"US" and "us" differently.
+The service's cache keys exactly the string the encoder is given: two queries share a cached
+vector only when the tower would have been given the same text for both. So normalisation
+happens to the text itself, before encoding (``aisle.retrieval.query`` applies it for every
+caller): Unicode NFKC (full-width letters, ligatures, superscripts become the plain characters)
+and whitespace collapsed; lower case as well, but only for a model whose tokenizer ignores case
+anyway (``case_blind``), as a cased model reads "US" and "us" differently.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from aisle.towers.model import TwoTowerModel
 _CASE_PROBE = "Cordless DRILL Straße ÉCLAIR Ärmel"
 
 
-def prepare(text: str, fold_case: bool) -> str:
-    """``text`` as the query tower is given it (and the cache keys it)."""
-    text = " ".join(unicodedata.normalize("NFKC", text).split())
-    return text.lower() if fold_case else text
+def normalise(text: str) -> str:
+    """``text`` in Unicode NFKC with each whitespace run one space, none at either end."""
+    return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
 def case_blind(model: TwoTowerModel) -> bool:

@@ -5,7 +5,7 @@ changes 131 of homedepot's 1,117 dev queries. ``QuerySpeller.word`` maps such a
 word to the most common catalog word within a small edit distance. Two users:
 - autocomplete de-duplication embeds each suggestion's corrected text (``autocomplete.build``);
 - dense retrieval corrects a query before the query tower embeds it (``QuerySpeller.rewrite``,
-  ``retrieval.dense.query_speller``), with the stricter guards below switched on.
+  ``retrieval.retriever.titles_speller``), with the stricter guards below switched on.
 
 A word is left alone when it is under 5 letters ("cost" is not "post"), common in the catalog,
 a plural ("-s", "-es") or an "un-" negation of a common or known word ("unframed" is not

@@ -71,19 +71,23 @@ class ProductIndex:
 
     def partition(self, name: str) -> ProductIndex:
         """The index of one partition (a retailer or store), loaded on first use."""
-        layout = self.manifest.get("partitions", {})
-        if name not in layout:
-            known = ", ".join(self.partition_names[:20])
-            raise UnknownPartitionError(
-                f"unknown partition {name!r}: "
-                + (f"this index has {known}" if known else "this index has no partitions; omit it")
-            )
+        self.check_partition(name)
+        layout = self.manifest["partitions"]
         with self._lock:
             if name not in self._partitions:
                 self._check_not_deleted()
                 part = load_index(self.root / layout[name], self.model_fingerprint)
                 self._partitions[name] = part
             return self._partitions[name]
+
+    def check_partition(self, name: str) -> None:
+        """Raise ``UnknownPartitionError`` unless the index has partition ``name`` (no I/O)."""
+        if name not in self.manifest.get("partitions", {}):
+            known = ", ".join(self.partition_names[:20])
+            raise UnknownPartitionError(
+                f"unknown partition {name!r}: "
+                + (f"this index has {known}" if known else "this index has no partitions; omit it")
+            )
 
     def partition_loaded(self, name: str) -> bool:
         """Whether partition ``name`` is in memory (``partition`` would read nothing)."""
@@ -128,6 +132,11 @@ class ProductIndex:
                 f"{fingerprint}. Query vectors from another model are meaningless against it: "
                 "rebuild the index with this model (aisle index --model ...) or use its model"
             )
+
+    @property
+    def has_lexical(self) -> bool:
+        """Whether the index carries BM25 (every index ``aisle index`` builds does)."""
+        return "lexical" in self.__dict__ or (self.root / LEXICAL_DIR).is_dir()
 
     @functools.cached_property
     def lexical(self) -> BM25Index:

@@ -6,7 +6,8 @@ together as the next batch. So batches grow with load by themselves, and a query
 load never waits for company. ``wait_s`` > 0 adds a bounded wait for more queries before
 each batch (fewer, larger batches at the cost of that much latency). A batch shares the
 encoder call only: each request is then searched at its own k (``Engine.search_jobs``), so
-its results never depend on what else was in the batch.
+its results never depend on what else was in the batch. Requests of one mode and partition
+share a batch.
 
 The queue is bounded (``max_queued`` requests): past that, a request is refused at once
 (``Overloaded``: the service answers 503) rather than waiting behind work it would time out
@@ -18,12 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aisle.errors import AisleError
 from aisle.retrieval.config import Mode
-from aisle.retrieval.store import Hit
-from aisle.serving.engine import Engine
+from aisle.serving.engine import Answer, Ask, Engine
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,8 @@ class Overloaded(AisleError):
 
 @dataclass
 class _Job:
-    texts: list[str]
-    k: int
-    mode: Mode
-    partition: str | None
-    future: asyncio.Future[tuple[list[list[Hit]], str]] = field(repr=False)
+    ask: Ask  # its mode resolved
+    future: asyncio.Future[Answer] = field(repr=False)
 
 
 class MicroBatcher:
@@ -53,14 +50,11 @@ class MicroBatcher:
         self.queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=max_queued)
         self.batch_sizes: list[int] = []  # recent encoder batch sizes, for tests and metrics
 
-    async def search(
-        self, texts: list[str], k: int, mode: Mode, partition: str | None
-    ) -> tuple[list[list[Hit]], str]:
-        future: asyncio.Future[tuple[list[list[Hit]], str]] = (
-            asyncio.get_running_loop().create_future()
-        )
+    async def search(self, ask: Ask, mode: Mode) -> Answer:
+        """``ask`` searched in ``mode`` (its own, or the index's default) with the encoder."""
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         try:
-            self.queue.put_nowait(_Job(texts, k, mode, partition, future))
+            self.queue.put_nowait(_Job(replace(ask, mode=mode), future))
         except asyncio.QueueFull:
             raise Overloaded(
                 f"the search queue is full ({self.queue.maxsize} requests waiting for the "
@@ -75,12 +69,12 @@ class MicroBatcher:
             if first.future.done():  # its caller left (disconnect, timeout): no work for it
                 continue
             jobs = [first]
-            size = len(first.texts)  # queries in this batch so far
+            size = len(first.ask.texts)  # queries in this batch so far
             while not self.queue.empty() and size < self.max_items:
                 job = self.queue.get_nowait()  # arrived while the last batch ran
                 if not job.future.done():
                     jobs.append(job)
-                    size += len(job.texts)
+                    size += len(job.ask.texts)
             deadline = loop.time() + self.wait_s
             while self.wait_s > 0 and size < self.max_items:
                 remaining = deadline - loop.time()
@@ -92,29 +86,29 @@ class MicroBatcher:
                     break
                 if not job.future.done():
                     jobs.append(job)
-                    size += len(job.texts)
+                    size += len(job.ask.texts)
             groups: dict[tuple[Mode, str | None], list[_Job]] = {}
             for job in jobs:
-                groups.setdefault((job.mode, job.partition), []).append(job)
-            for (mode, partition), group in groups.items():
-                await self._run_group(loop, mode, partition, group)
+                assert job.ask.mode is not None  # resolved by search()
+                groups.setdefault((job.ask.mode, job.ask.partition), []).append(job)
+            for (mode, _), group in groups.items():
+                await self._run_group(loop, mode, group)
 
     async def _run_group(self, loop: asyncio.AbstractEventLoop, mode: Mode,
-                         partition: str | None, group: list[_Job]) -> None:
+                         group: list[_Job]) -> None:
         group = [job for job in group if not job.future.done()]  # gone while others ran
         if not group:
             return
-        self.batch_sizes = [*self.batch_sizes[-99:], sum(len(job.texts) for job in group)]
-        work = [(job.texts, job.k) for job in group]
+        self.batch_sizes = [*self.batch_sizes[-99:], sum(len(job.ask.texts) for job in group)]
         try:
-            hits, version = await loop.run_in_executor(
-                self.executor, self.engine.search_jobs, work, mode, partition
+            answers = await loop.run_in_executor(
+                self.executor, self.engine.search_jobs, [job.ask for job in group], mode
             )
         except Exception as e:  # each waiting request gets the error, the loop keeps going
             for job in group:
                 if not job.future.done():
                     job.future.set_exception(e)
             return
-        for job, rows in zip(group, hits, strict=True):
+        for job, answer in zip(group, answers, strict=True):
             if not job.future.done():
-                job.future.set_result((rows, version))
+                job.future.set_result(answer)

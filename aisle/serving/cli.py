@@ -75,7 +75,6 @@ def head_queries(path: Path, top: int, same: Callable[[str], str] = str) -> list
 
 
 def cmd_cache_warm(args: argparse.Namespace) -> None:
-    from aisle.retrieval.querytext import prepare
     from aisle.serving.cache import RedisCache
     from aisle.serving.engine import Engine
 
@@ -84,11 +83,12 @@ def cmd_cache_warm(args: argparse.Namespace) -> None:
         raise AisleError("set REDIS_URL (or redis_url=...) to warm a Redis cache")
     cache = RedisCache(config.redis_url, config.cache_ttl_s, 2.0, config.redis_backoff_s)
     engine = Engine(config, cache)
-    fold = engine.snapshot.fold_case
-    queries = head_queries(args.queries, args.top, lambda q: prepare(q, fold))
+    snapshot = engine.snapshot
+    queries = head_queries(args.queries, args.top, lambda q: snapshot.preparer.prepare(q).text)
     for start in range(0, len(queries), args.batch):
         # The service's own path (Engine.embed): the same text preparation, spelling and keys.
-        engine.embed(engine.snapshot, queries[start : start + args.batch])
+        batch = snapshot.preparer.prepare_all(queries[start : start + args.batch])
+        engine.embed(snapshot, batch)
     if cache.errors:
         raise AisleError(f"{cache.errors} Redis write(s) failed; is Redis at {config.redis_url}?")
     print(f"warmed {len(queries)} query embeddings into {config.redis_url}")

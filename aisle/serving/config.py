@@ -37,7 +37,13 @@ class ServeConfig:
     autocomplete_max_k: int = 50
     max_batch: int = 64
     max_body_bytes: int = 64 * 1024
-    default_mode: Mode = "dense"
+    # None: the index's best mode, hybrid wherever it carries BM25 (every index aisle builds);
+    # dense for a dense-only index.
+    default_mode: Mode | None = None
+    # Finished results kept per index snapshot, by (searched text, k, mode, partition): a head
+    # query is answered by a lookup in any mode (serving/results.py). 0 = off. An entry holds
+    # k hits, about 1-2 KB at k = 10.
+    result_cache_size: int = 20_000
     # Correct misspelt query words against the index's titles before the query tower embeds
     # them (aisle/retrieval/spelling.py); the cache keys the corrected text.
     query_spelling: bool = True

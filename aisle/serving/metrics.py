@@ -26,6 +26,9 @@ class _EngineCollector(Collector):
                                   value=stats.hits)
         yield CounterMetricFamily("aisle_cache_misses", "query embeddings encoded online",
                                   value=stats.misses)
+        yield CounterMetricFamily("aisle_result_cache_hits",
+                                  "queries answered from the finished results of their snapshot",
+                                  value=stats.result_hits)
         yield CounterMetricFamily("aisle_redis_errors", "Redis calls that failed or timed out",
                                   value=self.engine.cache.errors)
 

@@ -16,7 +16,9 @@ class SearchRequest(_Request):
     query: str = Field(description="the shopper's query, 1..512 characters")
     # Strict: a JSON true is not k=1, nor "5" k=5.
     k: StrictInt | None = Field(default=None, description="results to return, 1..1000")
-    mode: Mode | None = Field(default=None, description="dense, lexical or hybrid")
+    mode: Mode | None = Field(
+        default=None, description="dense, lexical or hybrid (default: the index's, hybrid "
+        "wherever it carries BM25)")
     partition: str | None = Field(default=None, description="retailer/store partition")
 
 
@@ -36,7 +38,10 @@ class Result(BaseModel):
 class SearchResponse(BaseModel):
     results: list[Result]
     index_version: str
-    mode: Mode
+    mode: Mode = Field(description="the mode that answered")
+    corrected_query: str | None = Field(
+        description="the query as searched when a misspelt word was corrected ('showing "
+        "results for ...'), else null")
     took_ms: float
 
 

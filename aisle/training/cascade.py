@@ -23,7 +23,7 @@ from aisle.artifacts import atomic_write_text, check_replaceable
 from aisle.data.dataset import Dataset, load_dataset
 from aisle.data.schema import JUDGMENTS, PRODUCTS, QUERIES
 from aisle.errors import AisleError, DataError
-from aisle.retrieval.dense import titles_speller
+from aisle.retrieval.retriever import titles_speller
 from aisle.towers.config import TowerConfig
 from aisle.towers.model import BASE_MODEL, TwoTowerModel, load_model
 from aisle.towers.model import KIND as MODEL_KIND

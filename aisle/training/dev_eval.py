@@ -11,7 +11,11 @@ import pandas as pd
 
 from aisle.data.dataset import Dataset
 from aisle.evaluation.run import evaluate_split
-from aisle.retrieval.dense import DenseRetriever
+from aisle.retrieval.config import FusionConfig
+from aisle.retrieval.lexical import BM25Index
+from aisle.retrieval.query import QueryPreparer
+from aisle.retrieval.querytext import case_blind
+from aisle.retrieval.retriever import Retriever
 from aisle.retrieval.searcher import FaissSearcher
 from aisle.retrieval.spelling import QuerySpeller
 from aisle.retrieval.store import ProductIndex
@@ -33,11 +37,17 @@ def dev_catalog(ds: Dataset, size: int, seed: int) -> pd.DataFrame:
 
 
 def catalog_retriever(
-    model: TwoTowerModel, ds: Dataset, catalog: pd.DataFrame, speller: QuerySpeller | None = None
-) -> DenseRetriever:
-    """Exact dense retrieval over ``catalog`` (rows of ``ds.products``): an in-memory flat
-    index of ``model``'s product embeddings, nothing written to disk; ``speller`` corrects
-    the queries first."""
+    model: TwoTowerModel,
+    ds: Dataset,
+    catalog: pd.DataFrame,
+    speller: QuerySpeller | None = None,
+    lexical: BM25Index | None = None,
+    fusion: FusionConfig | None = None,
+) -> Retriever:
+    """Exact retrieval over ``catalog`` (rows of ``ds.products``): an in-memory flat index of
+    ``model``'s product embeddings, nothing written to disk, searched on the one query path
+    (queries normalised, ``speller`` correcting them); with ``lexical`` (BM25 over the same
+    catalog), hybrid too, fused as ``fusion`` says."""
     vectors = model.encode_product(catalog, progress=True).numpy()
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
@@ -48,7 +58,8 @@ def catalog_retriever(
         product_ids=catalog["product_id"].to_numpy(dtype=object),
         titles=catalog["title"].to_numpy(dtype=object),
     )
-    return DenseRetriever(model, product_index, speller=speller)
+    preparer = QueryPreparer(speller, case_blind(model))
+    return Retriever(model, product_index, preparer, fusion, lexical)
 
 
 def evaluate_dev(
@@ -60,7 +71,8 @@ def evaluate_dev(
 ) -> dict[str, float]:
     catalog = dev_catalog(ds, catalog_size, seed)
     log.info("dev evaluation over %d products", len(catalog))
-    result = evaluate_split(ds, "dev", catalog_retriever(model, ds, catalog, speller))
+    retriever = catalog_retriever(model, ds, catalog, speller)
+    result = evaluate_split(ds, "dev", retriever.ranker("dense"))
     metrics = {k: round(v, 4) for k, v in result.metrics.items()}
     log.info("dev metrics: %s", metrics)
     return metrics

@@ -21,7 +21,6 @@ from aisle.artifacts import atomic_write_text
 from aisle.data.dataset import Dataset
 from aisle.errors import AisleError
 from aisle.retrieval.config import FusionConfig, IndexConfig
-from aisle.retrieval.hybrid import HybridRetriever
 from aisle.retrieval.lexical import BM25Index
 from aisle.towers.model import TwoTowerModel
 from aisle.training.config import StepConfig
@@ -67,8 +66,8 @@ def teacher_rankings(
     lexical = BM25Index.from_config(model.product_texts(catalog), ids, IndexConfig())
     log.info("teacher: embedding %d products and %d queries", len(ids), len(queries))
     fusion = FusionConfig("convex", cfg.distill_fusion_weight, depth=cfg.distill_depth)
-    teacher = HybridRetriever(catalog_retriever(model, ds, catalog), lexical, fusion)
-    return teacher(list(queries), cfg.distill_candidates)
+    teacher = catalog_retriever(model, ds, catalog, lexical=lexical, fusion=fusion)
+    return teacher.ranker("hybrid")(list(queries), cfg.distill_candidates)
 
 
 def load_or_make_teacher(

@@ -28,10 +28,11 @@ def test_dense_and_bm25_evaluation_on_the_sample(
     sample_data: Path, sample_index: Path, tmp_path: Path
 ) -> None:
     run_file = tmp_path / "run.tsv"
-    dense = evaluate_command(sample_data, "test", sample_index, run_out=run_file)
+    dense = evaluate_command(sample_data, "test", sample_index, run_out=run_file, mode="dense")
     bm25 = evaluate_command(sample_data, "test", None, baseline="bm25")
-    assert dense["query_spelling"] is True
-    as_typed = evaluate_command(sample_data, "test", sample_index, query_spelling=False)
+    assert dense["query_spelling"] is True and dense["mode"] == "dense"
+    as_typed = evaluate_command(sample_data, "test", sample_index, query_spelling=False,
+                                mode="dense")
     assert as_typed["query_spelling"] is False
     for result in (dense, bm25, as_typed):
         assert 0.3 < result["metrics"]["ndcg@10"] <= 1.0
@@ -67,8 +68,8 @@ def test_evaluate_needs_a_retriever_and_judgments(sample_data: Path, tmp_path: P
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"fusion": FusionConfig(weight=0.3)}, "add --mode hybrid"),
-        ({"fusion": FusionConfig(), "baseline": "bm25"}, "add --mode hybrid"),
+        ({"fusion": FusionConfig(weight=0.3), "mode": "dense"}, "search in hybrid mode"),
+        ({"fusion": FusionConfig(), "baseline": "bm25"}, "search in hybrid mode"),
         ({"fusion": FusionConfig(weight=1.5), "mode": "hybrid"}, r"--weight must be in \[0, 1\]"),
         ({"fusion": FusionConfig(rrf_k=-1), "mode": "hybrid"}, "--rrf-k must be > 0"),
         ({"baseline": "bm99"}, "unknown baseline 'bm99'"),

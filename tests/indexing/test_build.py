@@ -13,9 +13,10 @@ import pytest
 from aisle.data.dataset import load_dataset
 from aisle.errors import ArtifactError, DataError, ManifestMismatch
 from aisle.indexing.build import build_index
-from aisle.retrieval.dense import DenseRetriever
+from aisle.retrieval.retriever import open_retriever
 from aisle.retrieval.store import load_index
-from aisle.towers import TowerConfig, TwoTowerModel, load_model
+from aisle.towers.config import TowerConfig
+from aisle.towers.model import TwoTowerModel, load_model
 
 
 def test_index_holds_every_product_with_a_self_describing_manifest(
@@ -59,7 +60,8 @@ def test_flat_search_equals_brute_force(
 def test_dense_search_finds_the_right_kind_of_product(
     sample_index: Path, base_model: TwoTowerModel
 ) -> None:
-    hits = DenseRetriever(base_model, load_index(sample_index)).hits(["cordless drill"], 5)[0]
+    retriever = open_retriever(load_index(sample_index), base_model)
+    hits = retriever.search_texts(["cordless drill"], 5, "dense")[0].hits
     assert len(hits) == 5
     assert all("drill" in h.title for h in hits)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
@@ -68,7 +70,8 @@ def test_dense_search_finds_the_right_kind_of_product(
 def test_k_larger_than_the_catalog_returns_the_whole_catalog(
     sample_index: Path, base_model: TwoTowerModel
 ) -> None:
-    hits = DenseRetriever(base_model, load_index(sample_index)).hits(["ladder"], 1000)[0]
+    retriever = open_retriever(load_index(sample_index), base_model)
+    hits = retriever.search_texts(["ladder"], 1000, "dense")[0].hits
     assert len(hits) == 300
 
 
@@ -77,7 +80,7 @@ def test_an_index_built_by_another_model_is_refused(sample_index: Path) -> None:
     with pytest.raises(ManifestMismatch, match="rebuild the index"):
         load_index(sample_index, other.fingerprint)
     with pytest.raises(ManifestMismatch):
-        DenseRetriever(other, load_index(sample_index))
+        open_retriever(load_index(sample_index), other)
 
 
 def test_wrong_query_dimension_is_a_clear_error(sample_index: Path) -> None:

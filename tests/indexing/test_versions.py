@@ -20,7 +20,8 @@ from aisle.retrieval.store import load_index
 from aisle.serving.app import create_app
 from aisle.serving.cache import LRUCache
 from aisle.serving.config import ServeConfig
-from aisle.serving.engine import Engine, load_snapshot
+from aisle.serving.engine import Engine
+from aisle.serving.snapshot import load_snapshot
 from aisle.towers.model import TwoTowerModel
 from tests.indexing.conftest import CountingEncoder
 

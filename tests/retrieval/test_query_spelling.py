@@ -1,4 +1,4 @@
-"""Dense queries are spell-corrected against the index's titles before the query tower."""
+"""Queries are spell-corrected against the index's titles before the query tower and BM25."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from aisle.retrieval.dense import DenseRetriever, dense_retriever, query_speller
+from aisle.retrieval.query import QueryPreparer
+from aisle.retrieval.retriever import Retriever, open_retriever, titles_speller
 from aisle.retrieval.store import load_index
-from aisle.towers import TwoTowerModel
+from aisle.towers.model import TwoTowerModel
 
 
 def test_the_query_tower_vocabulary_is_its_tokenizers_whole_words(
@@ -23,14 +24,32 @@ def test_a_misspelt_query_gets_the_corrected_querys_hits(
     sample_index: Path, base_model: TwoTowerModel
 ) -> None:
     index = load_index(sample_index)
-    speller = query_speller(index, base_model)
+    speller = titles_speller(index.titles, base_model)
     assert speller.rewrite("Cordles drill, celing fan") == "Cordless drill, ceiling fan"
-    spelled = dense_retriever(index, base_model)
-    typed = DenseRetriever(base_model, index)
-    misspelt, right = spelled.hits(["cordles drill"], 10)[0], typed.hits(["cordless drill"], 10)[0]
-    assert [h.product_id for h in misspelt] == [h.product_id for h in right]
-    np.testing.assert_allclose([h.score for h in misspelt], [h.score for h in right], rtol=1e-5)
+    spelled = open_retriever(index, base_model)
+    typed = Retriever(base_model, index, QueryPreparer(None, fold_case=True))
+    for mode in ("dense", "lexical", "hybrid"):
+        misspelt = spelled.search_texts(["cordles drill"], 10, mode)[0]
+        right = typed.search_texts(["cordless drill"], 10, mode)[0]
+        assert misspelt.query.correction == "cordless drill" and misspelt.mode == mode
+        assert [h.product_id for h in misspelt.hits] == [h.product_id for h in right.hits]
+        np.testing.assert_allclose([h.score for h in misspelt.hits],
+                                   [h.score for h in right.hits], rtol=1e-5)
     # Spelling off, the typo is embedded as typed: another query vector, another top score.
-    raw = dense_retriever(index, base_model, query_spelling=False)
-    assert raw.speller is None
-    assert abs(raw.hits(["cordles drill"], 1)[0][0].score - right[0].score) > 1e-3
+    raw = open_retriever(index, base_model, query_spelling=False)
+    assert raw.preparer.speller is None
+    top = raw.search_texts(["cordles drill"], 1, "dense")[0]
+    assert top.query.correction is None
+    assert abs(top.hits[0].score - typed.search_texts(["cordless drill"], 1, "dense")[0]
+               .hits[0].score) > 1e-3
+
+
+def test_an_index_with_bm25_searches_hybrid_by_default(
+    sample_index: Path, base_model: TwoTowerModel
+) -> None:
+    retriever = open_retriever(load_index(sample_index), base_model)
+    assert retriever.has_lexical and retriever.default_mode == "hybrid"
+    found = retriever.search_texts(["garden hose"], 5)[0]
+    assert found.mode == "hybrid"
+    assert [h.product_id for h in found.hits] == [
+        h.product_id for h in retriever.search_texts(["garden hose"], 5, "hybrid")[0].hits]

@@ -106,11 +106,10 @@ def partitioned_index(tmp_path_factory: pytest.TempPathFactory, sample_data: Pat
 
 def engine_over(config: ServeConfig, model: TwoTowerModel, speller: bool = True) -> Engine:
     """An Engine on ``config.index`` that reuses the session's loaded ``model``."""
-    from aisle.retrieval.dense import query_speller
     from aisle.retrieval.store import load_index
-    from aisle.serving.engine import Snapshot, index_version
+    from aisle.serving.snapshot import index_version, make_snapshot
 
     index = load_index(Path(config.index))
-    snapshot = Snapshot(model, index, index_version(Path(config.index)),
-                        query_speller(index, model) if speller else None)
+    snapshot = make_snapshot(model, index, index_version(Path(config.index)), speller,
+                             config.result_cache_size)
     return Engine(config, LRUCache(1000), snapshot)

@@ -24,9 +24,11 @@ def test_get_and_post_search(client: TestClient) -> None:
     r = client.get("/search", params={"q": "cordless drill", "k": 5})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert len(body["results"]) == 5 and body["mode"] == "dense"
+    # hybrid by default: the index carries BM25
+    assert len(body["results"]) == 5 and body["mode"] == "hybrid"
     assert all("drill" in hit["title"] for hit in body["results"])
-    assert set(body) == {"results", "index_version", "mode", "took_ms"}
+    assert set(body) == {"results", "index_version", "mode", "corrected_query", "took_ms"}
+    assert body["corrected_query"] is None
     assert set(body["results"][0]) == {"product_id", "title", "score"}
     r2 = client.post("/search", json={"query": "Cordless  DRILL", "k": 5})
     assert [h["product_id"] for h in r2.json()["results"]] == [
@@ -110,7 +112,9 @@ def test_health_ready_metrics_and_docs(client: TestClient) -> None:
     # the second request was a cache hit, answered by the warm lane: counted under /search too
     assert 'aisle_requests_total{path="/search",status="200"} 2.0' in text
     assert "aisle_request_seconds_bucket" in text
-    assert "aisle_cache_hits_total 1.0" in text and "aisle_cache_misses_total 1.0" in text
+    # the second was answered from its finished results: no vector was looked up for it
+    assert "aisle_cache_hits_total 0.0" in text and "aisle_cache_misses_total 1.0" in text
+    assert "aisle_result_cache_hits_total 1.0" in text
     assert "aisle_redis_errors_total 0.0" in text and "aisle_index_info{version=" in text
     assert client.get("/openapi.json").json()["info"]["title"] == "aisle"
 
@@ -134,7 +138,8 @@ def test_a_cached_query_is_answered_without_the_encoder(
 ) -> None:
     first = client.get("/search", params={"q": f"hammer drill {mode}", "k": 5, "mode": mode})
     assert first.status_code == 200, first.text
-    hits, misses = engine.stats.hits, engine.stats.misses
+    stats = engine.stats
+    hits, misses, results = stats.hits, stats.misses, stats.result_hits
 
     def no_encoder(texts: object) -> object:
         raise AssertionError("a cached query reached the encoder")
@@ -143,7 +148,11 @@ def test_a_cached_query_is_answered_without_the_encoder(
     again = client.get("/search", params={"q": f"  Hammer DRILL {mode} ", "k": 5, "mode": mode})
     assert again.status_code == 200, again.text
     assert again.json()["results"] == first.json()["results"]
-    assert (engine.stats.hits, engine.stats.misses) == (hits + 1, misses)
+    assert (stats.hits, stats.misses, stats.result_hits) == (hits, misses, results + 1)
+    # another k: not a finished result, but its vector is cached
+    deeper = client.get("/search", params={"q": f"hammer drill {mode}", "k": 7, "mode": mode})
+    assert deeper.status_code == 200, deeper.text
+    assert (stats.hits, stats.misses, stats.result_hits) == (hits + 1, misses, results + 1)
 
 
 def test_a_query_only_redis_holds_is_answered_without_the_encoder(
@@ -155,7 +164,7 @@ def test_a_query_only_redis_holds_is_answered_without_the_encoder(
     remote = RedisCache(shared_redis, ttl_s=60, timeout_s=0.5, backoff_s=0.2)
     query = f"redis only {uuid.uuid4().hex[:8]} cordless drill"
     Engine(serve_config, TieredCache(LRUCache(10), remote), engine.snapshot).embed(
-        engine.snapshot, [query]
+        engine.snapshot, engine.snapshot.preparer.prepare_all([query])
     )
 
     def no_encoder(texts: object) -> object:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from aisle.serving.app import create_app
 from aisle.serving.batching import MicroBatcher, Overloaded
 from aisle.serving.config import ServeConfig
-from aisle.serving.engine import Engine
+from aisle.serving.engine import Ask, Engine, Lane
 from aisle.towers.model import TwoTowerModel
 from tests.serving.conftest import engine_over
 
@@ -124,13 +124,13 @@ def test_a_partition_is_loaded_off_the_event_loop(part_config: ServeConfig,
     monkeypatch.setattr(store, "load_index", recording)
     with TestClient(create_app(part_config, engine)) as c:
         c.get("/search", params={"q": "drill"})  # the vector is now in the in-process cache
-        assert engine.search_if_cached(["drill"], 5, "dense", "store-1", local_only=True) is None
+        assert engine.plan(Ask(("drill",), 5, "dense", "store-1")).lane is Lane.THREAD
         assert loaded_on == []  # the warm (event-loop) path does not load a partition
         for r in (c.post("/search", json={"query": "drill", "partition": "store-1"}),
                   c.get("/search", params={"q": "drill", "partition": "store-1"})):
             assert r.status_code == 200, r.text
     assert loaded_on and all(t.startswith("aisle-search") for t in loaded_on), loaded_on
-    assert engine.search_if_cached(["drill"], 5, "dense", "store-1", local_only=True)
+    assert engine.plan(Ask(("drill",), 5, "dense", "store-1")).lane is Lane.LOOP
 
 
 def test_an_overloaded_encoder_queue_answers_503_with_retry_after(
@@ -166,9 +166,10 @@ def test_an_empty_partition_parameter_searches_the_whole_index(client: TestClien
 def test_the_service_loads_every_partition_with_its_snapshot(part_config: ServeConfig) -> None:
     # load_snapshot reads the index eagerly: the warm lane can answer any partition at once,
     # and a later prune of this version cannot break the snapshot it serves.
-    from aisle.serving.engine import load_snapshot
+    from aisle.serving.snapshot import load_snapshot
 
     snapshot = load_snapshot(part_config)
     assert snapshot.index.partition_names == ["store-1", "store-2"]
-    assert all(snapshot.partition_loaded(name) for name in snapshot.index.partition_names)
-    assert not snapshot.partition_loaded("store-3")
+    retriever = snapshot.retriever
+    assert all(retriever.partition_loaded(name) for name in snapshot.index.partition_names)
+    assert not retriever.partition_loaded("store-3")

@@ -11,9 +11,19 @@ import pytest
 
 from aisle.errors import AisleError
 from aisle.retrieval.config import Mode
+from aisle.retrieval.query import PreparedQuery
+from aisle.retrieval.retriever import Found
 from aisle.retrieval.store import Hit
 from aisle.serving.batching import MicroBatcher, Overloaded
-from aisle.serving.engine import Engine
+from aisle.serving.engine import Answer, Ask, Engine
+
+
+def search(batcher: MicroBatcher, text: str, k: int, mode: Mode = "dense") -> Any:
+    return batcher.search(Ask((text,), k), mode)
+
+
+def top(answer: Answer) -> str:
+    return answer.found[0].hits[0].product_id
 
 
 class SlowEngine:
@@ -23,19 +33,19 @@ class SlowEngine:
         self.seconds = seconds
         self.batches: list[list[str]] = []
 
-    def search_jobs(self, jobs: list[tuple[list[str], int]], mode: str,
-                    partition: str | None) -> tuple[list[list[list[Hit]]], str]:
-        self.batches.append([t for texts, _ in jobs for t in texts])
+    def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
+        self.batches.append([t for ask in asks for t in ask.texts])
         time.sleep(self.seconds)
-        return [[[Hit(t, t, 1.0)] * k for t in texts] for texts, k in jobs], "v1"
+        return [Answer([Found([Hit(t, t, 1.0)] * ask.k, mode, PreparedQuery(t, t, t, False))
+                        for t in ask.texts], "v1") for ask in asks]
 
 
 async def burst(batcher: MicroBatcher, texts: list[str], k: int = 2) -> list[Any]:
     runner = asyncio.create_task(batcher.run())
     try:
-        first = asyncio.create_task(batcher.search([texts[0]], k, "dense", None))
+        first = asyncio.create_task(search(batcher, texts[0], k))
         await asyncio.sleep(0.02)  # the first query is being encoded when the rest arrive
-        rest = [batcher.search([t], k, "dense", None) for t in texts[1:]]
+        rest = [search(batcher, t, k) for t in texts[1:]]
         return await asyncio.gather(first, *rest)
     finally:
         runner.cancel()
@@ -50,8 +60,8 @@ def test_idle_encoder_takes_a_query_at_once_and_busy_time_forms_the_next_batch()
         took = time.perf_counter() - started
     assert engine.batches == [["q0"], [f"q{i}" for i in range(1, 8)]]
     # each caller gets its own rows, k of them, and the version
-    assert [r[0][0][0].product_id for r in results] == [f"q{i}" for i in range(8)]
-    assert all(len(r[0][0]) == 2 and r[1] == "v1" for r in results)
+    assert [top(r) for r in results] == [f"q{i}" for i in range(8)]
+    assert all(len(r.found[0].hits) == 2 and r.version == "v1" for r in results)
     assert took < 0.35  # two encoder calls of 0.1 s, no third
 
 
@@ -74,20 +84,19 @@ def test_a_bounded_wait_gathers_queries_before_the_first_batch(wait_s: float) ->
 
 def test_an_engine_error_reaches_every_waiting_caller_and_the_batcher_goes_on() -> None:
     class Failing(SlowEngine):
-        def search_jobs(self, jobs: list[tuple[list[str], int]], mode: str,
-                        partition: str | None) -> tuple[list[list[list[Hit]]], str]:
-            if jobs[0][0] == ["boom"]:
+        def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
+            if asks[0].texts == ("boom",):
                 raise RuntimeError("index unavailable")
-            return super().search_jobs(jobs, mode, partition)
+            return super().search_jobs(asks, mode)
 
     engine = Failing(0.0)
 
     async def scenario() -> tuple[Any, Any]:
         runner = asyncio.create_task(batcher.run())
         try:
-            failed = await asyncio.gather(batcher.search(["boom"], 1, "dense", None),
+            failed = await asyncio.gather(search(batcher, "boom", 1),
                                           return_exceptions=True)
-            ok = await batcher.search(["fine"], 1, "dense", None)
+            ok = await search(batcher, "fine", 1)
             return failed[0], ok
         finally:
             runner.cancel()
@@ -96,7 +105,7 @@ def test_an_engine_error_reaches_every_waiting_caller_and_the_batcher_goes_on() 
         batcher = MicroBatcher(engine, pool, wait_s=0.0, max_items=32)  # type: ignore[arg-type]
         failed, ok = asyncio.run(scenario())
     assert isinstance(failed, RuntimeError) and "index unavailable" in str(failed)
-    assert ok[0][0][0].product_id == "fine"
+    assert top(ok) == "fine"
 
 
 def test_requests_whose_callers_left_are_never_encoded() -> None:
@@ -105,11 +114,11 @@ def test_requests_whose_callers_left_are_never_encoded() -> None:
     async def scenario() -> list[Any]:
         runner = asyncio.create_task(batcher.run())
         try:
-            busy = asyncio.create_task(batcher.search(["busy"], 5, "dense", None))
+            busy = asyncio.create_task(search(batcher, "busy", 5))
             await asyncio.sleep(0.05)  # the encoder is busy with it
-            gone = [asyncio.create_task(batcher.search([f"gone{i}"], 5, "dense", None))
+            gone = [asyncio.create_task(search(batcher, f"gone{i}", 5))
                     for i in range(20)]
-            kept = asyncio.create_task(batcher.search(["kept"], 5, "dense", None))
+            kept = asyncio.create_task(search(batcher, "kept", 5))
             await asyncio.sleep(0.01)
             for task in gone:
                 task.cancel()  # clients that disconnected or timed out
@@ -121,7 +130,7 @@ def test_requests_whose_callers_left_are_never_encoded() -> None:
         batcher = MicroBatcher(engine, pool, wait_s=0.0, max_items=32)  # type: ignore[arg-type]
         results = asyncio.run(scenario())
     assert engine.batches == [["busy"], ["kept"]]
-    assert [r[0][0][0].product_id for r in results] == ["busy", "kept"]
+    assert [top(r) for r in results] == ["busy", "kept"]
 
 
 def test_a_full_queue_refuses_at_once_and_the_batcher_goes_on() -> None:
@@ -130,11 +139,11 @@ def test_a_full_queue_refuses_at_once_and_the_batcher_goes_on() -> None:
     async def scenario() -> tuple[list[Any], list[Any]]:
         runner = asyncio.create_task(batcher.run())
         try:
-            first = asyncio.create_task(batcher.search(["q0"], 1, "dense", None))
+            first = asyncio.create_task(search(batcher, "q0", 1))
             await asyncio.sleep(0.05)  # taken off the queue: the encoder is busy with it
-            burst = [batcher.search([f"q{i}"], 1, "dense", None) for i in range(1, 6)]
+            burst = [search(batcher, f"q{i}", 1) for i in range(1, 6)]
             answered = await asyncio.gather(first, *burst, return_exceptions=True)
-            later = await asyncio.gather(batcher.search(["later"], 1, "dense", None))
+            later = await asyncio.gather(search(batcher, "later", 1))
             return answered, later
         finally:
             runner.cancel()
@@ -146,7 +155,7 @@ def test_a_full_queue_refuses_at_once_and_the_batcher_goes_on() -> None:
     refused = [r for r in answered if isinstance(r, Overloaded)]
     assert len(refused) == 2 and "search queue is full (3 requests" in str(refused[0])
     assert engine.batches == [["q0"], ["q1", "q2", "q3"], ["later"]]
-    assert later[0][0][0][0].product_id == "later"
+    assert top(later[0]) == "later"
     with pytest.raises(AisleError, match="batch_queue_max must be >= 1"):
         MicroBatcher(engine, pool, 0.0, 32, max_queued=0)  # type: ignore[arg-type]
 
@@ -156,14 +165,13 @@ def test_a_requests_results_do_not_depend_on_its_batch(engine: Engine, mode: Mod
     """Each request is searched at its own k: a k=300 neighbour in the batch (deeper HNSW
     candidates, deeper hybrid fusion) leaves a k=10 request's results as they are alone."""
     queries = ["cordless drill", "black paint", "wall mount shelf", "smoke detector"]
-    alone = [engine.search([q], 10, mode)[0][0] for q in queries]
+    alone = [engine.search(Ask((q,), 10, mode)).found[0].hits for q in queries]
 
     async def together() -> list[Any]:
         runner = asyncio.create_task(batcher.run())
         try:
-            deep = batcher.search(["garden hose"], 300, mode, None)
-            return await asyncio.gather(
-                deep, *[batcher.search([q], 10, mode, None) for q in queries])
+            deep = search(batcher, "garden hose", 300, mode)
+            return await asyncio.gather(deep, *[search(batcher, q, 10, mode) for q in queries])
         finally:
             runner.cancel()
 
@@ -171,7 +179,7 @@ def test_a_requests_results_do_not_depend_on_its_batch(engine: Engine, mode: Mod
         batcher = MicroBatcher(engine, pool, wait_s=0.2, max_items=32)
         deep, *batched = asyncio.run(together())
     assert batcher.batch_sizes == [5]  # they did share one batch
-    assert len(deep[0][0]) == min(300, engine.snapshot.index.searcher.count)
-    for q, solo, (rows, _) in zip(queries, alone, batched, strict=True):
-        assert [(h.product_id, h.score) for h in rows[0]] == [
+    assert len(deep.found[0].hits) == min(300, engine.snapshot.index.searcher.count)
+    for q, solo, answer in zip(queries, alone, batched, strict=True):
+        assert [(h.product_id, h.score) for h in answer.found[0].hits] == [
             (h.product_id, h.score) for h in solo], q

@@ -7,10 +7,11 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from aisle.retrieval.query import PreparedQuery
 from aisle.serving.app import create_app
 from aisle.serving.cache import LRUCache, RedisCache, TieredCache, cache_key
 from aisle.serving.config import ServeConfig
-from aisle.serving.engine import Engine
+from aisle.serving.engine import Ask, Engine, Lane
 from tests.serving.conftest import RedisServer
 
 
@@ -78,17 +79,23 @@ def test_redis_stopped_and_restarted_during_a_stream(private_redis: RedisServer,
     assert f"aisle_redis_errors_total {float(remote.errors)}" in text
 
 
+def prepared(engine: Engine, texts: list[str]) -> list[PreparedQuery]:
+    return engine.snapshot.preparer.prepare_all(texts)
+
+
 def test_a_misspelt_query_shares_the_corrected_querys_cached_vector(engine: Engine) -> None:
     snapshot = engine.snapshot
-    assert list(snapshot.spelled(["celing fan", "ceiling fan"])) == ["ceiling fan"] * 2
-    first = engine.embed(snapshot, ["ceiling fan"])
+    assert [q.text for q in prepared(engine, ["celing fan", "ceiling fan"])] == [
+        "ceiling fan"] * 2
+    first = engine.embed(snapshot, prepared(engine, ["ceiling fan"]))
     misses = engine.stats.misses
-    again = engine.embed(snapshot, ["celing fan"])
+    again = engine.embed(snapshot, prepared(engine, ["celing fan"]))
     assert engine.stats.misses == misses  # a cache hit: the same text was embedded
     np.testing.assert_array_equal(first, again)
-    hits, _ = engine.search(["Celing fan"], 5, "dense")
-    assert [h.product_id for h in hits[0]] == [
-        h.product_id for h in engine.search(["ceiling fan"], 5, "dense")[0][0]
+    found = engine.search(Ask(("Celing fan",), 5, "dense")).found[0]
+    assert found.query.correction == "Ceiling fan"
+    assert [h.product_id for h in found.hits] == [
+        h.product_id for h in engine.search(Ask(("ceiling fan",), 5, "dense")).found[0].hits
     ]
 
 
@@ -96,24 +103,26 @@ def test_the_warm_lane_leaves_an_unseen_misspelling_to_the_encoder_thread(
     engine: Engine,
 ) -> None:
     snapshot = engine.snapshot
-    assert snapshot.speller is not None
-    engine.embed(snapshot, ["garden hose"])
+    assert snapshot.preparer.speller is not None
+    engine.embed(snapshot, prepared(engine, ["garden hose"]))
     # "gardenn" was never looked up: answering it needs a speller search, not done on the loop.
-    assert engine.search_if_cached(["gardenn hose"], 5, "dense", local_only=True) is None
-    searched, _ = engine.search(["gardenn hose"], 5, "dense")  # the encoder thread's path
-    warm = engine.search_if_cached(["gardenn hose"], 5, "dense", local_only=True)
-    assert warm is not None and warm[0] == searched
+    ask = Ask(("gardenn hose",), 5, "dense")
+    assert engine.plan(ask).lane is Lane.ENCODER
+    searched = engine.search(ask)  # the encoder thread's path
+    warm = engine.plan(ask)
+    assert warm.lane is Lane.LOOP and warm.answer == searched
 
 
-def test_hybrid_corrects_only_the_dense_side(
+def test_hybrid_gives_both_sides_the_one_corrected_text(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lexical = engine.snapshot.index.lexical
     seen: list[str] = []
     search = lexical.search
     monkeypatch.setattr(lexical, "search", lambda texts, k: seen.extend(texts) or search(texts, k))
-    engine.embed(engine.snapshot, ["ceiling fan"])
+    engine.embed(engine.snapshot, prepared(engine, ["ceiling fan"]))
     misses = engine.stats.misses
-    engine.search(["celing fan"], 5, "hybrid")
-    assert seen == ["celing fan"]  # BM25 gets the query as typed (it has its own speller)
+    found = engine.search(Ask(("Celing fan",), 5, "hybrid")).found[0]
+    assert seen == ["ceiling fan"]  # BM25 reads the text the query tower embedded
     assert engine.stats.misses == misses  # the dense side embedded "ceiling fan": cached
+    assert (found.mode, found.query.correction) == ("hybrid", "Ceiling fan")

@@ -15,7 +15,7 @@ from aisle.cli import main
 from aisle.serving.cache import RedisCache
 from aisle.serving.config import ServeConfig
 from aisle.serving.engine import Engine
-from aisle.towers import TwoTowerModel
+from aisle.towers.model import TwoTowerModel
 from tests.serving.conftest import free_port
 
 
@@ -70,5 +70,6 @@ def test_cache_warm_writes_head_queries_to_redis(
     monkeypatch.setattr(base_model, "encode_query", no_encoder)
     remote = RedisCache(shared_redis, ttl_s=60, timeout_s=0.5, backoff_s=0.2)
     service = Engine(serve_config, remote, engine.snapshot)
-    service.embed(service.snapshot, ["LADDER", "garden  hose"])
+    queries = service.snapshot.preparer.prepare_all(["LADDER", "garden  hose"])
+    service.embed(service.snapshot, queries)
     assert (service.stats.hits, service.stats.misses, remote.errors) == (2, 0, 0)

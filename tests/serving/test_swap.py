@@ -18,8 +18,10 @@ from aisle.indexing.build import build_index
 from aisle.serving.app import create_app
 from aisle.serving.cache import LRUCache
 from aisle.serving.config import ServeConfig
-from aisle.serving.engine import Engine, load_snapshot
-from aisle.towers import TowerConfig, TwoTowerModel, load_model
+from aisle.serving.engine import Engine
+from aisle.serving.snapshot import load_snapshot
+from aisle.towers.config import TowerConfig
+from aisle.towers.model import TwoTowerModel, load_model
 from tests.serving.conftest import engine_over
 
 
@@ -70,7 +72,7 @@ def test_index_swap_during_a_stream_of_requests(sample_index: Path, tmp_path: Pa
 
         # An index built by another model is refused; the current one keeps serving.
         config_foreign = ServeConfig(index=str(foreign), model=engine.snapshot.model.ref)
-        engine.config = config_foreign
+        engine.holder.config = config_foreign  # what a reload loads
         r = client.post("/admin/reload", headers={"Authorization": "Bearer t"})
         assert r.status_code == 409 and "rebuild the index" in r.json()["detail"]
         assert "fingerprint" in r.json()["detail"]
@@ -128,12 +130,12 @@ def test_the_watcher_survives_a_bad_publish_and_takes_the_next_good_one(
 def test_any_reload_error_is_a_409_and_counted(
     serve_config: ServeConfig, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import aisle.serving.engine as engine_module
+    import aisle.serving.snapshot as snapshot_module
 
     def broken(*args: object) -> object:
         raise KeyError("model")  # e.g. a manifest without its "model" object
 
-    monkeypatch.setattr(engine_module, "load_snapshot", broken)
+    monkeypatch.setattr(snapshot_module, "load_snapshot", broken)
     before = engine.snapshot.version
     with TestClient(create_app(serve_config, engine)) as client:
         r = client.post("/admin/reload", headers={"Authorization": "Bearer s3cret"})

@@ -11,8 +11,9 @@ import torch
 from sentence_transformers.sentence_transformer import modules as models
 
 from aisle.errors import AisleError, ArtifactError
-from aisle.towers import TowerConfig, TwoTowerModel, load_model
+from aisle.towers.config import TowerConfig
 from aisle.towers.export import Agreement, export_model
+from aisle.towers.model import TwoTowerModel, load_model
 from aisle.towers.onnx import InferenceOnly, pool
 
 # Small samples keep the int8 check fast; the thresholds are the real defaults.
@@ -154,14 +155,14 @@ def test_bad_requests_are_refused(exported: Path, tmp_path: Path) -> None:
 def test_an_index_built_with_torch_is_served_by_the_onnx_towers(
     exported: Path, sample_index: Path
 ) -> None:
-    from aisle.retrieval.dense import DenseRetriever, index_model
+    from aisle.retrieval.retriever import index_model, open_retriever
     from aisle.retrieval.store import load_index
 
     index = load_index(sample_index)
     model = index_model(index, str(exported))
     assert model.backend == "onnx-int8"
     index.check_model(model.fingerprint, model.ref)  # raises on a mismatch
-    top = DenseRetriever(model, index).hits(["cordless drill"], 5)[0]
+    top = open_retriever(index, model).search_texts(["cordless drill"], 5, "dense")[0].hits
     assert len(top) == 5 and "drill" in top[0].title.lower()
 
 
@@ -188,7 +189,7 @@ def test_backend_overrides_the_tower_config_everywhere_a_model_loads(
     exported: Path, sample_index: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from aisle.cli import main
-    from aisle.retrieval.dense import index_model
+    from aisle.retrieval.retriever import index_model
     from aisle.retrieval.store import load_index
 
     assert load_model(exported, backend="torch").backend == "torch"

@@ -1,0 +1,214 @@
+"""``Retriever``: one loaded index and its model, searched dense, lexical or hybrid.
+
+The one query-time path: ``aisle search``, ``aisle evaluate``, ``aisle tune-fusion``, training's
+dev checks and the service each build a ``Retriever`` (the service once per index snapshot) and
+search through it, so the same typed query gets the same products in the same order from all of
+them. Queries are prepared once (``aisle.retrieval.query``): the dense and the lexical side see
+the same normalised, spell-corrected text.
+
+Everything that depends only on the index and the model (the query speller, the fusion
+settings, the product titles, each partition's retriever) is built once here, never per query.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from aisle.errors import AisleError
+from aisle.retrieval.config import FusionConfig, Mode
+from aisle.retrieval.fusion import fuse
+from aisle.retrieval.lexical import BM25Index
+from aisle.retrieval.query import PreparedQuery, QueryPreparer
+from aisle.retrieval.querytext import case_blind
+from aisle.retrieval.spelling import QuerySpeller
+from aisle.retrieval.store import Hit, ProductIndex
+from aisle.towers.config import Backend
+from aisle.towers.model import TwoTowerModel
+
+log = logging.getLogger(__name__)
+
+Ranked = list[tuple[str, float]]
+# (query texts, k) -> ranked (product_id, score) lists: what the evaluator takes.
+RankFn = Callable[[Sequence[str], int], list[Ranked]]
+
+
+@dataclass(frozen=True)
+class Found:
+    """One query's answer: its hits, the mode that produced them and the query as searched."""
+
+    hits: list[Hit]
+    mode: Mode
+    query: PreparedQuery
+
+
+class Retriever:
+    def __init__(
+        self,
+        model: TwoTowerModel,
+        index: ProductIndex,
+        preparer: QueryPreparer,
+        fusion: FusionConfig | None = None,
+        lexical: BM25Index | None = None,
+    ) -> None:
+        """``fusion``: hybrid's settings (default: the index's, set by ``aisle tune-fusion``).
+        ``lexical``: a BM25 index to use instead of the index's own (an in-memory catalog)."""
+        index.check_model(model.fingerprint, model.ref)
+        self.model = model
+        self.index = index
+        self.preparer = preparer
+        self.fusion = fusion or index.fusion()
+        self._lexical = lexical
+        self._partitions: dict[str, Retriever] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def has_lexical(self) -> bool:
+        return self._lexical is not None or self.index.has_lexical
+
+    @property
+    def default_mode(self) -> Mode:
+        """Hybrid wherever the index carries BM25 (every index ``aisle index`` builds): the
+        best ranking measured (docs/results.md); dense for a dense-only index."""
+        return "hybrid" if self.has_lexical else "dense"
+
+    @functools.cached_property
+    def lexical(self) -> BM25Index:
+        return self._lexical if self._lexical is not None else self.index.lexical
+
+    @functools.cached_property
+    def titles(self) -> dict[str, str]:
+        return self.index.title_of
+
+    def partition(self, name: str) -> Retriever:
+        """The retriever of partition ``name``: its own vectors and BM25, the same preparer."""
+        with self._lock:
+            if name not in self._partitions:
+                part = self.index.partition(name)
+                self._partitions[name] = Retriever(self.model, part, self.preparer,
+                                                   part.fusion())
+            return self._partitions[name]
+
+    def partition_loaded(self, name: str | None) -> bool:
+        """True when searching partition ``name`` (None: the whole index) reads nothing."""
+        return name is None or self.index.partition_loaded(name)
+
+    def prepare(self, texts: Sequence[str]) -> list[PreparedQuery]:
+        return self.preparer.prepare_all(texts)
+
+    def embed(self, queries: Sequence[PreparedQuery]) -> np.ndarray:
+        return self.model.encode_query([q.text for q in queries]).numpy()
+
+    def search(
+        self,
+        queries: Sequence[PreparedQuery],
+        k: int,
+        mode: Mode | None = None,
+        vectors: np.ndarray | None = None,
+    ) -> list[Found]:
+        """The top ``k`` of each prepared query in ``mode`` (None: ``default_mode``).
+        ``vectors``: the queries' embeddings when the caller has them (the service's cache)."""
+        if k < 1:
+            raise AisleError(f"k must be >= 1, got {k}")
+        mode = mode or self.default_mode
+        if mode != "dense" and not self.has_lexical:
+            raise AisleError(f"{self.index.root} has no BM25 index: it searches dense only")
+        if not queries:
+            return []
+        if mode == "dense":
+            rows = self.dense(queries, k, vectors)
+        else:
+            if mode == "lexical":
+                ranked = self.lexical_ranked(queries, k)
+            else:
+                dense, lexical = self.candidates(queries, k, vectors)
+                ranked = [fuse(d, lx, k, self.fusion) for d, lx in zip(dense, lexical,
+                                                                        strict=True)]
+            titles = self.titles
+            rows = [[Hit(p, titles.get(p, ""), s) for p, s in row] for row in ranked]
+        return [Found(hits, mode, q) for hits, q in zip(rows, queries, strict=True)]
+
+    def search_texts(self, texts: Sequence[str], k: int, mode: Mode | None = None) -> list[Found]:
+        """``search`` from typed text."""
+        return self.search(self.prepare(texts), k, mode)
+
+    def dense(self, queries: Sequence[PreparedQuery], k: int,
+              vectors: np.ndarray | None = None) -> list[list[Hit]]:
+        return self.index.search(self.embed(queries) if vectors is None else vectors, k)
+
+    def lexical_ranked(self, queries: Sequence[PreparedQuery], k: int) -> list[Ranked]:
+        return self.lexical.search([q.text for q in queries], k)
+
+    def candidates(
+        self, queries: Sequence[PreparedQuery], k: int, vectors: np.ndarray | None = None
+    ) -> tuple[list[Ranked], list[Ranked]]:
+        """Each side's ranking to hybrid's depth (at least ``k``), before fusion."""
+        depth = max(k, self.fusion.depth)
+        dense = [[(h.product_id, h.score) for h in row]
+                 for row in self.dense(queries, depth, vectors)]
+        return dense, self.lexical_ranked(queries, depth)
+
+    def ranker(self, mode: Mode | None = None) -> RankFn:
+        """``(texts, k) -> [[(product_id, score), ...]]`` in ``mode``: what evaluation takes."""
+
+        def rank(texts: Sequence[str], k: int) -> list[Ranked]:
+            return [[(h.product_id, h.score) for h in found.hits]
+                    for found in self.search_texts(texts, k, mode)]
+
+        return rank
+
+
+# The query speller: a correction is a title word in 3 or more titles, of 5 or more letters; a
+# word that splits into two title words each in 30 or more titles is left alone ("wiremesh";
+# at 3, fragments such as "eer" and "tic" blocked "draweer" and "pastic").
+SPELL_MIN_COUNT = 3
+COMPOUND_MIN_COUNT = 30
+
+
+def titles_speller(titles: Iterable[Any], model: TwoTowerModel) -> QuerySpeller:
+    """The query speller over catalog ``titles``: words ``model``'s query tokenizer holds
+    whole are never corrected ("steak" is English even where no title has it)."""
+    from aisle.retrieval.spelling import MIN_WORD
+
+    speller = QuerySpeller.from_texts(
+        (str(t) for t in titles if t is not None),
+        SPELL_MIN_COUNT,
+        known=model.query.vocabulary(),
+        compound_min_count=COMPOUND_MIN_COUNT,
+        min_candidate_length=MIN_WORD,
+    )
+    log.info("query speller: %d catalog words", speller.common_words)
+    return speller
+
+
+def query_preparer(titles: Iterable[Any], model: TwoTowerModel,
+                   query_spelling: bool = True) -> QueryPreparer:
+    """How queries to a catalog of ``titles`` are prepared for ``model``'s query tower."""
+    speller = titles_speller(titles, model) if query_spelling else None
+    return QueryPreparer(speller, case_blind(model))
+
+
+def index_model(index: ProductIndex, ref: str | None = None,
+                backend: Backend | None = None) -> TwoTowerModel:
+    """The model an index was built with (or ``ref``), with the tower config it was built with;
+    ``backend`` (torch, onnx-fp32, onnx-int8, auto) overrides how its towers run."""
+    from aisle.configs import from_dict
+    from aisle.towers.config import TowerConfig
+    from aisle.towers.model import load_model
+
+    saved = index.manifest["model"].get("tower_config")
+    config = from_dict(TowerConfig, saved) if saved and ref is None else None
+    return load_model(ref if ref is not None else index.model_ref, config, backend)
+
+
+def open_retriever(index: ProductIndex, model: TwoTowerModel, query_spelling: bool = True,
+                   fusion: FusionConfig | None = None) -> Retriever:
+    """A retriever over a loaded ``index``; ``query_spelling`` off embeds queries as typed
+    (normalised only)."""
+    return Retriever(model, index, query_preparer(index.titles, model, query_spelling), fusion)

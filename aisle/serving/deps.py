@@ -1,0 +1,61 @@
+"""Typed dependencies of the routes: what a start-up put on ``app.state``.
+
+Everything a route needs comes through these, so a test can replace any of them with
+``app.dependency_overrides``. They are ``async``: FastAPI runs a plain function dependency on a
+thread, a hop that would cost more than a warm search.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from aisle.serving.batching import MicroBatcher
+from aisle.serving.config import ServeConfig
+from aisle.serving.engine import Engine
+from aisle.serving.metrics import Metrics
+
+
+def not_ready(what: str) -> HTTPException:
+    return HTTPException(503, f"{what}; retry shortly")
+
+
+async def get_config(request: Request) -> ServeConfig:
+    config: ServeConfig = request.app.state.config
+    return config
+
+
+async def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+async def get_engine(request: Request) -> Engine:
+    engine = getattr(request.app.state, "engine", None)
+    if not isinstance(engine, Engine):
+        raise not_ready("the index is still loading")
+    return engine
+
+
+async def get_batcher(request: Request) -> MicroBatcher:
+    batcher = getattr(request.app.state, "batcher", None)
+    if not isinstance(batcher, MicroBatcher):
+        raise not_ready("the service is not running")
+    return batcher
+
+
+async def get_pool(request: Request) -> ThreadPoolExecutor:
+    """This start-up's threads (made at start-up, shut at shut-down: an app can restart)."""
+    pool = getattr(request.app.state, "executor", None)
+    if not isinstance(pool, ThreadPoolExecutor):
+        raise not_ready("the service is not running")
+    return pool
+
+
+ConfigDep = Annotated[ServeConfig, Depends(get_config)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
+PoolDep = Annotated[ThreadPoolExecutor, Depends(get_pool)]

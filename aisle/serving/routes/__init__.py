@@ -1,0 +1,1 @@
+"""The service's routers: search, operations (health, metrics, admin)."""

@@ -1,0 +1,152 @@
+"""``GET /search``, ``POST /search``, ``POST /search/batch`` and the warm lane's answer.
+
+A request is checked once into an ``Ask`` and planned once (``Engine.plan``, the one place that
+decides which tier answers it). ``GET /search`` is planned by the warm lane
+(``serving/fastlane.py``), below the framework: it answers a LOOP plan itself and hands any
+other plan on to the route here, which does not parse or plan the request again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+
+from aisle.retrieval.config import Mode
+from aisle.retrieval.querytext import query_problem
+from aisle.retrieval.retriever import Found
+from aisle.serving.batching import MicroBatcher
+from aisle.serving.config import ServeConfig
+from aisle.serving.deps import BatcherDep, ConfigDep, EngineDep, PoolDep
+from aisle.serving.engine import Answer, Ask, Engine, Lane, Plan, UnknownPartition
+from aisle.serving.params import SEARCH_PARAMETERS, BadParameter, parse_search_params
+from aisle.serving.schemas import BatchRequest, BatchResponse, SearchRequest, SearchResponse
+
+router = APIRouter()
+
+# Where the warm lane leaves its plan of a GET /search for the route (``request.state``).
+PLAN_STATE = "search_plan"
+
+
+def _bad(detail: str) -> HTTPException:
+    return HTTPException(422, detail)
+
+
+def check_query(q: str, config: ServeConfig) -> str:
+    problem = query_problem(q)
+    if problem is not None:
+        raise _bad(problem)
+    if len(q) > config.max_query_chars:
+        raise _bad(f"query is {len(q)} characters; at most {config.max_query_chars}")
+    return q
+
+
+def make_ask(texts: Sequence[str], k: int | None, mode: Mode | None, partition: str | None,
+             config: ServeConfig) -> Ask:
+    """A checked request; a 422 saying what to fix."""
+    k = config.default_k if k is None else k
+    if not 1 <= k <= config.max_k:
+        raise _bad(f"k is {k}; it must be between 1 and {config.max_k}")
+    checked = tuple(check_query(t, config) for t in texts)
+    return Ask(checked, k, mode or config.default_mode, partition)
+
+
+def ask_from_query_string(params: Mapping[str, str], config: ServeConfig) -> Ask:
+    try:
+        q, k, mode, partition = parse_search_params(params)
+    except BadParameter as e:
+        raise _bad(str(e)) from e
+    return make_ask([q], k, mode, partition, config)
+
+
+async def finish(plan: Plan, engine: Engine, batcher: MicroBatcher, pool: Executor) -> Answer:
+    """The answer of a plan, from the tier it names."""
+    if plan.answer is not None:
+        return plan.answer
+    if plan.lane is Lane.THREAD:
+        answer = await asyncio.get_running_loop().run_in_executor(pool, engine.run, plan)
+        if answer is not None:
+            return answer
+    return await batcher.search(plan.ask, plan.mode)
+
+
+# Responses are built as plain dicts and encoded by orjson: the shapes are the declared
+# response models (OpenAPI documents them), but re-validating our own output through
+# pydantic on every request would cost more than the search.
+def payload(found: Found, version: str, started: float) -> dict[str, Any]:
+    return {
+        "results": [
+            {"product_id": h.product_id, "title": h.title, "score": float(h.score)}
+            for h in found.hits
+        ],
+        "index_version": version,
+        "mode": found.mode,
+        "corrected_query": found.query.correction,
+        "took_ms": (time.perf_counter() - started) * 1000,
+    }
+
+
+def json_response(body: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.get("/search", response_model=SearchResponse,
+            openapi_extra={"parameters": SEARCH_PARAMETERS})
+async def search_get(request: Request, config: ConfigDep, engine: EngineDep,
+                     batcher: BatcherDep, pool: PoolDep) -> Response:
+    started = time.perf_counter()
+    plan = getattr(request.state, PLAN_STATE, None)
+    if not isinstance(plan, Plan):
+        plan = engine.plan(ask_from_query_string(request.query_params, config))
+    answer = await finish(plan, engine, batcher, pool)
+    return json_response(payload(answer.found[0], answer.version, started))
+
+
+@router.post("/search", response_model=SearchResponse)
+async def search_post(body: SearchRequest, config: ConfigDep, engine: EngineDep,
+                      batcher: BatcherDep, pool: PoolDep) -> Response:
+    started = time.perf_counter()
+    ask = make_ask([body.query], body.k, body.mode, body.partition, config)
+    answer = await finish(engine.plan(ask), engine, batcher, pool)
+    return json_response(payload(answer.found[0], answer.version, started))
+
+
+@router.post("/search/batch", response_model=BatchResponse)
+async def search_batch(body: BatchRequest, config: ConfigDep, engine: EngineDep,
+                       batcher: BatcherDep, pool: PoolDep) -> Response:
+    started = time.perf_counter()
+    if not 1 <= len(body.queries) <= config.max_batch:
+        raise _bad(f"batch holds {len(body.queries)} queries; send 1 to {config.max_batch}")
+    ask = make_ask(body.queries, body.k, body.mode, body.partition, config)
+    answer = await finish(engine.plan(ask), engine, batcher, pool)
+    return json_response({
+        "responses": [payload(f, answer.version, started) for f in answer.found],
+        "index_version": answer.version,
+        "took_ms": (time.perf_counter() - started) * 1e3,
+    })
+
+
+def warm_lane(app: FastAPI) -> Callable[[Mapping[str, str]], bytes | Plan | None]:
+    """What the warm lane does with ``GET /search``'s parameters: the answer's JSON for a
+    LOOP plan; the plan, for the route to finish; None (the route takes over and says what
+    is wrong) for anything invalid, or while the index is loading."""
+
+    def lane(params: Mapping[str, str]) -> bytes | Plan | None:
+        started = time.perf_counter()
+        engine = getattr(app.state, "engine", None)
+        if not isinstance(engine, Engine):
+            return None
+        try:
+            plan = engine.plan(ask_from_query_string(params, app.state.config))
+        except (HTTPException, UnknownPartition):
+            return None
+        if plan.answer is None:
+            return plan
+        return orjson.dumps(payload(plan.answer.found[0], plan.answer.version, started))
+
+    return lane

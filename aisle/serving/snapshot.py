@@ -1,0 +1,127 @@
+"""What the service serves, and how it is replaced: an immutable ``Snapshot`` of (model, index,
+retriever) and the ``SnapshotHolder`` that loads it, notices a new publish on disk and swaps a
+new snapshot in. Searching is ``aisle.serving.engine``'s; nothing here searches.
+
+A reload builds a whole new snapshot off to the side and swaps one reference, so a request
+that took the old snapshot finishes on it, and a failed load leaves the old one serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aisle.artifacts import MANIFEST
+from aisle.errors import AisleError
+from aisle.retrieval.layout import CURRENT, resolve_index_dir
+from aisle.retrieval.query import QueryPreparer
+from aisle.retrieval.querytext import case_blind
+from aisle.retrieval.retriever import Retriever, index_model, titles_speller
+from aisle.retrieval.store import ProductIndex, load_index
+from aisle.serving.config import ServeConfig
+from aisle.serving.results import ResultCache
+from aisle.towers.model import TwoTowerModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One loaded index and its model, with everything built once for them: the query
+    preparer (speller, case probe), the retriever, and a cache of finished results."""
+
+    retriever: Retriever
+    version: str
+    results: ResultCache = field(default_factory=lambda: ResultCache(0), compare=False)
+
+    @property
+    def model(self) -> TwoTowerModel:
+        return self.retriever.model
+
+    @property
+    def index(self) -> ProductIndex:
+        return self.retriever.index
+
+    @property
+    def preparer(self) -> QueryPreparer:
+        return self.retriever.preparer
+
+
+def make_snapshot(model: TwoTowerModel, index: ProductIndex, version: str,
+                  query_spelling: bool = True, result_cache_size: int = 0) -> Snapshot:
+    """A snapshot over a loaded ``index`` and ``model``: the speller over its titles, the case
+    probe (two encodes: here, off the event loop, never on a request)."""
+    speller = titles_speller(index.titles, model) if query_spelling else None
+    retriever = Retriever(model, index, QueryPreparer(speller, case_blind(model)))
+    return Snapshot(retriever, version, ResultCache(result_cache_size))
+
+
+def index_version(root: Path) -> str:
+    """The version id (a versioned root's CURRENT), else a hash of the manifest's bytes."""
+    text = (resolve_index_dir(Path(root)) / MANIFEST).read_bytes()
+    version = json.loads(text).get("version")
+    return str(version) if version else hashlib.sha256(text).hexdigest()[:12]
+
+
+def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snapshot:
+    index = load_index(Path(config.index), eager=True)  # pruning its version later is harmless
+    if current is not None and current.model.fingerprint == index.model_fingerprint:
+        model = current.model  # same weights: no need to load them again
+    else:
+        model = index_model(index, config.model or None, config.backend)
+    index.check_model(model.fingerprint, model.ref)
+    version = index.version or index_version(index.root)
+    return make_snapshot(model, index, version, config.query_spelling, config.result_cache_size)
+
+
+_NO_FAILURE = object()  # SnapshotHolder._failed_stat before any reload has failed
+
+
+class SnapshotHolder:
+    """The served snapshot; ``reload`` replaces it with the index on disk."""
+
+    def __init__(self, config: ServeConfig, snapshot: Snapshot | None = None) -> None:
+        self.config = config
+        self._reload_lock = threading.Lock()
+        self.snapshot = snapshot or load_snapshot(config)
+        self._stat = self._manifest_stat()
+        # What was on disk when a reload last failed: the watcher leaves that publish alone
+        # (it would fail again every interval) until something on disk changes again.
+        self._failed_stat: object = _NO_FAILURE
+
+    def _manifest_stat(self) -> tuple[tuple[int, int], ...] | None:
+        """Identity of what is on disk: a versioned root's CURRENT pointer (a promote, rollback
+        or new build) and the served manifest (a republished directory, tune-fusion)."""
+        root = Path(self.config.index)
+        try:
+            paths = [root / CURRENT] if (root / CURRENT).is_file() else []
+            paths.append(resolve_index_dir(root) / MANIFEST)
+            stats = [p.stat() for p in paths]
+        except (OSError, AisleError):
+            return None
+        return tuple((st.st_ino, st.st_mtime_ns) for st in stats)
+
+    def changed_on_disk(self) -> bool:
+        """Whether the index on disk differs from the one served, and from the last one that
+        failed to load (retried only by an explicit reload, or once it changes again)."""
+        stat = self._manifest_stat()
+        return stat != self._stat and stat != self._failed_stat
+
+    def reload(self) -> str:
+        """Load the index on disk now and swap it in; on any error the old one keeps serving."""
+        with self._reload_lock:
+            stat = self._manifest_stat()
+            try:
+                snapshot = load_snapshot(self.config, self.snapshot)
+            except BaseException:
+                self._failed_stat = stat
+                raise
+            self._failed_stat = _NO_FAILURE
+            self.snapshot = snapshot
+            self._stat = stat
+            log.info("serving index version %s", snapshot.version)
+            return snapshot.version
