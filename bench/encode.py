@@ -34,7 +34,8 @@ def encoders(model_dir: Path, threads: int) -> dict[str, tuple[Encode, Encode]]:
     """name -> (query encode, product encode), ONNX sessions on ``threads`` intra-op threads."""
     from sentence_transformers import SentenceTransformer
 
-    from aisle.towers import TowerConfig, load_model
+    from aisle.towers.config import TowerConfig
+    from aisle.towers.model import load_model
 
     if not (model_dir / "shared").is_dir():
         raise SystemExit(

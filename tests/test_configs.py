@@ -7,7 +7,7 @@ import pytest
 from aisle.configs import load_config
 from aisle.errors import AisleError
 from aisle.retrieval.config import IndexConfig
-from aisle.towers import TowerConfig
+from aisle.towers.config import TowerConfig
 from aisle.training.config import TrainConfig
 
 

@@ -1,9 +1,4 @@
-"""Query and product towers over sentence-transformers encoders."""
+"""Query and product towers over sentence-transformers encoders (``towers.model``), their
+configuration (``towers.config``) and the one product-text function (``towers.text``).
 
-from __future__ import annotations
-
-from aisle.towers.config import TowerConfig
-from aisle.towers.model import TwoTowerModel, load_model
-from aisle.towers.text import product_text
-
-__all__ = ["TowerConfig", "TwoTowerModel", "load_model", "product_text"]
+Light on purpose: importing a config or running ``aisle --help`` must not load torch."""

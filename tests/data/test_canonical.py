@@ -9,8 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from aisle.data import load_dataset
-from aisle.data.dataset import iter_product_blocks, prepare, product_count
+from aisle.data.dataset import iter_product_blocks, load_dataset, prepare, product_count
 from aisle.errors import DataError
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"

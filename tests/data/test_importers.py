@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from aisle.data import load_dataset
+from aisle.data.dataset import load_dataset
 from aisle.data.importers import add_import_parser, import_esci, import_wands
 from aisle.data.importers.common import clean_text, hash_fraction, split_of
 from aisle.errors import DataError

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from aisle.errors import ArtifactError
-from aisle.towers import TowerConfig, TwoTowerModel, load_model
+from aisle.towers.config import TowerConfig
+from aisle.towers.model import TwoTowerModel, load_model
 
 
 def test_query_embeddings_are_unit_vectors(base_model: TwoTowerModel) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from aisle.towers import TowerConfig, TwoTowerModel, load_model
+from aisle.towers.config import TowerConfig
+from aisle.towers.model import TwoTowerModel, load_model
 from aisle.towers.units import normalise_units
 
 

@@ -18,8 +18,8 @@ from aisle.configs import load_config
 from aisle.data.dataset import Dataset, load_dataset
 from aisle.errors import AisleError, DataError
 from aisle.retrieval.spelling import QuerySpeller
-from aisle.towers import TowerConfig, TwoTowerModel, load_model
-from aisle.towers.model import base_model_path
+from aisle.towers.config import TowerConfig
+from aisle.towers.model import TwoTowerModel, base_model_path, load_model
 from aisle.training import cascade, trainer
 from aisle.training.cascade import (
     BUILTIN_WEIGHTS,

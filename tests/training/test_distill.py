@@ -14,7 +14,7 @@ from aisle.data.dataset import load_dataset
 from aisle.errors import AisleError
 from aisle.retrieval.config import IndexConfig
 from aisle.retrieval.lexical import BM25Index
-from aisle.towers import TwoTowerModel
+from aisle.towers.model import TwoTowerModel
 from aisle.training.cascade import train_cascade
 from aisle.training.config import StepConfig, TrainConfig
 from aisle.training.distill import load_or_make_teacher, teacher_rankings, validate

@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.serialization
 
-from aisle.towers import TowerConfig, TwoTowerModel, load_model
+from aisle.towers.config import TowerConfig
+from aisle.towers.model import TwoTowerModel, load_model
 from aisle.training import trainer
 from aisle.training.config import StepConfig
 from aisle.training.pairs import Pairs

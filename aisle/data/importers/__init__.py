@@ -11,8 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from aisle.data.importers.esci import LOCALES, import_esci
-from aisle.data.importers.wands import import_wands
+# The ESCI marketplaces (``esci.import_esci``'s locales); here so that registering the commands
+# does not import pandas.
+LOCALES = ("us", "es", "jp")
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ example:
 
 
 def _run_esci(args: argparse.Namespace) -> int:
+    from aisle.data.importers.esci import import_esci
+
     locale = None if args.locale == "all" else args.locale
     out = import_esci(Path(args.src), Path(args.out), locale=locale)
     log.info("imported ESCI into %s", out)
@@ -42,6 +45,8 @@ def _run_esci(args: argparse.Namespace) -> int:
 
 
 def _run_wands(args: argparse.Namespace) -> int:
+    from aisle.data.importers.wands import import_wands
+
     out = import_wands(Path(args.src), Path(args.out))
     log.info("imported WANDS into %s", out)
     return 0
@@ -94,4 +99,17 @@ def add_import_parser(subparsers: Any) -> None:
     wands.set_defaults(func=_run_wands)
 
 
-__all__ = ["add_import_parser", "import_esci", "import_wands"]
+def __getattr__(name: str) -> Any:
+    """``import_esci`` and ``import_wands``, imported on first use (they need pandas)."""
+    if name == "import_esci":
+        from aisle.data.importers.esci import import_esci
+
+        return import_esci
+    if name == "import_wands":
+        from aisle.data.importers.wands import import_wands
+
+        return import_wands
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["LOCALES", "add_import_parser", "import_esci", "import_wands"]

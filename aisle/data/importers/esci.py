@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from aisle.data.importers import LOCALES
 from aisle.data.importers.common import (
     check_label_values,
     clean_text,
@@ -48,7 +49,6 @@ from aisle.errors import DataError
 log = logging.getLogger(__name__)
 
 GRADES: dict[str, float] = {"E": 3.0, "S": 2.0, "C": 1.0, "I": 0.0}
-LOCALES = ("us", "es", "jp")
 # Fraction of the source train split's query texts that become the dev split.
 DEV_FRACTION = 0.10
 
