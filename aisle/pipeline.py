@@ -43,7 +43,7 @@ def _row(name: str, result: dict[str, Any]) -> str:
     m = result["metrics"]
     cells = [
         "-" if m[k] is None else f"{m[k]:.4f}"  # None: no test query defines it
-        for k in ("ndcg@10", "recall@100", "mrr@10")
+        for k in ("ndcg@10", "recall@100", "mrr@10", "condensed_ndcg@10", "judged@10")
     ]
     return f"| {name:<28} | " + " | ".join(cells) + " |"
 
@@ -89,8 +89,8 @@ def run_demo(
 
     lines = [
         f"Test split of {ds.name}, whole catalog ({len(ds.products)} products):",
-        "| retriever                    | nDCG@10 | rec@100 | MRR@10 |",
-        "|------------------------------|---------|---------|--------|",
+        "| retriever                    | nDCG@10 | rec@100 | MRR@10 | cond. nDCG@10 | judged@10 |",
+        "|------------------------------|---------|---------|--------|---------------|-----------|",
         *(_row(name, r) for name, r in results.items()),
     ]
     index = load_index(final_index)

@@ -10,7 +10,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from aisle.artifacts import atomic_write_text
-from aisle.evaluation.metrics import mean_metrics, mrr_at_k, ndcg_at_k, recall_at_k
+from aisle.evaluation.metrics import (
+    condensed_ndcg_at_k,
+    judged_at_k,
+    mean_metrics,
+    mrr_at_k,
+    ndcg_at_k,
+    recall_at_k,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +40,18 @@ def score_run(
     qrels: Mapping[str, Mapping[str, float]],
     top_grade: float,
 ) -> dict[str, float]:
-    """nDCG@10, recall@100 and MRR@10 averaged over the judged queries of ``run``."""
+    """nDCG@10, recall@100 and MRR@10 averaged over the judged queries of ``run``; beside
+    nDCG@10, its condensed form (unjudged products dropped) and judged@10 (the share of the
+    top 10 that raters judged), which tell a worse ranking from a ranking of unjudged products
+    (homedepot's judgments were pooled from a lexical engine)."""
     per_query = []
     for qid, grades in qrels.items():
         ranked = run.get(qid, ())
         per_query.append(
             {
                 f"ndcg@{NDCG_K}": ndcg_at_k(ranked, grades, NDCG_K),
+                f"condensed_ndcg@{NDCG_K}": condensed_ndcg_at_k(ranked, grades, NDCG_K),
+                f"judged@{NDCG_K}": judged_at_k(ranked, grades, NDCG_K),
                 f"recall@{RECALL_K}": recall_at_k(ranked, grades, RECALL_K, top_grade),
                 f"mrr@{MRR_K}": mrr_at_k(ranked, grades, MRR_K, top_grade),
             }

@@ -60,6 +60,26 @@ def ndcg_at_k(ranked_ids: Sequence[str], grades: Mapping[str, float], k: int) ->
     return dcg_at_k(gains, k) / ideal
 
 
+def condensed_ndcg_at_k(
+    ranked_ids: Sequence[str], grades: Mapping[str, float], k: int
+) -> float | None:
+    """``ndcg_at_k`` of the ranking with its unjudged products dropped (a condensed list,
+    Sakai, SIGIR 2007): how well the judged products are ordered, whatever the rest is.
+
+    Judgments pooled from one engine leave most products another ranker puts first unjudged,
+    and plain nDCG counts each as irrelevant; this one does not, so the two read together
+    show how much of a difference is the pool's.
+    """
+    return ndcg_at_k([pid for pid in ranked_ids if pid in grades], grades, k)
+
+
+def judged_at_k(ranked_ids: Sequence[str], grades: Mapping[str, float], k: int) -> float:
+    """The share of the ``k`` top slots holding a judged product (a repeat or an empty slot
+    holds none): how far the judgments reach into this ranking."""
+    _check_k(k)
+    return sum(pid is not None and pid in grades for pid in _first_k_unique(ranked_ids, k)) / k
+
+
 def _relevant(grades: Mapping[str, float], relevant_grade: float) -> set[str]:
     return {pid for pid, g in grades.items() if g >= relevant_grade - GRADE_TOLERANCE}
 

@@ -9,7 +9,15 @@ import math
 
 import pytest
 
-from aisle.evaluation.metrics import dcg_at_k, mean_metrics, mrr_at_k, ndcg_at_k, recall_at_k
+from aisle.evaluation.metrics import (
+    condensed_ndcg_at_k,
+    dcg_at_k,
+    judged_at_k,
+    mean_metrics,
+    mrr_at_k,
+    ndcg_at_k,
+    recall_at_k,
+)
 
 GRADES = {"a": 2.0, "b": 1.0, "c": 0.0}
 
@@ -124,3 +132,19 @@ def test_mean_metrics_all_none_is_nan():
     assert math.isnan(out["mrr@10"])
     assert out["mrr@10_queries"] == 0.0
     assert mean_metrics([]) == {}
+
+
+def test_condensed_ndcg_drops_unjudged_products():
+    # GRADES: a=2, b=1, c=0. Ranked x, c, y, a (x, y unjudged): plain nDCG counts x and y as
+    # irrelevant, DCG 2/log2(5) = 0.8614 over the ideal 2 + 1/log2(3) = 2.6309 -> 0.3274;
+    # condensed, the list is c, a: DCG 0 + 2/log2(3) = 1.2619 -> 0.4796.
+    assert ndcg_at_k(["x", "c", "y", "a"], GRADES, 10) == pytest.approx(0.8613531 / 2.6309298)
+    assert condensed_ndcg_at_k(["x", "c", "y", "a"], GRADES, 10) == pytest.approx(0.4796249)
+    assert condensed_ndcg_at_k(["x", "y"], GRADES, 10) == 0.0  # nothing judged retrieved
+    assert condensed_ndcg_at_k(["x"], {"c": 0.0}, 10) is None
+
+
+def test_judged_share_of_the_top_slots():
+    assert judged_at_k(["x", "c", "y", "a"], GRADES, 4) == 0.5
+    assert judged_at_k(["a", "a", "x"], GRADES, 4) == 0.25  # a repeat and an empty slot: no
+    assert judged_at_k([], GRADES, 10) == 0.0
