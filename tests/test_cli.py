@@ -55,3 +55,25 @@ def test_bad_input_exits_2_with_a_message(
     assert "query is empty" in caplog.text
     assert main(["search", "--index", str(tmp_path), "drill"]) == 2
     assert "manifest.json is missing" in caplog.text
+
+
+def test_help_and_import_load_no_model_or_index_libraries() -> None:
+    """``aisle --help``, every ``aisle <command> --help`` and ``import aisle`` stay light:
+    torch, faiss and sentence-transformers load only when a command runs."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import aisle\n"
+        "from aisle.cli import build_parser\n"
+        "parser = build_parser()\n"
+        "sub = next(a for a in parser._actions if a.dest == 'command')\n"
+        "for p in sub.choices.values():\n"
+        "    p.format_help()\n"
+        "heavy = {'torch', 'faiss', 'sentence_transformers', 'transformers', 'bm25s'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]", out.stdout
