@@ -2,12 +2,36 @@
 
     python bench/serve.py --index runs/cascade-index --data ../shared/data/homedepot
 
-Starts `aisle serve` and bench/naive_server.py on loopback ports, then for each of them sends
-the test-split queries at concurrency 1 and 8, cold (every query new to the cache) and warm
-(every query already cached, cycled until --seconds is up); a cold phase ends after --seconds
-or when its queries run out.
-Prints p50 / p95 / p99 latency (ms) and QPS per row, and ratios naive / aisle. All traffic
-stays on 127.0.0.1; every loop is bounded and the servers are stopped at the end.
+Starts `aisle serve` and bench/naive_server.py on loopback ports and sends the dev- and
+test-split queries (queries.csv's `split` column) at concurrency 1 and 8, in two modes of aisle:
+rows "aisle dense ..." (mode=dense) and "aisle hybrid ..." (mode=hybrid, the service's default;
+--dense-only skips them), then "naive ..." (dense only: it has no other mode).
+
+The service caches by the query text it searches (normalised, case-folded, spell-corrected):
+one query-vector cache shared by every mode, and a per-index cache of finished results keyed by
+(text, k, mode, partition). So, per mode:
+
+- cold: every query is new to both caches: the request encodes the query (and, in hybrid
+  mode, scores BM25 and fuses) and runs the ANN search. Each (mode, concurrency) cold phase
+  gets its own slice of the queries, disjoint from every other phase's: the queries are
+  deduplicated as the service folds them (whitespace runs collapsed, case folded) and shuffled
+  with a fixed seed, then cut into four even slices (dense c=1, dense c=8, hybrid c=1,
+  hybrid c=8), so no cold phase sends a query an earlier phase sent (in any mode), and the
+  dense slices are the same whether or not hybrid runs. Two typed queries the speller corrects
+  to one text still share a cache entry; the bench cannot see that without the model.
+  A cold phase ends after --seconds or when its slice runs out.
+- warm: the queries this mode sent in its own cold phases, cycled until --seconds is up: each
+  request is a result-cache hit.
+
+The naive server has no cache; it gets the dense slices, so it answers the same queries as
+the "aisle dense" rows, and the ratio lines compare the two.
+
+Prints p50 / p95 / p99 latency (ms), QPS and failed (non-200) requests per row; then the targets
+measured by this run (hybrid warm and cold p99 at c=8, hybrid/dense warm p99 ratio, failed
+requests: printed numbers, not a pass/fail exit code) and ratios naive / aisle.
+--rows-json writes the rows as JSON. A few responses of each aisle phase are checked to be
+answered in the mode asked for. All traffic stays on 127.0.0.1; every loop is bounded and the
+servers are stopped at the end.
 """
 
 from __future__ import annotations
@@ -15,12 +39,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import logging
+import math
 import os
+import random
 import socket
 import subprocess
 import sys
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -30,6 +58,13 @@ import numpy as np
 
 log = logging.getLogger("bench.serve")
 ROOT = Path(__file__).resolve().parents[1]
+WARMUP_QUERY = "warmup"  # sent at start-up in each mode; never in a cold slice
+MODES = ("dense", "hybrid")
+CONCURRENCY = (1, 8)
+CHECKED_BODIES = 3  # responses per phase whose `mode` is checked
+SLICE_SEED = 0
+
+Row = tuple[str, dict[str, float]]
 
 
 def free_port() -> int:
@@ -38,17 +73,52 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(cmd: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start(
+    cmd: list[str],
+    port: int,
+    env: dict[str, str] | None = None,
+    warm: tuple[dict[str, str], ...] = ({},),
+) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` and wait until it answers; then one WARMUP_QUERY per params in ``warm``."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
-            httpx.get(f"http://127.0.0.1:{port}/search", params={"q": "warmup"}, timeout=30)
+            for params in warm:
+                url = f"http://127.0.0.1:{port}/search"
+                httpx.get(url, params={"q": WARMUP_QUERY, **params}, timeout=30)
             return proc
         except httpx.HTTPError:
             time.sleep(0.5)
     proc.kill()
     raise RuntimeError(f"{cmd[0]} did not come up on port {port}")
+
+
+def query_key(text: str) -> str:
+    """``text`` as the service folds it before its caches: NFKC, each whitespace run one space,
+    case folded ("Drill" and " drill" are one query to it). Spelling is not corrected here."""
+    return " ".join(unicodedata.normalize("NFKC", text).split()).casefold()
+
+
+def cold_slices(queries: list[str], n: int, seed: int = SLICE_SEED) -> list[list[str]]:
+    """``queries`` deduplicated by ``query_key`` (first spelling kept, blanks and the warm-up
+    query dropped), shuffled with ``seed`` and cut into ``n`` disjoint slices whose sizes differ
+    by at most one (fewer queries than wanted: still split evenly, some slices small)."""
+    seen: set[str] = {query_key(WARMUP_QUERY)}
+    unique: list[str] = []
+    for q in queries:
+        key = query_key(q)
+        if key and key not in seen:
+            seen.add(key)
+            unique.append(q)
+    random.Random(seed).shuffle(unique)
+    size, extra = divmod(len(unique), n)
+    slices, at = [], 0
+    for i in range(n):
+        end = at + size + (i < extra)
+        slices.append(unique[at:end])
+        at = end
+    return slices
 
 
 class Connection:
@@ -88,6 +158,17 @@ class Connection:
         self.writer.close()
 
 
+def check_mode(bodies: list[bytes], mode: str) -> None:
+    """Raise unless each of ``bodies`` (200 responses) says it was answered in ``mode``."""
+    for body in bodies:
+        answered = json.loads(body).get("mode")
+        if answered != mode:
+            raise RuntimeError(
+                f"asked for mode={mode}, the service answered mode={answered!r}: the rows "
+                "would measure the wrong mode"
+            )
+
+
 async def load(
     port: int,
     queries: list[str],
@@ -99,6 +180,7 @@ async def load(
 ) -> dict[str, float]:
     latencies: list[float] = []
     failures = 0
+    bodies: list[bytes] = []  # the first few 200 bodies, checked after the clock stops
     # Cold: each query once per phase (a repeat would be a cache hit). Warm: cycle through
     # the cached queries until the phase's time is up, so the percentiles rest on many samples.
     # Requests are encoded before the clock starts: only the round trip is timed.
@@ -118,9 +200,11 @@ async def load(
                 return
             sent.append(q)
             t = time.perf_counter()
-            status, _ = await conn.get(request)
+            status, body = await conn.get(request)
             latencies.append(time.perf_counter() - t)
             failures += status != 200
+            if status == 200 and len(bodies) < CHECKED_BODIES:
+                bodies.append(body)
 
     try:
         started = time.perf_counter()
@@ -130,6 +214,11 @@ async def load(
     finally:
         for c in conns:
             c.close()
+    if "mode" in params:
+        check_mode(bodies, params["mode"])
+    if not latencies:  # an empty slice (a tiny data set): a row of NaN, not a crash
+        nan = float("nan")
+        return {"n": 0, "p50": nan, "p95": nan, "p99": nan, "qps": 0.0, "failed": failures}
     ms = np.array(latencies) * 1000
     return {
         "n": len(ms),
@@ -151,15 +240,17 @@ def run(coro: Any) -> Any:
 
 
 def phases(
-    port: int, queries: list[str], seconds: float, label: str, params: dict[str, str]
-) -> list[tuple[str, dict[str, float]]]:
-    half = len(queries) // 2
+    port: int, cold: list[list[str]], seconds: float, label: str, params: dict[str, str]
+) -> list[Row]:
+    """Cold c=1 and c=8 on ``cold``'s two slices, then warm c=1 and c=8 cycling what they sent."""
     rows = []
     sent: list[str] = []
-    for conc, cold in ((1, queries[:half]), (8, queries[half:])):
-        result = run(load(port, cold, conc, seconds, params, sent))
+    for conc, queries in zip(CONCURRENCY, cold, strict=True):
+        log.info("%s cold c=%d: %d queries", label, conc, len(queries))
+        result = run(load(port, queries, conc, seconds, params, sent))
         rows.append((f"{label} cold c={conc}", result))
-    for conc in (1, 8):  # only queries sent above: all cached now (aisle has no other cache)
+    for conc in CONCURRENCY:  # only queries this mode sent above: all in its result cache now
+        log.info("%s warm c=%d: cycling %d queries", label, conc, len(sent))
         result = run(load(port, list(sent), conc, seconds, params, [], repeat=True))
         rows.append((f"{label} warm c={conc}", result))
     return rows
@@ -172,7 +263,10 @@ def main() -> None:
     parser.add_argument("--index", required=True)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "homedepot"))
     parser.add_argument("--seconds", type=float, default=20.0, help="cap per phase")
-    parser.add_argument("--hybrid", action="store_true", help="add aisle rows in hybrid mode")
+    parser.add_argument("--dense-only", action="store_true",
+                        help="skip the aisle hybrid rows (dense and naive only)")
+    parser.add_argument("--hybrid", action="store_true",
+                        help="no-op, kept for old command lines: hybrid rows run by default")
     parser.add_argument("--no-naive", action="store_true",
                         help="skip the naive baseline (no ratios): for quick iterations")
     parser.add_argument(
@@ -184,8 +278,12 @@ def main() -> None:
         "--serve-option", action="append", default=[], metavar="KEY=VALUE",
         help="a ServeConfig override for aisle serve, e.g. query_spelling=false (repeatable)",
     )
+    parser.add_argument("--rows-json", metavar="PATH",
+                        help="also write the rows as JSON: phase -> {n, p50, p95, p99, qps, "
+                        "failed}")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per start-up request
 
     import pandas as pd
 
@@ -193,14 +291,28 @@ def main() -> None:
     from aisle.towers.model import resolve_model_ref
 
     q = pd.read_csv(Path(args.data) / "queries.csv", dtype=str, keep_default_na=False)
-    queries = q.loc[q["split"] == "test", "query"].drop_duplicates().tolist()
+    queries = q.loc[q["split"].isin(["dev", "test"]), "query"].tolist()
+    modes = MODES[:1] if args.dense_only else MODES
+    # Always four slices, so the dense rows send the same queries with or without hybrid.
+    slices = cold_slices(queries, len(MODES) * len(CONCURRENCY))
+    cold = {m: slices[i * len(CONCURRENCY):(i + 1) * len(CONCURRENCY)] for i, m in enumerate(MODES)}
+    sizes = [
+        f"{m} c={c} {len(s)}" for m in MODES for c, s in zip(CONCURRENCY, cold[m], strict=True)
+    ]
+    log.info(
+        "%d dev+test queries, %d distinct; cold slices: %s%s",
+        len(queries),
+        sum(map(len, slices)),
+        ", ".join(sizes),
+        " (hybrid's unused: --dense-only)" if args.dense_only else "",
+    )
     index = load_index(Path(args.index))
     model_dir = resolve_model_ref(index.model_ref)
     if (model_dir / "manifest.json").is_file():  # an aisle model dir: the query tower's weights
         sub = "shared" if (model_dir / "shared").is_dir() else "query"
         model_dir = model_dir / sub
 
-    results: list[tuple[str, dict[str, float]]] = []
+    results: list[Row] = []
     aisle_port, naive_port = free_port(), free_port()
     env = dict(os.environ)
     aisle = start(
@@ -218,37 +330,41 @@ def main() -> None:
         ],
         aisle_port,
         env,
+        warm=tuple({"mode": m} for m in modes),
     )
     try:
-        results += phases(aisle_port, queries, args.seconds, "aisle dense", {})
-        if args.hybrid:
-            results += phases(aisle_port, queries, args.seconds, "aisle hybrid", {"mode": "hybrid"})
+        for mode in modes:
+            label = f"aisle {mode}"
+            results += phases(aisle_port, cold[mode], args.seconds, label, {"mode": mode})
     finally:
         aisle.terminate()
         aisle.wait(timeout=30)
-    if args.no_naive:
-        report(results)
-        return
-    naive = start(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "naive_server.py"),
-            "--index",
-            str(args.naive_index or index.root),
-            "--model",
-            str(model_dir),
-            "--port",
-            str(naive_port),
-        ],
-        naive_port,
-    )
-    try:
-        results += phases(naive_port, queries, args.seconds, "naive", {})
-    finally:
-        naive.terminate()
-        naive.wait(timeout=30)
+    if not args.no_naive:
+        naive = start(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "naive_server.py"),
+                "--index",
+                str(args.naive_index or index.root),
+                "--model",
+                str(model_dir),
+                "--port",
+                str(naive_port),
+            ],
+            naive_port,
+        )
+        try:
+            results += phases(naive_port, cold["dense"], args.seconds, "naive", {})
+        finally:
+            naive.terminate()
+            naive.wait(timeout=30)
 
     report(results)
+    targets(results)
+    if args.rows_json:
+        write_rows(Path(args.rows_json), results)
+    if args.no_naive:
+        return
     by = dict(results)
     for phase in ("cold c=8", "warm c=8", "cold c=1", "warm c=1"):
         a, n = by[f"aisle dense {phase}"], by[f"naive {phase}"]
@@ -258,7 +374,7 @@ def main() -> None:
         )
 
 
-def report(results: list[tuple[str, dict[str, float]]]) -> None:
+def report(results: list[Row]) -> None:
     print(
         f"{'phase':<24} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'QPS':>8} {'fail':>4}"
     )
@@ -267,6 +383,32 @@ def report(results: list[tuple[str, dict[str, float]]]) -> None:
             f"{name:<24} {r['n']:>5.0f} {r['p50']:>8.2f} {r['p95']:>8.2f} {r['p99']:>8.2f} "
             f"{r['qps']:>8.1f} {r['failed']:>4.0f}"
         )
+
+
+def targets(results: list[Row]) -> None:
+    """The service's latency targets, as this run measured them (aisle rows only)."""
+    by = dict(results)
+    hybrid_warm, hybrid_cold = by.get("aisle hybrid warm c=8"), by.get("aisle hybrid cold c=8")
+    dense_warm = by.get("aisle dense warm c=8")
+    if hybrid_warm is not None and hybrid_cold is not None:
+        print(f"hybrid warm c=8 p99 {hybrid_warm['p99']:.2f} ms (target <= 5)")
+        print(f"hybrid cold c=8 p99 {hybrid_cold['p99']:.2f} ms (target <= 20)")
+        if dense_warm is not None:
+            ratio = hybrid_warm["p99"] / dense_warm["p99"]
+            print(f"hybrid/dense warm c=8 p99 ratio {ratio:.2f} (target <= 1.5)")
+    failed = sum(r["failed"] for name, r in results if name.startswith("aisle "))
+    print(f"failed requests: {failed:.0f}")
+
+
+def write_rows(path: Path, results: list[Row]) -> None:
+    """``results`` as one JSON object, phase -> its numbers (NaN, an empty phase's, as null)."""
+    rows = {
+        name: {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+        for name, r in results
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=2, allow_nan=False) + "\n")
+    log.info("rows written to %s", path)
 
 
 if __name__ == "__main__":
