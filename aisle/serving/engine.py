@@ -161,14 +161,24 @@ class Engine:
         retriever = self._retriever(snapshot, partition)
         queries = snapshot.preparer.prepare_all([t for ask in asks for t in ask.texts])
         vectors = None if mode == "lexical" else self.embed(snapshot, queries)
-        answers, at = [], 0
+        rows, at = [], 0
         for ask in asks:
-            rows = slice(at, at + len(ask.texts))
-            at = rows.stop
-            found = self._search(snapshot, retriever, queries[rows], ask, mode,
-                                 None if vectors is None else vectors[rows])
-            answers.append(Answer(found, snapshot.version))
-        return answers
+            rows.append(range(at, at + len(ask.texts)))
+            at += len(ask.texts)
+        by_k: dict[int, list[int]] = {}  # the asks of one k share one search call
+        for i, ask in enumerate(asks):
+            by_k.setdefault(ask.k, []).append(i)
+        found: list[list[Found]] = [[] for _ in asks]
+        for members in by_k.values():
+            picked = [r for i in members for r in rows[i]]
+            results = self._search(snapshot, retriever, [queries[r] for r in picked],
+                                   asks[members[0]], mode,
+                                   None if vectors is None else vectors[picked])
+            start = 0
+            for i in members:
+                found[i] = results[start : start + len(rows[i])]
+                start += len(rows[i])
+        return [Answer(f, snapshot.version) for f in found]
 
     def embed(self, snapshot: Snapshot, queries: Sequence[PreparedQuery]) -> np.ndarray:
         """Query vectors ``(n, D)``: from the cache where present, encoded (once each)
