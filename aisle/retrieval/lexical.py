@@ -150,13 +150,14 @@ class BM25Index:
             config.bm25_fuzzy,
         )
 
-    def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+    def search(self, queries: Sequence[str], k: int, match_terms: bool = True
+               ) -> list[list[tuple[str, float]]]:
         """The top ``k`` ``(product_id, score)`` per query, best first.
 
         Only products with a positive score are returned, so a query may get fewer than ``k``
-        hits (and none when nothing is left of it after analysis). With a speller, a query
-        term the index lacks counts as its nearest indexed word. Ties break by catalog order,
-        so results are deterministic.
+        hits (and none when nothing is left of it after analysis). With a speller and
+        ``match_terms``, a query term the index lacks counts as its nearest indexed word.
+        Ties break by catalog order, so results are deterministic.
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -164,7 +165,7 @@ class BM25Index:
         results: list[list[tuple[str, float]]] = []
         for tokens in self._analyze(queries):
             # EMPTY_TERM is bm25s's placeholder for empty documents, never a query term.
-            known = [t for t in map(self._known, tokens) if t]
+            known = [t for t in (self._known(t, match_terms) for t in tokens) if t]
             term_ids = [vocab[t] for t in known if t in vocab]
             if not term_ids:
                 results.append([])
@@ -221,12 +222,14 @@ class BM25Index:
         # tolist gives the same Python floats as float() of each score widened to float64.
         return list(zip(self._names[docs[order]].tolist(), scores[order].tolist(), strict=True))
 
-    def _known(self, term: str) -> str | None:
+    def _known(self, term: str, match_terms: bool = True) -> str | None:
         if not term:
             return None
         if term in self._retriever.vocab_dict:
             return term
-        return self._speller.correct(term) if self._speller is not None else None
+        if not match_terms or self._speller is None:
+            return None
+        return self._speller.correct(term)
 
     def save(self, directory: Path) -> None:
         """Write the bm25s index files, ``product_ids.json``, the analyzer's name and

@@ -34,6 +34,10 @@ from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
 
+# Whether BM25 also maps a query term it lacks onto its nearest indexed term, after the query
+# speller has corrected the query (bench/query_path.py measures both on dev).
+MATCH_TERMS = True
+
 Ranked = list[tuple[str, float]]
 # (query texts, k) -> ranked (product_id, score) lists: what the evaluator takes.
 RankFn = Callable[[Sequence[str], int], list[Ranked]]
@@ -56,15 +60,18 @@ class Retriever:
         preparer: QueryPreparer,
         fusion: FusionConfig | None = None,
         lexical: BM25Index | None = None,
+        match_terms: bool = MATCH_TERMS,
     ) -> None:
         """``fusion``: hybrid's settings (default: the index's, set by ``aisle tune-fusion``).
-        ``lexical``: a BM25 index to use instead of the index's own (an in-memory catalog)."""
+        ``lexical``: a BM25 index to use instead of the index's own (an in-memory catalog).
+        ``match_terms``: BM25 maps a query term it lacks onto its nearest indexed term."""
         index.check_model(model.fingerprint, model.ref)
         self.model = model
         self.index = index
         self.preparer = preparer
         self.fusion = fusion or index.fusion()
         self._lexical = lexical
+        self.match_terms = match_terms
         self._partitions: dict[str, Retriever] = {}
         self._lock = threading.Lock()
 
@@ -92,7 +99,7 @@ class Retriever:
             if name not in self._partitions:
                 part = self.index.partition(name)
                 self._partitions[name] = Retriever(self.model, part, self.preparer,
-                                                   part.fusion())
+                                                   part.fusion(), match_terms=self.match_terms)
             return self._partitions[name]
 
     def partition_loaded(self, name: str | None) -> bool:
@@ -143,7 +150,7 @@ class Retriever:
         return self.index.search(self.embed(queries) if vectors is None else vectors, k)
 
     def lexical_ranked(self, queries: Sequence[PreparedQuery], k: int) -> list[Ranked]:
-        return self.lexical.search([q.text for q in queries], k)
+        return self.lexical.search([q.text for q in queries], k, self.match_terms)
 
     def candidates(
         self, queries: Sequence[PreparedQuery], k: int, vectors: np.ndarray | None = None

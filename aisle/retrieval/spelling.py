@@ -85,14 +85,17 @@ class QuerySpeller:
         known: Iterable[str] = (),
         compound_min_count: int = 0,
         min_candidate_length: int = 0,
+        min_word: int = MIN_WORD,
     ) -> None:
         """``compound_min_count`` > 0: a word that splits into two words each in that many
         texts is left alone (the count keeps fragments like "eer" from counting as words).
-        ``min_candidate_length``: shorter catalog words are never a correction."""
+        ``min_candidate_length``: shorter catalog words are never a correction.
+        ``min_word``: shorter words are never corrected."""
         self.counts: Counter[str] = Counter(vocabulary)
         self.min_count = min_count
         self.known = frozenset(known)
         self.compound_min_count = compound_min_count
+        self.min_word = min_word
         self._by_length: dict[int, list[str]] = {}
         for w, c in self.counts.items():
             if c >= min_count and _WORD.match(w) and len(w) >= min_candidate_length:
@@ -126,7 +129,7 @@ class QuerySpeller:
 
     def _settled(self, w: str) -> bool:
         """Whether ``w`` is left as it is without a search."""
-        if len(w) < MIN_WORD or not _WORD.match(w) or self._is_word(w):
+        if len(w) < self.min_word or not _WORD.match(w) or self._is_word(w):
             return True
         plural = (w.endswith("s") and self._is_word(w[:-1])) or (
             w.endswith("es") and self._is_word(w[:-2])
