@@ -20,6 +20,6 @@ def test_main_job_end_to_end_on_the_sample(
     # the hybrid row fuses with the weight tune-fusion picked on dev and stored in the index
     manifest = json.loads((tmp_path / "demo" / "index" / "manifest.json").read_text())
     assert manifest["fusion_tuning"]["split"] == "dev"
-    assert "search 'cordless drill':" in out
+    assert "search 'cordless drill' (hybrid):" in out  # the default mode, as aisle search
     for artifact in ("data", "index-base", "model", "index"):
         assert (tmp_path / "demo" / artifact / "manifest.json").is_file(), artifact

@@ -20,7 +20,7 @@ from aisle.retrieval.searcher import FaissSearcher, SearchParams, index_kind, se
 N, DIM, K = 3000, 64, 10
 # Test-sized builds: 16 sub-quantizers of 4 dims, 6-bit codes (64 centroids train fast).
 CONFIGS = {
-    "flat": IndexConfig(),
+    "flat": IndexConfig(kind="flat"),
     "hnsw": IndexConfig(kind="hnsw", hnsw_m=16, ef_construction=40, ef_search=32),
     "ivf_flat": IndexConfig(kind="ivf_flat", nprobe=8),
     "ivf_pq": IndexConfig(kind="ivf_pq", nprobe=8, pq_m=16, pq_nbits=6, rerank=50),

@@ -80,7 +80,7 @@ def test_index_cli_build_list_promote_rollback(
     root, ids = three_versions
     # `aisle index --data --out` is `aisle index build`: an unchanged catalog is reused.
     data = prepare_catalog(catalog.iloc[:120], "cli")
-    assert main(["index", "--data", str(data), "--out", str(root), "kind=flat"]) == 0
+    assert main(["index", "--data", str(data), "--out", str(root), "kind=hnsw"]) == 0
     assert current_id(root) == ids[2]
     capsys.readouterr()
     assert main(["index", "list", "--out", str(root)]) == 0
