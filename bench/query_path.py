@@ -159,7 +159,7 @@ def main() -> None:
 
     if "depth" not in skip:
         rows = []
-        searched = with_hnsw(bench.index) if args.depth_kind == "hnsw" else bench.index
+        searched = with_kind(bench.index, args.depth_kind)
         for depth in (int(d) for d in args.depths.split(",")):
             r = bench.retriever(index=searched, depth=depth)
             p50, p99 = bench.latency(r, "hybrid")
@@ -169,8 +169,8 @@ def main() -> None:
               "needs k = 100: ignore it here)", rows)
 
     if "kind" not in skip:
-        flat = bench.index
-        approx = with_hnsw(flat)
+        flat = with_kind(bench.index, "flat")
+        approx = with_kind(bench.index, "hnsw")
         rows = []
         for name, index in (("flat", flat), ("hnsw (M 32, ef_search 64)", approx)):
             r = bench.retriever(index=index)
@@ -181,19 +181,22 @@ def main() -> None:
         table(f"index kind ({args.split}, k = 100; latency at k = 10)", rows)
 
 
-def with_hnsw(flat: ProductIndex) -> ProductIndex:
-    """``flat`` searched through an HNSW graph of its vectors, built as ``aisle index
-    kind=hnsw`` builds it (IndexConfig's M and efConstruction)."""
+def with_kind(index: ProductIndex, kind: str) -> ProductIndex:
+    """``index`` searched through a new FAISS index of its vectors of ``kind`` (flat or
+    hnsw), built as ``aisle index`` builds it (IndexConfig's M and efConstruction)."""
     import faiss
 
-    vectors = flat.searcher.index.reconstruct_n(0, flat.searcher.count)  # type: ignore[attr-defined]
-    config = IndexConfig(kind="hnsw")
+    vectors = index.searcher.index.reconstruct_n(0, index.searcher.count)  # type: ignore[attr-defined]
+    config = IndexConfig(kind=kind)  # type: ignore[arg-type]
     started = time.perf_counter()
-    hnsw = faiss.IndexHNSWFlat(vectors.shape[1], config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-    hnsw.hnsw.efConstruction = config.ef_construction
-    hnsw.add(np.ascontiguousarray(vectors))
-    log.info("HNSW built in %.1f s", time.perf_counter() - started)
-    return dataclasses.replace(flat, searcher=searcher_for(hnsw, config))
+    if kind == "flat":
+        built = faiss.IndexFlatIP(vectors.shape[1])
+    else:
+        built = faiss.IndexHNSWFlat(vectors.shape[1], config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        built.hnsw.efConstruction = config.ef_construction
+    built.add(np.ascontiguousarray(vectors))
+    log.info("%s built in %.1f s", kind, time.perf_counter() - started)
+    return dataclasses.replace(index, searcher=searcher_for(built, config))
 
 if __name__ == "__main__":
     main()
