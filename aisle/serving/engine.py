@@ -232,7 +232,7 @@ class Engine:
             hits = snapshot.results.get((q.text, ask.k, mode, ask.partition))
             if hits is None:
                 return None
-            found.append(Found(list(hits), mode, q))
+            found.append(Found(hits, mode, q))
         self.stats.result_hits += len(found)
         return found
 

@@ -119,7 +119,8 @@ def test_hybrid_gives_both_sides_the_one_corrected_text(
     lexical = engine.snapshot.index.lexical
     seen: list[str] = []
     search = lexical.search
-    monkeypatch.setattr(lexical, "search", lambda texts, k: seen.extend(texts) or search(texts, k))
+    monkeypatch.setattr(lexical, "search",
+                        lambda texts, k, *more: seen.extend(texts) or search(texts, k, *more))
     engine.embed(engine.snapshot, prepared(engine, ["ceiling fan"]))
     misses = engine.stats.misses
     found = engine.search(Ask(("Celing fan",), 5, "hybrid")).found[0]
