@@ -8,7 +8,7 @@ thread, a hop that would cost more than a warm search.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 
@@ -16,6 +16,8 @@ from aisle.serving.batching import MicroBatcher
 from aisle.serving.config import ServeConfig
 from aisle.serving.engine import Engine
 from aisle.serving.metrics import Metrics
+
+T = TypeVar("T")
 
 
 def not_ready(what: str) -> HTTPException:
@@ -32,26 +34,25 @@ async def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+def _started(request: Request, name: str, kind: type[T], why: str) -> T:
+    """``app.state.<name>``, which start-up sets; a 503 saying ``why`` before (or after)."""
+    value = getattr(request.app.state, name, None)
+    if not isinstance(value, kind):
+        raise not_ready(why)
+    return value
+
+
 async def get_engine(request: Request) -> Engine:
-    engine = getattr(request.app.state, "engine", None)
-    if not isinstance(engine, Engine):
-        raise not_ready("the index is still loading")
-    return engine
+    return _started(request, "engine", Engine, "the index is still loading")
 
 
 async def get_batcher(request: Request) -> MicroBatcher:
-    batcher = getattr(request.app.state, "batcher", None)
-    if not isinstance(batcher, MicroBatcher):
-        raise not_ready("the service is not running")
-    return batcher
+    return _started(request, "batcher", MicroBatcher, "the service is not running")
 
 
 async def get_pool(request: Request) -> ThreadPoolExecutor:
     """This start-up's threads (made at start-up, shut at shut-down: an app can restart)."""
-    pool = getattr(request.app.state, "executor", None)
-    if not isinstance(pool, ThreadPoolExecutor):
-        raise not_ready("the service is not running")
-    return pool
+    return _started(request, "executor", ThreadPoolExecutor, "the service is not running")
 
 
 ConfigDep = Annotated[ServeConfig, Depends(get_config)]
