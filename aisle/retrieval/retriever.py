@@ -27,7 +27,7 @@ from aisle.retrieval.fusion import fuse
 from aisle.retrieval.lexical import BM25Index
 from aisle.retrieval.query import PreparedQuery, QueryPreparer
 from aisle.retrieval.querytext import case_blind
-from aisle.retrieval.spelling import QuerySpeller
+from aisle.retrieval.spelling import MIN_WORD, QuerySpeller
 from aisle.retrieval.store import Hit, ProductIndex
 from aisle.towers.config import Backend
 from aisle.towers.model import TwoTowerModel
@@ -181,8 +181,6 @@ COMPOUND_MIN_COUNT = 30
 def titles_speller(titles: Iterable[Any], model: TwoTowerModel) -> QuerySpeller:
     """The query speller over catalog ``titles``: words ``model``'s query tokenizer holds
     whole are never corrected ("steak" is English even where no title has it)."""
-    from aisle.retrieval.spelling import MIN_WORD
-
     speller = QuerySpeller.from_texts(
         (str(t) for t in titles if t is not None),
         SPELL_MIN_COUNT,
