@@ -95,6 +95,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         fusion=fusion,
         backend=args.backend,
         query_spelling=args.query_spelling,
+        run_tag=args.run_tag,
     )
     print(json.dumps(result, indent=2))
 
@@ -174,7 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-out",
         type=Path,
         default=None,
-        help="write query_id<TAB>product_id<TAB>rank lines here",
+        help="write the run here as a TREC run file (qid Q0 docid rank score tag), which "
+        "trec_eval, ir_measures, ranx and aisle compare read",
+    )
+    p.add_argument(
+        "--run-tag",
+        default=None,
+        help="the run file's tag (default: the baseline's name, or mode.model-dir-name)",
     )
     add_mode_argument(p)
     p.add_argument(
@@ -187,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rrf-k", type=float, default=None, help="RRF constant")
     add_spelling_argument(p)
     p.set_defaults(func=cmd_evaluate)
+
+    from aisle.evaluation.cli import add_evaluation_parsers
+
+    add_evaluation_parsers(sub, add_command)
 
     p = add_command(
         sub,

@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from tqdm import tqdm
 
-from aisle.artifacts import atomic_write_text
 from aisle.evaluation.metrics import (
     condensed_ndcg_at_k,
     judged_at_k,
@@ -35,28 +33,33 @@ class EvalResult:
     run: dict[str, list[tuple[str, float]]]  # query_id -> ranked (product_id, score)
 
 
+def query_metrics(
+    ranked: Sequence[str], grades: Mapping[str, float], top_grade: float
+) -> dict[str, float | None]:
+    """One query's metrics (``None`` where the query cannot define one, see metrics.py):
+    nDCG@10, recall@100 and MRR@10; beside nDCG@10, its condensed form (unjudged products
+    dropped) and judged@10 (the share of the top 10 that raters judged), which tell a worse
+    ranking from a ranking of unjudged products (homedepot's judgments were pooled from a
+    lexical engine)."""
+    return {
+        f"ndcg@{NDCG_K}": ndcg_at_k(ranked, grades, NDCG_K),
+        f"condensed_ndcg@{NDCG_K}": condensed_ndcg_at_k(ranked, grades, NDCG_K),
+        f"judged@{NDCG_K}": judged_at_k(ranked, grades, NDCG_K),
+        f"recall@{RECALL_K}": recall_at_k(ranked, grades, RECALL_K, top_grade),
+        f"mrr@{MRR_K}": mrr_at_k(ranked, grades, MRR_K, top_grade),
+    }
+
+
 def score_run(
     run: Mapping[str, Sequence[str]],
     qrels: Mapping[str, Mapping[str, float]],
     top_grade: float,
 ) -> dict[str, float]:
-    """nDCG@10, recall@100 and MRR@10 averaged over the judged queries of ``run``; beside
-    nDCG@10, its condensed form (unjudged products dropped) and judged@10 (the share of the
-    top 10 that raters judged), which tell a worse ranking from a ranking of unjudged products
-    (homedepot's judgments were pooled from a lexical engine)."""
-    per_query = []
-    for qid, grades in qrels.items():
-        ranked = run.get(qid, ())
-        per_query.append(
-            {
-                f"ndcg@{NDCG_K}": ndcg_at_k(ranked, grades, NDCG_K),
-                f"condensed_ndcg@{NDCG_K}": condensed_ndcg_at_k(ranked, grades, NDCG_K),
-                f"judged@{NDCG_K}": judged_at_k(ranked, grades, NDCG_K),
-                f"recall@{RECALL_K}": recall_at_k(ranked, grades, RECALL_K, top_grade),
-                f"mrr@{MRR_K}": mrr_at_k(ranked, grades, MRR_K, top_grade),
-            }
-        )
-    return mean_metrics(per_query)
+    """``query_metrics`` averaged over the judged queries of ``qrels`` (a query the run lacks
+    ranks nothing)."""
+    return mean_metrics(
+        query_metrics(run.get(qid, ()), grades, top_grade) for qid, grades in qrels.items()
+    )
 
 
 def evaluate(
@@ -77,13 +80,3 @@ def evaluate(
     ranked = {qid: [pid for pid, _ in hits] for qid, hits in run.items()}
     metrics = score_run(ranked, {q: qrels[q] for q in qids}, top_grade)
     return EvalResult(metrics=metrics, run=run)
-
-
-def write_run(run: Mapping[str, Sequence[tuple[str, float]]], path: Path) -> None:
-    """One line per retrieved product: ``query_id<TAB>product_id<TAB>rank`` (rank from 1)."""
-    lines = [
-        f"{qid}\t{pid}\t{rank}"
-        for qid, hits in run.items()
-        for rank, (pid, _) in enumerate(hits, start=1)
-    ]
-    atomic_write_text(Path(path), "\n".join(lines) + ("\n" if lines else ""))

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from aisle.data.dataset import Dataset, load_dataset
 from aisle.data.schema import PRODUCTS
 from aisle.errors import AisleError, DataError, ManifestMismatch
-from aisle.evaluation.evaluator import EvalResult, Retriever, evaluate, write_run
+from aisle.evaluation.evaluator import EvalResult, Retriever, evaluate
+from aisle.evaluation.trec import write_run
 from aisle.retrieval.config import FusionConfig, IndexConfig, Mode, stored_index_config
 from aisle.towers.config import Backend
 
@@ -93,6 +94,16 @@ def index_retriever(
     return retriever.ranker(mode), context
 
 
+def default_run_tag(context: dict[str, Any]) -> str:
+    """What a run file's tag says by default: the baseline's name, or the mode and the model's
+    directory name (``hybrid.model``)."""
+    if "mode" not in context:
+        return str(context["retriever"])
+    model = str(context["model"]).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    model = model.split(":")[-1] or "model"
+    return "".join("_" if c.isspace() else c for c in f"{context['mode']}.{model}")
+
+
 def split_qrels(ds: Dataset, split: str) -> dict[str, dict[str, float]]:
     qrels = ds.qrels(split)
     if not qrels:
@@ -158,8 +169,11 @@ def evaluate_command(
     fusion: FusionConfig | None = None,
     backend: Backend | None = None,
     query_spelling: bool = True,
+    run_tag: str | None = None,
 ) -> dict[str, Any]:
     check_evaluate_args(index, baseline, run_out, mode, fusion)
+    if run_tag is not None and (not run_tag or any(c.isspace() for c in run_tag)):
+        raise AisleError(f"--run-tag must be one word with no spaces, got {run_tag!r}")
     ds = load_dataset(data)
     split_qrels(ds, split)  # fail on a split without judgments before building anything
     started = time.perf_counter()
@@ -174,8 +188,9 @@ def evaluate_command(
         raise AisleError("pass --index DIR to evaluate dense retrieval, or --baseline bm25")
     result = evaluate_split(ds, split, retriever)
     if run_out is not None:
-        write_run(result.run, run_out)
-        log.info("wrote run file %s", run_out)
+        tag = run_tag or default_run_tag(context)
+        write_run(result.run, run_out, tag)
+        log.info("wrote TREC run %s (tag %s)", run_out, tag)
     return {
         "data": ds.name,
         "split": split,

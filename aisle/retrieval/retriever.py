@@ -178,18 +178,23 @@ SPELL_MIN_COUNT = 3
 COMPOUND_MIN_COUNT = 30
 
 
-def titles_speller(titles: Iterable[Any], model: TwoTowerModel) -> QuerySpeller:
-    """The query speller over catalog ``titles``: words ``model``'s query tokenizer holds
-    whole are never corrected ("steak" is English even where no title has it)."""
+def catalog_speller(titles: Iterable[Any], known: Iterable[str]) -> QuerySpeller:
+    """The query speller over catalog ``titles``; the ``known`` words are never corrected."""
     speller = QuerySpeller.from_texts(
         (str(t) for t in titles if t is not None),
         SPELL_MIN_COUNT,
-        known=model.query.vocabulary(),
+        known=known,
         compound_min_count=COMPOUND_MIN_COUNT,
         min_candidate_length=MIN_WORD,
     )
     log.info("query speller: %d catalog words", speller.common_words)
     return speller
+
+
+def titles_speller(titles: Iterable[Any], model: TwoTowerModel) -> QuerySpeller:
+    """The query speller over catalog ``titles``: words ``model``'s query tokenizer holds
+    whole are never corrected ("steak" is English even where no title has it)."""
+    return catalog_speller(titles, model.query.vocabulary())
 
 
 def query_preparer(titles: Iterable[Any], model: TwoTowerModel,

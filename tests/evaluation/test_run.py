@@ -41,9 +41,10 @@ def test_dense_and_bm25_evaluation_on_the_sample(
     n_test = len(set(ds.qrels("test")))
     lines = run_file.read_text().splitlines()
     assert len(lines) == n_test * 100  # 100 retrieved per judged query
-    qid, pid, rank = lines[0].split("\t")
+    qid, q0, pid, rank, score, tag = lines[0].split()
     assert rank == "1" and pid in set(ds.products["product_id"]) and qid in ds.qrels("test")
-    assert [ln.split("\t")[2] for ln in lines[:3]] == ["1", "2", "3"]
+    assert q0 == "Q0" and tag == "dense.all-MiniLM-L6-v2" and -1.0 <= float(score) <= 1.0
+    assert [ln.split()[3] for ln in lines[:3]] == ["1", "2", "3"]
 
 
 def test_an_index_over_another_catalog_is_refused(sample_index: Path, tmp_path: Path) -> None:
