@@ -1,6 +1,6 @@
 """The main job, end to end: prepare -> BM25 and base-model baselines -> short cascade ->
-index -> evaluate (dense, then hybrid with the fusion weight tuned on dev) -> sample searches.
-Each stage reuses its output when it is up to date."""
+index -> evaluate (dense, then hybrid with the fusion weight tuned on dev) -> sample searches ->
+a report of the runs. Each stage reuses its output when it is up to date."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from aisle.configs import load_config
 from aisle.data.dataset import load_dataset, prepare
 from aisle.data.synthetic import write_sample
 from aisle.evaluation.run import evaluate_command
+from aisle.evaluation.runs import report_command
 from aisle.evaluation.tune import tune_fusion
 from aisle.indexing.build import build_index
 from aisle.retrieval.retriever import index_model, open_retriever
@@ -65,12 +66,17 @@ def run_demo(
     ds = load_dataset(prepared)
     results: dict[str, dict[str, Any]] = {}
 
-    results["BM25"] = evaluate_command(prepared, "test", None, baseline="bm25")
+    # Each row's test run as a TREC run file: aisle compare / report and trec_eval read them.
+    runs = out / "runs"
+    run_files = [runs / "bm25.trec", runs / "base.trec"]
+    results["BM25"] = evaluate_command(prepared, "test", None, baseline="bm25",
+                                       run_out=runs / "bm25.trec", run_tag="bm25")
     base = load_model(None)
     build_index(prepared, base, out / "index-base")
     # The towers alone (the rows below them fuse BM25 in, as every search does by default).
-    results["base model (untuned)"] = evaluate_command(prepared, "test", out / "index-base",
-                                                       mode="dense")
+    results["base model (untuned)"] = evaluate_command(
+        prepared, "test", out / "index-base", mode="dense", run_out=runs / "base.trec",
+        run_tag="base")
 
     final_index = out / "index-base"
     if not skip_train:
@@ -79,13 +85,18 @@ def run_demo(
         train_cascade(prepared, out / "model", config, work=out / "model.work")
         trained = load_model(out / "model")
         build_index(prepared, trained, out / "index")
-        results["short cascade (this run)"] = evaluate_command(prepared, "test", out / "index",
-                                                               mode="dense")
+        results["short cascade (this run)"] = evaluate_command(
+            prepared, "test", out / "index", mode="dense", run_out=runs / "cascade.trec",
+            run_tag="cascade")
+        run_files.append(runs / "cascade.trec")
         final_index = out / "index"
     # Dense and BM25 fused, the weight picked on dev (aisle tune-fusion) and stored in the index.
     tune_fusion(prepared, final_index, "dev")
     hybrid = "hybrid: " + ("short cascade" if not skip_train else "base model") + " + BM25"
-    results[hybrid] = evaluate_command(prepared, "test", final_index)  # the default: hybrid
+    results[hybrid] = evaluate_command(  # the default mode: hybrid
+        prepared, "test", final_index, run_out=runs / "hybrid.trec", run_tag="hybrid")
+    run_files.append(runs / "hybrid.trec")
+    report = report_command(prepared, "test", run_files, out / "report.html")
 
     lines = [
         f"Test split of {ds.name}, whole catalog ({len(ds.products)} products):",
@@ -101,5 +112,10 @@ def run_demo(
         lines.append(f"\nsearch {query!r} ({found.mode}{shown}):")
         for rank, hit in enumerate(found.hits, start=1):
             lines.append(f"  {rank}. {hit.score:.3f}  {hit.title}")
+    lines.append(
+        f"\nreport of these runs, with intervals and plots: {report} (open it in a browser);"
+        f"\nthe same as a table: aisle compare --data {prepared} --split test "
+        + " ".join(str(f) for f in run_files)
+    )
     print("\n".join(lines))
     return results

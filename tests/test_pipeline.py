@@ -23,3 +23,10 @@ def test_main_job_end_to_end_on_the_sample(
     assert "search 'cordless drill' (hybrid):" in out  # the default mode, as aisle search
     for artifact in ("data", "index-base", "model", "index"):
         assert (tmp_path / "demo" / artifact / "manifest.json").is_file(), artifact
+    # Each row's run as a TREC file, and the report of all four, which the demo points to.
+    runs = sorted(p.name for p in (tmp_path / "demo" / "runs").iterdir())
+    assert runs == ["base.trec", "bm25.trec", "cascade.trec", "hybrid.trec"]
+    report = tmp_path / "demo" / "report.html"
+    assert f"report of these runs, with intervals and plots: {report}" in out
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") == 3 and "cascade" in page
