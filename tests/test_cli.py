@@ -66,6 +66,7 @@ def test_help_and_import_load_no_model_or_index_libraries() -> None:
     script = (
         "import sys\n"
         "import aisle\n"
+        "aisle.open_index, aisle.SearchIndex\n"
         "from aisle.cli import build_parser\n"
         "parser = build_parser()\n"
         "sub = next(a for a in parser._actions if a.dest == 'command')\n"

@@ -1,0 +1,128 @@
+"""aisle as a library: open an index, search it, suggest queries.
+
+    import aisle
+
+    idx = aisle.open_index("runs/demo/index")
+    for r in idx.search("cordless drill", k=5):
+        print(r.score, r.product_id, r.title)
+
+The same query path as ``aisle search``, ``aisle evaluate`` and the service (``Retriever``):
+the same typed query gets the same products in the same order from each of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aisle.errors import AisleError
+from aisle.retrieval.config import Mode
+
+if TYPE_CHECKING:
+    from aisle.autocomplete.lookup import Autocomplete
+    from aisle.retrieval.retriever import Found, Retriever
+    from aisle.towers.config import Backend
+
+
+@dataclass(frozen=True)
+class Result:
+    product_id: str
+    title: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Results:
+    """One query's answer: the ranked results, the mode that produced them, the query as typed
+    and as searched (``corrected`` is None unless the speller rewrote it)."""
+
+    query: str
+    mode: Mode
+    corrected: str | None
+    results: tuple[Result, ...]
+
+    def __iter__(self) -> Iterator[Result]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, i: int) -> Result:
+        return self.results[i]
+
+
+def _results(found: Found) -> Results:
+    return Results(
+        query=found.query.typed,
+        mode=found.mode,
+        corrected=found.query.correction,
+        results=tuple(Result(h.product_id, h.title, h.score) for h in found.hits),
+    )
+
+
+class SearchIndex:
+    """A loaded index and its model (and, optionally, an autocomplete artifact)."""
+
+    def __init__(self, retriever: Retriever, autocomplete: Autocomplete | None = None) -> None:
+        self.retriever = retriever
+        self.autocomplete = autocomplete
+
+    @property
+    def default_mode(self) -> Mode:
+        """What ``search`` uses without ``mode``: hybrid where the index carries BM25."""
+        return self.retriever.default_mode
+
+    def __len__(self) -> int:
+        return int(self.retriever.index.searcher.count)
+
+    def search(self, query: str, k: int = 10, mode: Mode | None = None) -> Results:
+        """The top ``k`` products for ``query`` in ``mode`` (None: ``default_mode``)."""
+        return self.search_many([query], k, mode)[0]
+
+    def search_many(
+        self, queries: Sequence[str], k: int = 10, mode: Mode | None = None
+    ) -> list[Results]:
+        """``search`` for several queries at once (one batch through the query tower)."""
+        if isinstance(queries, str):
+            raise AisleError("search_many takes a list of queries; for one, call search")
+        if not all(q.strip() for q in queries):
+            raise AisleError("a query is empty; pass some words, e.g. idx.search('drill')")
+        if mode not in (None, "dense", "lexical", "hybrid"):
+            raise AisleError(f"unknown mode {mode!r}; use dense, lexical or hybrid")
+        return [_results(f) for f in self.retriever.search_texts(list(queries), k, mode)]
+
+    def suggest(self, prefix: str, k: int = 10) -> list[str]:
+        """Query suggestions for a typed prefix, from the autocomplete artifact given to
+        ``open_index`` (``aisle autocomplete build`` makes one)."""
+        if self.autocomplete is None:
+            raise AisleError(
+                "this index was opened without suggestions; pass autocomplete=DIR to "
+                "open_index (aisle autocomplete build --data ... --out DIR makes one)"
+            )
+        return [s.text for s in self.autocomplete.suggest(prefix, k)]
+
+
+def open_index(
+    path: str | Path,
+    model: str | Path | None = None,
+    backend: Backend | None = None,
+    autocomplete: str | Path | None = None,
+    query_spelling: bool = True,
+) -> SearchIndex:
+    """Open an index built by ``aisle index`` (a versioned root or one version's directory)
+    with the model that built it (or ``model``); ``backend`` picks how the query tower runs
+    (torch, onnx-fp32, onnx-int8, auto; default: as the index was built)."""
+    from aisle.retrieval.retriever import index_model, open_retriever
+    from aisle.retrieval.store import load_index
+
+    index = load_index(Path(path))
+    tower_model = index_model(index, None if model is None else str(model), backend)
+    retriever = open_retriever(index, tower_model, query_spelling)
+    suggester = None
+    if autocomplete is not None:
+        from aisle.autocomplete.lookup import Autocomplete
+
+        suggester = Autocomplete.load(Path(autocomplete))
+    return SearchIndex(retriever, suggester)

@@ -1,0 +1,44 @@
+"""The Python API: aisle.open_index(...).search(...) is the query path aisle search uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import aisle
+from aisle.errors import AisleError
+from aisle.retrieval.retriever import index_model, open_retriever
+from aisle.retrieval.store import load_index
+
+
+def test_search_answers_as_the_retriever_does_in_every_mode(sample_index: Path) -> None:
+    idx = aisle.open_index(sample_index)
+    assert idx.default_mode == "hybrid" and len(idx) == 300
+    index = load_index(sample_index)
+    retriever = open_retriever(index, index_model(index))
+    for mode in (None, "dense", "lexical", "hybrid"):
+        got = idx.search("Cordles DRILL", k=7, mode=mode)
+        want = retriever.search_texts(["Cordles DRILL"], 7, mode)[0]
+        assert got.mode == want.mode == (mode or "hybrid")
+        assert [r.product_id for r in got] == [h.product_id for h in want.hits]
+        assert [r.score for r in got] == pytest.approx([h.score for h in want.hits])
+        assert len(got) == 7 and got[0].title == want.hits[0].title
+        assert got.query == "Cordles DRILL"
+
+
+def test_search_many_batches_queries_and_bad_input_says_what_to_fix(sample_index: Path) -> None:
+    idx = aisle.open_index(sample_index)
+    many = idx.search_many(["drill", "paint"], k=3, mode="dense")
+    one = idx.search("drill", 3, "dense")
+    assert [r.product_id for r in many[0]] == [r.product_id for r in one]
+    with pytest.raises(AisleError, match="query is empty"):
+        idx.search("  ")
+    with pytest.raises(AisleError, match="unknown mode"):
+        idx.search("drill", mode="fuzzy")  # type: ignore[arg-type]
+    with pytest.raises(AisleError, match="k must be >= 1"):
+        idx.search("drill", k=0)
+    with pytest.raises(AisleError, match="list of queries"):
+        idx.search_many("drill")
+    with pytest.raises(AisleError, match="autocomplete=DIR"):
+        idx.suggest("dri")
