@@ -13,10 +13,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.routing import Match
 
 from aisle.serving import reloading
 from aisle.serving.autocomplete_routes import add_autocomplete_routes
@@ -24,17 +27,37 @@ from aisle.serving.batching import MicroBatcher, Overloaded
 from aisle.serving.cache import LRUCache, QueryCache, RedisCache, TieredCache
 from aisle.serving.config import ServeConfig
 from aisle.serving.engine import Engine, UnknownPartition
+from aisle.serving.errors import (
+    AdminOff,
+    InvalidRequest,
+    NoAutocomplete,
+    NotAuthorized,
+    NotReady,
+    problem,
+)
 from aisle.serving.fastlane import WarmLane
 from aisle.serving.metrics import Metrics
 from aisle.serving.middleware import LimitsAndMetrics
-from aisle.serving.reloading import settle_heap
+from aisle.serving.reloading import ReloadRefused, settle_heap
 from aisle.serving.routes import ops, search
-from aisle.serving.schemas import ErrorResponse
 
 log = logging.getLogger(__name__)
 
 # Seconds an overloaded service asks a client to wait before retrying (503 Retry-After).
 RETRY_AFTER_S = 1
+
+# The status of each domain error, its headers, and the request field at fault where the
+# error does not carry its own (``InvalidRequest.field``).
+ERRORS: dict[type[Exception], tuple[int, dict[str, str] | None, str | None]] = {
+    InvalidRequest: (422, None, None),
+    UnknownPartition: (404, None, "partition"),
+    NoAutocomplete: (404, None, None),
+    AdminOff: (404, None, None),
+    NotAuthorized: (401, {"WWW-Authenticate": "Bearer"}, "Authorization"),
+    ReloadRefused: (409, None, None),
+    Overloaded: (503, {"Retry-After": str(RETRY_AFTER_S)}, None),
+    NotReady: (503, {"Retry-After": str(RETRY_AFTER_S)}, None),
+}
 
 
 def build_cache(config: ServeConfig) -> QueryCache:
@@ -83,27 +106,10 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
             await asyncio.gather(*tasks, return_exceptions=True)
             executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="aisle", version="0.1.0", lifespan=lifespan,
-                  responses={422: {"model": ErrorResponse}})
+    app = FastAPI(title="aisle", version="0.1.0", lifespan=lifespan)
     app.state.config = config
     app.state.metrics = Metrics()
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-            parts.append(f"{where or 'body'}: {err.get('msg')}")
-        return JSONResponse({"detail": "malformed request: " + "; ".join(parts)}, 422)
-
-    @app.exception_handler(UnknownPartition)
-    async def unknown_partition(_: Request, exc: UnknownPartition) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, 404)
-
-    @app.exception_handler(Overloaded)
-    async def overloaded(_: Request, exc: Overloaded) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, 503,
-                            headers={"Retry-After": str(RETRY_AFTER_S)})
+    add_error_handlers(app)
 
     app.include_router(search.router)
     app.include_router(ops.router)
@@ -117,3 +123,50 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
     app.add_middleware(LimitsAndMetrics, metrics=app.state.metrics,
                        max_body_bytes=config.max_body_bytes)
     return app
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error, the framework's included, as one problem-details shape (serving/errors.py)."""
+
+    def domain(status: int, headers: dict[str, str] | None, field: str | None) -> Any:
+        async def handle(_: Request, exc: Exception) -> Response:
+            return problem(status, str(exc), getattr(exc, "field", field), headers)
+        return handle
+
+    for kind, (status, headers, field) in ERRORS.items():
+        app.add_exception_handler(kind, domain(status, headers, field))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> Response:
+        parts, fields = [], []
+        for err in exc.errors():
+            # ("body", "queries", 2) -> queries.2; a body that is no JSON at all has no field
+            where = ".".join(str(p) for p in err.get("loc", ())[1:])
+            if err.get("type") == "json_invalid":
+                where = ""
+            parts.append(f"{where or 'body'}: {err.get('msg')}")
+            fields.append(where or None)
+        return problem(422, "malformed request: " + "; ".join(parts), fields[0] if fields else None)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(app, request))
+        return problem(exc.status_code, str(exc.detail), None, headers)
+
+    @app.exception_handler(Exception)
+    async def failed(_: Request, exc: Exception) -> Response:
+        # Starlette re-raises the error after this answer, and the server logs it.
+        return problem(500, "the service failed to answer this request; it is logged")
+
+
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route answers at the request's path. Starlette's own 405 names only
+    the methods of the first route it tried (GET /search's, never POST's)."""
+    return [method for method in METHODS if any(
+        route.matches({**request.scope, "method": method})[0] is Match.FULL
+        for route in app.router.routes)]
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, Query
 
 from aisle.autocomplete.lookup import Autocomplete
 from aisle.serving.config import ServeConfig
+from aisle.serving.errors import InvalidRequest, NoAutocomplete
 from aisle.serving.schemas import AutocompleteResponse, AutocompleteSuggestion
 
 
@@ -24,18 +25,18 @@ def add_autocomplete_routes(app: FastAPI, config: ServeConfig) -> None:
     ) -> AutocompleteResponse:
         started = time.perf_counter()
         if index is None:
-            raise HTTPException(404, "this service has no autocomplete index; build one with "
-                                     "`aisle autocomplete build` and start `aisle serve "
-                                     "--autocomplete DIR`")
+            raise NoAutocomplete("this service has no autocomplete index; build one with "
+                                 "`aisle autocomplete build` and start `aisle serve "
+                                 "--autocomplete DIR`")
         if not prefix.strip():
-            raise HTTPException(422, "prefix is empty; send what the shopper has typed")
+            raise InvalidRequest("prefix is empty; send what the shopper has typed", "prefix")
         if len(prefix) > config.max_query_chars:
-            raise HTTPException(422, f"prefix is {len(prefix)} characters; "
-                                     f"at most {config.max_query_chars}")
+            raise InvalidRequest(f"prefix is {len(prefix)} characters; "
+                                 f"at most {config.max_query_chars}", "prefix")
         k = config.default_k if k is None else k
         if not 1 <= k <= config.autocomplete_max_k:
-            raise HTTPException(
-                422, f"k is {k}; it must be between 1 and {config.autocomplete_max_k}"
+            raise InvalidRequest(
+                f"k is {k}; it must be between 1 and {config.autocomplete_max_k}", "k"
             )
         # Sub-millisecond and CPU-only: answered on the event loop, no executor hop.
         found = index.suggest(prefix, k)

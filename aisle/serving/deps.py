@@ -10,18 +10,15 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, TypeVar
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 
 from aisle.serving.batching import MicroBatcher
 from aisle.serving.config import ServeConfig
 from aisle.serving.engine import Engine
+from aisle.serving.errors import NotReady
 from aisle.serving.metrics import Metrics
 
 T = TypeVar("T")
-
-
-def not_ready(what: str) -> HTTPException:
-    return HTTPException(503, f"{what}; retry shortly")
 
 
 async def get_config(request: Request) -> ServeConfig:
@@ -35,10 +32,11 @@ async def get_metrics(request: Request) -> Metrics:
 
 
 def _started(request: Request, name: str, kind: type[T], why: str) -> T:
-    """``app.state.<name>``, which start-up sets; a 503 saying ``why`` before (or after)."""
+    """``app.state.<name>``, which start-up sets; ``NotReady`` saying ``why`` before (or
+    after)."""
     value = getattr(request.app.state, name, None)
     if not isinstance(value, kind):
-        raise not_ready(why)
+        raise NotReady(f"{why}; retry shortly")
     return value
 
 

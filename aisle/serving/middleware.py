@@ -14,9 +14,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aisle.serving.errors import PROBLEM_JSON, problem_body
 from aisle.serving.metrics import Metrics
 
 
@@ -100,8 +100,8 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _reject(send: Any, status: int, detail: str) -> None:
-    body = orjson.dumps({"detail": detail})
+    body = problem_body(status, detail)
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
+                "headers": [(b"content-type", PROBLEM_JSON.encode()),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

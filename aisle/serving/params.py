@@ -14,13 +14,14 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple, get_args
 
 from aisle.retrieval.config import Mode
+from aisle.serving.errors import InvalidRequest
 
 MODES: tuple[str, ...] = get_args(Mode)
 NAMES = ("q", "k", "mode", "partition")
 WHOLE_NUMBER = re.compile(r"\s*([+-]?[0-9]+)(?:\.0*)?\s*", re.ASCII)
 
 
-class BadParameter(ValueError):
+class BadParameter(InvalidRequest):
     """A query-string parameter is missing or malformed; the message says which and why."""
 
 
@@ -37,11 +38,11 @@ def parse_search_params(params: Mapping[str, str]) -> SearchParams:
     if unknown:
         raise BadParameter(
             f"malformed request: unknown query parameter {unknown[0][:40]!r}; "
-            f"GET /search takes {', '.join(NAMES)}"
+            f"GET /search takes {', '.join(NAMES)}", unknown[0][:40]
         )
     q = params.get("q")
     if q is None:
-        raise BadParameter("malformed request: q: the query parameter is required")
+        raise BadParameter("malformed request: q: the query parameter is required", "q")
     raw_k = params.get("k")
     k = None
     if raw_k is not None:
@@ -51,13 +52,13 @@ def parse_search_params(params: Mapping[str, str]) -> SearchParams:
         whole = WHOLE_NUMBER.fullmatch(raw_k)
         if whole is None:
             raise BadParameter(
-                f"malformed request: k: must be a whole number, got {raw_k[:40]!r}"
+                f"malformed request: k: must be a whole number, got {raw_k[:40]!r}", "k"
             )
         k = int(whole.group(1))
     raw_mode = params.get("mode")
     if raw_mode is not None and raw_mode not in MODES:
         raise BadParameter(
-            f"malformed request: mode: must be one of {', '.join(MODES)}, got {raw_mode!r}"
+            f"malformed request: mode: must be one of {', '.join(MODES)}, got {raw_mode!r}", "mode"
         )
     mode: Any = raw_mode  # checked against MODES above
     # An empty partition (a blank form field) means the whole index, as an absent one does.

@@ -51,8 +51,16 @@ class BatchResponse(BaseModel):
     took_ms: float
 
 
-class ErrorResponse(BaseModel):
-    detail: str
+class Problem(BaseModel):
+    """Every error response (RFC 9457 problem details, served as application/problem+json)."""
+
+    type: str = Field(description="always about:blank: the status says what kind of error")
+    title: str = Field(description="the HTTP status phrase")
+    status: int
+    detail: str = Field(description="what is wrong, and what to send instead")
+    field: str | None = Field(
+        description="the part of the request at fault: a query parameter, a JSON key (a dotted "
+        "path for a nested one: queries.2) or a header; null when no one field is")
 
 
 class AutocompleteSuggestion(BaseModel):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aisle.serving import reloading
 from aisle.serving.deps import ConfigDep, EngineDep, MetricsDep, PoolDep
-from aisle.serving.reloading import ReloadRefused
+from aisle.serving.errors import AdminOff, NotAuthorized
 
 router = APIRouter()
 
@@ -29,15 +29,11 @@ async def prometheus(metrics: MetricsDep) -> Response:
 
 async def admin(request: Request, config: ConfigDep) -> None:
     if not config.admin_token:
-        raise HTTPException(404, "admin endpoints are off; start the service with an admin token")
+        raise AdminOff("admin endpoints are off; start the service with an admin token")
     if request.headers.get("authorization") != f"Bearer {config.admin_token}":
-        raise HTTPException(401, "admin endpoints need 'Authorization: Bearer <admin token>'")
+        raise NotAuthorized("admin endpoints need 'Authorization: Bearer <admin token>'")
 
 
 @router.post("/admin/reload", dependencies=[Depends(admin)])
 async def admin_reload(engine: EngineDep, pool: PoolDep, metrics: MetricsDep) -> dict[str, str]:
-    try:
-        version = await reloading.reload(engine, pool, metrics)
-    except ReloadRefused as e:
-        raise HTTPException(409, str(e)) from e
-    return {"index_version": version}
+    return {"index_version": await reloading.reload(engine, pool, metrics)}

@@ -15,7 +15,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 
 from aisle.retrieval.config import Mode
 from aisle.retrieval.querytext import query_problem
@@ -24,7 +24,8 @@ from aisle.serving.batching import MicroBatcher
 from aisle.serving.config import ServeConfig
 from aisle.serving.deps import BatcherDep, ConfigDep, EngineDep, PoolDep
 from aisle.serving.engine import Answer, Ask, Engine, Lane, Plan, UnknownPartition
-from aisle.serving.params import SEARCH_PARAMETERS, BadParameter, parse_search_params
+from aisle.serving.errors import InvalidRequest
+from aisle.serving.params import SEARCH_PARAMETERS, parse_search_params
 from aisle.serving.schemas import BatchRequest, BatchResponse, SearchRequest, SearchResponse
 
 router = APIRouter()
@@ -33,35 +34,31 @@ router = APIRouter()
 PLAN_STATE = "search_plan"
 
 
-def _bad(detail: str) -> HTTPException:
-    return HTTPException(422, detail)
-
-
-def check_query(q: str, config: ServeConfig) -> str:
+def check_query(q: str, config: ServeConfig, field: str) -> str:
     problem = query_problem(q)
     if problem is not None:
-        raise _bad(problem)
+        raise InvalidRequest(problem, field)
     if len(q) > config.max_query_chars:
-        raise _bad(f"query is {len(q)} characters; at most {config.max_query_chars}")
+        raise InvalidRequest(f"query is {len(q)} characters; at most {config.max_query_chars}",
+                             field)
     return q
 
 
-def make_ask(texts: Sequence[str], k: int | None, mode: Mode | None, partition: str | None,
-             config: ServeConfig) -> Ask:
-    """A checked request; a 422 saying what to fix."""
+def make_ask(texts: Sequence[str], fields: Sequence[str], k: int | None, mode: Mode | None,
+             partition: str | None, config: ServeConfig) -> Ask:
+    """A checked request (``fields``: where each text is in the request, for the error
+    saying what to fix)."""
     k = config.default_k if k is None else k
     if not 1 <= k <= config.max_k:
-        raise _bad(f"k is {k}; it must be between 1 and {config.max_k}")
-    checked = tuple(check_query(t, config) for t in texts)
-    return Ask(checked, k, mode or config.default_mode, partition)
+        raise InvalidRequest(f"k is {k}; it must be between 1 and {config.max_k}", "k")
+    checked = tuple(check_query(t, config, f) for t, f in zip(texts, fields, strict=True))
+    # An empty partition (a blank form field) means the whole index, as an absent one does.
+    return Ask(checked, k, mode or config.default_mode, partition or None)
 
 
 def ask_from_query_string(params: Mapping[str, str], config: ServeConfig) -> Ask:
-    try:
-        q, k, mode, partition = parse_search_params(params)
-    except BadParameter as e:
-        raise _bad(str(e)) from e
-    return make_ask([q], k, mode, partition, config)
+    q, k, mode, partition = parse_search_params(params)
+    return make_ask([q], ["q"], k, mode, partition, config)
 
 
 async def finish(plan: Plan, engine: Engine, batcher: MicroBatcher, pool: Executor) -> Answer:
@@ -111,7 +108,7 @@ async def search_get(request: Request, config: ConfigDep, engine: EngineDep,
 async def search_post(body: SearchRequest, config: ConfigDep, engine: EngineDep,
                       batcher: BatcherDep, pool: PoolDep) -> Response:
     started = time.perf_counter()
-    ask = make_ask([body.query], body.k, body.mode, body.partition, config)
+    ask = make_ask([body.query], ["query"], body.k, body.mode, body.partition, config)
     answer = await finish(engine.plan(ask), engine, batcher, pool)
     return json_response(payload(answer.found[0], answer.version, started))
 
@@ -121,8 +118,10 @@ async def search_batch(body: BatchRequest, config: ConfigDep, engine: EngineDep,
                        batcher: BatcherDep, pool: PoolDep) -> Response:
     started = time.perf_counter()
     if not 1 <= len(body.queries) <= config.max_batch:
-        raise _bad(f"batch holds {len(body.queries)} queries; send 1 to {config.max_batch}")
-    ask = make_ask(body.queries, body.k, body.mode, body.partition, config)
+        raise InvalidRequest(
+            f"batch holds {len(body.queries)} queries; send 1 to {config.max_batch}", "queries")
+    fields = [f"queries.{i}" for i in range(len(body.queries))]
+    ask = make_ask(body.queries, fields, body.k, body.mode, body.partition, config)
     answer = await finish(engine.plan(ask), engine, batcher, pool)
     return json_response({
         "responses": [payload(f, answer.version, started) for f in answer.found],
@@ -143,7 +142,7 @@ def warm_lane(app: FastAPI) -> Callable[[Mapping[str, str]], bytes | Plan | None
             return None
         try:
             plan = engine.plan(ask_from_query_string(params, app.state.config))
-        except (HTTPException, UnknownPartition):
+        except (InvalidRequest, UnknownPartition):
             return None
         if plan.answer is None:
             return plan

@@ -1,0 +1,104 @@
+"""Every error response has one shape: RFC 9457 problem details, with the field at fault."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from http import HTTPStatus
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from aisle.serving.app import create_app
+from aisle.serving.config import ServeConfig
+from aisle.serving.engine import Engine
+
+
+@pytest.fixture
+def client(serve_config: ServeConfig, engine: Engine) -> Iterator[TestClient]:
+    with TestClient(create_app(serve_config, engine)) as c:
+        yield c
+
+
+def problem(r: httpx.Response, status: int, field: str | None) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = r.json()
+    assert body == {"type": "about:blank", "title": HTTPStatus(status).phrase,
+                    "status": status, "detail": body["detail"], "field": field}
+    assert isinstance(body["detail"], str) and body["detail"]
+    return body
+
+
+@pytest.mark.parametrize(("method", "url", "kwargs", "status", "field"), [
+    ("GET", "/search", {"params": {"q": ""}}, 422, "q"),
+    ("GET", "/search", {"params": {"q": "drill", "k": 0}}, 422, "k"),
+    ("GET", "/search", {"params": {"q": "drill", "k": "ten"}}, 422, "k"),
+    ("GET", "/search", {"params": {"q": "drill", "mode": "fuzzy"}}, 422, "mode"),
+    ("GET", "/search", {"params": {"q": "drill", "partiton": "s"}}, 422, "partiton"),
+    ("GET", "/search", {"params": {"k": 3}}, 422, "q"),
+    ("GET", "/search", {"params": {"q": "drill", "partition": "store-9"}}, 404, "partition"),
+    ("POST", "/search", {"json": {"query": "!!!"}}, 422, "query"),
+    ("POST", "/search", {"json": {"query": "drill", "k": "5"}}, 422, "k"),
+    ("POST", "/search", {"json": {"query": "drill", "partiton": "s"}}, 422, "partiton"),
+    ("POST", "/search", {"json": {"k": 5}}, 422, "query"),
+    ("POST", "/search", {"content": b"{not json",
+                         "headers": {"content-type": "application/json"}}, 422, None),
+    ("POST", "/search/batch", {"json": {"queries": ["drill", "  "]}}, 422, "queries.1"),
+    ("POST", "/search/batch", {"json": {"queries": ["drill", 7]}}, 422, "queries.1"),
+    ("POST", "/search/batch", {"json": {"queries": []}}, 422, "queries"),
+    ("POST", "/search/batch", {"json": {"queries": ["x" * 500] * 200}}, 413, None),
+    ("POST", "/admin/reload", {}, 401, "Authorization"),
+    ("GET", "/autocomplete", {"params": {"prefix": "moen"}}, 404, None),  # no artifact
+    ("GET", "/nowhere", {}, 404, None),
+])
+def test_errors_are_problem_details_naming_the_field(
+    client: TestClient, method: str, url: str, kwargs: dict, status: int, field: str | None
+) -> None:
+    problem(client.request(method, url, **kwargs), status, field)
+
+
+def test_a_401_names_its_scheme(client: TestClient) -> None:
+    r = client.post("/admin/reload", headers={"Authorization": "Bearer nope"})
+    assert problem(r, 401, "Authorization")["detail"].startswith("admin endpoints need")
+    assert r.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(("method", "url", "allow"), [
+    ("PUT", "/search", "GET, POST"),  # two routes at one path: Starlette named only GET's
+    ("DELETE", "/search", "GET, POST"),
+    ("GET", "/search/batch", "POST"),
+    ("POST", "/healthz", "GET"),
+    ("GET", "/admin/reload", "POST"),
+])
+def test_a_405_allows_every_method_of_its_path(client: TestClient, method: str, url: str,
+                                               allow: str) -> None:
+    r = client.request(method, url)
+    problem(r, 405, None)
+    assert r.headers["allow"] == allow
+
+
+def test_before_start_up_the_search_is_503_with_retry_after(serve_config: ServeConfig) -> None:
+    client = TestClient(create_app(serve_config))  # no `with`: start-up never runs
+    r = client.get("/search", params={"q": "drill"})
+    assert "still loading" in problem(r, 503, None)["detail"]
+    assert r.headers["retry-after"] == "1"
+    assert problem(client.get("/readyz"), 503, None)
+
+
+def test_an_unexpected_failure_is_a_500_problem(serve_config: ServeConfig, engine: Engine,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> object:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(engine, "plan", broken)
+    with TestClient(create_app(serve_config, engine), raise_server_exceptions=False) as c:
+        body = problem(c.post("/search", json={"query": "drill"}), 500, None)
+    assert "boom" not in body["detail"]  # internals stay in the log
+
+
+def test_a_blank_partition_is_the_whole_index(client: TestClient) -> None:
+    whole = client.post("/search", json={"query": "drill"}).json()["results"]
+    blank = client.post("/search", json={"query": "drill", "partition": ""})
+    assert blank.status_code == 200 and blank.json()["results"] == whole  # as GET's
