@@ -38,6 +38,7 @@ from aisle.serving.errors import (
 from aisle.serving.fastlane import WarmLane
 from aisle.serving.metrics import Metrics
 from aisle.serving.middleware import LimitsAndMetrics
+from aisle.serving.openapi import contract
 from aisle.serving.reloading import ReloadRefused, settle_heap
 from aisle.serving.routes import ops, search
 
@@ -122,6 +123,7 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
     # Added last, so outermost: it sees every request, the warm lane's included.
     app.add_middleware(LimitsAndMetrics, metrics=app.state.metrics,
                        max_body_bytes=config.max_body_bytes)
+    app.openapi = lambda: contract(app, config)  # type: ignore[method-assign]
     return app
 
 

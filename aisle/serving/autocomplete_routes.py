@@ -9,7 +9,7 @@ from fastapi import FastAPI, Query
 
 from aisle.autocomplete.lookup import Autocomplete
 from aisle.serving.config import ServeConfig
-from aisle.serving.errors import InvalidRequest, NoAutocomplete
+from aisle.serving.errors import InvalidRequest, NoAutocomplete, documented
 from aisle.serving.schemas import AutocompleteResponse, AutocompleteSuggestion
 
 
@@ -18,10 +18,15 @@ def add_autocomplete_routes(app: FastAPI, config: ServeConfig) -> None:
     add the route; without an artifact the route answers 404 saying how to get one."""
     index = Autocomplete.load(Path(config.autocomplete)) if config.autocomplete else None
 
-    @app.get("/autocomplete", response_model=AutocompleteResponse)
+    # The limits (prefix length, k's range) are checked here, and declared in the OpenAPI
+    # document by serving/openapi.py.
+    @app.get("/autocomplete", response_model=AutocompleteResponse,
+             responses=documented(404, 422))
     async def autocomplete(
-        prefix: str = Query(description="what the shopper has typed so far"),
-        k: int | None = Query(default=None, description="suggestions to return, 1..1000"),
+        prefix: str = Query(description="what the shopper has typed so far: not only spaces, "
+                                        "at most max_query_chars characters"),
+        k: int = Query(default=config.default_k,
+                       description="suggestions to return, 1..autocomplete_max_k"),
     ) -> AutocompleteResponse:
         started = time.perf_counter()
         if index is None:
@@ -33,7 +38,6 @@ def add_autocomplete_routes(app: FastAPI, config: ServeConfig) -> None:
         if len(prefix) > config.max_query_chars:
             raise InvalidRequest(f"prefix is {len(prefix)} characters; "
                                  f"at most {config.max_query_chars}", "prefix")
-        k = config.default_k if k is None else k
         if not 1 <= k <= config.autocomplete_max_k:
             raise InvalidRequest(
                 f"k is {k}; it must be between 1 and {config.autocomplete_max_k}", "k"

@@ -7,9 +7,12 @@ Routes and dependencies raise these; which status each becomes is decided in ``a
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any
 
 import orjson
 from starlette.responses import Response
+
+from aisle.serving.schemas import Problem
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -48,3 +51,21 @@ def problem_body(status: int, detail: str, field: str | None = None) -> bytes:
 def problem(status: int, detail: str, field: str | None = None,
             headers: dict[str, str] | None = None) -> Response:
     return Response(problem_body(status, detail, field), status, headers, PROBLEM_JSON)
+
+
+# What each error status means, for the OpenAPI document of the routes that answer it.
+MEANING = {
+    400: "the body could not be read (not UTF-8 text)",
+    401: "the admin token is missing or wrong",
+    404: "no such thing: an unknown partition, or a feature this service was started without",
+    409: "the index on disk was refused; the one serving still is",
+    413: "the request body is over max_body_bytes",
+    422: "a malformed or out-of-range request; `field` names what to fix",
+    503: "the index is still loading, or the encoder's queue is full (retry after Retry-After)",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route that answers ``statuses`` (as problem details: the OpenAPI
+    document gives every error response that media type, aisle/serving/openapi.py)."""
+    return {status: {"model": Problem, "description": MEANING[status]} for status in statuses}

@@ -71,9 +71,11 @@ def _parameter(name: str, schema: dict[str, Any], description: str,
             "description": description}
 
 
+# The limits that come from the config (q's length, k's range) are added by serving/openapi.py.
 SEARCH_PARAMETERS: list[dict[str, Any]] = [
-    _parameter("q", {"type": "string"}, "the query, 1..512 characters", required=True),
-    _parameter("k", {"type": "integer"}, "results to return, 1..1000 (default 10)"),
+    _parameter("q", {"type": "string"}, "the query: some letter or digit, at most "
+               "max_query_chars characters", required=True),
+    _parameter("k", {"type": "integer"}, "results to return, 1..max_k (default: default_k)"),
     _parameter("mode", {"type": "string", "enum": list(MODES)},
                "dense, lexical or hybrid (default: the index's)"),
     _parameter("partition", {"type": "string"},

@@ -1,10 +1,24 @@
-"""Request and response models of the HTTP API."""
+"""Request and response models of the HTTP API.
+
+Limits that come from the service's config (query length, k, batch size) are checked by the
+routes and declared in the OpenAPI document by ``serving/openapi.py``, not here.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from aisle.retrieval.config import Mode
+
+
+def _whole(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# A JSON integer as JSON Schema reads one: 5 or 5.0, never true (k=1) nor "5".
+WholeNumber = Annotated[StrictInt, BeforeValidator(_whole)]
 
 
 class _Request(BaseModel):
@@ -13,9 +27,10 @@ class _Request(BaseModel):
 
 
 class SearchRequest(_Request):
-    query: str = Field(description="the shopper's query, 1..512 characters")
-    # Strict: a JSON true is not k=1, nor "5" k=5.
-    k: StrictInt | None = Field(default=None, description="results to return, 1..1000")
+    query: str = Field(description="the shopper's query: some letter or digit, at most "
+                       "max_query_chars characters")
+    k: WholeNumber | None = Field(default=None, description="results to return, 1..max_k "
+                                "(default: default_k)")
     mode: Mode | None = Field(
         default=None, description="dense, lexical or hybrid (default: the index's, hybrid "
         "wherever it carries BM25)")
@@ -23,8 +38,8 @@ class SearchRequest(_Request):
 
 
 class BatchRequest(_Request):
-    queries: list[str] = Field(description="queries, each 1..512 characters")
-    k: StrictInt | None = None
+    queries: list[str] = Field(description="1..max_batch queries, each as SearchRequest's query")
+    k: WholeNumber | None = Field(default=None, description="results to return per query")
     mode: Mode | None = None
     partition: str | None = None
 
@@ -61,6 +76,19 @@ class Problem(BaseModel):
     field: str | None = Field(
         description="the part of the request at fault: a query parameter, a JSON key (a dotted "
         "path for a nested one: queries.2) or a header; null when no one field is")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    index_version: str
+
+
+class Reloaded(BaseModel):
+    index_version: str = Field(description="the index version now served")
 
 
 class AutocompleteSuggestion(BaseModel):

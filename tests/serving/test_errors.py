@@ -102,3 +102,13 @@ def test_a_blank_partition_is_the_whole_index(client: TestClient) -> None:
     whole = client.post("/search", json={"query": "drill"}).json()["results"]
     blank = client.post("/search", json={"query": "drill", "partition": ""})
     assert blank.status_code == 200 and blank.json()["results"] == whole  # as GET's
+
+
+def test_k_is_any_json_integer(client: TestClient) -> None:
+    # 3.0 is an integer to JSON Schema (the document says integer); true and "3" are not
+    r = client.post("/search", json={"query": "drill", "k": 3.0})
+    assert r.status_code == 200 and len(r.json()["results"]) == 3, r.text
+    r = client.post("/search/batch", json={"queries": ["drill"], "k": 2.0})
+    assert r.status_code == 200 and len(r.json()["responses"][0]["results"]) == 2, r.text
+    for k in (2.5, True, "3"):
+        problem(client.post("/search", json={"query": "drill", "k": k}), 422, "k")

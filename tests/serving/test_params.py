@@ -43,11 +43,19 @@ def test_bad_parameters_say_what_to_fix(params: dict[str, str], message: str) ->
     assert message in str(info.value)
 
 
-def test_openapi_documents_them() -> None:
+def test_openapi_documents_them_with_the_configured_limits() -> None:
+    import copy
+
     from aisle.serving.app import create_app
     from aisle.serving.config import ServeConfig
 
-    schema = create_app(ServeConfig(index="unused")).openapi()  # nothing loads before start-up
-    documented = schema["paths"]["/search"]["get"]["parameters"]
-    assert [p["name"] for p in documented] == ["q", "k", "mode", "partition"]
-    assert documented == SEARCH_PARAMETERS
+    before = copy.deepcopy(SEARCH_PARAMETERS)
+    config = ServeConfig(index="unused", max_query_chars=100, max_k=50)
+    schema = create_app(config).openapi()  # nothing loads before start-up
+    q, k, mode, partition = schema["paths"]["/search"]["get"]["parameters"]
+    assert [q["name"], k["name"], q["required"], k["required"]] == ["q", "k", True, False]
+    assert q["schema"] == {"$ref": "#/components/schemas/Query"}
+    assert schema["components"]["schemas"]["Query"]["maxLength"] == 100
+    assert k["schema"] == {"type": "integer", "minimum": 1, "maximum": 50}
+    assert [mode, partition] == SEARCH_PARAMETERS[2:]
+    assert before == SEARCH_PARAMETERS  # another app's limits never leak into the next

@@ -24,7 +24,7 @@ from aisle.serving.batching import MicroBatcher
 from aisle.serving.config import ServeConfig
 from aisle.serving.deps import BatcherDep, ConfigDep, EngineDep, PoolDep
 from aisle.serving.engine import Answer, Ask, Engine, Lane, Plan, UnknownPartition
-from aisle.serving.errors import InvalidRequest
+from aisle.serving.errors import InvalidRequest, documented
 from aisle.serving.params import SEARCH_PARAMETERS, parse_search_params
 from aisle.serving.schemas import BatchRequest, BatchResponse, SearchRequest, SearchResponse
 
@@ -92,7 +92,7 @@ def json_response(body: dict[str, Any]) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-@router.get("/search", response_model=SearchResponse,
+@router.get("/search", response_model=SearchResponse, responses=documented(404, 422, 503),
             openapi_extra={"parameters": SEARCH_PARAMETERS})
 async def search_get(request: Request, config: ConfigDep, engine: EngineDep,
                      batcher: BatcherDep, pool: PoolDep) -> Response:
@@ -104,7 +104,8 @@ async def search_get(request: Request, config: ConfigDep, engine: EngineDep,
     return json_response(payload(answer.found[0], answer.version, started))
 
 
-@router.post("/search", response_model=SearchResponse)
+@router.post("/search", response_model=SearchResponse,
+             responses=documented(400, 404, 413, 422, 503))
 async def search_post(body: SearchRequest, config: ConfigDep, engine: EngineDep,
                       batcher: BatcherDep, pool: PoolDep) -> Response:
     started = time.perf_counter()
@@ -113,7 +114,8 @@ async def search_post(body: SearchRequest, config: ConfigDep, engine: EngineDep,
     return json_response(payload(answer.found[0], answer.version, started))
 
 
-@router.post("/search/batch", response_model=BatchResponse)
+@router.post("/search/batch", response_model=BatchResponse,
+             responses=documented(400, 404, 413, 422, 503))
 async def search_batch(body: BatchRequest, config: ConfigDep, engine: EngineDep,
                        batcher: BatcherDep, pool: PoolDep) -> Response:
     started = time.perf_counter()

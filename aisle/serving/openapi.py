@@ -1,0 +1,117 @@
+"""The OpenAPI document, as the service behaves: what FastAPI derives from the routes and
+models, plus what only the config knows (text lengths, the ranges of k and of a batch) and
+the media type of errors (RFC 9457 problem details, serving/errors.py).
+
+The routes check those limits themselves, with messages that say what to fix; the document
+declares the same limits, so that a request valid by the schema is one the service accepts.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import sys
+import unicodedata
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from aisle.retrieval.querytext import query_problem
+from aisle.serving.config import ServeConfig
+from aisle.serving.errors import PROBLEM_JSON
+
+# What a prefix must hold: a character Python's str.strip() keeps (not \s: ECMA-262's
+# whitespace differs in U+001C-001F, U+0085 and U+FEFF).
+NOT_BLANK = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+
+@functools.cache
+def searchable() -> str:
+    r"""A pattern for the queries ``query_problem`` (aisle/retrieval/querytext.py) lets
+    through: those holding a character that is a letter or digit in Unicode NFKC.
+
+    That is ``\p{L}`` or ``\p{N}``, or one of ~900 symbols NFKC spells with letters (™ is
+    searched as TM, ㎏ as kg), which are listed here as they are found, by asking
+    ``query_problem`` of every character. Not expressed: 17 letters NFKC turns into combining
+    marks (U+037A, U+FC5E-FC63, U+FE70-FE7E, U+FF9E-FF9F), which the service refuses alone.
+    """
+    extra: list[tuple[int, int]] = []
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        if unicodedata.category(char)[0] in "LNC" or query_problem(char) is not None:
+            continue
+        if extra and extra[-1][1] == code - 1:
+            extra[-1] = (extra[-1][0], code)
+        else:
+            extra.append((code, code))
+    return r"[\p{L}\p{N}" + "".join(_escape(a) if a == b else f"{_escape(a)}-{_escape(b)}"
+                                    for a, b in extra) + "]"
+
+
+def _escape(code: int) -> str:
+    return "\\" + chr(code) if chr(code) in "\\[]^-" else chr(code)
+
+
+def contract(app: FastAPI, config: ServeConfig) -> dict[str, Any]:
+    """``app``'s OpenAPI document (built once)."""
+    if app.openapi_schema is None:
+        # A copy: FastAPI's document shares dicts with the routes (params.SEARCH_PARAMETERS).
+        doc = copy.deepcopy(get_openapi(title=app.title, version=app.version, routes=app.routes))
+        declare_limits(doc, config)
+        errors_as_problems(doc)
+        app.openapi_schema = doc
+    return app.openapi_schema
+
+
+def declare_limits(doc: dict[str, Any], config: ServeConfig) -> None:
+    schemas = doc["components"]["schemas"]
+    # Each pattern sits in an allOf of its own: JSON Schema's pattern matches anywhere in the
+    # text, and a tool that folds the lengths into it (schemathesis 4 writes "[c]" with
+    # maxLength 512 as "^[c]{1,512}$") would demand that every character match.
+    schemas["Query"] = {
+        "type": "string", "minLength": 1, "maxLength": config.max_query_chars,
+        "allOf": [{"pattern": searchable()}],
+        "description": "a query: at most max_query_chars characters, some letter or digit",
+    }
+    query = {"$ref": "#/components/schemas/Query"}
+    k = {"minimum": 1, "maximum": config.max_k}
+    single = schemas["SearchRequest"]["properties"]
+    single["query"] = {**query, "description": single["query"]["description"]}
+    _number(single["k"]).update(k)
+    batch = schemas["BatchRequest"]["properties"]
+    batch["queries"].update(items=query, minItems=1, maxItems=config.max_batch)
+    _number(batch["k"]).update(k)
+    _parameter(doc, "/search", "q").update(schema=query)
+    _parameter(doc, "/search", "k")["schema"].update(k)
+    _parameter(doc, "/autocomplete", "prefix")["schema"].update(
+        minLength=1, maxLength=config.max_query_chars, allOf=[{"pattern": NOT_BLANK}])
+    _parameter(doc, "/autocomplete", "k")["schema"].update(
+        minimum=1, maximum=config.autocomplete_max_k)
+
+
+def errors_as_problems(doc: dict[str, Any]) -> None:
+    """Every error response of every operation as ``application/problem+json``; FastAPI's
+    own validation-error models go (the service never answers with them)."""
+    problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for operations in doc["paths"].values():
+        for operation in operations.values():
+            for status, response in operation["responses"].items():
+                if status[0] in "45":
+                    response["content"] = problem
+    schemas = doc["components"]["schemas"]
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+
+
+def _parameter(doc: dict[str, Any], path: str, name: str) -> dict[str, Any]:
+    parameters = doc["paths"][path]["get"]["parameters"]
+    parameter: dict[str, Any] = next(p for p in parameters if p["name"] == name)
+    return parameter
+
+
+def _number(schema: dict[str, Any]) -> dict[str, Any]:
+    """The integer branch of an optional integer's ``anyOf``."""
+    branch: dict[str, Any] = next(s for s in schema.get("anyOf", [schema])
+                                  if s.get("type") == "integer")
+    return branch
