@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,11 +22,13 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
+from aisle.configs import load_config
+from aisle.errors import AisleError
 from aisle.serving import reloading
 from aisle.serving.autocomplete_routes import add_autocomplete_routes
 from aisle.serving.batching import MicroBatcher, Overloaded
 from aisle.serving.cache import LRUCache, QueryCache, RedisCache, TieredCache
-from aisle.serving.config import ServeConfig
+from aisle.serving.config import ServeConfig, env_overrides
 from aisle.serving.engine import Engine, UnknownPartition
 from aisle.serving.errors import (
     AdminOff,
@@ -125,6 +128,16 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
                        max_body_bytes=config.max_body_bytes)
     app.openapi = lambda: contract(app, config)  # type: ignore[method-assign]
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The service as the environment configures it (``AISLE_<KEY>`` for each ServeConfig
+    key), for an ASGI server to start: ``AISLE_INDEX=runs/demo/index uvicorn --factory
+    aisle.serving.app:app_from_env``."""
+    config = load_config(ServeConfig, None, env_overrides(os.environ))
+    if not config.index:
+        raise AisleError("set AISLE_INDEX to the index directory to serve")
+    return create_app(config)
 
 
 def add_error_handlers(app: FastAPI) -> None:

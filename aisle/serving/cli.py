@@ -17,18 +17,15 @@ log = logging.getLogger(__name__)
 
 def _config(args: argparse.Namespace) -> Any:
     from aisle.configs import load_config
-    from aisle.serving.config import ServeConfig
+    from aisle.serving.config import ServeConfig, env_overrides
 
-    overrides = [f"index={args.index}", *args.overrides]
+    # The config file, then the environment (AISLE_<KEY>, REDIS_URL), then the command line.
+    overrides = [*env_overrides(os.environ), f"index={args.index}", *args.overrides]
     if getattr(args, "model", None):
         overrides.append(f"model={args.model}")
     for name in ("host", "port", "autocomplete", "backend"):
         if getattr(args, name, None) is not None:
             overrides.append(f"{name}={getattr(args, name)}")
-    if os.environ.get("REDIS_URL") and not any(o.startswith("redis_url=") for o in overrides):
-        overrides.append(f"redis_url={os.environ['REDIS_URL']}")
-    if os.environ.get("AISLE_ADMIN_TOKEN"):
-        overrides.append(f"admin_token={os.environ['AISLE_ADMIN_TOKEN']}")
     return load_config(ServeConfig, args.config, overrides)
 
 

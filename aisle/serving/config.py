@@ -1,11 +1,22 @@
-"""Service settings."""
+"""Service settings: a TOML file, ``key=value`` overrides, or the environment (``AISLE_<KEY>``)."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from aisle.configs import from_dict
+from aisle.errors import AisleError
 from aisle.retrieval.config import Mode
 from aisle.towers.config import Backend
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "AISLE_"
+# Read as well, by the name the service has always read it by; AISLE_REDIS_URL wins.
+ENV_FALLBACK = {"redis_url": "REDIS_URL"}
 
 
 @dataclass(frozen=True)
@@ -60,3 +71,29 @@ class ServeConfig:
     watch_interval_s: float = 2.0
     # Autocomplete artifact directory (`aisle autocomplete build`); "" = /autocomplete is 404.
     autocomplete: str = ""
+
+
+def env_overrides(environ: Mapping[str, str]) -> list[str]:
+    """``key=value`` overrides (for ``load_config``) of each ServeConfig key ``environ`` sets
+    as ``AISLE_<KEY>``, e.g. AISLE_PORT=8001 or AISLE_DEFAULT_MODE=dense (``none`` for None).
+    Each value is checked against its field's type here, so that an error names the
+    variable."""
+    keys = {f.name for f in dataclasses.fields(ServeConfig)}
+    overrides = []
+    for key in sorted(keys):
+        var = ENV_PREFIX + key.upper()
+        if var not in environ and ENV_FALLBACK.get(key, "") in environ:
+            var = ENV_FALLBACK[key]
+        if var not in environ:
+            continue
+        value = environ[var].strip()  # as load_config strips an override's value
+        try:
+            from_dict(ServeConfig, {key: value})
+        except AisleError as e:
+            raise AisleError(f"environment variable {var}: {e}") from e
+        overrides.append(f"{key}={value}")
+    known = {ENV_PREFIX + key.upper() for key in keys}
+    unknown = sorted(v for v in environ if v.startswith(ENV_PREFIX) and v not in known)
+    if unknown:
+        log.warning("ignoring %s: no such ServeConfig key", ", ".join(unknown))
+    return overrides
