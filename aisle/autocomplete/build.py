@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from aisle.artifacts import atomic_dir, check_replaceable
+from aisle.autocomplete.clean import QueryCleaner
 from aisle.autocomplete.config import AutocompleteConfig
 from aisle.autocomplete.pairs import build_pairs, choose_threshold
 from aisle.autocomplete.store import KIND, write_artifact
@@ -23,18 +24,23 @@ from aisle.autocomplete.suggestions import (
     log_suggestions,
     rank,
 )
+from aisle.autocomplete.text import variant_key
 from aisle.data.dataset import Dataset, load_dataset
 from aisle.errors import DataError
+from aisle.retrieval.retriever import titles_speller
 from aisle.retrieval.spelling import QuerySpeller
 from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
 
-
-def catalog_speller(products: pd.DataFrame, config: AutocompleteConfig) -> QuerySpeller:
-    """Spelling vocabulary: the catalog's titles, brands and categories."""
-    texts = (products["title"] + " " + products["brand"] + " " + products["category"]).tolist()
-    return QuerySpeller.from_texts(texts, config.spell_min_count)
+# How log queries are cleaned (aisle.autocomplete.clean), recorded in the manifest and its
+# version: an artifact without it shows the log as typed.
+CLEANING = {
+    "spelling": "query speller (retrieval.retriever.titles_speller): misspelt words "
+                "corrected; a query with a word it can neither correct nor accept dropped",
+    "case": "lower",
+    "variants": "case, accent and spacing variants are one suggestion, popularity summed",
+}
 
 
 def embed(model: TwoTowerModel, texts: list[str], progress: bool = False) -> np.ndarray:
@@ -47,22 +53,24 @@ def embed(model: TwoTowerModel, texts: list[str], progress: bool = False) -> np.
     return vectors[[where[t] for t in texts]]
 
 
-def collect(ds: Dataset, config: AutocompleteConfig) -> tuple[pd.DataFrame, str]:
-    """All suggestions in rank order with their canonical (spell-corrected) text."""
-    logged, popularity_source = log_suggestions(ds)
-    mined = catalog_suggestions(ds.products, config, set(logged["key"]))
+def collect(
+    ds: Dataset, config: AutocompleteConfig, speller: QuerySpeller
+) -> tuple[pd.DataFrame, str, dict[str, int]]:
+    """All suggestions in rank order with their canonical (spell-corrected) text, the
+    popularity source and the cleaning counts."""
+    logged, popularity_source, cleaned = log_suggestions(ds, QueryCleaner(speller).clean)
+    mined = catalog_suggestions(ds.products, config, {variant_key(t) for t in logged["text"]})
     frame = pd.concat([logged, mined], ignore_index=True)
     if frame.empty:
         raise DataError(f"dataset {ds.name!r} gives no suggestions: no queries and no "
                         "catalog phrase named by enough products")
-    speller = catalog_speller(ds.products, config)
     frame["canonical"] = [speller.correct(t) for t in frame["text"]]
-    return rank(frame), popularity_source
+    return rank(frame), popularity_source, cleaned
 
 
 def tune(ds: Dataset, config: AutocompleteConfig, model: TwoTowerModel) -> dict[str, Any]:
     """Choose the threshold on the labelled pairs of ``ds`` (cosines of canonical texts)."""
-    speller = catalog_speller(ds.products, config)
+    speller = titles_speller(ds.products["title"], model)
     pairs = build_pairs(ds, config.pairs)
 
     def cosine(a: list[str], b: list[str]) -> np.ndarray:
@@ -87,7 +95,9 @@ def build_autocomplete(
     started = time.perf_counter()
     config = config or AutocompleteConfig()
     ds = data if isinstance(data, Dataset) else load_dataset(Path(data))
-    frame, popularity_source = collect(ds, config)
+    frame, popularity_source, cleaned = collect(
+        ds, config, titles_speller(ds.products["title"], model)
+    )
     tuning: dict[str, Any] | None = None
     if tune_threshold:
         tuning = dict(tune(ds, config, model)["summary"])
@@ -99,7 +109,7 @@ def build_autocomplete(
               "catalog": int((frame["source"] == CATALOG).sum()), "total": len(frame)}
     version = hashlib.sha256(
         f"{model.fingerprint}|{ds.fingerprint('queries')}|{ds.fingerprint('products')}|"
-        f"{sorted(asdict(config).items())}".encode()
+        f"{sorted(asdict(config).items())}|{sorted(CLEANING.items())}".encode()
     ).hexdigest()[:12]
     manifest = {
         "version": version,
@@ -111,6 +121,7 @@ def build_autocomplete(
         "threshold_source": "tuned" if tuning else "config",
         "tuning": tuning,
         "popularity_source": popularity_source,
+        "cleaning": {**CLEANING, "counts": cleaned},
         "config": asdict(config),
         "build_seconds": round(time.perf_counter() - started, 1),
     }

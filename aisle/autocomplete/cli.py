@@ -25,7 +25,8 @@ def cmd_build(args: argparse.Namespace) -> None:
                              tune_threshold=args.tune_threshold)
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     print(json.dumps({k: manifest[k] for k in ("counts", "threshold", "threshold_source",
-                                               "tuning", "popularity_source")}, indent=2))
+                                               "tuning", "popularity_source", "cleaning")},
+                     indent=2))
 
 
 def cmd_suggest(args: argparse.Namespace) -> None:

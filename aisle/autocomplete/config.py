@@ -64,8 +64,9 @@ class AutocompleteConfig:
     ngram_max: int = 3
     catalog_min_products: int = 2
     max_catalog: int = 20_000
-    # Spelling for the dedup embedding only: a word of 5+ letters seen in fewer than
-    # spell_min_count catalog texts becomes the most common catalog word within 1 edit
-    # (2 from 8 letters). "glaciar bay toiled" embeds as "glacier bay toilet".
+    # Unused since the build spells with the search path's query speller (the one that
+    # cleans the suggestions shown, retrieval.retriever.titles_speller; the same threshold,
+    # 0.82, comes out of the pairs with either); kept so that artifacts whose manifest
+    # records it still load.
     spell_min_count: int = 3
     pairs: PairsConfig = field(default_factory=PairsConfig)

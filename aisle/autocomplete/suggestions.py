@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Literal
 
 import pandas as pd
 
+from aisle.autocomplete.clean import Cleaned
 from aisle.autocomplete.config import AutocompleteConfig
-from aisle.autocomplete.text import key
+from aisle.autocomplete.text import key, shown, variant_key
 from aisle.data.dataset import Dataset
 
 LOG, CATALOG = "log", "catalog"
@@ -23,17 +25,23 @@ PopularitySource = Literal["count", "judged_products", "rows"]
 
 
 def _display(variants: Counter[str]) -> str:
-    """The most frequent surface form; ties prefer the lower-case one, then alphabetical."""
-    return min(variants, key=lambda t: (-variants[t], t != t.lower(), t))
+    """The most frequent form shown (they differ in spacing, accents or punctuation), ties
+    broken alphabetically."""
+    return min(variants, key=lambda t: (-variants[t], t))
 
 
-def log_suggestions(ds: Dataset) -> tuple[pd.DataFrame, PopularitySource]:
-    """One suggestion per normalised query text, with its popularity.
+def log_suggestions(
+    ds: Dataset, clean: Callable[[str], Cleaned]
+) -> tuple[pd.DataFrame, PopularitySource, dict[str, int]]:
+    """One suggestion per query as ``clean`` shows it, with its popularity, and how many
+    queries are shown corrected and how many not at all.
 
-    Popularity is the log's ``count`` column when it has one. Without it (homedepot), every
-    query text occurs once, so counting rows says nothing; the number of judged products is
-    used instead: the judged pairs were sampled from search traffic, so a query with more
-    of them was, we assume, searched more often. Without judgments either, 1 per row."""
+    Queries shown alike up to case, accents and spacing are one suggestion, their popularity
+    summed: a misspelt query counts for its correction. Popularity is the log's ``count``
+    column when it has one. Without it (homedepot), every query text occurs once, so counting
+    rows says nothing; the number of judged products is used instead: the judged pairs were
+    sampled from search traffic, so a query with more of them was, we assume, searched more
+    often. Without judgments either, 1 per row."""
     q = ds.queries
     source: PopularitySource
     if "count" in q.columns:
@@ -46,32 +54,44 @@ def log_suggestions(ds: Dataset) -> tuple[pd.DataFrame, PopularitySource]:
         weights, source = pd.Series(1, index=q.index, dtype="int64"), "rows"
     popularity: Counter[str] = Counter()
     variants: dict[str, Counter[str]] = defaultdict(Counter)
+    counts = Counter(queries=len(q), corrected=0, dropped=0)
     for text, w in zip(q["query"], weights, strict=True):
-        k = key(text)
+        cleaned = clean(text)
+        if cleaned.text is None:
+            counts["dropped"] += 1
+            continue
+        counts["corrected"] += cleaned.corrected
+        k = variant_key(cleaned.text)
         if k:
             popularity[k] += int(w)
-            variants[k][" ".join(str(text).split())] += max(int(w), 1)
-    rows = [(_display(variants[k]), k, LOG, popularity[k]) for k in popularity]
-    return pd.DataFrame(rows, columns=COLUMNS), source
+            variants[k][cleaned.text] += max(int(w), 1)
+    rows = []
+    for k, total in popularity.items():
+        text = _display(variants[k])
+        rows.append((text, key(text), LOG, total))
+    counts["suggestions"] = len(rows)
+    return pd.DataFrame(rows, columns=COLUMNS), source, dict(counts)
 
 
 def _phrases(title: str, ngram_max: int) -> dict[str, str]:
-    """key -> surface text of a title's leading 1..ngram_max words that end on a word."""
+    """variant key -> surface text of a title's leading 1..ngram_max words that end on a
+    word."""
     surface = str(title).split()
     folded = [key(w) for w in surface]
     out: dict[str, str] = {}
     for n in range(1, min(ngram_max, len(surface)) + 1):
         last = folded[n - 1]
         if _LAST_WORD.match(last) and last not in _STOP:
-            out[" ".join(folded[:n])] = " ".join(surface[:n])
+            out["".join(folded[:n])] = " ".join(surface[:n])
     return out
 
 
 def catalog_suggestions(
     products: pd.DataFrame, config: AutocompleteConfig, exclude: set[str]
 ) -> pd.DataFrame:
-    """Leading title phrases, brands and category parts named by enough products; the
-    ``config.max_catalog`` most common ones not already in ``exclude`` (the log's keys)."""
+    """Leading title phrases, brands and category parts named by enough products, shown in
+    lower case; the ``config.max_catalog`` most common ones whose variant key is not in
+    ``exclude`` (the log's). Their words are the catalog's own: no spelling to clean."""
     counts: Counter[str] = Counter()
     variants: dict[str, Counter[str]] = defaultdict(Counter)
     for title, brand, category in zip(
@@ -79,23 +99,24 @@ def catalog_suggestions(
     ):
         found = _phrases(title, config.ngram_max)
         for value in (brand, *str(category).split(">")):
-            text = " ".join(str(value).split())
-            if key(text):
-                found[key(text)] = text
+            if variant_key(str(value)):
+                found[variant_key(str(value))] = str(value)
         for k, text in found.items():
             counts[k] += 1
-            variants[k][text] += 1
+            variants[k][shown(text)] += 1
     ranked = sorted(
         (k for k, c in counts.items() if c >= config.catalog_min_products and k not in exclude),
         key=lambda k: (-counts[k], len(k), k),
     )[: config.max_catalog]
-    rows = [(_display(variants[k]), k, CATALOG, counts[k]) for k in ranked]
+    shown_as = {k: _display(variants[k]) for k in ranked}
+    rows = [(shown_as[k], key(shown_as[k]), CATALOG, counts[k]) for k in ranked]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def tiers(frame: pd.DataFrame) -> pd.Series:
     """0: a log query spelled right, 1: one whose words the speller changed (autocomplete
-    should not teach typos), 2: a catalog phrase. Needs the ``canonical`` column."""
+    should not teach typos; only artifacts built before log queries were cleaned have any),
+    2: a catalog phrase. Needs the ``canonical`` column."""
     misspelled = (frame["canonical"] != frame["key"]).astype("int64")
     return misspelled.where(frame["source"] == LOG, 2)
 

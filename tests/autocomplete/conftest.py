@@ -24,7 +24,7 @@ GENERATED = [
     ("glass shower door", 9), ("GLACIER BAY BATHROOM VANITY", 9), ("moen shower faucet", 11),
     ("moen dhower faucet", 13), ("moen showerhead", 5), ("moen kitchen faucet", 8),
     ("echo trimmers", 11), ("trimmer echo", 7), ("ridgid 12 volt", 13), ("rigid 12 volt", 8),
-    ("Crème brûlée torch", 3),
+    ("Crème brûlée torch", 3), ("glacier bay one pice flapper", 14),
 ]
 SMALL = AutocompleteConfig(max_catalog=200)
 
@@ -32,10 +32,16 @@ SMALL = AutocompleteConfig(max_catalog=200)
 def generated_dataset() -> Dataset:
     tables = generate(n_products=300, n_queries=10, seed=0)
     products = tables["products"]
+    # Each word of the log in 3+ titles (or the tokenizer's vocabulary), as in a real catalog,
+    # so that cleaning keeps every query but the misspelt "pice" one.
+    titles = ["Glacier Bay 2-piece Toilet", "Glacier Bay Toilet Seat", "Moen Shower Faucet",
+              "Moen Shower Faucet Trim", "ECHO String Trimmer", "ECHO Gas Trimmer",
+              "ECHO Hedge Trimmer", "Moen Showerhead", "Moen Eco Showerhead",
+              "Delta Showerhead", "RIDGID 12 Volt Drill", "RIDGID 12 Volt Battery",
+              "Ryobi 12 Volt Driver", "Bernzomatic Crème Brûlée Torch",
+              "Crème Brûlée Torch Kit", "Kitchen Crème Brûlée Torch"]
     extra = pd.DataFrame({
-        "product_id": [f"x{i}" for i in range(6)],
-        "title": ["Glacier Bay 2-piece Toilet", "Glacier Bay Toilet Seat", "Moen Shower Faucet",
-                  "Moen Shower Faucet Trim", "ECHO String Trimmer", "ECHO Gas Trimmer"],
+        "product_id": [f"x{i}" for i in range(len(titles))], "title": titles,
         "description": "", "brand": "", "category": "",
     })
     products = pd.concat([products, extra], ignore_index=True)

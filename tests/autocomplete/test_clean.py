@@ -3,9 +3,13 @@ stand in for the tokenizer's vocabulary)."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from aisle.autocomplete.clean import Cleaned, QueryCleaner
+from aisle.autocomplete.config import AutocompleteConfig
+from aisle.autocomplete.suggestions import catalog_suggestions, log_suggestions
+from aisle.data.dataset import Dataset
 from aisle.retrieval.retriever import catalog_speller
 
 # Each title word in 3+ titles, "cordless" and "drill" in 30+ (so "cordlessdrill" is a word).
@@ -13,6 +17,11 @@ TITLES = (["DEWALT Cordless Drill Kit", "Ryobi Cordless Drill", "Makita Cordless
           * 10 + ["Glacier Bay Toilet", "Glacier Bay Toilet Seat", "Glacier Bay Toilet Flapper"]
           + ["Moen Shower Faucet", "MOEN Shower Head", "Moen Showerhead"] * 3)
 KNOWN = {"one", "bay", "tub", "burglar", "bars"}
+
+
+def products(titles: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"product_id": [f"p{i}" for i in range(len(titles))], "title": titles,
+                         "description": "", "brand": "", "category": ""})
 
 
 @pytest.fixture(scope="module")
@@ -39,3 +48,30 @@ def test_a_query_is_shown_corrected_in_lower_case_or_not_at_all(
     cleaner: QueryCleaner, query: str, cleaned: Cleaned
 ) -> None:
     assert cleaner.clean(query) == cleaned
+
+
+def test_variants_and_misspellings_count_for_one_suggestion(cleaner: QueryCleaner) -> None:
+    log = [("cordless drill", 5), ("CORDLESS  DRILL", 2), ("cordles drill", 3),
+           ("cordlessdrill", 1), ("Cordless Drill Kit", 4), ("glacier bay one pice flapper", 9)]
+    queries = pd.DataFrame({"query_id": [f"q{i}" for i in range(len(log))],
+                            "query": [q for q, _ in log], "split": "train",
+                            "count": [c for _, c in log]})
+    judgments = pd.DataFrame(columns=["query_id", "product_id", "grade", "raw_label"])
+    ds = Dataset(products(TITLES), queries, judgments, name="hand-made")
+    frame, source, counts = log_suggestions(ds, cleaner.clean)
+    assert source == "count"
+    got = dict(zip(frame["text"], frame["popularity"], strict=True))
+    assert got == {"cordless drill": 5 + 2 + 3 + 1, "cordless drill kit": 4}
+    assert counts == {"queries": 6, "corrected": 1, "dropped": 1, "suggestions": 2}
+
+
+def test_catalog_phrases_merge_variants_and_skip_the_logs() -> None:
+    config = AutocompleteConfig(catalog_min_products=2)
+    mined = catalog_suggestions(products(TITLES), config, exclude={"moenshowerfaucet"})
+    texts = set(mined["text"])
+    assert {"moen", "moen shower", "ryobi cordless drill"} <= texts
+    assert not any(t != t.lower() for t in texts)
+    # "MOEN Shower Head" and "Moen Showerhead" are one phrase, named by 6 products.
+    heads = mined[mined["key"].str.replace(" ", "") == "moenshowerhead"]
+    assert len(heads) == 1 and heads["popularity"].iloc[0] == 6
+    assert "moen shower faucet" not in texts

@@ -11,11 +11,14 @@ import pytest
 
 from aisle.autocomplete.lookup import Autocomplete
 from aisle.autocomplete.store import load_artifact
-from aisle.autocomplete.text import key
+from aisle.autocomplete.text import key, variant_key
+from aisle.data.dataset import Dataset
 from aisle.errors import ArtifactError
 from aisle.towers.model import TwoTowerModel
 
-DUPLICATES = ("glaciar bay toiled", "glacier bay toilets")
+# Shown as "glacier bay toilet" (the log's "glaciar bay toiled", corrected) and "glacier bay
+# toilets": not variants of one text, so only the embeddings can tell they are duplicates.
+DUPLICATES = ("glacier bay toilet", "glacier bay toilets")
 PREFIXES = ["gla", "glac", "glaci", "glacier", "glacier b", "glacier bay", "glacier bay t",
             "glacier bay toi", "glaciar", "glaciar bay t", "GLACIER BAY TOIL"]
 
@@ -81,10 +84,42 @@ def test_artifact_describes_itself_and_reloads(ac_index: Path, ac: Autocomplete,
     assert texts(again, "moen sh") == texts(ac, "moen sh")
     norms = np.linalg.norm(again.embeddings, axis=1)
     assert np.allclose(norms, 1, atol=1e-4)
+    assert manifest["cleaning"]["case"] == "lower"
+    assert manifest["cleaning"]["counts"]["dropped"] >= 1  # "glacier bay one pice flapper"
     # The stored vectors are the query tower's, of the spell-corrected text.
-    row = again.texts.index(next(t for t in again.texts if key(t) == "glaciar bay toiled"))
+    row = again.texts.index("glacier bay toilet")
     fresh = base_model.encode_query([again.artifact.suggestions["canonical"][row]]).numpy()
     assert float(fresh[0] @ again.embeddings[row]) > 0.999
+
+
+def test_glaci_shows_no_shouting_and_no_typo(ac: Autocomplete, ac_dataset: Dataset) -> None:
+    typed = [q for q in ac_dataset.queries["query"] if key(q).startswith("glaci")]
+    # The log has both (real homedepot queries, or the generated stand-in): the test means
+    # something.
+    assert any(q.isupper() for q in typed) and any(" pice " in q for q in typed)
+    shown = texts(ac, "glaci", 50)
+    assert len(shown) >= 5
+    assert all(t == t.lower() for t in shown), shown
+    assert not any("pice" in t.split() or "glaciar" in t for t in shown), shown
+
+
+def test_no_two_suggestions_differ_only_by_case_or_spacing(ac: Autocomplete) -> None:
+    assert all(t == t.lower() for t in ac.texts)
+    assert len({variant_key(t) for t in ac.texts}) == len(ac.texts)
+    raw = Autocomplete(ac.artifact, threshold=1.01)  # no semantic de-duplication
+    for prefix in ["g", "gla", "glacier bay", "moen", "moen sh", "echo", "ridgid", "rigid 1"]:
+        found = [variant_key(t) for t in texts(raw, prefix, 50)]
+        assert len(set(found)) == len(found), prefix
+
+
+def test_a_misspelt_query_counts_for_its_correction(ac: Autocomplete,
+                                                   ac_dataset: Dataset) -> None:
+    judged = ac_dataset.judgments.groupby("query_id").size()
+    by_text = dict(zip(ac_dataset.queries["query"], ac_dataset.queries["query_id"], strict=True))
+    both = judged[by_text["moen shower faucet"]] + judged[by_text["moen dhower faucet"]]
+    popularity = dict(zip(ac.texts, ac.popularity, strict=True))
+    assert popularity["moen shower faucet"] >= both
+    assert not any("dhower" in t for t in ac.texts)
 
 
 @pytest.mark.parametrize(
