@@ -3,6 +3,7 @@ len(prefix) characters) candidates, ranked, then greedy semantic de-duplication.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from aisle.autocomplete.suggestions import tiers
 from aisle.autocomplete.text import prefix_key
 from aisle.configs import from_dict
 from aisle.errors import AisleError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,13 @@ class Autocomplete:
         self.manifest = artifact.manifest
         self.config = from_dict(AutocompleteConfig, self.manifest["config"])
         self.threshold = float(self.manifest["threshold"] if threshold is None else threshold)
+        # An artifact built before suggestions were cleaned still serves (its format is the
+        # same): refusing it would take autocomplete down on upgrade for a cosmetic defect.
+        self.cleaned = "cleaning" in self.manifest
+        if not self.cleaned:
+            log.warning("autocomplete index %s shows the query log as typed (built before "
+                        "suggestions were cleaned: case, spacing and misspelt variants); "
+                        "rebuild it with `aisle autocomplete build`", self.version)
         frame = artifact.suggestions
         self.texts: list[str] = frame["text"].tolist()
         self.sources: list[str] = frame["source"].tolist()

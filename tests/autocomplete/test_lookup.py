@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -120,6 +121,21 @@ def test_a_misspelt_query_counts_for_its_correction(ac: Autocomplete,
     popularity = dict(zip(ac.texts, ac.popularity, strict=True))
     assert popularity["moen shower faucet"] >= both
     assert not any("dhower" in t for t in ac.texts)
+
+
+def test_an_artifact_built_before_cleaning_still_loads(
+    ac_index: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(ac_index, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["cleaning"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING, logger="aisle.autocomplete.lookup"):
+        index = Autocomplete.load(old)
+    assert not index.cleaned and index.suggest("moen sh", 3)
+    assert "rebuild it with `aisle autocomplete build`" in caplog.text
+    assert Autocomplete.load(ac_index).cleaned
 
 
 @pytest.mark.parametrize(
