@@ -40,6 +40,11 @@ def load_sentence_transformer(path: Path, pooling: Pooling, device: str) -> Sent
             "config.json); pass a model saved by `aisle train` or a sentence-transformers save"
         )
     model = SentenceTransformer(str(path), device=device, local_files_only=True)
+    return with_pooling(model, pooling)
+
+
+def with_pooling(model: SentenceTransformer, pooling: Pooling) -> SentenceTransformer:
+    """``model`` with its (first top-level) Pooling module pooling as asked."""
     for i, module in enumerate(model):
         if isinstance(module, models.Pooling):
             if module.get_config_dict().get("pooling_mode") != pooling:

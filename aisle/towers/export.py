@@ -35,6 +35,7 @@ from aisle.artifacts import (
 from aisle.configs import from_dict
 from aisle.errors import AisleError, ArtifactError
 from aisle.towers.config import TowerConfig
+from aisle.towers.layout import LAYOUT
 from aisle.towers.model import BASE_MODEL, KIND, TwoTowerModel, load_model, resolve_model_ref
 from aisle.towers.onnx import ONNX_DIR, onnx_towers
 
@@ -116,22 +117,21 @@ def export_model(
 
 
 def _copy_model(ref: str | Path | None, src: Path, is_aisle: bool, tmp: Path) -> dict[str, Any]:
-    """Copy the source's weights into ``tmp``; the manifest it will get (same fingerprint)."""
+    """Copy the source's weights into ``tmp``, in its layout; the manifest it will get (same
+    fingerprint). A plain sentence-transformers directory is already this layout's root."""
     model = load_model(ref, _torch_config(ref))
     ignore = shutil.ignore_patterns("__pycache__", ONNX_DIR, MANIFEST)
+    shutil.copytree(src, tmp, ignore=ignore, dirs_exist_ok=True)
     if is_aisle:
-        for child in src.iterdir():
-            if child.is_dir() and child.name in ("shared", "query", "product"):
-                shutil.copytree(child, tmp / child.name, ignore=ignore)
         manifest = {k: v for k, v in read_manifest(src, KIND).items() if k != "onnx"}
     else:
-        shutil.copytree(src, tmp / "shared", ignore=ignore, dirs_exist_ok=True)
         manifest = {
             "kind": KIND,
-            "towers": "shared",
+            "layout": LAYOUT,
+            "towers": "shared" if model.shared else "untied",
             "dim": model.dim,
             "tower_config": asdict(_saved_config(ref)),
-            "weights_fingerprint": tree_fingerprint(tmp / "shared"),
+            "weights_fingerprint": tree_fingerprint(tmp),
             "base_model": str(ref or BASE_MODEL),
             "fingerprint": model.fingerprint,
         }

@@ -1,9 +1,11 @@
 """The two-tower model: ``encode_query`` / ``encode_product``, save/load with a manifest.
 
-A model directory holds ``manifest.json`` and either ``shared/`` (one encoder for both sides,
-as in cascade step 1) or ``query/`` and ``product/`` (untied towers), and optionally ``onnx/``
-(written by ``aisle export``; the tower config's ``backend`` picks torch or ONNX Runtime). Any
-plain sentence-transformers directory also loads, as a shared model.
+A model directory is a sentence-transformers model (towers/layout.py: the encoder itself when
+the towers are shared, as in cascade step 1, or a query/document ``Router`` when they are
+untied) with aisle's ``manifest.json`` and, once ``aisle export`` has run, ONNX files (the
+tower config's ``backend`` picks torch or ONNX Runtime). Directories in the layout before it
+(``shared/``, or ``query/`` and ``product/``) still load, and any plain sentence-transformers
+directory loads too: as a shared model, or untied if it is a query/document ``Router``.
 """
 
 from __future__ import annotations
@@ -19,11 +21,19 @@ from typing import Any
 
 import pandas as pd
 import torch
+from sentence_transformers import SentenceTransformer
 
-from aisle.artifacts import MANIFEST, atomic_dir, read_manifest, tree_fingerprint, write_manifest
+from aisle.artifacts import (
+    MANIFEST,
+    atomic_dir,
+    read_manifest,
+    tree_fingerprint,
+    write_manifest,
+)
 from aisle.configs import from_dict
 from aisle.towers.config import OUTPUT_FIELDS, Backend, TowerConfig
 from aisle.towers.encoder import Tower, load_sentence_transformer, resolve_device
+from aisle.towers.layout import LAYOUT, LEGACY, layout_of, legacy_dirs, load_towers, save_towers
 from aisle.towers.onnx import ONNX_DIR, InferenceOnly, OnnxTower, onnx_towers, resolve_backend
 from aisle.towers.text import product_texts
 from aisle.towers.units import UnitTower, read_units
@@ -133,15 +143,14 @@ class TwoTowerModel:
             raise InferenceOnly(
                 f"this model runs on {self.backend}; load it with backend=torch to save it"
             )
+        cfg = self.config
         with atomic_dir(out, KIND) as tmp:
-            if self.shared:
-                self.query.model.save(str(tmp / "shared"))
-            else:
-                self.query.model.save(str(tmp / "query"))
-                self.product.model.save(str(tmp / "product"))
+            lengths = (cfg.max_query_length, cfg.max_product_length)
+            save_towers(tmp, self.query.model, None if self.shared else self.product.model, lengths)
             weights = tree_fingerprint(tmp)
             manifest = {
                 "kind": KIND,
+                "layout": LAYOUT,
                 "towers": "shared" if self.shared else "untied",
                 "dim": self.dim,
                 "tower_config": asdict(self.config),
@@ -187,21 +196,14 @@ def load_model(
             (config.onnx_query_threads, config.onnx_product_threads),
             config.batch_size,
         )
-    elif is_aisle and manifest["towers"] == "untied":
-        q = load_sentence_transformer(path / "query", config.pooling, device)
-        p = load_sentence_transformer(path / "product", config.pooling, device)
-        query = Tower(q, config.max_query_length, config.batch_size)
-        product = Tower(p, config.max_product_length, config.batch_size)
     else:
-        st = load_sentence_transformer(
-            path / "shared" if is_aisle else path, config.pooling, device
-        )
-        view = Tower(st, config.max_query_length, config.batch_size)
-        # Same weights, its own max length: a shared tower is one model with two views.
-        query, product = view, (
-            view
-            if config.max_product_length == config.max_query_length
-            else _view(view, config.max_product_length)
+        q, p = _encoders(path, manifest, config, device)
+        query = Tower(q, config.max_query_length, config.batch_size)
+        # A shared tower is one model with two views, each with its own max length.
+        product = (
+            query
+            if p is q and config.max_product_length == config.max_query_length
+            else Tower(p, config.max_product_length, config.batch_size)
         )
     weights = manifest.get("weights_fingerprint") or _weights_fingerprint(str(path.resolve()))
     extra = {k: manifest[k] for k in ("base_model",) if k in manifest}
@@ -216,8 +218,18 @@ def load_model(
     return model
 
 
-def _view(tower: Tower, max_length: int) -> Tower:
-    return Tower(tower.model, max_length, tower.batch_size)
+def _encoders(
+    path: Path, manifest: Mapping[str, Any], config: TowerConfig, device: str
+) -> tuple[SentenceTransformer, SentenceTransformer]:
+    """(query, product) encoders on torch; the same one twice when the towers are shared."""
+    if not manifest or layout_of(manifest) != LEGACY:
+        return load_towers(path, config.pooling, device)
+    dirs = legacy_dirs(manifest)
+    if "shared" in dirs:
+        shared = load_sentence_transformer(path / dirs["shared"], config.pooling, device)
+        return shared, shared
+    query = load_sentence_transformer(path / dirs["query"], config.pooling, device)
+    return query, load_sentence_transformer(path / dirs["product"], config.pooling, device)
 
 
 __all__ = ["BASE_MODEL", "TwoTowerModel", "load_model"]
