@@ -42,7 +42,9 @@ def add_export_parser(sub: Any) -> None:
         help="write ONNX (fp32, optionally checked int8) towers into a model directory",
         description=(
             "Export the query and product towers (one file when shared) with their tokenizer to "
-            "MODEL/onnx/ and record them in the model manifest; the fingerprint is unchanged, so "
+            "an onnx/ folder beside each tower's transformer (where sentence-transformers' ONNX "
+            "backend finds model.onnx; the int8 file is model_qint8.onnx) and record them in "
+            "the model manifest; the fingerprint is unchanged, so "
             "indexes built with the model still match. Towers then run on ONNX Runtime (tower "
             "config backend=auto: int8 if exported, else fp32). The built-in base model or a "
             "plain sentence-transformers directory is first copied to --out."

@@ -7,10 +7,17 @@ Nothing is assumed: the fp32 graph must reproduce torch, and int8 must agree wit
 sample of the data's real queries and products, or the export is refused and nothing is
 written. The model's fingerprint does not change: the export is another runtime for the same
 weights, recorded under ``onnx`` in the model manifest.
+
+Each tower's files go to ``onnx/`` inside its transformer's directory (towers/layout.py):
+``model.onnx`` and ``model_qint8.onnx`` beside a ``tokenizer.json``, where
+sentence-transformers' ONNX backend finds them (``backend="onnx"``; the int8 file with
+``model_kwargs={"file_name": "model_qint8.onnx"}``). The graph's output is named
+``last_hidden_state``, the name optimum's feature-extraction models read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -35,9 +42,15 @@ from aisle.artifacts import (
 from aisle.configs import from_dict
 from aisle.errors import AisleError, ArtifactError
 from aisle.towers.config import TowerConfig
-from aisle.towers.layout import LAYOUT
-from aisle.towers.model import BASE_MODEL, KIND, TwoTowerModel, load_model, resolve_model_ref
-from aisle.towers.onnx import ONNX_DIR, onnx_towers
+from aisle.towers.layout import LAYOUT, export_dirs
+from aisle.towers.model import (
+    BASE_MODEL,
+    KIND,
+    TwoTowerModel,
+    load_model,
+    resolve_model_ref,
+)
+from aisle.towers.onnx import FP32_FILE, INT8_FILE, ONNX_DIR, TOKENIZER_FILE, onnx_towers
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +117,21 @@ def export_model(
         manifest = read_manifest(src, KIND)
         if "weights_fingerprint" not in manifest:
             raise ArtifactError(f"{src}: the manifest records no weights_fingerprint; re-save it")
-        with atomic_dir(src / ONNX_DIR, None) as tmp:
-            section = _build(ref, manifest, tmp, int8, data, agreement)
+        targets = export_dirs(src, manifest)
+        # Each tower's folder is published whole once every tower has passed its checks.
+        with contextlib.ExitStack() as stack:
+            dirs = {n: stack.enter_context(atomic_dir(src / t, None)) for n, t in targets.items()}
+            section = _build(ref, manifest, targets, dirs, int8, data, agreement)
         body = json.dumps({**manifest, "onnx": section}, indent=2, sort_keys=True) + "\n"
         atomic_write_text(src / MANIFEST, body)
         return src
     with atomic_dir(Path(out), KIND) as tmp:
         manifest = _copy_model(ref, src, is_aisle, tmp)
-        section = _build(ref, manifest, tmp / ONNX_DIR, int8, data, agreement)
+        targets = export_dirs(tmp, manifest)
+        dirs = {name: tmp / target for name, target in targets.items()}
+        for d in dirs.values():
+            d.mkdir(parents=True)
+        section = _build(ref, manifest, targets, dirs, int8, data, agreement)
         write_manifest(tmp, {**manifest, "onnx": section})
     return Path(out)
 
@@ -157,42 +177,49 @@ def _torch_config(ref: str | Path | None) -> TowerConfig:
 def _build(
     ref: str | Path | None,
     manifest: Mapping[str, Any],
-    dest: Path,
+    targets: Mapping[str, str],
+    dirs: Mapping[str, Path],
     int8: bool,
     data: Path | None,
     agreement: Agreement,
 ) -> dict[str, Any]:
-    """Export, check and (with ``int8``) quantise every tower into ``dest``: the manifest's
-    ``onnx`` section, with paths relative to ``dest``."""
+    """Export, check and (with ``int8``) quantise each tower into ``dirs[tower]``, a folder
+    to be published at ``targets[tower]`` (relative to the model directory): the manifest's
+    ``onnx`` section."""
     import onnxruntime
 
     model = load_model(ref, _torch_config(ref))
     sts = {"shared": model.query.model} if model.shared else {
         "query": model.query.model, "product": model.product.model
     }
-    towers = {name: export_tower(st, dest, name) for name, st in sts.items()}
+    if set(sts) != set(targets):
+        raise ArtifactError(f"{ref}: its towers {sorted(sts)} do not match its files; re-save it")
+    towers = {name: {"dir": targets[name], **export_tower(st, dirs[name], name)}
+              for name, st in sts.items()}
     section: dict[str, Any] = {
         "towers": towers,
         "weights_fingerprint": manifest["weights_fingerprint"],
         "opset": OPSET,
         "onnxruntime": onnxruntime.__version__,
     }
-    fp32 = _onnx_model(model, dest, section, "fp32")
+    fp32 = _onnx_model(model, section, dirs, "fp32")
     section["fp32_max_abs_diff"] = _check_parity(model, fp32)
     if int8:
         from aisle.towers.quantize import measure_agreement, quantize
 
         for name, entry in towers.items():
-            entry["files"]["int8"] = quantize(dest / entry["files"]["fp32"], dest / name)
-        int8_model = _onnx_model(model, dest, section, "int8")
+            quantize(dirs[name] / FP32_FILE, dirs[name] / INT8_FILE)
+            entry["files"]["int8"] = INT8_FILE
+        int8_model = _onnx_model(model, section, dirs, "int8")
         assert data is not None
         section["int8_agreement"] = measure_agreement(fp32, int8_model, data, agreement)
-    log.info("exported %s towers to %s", "/".join(towers), dest)
+    log.info("exported %s towers to %s", "/".join(towers), ", ".join(targets.values()))
     return section
 
 
-def export_tower(st: Any, dest: Path, name: str) -> dict[str, Any]:
-    """One sentence-transformers model's transformer -> ``dest/name/model.onnx`` + tokenizer."""
+def export_tower(st: Any, out: Path, name: str) -> dict[str, Any]:
+    """One sentence-transformers model's transformer -> ``out/model.onnx`` + its tokenizer;
+    the tower's entry in the manifest's ``onnx`` section (paths relative to ``out``)."""
     from sentence_transformers.sentence_transformer import modules as models
 
     kinds = [type(m) for m in st]
@@ -203,8 +230,6 @@ def export_tower(st: Any, dest: Path, name: str) -> dict[str, Any]:
             f"export supports Transformer + Pooling [+ Normalize] models; this {name} tower "
             f"has {[k.__name__ for k in kinds]}"
         )
-    out = dest / name
-    out.mkdir(parents=True)
     transformer = st[0]
     hf = transformer.auto_model.eval()
     # Eager attention traces to the MatMul/Softmax pattern the optimizer fuses into Attention.
@@ -220,17 +245,17 @@ def export_tower(st: Any, dest: Path, name: str) -> dict[str, Any]:
             tuple(example[n] for n in inputs),
             str(raw),
             input_names=inputs,
-            output_names=["token_embeddings"],
-            dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*inputs, "token_embeddings"]},
+            output_names=["last_hidden_state"],
+            dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*inputs, "last_hidden_state"]},
             opset_version=OPSET,
             dynamo=False,
         )
-        _optimize(raw, out / "model.onnx", hf.config)
+        _optimize(raw, out / FP32_FILE, hf.config)
     tokenizer = transformer.tokenizer
-    tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    tokenizer.backend_tokenizer.save(str(out / TOKENIZER_FILE))
     return {
-        "files": {"fp32": f"{name}/model.onnx"},
-        "tokenizer": f"{name}/tokenizer.json",
+        "files": {"fp32": FP32_FILE},
+        "tokenizer": TOKENIZER_FILE,
         "inputs": inputs,
         "pad_id": int(tokenizer.pad_token_id or 0),
         "do_lower_case": bool(getattr(transformer, "do_lower_case", False)),
@@ -268,17 +293,18 @@ def _optimize(raw: Path, out: Path, config: Any) -> None:
 
 
 def _onnx_model(
-    model: TwoTowerModel, dest: Path, section: Mapping[str, Any], precision: str
+    model: TwoTowerModel, section: Mapping[str, Any], dirs: Mapping[str, Path], precision: str
 ) -> TwoTowerModel:
     cfg = model.config
     query, product = onnx_towers(
-        dest,
+        Path(),
         section,
         "int8" if precision == "int8" else "fp32",
         cfg.pooling,
         (cfg.max_query_length, cfg.max_product_length),
         (0, 0),
         cfg.batch_size,
+        dirs,
     )
     return TwoTowerModel(query, product, cfg, model.ref, model._weights_fingerprint,
                          backend=f"onnx-{precision}")  # type: ignore[arg-type]

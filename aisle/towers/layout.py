@@ -4,7 +4,9 @@ Shared towers: the root is the encoder (``modules.json``, the transformer's file
 normalisation), so ``SentenceTransformer(path)`` loads it as a plain encoder. Untied towers:
 the root holds one ``Router`` with a ``query`` route and a ``document`` route (the product
 tower), so ``encode_query`` and ``encode_document`` each reach their own tower, and a plain
-``encode`` the document route. Beside them sits aisle's ``manifest.json``.
+``encode`` the document route. Beside them sit aisle's ``manifest.json`` and, after ``aisle
+export``, an ``onnx/`` in each transformer's directory, where sentence-transformers' ONNX
+backend looks for ``model.onnx``.
 
 Model directories written before this layout (``LEGACY``: ``shared/``, or ``query/`` and
 ``product/``, each a sentence-transformers directory, nothing at the root) still load, and
@@ -13,6 +15,7 @@ keep their layout when exported or copied.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from sentence_transformers.sentence_transformer import modules as models
 from aisle.errors import ArtifactError
 from aisle.towers.config import Pooling
 from aisle.towers.encoder import load_sentence_transformer, with_pooling
+from aisle.towers.onnx import ONNX_DIR
 
 # The manifest's "layout" for this one; manifests from before it have none.
 LAYOUT = "sentence-transformers"
@@ -103,3 +107,36 @@ def legacy_dirs(manifest: Mapping[str, Any]) -> dict[str, str]:
         return {"query": "query", "product": "product"}
     return {"shared": "shared"}
 
+
+def transformer_dirs(model_dir: Path, manifest: Mapping[str, Any]) -> dict[str, str]:
+    """Tower name (shared, or query and product) -> the directory of its transformer's files,
+    relative to ``model_dir``, read from ``modules.json`` (and the Router's config) as
+    sentence-transformers reads them."""
+    if layout_of(manifest) == LEGACY:
+        return legacy_dirs(manifest)
+    first = _read_json(model_dir / "modules.json")[0]
+    if not first["type"].endswith(".Router"):
+        return {"shared": first["path"] or "."}
+    router = Path(model_dir, first["path"])
+    structure = _read_json(router / models.Router.config_file_name)["structure"]
+    return {
+        name: Path(first["path"], structure[route][0]).as_posix()
+        for name, route in (("query", QUERY_ROUTE), ("product", DOCUMENT_ROUTE))
+    }
+
+
+def export_dirs(model_dir: Path, manifest: Mapping[str, Any]) -> dict[str, str]:
+    """Tower name -> where ``aisle export`` writes its ONNX files, relative to ``model_dir``:
+    ``onnx/`` inside its transformer's directory (where sentence-transformers' ONNX backend
+    looks), or ``onnx/<tower>`` in a ``LEGACY`` directory."""
+    dirs = transformer_dirs(model_dir, manifest)
+    if layout_of(manifest) == LEGACY:
+        return {name: f"{ONNX_DIR}/{name}" for name in dirs}
+    return {name: Path(d, ONNX_DIR).as_posix() for name, d in dirs.items()}
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{path} is missing or corrupt ({e}); save the model again") from e

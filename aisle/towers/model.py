@@ -34,7 +34,7 @@ from aisle.configs import from_dict
 from aisle.towers.config import OUTPUT_FIELDS, Backend, TowerConfig
 from aisle.towers.encoder import Tower, load_sentence_transformer, resolve_device
 from aisle.towers.layout import LAYOUT, LEGACY, layout_of, legacy_dirs, load_towers, save_towers
-from aisle.towers.onnx import ONNX_DIR, InferenceOnly, OnnxTower, onnx_towers, resolve_backend
+from aisle.towers.onnx import InferenceOnly, OnnxTower, onnx_towers, resolve_backend
 from aisle.towers.text import product_texts
 from aisle.towers.units import UnitTower, read_units
 
@@ -188,7 +188,7 @@ def load_model(
     product: AnyTower
     if backend != "torch":
         query, product = onnx_towers(
-            path / ONNX_DIR,
+            path,
             manifest["onnx"],
             "int8" if backend == "onnx-int8" else "fp32",
             config.pooling,

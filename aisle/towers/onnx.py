@@ -38,10 +38,18 @@ def _inference_only() -> InferenceOnly:
     )
 
 
+# What `aisle export` names its files: sentence-transformers' ONNX backend loads FP32_FILE by
+# default and the int8 one with model_kwargs={"file_name": INT8_FILE}.
+FP32_FILE = "model.onnx"
+INT8_FILE = "model_qint8.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+
+
 @dataclass(frozen=True)
 class TowerExport:
-    """One exported tower as the model manifest records it (paths relative to the model dir)."""
+    """One exported tower as the model manifest records it."""
 
+    dir: str  # relative to the model directory; the files below are relative to it
     files: Mapping[str, str]  # precision -> .onnx file
     tokenizer: str
     inputs: tuple[str, ...]
@@ -51,6 +59,8 @@ class TowerExport:
     @classmethod
     def from_manifest(cls, raw: Mapping[str, Any]) -> TowerExport:
         return cls(
+            # Exports from before "dir" kept every path relative to the model's onnx/.
+            dir=str(raw.get("dir", ONNX_DIR)),
             files=dict(raw["files"]),
             tokenizer=str(raw["tokenizer"]),
             inputs=tuple(raw["inputs"]),
@@ -201,25 +211,28 @@ def resolve_backend(backend: Backend, manifest: Mapping[str, Any], where: str) -
 
 
 def onnx_towers(
-    root: Path,
+    model_dir: Path,
     section: Mapping[str, Any],
     precision: Precision,
     pooling: Pooling,
     lengths: tuple[int, int],
     threads: tuple[int, int],
     batch_size: int,
+    dirs: Mapping[str, Path] | None = None,
 ) -> tuple[OnnxTower, OnnxTower]:
-    """(query, product) towers from an export directory ``root`` (a model's ``onnx/``) and its
-    manifest section; one session per file and thread count."""
+    """(query, product) towers from a model directory and its manifest's ``onnx`` section;
+    one session per file and thread count. ``dirs`` (tower name -> directory) reads each
+    tower's files from there instead: an export checked before it is published."""
     towers = section["towers"]
     names = ("shared", "shared") if "shared" in towers else ("query", "product")
     made: dict[tuple[str, int], Any] = {}
     out = []
     for name, length, n_threads in zip(names, lengths, threads, strict=True):
         export = TowerExport.from_manifest(towers[name])
+        root = dirs[name] if dirs is not None else model_dir / export.dir
         path = root / export.files[precision]
         if not path.is_file():
-            raise ArtifactError(f"{path} is missing; run `aisle export` on {root.parent} again")
+            raise ArtifactError(f"{path} is missing; run `aisle export` on {model_dir} again")
         if (name, n_threads) not in made:
             made[(name, n_threads)] = session(path, n_threads)
         sess = made[(name, n_threads)]
@@ -229,4 +242,6 @@ def onnx_towers(
     return out[0], out[1]
 
 
-__all__ = ["ONNX_DIR", "InferenceOnly", "OnnxTower", "pool", "resolve_backend"]
+__all__ = [
+    "FP32_FILE", "INT8_FILE", "ONNX_DIR", "InferenceOnly", "OnnxTower", "pool", "resolve_backend"
+]

@@ -23,12 +23,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def quantize(fp32: Path, out_dir: Path) -> str:
-    """``fp32`` -> ``out_dir/model.int8.onnx``; its path relative to ``out_dir``'s parent."""
+def quantize(fp32: Path, out: Path) -> None:
+    """``fp32`` -> ``out``, its weights in int8."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    out = out_dir / "model.int8.onnx"
     root = logging.getLogger()
     level = root.level
     root.setLevel(max(level, logging.WARNING))  # the quantizer logs each tensor to the root
@@ -44,7 +43,6 @@ def quantize(fp32: Path, out_dir: Path) -> str:
         )
     finally:
         root.setLevel(level)
-    return f"{out_dir.name}/{out.name}"
 
 
 def sample_texts(

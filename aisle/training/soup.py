@@ -31,12 +31,12 @@ from typing import Any
 import torch
 from sentence_transformers import SentenceTransformer
 
-from aisle.artifacts import check_replaceable
+from aisle.artifacts import check_replaceable, manifest_kind, read_manifest
 from aisle.errors import AisleError
 from aisle.towers.config import OUTPUT_FIELDS, TowerConfig
 from aisle.towers.encoder import Tower
 from aisle.towers.model import BASE_MODEL, KIND, TwoTowerModel, load_model
-from aisle.towers.onnx import ONNX_DIR
+from aisle.towers.onnx import export_precisions
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def soup_command(
     result.save(out, extra={"soup": sources})
     towers = "shared" if result.shared else "untied"
     log.info("averaged %d models -> %s (%s towers)", len(models), out, towers)
-    if any((p / ONNX_DIR).is_dir() for p in paths):
+    if any(manifest_kind(p) == KIND and export_precisions(read_manifest(p, KIND)) for p in paths):
         log.info("the soup has no ONNX towers yet: aisle export --model %s adds them", out)
     return {
         "out": str(out),

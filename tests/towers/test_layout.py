@@ -193,3 +193,27 @@ def test_an_index_built_with_an_old_model_directory_still_matches_it(
     model = index_model(index, str(tmp_path / "old"))
     index.check_model(model.fingerprint, model.ref)  # raises on a mismatch
 
+
+def test_an_onnx_export_of_an_old_model_directory_still_loads(
+    base_model: TwoTowerModel, tmp_path: Path
+) -> None:
+    from aisle.towers.export import export_model
+
+    old = tmp_path / "old"
+    write_old_layout(base_model, old)
+    export_model(old)  # an old directory keeps its layout: the files go to onnx/shared/
+    path = old / "manifest.json"
+    manifest = json.loads(path.read_text())
+    tower = manifest["onnx"]["towers"]["shared"]
+    assert tower["dir"] == "onnx/shared" and (old / "onnx/shared/model.onnx").is_file()
+    assert load_model(old).backend == "onnx-fp32"
+    # Exports recorded before "dir" gave every path relative to onnx/.
+    del tower["dir"]
+    tower["files"] = {"fp32": "shared/model.onnx"}
+    tower["tokenizer"] = "shared/tokenizer.json"
+    path.write_text(json.dumps(manifest))
+    loaded = load_model(old)
+    assert loaded.backend == "onnx-fp32" and loaded.fingerprint == manifest["fingerprint"]
+    torch.testing.assert_close(
+        loaded.encode_query(QUERIES), base_model.encode_query(QUERIES), atol=1e-4, rtol=0
+    )

@@ -1,4 +1,5 @@
-"""ONNX Runtime towers: export, parity with torch, checked int8, refusal, reload, untied towers."""
+"""ONNX Runtime towers: export, parity with torch, checked int8, refusal, reload, untied towers,
+and files where sentence-transformers' ONNX backend finds them."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from aisle.errors import AisleError, ArtifactError
 from aisle.towers.config import TowerConfig
 from aisle.towers.export import Agreement, export_model
 from aisle.towers.model import TwoTowerModel, load_model
-from aisle.towers.onnx import InferenceOnly, pool
+from aisle.towers.onnx import InferenceOnly, pool, session
 
 # Small samples keep the int8 check fast; the thresholds are the real defaults.
 SMALL = Agreement(queries=64, products=128)
@@ -37,13 +38,35 @@ def exported(tmp_path_factory: pytest.TempPathFactory, sample_data: Path) -> Pat
     )
 
 
+def transformer_subfolders(model_dir: Path) -> dict[str, str]:
+    """Route (or "shared") -> the folder of its Transformer module, read from modules.json and
+    the Router's config as sentence-transformers reads them."""
+    first = json.loads((model_dir / "modules.json").read_text())[0]
+    if not first["type"].endswith(".Router"):
+        return {"shared": first["path"]}
+    config = json.loads((model_dir / first["path"] / "router_config.json").read_text())
+    return {route: ids[0] for route, ids in config["structure"].items()}
+
+
+def st_onnx_file(model_dir: Path, subfolder: str, file_name: str | None = None) -> Path:
+    """The file sentence-transformers' ONNX backend loads for the Transformer module in
+    ``subfolder`` (``model_kwargs={"file_name": ...}`` when given), as its loader finds it."""
+    from sentence_transformers.backend.utils import backend_should_export
+
+    kwargs = {"subfolder": subfolder, **({"file_name": file_name} if file_name else {})}
+    export, kwargs = backend_should_export(model_dir, True, kwargs, "model.onnx", "*.onnx", "ONNX")
+    assert not export, f"sentence-transformers finds no ONNX file in {model_dir}/{subfolder}"
+    return model_dir / kwargs["subfolder"] / kwargs["file_name"]
+
+
 def test_the_export_is_recorded_and_keeps_the_fingerprint(
     exported: Path, base_model: TwoTowerModel
 ) -> None:
     manifest = json.loads((exported / "manifest.json").read_text())
-    files = manifest["onnx"]["towers"]["shared"]["files"]
-    assert set(files) == {"fp32", "int8"}
-    assert all((exported / "onnx" / f).is_file() for f in files.values())
+    tower = manifest["onnx"]["towers"]["shared"]
+    assert tower["dir"] == "onnx"
+    assert tower["files"] == {"fp32": "model.onnx", "int8": "model_qint8.onnx"}
+    assert all((exported / "onnx" / f).is_file() for f in tower["files"].values())
     assert manifest["fingerprint"] == base_model.fingerprint
     model = load_model(exported)
     assert model.backend == "onnx-int8" and model.shared
@@ -104,6 +127,17 @@ def test_int8_agrees_with_fp32_on_real_queries_and_titles(
     a, b = fp32.encode_query(TEXTS), int8.encode_query(TEXTS)
     assert float((a * b).sum(dim=1).min()) > 0.95
     assert float((a - b).abs().max()) > 1e-4  # it really is another runtime, not a copy
+
+
+def test_sentence_transformers_finds_the_export(exported: Path) -> None:
+    assert transformer_subfolders(exported) == {"shared": ""}
+    assert st_onnx_file(exported, "") == exported / "onnx" / "model.onnx"
+    int8 = st_onnx_file(exported, "", "model_qint8.onnx")
+    assert int8 == exported / "onnx" / "model_qint8.onnx"
+    # The names optimum's feature-extraction models feed and read.
+    sess = session(int8, 1)
+    assert [o.name for o in sess.get_outputs()] == ["last_hidden_state"]
+    assert {i.name for i in sess.get_inputs()} == {"input_ids", "attention_mask", "token_type_ids"}
 
 
 def test_a_failed_int8_check_writes_nothing(
@@ -171,8 +205,15 @@ def test_untied_towers_export_as_two_files(base_model: TwoTowerModel, tmp_path: 
     fingerprint = untied.fingerprint
     export_model(model_dir)
     manifest = json.loads((model_dir / "manifest.json").read_text())
-    assert set(manifest["onnx"]["towers"]) == {"query", "product"}
+    towers = manifest["onnx"]["towers"]
+    assert set(towers) == {"query", "product"}
     assert "int8_agreement" not in manifest["onnx"]
+    # Each route's file sits in its own Transformer module's folder, where
+    # sentence-transformers looks, and it is the file aisle runs for that side.
+    routes = transformer_subfolders(model_dir)
+    for side, route in (("query", "query"), ("product", "document")):
+        recorded = model_dir / towers[side]["dir"] / towers[side]["files"]["fp32"]
+        assert st_onnx_file(model_dir, routes[route]) == recorded
     model = load_model(model_dir)
     assert model.backend == "onnx-fp32" and not model.shared
     assert model.fingerprint == fingerprint
