@@ -49,6 +49,7 @@ from aisle.towers.model import (
     TwoTowerModel,
     load_model,
     resolve_model_ref,
+    write_card,
 )
 from aisle.towers.onnx import FP32_FILE, INT8_FILE, ONNX_DIR, TOKENIZER_FILE, onnx_towers
 
@@ -124,6 +125,7 @@ def export_model(
             section = _build(ref, manifest, targets, dirs, int8, data, agreement)
         body = json.dumps({**manifest, "onnx": section}, indent=2, sort_keys=True) + "\n"
         atomic_write_text(src / MANIFEST, body)
+        write_card(src)
         return src
     with atomic_dir(Path(out), KIND) as tmp:
         manifest = _copy_model(ref, src, is_aisle, tmp)
@@ -133,6 +135,7 @@ def export_model(
             d.mkdir(parents=True)
         section = _build(ref, manifest, targets, dirs, int8, data, agreement)
         write_manifest(tmp, {**manifest, "onnx": section})
+        write_card(tmp)
     return Path(out)
 
 

@@ -4,9 +4,9 @@ Shared towers: the root is the encoder (``modules.json``, the transformer's file
 normalisation), so ``SentenceTransformer(path)`` loads it as a plain encoder. Untied towers:
 the root holds one ``Router`` with a ``query`` route and a ``document`` route (the product
 tower), so ``encode_query`` and ``encode_document`` each reach their own tower, and a plain
-``encode`` the document route. Beside them sit aisle's ``manifest.json`` and, after ``aisle
-export``, an ``onnx/`` in each transformer's directory, where sentence-transformers' ONNX
-backend looks for ``model.onnx``.
+``encode`` the document route. Beside them sit aisle's ``manifest.json``, the model card
+``README.md`` and, after ``aisle export``, an ``onnx/`` in each transformer's directory, where
+sentence-transformers' ONNX backend looks for ``model.onnx``.
 
 Model directories written before this layout (``LEGACY``: ``shared/``, or ``query/`` and
 ``product/``, each a sentence-transformers directory, nothing at the root) still load, and

@@ -2,10 +2,11 @@
 
 A model directory is a sentence-transformers model (towers/layout.py: the encoder itself when
 the towers are shared, as in cascade step 1, or a query/document ``Router`` when they are
-untied) with aisle's ``manifest.json`` and, once ``aisle export`` has run, ONNX files (the
-tower config's ``backend`` picks torch or ONNX Runtime). Directories in the layout before it
-(``shared/``, or ``query/`` and ``product/``) still load, and any plain sentence-transformers
-directory loads too: as a shared model, or untied if it is a query/document ``Router``.
+untied) with aisle's ``manifest.json``, a model card ``README.md`` (towers/card.py) and, once
+``aisle export`` has run, ONNX files (the tower config's ``backend`` picks torch or ONNX
+Runtime). Directories in the layout before it (``shared/``, or ``query/`` and ``product/``)
+still load, and any plain sentence-transformers directory loads too: as a shared model, or
+untied if it is a query/document ``Router``.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from sentence_transformers import SentenceTransformer
 from aisle.artifacts import (
     MANIFEST,
     atomic_dir,
+    atomic_write_text,
     read_manifest,
     tree_fingerprint,
     write_manifest,
 )
 from aisle.configs import from_dict
+from aisle.towers.card import README, model_card
 from aisle.towers.config import OUTPUT_FIELDS, Backend, TowerConfig
 from aisle.towers.encoder import Tower, load_sentence_transformer, resolve_device
 from aisle.towers.layout import LAYOUT, LEGACY, layout_of, legacy_dirs, load_towers, save_towers
@@ -162,7 +165,13 @@ class TwoTowerModel:
             self.ref = str(out.resolve())
             manifest["fingerprint"] = self.fingerprint
             write_manifest(tmp, manifest)
+            write_card(tmp)
         return out
+
+
+def write_card(model_dir: Path) -> None:
+    """(Re)write the model card from the model's manifest, as it stands now."""
+    atomic_write_text(model_dir / README, model_card(read_manifest(model_dir, KIND)))
 
 
 def load_model(

@@ -137,6 +137,7 @@ def test_sizes_in_one_spelling_are_aisle_s_step_not_the_model_s(
     assert cosines(st.encode_query(query), model.encode_query(query)).max() < MIN_COSINE
     same = cosines(st.encode_query([normalise_units(q) for q in query]), model.encode_query(query))
     assert same.min() >= MIN_COSINE
+    assert "aisle.towers.units.normalise_units" in (path / "README.md").read_text()
 
 
 def write_old_layout(model: TwoTowerModel, out: Path) -> dict[str, Any]:

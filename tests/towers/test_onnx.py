@@ -138,6 +138,7 @@ def test_sentence_transformers_finds_the_export(exported: Path) -> None:
     sess = session(int8, 1)
     assert [o.name for o in sess.get_outputs()] == ["last_hidden_state"]
     assert {i.name for i in sess.get_inputs()} == {"input_ids", "attention_mask", "token_type_ids"}
+    assert "onnx/model_qint8.onnx" in (exported / "README.md").read_text()  # the card says so
 
 
 def test_a_failed_int8_check_writes_nothing(

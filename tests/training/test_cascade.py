@@ -103,6 +103,9 @@ def test_smoke_cascade_trains_evaluates_and_reloads(
     assert steps["step1"]["train"]["pairs"] == len(judged) + len(catalog)
     assert set(manifest["data"]["fingerprints"]) == {"products", "queries", "judgments"}
     assert manifest["base_model"].startswith("builtin:")
+    # The model card carries the same record: the published step's dev score, the data.
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert f"{selected_dev:.4f}" in card and manifest["data"]["fingerprints"]["products"] in card
     # The selected model reloads to identical embeddings, and a step that untied the towers
     # publishes untied towers.
     model = load_model(tmp_path / "model")
