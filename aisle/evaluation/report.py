@@ -3,30 +3,27 @@ that opens without a network (inline CSS, plots embedded as base64 PNGs).
 
 It reads what ``compare.compare_runs`` computed (means, intervals, paired tests) and redraws
 nothing of it; per-query values come from ``compare.per_query``, so the page and ``aisle
-compare`` never disagree. matplotlib is imported inside the plotting functions: importing this
-module stays as light as the rest of ``aisle.evaluation``.
+compare`` never disagree. The plots are ``report_plots``'s, whose functions import matplotlib
+when they draw: importing this module stays as light as the rest of ``aisle.evaluation``.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
-
+from aisle.evaluation import report_plots as plots
 from aisle.evaluation.compare import METRICS, PerQuery, RunSummary, per_query
-from aisle.evaluation.metrics import GRADE_TOLERANCE, recall_at_k
+from aisle.evaluation.metrics import GRADE_TOLERANCE
+from aisle.evaluation.report_plots import MAIN
 from aisle.evaluation.stats import CONFIDENCE, TIE
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    pass
 
-MAIN = "ndcg@10"  # the metric slices and gain/loss examples are read on
-CURVE_DEPTH = 100  # the recall@k curve runs k = 1..CURVE_DEPTH, as deep as recall@100 looks
 EXAMPLES = 20  # queries shown per run and direction: enough to see a pattern, few to read
 SHOWN = 5  # products shown per ranking in an example
 
@@ -73,7 +70,8 @@ def render_report(
         "<h2>Metrics</h2>",
         _metric_table(summaries),
         "<h2>Recall@k</h2>",
-        _img(_recall_figure(runs, qrels, top_grade), "mean recall@k for k = 1 to 100, per run"),
+        _img(plots.png(plots.recall_figure(runs, qrels, top_grade)),
+             "mean recall@k for k = 1 to 100, per run"),
         "<h2>Query slices</h2>",
         _slice_section(scores, slices),
     ]
@@ -83,7 +81,8 @@ def render_report(
     else:
         body += [
             "<h2>Per-query nDCG@10 deltas</h2>",
-            _img(_delta_figure(scores), "histograms of per-query nDCG@10 delta vs the baseline"),
+            _img(plots.png(plots.delta_figure(scores)),
+                 "histograms of per-query nDCG@10 delta vs the baseline"),
             "<h2>Biggest gains and losses</h2>",
         ]
         body += [_examples(name, names[0], runs, qrels, top_grade, queries, titles, scores)
@@ -96,6 +95,12 @@ def render_report(
 
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
+
+
+
+def _img(png: bytes, alt: str) -> str:
+    payload = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{payload}">'
 
 
 def _intro(baseline: str) -> str:
@@ -146,79 +151,6 @@ def _metric_table(summaries: Sequence[RunSummary]) -> str:
     return "\n".join(rows) + "</table>"
 
 
-def _figure(width: float, height: float) -> Figure:
-    # A bare Figure on the Agg canvas: no pyplot, no global state, no display needed.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _img(fig: Figure, alt: str) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    payload = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{payload}">'
-
-
-def _label(text: str) -> str:
-    # matplotlib reads "$...$" as maths and hides legend labels that start with "_".
-    text = text.replace("$", r"\$")
-    return " " + text if text.startswith("_") else text
-
-
-def _recall_figure(
-    runs: Mapping[str, Mapping[str, Sequence[str]]],
-    qrels: Mapping[str, Mapping[str, float]],
-    top_grade: float,
-) -> Figure:
-    fig = _figure(8, 4.2)
-    ax = fig.add_subplot()
-    ks = range(1, CURVE_DEPTH + 1)
-    counted = 0
-    for i, (name, ranked) in enumerate(runs.items()):
-        curves = []
-        for qid, grades in qrels.items():
-            row = [recall_at_k(ranked.get(qid, ()), grades, k, top_grade) for k in ks]
-            if row[0] is not None:  # None for every k: the query has no relevant product
-                curves.append(row)
-        counted = len(curves)
-        mean = [sum(c[k - 1] or 0.0 for c in curves) / max(counted, 1) for k in ks]
-        ax.plot(list(ks), mean, color=f"C{i}", label=_label(name), linewidth=1.8)
-    ax.set(xscale="log", xlim=(1, CURVE_DEPTH), ylim=(0, 1), xlabel="k", ylabel="mean recall@k",
-           title=f"recall@k, relevant = grade ≥ {top_grade:g} ({counted} queries)")
-    ax.set_xticks([1, 2, 5, 10, 20, 50, 100], labels=["1", "2", "5", "10", "20", "50", "100"])
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right")
-    return fig
-
-
-def _deltas(scores: Mapping[str, PerQuery], name: str, baseline: str) -> dict[str, float]:
-    base, run = scores[baseline][MAIN], scores[name][MAIN]
-    return {qid: run[qid] - base[qid] for qid in base.keys() & run.keys()}
-
-
-def _delta_figure(scores: Mapping[str, PerQuery]) -> Figure:
-    names = list(scores)
-    fig = _figure(8, 0.6 + 2.3 * (len(names) - 1))
-    axes = fig.subplots(len(names) - 1, 1, sharex=True, squeeze=False)[:, 0]
-    bins = np.linspace(-1.025, 1.025, 42)  # width 0.05, one bin centred on 0 for the ties
-    for i, (ax, name) in enumerate(zip(axes, names[1:], strict=True), start=1):
-        values = list(_deltas(scores, name, names[0]).values())
-        up = sum(v > TIE for v in values)
-        down = sum(v < -TIE for v in values)
-        ax.hist(values, bins=bins, color=f"C{i}", alpha=0.85)
-        ax.axvline(0, color="black", linewidth=1, linestyle="--")
-        ax.set_title(_label(f"{name} − {names[0]}: {up} up, {len(values) - up - down} same, "
-                            f"{down} down"), fontsize=10)
-        ax.set_ylabel("queries")
-        ax.yaxis.get_major_locator().set_params(integer=True)  # counts: no 0.5 of a query
-    axes[-1].set_xlabel("per-query nDCG@10 delta (run − baseline)")
-    return fig
-
-
 def _slice_section(scores: Mapping[str, PerQuery], slices: Mapping[str, Collection[str]]) -> str:
     names = list(scores)
     groups = {"all": set(scores[names[0]][MAIN]), **{k: set(v) for k, v in slices.items()}}
@@ -238,25 +170,7 @@ def _slice_section(scores: Mapping[str, PerQuery], slices: Mapping[str, Collecti
     rows.append("</tbody></table>")
     alt = "mean nDCG@10 per run for each query slice"
     return (f"<p>Mean {MAIN} per run on each slice of the judged queries.</p>"
-            + "\n".join(rows) + _img(_slice_figure(names, means, sizes), alt))
-
-
-def _slice_figure(names: Sequence[str], means: Mapping[str, list[float]],
-                  sizes: Mapping[str, int]) -> Figure:
-    groups = list(means)
-    fig = _figure(max(5.0, min(11.0, 1.5 + len(groups) * (0.5 + 0.35 * len(names)))), 4)
-    ax = fig.add_subplot()
-    width = 0.8 / len(names)
-    for i, name in enumerate(names):
-        xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
-        heights = [0.0 if math.isnan(means[group][i]) else means[group][i] for group in groups]
-        ax.bar(xs, heights, width, color=f"C{i}", label=_label(name))
-    ax.set_xticks(range(len(groups)),
-                  labels=[_label(f"{g}\n(n={sizes[g]})") for g in groups], fontsize=9)
-    ax.set(ylabel=f"mean {MAIN}", ylim=(0, 1), title=f"{MAIN} by query slice")
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=9)
-    return fig
+            + "\n".join(rows) + _img(plots.png(plots.slice_figure(names, means, sizes)), alt))
 
 
 def _examples(
@@ -269,7 +183,7 @@ def _examples(
     titles: Mapping[str, str],
     scores: Mapping[str, PerQuery],
 ) -> str:
-    deltas = _deltas(scores, name, baseline)
+    deltas = plots.deltas(scores, name, baseline)
     ordered = sorted(deltas.items(), key=lambda item: (item[1], item[0]))
     lost = [(q, d) for q, d in ordered if d < -TIE][:EXAMPLES]
     gained = [(q, d) for q, d in reversed(ordered) if d > TIE][:EXAMPLES]
