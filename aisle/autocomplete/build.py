@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from aisle.artifacts import atomic_dir, check_replaceable
-from aisle.autocomplete.clean import QueryCleaner
+from aisle.autocomplete.clean import LOG_WORD_MIN_QUERIES, QueryCleaner, log_words
 from aisle.autocomplete.config import AutocompleteConfig
 from aisle.autocomplete.pairs import build_pairs, choose_threshold
 from aisle.autocomplete.store import KIND, write_artifact
@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 # version: an artifact without it shows the log as typed.
 CLEANING = {
     "spelling": "query speller (retrieval.retriever.titles_speller): misspelt words "
-                "corrected; a query with a word it can neither correct nor accept dropped",
+                "corrected; a query with a word it can neither correct nor accept, nor found in "
+                f"{LOG_WORD_MIN_QUERIES}+ log queries, dropped",
     "case": "lower",
     "variants": "case, accent and spacing variants are one suggestion, popularity summed",
 }
@@ -58,7 +59,8 @@ def collect(
 ) -> tuple[pd.DataFrame, str, dict[str, int]]:
     """All suggestions in rank order with their canonical (spell-corrected) text, the
     popularity source and the cleaning counts."""
-    logged, popularity_source, cleaned = log_suggestions(ds, QueryCleaner(speller).clean)
+    cleaner = QueryCleaner(speller, log_words(ds.queries["query"]))
+    logged, popularity_source, cleaned = log_suggestions(ds, cleaner.clean)
     mined = catalog_suggestions(ds.products, config, {variant_key(t) for t in logged["text"]})
     frame = pd.concat([logged, mined], ignore_index=True)
     if frame.empty:

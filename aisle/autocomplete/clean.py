@@ -5,16 +5,22 @@ query speller (``aisle.retrieval.retriever.titles_speller``): a misspelt word is
 correction ("glaciar bay toiled" is shown as "glacier bay toilet", and its popularity counts for
 that). A query holding a word the speller can neither correct nor accept as it is, is not
 shown at all: "glacier bay one pice flapper" ("pice" is under the 5 letters the speller will
-guess at) and "burgular bars" (nothing within reach) would teach the typo. The price is
-correct queries with a word neither the catalog titles nor the tokenizer know ("bathroom
-vanities", "caulking gun"): 833 of homedepot's 11,795 queries are not shown (7%, 6.5% of
-the popularity). Autocomplete is shown to every shopper on every keystroke, so a missing
-suggestion costs less than a wrong one; the shopper's search itself is unaffected.
+guess at) and "burgular bars" (nothing within reach) would teach the typo.
+
+A word the speller leaves as it is but does not know is still accepted when shoppers typed it
+in at least ``LOG_WORD_MIN_QUERIES`` distinct log queries: "vanities" (14 homedepot queries;
+the speller's plural rule covers -s and -es only) and "caulking" (5) are words, "pice" and
+"burgular" (1 each) are typos. A misspelling the speller can correct is corrected before this
+rule is asked, however common it is ("toliet", 5 queries, is shown as "toilet").
+Autocomplete is shown to every shopper on every keystroke, so a missing suggestion costs less
+than a wrong one; the shopper's search itself is unaffected.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aisle.autocomplete.text import shown
@@ -22,6 +28,16 @@ from aisle.retrieval.spelling import QuerySpeller, fold
 
 # The letter runs ``QuerySpeller.rewrite`` corrects: "18volt" holds none, "tub/shwer" two.
 _LETTERS = re.compile(r"\b[^\W\d_]+\b")
+# Distinct log queries a word must appear in to be taken as a word the speller does not know.
+LOG_WORD_MIN_QUERIES = 3
+
+
+def log_words(queries: Iterable[str]) -> Counter[str]:
+    """Folded word -> how many distinct log queries hold it."""
+    counts: Counter[str] = Counter()
+    for text in set(queries):
+        counts.update({fold(m.group(0)) for m in _LETTERS.finditer(str(text))})
+    return counts
 
 
 @dataclass(frozen=True)
@@ -35,8 +51,11 @@ class Cleaned:
 class QueryCleaner:
     """Corrects log queries with the query speller and rejects those it cannot vouch for."""
 
-    def __init__(self, speller: QuerySpeller) -> None:
+    def __init__(self, speller: QuerySpeller, logged: Counter[str] | None = None,
+                 min_queries: int = LOG_WORD_MIN_QUERIES) -> None:
         self.speller = speller
+        # Words shoppers typed in at least min_queries distinct log queries (log_words).
+        self.common = {w for w, n in (logged or Counter()).items() if n >= min_queries}
         # The speller never looks at a word under its min_word letters, so "pice" passes it
         # unchanged. The same speller's rules at any length (catalog or tokenizer word, a
         # plural or "un-" form of one, two common words run together) say whether such a word,
@@ -47,7 +66,7 @@ class QueryCleaner:
     def accepts(self, word: str) -> bool:
         """Whether the speller takes ``word`` (folded) as it is. The judge never searches, so
         it remembers no correction: its answer is the word itself or None."""
-        return self._judge.known_answer(word) == word
+        return word in self.common or self._judge.known_answer(word) == word
 
     def clean(self, query: str) -> Cleaned:
         typed = " ".join(str(query).split())

@@ -75,3 +75,20 @@ def test_catalog_phrases_merge_variants_and_skip_the_logs() -> None:
     heads = mined[mined["key"].str.replace(" ", "") == "moenshowerhead"]
     assert len(heads) == 1 and heads["popularity"].iloc[0] == 6
     assert "moen shower faucet" not in texts
+
+
+def test_a_word_many_shoppers_typed_is_accepted_a_rare_unknown_one_is_not() -> None:
+    from aisle.autocomplete.clean import log_words
+
+    log = ["bathroom vanities", "white vanities", "vanities with tops", "VANITIES",
+           "glacier bay one pice flapper", "toliet seat", "glacier toliet", "toliet handle"]
+    counts = log_words(log)
+    assert counts["vanities"] == 4 and counts["pice"] == 1
+    cleaner = QueryCleaner(catalog_speller(TITLES, KNOWN), counts)
+    assert cleaner.clean("Moen  Vanities") == Cleaned("moen vanities", corrected=False)
+    assert cleaner.clean("glacier bay one pice flapper").text is None  # typed once: a typo
+    # A common misspelling the speller can correct is still corrected, not accepted.
+    assert counts["toliet"] == 3
+    assert cleaner.clean("glacier toliet") == Cleaned("glacier toilet", corrected=True)
+    # Without the log's words, "vanities" (no title, not a known word) is not shown.
+    assert QueryCleaner(catalog_speller(TITLES, KNOWN)).clean("moen vanities").text is None
