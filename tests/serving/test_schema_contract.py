@@ -5,10 +5,6 @@ an error in another shape, a 405 whose Allow header leaves a method out: each fa
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +15,7 @@ import schemathesis
 from aisle.serving.app import create_app
 from aisle.serving.config import ServeConfig
 from aisle.towers.model import TwoTowerModel
-from tests.serving.conftest import free_port
+from tests.serving.conftest import aisle_serve
 
 ADMIN_TOKEN = "contract-token"
 
@@ -60,32 +56,10 @@ def autocomplete_index(tmp_path_factory: pytest.TempPathFactory,
 def served(sample_index: Path, autocomplete_index: Path, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[str]:
     """The base URL of `aisle serve` on a free port, once it is ready."""
-    port = free_port()
     log = tmp_path_factory.mktemp("contract-serve") / "serve.log"
-    env = {**os.environ, "AISLE_ADMIN_TOKEN": ADMIN_TOKEN}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "aisle.cli", "serve", "--index", str(sample_index),
-             "--autocomplete", str(autocomplete_index), "--port", str(port),
-             "watch_interval_s=0"],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, f"aisle serve exited:\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"aisle serve not ready:\n{log.read_text()}"
-            time.sleep(0.3)
+    with aisle_serve(["--index", str(sample_index), "--autocomplete", str(autocomplete_index),
+                      "watch_interval_s=0"], log, {"AISLE_ADMIN_TOKEN": ADMIN_TOKEN}) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_the_service_serves_this_document(served: str) -> None:
