@@ -43,7 +43,7 @@ from aisle.serving.metrics import Metrics
 from aisle.serving.middleware import LimitsAndMetrics
 from aisle.serving.openapi import contract
 from aisle.serving.reloading import ReloadRefused, settle_heap
-from aisle.serving.routes import ops, search
+from aisle.serving.routes import ops, page, search
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,7 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
 
     app.include_router(search.router)
     app.include_router(ops.router)
+    app.include_router(page.router)  # the search page at /, outside the OpenAPI document
     add_autocomplete_routes(app, config)
 
     search_route = next(r for r in search.router.routes if getattr(r, "path", None) == "/search"

@@ -1,0 +1,306 @@
+// The search page: GET /search and GET /autocomplete, as the OpenAPI document at /docs
+// describes them. Everything from the service is rendered with textContent, never as HTML.
+"use strict";
+
+const MODES = ["dense", "lexical", "hybrid"];
+const SUGGEST_DELAY_MS = 150; // debounce: one /autocomplete request per pause in typing
+const SUGGESTIONS = 8;
+
+const $ = (id) => document.getElementById(id);
+const form = $("search");
+const input = $("q");
+const list = $("suggestions");
+const compare = $("compare");
+
+const state = {
+  mode: null, // null: the service's default mode, until the shopper picks one
+  autocomplete: document.body.dataset.autocomplete === "on",
+  searchSeq: 0, // the latest search; answers to earlier ones are dropped
+  suggestSeq: 0,
+  suggestTimer: 0,
+  active: -1, // the highlighted suggestion
+};
+
+// --- talking to the service -----------------------------------------------------------
+
+// {ok: true, body} or {ok: false, detail}: errors are RFC 9457 problem details, and their
+// `detail` says what is wrong in words meant for the person who sent the request.
+async function get(path, params) {
+  const url = path + "?" + new URLSearchParams(params).toString();
+  let response;
+  try {
+    response = await fetch(url, { headers: { Accept: "application/json" } });
+  } catch (err) {
+    return { ok: false, status: 0, detail: "the service could not be reached" };
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (err) {
+    body = null;
+  }
+  if (!response.ok) {
+    const detail = body && typeof body.detail === "string" ? body.detail : `HTTP ${response.status}`;
+    return { ok: false, status: response.status, detail };
+  }
+  return { ok: true, body };
+}
+
+// Filters join the query string here once the index carries product fields (brand,
+// category, price); the form in index.html marks where their controls go.
+function filterParams() {
+  return {};
+}
+
+function searchParams(q, mode) {
+  const params = { q, ...filterParams() };
+  if (mode) params.mode = mode; // absent: the service's default
+  return params;
+}
+
+// --- rendering ------------------------------------------------------------------------
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function renderResults(ol, results) {
+  ol.replaceChildren();
+  for (const r of results) {
+    const li = el("li", "result");
+    li.append(el("span", "title", r.title));
+    const meta = el("span", "meta");
+    // brand and category only where the response carries them (today it does not)
+    for (const field of ["brand", "category"]) {
+      if (typeof r[field] === "string" && r[field]) meta.append(el("span", field, r[field]));
+    }
+    meta.append(el("span", "score", "score " + Number(r.score).toFixed(3)));
+    meta.append(el("span", "pid", r.product_id));
+    li.append(meta);
+    ol.append(li);
+  }
+}
+
+function renderCorrection(p, body) {
+  p.replaceChildren();
+  p.hidden = !body.corrected_query;
+  if (body.corrected_query) {
+    p.append("Showing results for ", el("strong", null, body.corrected_query));
+  }
+}
+
+function summary(body) {
+  const n = body.results.length;
+  return `${n} result${n === 1 ? "" : "s"} · ${body.mode} · ${Math.round(body.took_ms)} ms`;
+}
+
+function setStatus(text, isError) {
+  const status = $("status");
+  status.textContent = text;
+  status.classList.toggle("error", Boolean(isError));
+}
+
+function showMode(mode) {
+  for (const radio of document.querySelectorAll("input[name=mode]")) {
+    radio.checked = radio.value === mode;
+  }
+}
+
+// --- searching ------------------------------------------------------------------------
+
+function remember(q) {
+  const params = new URLSearchParams();
+  if (q) params.set("q", q);
+  if (state.mode) params.set("mode", state.mode);
+  if (compare.checked) params.set("compare", "1");
+  const query = params.toString();
+  history.replaceState(null, "", query ? "?" + query : location.pathname);
+}
+
+async function search() {
+  const q = input.value;
+  closeSuggestions();
+  remember(q.trim() ? q : "");
+  const seq = ++state.searchSeq;
+  const single = $("results");
+  const columns = $("columns");
+  single.hidden = compare.checked;
+  columns.hidden = !compare.checked;
+  $("modes").disabled = compare.checked;
+  if (!q.trim()) {
+    single.replaceChildren();
+    columns.replaceChildren();
+    $("corrected").hidden = true;
+    setStatus("", false);
+    return;
+  }
+  setStatus("Searching…", false);
+  if (compare.checked) {
+    await searchEachMode(q, seq);
+    return;
+  }
+  const answer = await get("/search", searchParams(q, state.mode));
+  if (seq !== state.searchSeq) return;
+  if (!answer.ok) {
+    single.replaceChildren();
+    $("corrected").hidden = true;
+    setStatus(answer.detail, true);
+    return;
+  }
+  showMode(answer.body.mode);
+  renderCorrection($("corrected"), answer.body);
+  renderResults(single, answer.body.results);
+  setStatus(summary(answer.body), false);
+}
+
+// The side-by-side view: one request per mode, one column each.
+async function searchEachMode(q, seq) {
+  const answers = await Promise.all(MODES.map((mode) => get("/search", searchParams(q, mode))));
+  if (seq !== state.searchSeq) return;
+  const columns = $("columns");
+  columns.replaceChildren();
+  $("corrected").hidden = true;
+  MODES.forEach((mode, i) => {
+    const answer = answers[i];
+    const column = el("section", "column");
+    column.dataset.mode = mode;
+    column.append(el("h2", null, mode));
+    if (answer.ok) {
+      column.append(el("p", "summary", summary(answer.body)));
+      const corrected = el("p", "corrected");
+      renderCorrection(corrected, answer.body);
+      column.append(corrected);
+      const ol = el("ol", "results");
+      renderResults(ol, answer.body.results);
+      column.append(ol);
+    } else {
+      column.append(el("p", "error", answer.detail));
+    }
+    columns.append(column);
+  });
+  setStatus(`${MODES.length} modes side by side`, false);
+}
+
+// --- autocomplete ---------------------------------------------------------------------
+
+function options() {
+  return Array.from(list.querySelectorAll("[role=option]"));
+}
+
+function closeSuggestions() {
+  clearTimeout(state.suggestTimer);
+  state.suggestSeq++; // an answer still on its way is dropped
+  state.active = -1;
+  list.hidden = true;
+  list.replaceChildren();
+  input.setAttribute("aria-expanded", "false");
+  input.removeAttribute("aria-activedescendant");
+}
+
+function highlight(index) {
+  const all = options();
+  state.active = index;
+  all.forEach((option, i) => option.setAttribute("aria-selected", String(i === index)));
+  if (index >= 0) input.setAttribute("aria-activedescendant", all[index].id);
+  else input.removeAttribute("aria-activedescendant");
+}
+
+function pick(text) {
+  input.value = text;
+  search();
+}
+
+function renderSuggestions(suggestions) {
+  list.replaceChildren();
+  state.active = -1;
+  suggestions.forEach((s, i) => {
+    const li = el("li", "suggestion", s.text);
+    li.id = "suggestion-" + i;
+    li.setAttribute("role", "option");
+    li.setAttribute("aria-selected", "false");
+    // mousedown, not click: the input would lose focus (and close the list) first
+    li.addEventListener("mousedown", (event) => {
+      event.preventDefault();
+      pick(s.text);
+    });
+    list.append(li);
+  });
+  list.hidden = suggestions.length === 0;
+  input.setAttribute("aria-expanded", String(suggestions.length > 0));
+}
+
+async function suggest() {
+  const prefix = input.value;
+  if (!state.autocomplete || !prefix.trim()) {
+    closeSuggestions();
+    return;
+  }
+  const seq = ++state.suggestSeq;
+  const answer = await get("/autocomplete", { prefix, k: SUGGESTIONS });
+  if (seq !== state.suggestSeq) return;
+  if (!answer.ok) {
+    if (answer.status === 404) state.autocomplete = false; // started without an artifact
+    closeSuggestions();
+    return;
+  }
+  renderSuggestions(answer.body.suggestions);
+}
+
+input.addEventListener("input", () => {
+  clearTimeout(state.suggestTimer);
+  state.suggestTimer = setTimeout(suggest, SUGGEST_DELAY_MS);
+});
+
+input.addEventListener("keydown", (event) => {
+  const all = options();
+  const open = !list.hidden && all.length > 0;
+  if (event.key === "Escape") {
+    // An open list closes and keeps the text; otherwise Escape clears the box, as a search
+    // input does. Either way a suggestion still on its way is dropped.
+    if (open) event.preventDefault();
+    closeSuggestions();
+    return;
+  }
+  if (!open) return;
+  if (event.key === "ArrowDown") {
+    event.preventDefault();
+    highlight((state.active + 1) % all.length);
+  } else if (event.key === "ArrowUp") {
+    event.preventDefault();
+    highlight(state.active <= 0 ? all.length - 1 : state.active - 1);
+  } else if (event.key === "Enter" && state.active >= 0) {
+    event.preventDefault();
+    pick(all[state.active].textContent);
+  }
+});
+
+input.addEventListener("blur", closeSuggestions);
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  search();
+});
+
+for (const radio of document.querySelectorAll("input[name=mode]")) {
+  radio.addEventListener("change", () => {
+    state.mode = radio.value;
+    search();
+  });
+}
+
+compare.addEventListener("change", search);
+
+// A link to the page with ?q=...&mode=...&compare=1 opens on its results.
+(function restore() {
+  const params = new URLSearchParams(location.search);
+  if (MODES.includes(params.get("mode"))) state.mode = params.get("mode");
+  showMode(state.mode);
+  compare.checked = params.get("compare") === "1";
+  if (params.get("q")) {
+    input.value = params.get("q");
+    search();
+  }
+})();
