@@ -117,5 +117,7 @@ def run_demo(
         f"\nthe same as a table: aisle compare --data {prepared} --split test "
         + " ".join(str(f) for f in run_files)
     )
+    lines.append(f"search it in a browser: aisle serve --index {final_index}, then open "
+                 "http://127.0.0.1:8000/")
     print("\n".join(lines))
     return results

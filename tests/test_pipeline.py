@@ -28,5 +28,6 @@ def test_main_job_end_to_end_on_the_sample(
     assert runs == ["base.trec", "bm25.trec", "cascade.trec", "hybrid.trec"]
     report = tmp_path / "demo" / "report.html"
     assert f"report of these runs, with intervals and plots: {report}" in out
+    assert "then open http://127.0.0.1:8000/" in out
     page = report.read_text()
     assert page.count("data:image/png;base64,") == 3 and "cascade" in page
