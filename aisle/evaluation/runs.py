@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aisle.artifacts import atomic_write_text
 from aisle.data.dataset import Dataset, load_dataset
-from aisle.errors import AisleError
+from aisle.errors import AisleError, DataError
 from aisle.evaluation.compare import RunSummary, compare_runs
 from aisle.evaluation.run import split_qrels, split_top_grade
 from aisle.evaluation.stats import RESAMPLES
@@ -48,6 +48,27 @@ def load_runs(paths: Sequence[Path]) -> dict[str, dict[str, list[str]]]:
     return runs
 
 
+def check_runs(runs: dict[str, dict[str, list[str]]], ds: Dataset, split: str) -> None:
+    """Refuse a run that names a query or a product ``ds`` does not have, or queries of
+    another split than ``split``: its numbers would mean nothing for this split."""
+    splits = dict(zip(ds.queries["query_id"], ds.queries["split"], strict=True))
+    catalog = set(ds.products["product_id"])
+    for name, ranked in runs.items():
+        unknown = [q for q in ranked if q not in splits]
+        if unknown:
+            raise DataError(f"run {name!r} names {len(unknown)} queries {ds.name!r} does not "
+                            f"have (e.g. {unknown[0]!r}); was it written for another dataset?")
+        other = sorted({splits[q] for q in ranked} - {split})
+        if other:
+            raise DataError(f"run {name!r} holds queries of the {', '.join(other)} split, not "
+                            f"only {split}; write it with aisle evaluate --split {split}")
+        missing = {pid for hits in ranked.values() for pid in hits} - catalog
+        if missing:
+            raise DataError(f"run {name!r} names {len(missing)} products {ds.name!r}'s catalog "
+                            f"does not have (e.g. {min(missing)!r}); was it written for another "
+                            "catalog?")
+
+
 def compare_command(
     data: Path, split: str, paths: Sequence[Path], resamples: int = RESAMPLES, seed: int = 0
 ) -> list[RunSummary]:
@@ -55,7 +76,9 @@ def compare_command(
         raise AisleError(f"--resamples must be at least 100, got {resamples}")
     ds = load_dataset(data)
     qrels = split_qrels(ds, split)
-    return compare_runs(load_runs(paths), qrels, split_top_grade(ds, qrels), resamples, seed)
+    runs = load_runs(paths)
+    check_runs(runs, ds, split)
+    return compare_runs(runs, qrels, split_top_grade(ds, qrels), resamples, seed)
 
 
 def _misspelt_speller(ds: Dataset) -> QuerySpeller:
@@ -86,6 +109,7 @@ def report_command(
     qrels = split_qrels(ds, split)
     top_grade = split_top_grade(ds, qrels)
     runs = load_runs(paths)
+    check_runs(runs, ds, split)
     summaries = compare_runs(runs, qrels, top_grade, resamples, seed)
     texts = ds.query_texts()
     judged = {qid: texts[qid] for qid in qrels if qid in texts}

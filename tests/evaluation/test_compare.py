@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,3 +110,41 @@ def test_a_run_of_another_split_is_refused(sample_data: Path, tmp_path: Path) ->
     ds = load_dataset(sample_data)
     with pytest.raises(DataError, match="another split"):
         compare_runs({"dev": read_run(run).ranked_ids()}, ds.qrels("test"), 2.0)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda lines: [*lines, "nope Q0 p00001 1 1.0 bm25"], "does not have"),
+        (lambda lines: [lines[0].replace(lines[0].split()[2], "no-such-product", 1)],
+         "products"),
+        (lambda lines: [*lines, lines[0]], "listed twice"),
+        (lambda lines: [], "holds no run lines"),
+    ],
+)
+def test_a_bad_run_is_one_clear_error_and_writes_no_report(
+    sample_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, edit: Any, message: str
+) -> None:
+    good = tmp_path / "bm25.trec"
+    evaluate_command(sample_data, "test", None, baseline="bm25", run_out=good)
+    bad = tmp_path / "bad.trec"
+    bad.write_text("\n".join(edit(good.read_text().splitlines())) + "\n")
+    out = tmp_path / "report.html"
+    argv = ["--data", str(sample_data), "--split", "test", str(good), str(bad)]
+    assert main(["compare", *argv]) == 2
+    assert main(["report", *argv, "--out", str(out)]) == 2
+    assert message in caplog.text and not out.exists()
+    assert not list(tmp_path.glob(".report.html*"))  # no temp file left behind
+
+
+def test_runs_of_another_split_are_refused(sample_data: Path, tmp_path: Path,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    test, dev = tmp_path / "test.trec", tmp_path / "dev.trec"
+    evaluate_command(sample_data, "test", None, baseline="bm25", run_out=test)
+    evaluate_command(sample_data, "dev", None, baseline="bm25", run_out=dev, run_tag="dev")
+    mixed = tmp_path / "mixed.trec"
+    mixed.write_text(test.read_text() + dev.read_text().replace(" dev\n", " bm25\n"))
+    for run in (dev, mixed):
+        assert main(["compare", "--data", str(sample_data), "--split", "test", str(test),
+                     str(run)]) == 2
+    assert "holds queries of the dev split" in caplog.text
