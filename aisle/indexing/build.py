@@ -12,6 +12,7 @@ import logging
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from aisle.indexing.embed_job import (
     check_engine,
     embed_catalog,
 )
+from aisle.indexing.vectors import catalog_from_file
 from aisle.indexing.versions import (
     BUILD_LOCK,
     DEFAULT_KEEP,
@@ -191,9 +193,25 @@ def embed_for_build(
     return embed_catalog(prep, model, work, cache, engine)
 
 
-def job_manifest(embedded: EmbeddedCatalog, engine: EmbedEngine, started: float) -> dict[str, Any]:
+def catalog_vectors(
+    prep: Path, model: TwoTowerModel, config: IndexConfig, vectors: Path | None,
+    embed: Callable[[], EmbeddedCatalog],
+) -> tuple[EmbeddedCatalog, dict[str, Any] | None]:
+    """The catalog with its vectors, from the file ``vectors`` (checked, nothing encoded) or
+    from ``embed()``, and the manifest's record of the file (None when embedded here)."""
+    if vectors is None:
+        return embed(), None
+    embedded, source = catalog_from_file(prep, model, vectors)
+    check_buildable(config, len(embedded.rows), model.dim)
+    return embedded, source
+
+
+def job_manifest(
+    embedded: EmbeddedCatalog, engine: EmbedEngine, started: float,
+    from_file: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
-        "embedding": {
+        "embedding": from_file or {
             "engine": engine,
             "encoded": embedded.encoded,
             "cached": len(embedded.rows) - embedded.encoded,
@@ -212,11 +230,14 @@ def build_index(
     force: bool = False,
     engine: EmbedEngine = "local",
     cache_dir: Path | None = None,
+    vectors: Path | None = None,
 ) -> Path:
     """Embed every product of ``data`` and publish one plain index directory at ``out``.
 
     A build whose manifest already records this model, catalog and config is reused unless
     ``force``. Checkpoints go to ``.<out>.work`` next to ``out`` until the index is published.
+    With ``vectors`` (a file ``aisle.indexing.vectors`` describes) nothing is embedded and
+    the build always runs: the file's vectors are checked against ``model`` and the catalog.
     """
     config = config or IndexConfig()
     out = Path(out)
@@ -226,15 +247,17 @@ def build_index(
     with prepared_dir(Path(data)) as prep:
         data_manifest = read_manifest(prep, "aisle.dataset")
         catalog_fp = data_manifest["fingerprints"][PRODUCTS]
-        if not force and index_is_current(out, model.fingerprint, catalog_fp, config,
-                                          model.backend):
+        if vectors is None and not force and index_is_current(
+                out, model.fingerprint, catalog_fp, config, model.backend):
             log.info("index at %s is up to date (same model and catalog); reusing it", out)
             return out
         work = out.parent / f".{out.name}.work"
-        embedded = embed_for_build(prep, model, work, cache_dir, engine, config)
+        embedded, embedding = catalog_vectors(
+            prep, model, config, vectors,
+            lambda: embed_for_build(prep, model, work, cache_dir, engine, config))
         manifest = {
             **base_manifest(config, model, data_manifest),
-            **job_manifest(embedded, engine, started),
+            **job_manifest(embedded, engine, started, embedding),
             "version": new_version_id(),
         }
         with atomic_dir(out, KIND) as tmp:
@@ -253,6 +276,7 @@ def build_version(
     force: bool = False,
     engine: EmbedEngine = "local",
     keep: int = DEFAULT_KEEP,
+    vectors: Path | None = None,
 ) -> Path:
     """Build ``ROOT/versions/<id>/``, make it CURRENT, prune to ``keep`` versions.
 
@@ -260,18 +284,19 @@ def build_version(
     rebuild encodes only new or changed products and a killed build resumes. Returns the new
     version's directory (or the current one, when it is already up to date). A second build
     or update of the same root while this one runs is refused (``ROOT/.build.lock``). A
-    ``CURRENT`` that names a missing version counts as no current version (logged).
+    ``CURRENT`` that names a missing version counts as no current version (logged). With
+    ``vectors``, nothing is embedded and a new version is always built (see ``build_index``).
     """
     check_keep(keep)  # before any work: a bad keep used to fail after publishing
     check_index_root(root)
     check_engine(engine)
     with locked(root, BUILD_LOCK, "aisle index build", wait=False, create=True):
         return _build_version(data, model, Path(root), config or IndexConfig(), force, engine,
-                              keep)
+                              keep, vectors)
 
 
 def _build_version(data: Path, model: TwoTowerModel, root: Path, config: IndexConfig,
-                   force: bool, engine: EmbedEngine, keep: int) -> Path:
+                   force: bool, engine: EmbedEngine, keep: int, vectors: Path | None) -> Path:
     started = time.perf_counter()
     with prepared_dir(Path(data)) as prep:
         data_manifest = read_manifest(prep, "aisle.dataset")
@@ -283,18 +308,21 @@ def _build_version(data: Path, model: TwoTowerModel, root: Path, config: IndexCo
             current = None
         if (
             current is not None
+            and vectors is None
             and not force
             and index_is_current(current, model.fingerprint, catalog_fp, config, model.backend)
         ):
             log.info("current version %s is up to date (same model, backend, catalog and "
                      "config)", current.name)
             return current
-        embedded = embed_for_build(prep, model, root / WORK, root / EMBED_CACHE, engine,
-                                   config)
+        embedded, embedding = catalog_vectors(
+            prep, model, config, vectors,
+            lambda: embed_for_build(prep, model, root / WORK, root / EMBED_CACHE, engine,
+                                    config))
         vid = new_version_id()
         manifest = {
             **base_manifest(config, model, data_manifest),
-            **job_manifest(embedded, engine, started),
+            **job_manifest(embedded, engine, started, embedding),
             "version": vid,
         }
         with atomic_dir(root / VERSIONS / vid, None) as tmp:

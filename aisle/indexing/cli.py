@@ -1,4 +1,4 @@
-"""``aisle index [build] | update | list | promote | rollback | prune``."""
+"""``aisle index [build] | update | list | promote | rollback | prune | export-vectors``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-SUBCOMMANDS = ("build", "update", "list", "promote", "rollback", "prune")
+SUBCOMMANDS = ("build", "update", "list", "promote", "rollback", "prune", "export-vectors")
 
 
 def with_default_subcommand(argv: Sequence[str]) -> list[str]:
@@ -34,8 +34,14 @@ def cmd_build(args: argparse.Namespace) -> None:
     config = load_config(IndexConfig, args.config, args.overrides)
     model = load_model(args.model, backend=args.backend)
     path = build_version(args.data, model, args.out, config, force=args.force,
-                         engine=args.engine, keep=args.keep)
+                         engine=args.engine, keep=args.keep, vectors=args.vectors)
     print(f"index version {path.name} is current in {args.out}")
+
+
+def cmd_export_vectors(args: argparse.Namespace) -> None:
+    from aisle.indexing.vectors import export_vectors
+
+    print(f"wrote the catalog vectors of {args.index} to {export_vectors(args.index, args.out)}")
 
 
 def cmd_update(args: argparse.Namespace) -> None:
@@ -122,6 +128,9 @@ def add_index_parsers(sub: Any, add_command: Any) -> None:
     add_backend_argument(p)
     p.add_argument("--config", type=Path, default=None, help="IndexConfig TOML file")
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    p.add_argument("--vectors", type=Path, default=None,
+                   help="precomputed product vectors (parquet: product_id, vector; made by "
+                   "--model, see aisle index export-vectors); nothing is embedded")
     p.add_argument("overrides", nargs="*", help="IndexConfig key=value overrides")
     p.set_defaults(func=cmd_build)
 
@@ -159,3 +168,10 @@ def add_index_parsers(sub: Any, add_command: Any) -> None:
     p.add_argument("--keep", type=positive_int, required=True,
                    help="versions to keep (>= 1; the current one always stays)")
     p.set_defaults(func=cmd_prune)
+
+    p = add_command(isub, "export-vectors",
+                    "write a built index's catalog vectors as aisle index --vectors takes them",
+                    "aisle index export-vectors --index runs/hd-index --out runs/hd-vec.parquet")
+    p.add_argument("--index", type=Path, required=True, help="index root or index directory")
+    p.add_argument("--out", type=Path, required=True, help="parquet file to write")
+    p.set_defaults(func=cmd_export_vectors)
