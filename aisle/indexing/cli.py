@@ -25,6 +25,22 @@ def with_default_subcommand(argv: Sequence[str]) -> list[str]:
     return args
 
 
+def join_ray(args: argparse.Namespace) -> None:
+    """Join the cluster ``--ray-address`` names before the job (the Ray engine's embedding
+    actors then run on its nodes)."""
+    if args.ray_address is None:
+        return
+    from aisle.errors import AisleError
+
+    if args.engine != "ray":
+        raise AisleError("--ray-address is the cluster of --engine ray; add --engine ray")
+    from aisle.indexing.embed_job import check_engine
+    from aisle.indexing.ray_engine import connect
+
+    check_engine("ray")
+    connect(args.ray_address)
+
+
 def cmd_build(args: argparse.Namespace) -> None:
     from aisle.configs import load_config
     from aisle.indexing.build import build_version
@@ -33,6 +49,7 @@ def cmd_build(args: argparse.Namespace) -> None:
 
     config = load_config(IndexConfig, args.config, args.overrides)
     model = load_model(args.model, backend=args.backend)
+    join_ray(args)
     path = build_version(args.data, model, args.out, config, force=args.force,
                          engine=args.engine, keep=args.keep, vectors=args.vectors)
     print(f"index version {path.name} is current in {args.out}")
@@ -49,6 +66,7 @@ def cmd_update(args: argparse.Namespace) -> None:
 
     # The model is loaded once the current version is known: by default with the backend
     # that embedded it, so new vectors match the old ones.
+    join_ray(args)
     path = update_version(args.data, args.out, engine=args.engine, keep=args.keep,
                           model_ref=args.model, backend=args.backend)
     print(f"index version {path.name} is current in {args.out}")
@@ -108,6 +126,9 @@ def _job(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="prepared or canonical CSV dir")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="run the embedding step in this process or as a Ray Data job")
+    p.add_argument("--ray-address", default=None,
+                   help="with --engine ray: the Ray cluster to join (host:port, ray://host:port "
+                   "or auto; default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--keep", type=positive_int, default=DEFAULT_KEEP,
                    help="versions to keep after publishing (the current one always stays)")
 

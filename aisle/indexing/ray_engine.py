@@ -3,16 +3,23 @@
 ``RayEncoder(model)(texts)`` runs ``ray.data.from_pandas`` -> ``map_batches(ProductEmbedder)``:
 a pool of actors, each loading the product tower once (by the model's ref and tower config)
 and encoding batches of texts. Rows carry their position, so the vectors come back in input
-order whatever order Ray finishes them in. Ray connects to the cluster ``ray.init()`` finds
-(``RAY_ADDRESS``), or starts a local one; call ``ray.init(...)`` yourself first to choose.
-Only this module imports ray: the local engine never does.
+order whatever order Ray finishes them in. ``connect(address)`` joins an existing cluster
+(``aisle index --engine ray --ray-address ADDR``); without an address Ray joins the cluster
+``RAY_ADDRESS`` names, or starts a local one. A model directory travels to the workers through
+Ray's object store, so a worker node needs neither the driver's working directory nor a shared
+file system; the packaged base model is installed on every node with aisle. One actor runs per
+CPU of the cluster. Only this module imports ray: the local engine never does.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import tarfile
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,13 +35,57 @@ log = logging.getLogger(__name__)
 RAY_BATCH = 256
 
 
-class ProductEmbedder:
-    """Ray Data UDF holding the product tower; ``__call__`` maps a batch of texts to vectors."""
+def connect(address: str | None) -> None:
+    """Join the Ray cluster at ``address`` (``host:port``, ``ray://host:port`` or ``auto``);
+    None: the cluster ``RAY_ADDRESS`` names, else a local one of this machine's CPUs."""
+    import ray
 
-    def __init__(self, ref: str, tower_config: dict[str, Any], fingerprint: str) -> None:
+    if ray.is_initialized():
+        return
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        elif os.environ.get("RAY_ADDRESS"):
+            ray.init(log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise AisleError(f"could not join the Ray cluster at {address or 'RAY_ADDRESS'}: {e}; "
+                         "start one with `ray start --head` or check the address") from e
+    log.info("Ray cluster: %s", ray.cluster_resources())
+
+
+def pack_directory(path: Path) -> bytes:
+    """``path`` as an uncompressed tar (weights do not compress) of its contents."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(str(path), arcname="model")
+    return buffer.getvalue()
+
+
+def unpack_directory(packed: bytes) -> Path:
+    """A private copy of a ``pack_directory`` tar on this node; returns its directory."""
+    where = Path(tempfile.mkdtemp(prefix="aisle-model-"))
+    with tarfile.open(fileobj=io.BytesIO(packed), mode="r") as tar:
+        tar.extractall(where, filter="data")
+    return where / "model"
+
+
+class ProductEmbedder:
+    """Ray Data UDF holding the product tower; ``__call__`` maps a batch of texts to vectors.
+    ``packed``: the model directory as ``pack_directory`` bytes (or an object-store ref to
+    them), unpacked on the worker's node; None loads ``ref`` as it is (the packaged model)."""
+
+    def __init__(self, ref: str, tower_config: dict[str, Any], fingerprint: str,
+                 packed: Any = None) -> None:
         from aisle.towers.config import TowerConfig
         from aisle.towers.model import load_model
 
+        if packed is not None:
+            import ray
+
+            data = ray.get(packed) if isinstance(packed, ray.ObjectRef) else packed
+            ref = str(unpack_directory(data))
         self.model = load_model(ref, from_dict(TowerConfig, tower_config))
         if self.model.fingerprint != fingerprint:
             raise AisleError(
@@ -50,14 +101,16 @@ class ProductEmbedder:
 class RayEncoder:
     """``encoder(texts) -> (n, D)`` float32, computed by a Ray Data actor pool."""
 
-    def __init__(self, model: TwoTowerModel, actors: int = 1) -> None:
+    def __init__(self, model: TwoTowerModel, actors: int | None = None,
+                 address: str | None = None) -> None:
         import ray
 
-        if not ray.is_initialized():
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-        self.args = (model.ref, to_dict(model.config), model.fingerprint)
+        connect(address)
+        local = Path(model.ref)
+        packed = ray.put(pack_directory(local)) if local.is_dir() else None
+        self.args = (model.ref, to_dict(model.config), model.fingerprint, packed)
         self.dim = model.dim
-        self.actors = actors
+        self.actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         import ray.data
@@ -65,12 +118,14 @@ class RayEncoder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         frame = pd.DataFrame({"pos": np.arange(len(texts)), "text": list(texts)})
-        out = ray.data.from_pandas(frame).map_batches(
+        # One block per batch, so that every actor (one per CPU, across nodes) gets work.
+        blocks = [frame.iloc[i : i + RAY_BATCH] for i in range(0, len(frame), RAY_BATCH)]
+        out = ray.data.from_pandas(blocks).map_batches(
             ProductEmbedder,
             fn_constructor_args=self.args,
             batch_size=RAY_BATCH,
             batch_format="numpy",
-            concurrency=self.actors,
+            concurrency=min(self.actors, len(blocks)),
         )
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         seen = 0

@@ -1,0 +1,100 @@
+"""``aisle index --engine ray --ray-address ADDR`` on a two-node Ray cluster simulated on this
+machine (``ray.cluster_utils.Cluster``: a head and a worker node, one CPU each, separate
+raylets and object stores). The model directory reaches the workers through the object store,
+not the driver's file system."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aisle.cli import main
+from aisle.indexing.ray_engine import ProductEmbedder, pack_directory
+from aisle.retrieval.layout import resolve_index_dir
+from aisle.retrieval.store import ROWS_FILE
+from aisle.towers.model import TwoTowerModel, load_model
+
+
+def _vectors(root: Path) -> pd.Series:
+    import faiss
+
+    from aisle.indexing.vectors import stored_vectors
+    from aisle.retrieval.store import INDEX_FILE
+
+    directory = resolve_index_dir(root)
+    rows = pd.read_parquet(directory / ROWS_FILE, columns=["product_id", "label"])
+    vectors = stored_vectors(faiss.read_index(str(directory / INDEX_FILE)), rows["label"])
+    return pd.Series(list(vectors), index=rows["product_id"]).sort_index()
+
+
+@pytest.fixture
+def model_dir(base_model: TwoTowerModel, tmp_path: Path) -> Path:
+    """A model directory, as `aisle train` publishes one (the base model saved)."""
+    return base_model.save(tmp_path / "model")
+
+
+def test_a_worker_loads_the_model_it_was_sent_not_a_path_on_its_node(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    model = load_model(model_dir)
+    packed = pack_directory(model_dir)
+    # The ref names a directory this "node" does not have: only the packed copy can be loaded.
+    embedder = ProductEmbedder(str(tmp_path / "elsewhere"), {}, model.fingerprint, packed)
+    texts = np.array(["DEWALT cordless drill", "white subway tile"], dtype=object)
+    got = embedder({"pos": np.arange(2), "text": texts})["vector"]
+    np.testing.assert_allclose(got, model.product.encode(list(texts)).numpy(), atol=1e-5)
+
+
+@pytest.fixture
+def two_node_cluster() -> Iterator[str]:
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1,
+                                                            "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    yield cluster.address
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.mark.slow
+def test_a_two_node_cluster_publishes_the_local_builds_index(
+    two_node_cluster: str,
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ray
+
+    from aisle.indexing import ray_engine
+
+    # Batches of 16: each catalog block is several Ray blocks, so both nodes' actors (one CPU
+    # each) embed some of it.
+    monkeypatch.setattr(ray_engine, "RAY_BATCH", 16)
+    data = prepare_catalog(catalog, "cat")
+    common = ["index", "--data", str(data), "--model", str(model_dir)]
+    assert main([*common, "--out", str(tmp_path / "local")]) == 0
+    assert main([*common, "--out", str(tmp_path / "ray"), "--engine", "ray",
+                 "--ray-address", two_node_cluster]) == 0
+    assert len(ray.nodes()) == 2 and ray.cluster_resources()["CPU"] == 2
+    local, remote = _vectors(tmp_path / "local"), _vectors(tmp_path / "ray")
+    assert list(remote.index) == list(local.index) and len(local) == len(catalog)
+    np.testing.assert_allclose(np.stack(remote.to_list()), np.stack(local.to_list()), atol=1e-5)
+
+
+def test_a_ray_address_without_the_ray_engine_is_refused(
+    catalog: pd.DataFrame, prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    data = prepare_catalog(catalog.iloc[:5], "tiny")
+    assert main(["index", "--data", str(data), "--out", str(tmp_path / "o"),
+                 "--ray-address", "127.0.0.1:6380"]) == 2
+    assert "add --engine ray" in caplog.text and not (tmp_path / "o").exists()
