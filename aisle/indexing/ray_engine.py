@@ -47,8 +47,9 @@ def connect(address: str | None) -> None:
             ray.init(address=address, log_to_driver=False)
         elif os.environ.get("RAY_ADDRESS"):
             ray.init(log_to_driver=False)
-        else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        else:  # "local": a Ray of this process's own, never a cluster left running here
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+                     log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise AisleError(f"could not join the Ray cluster at {address or 'RAY_ADDRESS'}: {e}; "
                          "start one with `ray start --head` or check the address") from e

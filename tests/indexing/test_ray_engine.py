@@ -18,7 +18,8 @@ from aisle.towers.model import TwoTowerModel
 @pytest.fixture
 def local_ray() -> Iterator[None]:
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    # address="local": a Ray of its own, never a cluster some other process left running.
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
