@@ -16,7 +16,7 @@ from aisle.cli import main
 from aisle.indexing.ray_engine import ProductEmbedder, pack_directory
 from aisle.retrieval.layout import resolve_index_dir
 from aisle.retrieval.store import ROWS_FILE
-from aisle.towers.model import TwoTowerModel, load_model
+from aisle.towers.model import load_model
 
 
 def _vectors(root: Path) -> pd.Series:
@@ -32,9 +32,10 @@ def _vectors(root: Path) -> pd.Series:
 
 
 @pytest.fixture
-def model_dir(base_model: TwoTowerModel, tmp_path: Path) -> Path:
-    """A model directory, as `aisle train` publishes one (the base model saved)."""
-    return base_model.save(tmp_path / "model")
+def model_dir(tmp_path: Path) -> Path:
+    """A model directory, as `aisle train` publishes one: a fresh copy of the base model saved
+    (saving repoints a model at its new directory, so never the session's shared one)."""
+    return load_model(None).save(tmp_path / "model")
 
 
 def test_a_worker_loads_the_model_it_was_sent_not_a_path_on_its_node(
