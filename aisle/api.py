@@ -5,6 +5,8 @@
     idx = aisle.open_index("runs/demo/index")
     for r in idx.search("cordless drill", k=5):
         print(r.score, r.product_id, r.title)
+    idx.search("cordless drill", filters={"brand": ["DeWalt", "Makita"], "price": {"lte": 150}})
+    idx.fields  # what filters can name: [{"name": "brand", "type": "string", ...}, ...]
 
 The same query path as ``aisle search``, ``aisle evaluate`` and the service (``Retriever``):
 the same typed query gets the same products in the same order from each of them.
@@ -12,25 +14,30 @@ the same typed query gets the same products in the same order from each of them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aisle.errors import AisleError
 from aisle.retrieval.config import Mode
 
 if TYPE_CHECKING:
     from aisle.autocomplete.lookup import Autocomplete
+    from aisle.retrieval.filters import Filter
     from aisle.retrieval.retriever import Found, Retriever
     from aisle.towers.config import Backend
 
 
 @dataclass(frozen=True)
 class Result:
+    """One product found: its id, title, score and stored fields (brand, category and any
+    typed catalog column such as price; None where the catalog has no value)."""
+
     product_id: str
     title: str
     score: float
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -53,13 +60,15 @@ class Results:
         return self.results[i]
 
 
-def _results(found: Found) -> Results:
+def _results(found: Found, fields: list[dict[str, Any]]) -> Results:
     return Results(
         query=found.query.typed,
         mode=found.mode,
         corrected=found.query.correction,
-        results=tuple(Result(h.product_id, h.title, h.score) for h in found.hits),
+        results=tuple(Result(h.product_id, h.title, h.score, f)
+                      for h, f in zip(found.hits, fields, strict=True)),
     )
+
 
 
 class SearchIndex:
@@ -77,21 +86,37 @@ class SearchIndex:
     def __len__(self) -> int:
         return int(self.retriever.index.searcher.count)
 
-    def search(self, query: str, k: int = 10, mode: Mode | None = None) -> Results:
-        """The top ``k`` products for ``query`` in ``mode`` (None: ``default_mode``)."""
-        return self.search_many([query], k, mode)[0]
+    @property
+    def fields(self) -> list[dict[str, Any]]:
+        """The stored fields filters can name: per field its name, type (string, number,
+        boolean) and, for text, its most common values; for numbers, min and max."""
+        return self.retriever.index.fields.summary()
+
+    def search(self, query: str, k: int = 10, mode: Mode | None = None,
+               filters: Filter | Mapping[str, Any] | Sequence[str] | str | None = None
+               ) -> Results:
+        """The top ``k`` products for ``query`` in ``mode`` (None: ``default_mode``) among
+        those meeting ``filters``: ``{"brand": "DeWalt"}``, ``{"brand": ["a", "b"]}``,
+        ``{"price": {"gte": 10, "lte": 50}}``, ``{"in_stock": True}``, or the text form
+        ``["brand=DeWalt", "price<=50"]`` (aisle/retrieval/filters.py)."""
+        return self.search_many([query], k, mode, filters)[0]
 
     def search_many(
-        self, queries: Sequence[str], k: int = 10, mode: Mode | None = None
+        self, queries: Sequence[str], k: int = 10, mode: Mode | None = None,
+        filters: Filter | Mapping[str, Any] | Sequence[str] | str | None = None,
     ) -> list[Results]:
         """``search`` for several queries at once (one batch through the query tower)."""
+        from aisle.retrieval.filters import as_filter
+
         if isinstance(queries, str):
             raise AisleError("search_many takes a list of queries; for one, call search")
         if not all(q.strip() for q in queries):
             raise AisleError("a query is empty; pass some words, e.g. idx.search('drill')")
         if mode not in (None, "dense", "lexical", "hybrid"):
             raise AisleError(f"unknown mode {mode!r}; use dense, lexical or hybrid")
-        return [_results(f) for f in self.retriever.search_texts(list(queries), k, mode)]
+        found = self.retriever.search_texts(list(queries), k, mode, as_filter(filters))
+        index = self.retriever.index
+        return [_results(f, index.field_values([h.product_id for h in f.hits])) for f in found]
 
     def suggest(self, prefix: str, k: int = 10) -> list[str]:
         """Query suggestions for a typed prefix, from the autocomplete artifact given to

@@ -55,21 +55,31 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
+    from aisle.retrieval.filters import parse_filters
     from aisle.retrieval.retriever import index_model, open_retriever
     from aisle.retrieval.store import load_index
 
     query = " ".join(args.query).strip()
     if not query:
         raise AisleError("the query is empty; pass some words, e.g. aisle search ... 'drill'")
+    filters = parse_filters(args.filter, "--filter")
     index = load_index(args.index)
+    names = [n.strip() for n in args.fields.split(",") if n.strip()]
+    names = index.fields.names if names == ["all"] else names
+    index.fields.check_names(names, "--fields")
+    if filters:
+        index.select(filters, "--filter")  # an unknown field is refused before the model loads
     model = index_model(index, args.model, args.backend)
     retriever = open_retriever(index, model, args.query_spelling)
-    found = retriever.search_texts([query], args.k, args.mode)[0]
+    found = retriever.search_texts([query], args.k, args.mode, filters or None)[0]
     correction = found.query.correction
     shown = f", showing results for {correction!r}" if correction else ""
-    print(f"{found.mode} search{shown}:")
-    for rank, hit in enumerate(found.hits, start=1):
-        print(f"{rank:>3}  {hit.score:.4f}  {hit.product_id}  {hit.title}")
+    where = f" where {filters.describe()}" if filters else ""
+    print(f"{found.mode} search{shown}{where}:")
+    values = index.field_values([h.product_id for h in found.hits], names)
+    for rank, (hit, fields) in enumerate(zip(found.hits, values, strict=True), start=1):
+        extra = "".join(f"  {n}={'' if v is None else v}" for n, v in fields.items())
+        print(f"{rank:>3}  {hit.score:.4f}  {hit.product_id}  {hit.title}{extra}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -150,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=10)
     add_mode_argument(p)
     add_spelling_argument(p)
+    p.add_argument("--filter", action="append", default=[], metavar="COND",
+                   help="only products meeting COND (repeat for more, all must hold): "
+                   "brand=DeWalt, brand=DeWalt|Makita, price<=50, price=10..50, in_stock=true")
+    p.add_argument("--fields", default="", metavar="A,B",
+                   help="stored fields to print with each result (e.g. brand,price; 'all')")
     p.add_argument("query", nargs="+")
     p.set_defaults(func=cmd_search)
 

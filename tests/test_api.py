@@ -42,3 +42,16 @@ def test_search_many_batches_queries_and_bad_input_says_what_to_fix(sample_index
         idx.search_many("drill")
     with pytest.raises(AisleError, match="autocomplete=DIR"):
         idx.suggest("dri")
+
+
+def test_search_filters_and_returns_stored_fields(sample_index: Path) -> None:
+    idx = aisle.open_index(sample_index)
+    assert [f["name"] for f in idx.fields] == ["brand", "category", "in_stock", "price"]
+    found = idx.search("drill", k=6, filters={"price": {"lte": 25}, "in_stock": True})
+    assert len(found) == 6
+    assert all(r.fields["price"] <= 25 and r.fields["in_stock"] is True for r in found)
+    assert set(found[0].fields) == {"brand", "category", "in_stock", "price"}
+    as_text = idx.search("drill", k=6, filters=["price<=25", "in_stock=true"])
+    assert [r.product_id for r in as_text] == [r.product_id for r in found]
+    with pytest.raises(AisleError, match="unknown field 'colour'"):
+        idx.search("drill", filters={"colour": "red"})

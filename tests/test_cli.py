@@ -55,6 +55,25 @@ def test_bad_input_exits_2_with_a_message(
     assert "query is empty" in caplog.text
     assert main(["search", "--index", str(tmp_path), "drill"]) == 2
     assert "manifest.json is missing" in caplog.text
+    assert main(["search", "--index", str(sample_index), "--filter", "colour=red", "drill"]) == 2
+    assert "unknown field 'colour': this index has brand, category, in_stock, price" in caplog.text
+    assert main(["search", "--index", str(sample_index), "--filter", "price<=x", "drill"]) == 2
+    assert "price is a number field" in caplog.text
+    assert main(["search", "--index", str(sample_index), "--fields", "colour", "drill"]) == 2
+
+
+def test_search_filters_and_prints_fields(
+    sample_index: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["search", "--index", str(sample_index), "-k", "5", "--filter", "price<=20",
+                 "--filter", "in_stock=true", "--fields", "price,in_stock", "drill"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "hybrid search where price<=20 and in_stock=true:"
+    lines = [ln for ln in out if ln.strip()[:1].isdigit()]
+    assert len(lines) == 5
+    for line in lines:
+        price = float(line.split("price=")[1].split()[0])
+        assert price <= 20 and line.endswith("in_stock=True")
 
 
 def test_help_and_import_load_no_model_or_index_libraries() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aisle.data.fields import check_field_name, type_column
 from aisle.data.schema import COLUMNS, JUDGMENTS, OPTIONAL_COLUMNS, PRODUCTS, QUERIES, SPLITS
 from aisle.errors import DataError
 
@@ -86,6 +87,8 @@ def read_csv_strict(path: Path, table: str, sep: str = ",") -> pd.DataFrame:
             f"need {list(COLUMNS[table])}"
         )
     keep = [*COLUMNS[table], *(c for c in OPTIONAL_COLUMNS.get(table, ()) if c in df.columns)]
+    if table == PRODUCTS:  # extra product columns are fields (aisle/data/fields.py)
+        keep += [c for c in df.columns if c not in keep]
     return df[keep]
 
 
@@ -112,7 +115,11 @@ def validate_products(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     check_nonempty(df, "product_id", path, "product")
     check_unique(df, ["product_id"], path)
     check_nonempty(df, "title", path, "product")
-    return df.reset_index(drop=True)
+    known = {*COLUMNS[PRODUCTS], *OPTIONAL_COLUMNS[PRODUCTS]}
+    extra = [c for c in df.columns if c not in known]
+    for name in extra:
+        check_field_name(name, str(path))
+    return df.assign(**{c: type_column(df[c]) for c in extra}).reset_index(drop=True)
 
 
 def validate_queries(df: pd.DataFrame, path: Path) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from aisle.artifacts import MANIFEST, atomic_dir, read_manifest, write_manifest
 from aisle.data.canonical import read_canonical
+from aisle.data.fields import field_type
 from aisle.data.schema import ARROW_SCHEMAS, ID_KEYS, JUDGMENTS, PRODUCTS, QUERIES, TABLES
 from aisle.errors import DataError
 from aisle.evaluation.metrics import GRADE_TOLERANCE
@@ -92,8 +93,15 @@ def _to_arrow(df: pd.DataFrame, table: str) -> pa.Table:
     schema = ARROW_SCHEMAS[table]
     extra = [c for c in df.columns if c not in schema.names]
     for c in extra:
-        schema = schema.append(pa.field(c, pa.int64() if c == "count" else pa.string()))
+        schema = schema.append(pa.field(c, _arrow_type(df[c], c)))
     return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+
+
+def _arrow_type(values: pd.Series, name: str) -> pa.DataType:
+    """An extra column's type: the query log's count, or a product field's (fields.py)."""
+    if name == "count":
+        return pa.int64()
+    return {"number": pa.float64(), "boolean": pa.bool_()}.get(field_type(values), pa.string())
 
 
 def prepare(data: Path, out: Path) -> Path:

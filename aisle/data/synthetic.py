@@ -3,6 +3,7 @@
 Products are "<brand> <colour> <kind> <size>" over a home-improvement vocabulary; queries name a
 kind, a brand and kind, or a colour and kind. Grades follow the words a product shares with the
 query: 2 when it has every query word, 1 when it has the kind only, 0 for a judged non-match.
+Products also carry a price (a number field) and in_stock (a boolean field) to filter on.
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ def generate(n_products: int = 400, n_queries: int = 120, seed: int = 0) -> dict
             }
         )
     products = pd.DataFrame(rows)
+    # Typed fields to filter on (aisle/data/fields.py), from a generator of their own so the
+    # titles, queries and judgments of a seed stay what they were before fields existed.
+    fields = np.random.default_rng([seed, 1])
+    products["price"] = [f"{p:.2f}" for p in np.round(fields.lognormal(3.0, 0.8, n_products), 2)]
+    products["in_stock"] = np.where(fields.random(n_products) < 0.8, "true", "false")
     queries: list[dict[str, str]] = []
     judgments: list[dict[str, object]] = []
     seen: set[str] = set()

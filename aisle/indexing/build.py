@@ -24,6 +24,7 @@ import pandas as pd
 from aisle.artifacts import atomic_dir, check_replaceable, read_manifest, write_manifest
 from aisle.configs import to_dict
 from aisle.data.dataset import prepared_dir, product_count
+from aisle.data.fields import field_columns, field_types
 from aisle.data.schema import PRODUCTS
 from aisle.errors import AisleError, ArtifactError, DataError
 from aisle.indexing.ann import build_faiss_index, check_buildable
@@ -130,6 +131,8 @@ def write_index_dir(
     manifest: dict[str, Any],
 ) -> None:
     """One index directory: ``rows`` (with FAISS ``label`` per row) must match ``index``.
+    The rows' fields (brand, category and any typed extra columns) are stored with them, and
+    the manifest's ``fields`` says each one's type.
 
     The BM25 index is built as ``manifest["index_config"]`` says, so the two always agree.
     """
@@ -137,12 +140,14 @@ def write_index_dir(
     lexical = stored_index_config(manifest["index_config"])
     directory.mkdir(parents=True, exist_ok=True)
     faiss.write_index(index, str(directory / INDEX_FILE))
-    rows[ROW_COLUMNS].to_parquet(directory / ROWS_FILE, index=False)
+    fields = field_columns(rows)
+    rows[[*ROW_COLUMNS, *fields]].to_parquet(directory / ROWS_FILE, index=False)
     # BM25 over the very strings the product tower embedded, for lexical and hybrid modes.
     BM25Index.from_config(texts, rows["product_id"].tolist(), lexical).save(
         directory / LEXICAL_DIR
     )
-    write_manifest(directory, {**manifest, "count": int(index.ntotal)})
+    write_manifest(directory, {**manifest, "count": int(index.ntotal),
+                               "fields": field_types(rows[fields])})
 
 
 def write_catalog(

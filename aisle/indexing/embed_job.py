@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from aisle.artifacts import atomic_write_text, read_manifest
 from aisle.data.dataset import iter_product_blocks, product_count
+from aisle.data.fields import field_columns
 from aisle.data.schema import PRODUCTS
 from aisle.errors import AisleError
 from aisle.indexing.embed_cache import EmbeddingCache, text_hashes
@@ -89,6 +90,12 @@ def block_sizes(prepared: Path) -> list[int]:
     """
     meta = pq.ParquetFile(Path(prepared) / f"{PRODUCTS}.parquet").metadata
     return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+
+def row_columns(block: pd.DataFrame) -> list[str]:
+    """The catalog columns an index keeps per row: id, title, partition and the fields."""
+    return ["product_id", "title", *([PARTITION] if PARTITION in block else []),
+            *field_columns(block)]
 
 
 def _load_block(
@@ -165,6 +172,9 @@ def embed_catalog(
             done = _load_block(work, i, model.dim, block["product_id"].tolist())
             if done is not None:
                 rows, vectors = done
+                # Fields are read from the catalog, not the checkpoint: one written before
+                # fields were stored has none.
+                rows = rows.assign(**{c: block[c].to_numpy() for c in field_columns(block)})
                 resumed += 1
             else:
                 texts = model.product_texts(block)
@@ -181,8 +191,7 @@ def embed_catalog(
                     encoded += len(miss)
                     if cache is not None:
                         cache.add([hashes[j] for j in miss], fresh)
-                cols = ["product_id", "title", *([PARTITION] if PARTITION in block else [])]
-                rows = block[cols].assign(text=texts, text_hash=hashes)
+                rows = block[row_columns(block)].assign(text=texts, text_hash=hashes)
                 _save_block(work, i, rows, vectors)
             frames.append(rows)
             blocks.append(vectors)

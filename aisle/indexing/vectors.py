@@ -32,7 +32,7 @@ from aisle.artifacts import read_manifest, sha256_file, sibling_temp
 from aisle.data.dataset import iter_product_blocks
 from aisle.errors import DataError, ManifestMismatch
 from aisle.indexing.embed_cache import text_hashes
-from aisle.indexing.embed_job import PARTITION, EmbeddedCatalog
+from aisle.indexing.embed_job import EmbeddedCatalog, row_columns
 from aisle.retrieval.layout import resolve_index_dir
 from aisle.retrieval.store import INDEX_FILE, KIND, ROWS_FILE
 from aisle.towers.model import TwoTowerModel
@@ -171,8 +171,7 @@ def catalog_from_file(prepared: Path, model: TwoTowerModel, path: Path) -> tuple
     frames = []
     for block in iter_product_blocks(prepared):
         texts = model.product_texts(block)
-        cols = ["product_id", "title", *([PARTITION] if PARTITION in block else [])]
-        frames.append(block[cols].assign(text=texts, text_hash=text_hashes(texts)))
+        frames.append(block[row_columns(block)].assign(text=texts, text_hash=text_hashes(texts)))
     if not frames:
         raise DataError(f"{prepared}: the catalog has no products; nothing to index")
     rows = pd.concat(frames, ignore_index=True)

@@ -150,15 +150,20 @@ class BM25Index:
             config.bm25_fuzzy,
         )
 
-    def search(self, queries: Sequence[str], k: int, match_terms: bool = True
-               ) -> list[list[tuple[str, float]]]:
+    def search(self, queries: Sequence[str], k: int, match_terms: bool = True,
+               allowed: np.ndarray | None = None) -> list[list[tuple[str, float]]]:
         """The top ``k`` ``(product_id, score)`` per query, best first.
 
         Only products with a positive score are returned, so a query may get fewer than ``k``
         hits (and none when nothing is left of it after analysis). With a speller and
         ``match_terms``, a query term the index lacks counts as its nearest indexed word.
-        Ties break by catalog order, so results are deterministic.
+        ``allowed`` (a boolean per product, in index order): only those products, dropped
+        before the top k is taken, so a filter leaves k hits whenever k allowed products
+        score. Ties break by catalog order, so results are deterministic.
         """
+        if allowed is not None and len(allowed) != len(self._ids):
+            raise ValueError(f"allowed has {len(allowed)} entries; the index has "
+                             f"{len(self._ids)} products")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         vocab = self._retriever.vocab_dict
@@ -177,6 +182,9 @@ class BM25Index:
                 scores = scores[docs]
             else:
                 docs, scores = self._scores(term_ids)
+            if allowed is not None:
+                keep = allowed[docs]
+                docs, scores = docs[keep], scores[keep]
             results.append(self._top(docs, scores, k))
         return results
 

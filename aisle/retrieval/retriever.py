@@ -23,12 +23,13 @@ import numpy as np
 
 from aisle.errors import AisleError
 from aisle.retrieval.config import FusionConfig, Mode
+from aisle.retrieval.filters import Filter
 from aisle.retrieval.fusion import fuse
 from aisle.retrieval.lexical import BM25Index
 from aisle.retrieval.query import PreparedQuery, QueryPreparer
 from aisle.retrieval.querytext import case_blind
 from aisle.retrieval.spelling import MIN_WORD, QuerySpeller
-from aisle.retrieval.store import Hit, ProductIndex
+from aisle.retrieval.store import Filtered, Hit, ProductIndex
 from aisle.towers.config import Backend
 from aisle.towers.model import TwoTowerModel
 
@@ -118,55 +119,64 @@ class Retriever:
         k: int,
         mode: Mode | None = None,
         vectors: np.ndarray | None = None,
+        filters: Filter | None = None,
     ) -> list[Found]:
         """The top ``k`` of each prepared query in ``mode`` (None: ``default_mode``).
-        ``vectors``: the queries' embeddings when the caller has them (the service's cache)."""
+        ``vectors``: the queries' embeddings when the caller has them (the service's cache).
+        ``filters``: only products meeting them, on both sides before their top k (raises
+        ``FilterError`` for a field the index lacks or a value of the wrong type)."""
         if k < 1:
             raise AisleError(f"k must be >= 1, got {k}")
         mode = mode or self.default_mode
         if mode != "dense" and not self.has_lexical:
             raise AisleError(f"{self.index.root} has no BM25 index: it searches dense only")
+        where = self.index.select(filters) if filters else None
         if not queries:
             return []
         if mode == "dense":
-            rows = self.dense(queries, k, vectors)
+            rows = self.dense(queries, k, vectors, where)
         else:
             if mode == "lexical":
-                ranked = self.lexical_ranked(queries, k)
+                ranked = self.lexical_ranked(queries, k, where)
             else:
-                dense, lexical = self.candidates(queries, k, vectors)
+                dense, lexical = self.candidates(queries, k, vectors, where)
                 ranked = [fuse(d, lx, k, self.fusion) for d, lx in zip(dense, lexical,
                                                                         strict=True)]
             titles = self.titles
             rows = [[Hit(p, titles.get(p, ""), s) for p, s in row] for row in ranked]
         return [Found(hits, mode, q) for hits, q in zip(rows, queries, strict=True)]
 
-    def search_texts(self, texts: Sequence[str], k: int, mode: Mode | None = None) -> list[Found]:
+    def search_texts(self, texts: Sequence[str], k: int, mode: Mode | None = None,
+                     filters: Filter | None = None) -> list[Found]:
         """``search`` from typed text."""
-        return self.search(self.prepare(texts), k, mode)
+        return self.search(self.prepare(texts), k, mode, filters=filters)
 
     def dense(self, queries: Sequence[PreparedQuery], k: int,
-              vectors: np.ndarray | None = None) -> list[list[Hit]]:
-        return self.index.search(self.embed(queries) if vectors is None else vectors, k)
+              vectors: np.ndarray | None = None, where: Filtered | None = None
+              ) -> list[list[Hit]]:
+        return self.index.search(self.embed(queries) if vectors is None else vectors, k, where)
 
-    def lexical_ranked(self, queries: Sequence[PreparedQuery], k: int) -> list[Ranked]:
-        return self.lexical.search([q.text for q in queries], k, self.match_terms)
+    def lexical_ranked(self, queries: Sequence[PreparedQuery], k: int,
+                       where: Filtered | None = None) -> list[Ranked]:
+        return self.lexical.search([q.text for q in queries], k, self.match_terms,
+                                   None if where is None else where.rows)
 
     def candidates(
-        self, queries: Sequence[PreparedQuery], k: int, vectors: np.ndarray | None = None
+        self, queries: Sequence[PreparedQuery], k: int, vectors: np.ndarray | None = None,
+        where: Filtered | None = None,
     ) -> tuple[list[Ranked], list[Ranked]]:
         """Each side's ranking to hybrid's depth (at least ``k``), before fusion."""
         depth = max(k, self.fusion.depth)
         dense = [[(h.product_id, h.score) for h in row]
-                 for row in self.dense(queries, depth, vectors)]
-        return dense, self.lexical_ranked(queries, depth)
+                 for row in self.dense(queries, depth, vectors, where)]
+        return dense, self.lexical_ranked(queries, depth, where)
 
-    def ranker(self, mode: Mode | None = None) -> RankFn:
+    def ranker(self, mode: Mode | None = None, filters: Filter | None = None) -> RankFn:
         """``(texts, k) -> [[(product_id, score), ...]]`` in ``mode``: what evaluation takes."""
 
         def rank(texts: Sequence[str], k: int) -> list[Ranked]:
             return [[(h.product_id, h.score) for h in found.hits]
-                    for found in self.search_texts(texts, k, mode)]
+                    for found in self.search_texts(texts, k, mode, filters)]
 
         return rank
 

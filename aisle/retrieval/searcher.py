@@ -3,10 +3,25 @@
 Search-time knobs (HNSW efSearch, IVF nprobe, IVF-PQ re-rank depth) travel with each call as
 FAISS ``SearchParameters`` objects and never touch the shared index, so service threads that
 search the same index with different knobs do not race.
+
+A filtered search (``Selection``: the FAISS ids a filter allows) runs the filter inside FAISS,
+before the top k, through an id selector in those parameters:
+
+- a flat index, or a selection of at most ``EXACT_ROWS`` products, is searched exactly: the
+  flat vectors every kind but IVF-Flat keeps (HNSW's storage, IVF-PQ's re-rank copy) are
+  scanned with the selector, which skips every product it does not allow;
+- a larger selection searches the approximate index with the selector, its candidate list
+  (efSearch) or lists scanned (nprobe) widened by the share of the catalog the filter keeps,
+  so that the graph or the lists still hold k allowed products; a query that still gets fewer
+  than k (of at least k allowed) is searched exactly.
+
+So a filtered search returns k products whenever k products match.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -18,6 +33,32 @@ from aisle.retrieval.config import IndexConfig
 
 # faiss's generated type stubs lack the SearchParameters* classes' keyword constructors.
 _faiss: Any = faiss
+
+# A selection of at most this many products is searched exactly (a scan of the selected
+# vectors costs less than the widened approximate search would).
+EXACT_ROWS = 20_000
+# The widest HNSW candidate list a filtered search asks for.
+MAX_FILTERED_EF = 4_096
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The FAISS ids a filter allows: a bitmap over ids 0..size-1, as FAISS reads one (bit
+    ``i % 8`` of byte ``i // 8``)."""
+
+    allowed: np.ndarray  # bool, one per FAISS id
+
+    @functools.cached_property
+    def count(self) -> int:
+        return int(self.allowed.sum())
+
+    @functools.cached_property
+    def bits(self) -> np.ndarray:
+        return np.packbits(self.allowed, bitorder="little")
+
+    def selector(self) -> Any:
+        """A FAISS selector over this selection; it reads ``bits``, which outlives it."""
+        return _faiss.IDSelectorBitmap(len(self.bits), faiss.swig_ptr(self.bits))
 
 
 @dataclass(frozen=True)
@@ -50,11 +91,13 @@ class Searcher(Protocol):
     def count(self) -> int: ...
 
     def search(
-        self, queries: np.ndarray, k: int, params: SearchParams | None = None
+        self, queries: np.ndarray, k: int, params: SearchParams | None = None,
+        selection: Selection | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``queries`` ``(Q, D)`` float32 -> scores ``(Q, k)``, catalog rows ``(Q, k)``.
+        """``queries`` ``(Q, D)`` float32 -> scores ``(Q, k)``, catalog rows ``(Q, k)``;
+        ``selection``: only the ids it allows.
 
-        Rows are -1 (score -inf) where fewer than k products exist.
+        Rows are -1 (score -inf) where fewer than k (allowed) products exist.
         """
         ...
 
@@ -75,16 +118,18 @@ def _unwrap(index: faiss.Index) -> faiss.Index:
 
 
 def faiss_parameters(
-    index: faiss.Index, params: SearchParams, k: int
+    index: faiss.Index, params: SearchParams, k: int, selector: Any = None
 ) -> faiss.SearchParameters | None:
-    """The FAISS per-call parameters of ``params`` for this index type (None for flat)."""
+    """The FAISS per-call parameters of ``params`` for this index type (None for flat without
+    a ``selector``); ``selector`` limits the search to the ids it allows."""
     inner = _unwrap(index)
+    sel = {} if selector is None else {"sel": selector}
     if isinstance(inner, faiss.IndexHNSW) and params.ef_search is not None:
-        return _faiss.SearchParametersHNSW(efSearch=max(params.ef_search, k))
+        return _faiss.SearchParametersHNSW(efSearch=max(params.ef_search, k), **sel)
     if isinstance(inner, faiss.IndexIVF) and params.nprobe is not None:
-        return _faiss.SearchParametersIVF(nprobe=min(params.nprobe, inner.nlist))
+        return _faiss.SearchParametersIVF(nprobe=min(params.nprobe, inner.nlist), **sel)
     if isinstance(inner, faiss.IndexRefine):
-        base = faiss_parameters(inner.base_index, params, k)
+        base = faiss_parameters(inner.base_index, params, k, selector)
         if params.rerank is None and base is None:
             return None  # the depth stored in the index (set at build time)
         # IndexRefine asks its base for k * k_factor candidates and re-ranks them exactly.
@@ -92,7 +137,7 @@ def faiss_parameters(
         refine = _faiss.IndexRefineSearchParameters(k_factor=k_factor, base_index_params=base)
         refine.referenced_objects = [base]  # keep the base's parameters alive with this one
         return refine
-    return None
+    return None if selector is None else _faiss.SearchParameters(**sel)
 
 
 class FaissSearcher:
@@ -111,14 +156,81 @@ class FaissSearcher:
         return int(self.index.ntotal)
 
     def search(
-        self, queries: np.ndarray, k: int, params: SearchParams | None = None
+        self, queries: np.ndarray, k: int, params: SearchParams | None = None,
+        selection: Selection | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         if k < 1:
             raise AisleError(f"k must be >= 1, got {k}")
         q = check_queries(queries, self.dim)
         knobs = params.over(self.defaults) if params is not None else self.defaults
+        if selection is not None:
+            return self._filtered(q, k, knobs, selection)
         scores, rows = self.index.search(q, k, params=faiss_parameters(self.index, knobs, k))
         return scores, rows
+
+    @functools.cached_property
+    def _exact(self) -> tuple[faiss.Index, np.ndarray | None] | None:
+        """The flat vectors this index keeps (None for IVF-Flat, which keeps its lists) and,
+        under an id map, each stored row's FAISS id."""
+        index = faiss.downcast_index(self.index)
+        ids = None
+        if isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+            ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+            index = faiss.downcast_index(index.index)
+        if isinstance(index, faiss.IndexHNSW):
+            index = faiss.downcast_index(index.storage)
+        elif isinstance(index, faiss.IndexRefine):
+            index = faiss.downcast_index(index.refine_index)
+        return (index, ids) if isinstance(index, faiss.IndexFlat) else None
+
+    def _exact_search(self, q: np.ndarray, k: int, selection: Selection
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """The exact top k of the selection: its flat vectors scanned with the selector, or
+        every IVF list probed (IVF-Flat holds the full vectors in its lists)."""
+        exact = self._exact
+        if exact is None:
+            nlist = int(faiss.extract_index_ivf(self.index).nlist)
+            every = faiss_parameters(self.index, SearchParams(nprobe=nlist), k,
+                                     selection.selector())
+            return self.index.search(q, k, params=every)
+        flat, ids = exact
+        if ids is None:
+            return flat.search(q, k, params=faiss_parameters(flat, SearchParams(), k,
+                                                             selection.selector()))
+        # Stored row i holds FAISS id ids[i]: select rows, then name them by id.
+        rows = Selection(_take(selection.allowed, ids))
+        scores, found = flat.search(q, k, params=faiss_parameters(flat, SearchParams(), k,
+                                                                  rows.selector()))
+        return scores, np.where(found >= 0, ids[np.maximum(found, 0)], -1)
+
+    def _filtered(self, q: np.ndarray, k: int, knobs: SearchParams, selection: Selection
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        if selection.count == 0:
+            return (np.full((len(q), k), -np.inf, np.float32),
+                    np.full((len(q), k), -1, np.int64))
+        if self._exact is not None and (selection.count <= EXACT_ROWS
+                                        or index_kind(self.index) == "flat"):
+            return self._exact_search(q, k, selection)
+        share = selection.count / max(self.count, 1)
+        widened = SearchParams(
+            ef_search=min(MAX_FILTERED_EF, math.ceil(max(knobs.ef_search or k, k) / share)),
+            nprobe=None if knobs.nprobe is None else math.ceil(knobs.nprobe / share),
+            rerank=knobs.rerank,
+        )
+        scores, rows = self.index.search(
+            q, k, params=faiss_parameters(self.index, widened, k, selection.selector()))
+        short = np.flatnonzero((rows >= 0).sum(axis=1) < min(k, selection.count))
+        if len(short):  # the approximate search found too few allowed products
+            scores[short], rows[short] = self._exact_search(q[short], k, selection)
+        return scores, rows
+
+
+def _take(allowed: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``allowed[ids]``, False where an id is beyond ``allowed``."""
+    inside = ids < len(allowed)
+    out = np.zeros(len(ids), dtype=bool)
+    out[inside] = allowed[ids[inside]]
+    return out
 
 
 def index_kind(index: faiss.Index) -> str:

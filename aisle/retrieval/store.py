@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ from aisle.artifacts import MANIFEST, read_manifest
 from aisle.configs import from_dict, to_dict
 from aisle.errors import AisleError, ArtifactError, ManifestMismatch
 from aisle.retrieval.config import FusionConfig, IndexConfig, stored_index_config
+from aisle.retrieval.filters import FieldTable, Filter
 from aisle.retrieval.layout import resolve_index_dir
 from aisle.retrieval.lexical import BM25Index
-from aisle.retrieval.searcher import Searcher, searcher_for
+from aisle.retrieval.searcher import Searcher, Selection, searcher_for
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,9 @@ INDEX_FILE = "index.faiss"
 ROWS_FILE = "rows.parquet"
 LEXICAL_DIR = "bm25"
 PARTITIONS_DIR = "partitions"
+# Filters whose selections an index keeps (LRU): a page of shoppers filtering by the same few
+# brands or departments selects each once.
+SELECTIONS_KEPT = 256
 
 
 class UnknownPartitionError(AisleError):
@@ -43,8 +48,23 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class Filtered:
+    """A filter applied to one index: the FAISS ids it allows (dense side) and the catalog
+    rows it allows (BM25's documents, in row order)."""
+
+    ids: Selection
+    rows: np.ndarray  # bool per row
+
+    @property
+    def count(self) -> int:
+        return self.ids.count
+
+
+@dataclass(frozen=True)
 class ProductIndex:
-    """A loaded index: ``searcher`` over FAISS ids, ``product_ids``/``titles`` per id.
+    """A loaded index: ``searcher`` over FAISS ids, ``product_ids``/``titles`` per id,
+    ``fields`` (brand, category, and any typed catalog columns) per id, ``row_ids`` the FAISS
+    id of each catalog row (the order BM25 holds them in).
 
     ``root`` is the directory actually loaded (for a versioned root: the CURRENT version).
     The BM25 index and the partitions are read from ``root`` on first use, unless loaded
@@ -57,8 +77,41 @@ class ProductIndex:
     searcher: Searcher
     product_ids: np.ndarray
     titles: np.ndarray
+    fields: FieldTable = field(default_factory=lambda: FieldTable({}), repr=False)
+    row_ids: np.ndarray | None = field(default=None, repr=False)  # None: row i has id i
     _partitions: dict[str, ProductIndex] = field(default_factory=dict, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _selections: OrderedDict[str, Filtered] = field(default_factory=OrderedDict, repr=False,
+                                                    compare=False)
+
+    def select(self, flt: Filter, where: str | None = None) -> Filtered:
+        """The products ``flt`` allows; raises ``FilterError`` (naming ``where``) for an
+        unknown field or a value of the wrong type. Kept for the next search with it."""
+        key = flt.key
+        with self._lock:
+            found = self._selections.get(key)
+            if found is not None:
+                self._selections.move_to_end(key)
+                return found
+        allowed = self.fields.mask(flt, where)  # by FAISS id
+        rows = allowed if self.row_ids is None else allowed[self.row_ids]
+        found = Filtered(Selection(allowed), rows)
+        with self._lock:
+            self._selections[key] = found
+            while len(self._selections) > SELECTIONS_KEPT:
+                self._selections.popitem(last=False)
+        return found
+
+    @functools.cached_property
+    def id_of(self) -> dict[str, int]:
+        """product id -> FAISS id."""
+        return {str(p): i for i, p in enumerate(self.product_ids.tolist()) if p is not None}
+
+    def field_values(self, product_ids: list[str], names: list[str] | None = None
+                     ) -> list[dict[str, Any]]:
+        """The stored fields ``names`` (default: all) of each product."""
+        id_of = self.id_of
+        return self.fields.values([id_of[p] for p in product_ids], names)
 
     @property
     def version(self) -> str | None:
@@ -167,8 +220,11 @@ class ProductIndex:
         numpy object array's, and a search reads k of each."""
         return self.product_ids.tolist(), self.titles.tolist()
 
-    def search(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
-        scores, rows = self.searcher.search(vectors, min(k, self.searcher.count))
+    def search(self, vectors: np.ndarray, k: int, where: Filtered | None = None
+               ) -> list[list[Hit]]:
+        """The top ``k`` products of each query vector (``where``: of those it allows)."""
+        scores, rows = self.searcher.search(vectors, min(k, self.searcher.count),
+                                            selection=None if where is None else where.ids)
         ids, titles = self._row_lists
         return [
             [
@@ -240,6 +296,7 @@ def load_index(
             f"{len(rows)}, the manifest {manifest['count']} x {manifest['dim']}; rebuild it"
         )
     product_ids, titles = _by_label(rows, root)
+    fields = _fields(rows, manifest, root)
     try:
         config = stored_index_config(manifest.get("index_config", {}))
         from_dict(FusionConfig, manifest.get("fusion", {}))
@@ -251,6 +308,8 @@ def load_index(
         searcher=searcher_for(index, config),
         product_ids=product_ids,
         titles=titles,
+        fields=fields,
+        row_ids=_row_ids(rows),
     )
     if model_fingerprint is not None:
         loaded.check_model(model_fingerprint)
@@ -286,6 +345,35 @@ def _read_index_manifest(root: Path) -> dict[str, Any]:
         if len(parts) != 2 or parts[0] != PARTITIONS_DIR or parts[1] in (".", ".."):
             raise bad(f"partition {name!r} points at {rel!r}, not a directory in {PARTITIONS_DIR}/")
     return manifest
+
+
+def _row_ids(rows: pd.DataFrame) -> np.ndarray | None:
+    """The FAISS id of each row, None where row i has id i."""
+    if "label" not in rows.columns:
+        return None
+    labels = rows["label"].to_numpy(dtype=np.int64)
+    return None if np.array_equal(labels, np.arange(len(rows))) else labels
+
+
+def _fields(rows: pd.DataFrame, manifest: dict[str, Any], root: Path) -> FieldTable:
+    """The stored fields by FAISS id (an id no row has: every field missing). An index built
+    before fields were stored has none."""
+    names = manifest.get("fields", {})
+    if not isinstance(names, dict):
+        raise ArtifactError(f"{root / MANIFEST}: 'fields' must be an object; rebuild the index")
+    missing = [n for n in names if n not in rows.columns]
+    if missing:
+        raise ArtifactError(f"{root / ROWS_FILE} lacks the field(s) {missing} its manifest "
+                            "names; rebuild the index")
+    ids = _row_ids(rows)
+    columns: dict[str, pd.Series] = {}
+    for name in names:
+        column: pd.Series = rows[str(name)]
+        if ids is not None:
+            column = pd.Series(column.to_numpy(), index=ids).reindex(
+                np.arange(int(ids.max()) + 1 if len(ids) else 0))
+        columns[name] = column.reset_index(drop=True)
+    return FieldTable(columns)
 
 
 def _by_label(rows: pd.DataFrame, root: Path) -> tuple[np.ndarray, np.ndarray]:

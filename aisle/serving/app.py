@@ -23,7 +23,9 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from aisle.configs import load_config
+from aisle.data.fields import FieldType
 from aisle.errors import AisleError
+from aisle.retrieval.filters import FilterError
 from aisle.serving import reloading
 from aisle.serving.autocomplete_routes import add_autocomplete_routes
 from aisle.serving.batching import MicroBatcher, Overloaded
@@ -54,6 +56,7 @@ RETRY_AFTER_S = 1
 # error does not carry its own (``InvalidRequest.field``).
 ERRORS: dict[type[Exception], tuple[int, dict[str, str] | None, str | None]] = {
     InvalidRequest: (422, None, None),
+    FilterError: (422, None, None),
     UnknownPartition: (404, None, "partition"),
     NoAutocomplete: (404, None, None),
     AdminOff: (404, None, None),
@@ -127,8 +130,14 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
     # Added last, so outermost: it sees every request, the warm lane's included.
     app.add_middleware(LimitsAndMetrics, metrics=app.state.metrics,
                        max_body_bytes=config.max_body_bytes)
-    app.openapi = lambda: contract(app, config)  # type: ignore[method-assign]
+    app.openapi = lambda: contract(app, config, served_fields(app))  # type: ignore[method-assign]
     return app
+
+
+def served_fields(app: FastAPI) -> dict[str, FieldType]:
+    """The stored fields of the index being served (none before it has loaded)."""
+    engine = getattr(app.state, "engine", None)
+    return dict(engine.snapshot.retriever.index.fields.types) if engine is not None else {}
 
 
 def app_from_env() -> FastAPI:

@@ -87,11 +87,12 @@ class MicroBatcher:
                 if not job.future.done():
                     jobs.append(job)
                     size += len(job.ask.texts)
-            groups: dict[tuple[Mode, str | None], list[_Job]] = {}
+            groups: dict[tuple[Mode, str | None, str], list[_Job]] = {}
             for job in jobs:
                 assert job.ask.mode is not None  # resolved by search()
-                groups.setdefault((job.ask.mode, job.ask.partition), []).append(job)
-            for (mode, _), group in groups.items():
+                key = (job.ask.mode, job.ask.partition, job.ask.filter_key)
+                groups.setdefault(key, []).append(job)
+            for (mode, _, _), group in groups.items():
                 await self._run_group(loop, mode, group)
 
     async def _run_group(self, loop: asyncio.AbstractEventLoop, mode: Mode,

@@ -20,10 +20,12 @@ import enum
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from aisle.retrieval.config import Mode
+from aisle.retrieval.filters import Filter
 from aisle.retrieval.query import PreparedQuery
 from aisle.retrieval.retriever import Found, Retriever
 from aisle.retrieval.store import UnknownPartitionError
@@ -44,18 +46,27 @@ class Lane(enum.Enum):
 
 @dataclass(frozen=True)
 class Ask:
-    """A search request, validated: its texts, k, mode (None: the index's) and partition."""
+    """A search request, validated: its texts, k, mode (None: the index's), partition,
+    filters (checked against the index when planned) and the stored fields to return."""
 
     texts: tuple[str, ...]
     k: int
     mode: Mode | None = None
     partition: str | None = None
+    filters: Filter | None = None
+    fields: tuple[str, ...] = ()
+
+    @property
+    def filter_key(self) -> str:
+        return self.filters.key if self.filters else ""
 
 
 @dataclass(frozen=True)
 class Answer:
     found: list[Found]
     version: str
+    # Per query, per hit: the stored fields the ask named (None when it named none).
+    values: list[list[dict[str, Any]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -97,28 +108,33 @@ class Engine:
 
     def plan(self, ask: Ask) -> Plan:
         """Where ``ask`` runs, decided without I/O or a speller search (safe on the event
-        loop); a LOOP plan carries its answer. Raises ``UnknownPartition``."""
+        loop); a LOOP plan carries its answer. Raises ``UnknownPartition``, and
+        ``FilterError`` for a filter or field the index lacks."""
         snapshot = self.snapshot
         retriever = snapshot.retriever
         mode = ask.mode or retriever.default_mode
         if ask.partition is not None:
             if not retriever.partition_loaded(ask.partition):
                 retriever.index.check_partition(ask.partition)  # known, but still on disk
+                check_ask(retriever, ask)  # a partition has its catalog's fields
                 return Plan(ask, snapshot, mode, Lane.THREAD)
             retriever = retriever.partition(ask.partition)
+        check_ask(retriever, ask)
         prepared = [snapshot.preparer.prepare_known(t) for t in ask.texts]
         if any(q is None for q in prepared):
             return Plan(ask, snapshot, mode, Lane.THREAD if mode == "lexical" else Lane.ENCODER)
         queries = [q for q in prepared if q is not None]
         done = self._cached_results(snapshot, queries, ask, mode)
         if done is not None:
-            return Plan(ask, snapshot, mode, Lane.LOOP, queries, Answer(done, snapshot.version))
-        if mode != "dense":  # BM25 scores a query in about a millisecond: not on the loop
+            return Plan(ask, snapshot, mode, Lane.LOOP, queries,
+                        answer(snapshot, retriever, ask, done))
+        if mode != "dense" or ask.filters:  # BM25, or a filter's selection: not on the loop
             return Plan(ask, snapshot, mode, Lane.THREAD, queries)
         vectors = self._vectors(snapshot, queries, local_only=True)
         if vectors is not None:
             found = self._search(snapshot, retriever, queries, ask, mode, vectors)
-            return Plan(ask, snapshot, mode, Lane.LOOP, queries, Answer(found, snapshot.version))
+            return Plan(ask, snapshot, mode, Lane.LOOP, queries,
+                        answer(snapshot, retriever, ask, found))
         lane = Lane.THREAD if self.cache.has_remote else Lane.ENCODER
         return Plan(ask, snapshot, mode, lane, queries)
 
@@ -132,14 +148,14 @@ class Engine:
         queries = plan.queries or snapshot.preparer.prepare_all(ask.texts)
         done = self._cached_results(snapshot, queries, ask, plan.mode)
         if done is not None:
-            return Answer(done, snapshot.version)
+            return answer(snapshot, retriever, ask, done)
         vectors = None
         if plan.mode != "lexical":
             vectors = self._vectors(snapshot, queries, local_only=False)
             if vectors is None:
                 return None
-        return Answer(self._search(snapshot, retriever, queries, ask, plan.mode, vectors),
-                      snapshot.version)
+        return answer(snapshot, retriever, ask,
+                      self._search(snapshot, retriever, queries, ask, plan.mode, vectors))
 
     # -- searching ---------------------------------------------------------------------------
 
@@ -152,7 +168,7 @@ class Engine:
         return self.search_jobs([ask], plan.mode)[0]
 
     def search_jobs(self, asks: Sequence[Ask], mode: Mode) -> list[Answer]:
-        """Several requests of one mode and partition at once (the micro-batcher's): one
+        """Several requests of one mode, partition and filter at once (the micro-batcher's): one
         encoder call for all their texts, then each searched at its own k, so a request's
         results never depend on what else was in its batch (HNSW's candidate list, IVF-PQ's
         re-rank depth and hybrid's fusion depth all grow with k)."""
@@ -178,7 +194,7 @@ class Engine:
             for i in members:
                 found[i] = results[start : start + len(rows[i])]
                 start += len(rows[i])
-        return [Answer(f, snapshot.version) for f in found]
+        return [answer(snapshot, retriever, ask, f) for ask, f in zip(asks, found, strict=True)]
 
     def embed(self, snapshot: Snapshot, queries: Sequence[PreparedQuery]) -> np.ndarray:
         """Query vectors ``(n, D)``: from the cache where present, encoded (once each)
@@ -229,7 +245,7 @@ class Engine:
                         mode: Mode) -> list[Found] | None:
         found = []
         for q in queries:
-            hits = snapshot.results.get((q.text, ask.k, mode, ask.partition))
+            hits = snapshot.results.get((q.text, ask.k, mode, ask.partition, ask.filter_key))
             if hits is None:
                 return None
             found.append(Found(hits, mode, q))
@@ -239,7 +255,27 @@ class Engine:
     @staticmethod
     def _search(snapshot: Snapshot, retriever: Retriever, queries: Sequence[PreparedQuery],
                 ask: Ask, mode: Mode, vectors: np.ndarray | None) -> list[Found]:
-        found = retriever.search(queries, ask.k, mode, vectors)
+        found = retriever.search(queries, ask.k, mode, vectors, ask.filters)
         for f in found:
-            snapshot.results.put((f.query.text, ask.k, mode, ask.partition), f.hits)
+            snapshot.results.put((f.query.text, ask.k, mode, ask.partition, ask.filter_key),
+                                 f.hits)
         return found
+
+
+def check_ask(retriever: Retriever, ask: Ask) -> None:
+    """Refuse (``FilterError``) filters or fields the index lacks; the filter's selection is
+    made here, once, and kept by the index for the search."""
+    index = retriever.index
+    index.fields.check_names(ask.fields, "fields")
+    if ask.filters:
+        index.select(ask.filters, "filter" if ask.filters.conditions[0].source else "filters")
+
+
+def answer(snapshot: Snapshot, retriever: Retriever, ask: Ask, found: list[Found]) -> Answer:
+    """The answer, with the stored fields the ask named."""
+    if not ask.fields:
+        return Answer(found, snapshot.version)
+    names = list(ask.fields)
+    values = [retriever.index.field_values([h.product_id for h in f.hits], names)
+              for f in found]
+    return Answer(found, snapshot.version, values)

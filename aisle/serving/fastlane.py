@@ -11,15 +11,16 @@ answer what that route would answer, never differently.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-# query parameters -> the JSON body of the answer, something for the route to finish, or None
-# to let the route handle it (parsed as Starlette parses them: latin-1 bytes, then parse_qsl)
-Lane = Callable[[Mapping[str, str]], bytes | object | None]
+# query parameters ((name, value) pairs, in order) -> the JSON body of the answer, something
+# for the route to finish, or None to let the route handle it (parsed as Starlette parses
+# them: latin-1 bytes, then parse_qsl)
+Lane = Callable[[Sequence[tuple[str, str]]], bytes | object | None]
 
 HEADERS = [(b"content-type", b"application/json")]
 
@@ -33,8 +34,7 @@ class WarmLane:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == "/search":
-            params = dict(parse_qsl(scope["query_string"].decode("latin-1"),
-                                    keep_blank_values=True))
+            params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
             found = self.lane(params)
             if isinstance(found, bytes):
                 scope["route"] = self.route

@@ -1,6 +1,7 @@
 """The OpenAPI document, as the service behaves: what FastAPI derives from the routes and
-models, plus what only the config knows (text lengths, the ranges of k and of a batch) and
-the media type of errors (RFC 9457 problem details, serving/errors.py).
+models, plus what only the config knows (text lengths, the ranges of k and of a batch), what
+only the index knows (its fields: the filters and fields a search may name, each condition's
+exact grammar) and the media type of errors (RFC 9457 problem details, serving/errors.py).
 
 The routes check those limits themselves, with messages that say what to fix; the document
 declares the same limits, so that a request valid by the schema is one the service accepts.
@@ -17,6 +18,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from aisle.data.fields import FieldType
+from aisle.retrieval.filters import MAX_CONDITION_CHARS, field_pattern
 from aisle.retrieval.querytext import query_problem
 from aisle.serving.config import ServeConfig
 from aisle.serving.errors import PROBLEM_JSON
@@ -53,15 +56,58 @@ def _escape(code: int) -> str:
     return "\\" + chr(code) if chr(code) in "\\[]^-" else chr(code)
 
 
-def contract(app: FastAPI, config: ServeConfig) -> dict[str, Any]:
-    """``app``'s OpenAPI document (built once)."""
-    if app.openapi_schema is None:
+def contract(app: FastAPI, config: ServeConfig, fields: dict[str, FieldType]) -> dict[str, Any]:
+    """``app``'s OpenAPI document for an index with stored ``fields`` (built once per set of
+    fields: a reload to an index with other fields gets a new document)."""
+    cached = getattr(app.state, "openapi_fields", None)
+    if app.openapi_schema is None or cached != fields:
         # A copy: FastAPI's document shares dicts with the routes (params.SEARCH_PARAMETERS).
         doc = copy.deepcopy(get_openapi(title=app.title, version=app.version, routes=app.routes))
         declare_limits(doc, config)
+        declare_fields(doc, fields)
         errors_as_problems(doc)
-        app.openapi_schema = doc
+        app.openapi_schema, app.state.openapi_fields = doc, dict(fields)
     return app.openapi_schema
+
+
+def declare_fields(doc: dict[str, Any], fields: dict[str, FieldType]) -> None:
+    """The filters and fields the index admits: GET's ``filter`` conditions by the grammar
+    the parser matches (aisle/retrieval/filters.py), the bodies' ``filters`` as typed JSON,
+    and ``fields`` as the index's field names. An index without fields admits none."""
+    names = list(fields)
+    some = {"enum": names} if names else {}
+    condition: dict[str, Any] = {"type": "string", "maxLength": MAX_CONDITION_CHARS}
+    if names:  # in an allOf of its own, as the query's pattern (declare_limits says why)
+        condition["allOf"] = [{"pattern": "|".join(field_pattern(n, t)
+                                                   for n, t in fields.items())}]
+    else:
+        condition["enum"] = []  # no condition is valid
+    none = {} if names else {"maxItems": 0}
+    _parameter(doc, "/search", "filter")["schema"].update(items=condition, **none)
+    _parameter(doc, "/search", "fields")["schema"].update(items={"type": "string", **some},
+                                                          **none)
+    text = {"type": "string", "minLength": 1, "maxLength": MAX_CONDITION_CHARS,
+            "allOf": [{"pattern": NOT_BLANK}]}
+    number = {"type": "number"}
+    by_type = {
+        "string": {"anyOf": [text, {"type": "array", "items": text, "minItems": 1}]},
+        "boolean": {"anyOf": [{"type": "boolean"},
+                              {"type": "array", "items": {"type": "boolean"}, "minItems": 1}]},
+        "number": {"anyOf": [number, {"type": "array", "items": number, "minItems": 1},
+                             {"type": "object", "minProperties": 1,
+                              "additionalProperties": False,
+                              "properties": {k: number for k in ("gte", "gt", "lte", "lt")}}]},
+    }
+    filters = {"type": "object", "additionalProperties": False,
+               "properties": {n: by_type[t] for n, t in fields.items()}}
+    field_list = {"type": "array", "items": {"type": "string", **some}, **none}
+    schemas = doc["components"]["schemas"]
+    for model in ("SearchRequest", "BatchRequest"):
+        properties = schemas[model]["properties"]
+        for key, schema in (("filters", filters), ("fields", field_list)):
+            description = properties[key].get("description")
+            properties[key] = {"anyOf": [schema, {"type": "null"}],
+                               **({"description": description} if description else {})}
 
 
 def declare_limits(doc: dict[str, Any], config: ServeConfig) -> None:

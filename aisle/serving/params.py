@@ -1,23 +1,25 @@
 """Query-string parsing for ``GET /search``, by hand.
 
 FastAPI's per-request parameter validation showed up in a profile as a large share of a warm
-search, so the hot endpoint reads its four parameters itself; ``SEARCH_PARAMETERS``
-documents them in OpenAPI exactly as FastAPI would have. Errors say what to fix, in the
-service's 422 wording; a parameter it does not know (a typo such as ``partiton``) is an error
-too, never silently ignored.
+search, so the hot endpoint reads its parameters itself; ``SEARCH_PARAMETERS`` documents them
+in OpenAPI exactly as FastAPI would have. ``filter`` and ``fields`` may repeat (one condition,
+one field name each); any other parameter given twice counts once, the last. Errors say what
+to fix, in the service's 422 wording; a parameter it does not know (a typo such as
+``partiton``) is an error too, never silently ignored.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, get_args
 
 from aisle.retrieval.config import Mode
 from aisle.serving.errors import InvalidRequest
 
 MODES: tuple[str, ...] = get_args(Mode)
-NAMES = ("q", "k", "mode", "partition")
+NAMES = ("q", "k", "mode", "partition", "filter", "fields")
+REPEATED = ("filter", "fields")
 WHOLE_NUMBER = re.compile(r"\s*([+-]?[0-9]+)(?:\.0*)?\s*", re.ASCII)
 
 
@@ -30,10 +32,15 @@ class SearchParams(NamedTuple):
     k: int | None  # None: absent (the service's default)
     mode: Mode | None
     partition: str | None
+    filters: tuple[str, ...]  # text conditions, checked against the index later
+    fields: tuple[str, ...]  # stored fields each result carries
 
 
-def parse_search_params(params: Mapping[str, str]) -> SearchParams:
-    """``(q, k, mode, partition)`` from a query string; all but ``q`` are None when absent."""
+def parse_search_params(query: Mapping[str, str] | Sequence[tuple[str, str]]) -> SearchParams:
+    """The parameters of a query string (its ``(name, value)`` pairs, in order, or a mapping
+    of names to values); all but ``q`` are None or empty when absent."""
+    items = list(query.items()) if isinstance(query, Mapping) else list(query)
+    params = dict(items)
     unknown = sorted(set(params) - set(NAMES))
     if unknown:
         raise BadParameter(
@@ -61,8 +68,10 @@ def parse_search_params(params: Mapping[str, str]) -> SearchParams:
             f"malformed request: mode: must be one of {', '.join(MODES)}, got {raw_mode!r}", "mode"
         )
     mode: Any = raw_mode  # checked against MODES above
+    filters = tuple(v for n, v in items if n == "filter")
+    fields = tuple(v for n, v in items if n == "fields")
     # An empty partition (a blank form field) means the whole index, as an absent one does.
-    return SearchParams(q, k, mode, params.get("partition") or None)
+    return SearchParams(q, k, mode, params.get("partition") or None, filters, fields)
 
 
 def _parameter(name: str, schema: dict[str, Any], description: str,
@@ -80,4 +89,12 @@ SEARCH_PARAMETERS: list[dict[str, Any]] = [
                "dense, lexical or hybrid (default: the index's)"),
     _parameter("partition", {"type": "string"},
                "search only this retailer/store partition of the index (404 if it has none)"),
+    # The index's own fields and their patterns are added by serving/openapi.py.
+    {**_parameter("filter", {"type": "array", "items": {"type": "string"}},
+                  "only products meeting this condition (repeat: all must hold): "
+                  "brand=DeWalt, brand=DeWalt|Makita, price<=50, price=10..50, in_stock=true"),
+     "style": "form", "explode": True},
+    {**_parameter("fields", {"type": "array", "items": {"type": "string"}},
+                  "a stored field each result carries (repeat for more)"),
+     "style": "form", "explode": True},
 ]

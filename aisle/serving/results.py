@@ -1,4 +1,4 @@
-"""Finished results of one index snapshot, by (searched text, k, mode, partition).
+"""Finished results of one index snapshot, by (searched text, k, mode, partition, filter).
 
 A search is a pure function of the snapshot and the prepared query, so its hits can be kept
 for as long as the snapshot serves: a reload starts a new snapshot with an empty cache, and a
@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from aisle.retrieval.config import Mode
 from aisle.retrieval.store import Hit
 
-Key = tuple[str, int, Mode, str | None]
+# (searched text, k, mode, partition, filter key: "" for none)
+Key = tuple[str, int, Mode, str | None, str]
 # A hit as plain values: a tuple of strings and a float, which the cyclic garbage collector
 # stops tracking, so a full cache adds nothing to the collector's pauses (a Hit object would
 # add one tracked object per result, 200,000 for a full cache at k = 10: tens of ms a pass).

@@ -6,7 +6,7 @@ routes and declared in the OpenAPI document by ``serving/openapi.py``, not here.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
@@ -35,6 +35,11 @@ class SearchRequest(_Request):
         default=None, description="dense, lexical or hybrid (default: the index's, hybrid "
         "wherever it carries BM25)")
     partition: str | None = Field(default=None, description="retailer/store partition")
+    filters: dict[str, Any] | None = Field(
+        default=None, description="only products meeting every one: {field: value}, "
+        "{field: [any, of]} or, for a number field, {field: {gte, gt, lte, lt}}")
+    fields: list[str] | None = Field(default=None, description="stored fields each result "
+                                     "carries (GET /fields lists them)")
 
 
 class BatchRequest(_Request):
@@ -42,12 +47,20 @@ class BatchRequest(_Request):
     k: WholeNumber | None = Field(default=None, description="results to return per query")
     mode: Mode | None = None
     partition: str | None = None
+    filters: dict[str, Any] | None = Field(default=None, description="as SearchRequest's")
+    fields: list[str] | None = Field(default=None, description="as SearchRequest's")
+
+
+FieldValue = str | float | bool | None
 
 
 class Result(BaseModel):
     product_id: str
     title: str
     score: float
+    fields: dict[str, FieldValue] | None = Field(
+        default=None, description="the stored fields asked for (null where the catalog has "
+        "no value); absent when none were")
 
 
 class SearchResponse(BaseModel):
@@ -76,6 +89,21 @@ class Problem(BaseModel):
     field: str | None = Field(
         description="the part of the request at fault: a query parameter, a JSON key (a dotted "
         "path for a nested one: queries.2) or a header; null when no one field is")
+
+
+class FieldSummary(BaseModel):
+    name: str
+    type: Literal["string", "number", "boolean"]
+    values: list[dict[str, str | int]] | None = Field(
+        default=None, description="text fields: the most common values, with counts")
+    min: float | None = Field(default=None, description="number fields: the smallest value")
+    max: float | None = Field(default=None, description="number fields: the largest value")
+    missing: int = Field(description="products without a value")
+
+
+class Fields(BaseModel):
+    fields: list[FieldSummary]
+    index_version: str
 
 
 class Health(BaseModel):

@@ -281,3 +281,38 @@ def test_prepare_homedepot(tmp_path: Path) -> None:
         "test": 1157,
     }
     assert ds.judgments["grade"].between(0, 2).all()
+
+
+def test_extra_product_columns_are_typed_fields(tmp_path: Path) -> None:
+    data = tmp_path / "fields"
+    data.mkdir()
+    (data / "products.csv").write_text(
+        "product_id,title,description,brand,category,price,in_stock,size\n"
+        "p1,Drill,,DeWalt,tools,129.00,true,12 in.\n"
+        "p2,Saw,,,tools, 45.5 ,FALSE,\n"
+        "p3,Rug,,,,,,7\n"
+    )
+    products = load_dataset(data).products
+    assert products["price"].tolist()[:2] == [129.0, 45.5] and pd.isna(products["price"][2])
+    assert products["in_stock"].tolist()[:2] == [True, False] and pd.isna(products["in_stock"][2])
+    assert products["size"].tolist() == ["12 in.", "", "7"]  # not every value is a number
+    prepare(data, tmp_path / "prep")  # the types survive parquet
+    prepared = load_dataset(tmp_path / "prep").products
+    from aisle.data.fields import field_types
+
+    assert field_types(prepared) == field_types(products) == {
+        "brand": "string", "category": "string", "price": "number", "in_stock": "boolean",
+        "size": "string"}
+
+
+@pytest.mark.parametrize(("column", "message"), [
+    ("unit price", "not a usable field name"),
+    ("label", "a name aisle keeps for itself"),
+])
+def test_unusable_field_names_are_refused(tmp_path: Path, column: str, message: str) -> None:
+    data = tmp_path / "bad"
+    data.mkdir()
+    (data / "products.csv").write_text(
+        f"product_id,title,description,brand,category,{column}\np1,Drill,,,,1\n")
+    with pytest.raises(DataError, match=message):
+        load_dataset(data)

@@ -27,6 +27,11 @@ def test_index_holds_every_product_with_a_self_describing_manifest(
     assert manifest["kind"] == "aisle.index"
     assert manifest["count"] == len(ds.products) == 300
     assert manifest["dim"] == 384
+    # The catalog's fields are stored with the rows, typed (aisle/data/fields.py).
+    assert manifest["fields"] == {"brand": "string", "category": "string",
+                                  "in_stock": "boolean", "price": "number"}
+    stored = pd.read_parquet(sample_index / "rows.parquet")
+    assert stored["price"].dtype == "float64" and str(stored["in_stock"].dtype) == "boolean"
     assert manifest["model"]["fingerprint"] == base_model.fingerprint
     assert manifest["data"]["products_fingerprint"] == ds.fingerprint("products")
     index = load_index(sample_index, base_model.fingerprint)

@@ -13,6 +13,7 @@ from aisle.configs import load_config
 from aisle.indexing.build import build_version
 from aisle.indexing.update import update_version
 from aisle.retrieval.config import IndexConfig
+from aisle.retrieval.filters import Filter, parse_filters
 from aisle.retrieval.store import ProductIndex, load_index
 from aisle.towers.model import TwoTowerModel
 from tests.indexing.conftest import CountingEncoder, edited
@@ -21,9 +22,10 @@ QUERIES = ["cordless drill", "white wall paint", "garden hose", "ladder", "brand
 
 
 def results(
-    index: ProductIndex, model: TwoTowerModel, k: int = 10
+    index: ProductIndex, model: TwoTowerModel, flt: Filter | None = None, k: int = 10
 ) -> list[list[tuple[str, float]]]:
-    hits = index.search(model.encode_query(QUERIES).numpy(), k)
+    where = None if flt is None else index.select(flt)
+    hits = index.search(model.encode_query(QUERIES).numpy(), k, where)
     return [[(h.product_id, h.score) for h in row] for row in hits]
 
 
@@ -34,6 +36,14 @@ def assert_same_results(a: ProductIndex, b: ProductIndex, model: TwoTowerModel) 
     for ra, rb in zip(results(a, model), results(b, model), strict=True):
         np.testing.assert_allclose([s for _, s in ra], [s for _, s in rb], atol=1e-5)
         # Equal scores may come in either order; compare ids score by score.
+        assert {p for p, _ in ra} == {p for p, _ in rb}
+    # The stored fields follow their products (an in-place update keeps ids with gaps), and
+    # a filter selects the same products from both.
+    ids = sorted(p for p in b.product_ids if p is not None)
+    assert a.field_values(ids) == b.field_values(ids)
+    flt = parse_filters(["price<=40", "in_stock=true"])
+    for ra, rb in zip(results(a, model, flt), results(b, model, flt), strict=True):
+        np.testing.assert_allclose([s for _, s in ra], [s for _, s in rb], atol=1e-5)
         assert {p for p, _ in ra} == {p for p, _ in rb}
 
 

@@ -111,6 +111,7 @@ def search_answer(page: Any, action: Any) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_a_shopper_searches_on_the_page(served: str, browser: Any) -> None:
+    expect = pytest.importorskip("playwright.sync_api").expect
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     problems: list[str] = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
@@ -149,16 +150,44 @@ def test_a_shopper_searches_on_the_page(served: str, browser: Any) -> None:
     other = "lexical" if first["mode"] != "lexical" else "dense"
     switched = search_answer(page, lambda: page.check(f"input[name=mode][value={other}]"))
     assert switched["mode"] == other != first["mode"]
-    page.wait_for_function(f"document.getElementById('status').textContent.includes('{other}')")
+    # Locator waits, not wait_for_function: the page's CSP forbids the eval that polling uses.
+    page.locator("#status", has_text=other).wait_for()
 
     with page.expect_response(lambda r: "mode=hybrid" in r.url):
         page.check("#compare")
     columns = page.locator("#columns .column")
-    page.wait_for_function("document.querySelectorAll('#columns .column').length === 3")
+    columns.nth(2).wait_for()
     assert [c.get_attribute("data-mode") for c in columns.all()] == ["dense", "lexical", "hybrid"]
     for column in columns.all():
         assert column.locator(".result").count() > 0, column.text_content()
     assert page.locator("#results").is_hidden()
     if SCREENSHOT:
         page.screenshot(path=SCREENSHOT, full_page=False)
+
+    # Filters: one control per stored field of the sample catalog; each result shown meets
+    # the filter, as its fields (shown with it) say.
+    search_answer(page, lambda: page.uncheck("#compare"))
+    in_stock = search_answer(page, lambda: page.select_option("#filter-in_stock", "true"))
+    assert all(r["fields"]["in_stock"] is True for r in in_stock["results"])
+    with page.expect_response(lambda r: "/search?" in r.url and "price%3C%3D30" in r.url
+                              ) as info:
+        page.fill("#filter-price-max", "30")
+        page.locator("#filter-price-max").dispatch_event("change")
+    filtered = info.value.json()
+    assert len(filtered["results"]) > 0
+    for result in filtered["results"]:
+        assert result["fields"]["in_stock"] is True and result["fields"]["price"] <= 30
+    expect(page.locator("#results .result .title")).to_have_text(
+        [r["title"] for r in filtered["results"]])
+    shown = page.locator("#results .result .field[data-field=price]").all_text_contents()
+    assert len(shown) == len(filtered["results"])
+    assert all(float(text.split()[-1]) <= 30 for text in shown)
+    brand = page.locator("#filter-brand option").nth(1).get_attribute("value")
+    one_brand = search_answer(page, lambda: page.select_option("#filter-brand", brand))
+    assert one_brand["results"] and all(
+        r["fields"]["brand"] == brand for r in one_brand["results"])
+    expect(page.locator("#results .result .title")).to_have_text(
+        [r["title"] for r in one_brand["results"]])
+    if SCREENSHOT:
+        page.screenshot(path=SCREENSHOT.replace(".png", "-filters.png"), full_page=False)
     assert problems == []

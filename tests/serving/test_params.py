@@ -7,12 +7,20 @@ import pytest
 from aisle.serving.params import SEARCH_PARAMETERS, BadParameter, parse_search_params
 
 
-def test_parses_the_four_parameters() -> None:
-    assert parse_search_params({"q": "drill"}) == ("drill", None, None, None)
+def test_parses_the_parameters() -> None:
+    assert parse_search_params({"q": "drill"}) == ("drill", None, None, None, (), ())
     assert parse_search_params({"q": " a b ", "k": "25", "mode": "hybrid"}) == (
-        " a b ", 25, "hybrid", None)
-    assert parse_search_params({"q": "", "k": "-3"}) == ("", -3, None, None)  # checked later
+        " a b ", 25, "hybrid", None, (), ())
+    assert parse_search_params({"q": "", "k": "-3"})[:2] == ("", -3)  # checked later
     assert parse_search_params({"q": "x", "partition": "store-2"}).partition == "store-2"
+
+
+def test_filter_and_fields_repeat_in_order_other_parameters_count_once() -> None:
+    got = parse_search_params([("q", "a"), ("filter", "brand=X|Y"), ("fields", "price"),
+                               ("filter", "price<=5"), ("fields", "brand"), ("q", "b")])
+    assert got.q == "b"  # the last, as Starlette reads a repeated parameter
+    assert got.filters == ("brand=X|Y", "price<=5")
+    assert got.fields == ("price", "brand")
 
 
 @pytest.mark.parametrize(("raw", "k"), [("5", 5), (" 5 ", 5), ("+5", 5), ("05", 5), ("5.0", 5),
@@ -33,7 +41,8 @@ def test_k_is_read_as_fastapi_read_it(raw: str, k: int) -> None:
         ({"q": "x", "k": ""}, "k: must be a whole number"),
         ({"q": "x", "mode": "fuzzy"}, "mode: must be one of dense, lexical, hybrid, got 'fuzzy'"),
         ({"q": "x", "partiton": "s1"},
-         "unknown query parameter 'partiton'; GET /search takes q, k, mode, partition"),
+         "unknown query parameter 'partiton'; GET /search takes q, k, mode, partition, "
+         "filter, fields"),
         ({"q": "x", "K": "5"}, "unknown query parameter 'K'"),
     ],
 )
@@ -52,10 +61,12 @@ def test_openapi_documents_them_with_the_configured_limits() -> None:
     before = copy.deepcopy(SEARCH_PARAMETERS)
     config = ServeConfig(index="unused", max_query_chars=100, max_k=50)
     schema = create_app(config).openapi()  # nothing loads before start-up
-    q, k, mode, partition = schema["paths"]["/search"]["get"]["parameters"]
+    q, k, mode, partition, conditions, fields = schema["paths"]["/search"]["get"]["parameters"]
     assert [q["name"], k["name"], q["required"], k["required"]] == ["q", "k", True, False]
     assert q["schema"] == {"$ref": "#/components/schemas/Query"}
     assert schema["components"]["schemas"]["Query"]["maxLength"] == 100
     assert k["schema"] == {"type": "integer", "minimum": 1, "maximum": 50}
-    assert [mode, partition] == SEARCH_PARAMETERS[2:]
+    assert [mode, partition] == SEARCH_PARAMETERS[2:4]
+    # Before an index has loaded, no filter or field is valid: the document says none.
+    assert conditions["schema"]["maxItems"] == fields["schema"]["maxItems"] == 0
     assert before == SEARCH_PARAMETERS  # another app's limits never leak into the next

@@ -1,7 +1,9 @@
 """The OpenAPI document is the contract: schemathesis, with every check it has, against a real
-`aisle serve` (its own process, on a free port) over the sample index and an autocomplete
-artifact. A schema-valid request the service refuses, an undocumented status or media type,
-an error in another shape, a 405 whose Allow header leaves a method out: each fails here."""
+`aisle serve` (its own process, on a free port) over the sample index (whose products carry
+text, number and boolean fields to filter on) and an autocomplete artifact. A schema-valid
+request the service refuses (a filter condition its grammar admits included), a schema-invalid
+one it accepts, an undocumented status or media type, an error in another shape, a 405 whose
+Allow header leaves a method out: each fails here."""
 
 from __future__ import annotations
 
@@ -12,19 +14,23 @@ import httpx
 import pytest
 import schemathesis
 
+from aisle.data.fields import FieldType
 from aisle.serving.app import create_app
 from aisle.serving.config import ServeConfig
+from aisle.serving.openapi import contract
 from aisle.towers.model import TwoTowerModel
 from tests.serving.conftest import aisle_serve
 
 ADMIN_TOKEN = "contract-token"
 
-# The document schemathesis generates from: what create_app serves at the default limits
-# (nothing loads before start-up). test_the_service_serves_this_document holds the running
+# The document schemathesis generates from: what the service documents at the default limits
+# over the sample catalog's fields. test_the_service_serves_this_document holds the running
 # service to it.
-DOCUMENT = create_app(ServeConfig()).openapi()
+FIELDS: dict[str, FieldType] = {"brand": "string", "category": "string", "in_stock": "boolean",
+                                "price": "number"}
+DOCUMENT = contract(create_app(ServeConfig()), ServeConfig(), FIELDS)
 
-schema = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis.Config.from_dict({
+CONFIG = schemathesis.Config.from_dict({
     "checks": {"enabled": True},  # every check, as `schemathesis run --checks all`
     # Reproducible: a fixed seed, and no example database replaying an earlier run.
     "seed": 20261203,
@@ -39,7 +45,8 @@ schema = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis.Config.fro
     # With the token, /admin/reload is exercised (200) as well as refused (ignored_auth
     # sends requests without it and expects 401).
     "headers": {"Authorization": f"Bearer {ADMIN_TOKEN}"},
-}))
+})
+schema = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +69,10 @@ def served(sample_index: Path, autocomplete_index: Path, tmp_path_factory: pytes
         yield url
 
 
-def test_the_service_serves_this_document(served: str) -> None:
+def test_the_service_serves_this_document(served: str, sample_index: Path) -> None:
+    from aisle.retrieval.store import load_index
+
+    assert load_index(sample_index).fields.types == FIELDS
     assert httpx.get(f"{served}/openapi.json").json() == DOCUMENT
 
 

@@ -1,5 +1,5 @@
-// The search page: GET /search and GET /autocomplete, as the OpenAPI document at /docs
-// describes them. Everything from the service is rendered with textContent, never as HTML.
+// The search page: GET /search, GET /fields and GET /autocomplete, as the OpenAPI document at
+// /docs describes them. Everything from the service is rendered with textContent, never as HTML.
 "use strict";
 
 const MODES = ["dense", "lexical", "hybrid"];
@@ -19,6 +19,7 @@ const state = {
   suggestSeq: 0,
   suggestTimer: 0,
   active: -1, // the highlighted suggestion
+  fields: [], // the index's stored fields (GET /fields): the filters, and what results show
 };
 
 // --- talking to the service -----------------------------------------------------------
@@ -46,16 +47,82 @@ async function get(path, params) {
   return { ok: true, body };
 }
 
-// Filters join the query string here once the index carries product fields (brand,
-// category, price); the form in index.html marks where their controls go.
+// Each set filter control as one `filter` condition, in the grammar GET /search documents:
+// text and boolean fields field=value, number fields field>=min and field<=max.
 function filterParams() {
-  return {};
+  const pairs = [];
+  for (const control of document.querySelectorAll("#filters [data-field]")) {
+    const value = control.value.trim();
+    if (!value) continue;
+    pairs.push(["filter", `${control.dataset.field}${control.dataset.op}${value}`]);
+  }
+  return pairs;
 }
 
+// [name, value] pairs: `filter` and `fields` repeat.
 function searchParams(q, mode) {
-  const params = { q, ...filterParams() };
-  if (mode) params.mode = mode; // absent: the service's default
+  const params = [["q", q], ...filterParams()];
+  for (const field of state.fields) params.push(["fields", field.name]);
+  if (mode) params.push(["mode", mode]); // absent: the service's default
   return params;
+}
+
+function control(tag, field, op, label) {
+  const node = el(tag);
+  node.dataset.field = field.name;
+  node.dataset.op = op;
+  node.id = `filter-${field.name}${op === ">=" ? "-min" : op === "<=" ? "-max" : ""}`;
+  node.setAttribute("aria-label", label);
+  node.addEventListener("change", () => {
+    if (input.value.trim()) search();
+  });
+  return node;
+}
+
+function choice(select, value, text) {
+  const option = el("option", null, text);
+  option.value = value;
+  select.append(option);
+}
+
+// The filter controls, from the index's fields: a list of the most common values for text,
+// any / yes / no for booleans, a minimum and a maximum for numbers.
+function renderFilters(fields) {
+  const box = $("filters");
+  for (const field of fields) {
+    const label = el("label", "filter");
+    label.append(el("span", "name", field.name.replaceAll("_", " ")));
+    if (field.type === "string") {
+      if (!field.values || field.values.length === 0) continue; // no product has one
+      const select = control("select", field, "=", field.name);
+      choice(select, "", "any");
+      for (const v of field.values) choice(select, v.value, `${v.value} (${v.count})`);
+      label.append(select);
+    } else if (field.type === "boolean") {
+      const select = control("select", field, "=", field.name);
+      choice(select, "", "any");
+      choice(select, "true", "yes");
+      choice(select, "false", "no");
+      label.append(select);
+    } else {
+      for (const [op, bound, hint] of [[">=", "min", field.min], ["<=", "max", field.max]]) {
+        const number = control("input", field, op, `${field.name} ${bound}`);
+        number.type = "number";
+        number.step = "any";
+        number.placeholder = hint === null || hint === undefined ? bound : `${bound} ${hint}`;
+        label.append(number);
+      }
+    }
+    box.append(label);
+  }
+  box.hidden = box.querySelectorAll("[data-field]").length === 0;
+}
+
+async function loadFields() {
+  const answer = await get("/fields", {});
+  if (!answer.ok) return; // the index is still loading: no filters yet
+  state.fields = answer.body.fields;
+  renderFilters(state.fields);
 }
 
 // --- rendering ------------------------------------------------------------------------
@@ -73,9 +140,18 @@ function renderResults(ol, results) {
     const li = el("li", "result");
     li.append(el("span", "title", r.title));
     const meta = el("span", "meta");
-    // brand and category only where the response carries them (today it does not)
-    for (const field of ["brand", "category"]) {
-      if (typeof r[field] === "string" && r[field]) meta.append(el("span", field, r[field]));
+    // the stored fields the search asked for: brand and category first, then the others
+    const fields = r.fields || {};
+    const rank = (name) => ({ brand: 0, category: 1 })[name] ?? 2;
+    const names = Object.keys(fields).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+    for (const name of names) {
+      const value = fields[name];
+      if (value === null || value === "") continue;
+      const shown = typeof value === "boolean" ? (value ? name : `not ${name}`).replaceAll("_", " ")
+        : name === "brand" || name === "category" ? String(value) : `${name} ${value}`;
+      const span = el("span", "field", shown);
+      span.dataset.field = name;
+      meta.append(span);
     }
     meta.append(el("span", "score", "score " + Number(r.score).toFixed(3)));
     meta.append(el("span", "pid", r.product_id));
@@ -293,12 +369,14 @@ for (const radio of document.querySelectorAll("input[name=mode]")) {
 
 compare.addEventListener("change", search);
 
-// A link to the page with ?q=...&mode=...&compare=1 opens on its results.
-(function restore() {
+// A link to the page with ?q=...&mode=...&compare=1 opens on its results (once the filter
+// controls are there, so the first search already carries the fields to show).
+(async function restore() {
   const params = new URLSearchParams(location.search);
   if (MODES.includes(params.get("mode"))) state.mode = params.get("mode");
   showMode(state.mode);
   compare.checked = params.get("compare") === "1";
+  await loadFields();
   if (params.get("q")) {
     input.value = params.get("q");
     search();

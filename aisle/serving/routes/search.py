@@ -18,6 +18,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from aisle.retrieval.config import Mode
+from aisle.retrieval.filters import Filter, FilterError, filter_from_json, parse_filters
 from aisle.retrieval.querytext import query_problem
 from aisle.retrieval.retriever import Found
 from aisle.serving.batching import MicroBatcher
@@ -26,7 +27,13 @@ from aisle.serving.deps import BatcherDep, ConfigDep, EngineDep, PoolDep
 from aisle.serving.engine import Answer, Ask, Engine, Lane, Plan, UnknownPartition
 from aisle.serving.errors import InvalidRequest, documented
 from aisle.serving.params import SEARCH_PARAMETERS, parse_search_params
-from aisle.serving.schemas import BatchRequest, BatchResponse, SearchRequest, SearchResponse
+from aisle.serving.schemas import (
+    BatchRequest,
+    BatchResponse,
+    Fields,
+    SearchRequest,
+    SearchResponse,
+)
 
 router = APIRouter()
 
@@ -44,21 +51,29 @@ def check_query(q: str, config: ServeConfig, field: str) -> str:
     return q
 
 
-def make_ask(texts: Sequence[str], fields: Sequence[str], k: int | None, mode: Mode | None,
-             partition: str | None, config: ServeConfig) -> Ask:
-    """A checked request (``fields``: where each text is in the request, for the error
-    saying what to fix)."""
+def make_ask(texts: Sequence[str], where: Sequence[str], k: int | None, mode: Mode | None,
+             partition: str | None, config: ServeConfig, filters: Filter | None = None,
+             fields: Sequence[str] = ()) -> Ask:
+    """A checked request (``where``: where each text is in the request, for the error
+    saying what to fix). Filters and fields are checked against the index when planned."""
     k = config.default_k if k is None else k
     if not 1 <= k <= config.max_k:
         raise InvalidRequest(f"k is {k}; it must be between 1 and {config.max_k}", "k")
-    checked = tuple(check_query(t, config, f) for t, f in zip(texts, fields, strict=True))
+    checked = tuple(check_query(t, config, f) for t, f in zip(texts, where, strict=True))
     # An empty partition (a blank form field) means the whole index, as an absent one does.
-    return Ask(checked, k, mode or config.default_mode, partition or None)
+    return Ask(checked, k, mode or config.default_mode, partition or None, filters or None,
+               tuple(dict.fromkeys(fields)))
 
 
-def ask_from_query_string(params: Mapping[str, str], config: ServeConfig) -> Ask:
-    q, k, mode, partition = parse_search_params(params)
-    return make_ask([q], ["q"], k, mode, partition, config)
+def ask_from_query_string(params: Mapping[str, str] | Sequence[tuple[str, str]],
+                          config: ServeConfig) -> Ask:
+    q, k, mode, partition, conditions, fields = parse_search_params(params)
+    return make_ask([q], ["q"], k, mode, partition, config,
+                    parse_filters(conditions, "filter"), fields)
+
+
+def body_filters(filters: dict[str, Any] | None) -> Filter | None:
+    return None if filters is None else filter_from_json(filters, "filters")
 
 
 async def finish(plan: Plan, engine: Engine, batcher: MicroBatcher, pool: Executor) -> Answer:
@@ -75,17 +90,26 @@ async def finish(plan: Plan, engine: Engine, batcher: MicroBatcher, pool: Execut
 # Responses are built as plain dicts and encoded by orjson: the shapes are the declared
 # response models (OpenAPI documents them), but re-validating our own output through
 # pydantic on every request would cost more than the search.
-def payload(found: Found, version: str, started: float) -> dict[str, Any]:
+def payload(found: Found, version: str, started: float,
+            values: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    results = [{"product_id": h.product_id, "title": h.title, "score": float(h.score)}
+               for h in found.hits]
+    if values is not None:
+        for result, fields in zip(results, values, strict=True):
+            result["fields"] = fields
     return {
-        "results": [
-            {"product_id": h.product_id, "title": h.title, "score": float(h.score)}
-            for h in found.hits
-        ],
+        "results": results,
         "index_version": version,
         "mode": found.mode,
         "corrected_query": found.query.correction,
         "took_ms": (time.perf_counter() - started) * 1000,
     }
+
+
+def one(answer: Answer, started: float) -> dict[str, Any]:
+    """The response body of a one-query answer."""
+    values = None if answer.values is None else answer.values[0]
+    return payload(answer.found[0], answer.version, started, values)
 
 
 def json_response(body: dict[str, Any]) -> Response:
@@ -99,9 +123,9 @@ async def search_get(request: Request, config: ConfigDep, engine: EngineDep,
     started = time.perf_counter()
     plan = getattr(request.state, PLAN_STATE, None)
     if not isinstance(plan, Plan):
-        plan = engine.plan(ask_from_query_string(request.query_params, config))
+        plan = engine.plan(ask_from_query_string(request.query_params.multi_items(), config))
     answer = await finish(plan, engine, batcher, pool)
-    return json_response(payload(answer.found[0], answer.version, started))
+    return json_response(one(answer, started))
 
 
 @router.post("/search", response_model=SearchResponse,
@@ -109,9 +133,10 @@ async def search_get(request: Request, config: ConfigDep, engine: EngineDep,
 async def search_post(body: SearchRequest, config: ConfigDep, engine: EngineDep,
                       batcher: BatcherDep, pool: PoolDep) -> Response:
     started = time.perf_counter()
-    ask = make_ask([body.query], ["query"], body.k, body.mode, body.partition, config)
+    ask = make_ask([body.query], ["query"], body.k, body.mode, body.partition, config,
+                   body_filters(body.filters), body.fields or ())
     answer = await finish(engine.plan(ask), engine, batcher, pool)
-    return json_response(payload(answer.found[0], answer.version, started))
+    return json_response(one(answer, started))
 
 
 @router.post("/search/batch", response_model=BatchResponse,
@@ -122,32 +147,45 @@ async def search_batch(body: BatchRequest, config: ConfigDep, engine: EngineDep,
     if not 1 <= len(body.queries) <= config.max_batch:
         raise InvalidRequest(
             f"batch holds {len(body.queries)} queries; send 1 to {config.max_batch}", "queries")
-    fields = [f"queries.{i}" for i in range(len(body.queries))]
-    ask = make_ask(body.queries, fields, body.k, body.mode, body.partition, config)
+    where = [f"queries.{i}" for i in range(len(body.queries))]
+    ask = make_ask(body.queries, where, body.k, body.mode, body.partition, config,
+                   body_filters(body.filters), body.fields or ())
     answer = await finish(engine.plan(ask), engine, batcher, pool)
+    values: list[list[dict[str, Any]] | None] = (
+        list(answer.values) if answer.values is not None else [None] * len(answer.found))
     return json_response({
-        "responses": [payload(f, answer.version, started) for f in answer.found],
+        "responses": [payload(f, answer.version, started, v)
+                      for f, v in zip(answer.found, values, strict=True)],
         "index_version": answer.version,
         "took_ms": (time.perf_counter() - started) * 1e3,
     })
 
 
-def warm_lane(app: FastAPI) -> Callable[[Mapping[str, str]], bytes | Plan | None]:
+@router.get("/fields", response_model=Fields, responses=documented(503))
+async def fields(engine: EngineDep) -> Response:
+    """The stored fields that filters and ``fields`` can name, with their types, the most
+    common values of text fields and the range of number fields."""
+    snapshot = engine.snapshot
+    return json_response({"fields": snapshot.retriever.index.fields.summary(),
+                          "index_version": snapshot.version})
+
+
+def warm_lane(app: FastAPI) -> Callable[[Sequence[tuple[str, str]]], bytes | Plan | None]:
     """What the warm lane does with ``GET /search``'s parameters: the answer's JSON for a
     LOOP plan; the plan, for the route to finish; None (the route takes over and says what
     is wrong) for anything invalid, or while the index is loading."""
 
-    def lane(params: Mapping[str, str]) -> bytes | Plan | None:
+    def lane(params: Sequence[tuple[str, str]]) -> bytes | Plan | None:
         started = time.perf_counter()
         engine = getattr(app.state, "engine", None)
         if not isinstance(engine, Engine):
             return None
         try:
             plan = engine.plan(ask_from_query_string(params, app.state.config))
-        except (InvalidRequest, UnknownPartition):
+        except (InvalidRequest, UnknownPartition, FilterError):
             return None
         if plan.answer is None:
             return plan
-        return orjson.dumps(payload(plan.answer.found[0], plan.answer.version, started))
+        return orjson.dumps(one(plan.answer, started))
 
     return lane
