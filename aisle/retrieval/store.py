@@ -243,9 +243,9 @@ def index_is_current(
     config: IndexConfig | None = None,
     backend: str | None = None,
 ) -> bool:
-    """Whether ``out`` (a plain index directory) was built from this model, catalog, config,
-    and (when given) with this ``backend`` (torch and int8 vectors differ; an index that does
-    not record its backend is not current for any)."""
+    """Whether ``out`` (a plain index directory that stores fields) was built from this model,
+    catalog, config, and (when given) with this ``backend`` (torch and int8 vectors differ; an
+    index that does not record its backend is not current for any)."""
     path = Path(out) / MANIFEST
     if not path.is_file():
         return False
@@ -262,6 +262,8 @@ def index_is_current(
         and (backend is None or manifest["model"].get("backend") == backend)
         and isinstance(data, dict)
         and data.get("products_fingerprint") == products_fingerprint
+        # An index from before fields were stored is rebuilt once, to store them.
+        and isinstance(manifest.get("fields"), dict)
         and (config is None or manifest.get("index_config") == to_dict(config))
         and (Path(out) / INDEX_FILE).is_file()
         and (Path(out) / LEXICAL_DIR).is_dir()
