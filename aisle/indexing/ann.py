@@ -5,11 +5,15 @@ All kinds use the inner-product metric (unit vectors: inner product = cosine):
 - ``flat``: ``IndexFlatIP``, exact; the ground truth the approximate kinds are measured against.
 - ``hnsw``: ``IndexHNSWFlat``; no training; cannot remove vectors.
 - ``ivf_flat``: ``IndexIVFFlat`` over a spherical k-means coarse quantizer.
-- ``ivf_pq``: ``IndexIVFPQ`` wrapped in ``IndexRefineFlat``. The wrapper keeps the full float32
-  vectors and re-ranks the PQ shortlist (``rerank`` candidates) with exact inner products, so
-  the scores returned are exact and only the shortlist is approximate. Because the full
-  vectors stay in memory, IVF-PQ here buys scan speed, not memory; the wrapper cannot remove
-  vectors.
+- ``ivf_pq``: ``IndexIVFPQ`` wrapped in ``IndexRefine``. The wrapper re-ranks the PQ shortlist
+  (``rerank`` candidates) against codes it keeps of every vector: with ``rerank_codes=float32``
+  (the default) the full vectors (``IndexRefineFlat``: exact scores, only the shortlist is
+  approximate; IVF-PQ then buys scan speed, not memory), with ``fp16`` or ``sq8`` half or a
+  quarter of that (an ``IndexScalarQuantizer`` trained on the same sample: scores within about
+  0.005 of exact, and 10M x 384 in about 4.4 GB with sq8). The wrapper cannot remove vectors.
+
+``build_faiss_index_sharded`` trains on a sample and adds the vectors shard by shard as they
+arrive, so a build's peak memory is the index plus one shard, not every float vector at once.
 
 GPU: with ``device="auto"`` and ``faiss.get_num_gpus() > 0`` the IVF kinds train (k-means, PQ)
 and add on GPU 0, then ``index_gpu_to_cpu`` returns a CPU index, so what is saved loads on any
@@ -22,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import faiss
@@ -183,13 +188,28 @@ def _train_sample(x: np.ndarray, config: IndexConfig, nlist: int) -> np.ndarray:
     return x[np.sort(rng.choice(len(x), size, replace=False))]
 
 
-def _refine(base: faiss.Index, x: np.ndarray | None, rerank: int) -> faiss.Index:
-    """IVF-PQ's exact re-rank: ``IndexRefineFlat`` keeps the full vectors next to the codes."""
-    refine = (
-        faiss.IndexRefineFlat(base) if x is None else faiss.IndexRefineFlat(base, faiss.swig_ptr(x))
-    )
+SQ_TYPES = {"fp16": "QT_fp16", "sq8": "QT_8bit"}
+
+
+def _refine(base: faiss.Index, config: IndexConfig, sample: np.ndarray,
+            x: np.ndarray | None) -> faiss.Index:
+    """IVF-PQ's re-rank over ``base`` (which holds ``x``, or nothing yet): ``IndexRefineFlat``
+    keeps the full vectors; ``IndexRefine`` over a scalar quantizer trained on ``sample`` keeps
+    compact codes (``config.rerank_codes``)."""
+    refine: Any
+    if config.rerank_codes == "float32":
+        refine = (faiss.IndexRefineFlat(base) if x is None
+                  else faiss.IndexRefineFlat(base, faiss.swig_ptr(x)))
+    else:
+        qtype = getattr(faiss.ScalarQuantizer, SQ_TYPES[config.rerank_codes])
+        codes = faiss.IndexScalarQuantizer(base.d, qtype, faiss.METRIC_INNER_PRODUCT)
+        codes.train(sample)
+        if x is not None:
+            _add(codes, x, None, f"{config.rerank_codes} codes")
+        refine = faiss.IndexRefine(base, codes)
+        refine.referenced_objects = [base, codes]  # the wrapper does not own them
     # A bare faiss search re-ranks `rerank` candidates for k=10; searchers pass the depth.
-    refine.k_factor = max(rerank / 10, 1.0)
+    refine.k_factor = max(config.rerank / 10, 1.0)
     return refine
 
 
@@ -212,16 +232,17 @@ def build_faiss_index(
     nlist = resolve_nlist(config, n)
     gpu = uses_gpu(config)
     index = _empty_index(config, dim, nlist)
+    sample = _train_sample(x, config, nlist) if config.kind in GPU_KINDS else x[:0]
     if config.kind in GPU_KINDS:
-        index = _train(index, _train_sample(x, config, nlist), gpu, config.kind)
+        index = _train(index, sample, gpu, config.kind)
     if gpu and (config.kind == "ivf_flat" or ids is None):
         index = _gpu_add(index, x, ids, config.kind)
         if config.kind == "ivf_pq":
-            index = _refine(index, x, config.rerank)
+            index = _refine(index, config, sample, x)
     else:
         # On CPU, or ivf_pq with ids (the IndexIDMap2 wrapper must start empty), add on CPU.
         if config.kind == "ivf_pq":
-            index = _refine(index, None, config.rerank)
+            index = _refine(index, config, sample, None)
         if ids is not None and config.kind != "ivf_flat":
             index = faiss.IndexIDMap2(index)
         _add(index, x, ids, config.kind)
@@ -234,4 +255,39 @@ def build_faiss_index(
         time.perf_counter() - started,
         f" (nlist={nlist})" if config.kind in GPU_KINDS else "",
     )
+    return index
+
+
+def build_faiss_index_sharded(
+    config: IndexConfig, count: int, sample: np.ndarray, shards: Iterable[np.ndarray]
+) -> faiss.Index:
+    """The index of ``build_faiss_index`` over ``count`` vectors that arrive in ``shards``
+    (each ``(n_i, D)`` unit float32, in id order), trained on ``sample`` (a seeded sample of
+    them, which the IVF kinds' k-means, PQ and scalar quantizer learn from). Only one shard
+    is held at a time, so peak memory is the index plus one shard."""
+    s = _check_vectors(sample)
+    dim = s.shape[1]
+    check_buildable(config, count, dim)
+    started = time.perf_counter()
+    nlist = resolve_nlist(config, count)
+    index = _empty_index(config, dim, nlist)
+    if config.kind in GPU_KINDS:
+        size = resolve_train_size(config, count, nlist)
+        if len(s) < min(size, MIN_POINTS_PER_LIST * nlist):
+            raise AisleError(f"{config.kind} with nlist={nlist} trains on {size:,} vectors; the "
+                             f"sample has {len(s):,}: pass a larger sample")
+        index = _train(index, s, uses_gpu(config), config.kind)
+    if config.kind == "ivf_pq":
+        index = _refine(index, config, s, None)
+    added = 0
+    for shard in tqdm(shards, desc=f"adding shards to {config.kind}", unit="shard"):
+        x = _check_vectors(shard)
+        if x.shape[1] != dim:
+            raise AisleError(f"a shard has {x.shape[1]}-d vectors, the sample {dim}-d")
+        _add(index, x, None, config.kind)
+        added += len(x)
+    if added != count:
+        raise AisleError(f"the shards held {added:,} vectors, {count:,} were announced")
+    log.info("built %s over %d x %d from shards in %.1fs", config.kind, count, dim,
+             time.perf_counter() - started)
     return index

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from aisle.artifacts import read_manifest, sha256_file, sibling_temp
 from aisle.data.dataset import iter_product_blocks
-from aisle.errors import DataError, ManifestMismatch
+from aisle.errors import ArtifactError, DataError, ManifestMismatch
 from aisle.indexing.embed_cache import text_hashes
 from aisle.indexing.embed_job import EmbeddedCatalog, row_columns
 from aisle.retrieval.layout import resolve_index_dir
@@ -184,7 +184,14 @@ def catalog_from_file(prepared: Path, model: TwoTowerModel, path: Path) -> tuple
 def stored_vectors(index: faiss.Index, labels: np.ndarray | pd.Series) -> np.ndarray:
     """The vectors a built index holds for FAISS ids ``labels``. Every kind ``aisle index``
     builds keeps the float32 vectors exactly (ivf_pq in its exact re-rank's
-    ``IndexRefineFlat``), so nothing needs encoding again."""
+    ``IndexRefineFlat``), so nothing needs encoding again; one with compact re-rank codes
+    (``rerank_codes`` fp16 or sq8) is refused."""
+    if isinstance(index, faiss.IndexRefine) and not isinstance(
+            faiss.downcast_index(index.refine_index), faiss.IndexFlat):
+        raise ArtifactError(
+            "this index keeps compact re-rank codes (rerank_codes fp16 or sq8), not the float "
+            "vectors, so it cannot give them back; embed the catalog again (the embedding "
+            "cache holds them) or export from an index built with rerank_codes=float32")
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None and not isinstance(index, faiss.IndexRefine):
         # An IVF index finds a vector by id only through a direct map; a hash table also

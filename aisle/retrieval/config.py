@@ -14,6 +14,10 @@ from aisle.errors import AisleError
 IndexKind = Literal["flat", "hnsw", "ivf_flat", "ivf_pq"]
 # auto: train and add on a GPU when faiss reports one (IVF kinds only), else on CPU.
 BuildDevice = Literal["auto", "cpu", "gpu"]
+# What IVF-PQ's re-rank reads (see indexing/ann.py): the full float32 vectors (1,536 bytes a
+# 384-d product, exact scores), or compact codes: float16 (768 bytes) or 8-bit scalar
+# quantisation (384 bytes; scores within about 0.005 of exact).
+RerankCodes = Literal["float32", "fp16", "sq8"]
 # How BM25 turns text into terms (retrieval/analyzer.py): "product" keeps sizes and units,
 # "word" is bm25s's own tokenizer (what indexes written before the analyzer existed used).
 BM25Analyzer = Literal["product", "word"]
@@ -64,6 +68,9 @@ class IndexConfig:
     # bench a 200-candidate shortlist capped recall@10 near 0.93 whatever nprobe was, 500
     # reached 0.954 at nprobe 48, 1,000 reached 0.970 at nprobe 64 (docs/results.md).
     rerank: int = 500
+    # What the re-rank reads. float32 keeps every full vector (a 10M catalog needs 15 GB for
+    # them alone); sq8 keeps 8-bit codes, a quarter of that.
+    rerank_codes: RerankCodes = "float32"
 
     device: BuildDevice = "auto"
 
@@ -86,6 +93,12 @@ class IndexConfig:
         for name in ("nlist", "train_size"):
             if getattr(self, name) < 0:
                 raise AisleError(f"index config {name} must be >= 0 (0 = auto)")
+        if self.rerank_codes not in get_args(RerankCodes):
+            raise AisleError(f"index config rerank_codes {self.rerank_codes!r} is unknown; use "
+                             f"one of {get_args(RerankCodes)}")
+        if self.rerank_codes != "float32" and self.kind != "ivf_pq":
+            raise AisleError(f"rerank_codes={self.rerank_codes} is for kind=ivf_pq (its re-rank); "
+                             f"{self.kind} keeps no re-rank codes")
         if not 1 <= self.pq_nbits <= 16:
             raise AisleError(f"index config pq_nbits must be in 1..16, got {self.pq_nbits}")
         if self.bm25_analyzer not in get_args(BM25Analyzer):

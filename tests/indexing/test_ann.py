@@ -227,3 +227,71 @@ def test_a_gpu_build_saves_as_a_cpu_index_with_the_same_quality(
     loaded = faiss.read_index(str(tmp_path / "index.faiss"))
     assert index_kind(loaded) == kind
     assert recall(FaissSearcher(loaded).search(q, K)[1], truth) >= MIN_RECALL[kind]
+
+
+# (codes, bytes per dimension, score tolerance, recall@10 given up against float32 re-rank)
+@pytest.mark.parametrize(("codes", "bytes_per_dim", "tolerance", "loss"),
+                         [("fp16", 2, 1e-3, 0.005), ("sq8", 1, 2e-2, 0.03)])
+def test_compact_rerank_codes_keep_recall_in_a_fraction_of_the_memory(
+    codes: str, bytes_per_dim: int, tolerance: float, loss: float, built: dict[str, faiss.Index],
+    data: tuple[np.ndarray, np.ndarray, np.ndarray], tmp_path: Path,
+) -> None:
+    x, q, truth = data
+    config = replace(CONFIGS["ivf_pq"], rerank_codes=codes)  # type: ignore[arg-type]
+    compact = build_faiss_index(config, x)
+    assert index_kind(compact) == "ivf_pq"
+    scores, rows = searcher_for(compact, config).search(q, K)
+    full_recall = recall(searcher_for(built["ivf_pq"], CONFIGS["ivf_pq"]).search(q, K)[1], truth)
+    assert recall(rows, truth) >= full_recall - loss
+    # Scores are the codes' inner products: close to exact, not exact.
+    np.testing.assert_allclose(scores, np.take_along_axis(q @ x.T, rows, axis=1), atol=tolerance)
+    sizes = {}
+    for name, index in (("float32", built["ivf_pq"]), (codes, compact)):
+        faiss.write_index(index, str(tmp_path / name))
+        sizes[name] = (tmp_path / name).stat().st_size / N
+    assert sizes["float32"] - sizes[codes] == pytest.approx((4 - bytes_per_dim) * DIM, abs=2)
+    loaded = faiss.read_index(str(tmp_path / codes))
+    np.testing.assert_array_equal(searcher_for(loaded, config).search(q, K)[1], rows)
+
+
+def test_compact_codes_are_for_ivf_pq_only() -> None:
+    with pytest.raises(AisleError, match="rerank_codes=sq8 is for kind=ivf_pq"):
+        IndexConfig(kind="hnsw", rerank_codes="sq8")
+    with pytest.raises(AisleError, match="rerank_codes 'int4' is unknown"):
+        IndexConfig(kind="ivf_pq", rerank_codes="int4")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf_flat", "ivf_pq"])
+def test_a_sharded_build_equals_the_whole_build(
+    kind: str, built: dict[str, faiss.Index], data: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    from aisle.indexing.ann import TRAIN_SEED, build_faiss_index_sharded, resolve_train_size
+
+    x, q, truth = data
+    config = CONFIGS[kind]
+    size = resolve_train_size(config, N, resolve_nlist(config, N))
+    rng = np.random.default_rng(TRAIN_SEED)  # the whole build's own training sample
+    sample = x[np.sort(rng.choice(N, size, replace=False))] if size < N else x
+    shards = (x[i : i + 700] for i in range(0, N, 700))
+    sharded = build_faiss_index_sharded(config, N, sample, shards)
+    assert sharded.ntotal == N
+    whole = searcher_for(built[kind], config).search(q, K)
+    parts = searcher_for(sharded, config).search(q, K)
+    if kind == "hnsw":  # the graph depends on how insertions were batched: as good, not equal
+        assert recall(parts[1], truth) >= recall(whole[1], truth) - 0.01
+    else:  # the same lists, codes and re-rank vectors
+        np.testing.assert_array_equal(parts[1], whole[1])
+        np.testing.assert_allclose(parts[0], whole[0], atol=1e-5)
+    with pytest.raises(AisleError, match="the shards held 2,100 vectors, 3,000 were announced"):
+        build_faiss_index_sharded(config, N, sample, (x[i : i + 700] for i in range(0, 2100, 700)))
+
+
+def test_an_index_of_compact_codes_cannot_give_back_float_vectors(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    from aisle.errors import ArtifactError
+    from aisle.indexing.vectors import stored_vectors
+
+    config = replace(CONFIGS["ivf_pq"], rerank_codes="sq8")
+    with pytest.raises(ArtifactError, match="compact re-rank codes"):
+        stored_vectors(build_faiss_index(config, data[0]), np.arange(5))
