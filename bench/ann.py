@@ -3,6 +3,14 @@
     nice -n 15 python bench/ann.py                                  # 1M x 384, all kinds
     nice -n 15 python bench/ann.py --n 200000 --kinds flat,hnsw --queries 500
     nice -n 15 python bench/ann.py --set hnsw_m=16 --set ef_construction=80
+    nice -n 15 python bench/ann.py --n 10000000 --shard 500000 --kinds ivf_pq \
+        --set rerank_codes=sq8 --set nlist=8192          # 10M in a memory budget, sharded
+
+Sharded (``--shard``): the grown vectors are never all in memory. Each shard is generated from
+its own seed, twice: once to find the exact top 10 (merged shard by shard) and draw the
+training sample, once to add it to the index (``build_faiss_index_sharded``). Flat is then
+not built (it would hold every vector); each row also reports the process's peak resident
+memory so far (its high-water mark: the build's peak, as the index is the largest thing held).
 
 On a machine shared with other jobs set OMP_WAIT_POLICY=PASSIVE: OpenMP threads that spin on
 busy cores waste most of a niced build's CPU share.
@@ -39,6 +47,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -49,9 +58,9 @@ import pandas as pd
 from aisle.configs import load_config
 from aisle.data.canonical import read_csv_strict, validate_products
 from aisle.data.schema import PRODUCTS, QUERIES
-from aisle.indexing.ann import build_faiss_index, resolve_nlist, searcher_for
+from aisle.indexing.ann import build_faiss_index, resolve_nlist
 from aisle.retrieval.config import INDEX_KINDS, IndexConfig
-from aisle.retrieval.searcher import FaissSearcher, SearchParams
+from aisle.retrieval.searcher import FaissSearcher, SearchParams, searcher_for
 from aisle.towers.model import TwoTowerModel, load_model
 
 log = logging.getLogger("bench.ann")
@@ -141,6 +150,86 @@ def grow(base: np.ndarray, n: int, copy_cosine: float, rng: np.random.Generator)
     return out
 
 
+def grown_shard(base: np.ndarray, start: int, size: int, copy_cosine: float, seed: int
+                ) -> np.ndarray:
+    """Rows ``start .. start + size`` of a grown set made shard by shard: base rows picked by
+    a generator seeded from (seed, start), each plus noise as in ``grow``; the same arguments
+    give the same shard."""
+    rng = np.random.default_rng([seed, start])
+    d = base.shape[1]
+    s = np.sqrt((1 / copy_cosine**2 - 1) / d)
+    block = base[rng.integers(len(base), size=size)]
+    block = block + rng.standard_normal(block.shape, dtype=np.float32) * np.float32(s)
+    block = np.ascontiguousarray(block, dtype=np.float32)
+    faiss.normalize_L2(block)
+    return block
+
+
+def kind_config(base: IndexConfig, kind: str) -> IndexConfig:
+    """``base`` for ``kind``: re-rank codes are IVF-PQ's only."""
+    codes = base.rerank_codes if kind == "ivf_pq" else "float32"
+    return replace(base, kind=kind, rerank_codes=codes)  # type: ignore[arg-type]
+
+
+def peak_rss_gb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def sharded(args: argparse.Namespace, base_config: IndexConfig, kinds: list[str],
+            products: np.ndarray, xq: np.ndarray, copy_cos: float, nn_cos: float) -> None:
+    """The sweep over a grown set that is only ever held one shard at a time."""
+    from aisle.indexing.ann import build_faiss_index_sharded, resolve_train_size
+
+    starts = list(range(0, args.n, args.shard))
+    sizes = [min(args.shard, args.n - a) for a in starts]
+
+    def shards() -> Iterator[np.ndarray]:
+        for a, size in zip(starts, sizes, strict=True):
+            yield grown_shard(products, a, size, copy_cos, args.seed)
+
+    train = max(resolve_train_size(kind_config(base_config, k), args.n,
+                                   resolve_nlist(base_config, args.n)) for k in kinds)
+    pick = np.random.default_rng(args.seed + 1)
+    scores = np.full((len(xq), K), -np.inf, dtype=np.float32)
+    truth = np.full((len(xq), K), -1, dtype=np.int64)
+    samples = []
+    started = time.perf_counter()
+    for a, x in zip(starts, shards(), strict=True):  # pass 1: exact top 10, training sample
+        s, i = faiss.knn(xq, x, K, metric=faiss.METRIC_INNER_PRODUCT)
+        both_s, both_i = np.hstack([scores, s]), np.hstack([truth, i + a])
+        order = np.argsort(-both_s, axis=1, kind="stable")[:, :K]
+        scores = np.take_along_axis(both_s, order, axis=1)
+        truth = np.take_along_axis(both_i, order, axis=1)
+        share = round(train * len(x) / args.n)
+        samples.append(x[np.sort(pick.choice(len(x), min(share, len(x)), replace=False))])
+    sample = np.concatenate(samples)
+    exact_s = time.perf_counter() - started
+    print(f"\n{len(products):,} real product vectors -> {args.n:,} x {products.shape[1]} grown in "
+          f"{len(starts)} shards of {args.shard:,} (copy cosine {copy_cos:.3f}; real median "
+          f"nearest-neighbour cosine {nn_cos:.3f}); {len(xq):,} real queries; exact top-{K} "
+          f"by scanning the shards in {exact_s:.0f}s ({exact_s * 1000 / len(xq):.1f} ms/query, "
+          f"{faiss.omp_get_max_threads()} threads); training sample {len(sample):,}; nlist "
+          f"{resolve_nlist(base_config, args.n)}\n")
+    print(f"| kind | knobs | build s | bytes/vector | peak RSS GB | ms/query (CPU) "
+          f"| ms/query (wall) | recall@{K} |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
+    for kind in kinds:
+        config = kind_config(base_config, kind)
+        started = time.perf_counter()
+        index = build_faiss_index_sharded(config, args.n, sample, shards())
+        build_s = time.perf_counter() - started
+        size = index_bytes(index) / args.n
+        searcher = searcher_for(index, config)
+        for params in SWEEPS[kind]:
+            wall, cpu, ids = timed_search(searcher, xq, params)
+            print(f"| {kind} {config.rerank_codes if kind == 'ivf_pq' else ''} "
+                  f"| {knobs(params)} | {build_s:.0f} | {size:.0f} | {peak_rss_gb():.2f} "
+                  f"| {cpu:.3f} | {wall:.3f} | {recall(ids, truth):.3f} |", flush=True)
+        del index, searcher
+
+
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
     hits = [len(set(f[:K]) & set(t[:K])) for f, t in zip(found, truth, strict=True)]
     return float(np.mean(hits)) / K
@@ -191,10 +280,15 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "bench-cache")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shard", type=int, default=0,
+                    help="grow, search and build shard by shard, this many vectors a shard "
+                    "(0: all in memory)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    base_config = load_config(IndexConfig, None, args.set)
+    # ivf_pq as the base kind, so that its own keys (rerank_codes) may be set; each kind below
+    # keeps only what applies to it.
+    base_config = load_config(IndexConfig, None, ["kind=ivf_pq", *args.set])
     rng = np.random.default_rng(args.seed)
 
     model = load_model(None)
@@ -203,6 +297,10 @@ def main() -> None:
     )
     nn_cos = median_nn_cosine(products, 2000, rng)
     copy_cos = args.copy_cosine or float(np.sqrt(nn_cos))
+    if args.shard:
+        sharded(args, base_config, [k for k in kinds if k != "flat"], products, xq, copy_cos,
+                nn_cos)
+        return
     xb = grow(products, args.n, copy_cos, rng)
     grown_cos = grown_nn_cosine(xb, 200, rng)
     started = time.perf_counter()
@@ -223,7 +321,7 @@ def main() -> None:
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
     flat_ms = 0.0
     for kind in kinds:
-        config = replace(base_config, kind=kind)  # type: ignore[arg-type]
+        config = kind_config(base_config, kind)
         started = time.perf_counter()
         index = build_faiss_index(config, xb)
         build_s = time.perf_counter() - started
