@@ -41,6 +41,9 @@ RANGE_KEYS = {"gte": ">=", "gt": ">", "lte": "<=", "lt": "<"}
 # schema exactly when the service accepts it. Blanks are what str.strip() removes; a number has
 # at most 15 digits either side of its point (no exponent), so it is always finite.
 MAX_CONDITION_CHARS = 200
+# At most this many conditions (GET parameters, or JSON keys) and values in one JSON list.
+MAX_CONDITIONS = 20
+MAX_VALUES = 100
 _CONDITION = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(>=|<=|>|<|=)(.*)", re.DOTALL)
 BLANK = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 _WS = f"[{BLANK}]*"
@@ -112,7 +115,10 @@ class Filter:
 
     @property
     def key(self) -> str:
-        return json.dumps(sorted([c.source is None, c.field, c.op, [_show(v) for v in c.values]]
+        """Equal for filters that select the same way; JSON values keep their type, so a
+        value of the wrong type never shares a valid one's key."""
+        return json.dumps(sorted([c.source or "", c.field, c.op,
+                                  [[type(v).__name__, _show(v)] for v in c.values]]
                                  for c in self.conditions), ensure_ascii=False)
 
     @property
@@ -140,10 +146,14 @@ def parse_condition(text: str, where: str | None = None) -> Condition:
 
 
 def parse_filters(texts: Sequence[str], where: str | None = None) -> Filter:
+    if len(texts) > MAX_CONDITIONS:
+        raise FilterError(f"{len(texts)} filter conditions; at most {MAX_CONDITIONS}", where)
     return Filter(tuple(parse_condition(t, where) for t in texts))
 
 
 def _json_scalar(value: Any, name: str, where: str) -> Scalar:
+    if isinstance(value, np.generic):  # a numpy scalar from Python code: its Python value
+        value = value.item()
     if isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -168,6 +178,8 @@ def filter_from_json(obj: Mapping[str, Any], where: str = "filters") -> Filter:
     means any of its values; a text value is taken whole (a ``|`` in it is no separator)."""
     if not isinstance(obj, Mapping):
         raise FilterError("filters must be an object of field: value", where)
+    if len(obj) > MAX_CONDITIONS:
+        raise FilterError(f"filters names {len(obj)} fields; at most {MAX_CONDITIONS}", where)
     conditions: list[Condition] = []
     for name, spec in obj.items():
         at = f"{where}.{name}"
@@ -181,8 +193,10 @@ def filter_from_json(obj: Mapping[str, Any], where: str = "filters") -> Filter:
             conditions += [Condition(name, RANGE_KEYS[key], (_json_scalar(spec[key], name, at),))
                            for key in spec]
         elif isinstance(spec, list):
-            if not spec:
-                raise FilterError(f"filter {name!r}: the list of values is empty", at)
+            if not spec or len(spec) > MAX_VALUES:
+                raise FilterError(f"filter {name!r}: give 1 to {MAX_VALUES} values, got "
+                                  f"{len(spec)}" if spec else
+                                  f"filter {name!r}: the list of values is empty", at)
             conditions.append(Condition(name, "=", tuple(_json_scalar(v, name, at)
                                                           for v in spec)))
         else:
@@ -211,7 +225,7 @@ HOW = {
     "string": "{name} is a text field: use {name}=value or {name}=a|b (no blank value)",
     "boolean": "{name} is a boolean field: use {name}=true or {name}=false",
     "number": "{name} is a number field: use {name}>=n (or <=, >, <), {name}=n, {name}=a|b or "
-              "{name}=lo..hi, n with at most 15 digits either side of its point",
+              "{name}=lo..hi, n with at most 15 digits either side of its point and no exponent",
 }
 
 
@@ -314,8 +328,18 @@ class FieldTable:
     def check_names(self, names: Sequence[str], where: str | None = None) -> None:
         for name in names:
             if name not in self.types:
-                known = ", ".join(self.names) or "none"
-                raise FilterError(f"unknown field {name[:40]!r}: this index has {known}", where)
+                known = (f"this index has {', '.join(self.names)}" if self.names else
+                         "this index stores no fields (one built before fields were stored: "
+                         "build it again with aisle index)")
+                raise FilterError(f"unknown field {name[:40]!r}: {known}", where)
+
+    def check(self, flt: Filter, where: str | None = None) -> None:
+        """Raise ``FilterError`` as ``mask`` would, without computing a mask (cheap: what a
+        latency-bound caller checks before it hands the search to another thread)."""
+        for c in flt.conditions:
+            at = where if c.source is not None else f"{where}.{c.field}" if where else c.field
+            self.check_names([c.field], at)
+            _typed(c, self.types[c.field], where)
 
     def mask(self, flt: Filter, where: str | None = None) -> np.ndarray:
         """One boolean per row: whether the row meets every condition of ``flt``."""
@@ -340,7 +364,8 @@ class FieldTable:
             if c.op != "=":
                 return {">=": numbers >= values[0], ">": numbers > values[0],
                         "<=": numbers <= values[0], "<": numbers < values[0]}[c.op]
-            keep = np.zeros(self.rows, dtype=bool)
+            exact = [float(v) for v in values if not isinstance(v, tuple)]
+            keep = np.isin(numbers, exact) if exact else np.zeros(self.rows, dtype=bool)
             for v in values:
                 if isinstance(v, tuple):
                     inside = ~np.isnan(numbers)
@@ -349,8 +374,6 @@ class FieldTable:
                     if v[1] is not None:
                         inside &= numbers <= v[1]
                     keep |= inside
-                else:
-                    keep |= numbers == float(v)
             return keep
 
     def values(self, rows: Sequence[int], names: Sequence[str] | None = None

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import faiss
@@ -44,17 +44,20 @@ MAX_FILTERED_EF = 4_096
 @dataclass(frozen=True)
 class Selection:
     """The FAISS ids a filter allows: a bitmap over ids 0..size-1, as FAISS reads one (bit
-    ``i % 8`` of byte ``i // 8``)."""
+    ``i % 8`` of byte ``i // 8``), made once with the selection (never lazily: a FAISS
+    selector points into it, so it must never be replaced)."""
 
     allowed: np.ndarray  # bool, one per FAISS id
+    count: int = field(init=False)
+    bits: np.ndarray = field(init=False, repr=False)
 
-    @functools.cached_property
-    def count(self) -> int:
-        return int(self.allowed.sum())
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "count", int(self.allowed.sum()))
+        object.__setattr__(self, "bits", np.packbits(self.allowed, bitorder="little"))
 
-    @functools.cached_property
-    def bits(self) -> np.ndarray:
-        return np.packbits(self.allowed, bitorder="little")
+    @property
+    def nbytes(self) -> int:
+        return int(self.allowed.nbytes + self.bits.nbytes)
 
     def selector(self) -> Any:
         """A FAISS selector over this selection; it reads ``bits``, which outlives it."""
@@ -212,8 +215,13 @@ class FaissSearcher:
                                         or index_kind(self.index) == "flat"):
             return self._exact_search(q, k, selection)
         share = selection.count / max(self.count, 1)
+        ef = math.ceil(max(knobs.ef_search or k, k) / share)
+        if self._exact is not None and ef > MAX_FILTERED_EF and index_kind(self.index) == "hnsw":
+            # The graph would need a longer candidate list than it is given: it would return
+            # too few allowed products, and the exact scan would run after it anyway.
+            return self._exact_search(q, k, selection)
         widened = SearchParams(
-            ef_search=min(MAX_FILTERED_EF, math.ceil(max(knobs.ef_search or k, k) / share)),
+            ef_search=min(MAX_FILTERED_EF, ef),
             nprobe=None if knobs.nprobe is None else math.ceil(knobs.nprobe / share),
             rerank=knobs.rerank,
         )

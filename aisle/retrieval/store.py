@@ -31,9 +31,10 @@ INDEX_FILE = "index.faiss"
 ROWS_FILE = "rows.parquet"
 LEXICAL_DIR = "bm25"
 PARTITIONS_DIR = "partitions"
-# Filters whose selections an index keeps (LRU): a page of shoppers filtering by the same few
-# brands or departments selects each once.
-SELECTIONS_KEPT = 256
+# Bytes of filter selections an index keeps (LRU): shoppers filtering by the same few brands
+# or departments select each once. A selection costs about 2.1 bytes a product (1.25 MB over
+# a 54k catalog, 21 MB over 10M), so this keeps ~200 of homedepot's, ~12 of a 10M catalog's.
+SELECTIONS_BYTES = 256 * 2**20
 
 
 class UnknownPartitionError(AisleError):
@@ -59,6 +60,10 @@ class Filtered:
     def count(self) -> int:
         return self.ids.count
 
+    @property
+    def nbytes(self) -> int:
+        return self.ids.nbytes + (0 if self.rows is self.ids.allowed else int(self.rows.nbytes))
+
 
 @dataclass(frozen=True)
 class ProductIndex:
@@ -83,12 +88,15 @@ class ProductIndex:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _selections: OrderedDict[str, Filtered] = field(default_factory=OrderedDict, repr=False,
                                                     compare=False)
+    # Not _lock: that one is held while a partition loads from disk (seconds).
+    _selections_lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
+                                             compare=False)
 
     def select(self, flt: Filter, where: str | None = None) -> Filtered:
         """The products ``flt`` allows; raises ``FilterError`` (naming ``where``) for an
         unknown field or a value of the wrong type. Kept for the next search with it."""
         key = flt.key
-        with self._lock:
+        with self._selections_lock:
             found = self._selections.get(key)
             if found is not None:
                 self._selections.move_to_end(key)
@@ -96,11 +104,21 @@ class ProductIndex:
         allowed = self.fields.mask(flt, where)  # by FAISS id
         rows = allowed if self.row_ids is None else allowed[self.row_ids]
         found = Filtered(Selection(allowed), rows)
-        with self._lock:
+        with self._selections_lock:
             self._selections[key] = found
-            while len(self._selections) > SELECTIONS_KEPT:
-                self._selections.popitem(last=False)
+            kept = sum(f.nbytes for f in self._selections.values())
+            while kept > SELECTIONS_BYTES and len(self._selections) > 1:
+                kept -= self._selections.popitem(last=False)[1].nbytes
         return found
+
+    def selected(self, flt: Filter) -> bool:
+        """Whether ``select(flt)`` is kept already (it would compute nothing)."""
+        return flt.key in self._selections
+
+    @property
+    def ids_ready(self) -> bool:
+        """Whether ``id_of`` is built (``field_values`` would build nothing)."""
+        return "id_of" in self.__dict__
 
     @functools.cached_property
     def id_of(self) -> dict[str, int]:

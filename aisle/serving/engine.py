@@ -120,6 +120,8 @@ class Engine:
                 return Plan(ask, snapshot, mode, Lane.THREAD)
             retriever = retriever.partition(ask.partition)
         check_ask(retriever, ask)
+        if ask.fields and not retriever.index.ids_ready:  # the id lookup is built once, off it
+            return Plan(ask, snapshot, mode, Lane.THREAD)
         prepared = [snapshot.preparer.prepare_known(t) for t in ask.texts]
         if any(q is None for q in prepared):
             return Plan(ask, snapshot, mode, Lane.THREAD if mode == "lexical" else Lane.ENCODER)
@@ -263,12 +265,12 @@ class Engine:
 
 
 def check_ask(retriever: Retriever, ask: Ask) -> None:
-    """Refuse (``FilterError``) filters or fields the index lacks; the filter's selection is
-    made here, once, and kept by the index for the search."""
-    index = retriever.index
-    index.fields.check_names(ask.fields, "fields")
+    """Refuse (``FilterError``) filters or fields the index lacks, or values of the wrong
+    type, without computing a selection (safe on the event loop; the search selects)."""
+    fields = retriever.index.fields
+    fields.check_names(ask.fields, "fields")
     if ask.filters:
-        index.select(ask.filters, "filter" if ask.filters.conditions[0].source else "filters")
+        fields.check(ask.filters, "filter" if ask.filters.conditions[0].source else "filters")
 
 
 def answer(snapshot: Snapshot, retriever: Retriever, ask: Ask, found: list[Found]) -> Answer:

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from aisle.data.fields import FieldType
-from aisle.retrieval.filters import MAX_CONDITION_CHARS, field_pattern
+from aisle.retrieval.filters import MAX_CONDITION_CHARS, MAX_CONDITIONS, MAX_VALUES, field_pattern
 from aisle.retrieval.querytext import query_problem
 from aisle.serving.config import ServeConfig
 from aisle.serving.errors import PROBLEM_JSON
@@ -83,22 +83,26 @@ def declare_fields(doc: dict[str, Any], fields: dict[str, FieldType]) -> None:
     else:
         condition["enum"] = []  # no condition is valid
     none = {} if names else {"maxItems": 0}
-    _parameter(doc, "/search", "filter")["schema"].update(items=condition, **none)
+    _parameter(doc, "/search", "filter")["schema"].update(
+        items=condition, **(none or {"maxItems": MAX_CONDITIONS}))
     _parameter(doc, "/search", "fields")["schema"].update(items={"type": "string", **some},
                                                           **none)
     text = {"type": "string", "minLength": 1, "maxLength": MAX_CONDITION_CHARS,
             "allOf": [{"pattern": NOT_BLANK}]}
     number = {"type": "number"}
+
+    def listed(item: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "array", "items": item, "minItems": 1, "maxItems": MAX_VALUES}
+
     by_type = {
-        "string": {"anyOf": [text, {"type": "array", "items": text, "minItems": 1}]},
-        "boolean": {"anyOf": [{"type": "boolean"},
-                              {"type": "array", "items": {"type": "boolean"}, "minItems": 1}]},
-        "number": {"anyOf": [number, {"type": "array", "items": number, "minItems": 1},
+        "string": {"anyOf": [text, listed(text)]},
+        "boolean": {"anyOf": [{"type": "boolean"}, listed({"type": "boolean"})]},
+        "number": {"anyOf": [number, listed(number),
                              {"type": "object", "minProperties": 1,
                               "additionalProperties": False,
                               "properties": {k: number for k in ("gte", "gt", "lte", "lt")}}]},
     }
-    filters = {"type": "object", "additionalProperties": False,
+    filters = {"type": "object", "additionalProperties": False, "maxProperties": MAX_CONDITIONS,
                "properties": {n: by_type[t] for n, t in fields.items()}}
     field_list = {"type": "array", "items": {"type": "string", **some}, **none}
     schemas = doc["components"]["schemas"]

@@ -137,3 +137,24 @@ def test_partitions_filter_within_themselves(
         bad = c.get("/search", params=[("q", "drill"), ("partition", "store-1"),
                                        ("filter", "colour=red")])
         assert bad.status_code == 422 and bad.json()["field"] == "filter"
+
+
+def test_planning_checks_a_filter_without_selecting_on_the_event_loop(
+    sample_index: Path, base_model: TwoTowerModel
+) -> None:
+    from aisle.retrieval.filters import FilterError, filter_from_json
+    from aisle.serving.engine import Ask, Lane
+
+    config = ServeConfig(index=str(sample_index), watch_interval_s=0)
+    engine = engine_over(config, base_model)
+    index = engine.snapshot.retriever.index
+    flt = filter_from_json({"price": {"lte": 12.5}})
+    ask = Ask(("drill",), 5, "dense", None, flt)
+    plan = engine.plan(ask)
+    assert plan.lane is not Lane.LOOP and not index.selected(flt)  # selected off the loop
+    assert all(index.field_values([h.product_id for h in found.hits])[i]["price"] <= 12.5
+               for found in engine.search(ask).found for i in range(len(found.hits)))
+    assert index.selected(flt)
+    # A value of the wrong type is refused even though a valid one was selected before.
+    with pytest.raises(FilterError, match="price is a number field"):
+        engine.plan(Ask(("drill",), 5, "dense", None, filter_from_json({"price": "12.5"})))

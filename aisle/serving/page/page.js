@@ -96,7 +96,11 @@ function renderFilters(fields) {
       if (!field.values || field.values.length === 0) continue; // no product has one
       const select = control("select", field, "=", field.name);
       choice(select, "", "any");
-      for (const v of field.values) choice(select, v.value, `${v.value} (${v.count})`);
+      // A value holding "|" cannot be one condition's value in GET's text form (a | b is
+      // "a or b"): it is left out of the list.
+      for (const v of field.values) {
+        if (!v.value.includes("|")) choice(select, v.value, `${v.value} (${v.count})`);
+      }
       label.append(select);
     } else if (field.type === "boolean") {
       const select = control("select", field, "=", field.name);

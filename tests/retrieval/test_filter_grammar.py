@@ -182,3 +182,19 @@ def test_field_values_and_summary(table: FieldTable) -> None:
                                 {"value": "Makita", "count": 2}]}
     assert price == {"name": "price", "type": "number", "min": 3.0, "max": 120.0, "missing": 1}
     assert in_stock == {"name": "in_stock", "type": "boolean", "missing": 1}
+
+
+def test_limits_and_python_values(table: FieldTable) -> None:
+    with pytest.raises(FilterError, match="21 filter conditions; at most 20"):
+        parse_filters(["price>=1"] * 21)
+    with pytest.raises(FilterError, match="give 1 to 100 values, got 101"):
+        filter_from_json({"price": list(range(101))})
+    # numpy scalars (a value computed in Python) are their Python values
+    spec = {"price": {"lte": np.float64(10)}, "in_stock": np.bool_(True)}
+    assert np.flatnonzero(table.mask(filter_from_json(spec))).tolist() == [0]
+
+
+def test_a_value_of_the_wrong_type_never_shares_a_valid_filters_key() -> None:
+    assert filter_from_json({"price": 5}).key != filter_from_json({"price": "5.0"}).key
+    assert filter_from_json({"in_stock": True}).key != filter_from_json({"in_stock": "true"}).key
+    assert parse_filters(["price=5"]).key != filter_from_json({"price": 5}).key
