@@ -5,15 +5,18 @@ A filter is a conjunction of conditions, one or more per field:
 - equality: ``brand=DeWalt`` (text compares case-blind, after Unicode NFKC and whitespace
   folding, so ``brand=dewalt`` matches "DeWalt"); ``in_stock=true``; ``price=4.99``;
 - set membership: ``brand=DeWalt|Makita`` (any of);
+- a path and what is under it: ``category^=dairy eggs`` keeps "dairy eggs" and
+  "dairy eggs > milk" (a category path's levels are joined by " > ");
 - numeric ranges: ``price>=10``, ``price<50``, ``price=10..50`` (inclusive; ``10..`` and
   ``..50`` leave a side open).
 
 The Python API and ``POST /search`` take the same as JSON: ``{"brand": "DeWalt"}``,
 ``{"brand": ["DeWalt", "Makita"]}``, ``{"price": {"gte": 10, "lt": 50}}``,
-``{"in_stock": true}``. ``aisle search --filter`` and ``GET /search?filter=`` take the text
-form, one condition per flag or parameter. A product whose field is missing matches no
-condition on it. ``FieldTable.mask`` turns a filter into one boolean per catalog row, which the
-dense side hands FAISS as an id selector and BM25 applies before its top k.
+``{"category": {"under": "dairy eggs"}}``, ``{"in_stock": true}``. ``aisle search --filter``
+and ``GET /search?filter=`` take the text form, one condition per flag or parameter. A
+product whose field is missing matches no condition on it. ``FieldTable.mask`` turns a filter
+into one boolean per catalog row, which the dense side hands FAISS as an id selector and BM25
+applies before its top k.
 """
 
 from __future__ import annotations
@@ -44,7 +47,10 @@ MAX_CONDITION_CHARS = 200
 # At most this many conditions (GET parameters, or JSON keys) and values in one JSON list.
 MAX_CONDITIONS = 20
 MAX_VALUES = 100
-_CONDITION = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(>=|<=|>|<|=)(.*)", re.DOTALL)
+_CONDITION = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(>=|<=|\^=|>|<|=)(.*)", re.DOTALL)
+# A text value "a > b > c" is a path (Instacart's "department > aisle"): ``field^=a`` keeps
+# the values equal to "a" or under it ("a > ...").
+PATH_SEP = " > "
 BLANK = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 _WS = f"[{BLANK}]*"
 _NUM = r"[+-]?(?:[0-9]{1,15}(?:\.[0-9]{0,15})?|\.[0-9]{1,15})"
@@ -65,11 +71,13 @@ def field_pattern(name: str, kind: FieldType) -> str:
     """The text conditions on field ``name`` of type ``kind``, as one regular expression
     (anchored; Python's and ECMA-262's syntax alike)."""
     if kind == "string":
-        return f"^{name}={_any_of(_TEXT_VALUE)}$"
+        return f"^{name}\\^?={_any_of(_TEXT_VALUE)}$"
     if kind == "boolean":
         return f"^{name}={_any_of(_BOOL_VALUE)}$"
     return f"^{name}(?:={_any_of(_NUMBER_VALUE)}|(?:>=|<=|>|<){_BOUND_VALUE})$"
-# Text shown per string field's values in ``FieldTable.summary`` (the search page's filters).
+
+
+# Values shown per string field in ``FieldTable.summary`` (the search page's filters).
 SUMMARY_VALUES = 200
 
 
@@ -142,7 +150,8 @@ def parse_condition(text: str, where: str | None = None) -> Condition:
                           "field<=n, field>n, field<n or field=lo..hi (no space before the "
                           "operator)", where)
     name, op, value = match.group(1), match.group(2), match.group(3)
-    return Condition(name, op, tuple(value.split("|")) if op == "=" else (value,), text)
+    listed = op in ("=", "^=")  # any of several values
+    return Condition(name, op, tuple(value.split("|")) if listed else (value,), text)
 
 
 def parse_filters(texts: Sequence[str], where: str | None = None) -> Filter:
@@ -185,11 +194,19 @@ def filter_from_json(obj: Mapping[str, Any], where: str = "filters") -> Filter:
         at = f"{where}.{name}"
         if not FIELD_NAME.fullmatch(str(name)):
             raise FilterError(f"filter field {str(name)[:40]!r} is not a field name", at)
-        if isinstance(spec, Mapping):
+        if isinstance(spec, Mapping) and set(spec) == {"under"}:
+            under = spec["under"]
+            values = under if isinstance(under, list) else [under]
+            if not values or len(values) > MAX_VALUES:
+                raise FilterError(f"filter {name!r}: give 1 to {MAX_VALUES} paths under "
+                                  "'under'", at)
+            conditions.append(Condition(name, "^=", tuple(_json_scalar(v, name, at)
+                                                           for v in values)))
+        elif isinstance(spec, Mapping):
             unknown = sorted(set(spec) - set(RANGE_KEYS))
             if unknown or not spec:
-                raise FilterError(f"filter {name!r}: a range takes gte, gt, lte and lt, "
-                                  f"got {sorted(spec)}", at)
+                raise FilterError(f"filter {name!r}: a range takes gte, gt, lte and lt (a "
+                                  f"text path: under alone), got {sorted(spec)}", at)
             conditions += [Condition(name, RANGE_KEYS[key], (_json_scalar(spec[key], name, at),))
                            for key in spec]
         elif isinstance(spec, list):
@@ -222,7 +239,8 @@ def fold(text: str) -> str:
 
 
 HOW = {
-    "string": "{name} is a text field: use {name}=value or {name}=a|b (no blank value)",
+    "string": "{name} is a text field: use {name}=value, {name}=a|b or {name}^=path (the "
+              "path and every value under it; no blank value)",
     "boolean": "{name} is a boolean field: use {name}=true or {name}=false",
     "number": "{name} is a number field: use {name}>=n (or <=, >, <), {name}=n, {name}=a|b or "
               "{name}=lo..hi, n with at most 15 digits either side of its point and no exponent",
@@ -230,7 +248,8 @@ HOW = {
 
 
 HOW_JSON = {
-    "string": "{name} is a text field: give a string or a list of strings",
+    "string": "{name} is a text field: give a string, a list of strings or "
+              "{{\"under\": path}}",
     "boolean": "{name} is a boolean field: give true, false or a list of them",
     "number": "{name} is a number field: give a number, a list of numbers or a range "
               "{{\"gte\": n, \"lt\": n}} (gte, gt, lte, lt)",
@@ -277,7 +296,8 @@ def _typed(c: Condition, kind: FieldType, where: str | None) -> list[Any]:
                           None if high is None else float(high)))
         return items
     wanted = {"string": str, "boolean": bool, "number": float}[kind]
-    if (kind != "number" and c.op != "=") or not all(
+    ops = {"string": ("=", "^="), "boolean": ("=",)}.get(kind)
+    if (ops is not None and c.op not in ops) or not all(
             type(v) is wanted for v in c.values):  # exact types: a bool is no number here
         raise wrong
     return list(c.values)
@@ -356,7 +376,12 @@ class FieldTable:
         if kind == "string":
             raw_codes, _ = self._raw[c.field]
             folded, code_of = self._folded[c.field]
-            wanted = [code_of[f] for f in {fold(v) for v in values} if f in code_of]
+            paths = {fold(v) for v in values}
+            if c.op == "^=":
+                wanted = [i for u, i in code_of.items()
+                          if u in paths or any(u.startswith(p + PATH_SEP) for p in paths)]
+            else:
+                wanted = [code_of[f] for f in paths if f in code_of]
             raw_match = np.append(np.isin(folded, wanted), False)  # code -1: missing
             return raw_match[raw_codes]
         numbers = self._numbers[c.field]
@@ -403,6 +428,14 @@ class FieldTable:
                 top = np.argsort(-per_folded, kind="stable")[:SUMMARY_VALUES]
                 entry["values"] = [{"value": first[int(f)], "count": int(per_folded[f])}
                                    for f in top if per_folded[f] > 0]
+                if any(PATH_SEP in v for v in raw):  # paths: their top levels too
+                    heads = pd.Series(per_raw, index=[v.split(PATH_SEP)[0].strip()
+                                                      for v in raw])
+                    groups = heads.groupby(heads.index.map(fold)).agg(["sum"])["sum"]
+                    shown = {fold(h): h for h in reversed(list(heads.index))}
+                    top_groups = groups.sort_values(ascending=False, kind="stable")
+                    entry["groups"] = [{"value": shown[str(g)], "count": int(n)}
+                                       for g, n in top_groups[:SUMMARY_VALUES].items() if n > 0]
             elif kind == "number":
                 present = self._numbers[name][~np.isnan(self._numbers[name])]
                 entry["min"] = float(present.min()) if len(present) else None

@@ -95,7 +95,10 @@ def declare_fields(doc: dict[str, Any], fields: dict[str, FieldType]) -> None:
         return {"type": "array", "items": item, "minItems": 1, "maxItems": MAX_VALUES}
 
     by_type = {
-        "string": {"anyOf": [text, listed(text)]},
+        "string": {"anyOf": [text, listed(text),
+                             {"type": "object", "additionalProperties": False,
+                              "required": ["under"],
+                              "properties": {"under": {"anyOf": [text, listed(text)]}}}]},
         "boolean": {"anyOf": [{"type": "boolean"}, listed({"type": "boolean"})]},
         "number": {"anyOf": [number, listed(number),
                              {"type": "object", "minProperties": 1,

@@ -92,7 +92,8 @@ SEARCH_PARAMETERS: list[dict[str, Any]] = [
     # The index's own fields and their patterns are added by serving/openapi.py.
     {**_parameter("filter", {"type": "array", "items": {"type": "string"}},
                   "only products meeting this condition (repeat: all must hold): "
-                  "brand=DeWalt, brand=DeWalt|Makita, price<=50, price=10..50, in_stock=true"),
+                  "brand=DeWalt, brand=DeWalt|Makita, category^=dairy eggs (a path and what "
+                  "is under it), price<=50, price=10..50, in_stock=true"),
      "style": "form", "explode": True},
     {**_parameter("fields", {"type": "array", "items": {"type": "string"}},
                   "a stored field each result carries (repeat for more)"),

@@ -37,7 +37,8 @@ class SearchRequest(_Request):
     partition: str | None = Field(default=None, description="retailer/store partition")
     filters: dict[str, Any] | None = Field(
         default=None, description="only products meeting every one: {field: value}, "
-        "{field: [any, of]} or, for a number field, {field: {gte, gt, lte, lt}}")
+        "{field: [any, of]}, for a number field {field: {gte, gt, lte, lt}}, for a text "
+        "field of paths {field: {under: path}}")
     fields: list[str] | None = Field(default=None, description="stored fields each result "
                                      "carries (GET /fields lists them)")
 
@@ -96,6 +97,9 @@ class FieldSummary(BaseModel):
     type: Literal["string", "number", "boolean"]
     values: list[dict[str, str | int]] | None = Field(
         default=None, description="text fields: the most common values, with counts")
+    groups: list[dict[str, str | int]] | None = Field(
+        default=None, description="text fields whose values are paths (\"a > b\"): the most "
+        "common top levels, with counts (field^=value keeps a level and what is under it)")
     min: float | None = Field(default=None, description="number fields: the smallest value")
     max: float | None = Field(default=None, description="number fields: the largest value")
     missing: int = Field(description="products without a value")

@@ -12,6 +12,7 @@ import pytest
 from aisle.data.fields import FieldType
 from aisle.retrieval.filters import (
     FieldTable,
+    Filter,
     FilterError,
     as_filter,
     field_pattern,
@@ -89,7 +90,7 @@ def test_json_filters_mean_the_same(table: FieldTable) -> None:
     ("conditions", "message"),
     [
         (["colour=red"], "unknown field 'colour': this index has brand, price, in_stock"),
-        (["brand>=3"], "brand is a text field: use brand=value or brand=a|b"),
+        (["brand>=3"], "brand is a text field: use brand=value, brand=a|b or brand^=path"),
         (["brand="], "brand is a text field"),
         (["brand=a|"], "brand is a text field"),
         (["brand=  "], "brand is a text field"),
@@ -145,7 +146,7 @@ def _accepted(table: FieldTable, text: str) -> bool:
 
 
 NAMES = ["price", "brand", "in_stock", "colour", "", "price "]
-OPS = ["=", ">=", "<=", ">", "<", "=>", "=="]
+OPS = ["=", ">=", "<=", ">", "<", "=>", "==", "^=", "^"]
 PIECES = ["|", "..", ".", "-", "+", " ", "\t", "\n", "0", "7", "12", "1.5", "e3", "true",
           "FALSE", "x", "Ma", "\u3000", "\xa0", "1234567890123456"]
 
@@ -198,3 +199,25 @@ def test_a_value_of_the_wrong_type_never_shares_a_valid_filters_key() -> None:
     assert filter_from_json({"price": 5}).key != filter_from_json({"price": "5.0"}).key
     assert filter_from_json({"in_stock": True}).key != filter_from_json({"in_stock": "true"}).key
     assert parse_filters(["price=5"]).key != filter_from_json({"price": 5}).key
+
+
+def test_a_path_keeps_itself_and_what_is_under_it() -> None:
+    table = FieldTable({"category": pd.Series(
+        ["dairy eggs > milk", "Dairy Eggs > yogurt", "frozen > pizza", "dairy eggs",
+         "dairy eggsnog > x", None], dtype="object")})
+
+    def picked(flt: Filter) -> list[int]:
+        return np.flatnonzero(table.mask(flt)).tolist()
+
+    assert picked(parse_filters(["category^=dairy eggs"])) == [0, 1, 3]  # not "dairy eggsnog"
+    assert picked(parse_filters(["category^=DAIRY EGGS|frozen"])) == [0, 1, 2, 3]
+    assert picked(parse_filters(["category^=dairy eggs > milk"])) == [0]
+    assert picked(parse_filters(["category=dairy eggs"])) == [3]  # equality stays exact
+    assert picked(filter_from_json({"category": {"under": ["frozen"]}})) == [2]
+    assert picked(filter_from_json({"category": {"under": "dairy eggs"}})) == [0, 1, 3]
+    (summary,) = table.summary()
+    assert summary["groups"] == [{"value": "dairy eggs", "count": 3},
+                                 {"value": "dairy eggsnog", "count": 1},
+                                 {"value": "frozen", "count": 1}]
+    with pytest.raises(FilterError, match="a range takes gte, gt, lte and lt"):
+        filter_from_json({"category": {"under": "a", "gte": 1}})

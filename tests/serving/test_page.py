@@ -191,3 +191,61 @@ def test_a_shopper_searches_on_the_page(served: str, browser: Any) -> None:
     if SCREENSHOT:
         page.screenshot(path=SCREENSHOT.replace(".png", "-filters.png"), full_page=False)
     assert problems == []
+
+
+@pytest.fixture(scope="module")
+def grocery_index(tmp_path_factory: pytest.TempPathFactory, base_model: TwoTowerModel) -> Path:
+    """An index over 300 products of the real Instacart catalog (category "department >
+    aisle"), or, without ../shared/data, a generated catalog of the same shape."""
+    import numpy as np
+    import pandas as pd
+
+    from aisle.indexing.build import build_index
+    from tests.conftest import SHARED_DATA
+
+    source = SHARED_DATA / "instacart" / "products.csv"
+    if source.is_file():
+        products = pd.read_csv(source, dtype=str, keep_default_na=False)
+        products = products.iloc[np.sort(np.random.default_rng(5).choice(len(products), 300,
+                                                                          replace=False))]
+    else:
+        aisles = {"dairy eggs": ["milk", "yogurt", "eggs"], "frozen": ["frozen pizza", "ice cream"],
+                  "produce": ["fresh fruits", "fresh vegetables"]}
+        pairs = [(d, a) for d, names in aisles.items() for a in names]
+        products = pd.DataFrame({
+            "product_id": [str(i) for i in range(300)],
+            "title": [f"organic {pairs[i % len(pairs)][1]} {i}" for i in range(300)],
+            "description": "", "brand": "",
+            "category": [f"{d} > {a}" for d, a in (pairs[i % len(pairs)] for i in range(300))],
+        })
+    data = tmp_path_factory.mktemp("grocery") / "data"
+    data.mkdir()
+    products.to_csv(data / "products.csv", index=False)
+    return build_index(data, base_model, tmp_path_factory.mktemp("grocery-idx") / "index")
+
+
+@pytest.mark.slow
+def test_a_shopper_filters_a_grocery_catalog_by_department(
+    grocery_index: Path, browser: Any, tmp_path: Path
+) -> None:
+    expect = pytest.importorskip("playwright.sync_api").expect
+    with aisle_serve(["--index", str(grocery_index), "watch_interval_s=0"],
+                     tmp_path / "serve.log") as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.goto(url + "/?q=organic")
+        page.locator("#results .result").first.wait_for()
+        departments = page.locator("#filter-category-group option")
+        assert departments.count() > 2  # "any" and at least two departments
+        department = departments.nth(2).get_attribute("value")
+        assert department and " > " not in department
+        answer = search_answer(page, lambda: page.select_option("#filter-category-group",
+                                                                department))
+        found = answer["results"]
+        assert found and all(r["fields"]["category"].split(" > ")[0].casefold()
+                             == department.casefold() for r in found)
+        expect(page.locator("#results .result .title")).to_have_text([r["title"] for r in found])
+        assert problems == []

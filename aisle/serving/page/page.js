@@ -71,7 +71,8 @@ function control(tag, field, op, label) {
   const node = el(tag);
   node.dataset.field = field.name;
   node.dataset.op = op;
-  node.id = `filter-${field.name}${op === ">=" ? "-min" : op === "<=" ? "-max" : ""}`;
+  const suffix = { ">=": "-min", "<=": "-max", "^=": "-group" }[op] || "";
+  node.id = `filter-${field.name}${suffix}`;
   node.setAttribute("aria-label", label);
   node.addEventListener("change", () => {
     if (input.value.trim()) search();
@@ -94,6 +95,15 @@ function renderFilters(fields) {
     label.append(el("span", "name", field.name.replaceAll("_", " ")));
     if (field.type === "string") {
       if (!field.values || field.values.length === 0) continue; // no product has one
+      if (field.groups && field.groups.length > 1) {
+        // values that are paths ("dairy eggs > milk"): a top level keeps all under it
+        const group = control("select", field, "^=", `${field.name} top level`);
+        choice(group, "", "any");
+        for (const g of field.groups) {
+          if (!g.value.includes("|")) choice(group, g.value, `${g.value} (${g.count})`);
+        }
+        label.append(group);
+      }
       const select = control("select", field, "=", field.name);
       choice(select, "", "any");
       // A value holding "|" cannot be one condition's value in GET's text form (a | b is
