@@ -156,6 +156,29 @@ def _add(index: faiss.Index, x: np.ndarray, ids: np.ndarray | None, what: str) -
             index.add_with_ids(part, ids[start : start + ADD_BLOCK])
 
 
+def _reserve(index: faiss.Index, count: int) -> int:
+    """Size the flat code arrays under ``index`` for ``count`` vectors before adding.
+
+    Flat codes (flat, HNSW's storage, a compact or full re-rank) live in one growing byte
+    array; growing it block by block doubles it, so at the last doubling the old and the new
+    array are both resident: a 10M sq8 re-rank (3.8 GB) would peak near twice that. Resizing
+    to the final size and back to empty keeps the capacity, so the adds never reallocate.
+    Returns the bytes reserved."""
+    reserved = 0
+    seen: list[Any] = [index]
+    while seen:
+        part = faiss.downcast_index(seen.pop())
+        if isinstance(part, faiss.IndexFlatCodes) and part.ntotal == 0:
+            part.codes.resize(count * part.code_size)
+            part.codes.resize(0)
+            reserved += count * part.code_size
+        for name in ("index", "base_index", "refine_index", "storage"):
+            inner = getattr(part, name, None)
+            if isinstance(inner, faiss.Index):
+                seen.append(inner)
+    return reserved
+
+
 def _gpu_clone(index: faiss.Index, kind: str) -> tuple[faiss.Index, Any]:
     res = faiss.StandardGpuResources()
     options = faiss.GpuClonerOptions()
@@ -245,6 +268,7 @@ def build_faiss_index(
             index = _refine(index, config, sample, None)
         if ids is not None and config.kind != "ivf_flat":
             index = faiss.IndexIDMap2(index)
+        _reserve(index, n)
         _add(index, x, ids, config.kind)
     log.info(
         "built %s over %d x %d on %s in %.1fs%s",
@@ -279,6 +303,7 @@ def build_faiss_index_sharded(
         index = _train(index, s, uses_gpu(config), config.kind)
     if config.kind == "ivf_pq":
         index = _refine(index, config, s, None)
+    _reserve(index, count)
     added = 0
     for shard in tqdm(shards, desc=f"adding shards to {config.kind}", unit="shard"):
         x = _check_vectors(shard)

@@ -295,3 +295,39 @@ def test_an_index_of_compact_codes_cannot_give_back_float_vectors(
     config = replace(CONFIGS["ivf_pq"], rerank_codes="sq8")
     with pytest.raises(ArtifactError, match="compact re-rank codes"):
         stored_vectors(build_faiss_index(config, data[0]), np.arange(5))
+
+
+@pytest.mark.parametrize(
+    ("config", "per_vector"),
+    [
+        (CONFIGS["flat"], DIM * 4),
+        (CONFIGS["hnsw"], DIM * 4),  # the graph's flat storage
+        (CONFIGS["ivf_flat"], 0),  # inverted lists grow list by list: nothing to reserve
+        (CONFIGS["ivf_pq"], DIM * 4),  # the float32 re-rank
+        (replace(CONFIGS["ivf_pq"], rerank_codes="sq8"), DIM),
+        (replace(CONFIGS["ivf_pq"], rerank_codes="fp16"), DIM * 2),
+    ],
+)
+def test_the_flat_code_arrays_are_sized_once_before_adding(
+    config: IndexConfig, per_vector: int, data: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    """A growing code array doubles, holding old and new copies at once; the build sizes it
+    for the whole catalog first (behind an id map too), and the index stays what it was."""
+    from aisle.indexing.ann import _empty_index, _refine, _reserve
+
+    x, q, _ = data
+
+    def empty() -> faiss.Index:
+        index = _empty_index(config, DIM, 8)
+        if config.kind in ("ivf_flat", "ivf_pq"):
+            index.train(x)
+        return _refine(index, config, x, None) if config.kind == "ivf_pq" else index
+
+    sized, grown = empty(), empty()
+    assert _reserve(faiss.IndexIDMap2(sized), N) == N * per_vector
+    assert sized.ntotal == 0
+    sized.add(x)
+    grown.add(x)
+    np.testing.assert_array_equal(
+        searcher_for(sized, config).search(q, K)[1], searcher_for(grown, config).search(q, K)[1]
+    )
