@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from aisle.errors import AisleError
 from aisle.retrieval.config import IndexConfig
+from aisle.retrieval.searcher import flat_codes
 
 log = logging.getLogger(__name__)
 
@@ -157,26 +158,19 @@ def _add(index: faiss.Index, x: np.ndarray, ids: np.ndarray | None, what: str) -
 
 
 def _reserve(index: faiss.Index, count: int) -> int:
-    """Size the flat code arrays under ``index`` for ``count`` vectors before adding.
+    """Size the flat code array under ``index`` (``flat_codes``: a flat index, HNSW's storage,
+    IVF-PQ's float or compact re-rank) for ``count`` vectors before adding.
 
-    Flat codes (flat, HNSW's storage, a compact or full re-rank) live in one growing byte
-    array; growing it block by block doubles it, so at the last doubling the old and the new
+    That array grows block by block by doubling, so at its last doubling the old and the new
     array are both resident: a 10M sq8 re-rank (3.8 GB) would peak near twice that. Resizing
     to the final size and back to empty keeps the capacity, so the adds never reallocate.
     Returns the bytes reserved."""
-    reserved = 0
-    seen: list[Any] = [index]
-    while seen:
-        part = faiss.downcast_index(seen.pop())
-        if isinstance(part, faiss.IndexFlatCodes) and part.ntotal == 0:
-            part.codes.resize(count * part.code_size)
-            part.codes.resize(0)
-            reserved += count * part.code_size
-        for name in ("index", "base_index", "refine_index", "storage"):
-            inner = getattr(part, name, None)
-            if isinstance(inner, faiss.Index):
-                seen.append(inner)
-    return reserved
+    codes = flat_codes(index)
+    if codes is None or codes.ntotal:
+        return 0
+    codes.codes.resize(count * codes.code_size)
+    codes.codes.resize(0)
+    return int(count * codes.code_size)
 
 
 def _gpu_clone(index: faiss.Index, kind: str) -> tuple[faiss.Index, Any]:

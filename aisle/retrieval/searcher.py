@@ -120,6 +120,18 @@ def _unwrap(index: faiss.Index) -> faiss.Index:
     return index
 
 
+def flat_codes(index: faiss.Index) -> Any | None:
+    """The flat code array an index keeps (a ``faiss.IndexFlatCodes``): a flat index itself,
+    HNSW's storage or IVF-PQ's re-rank (float32, fp16 or sq8 codes), under an id map too; None
+    for IVF-Flat, which keeps its vectors in its lists."""
+    index = _unwrap(index)
+    if isinstance(index, faiss.IndexHNSW):
+        index = faiss.downcast_index(index.storage)
+    elif isinstance(index, faiss.IndexRefine):
+        index = faiss.downcast_index(index.refine_index)
+    return index if isinstance(index, faiss.IndexFlatCodes) else None
+
+
 def faiss_parameters(
     index: faiss.Index, params: SearchParams, k: int, selector: Any = None
 ) -> faiss.SearchParameters | None:
@@ -175,16 +187,12 @@ class FaissSearcher:
     def _exact(self) -> tuple[faiss.Index, np.ndarray | None] | None:
         """The flat vectors this index keeps (None for IVF-Flat, which keeps its lists) and,
         under an id map, each stored row's FAISS id."""
-        index = faiss.downcast_index(self.index)
+        outer = faiss.downcast_index(self.index)
         ids = None
-        if isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2)):
-            ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-            index = faiss.downcast_index(index.index)
-        if isinstance(index, faiss.IndexHNSW):
-            index = faiss.downcast_index(index.storage)
-        elif isinstance(index, faiss.IndexRefine):
-            index = faiss.downcast_index(index.refine_index)
-        return (index, ids) if isinstance(index, faiss.IndexFlat) else None
+        if isinstance(outer, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+            ids = faiss.vector_to_array(outer.id_map).astype(np.int64)
+        codes = flat_codes(outer)
+        return (codes, ids) if isinstance(codes, faiss.IndexFlat) else None
 
     def _exact_search(self, q: np.ndarray, k: int, selection: Selection
                       ) -> tuple[np.ndarray, np.ndarray]:
