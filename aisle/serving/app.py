@@ -82,7 +82,10 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="aisle-search")
+        lanes = config.batch_lanes or os.cpu_count() or 1
+        # Every lane busy must still leave threads for THREAD-lane searches and reloads.
+        executor = ThreadPoolExecutor(max_workers=max(4, lanes + 2),
+                                      thread_name_prefix="aisle-search")
         tasks: list[asyncio.Task[None]] = []
         metrics: Metrics = app.state.metrics
 
@@ -97,7 +100,7 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
             metrics.bind(eng)
             settle_heap()
             batcher = MicroBatcher(eng, executor, config.batch_wait_ms / 1000, config.batch_max,
-                                   config.batch_queue_max)
+                                   config.batch_queue_max, lanes)
             app.state.engine, app.state.batcher, app.state.executor = eng, batcher, executor
             tasks.append(asyncio.create_task(batcher.run()))
             if config.watch_interval_s > 0:

@@ -4,7 +4,10 @@ Continuous batching: when the encoder is idle, a query is encoded at once, with 
 is already queued; queries that arrive while a batch is being encoded queue up and go
 together as the next batch. So batches grow with load by themselves, and a query at low
 load never waits for company. ``wait_s`` > 0 adds a bounded wait for more queries before
-each batch (fewer, larger batches at the cost of that much latency). A batch shares the
+each batch (fewer, larger batches at the cost of that much latency). Up to ``lanes`` batches
+run at once, each on its own executor thread: a batch is encoded and then searched (BM25,
+fusion, the ANN index), and with one lane the next batch could not start encoding until the
+last one's searches were done, leaving all but one core idle under load. A batch shares the
 encoder call only: each request is then searched at its own k (``Engine.search_jobs``), so
 its results never depend on what else was in the batch. Requests of one mode and partition
 share a batch.
@@ -40,13 +43,16 @@ class _Job:
 
 class MicroBatcher:
     def __init__(self, engine: Engine, executor: Executor, wait_s: float, max_items: int,
-                 max_queued: int = 512) -> None:
+                 max_queued: int = 512, lanes: int = 1) -> None:
         if max_queued < 1:
             raise AisleError(f"batch_queue_max must be >= 1, got {max_queued}")
+        if lanes < 1:
+            raise AisleError(f"batch lanes must be >= 1, got {lanes}")
         self.engine = engine
         self.executor = executor
         self.wait_s = wait_s
         self.max_items = max_items
+        self.lanes = lanes
         self.queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=max_queued)
         self.batch_sizes: list[int] = []  # recent encoder batch sizes, for tests and metrics
 
@@ -64,36 +70,63 @@ class MicroBatcher:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        free = asyncio.Semaphore(self.lanes)
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await free.acquire()  # a lane first: queries keep queueing into the next batch
+                try:
+                    groups = await self._next_batch(loop)
+                except BaseException:
+                    free.release()
+                    raise
+                task = asyncio.create_task(self._run_batch(loop, groups))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                task.add_done_callback(lambda _: free.release())
+        finally:
+            for task in running:
+                task.cancel()
+
+    async def _next_batch(self, loop: asyncio.AbstractEventLoop
+                          ) -> dict[tuple[Mode, str | None, str], list[_Job]]:
+        """The next batch: the first live job and what is queued behind it (up to
+        ``max_items`` queries, waiting ``wait_s`` for more), grouped by mode, partition and
+        filter."""
         while True:
             first = await self.queue.get()
-            if first.future.done():  # its caller left (disconnect, timeout): no work for it
-                continue
-            jobs = [first]
-            size = len(first.ask.texts)  # queries in this batch so far
-            while not self.queue.empty() and size < self.max_items:
-                job = self.queue.get_nowait()  # arrived while the last batch ran
-                if not job.future.done():
-                    jobs.append(job)
-                    size += len(job.ask.texts)
-            deadline = loop.time() + self.wait_s
-            while self.wait_s > 0 and size < self.max_items:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    job = await asyncio.wait_for(self.queue.get(), remaining)
-                except asyncio.TimeoutError:  # not the builtin TimeoutError before 3.11
-                    break
-                if not job.future.done():
-                    jobs.append(job)
-                    size += len(job.ask.texts)
-            groups: dict[tuple[Mode, str | None, str], list[_Job]] = {}
-            for job in jobs:
-                assert job.ask.mode is not None  # resolved by search()
-                key = (job.ask.mode, job.ask.partition, job.ask.filter_key)
-                groups.setdefault(key, []).append(job)
-            for (mode, _, _), group in groups.items():
-                await self._run_group(loop, mode, group)
+            if not first.future.done():  # else its caller left (disconnect, timeout)
+                break
+        jobs = [first]
+        size = len(first.ask.texts)  # queries in this batch so far
+        while not self.queue.empty() and size < self.max_items:
+            job = self.queue.get_nowait()  # arrived while the lanes were busy
+            if not job.future.done():
+                jobs.append(job)
+                size += len(job.ask.texts)
+        deadline = loop.time() + self.wait_s
+        while self.wait_s > 0 and size < self.max_items:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                job = await asyncio.wait_for(self.queue.get(), remaining)
+            except asyncio.TimeoutError:  # not the builtin TimeoutError before 3.11
+                break
+            if not job.future.done():
+                jobs.append(job)
+                size += len(job.ask.texts)
+        groups: dict[tuple[Mode, str | None, str], list[_Job]] = {}
+        for job in jobs:
+            assert job.ask.mode is not None  # resolved by search()
+            key = (job.ask.mode, job.ask.partition, job.ask.filter_key)
+            groups.setdefault(key, []).append(job)
+        return groups
+
+    async def _run_batch(self, loop: asyncio.AbstractEventLoop,
+                         groups: dict[tuple[Mode, str | None, str], list[_Job]]) -> None:
+        for (mode, _, _), group in groups.items():
+            await self._run_group(loop, mode, group)
 
     async def _run_group(self, loop: asyncio.AbstractEventLoop, mode: Mode,
                          group: list[_Job]) -> None:

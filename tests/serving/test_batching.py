@@ -160,6 +160,39 @@ def test_a_full_queue_refuses_at_once_and_the_batcher_goes_on() -> None:
         MicroBatcher(engine, pool, 0.0, 32, max_queued=0)  # type: ignore[arg-type]
 
 
+class TimedEngine(SlowEngine):
+    """A SlowEngine that also records when each batch ran, on which thread."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.spans: list[tuple[float, float]] = []
+
+    def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
+        start = time.perf_counter()
+        try:
+            return super().search_jobs(asks, mode)
+        finally:
+            self.spans.append((start, time.perf_counter()))
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_lanes_bound_how_many_batches_run_at_once(lanes: int) -> None:
+    """Queries that arrive while a batch runs go together as the next batch; with two lanes
+    that batch starts at once on the other lane, with one it waits for the first."""
+    engine = TimedEngine(0.2)
+    with ThreadPoolExecutor(4) as pool:
+        batcher = MicroBatcher(engine, pool, wait_s=0.0, max_items=32,  # type: ignore[arg-type]
+                               lanes=lanes)
+        results = asyncio.run(burst(batcher, ["q0", "q1", "q2"]))
+    assert [top(r) for r in results] == ["q0", "q1", "q2"]
+    assert engine.batches == [["q0"], ["q1", "q2"]]
+    (a0, a1), (b0, b1) = engine.spans[:2]
+    overlapped = b0 < a1 and a0 < b1
+    assert overlapped == (lanes == 2)
+    with pytest.raises(AisleError, match="batch lanes must be >= 1"):
+        MicroBatcher(engine, pool, 0.0, 32, lanes=0)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("mode", ["dense", "hybrid"])
 def test_a_requests_results_do_not_depend_on_its_batch(engine: Engine, mode: Mode) -> None:
     """Each request is searched at its own k: a k=300 neighbour in the batch (deeper HNSW
