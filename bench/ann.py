@@ -3,14 +3,17 @@
     nice -n 15 python bench/ann.py                                  # 1M x 384, all kinds
     nice -n 15 python bench/ann.py --n 200000 --kinds flat,hnsw --queries 500
     nice -n 15 python bench/ann.py --set hnsw_m=16 --set ef_construction=80
-    nice -n 15 python bench/ann.py --n 10000000 --shard 500000 --kinds ivf_pq \
-        --set rerank_codes=sq8 --set nlist=8192          # 10M in a memory budget, sharded
+    nice -n 15 python bench/ann.py --n 10000000 --shard 250000 --real 20000 --queries 500 \
+        --kinds ivf_pq --set pq_m=192 --set pq_nbits=4 --set rerank_codes=sq8 \
+        --set nlist=8192                 # 10M in a memory budget: fast-scan PQ, sharded
 
 Sharded (``--shard``): the grown vectors are never all in memory. Each shard is generated from
 its own seed, twice: once to find the exact top 10 (merged shard by shard) and draw the
 training sample, once to add it to the index (``build_faiss_index_sharded``). Flat is then
 not built (it would hold every vector); each row also reports the process's peak resident
-memory so far (its high-water mark: the build's peak, as the index is the largest thing held).
+memory so far (its high-water mark: the build's peak, as the index is the largest thing held)
+and the peak resident memory of a fresh process that loads the saved index and searches it
+(what serving it costs: no build, no training sample, no torch).
 
 On a machine shared with other jobs set OMP_WAIT_POLICY=PASSIVE: OpenMP threads that spin on
 busy cores waste most of a niced build's CPU share.
@@ -74,8 +77,8 @@ SWEEPS: dict[str, list[SearchParams]] = {
     "ivf_flat": [SearchParams(nprobe=p) for p in (8, 16, 32, 64, 128)],
     "ivf_pq": [
         SearchParams(nprobe=p, rerank=r)
-        for p, r in ((16, 100), (32, 200), (32, 500), (48, 500), (48, 1000), (64, 1000),
-                     (96, 1000))
+        for p, r in ((16, 100), (16, 500), (24, 500), (32, 200), (32, 500), (48, 500),
+                     (48, 1000), (64, 1000), (96, 1000))
     ],
 }
 
@@ -206,6 +209,7 @@ def sharded(args: argparse.Namespace, base_config: IndexConfig, kinds: list[str]
         share = round(train * len(x) / args.n)
         samples.append(x[np.sort(pick.choice(len(x), min(share, len(x)), replace=False))])
     sample = np.concatenate(samples)
+    del samples
     exact_s = time.perf_counter() - started
     print(f"\n{len(products):,} real product vectors -> {args.n:,} x {products.shape[1]} grown in "
           f"{len(starts)} shards of {args.shard:,} (copy cosine {copy_cos:.3f}; real median "
@@ -213,22 +217,70 @@ def sharded(args: argparse.Namespace, base_config: IndexConfig, kinds: list[str]
           f"by scanning the shards in {exact_s:.0f}s ({exact_s * 1000 / len(xq):.1f} ms/query, "
           f"{faiss.omp_get_max_threads()} threads); training sample {len(sample):,}; nlist "
           f"{resolve_nlist(base_config, args.n)}\n")
-    print(f"| kind | knobs | build s | bytes/vector | peak RSS GB | ms/query (CPU) "
-          f"| ms/query (wall) | recall@{K} |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
-    for kind in kinds:
+    print(f"| kind | knobs | build s | bytes/vector | peak RSS GB | served RSS GB "
+          f"| ms/query (CPU) | ms/query (wall) | recall@{K} |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
+    held = [sample]  # handed to the last build, which frees it once trained
+    del sample
+    for i, kind in enumerate(kinds):
         config = kind_config(base_config, kind)
         started = time.perf_counter()
-        index = build_faiss_index_sharded(config, args.n, sample, shards())
+        train_on = held.pop() if i == len(kinds) - 1 else held[0]
+        index = build_faiss_index_sharded(config, args.n, train_on, shards())
+        del train_on
         build_s = time.perf_counter() - started
-        size = index_bytes(index) / args.n
+        size, served = saved_and_served(index, xq)
+        size /= args.n
         searcher = searcher_for(index, config)
         for params in SWEEPS[kind]:
             wall, cpu, ids = timed_search(searcher, xq, params)
-            print(f"| {kind} {config.rerank_codes if kind == 'ivf_pq' else ''} "
+            print(f"| {kind} {codes_label(config)} "
                   f"| {knobs(params)} | {build_s:.0f} | {size:.0f} | {peak_rss_gb():.2f} "
-                  f"| {cpu:.3f} | {wall:.3f} | {recall(ids, truth):.3f} |", flush=True)
+                  f"| {served:.2f} | {cpu:.3f} | {wall:.3f} | {recall(ids, truth):.3f} |",
+                  flush=True)
         del index, searcher
+
+
+def codes_label(config: IndexConfig) -> str:
+    """IVF-PQ's codes: PQ m x bits (fast-scan at 4 bits) and the re-rank codes."""
+    if config.kind != "ivf_pq":
+        return ""
+    fast = " fast-scan" if config.pq_nbits == 4 else ""
+    return f"{config.pq_m}x{config.pq_nbits}{fast}, {config.rerank_codes} re-rank"
+
+
+# A fresh process that loads a saved index and searches it, as a service would: its peak
+# resident memory is what serving the index costs (no build, no training sample, no torch).
+# Its high-water mark is read from /proc (VmHWM, this process image's own): getrusage's
+# ru_maxrss survives fork and exec, so it would report the bench's own peak.
+SERVE_CHILD = """
+import sys
+import faiss, numpy as np
+index = faiss.read_index(sys.argv[1])
+queries = np.load(sys.argv[2])
+faiss.omp_set_num_threads(1)
+for i in range(len(queries)):
+    index.search(queries[i : i + 1], 10)
+with open("/proc/self/status") as status:
+    kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+print(kib / 2**20)
+"""
+
+
+def saved_and_served(index: faiss.Index, queries: np.ndarray) -> tuple[int, float]:
+    """(bytes of the serialised index, peak RSS GB of a process that loads and searches it)."""
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "index.faiss"
+        faiss.write_index(index, str(path))
+        np.save(Path(tmp) / "queries.npy", queries[:100])
+        out = subprocess.run(
+            [sys.executable, "-c", SERVE_CHILD, str(path), str(Path(tmp) / "queries.npy")],
+            check=True, capture_output=True, text=True,
+        )
+        return path.stat().st_size, float(out.stdout.split()[-1])
 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:

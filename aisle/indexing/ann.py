@@ -11,6 +11,11 @@ All kinds use the inner-product metric (unit vectors: inner product = cosine):
   approximate; IVF-PQ then buys scan speed, not memory), with ``fp16`` or ``sq8`` half or a
   quarter of that (an ``IndexScalarQuantizer`` trained on the same sample: scores within about
   0.005 of exact, and 10M x 384 in about 4.4 GB with sq8). The wrapper cannot remove vectors.
+  With ``pq_nbits=4`` the PQ codes are faiss's fast-scan layout (``IndexIVFPQFastScan``: codes
+  of 32 vectors interleaved, distances from SIMD-resident 4-bit lookup tables), several times
+  cheaper to scan per code than 8-bit PQ, so twice as many sub-quantizers (``pq_m=192``: two
+  dimensions each) cost less than 48 8-bit ones and order a shortlist far better. Fast-scan
+  builds and searches on CPU only.
 
 ``build_faiss_index_sharded`` trains on a sample and adds the vectors shard by shard as they
 arrive, so a build's peak memory is the index plus one shard, not every float vector at once.
@@ -100,9 +105,17 @@ def check_buildable(config: IndexConfig, count: int, dim: int) -> None:
             )
 
 
+def fast_scan(config: IndexConfig) -> bool:
+    """Whether an IVF-PQ config builds faiss's fast-scan layout (4-bit codes)."""
+    return config.kind == "ivf_pq" and config.pq_nbits == 4
+
+
 def uses_gpu(config: IndexConfig) -> bool:
     """Whether this build trains and adds on a GPU: auto takes one when faiss sees one."""
     gpus = faiss.get_num_gpus()
+    if config.device == "gpu" and fast_scan(config):
+        raise AisleError("ivf_pq with pq_nbits=4 (fast-scan) builds on CPU only; use "
+                         "device=auto or cpu, or pq_nbits=8 to build on the GPU")
     if config.device == "gpu":
         if gpus < 1 or not hasattr(faiss, "StandardGpuResources"):
             raise AisleError(
@@ -112,7 +125,8 @@ def uses_gpu(config: IndexConfig) -> bool:
         if config.kind not in GPU_KINDS:
             raise AisleError(f"{config.kind} builds on CPU only; use device=auto or cpu")
         return True
-    return config.device == "auto" and config.kind in GPU_KINDS and gpus > 0
+    return (config.device == "auto" and config.kind in GPU_KINDS and gpus > 0
+            and not fast_scan(config))
 
 
 def _check_vectors(vectors: np.ndarray) -> np.ndarray:
@@ -141,6 +155,8 @@ def _empty_index(config: IndexConfig, dim: int, nlist: int) -> faiss.Index:
     quantizer = faiss.IndexFlatIP(dim)
     if config.kind == "ivf_flat":
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, ip)
+    elif fast_scan(config):
+        index = faiss.IndexIVFPQFastScan(quantizer, dim, nlist, config.pq_m, 4, ip)
     else:
         index = faiss.IndexIVFPQ(quantizer, dim, nlist, config.pq_m, config.pq_nbits, ip)
     index.nprobe = config.nprobe
@@ -297,6 +313,9 @@ def build_faiss_index_sharded(
         index = _train(index, s, uses_gpu(config), config.kind)
     if config.kind == "ivf_pq":
         index = _refine(index, config, s, None)
+    # Trained: the sample is not needed for the adds (a caller that hands it over without
+    # keeping a reference gets its memory back before the largest allocations).
+    del s, sample
     _reserve(index, count)
     added = 0
     for shard in tqdm(shards, desc=f"adding shards to {config.kind}", unit="shard"):

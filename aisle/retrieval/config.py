@@ -60,7 +60,9 @@ class IndexConfig:
     train_size: int = 0
 
     # IVF-PQ. pq_m sub-quantizers of pq_nbits each: 48 x 8 bits = 48 bytes per 384-d vector,
-    # 8 dimensions per sub-quantizer. pq_m must divide the vector dimension.
+    # 8 dimensions per sub-quantizer. pq_m must divide the vector dimension. pq_nbits = 4 is
+    # faiss's fast-scan layout (CPU only): at 10M, pq_m = 192 (96 bytes) with sq8 re-rank
+    # codes is the row that fits 6 GB (docs/results.md).
     pq_m: int = 48
     pq_nbits: int = 8
     # How many PQ candidates are re-ranked with exact inner products against the stored full

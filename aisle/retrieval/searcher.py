@@ -261,6 +261,7 @@ def index_kind(index: faiss.Index) -> str:
         (faiss.IndexHNSW, "hnsw"),
         (faiss.IndexIVFFlat, "ivf_flat"),
         (faiss.IndexIVFPQ, "ivf_pq"),
+        (faiss.IndexIVFPQFastScan, "ivf_pq"),  # pq_nbits=4
     )
     for cls, kind in kinds:
         if isinstance(inner, cls):

@@ -74,16 +74,18 @@ def test_flat_filtered_top_k_is_the_exact_filtered_top_k(
             assert np.all(np.diff(got_scores[: len(found)]) <= 1e-6)  # best first
 
 
-@pytest.mark.parametrize(("kind", "codes"), [("hnsw", "float32"), ("ivf_flat", "float32"),
-                                             ("ivf_pq", "float32"), ("ivf_pq", "sq8")])
+@pytest.mark.parametrize(("kind", "codes", "nbits"),
+                         [("hnsw", "float32", 8), ("ivf_flat", "float32", 8),
+                          ("ivf_pq", "float32", 8), ("ivf_pq", "sq8", 8),
+                          ("ivf_pq", "sq8", 4)])  # 4 bits: fast-scan codes
 @pytest.mark.parametrize("exact_rows", [0, 20_000])  # the approximate path, and the exact one
 def test_approximate_kinds_return_k_allowed_products_close_to_exact(
-    kind: str, codes: str, exact_rows: int, vectors: np.ndarray, queries: np.ndarray,
-    monkeypatch: pytest.MonkeyPatch,
+    kind: str, codes: str, nbits: int, exact_rows: int, vectors: np.ndarray,
+    queries: np.ndarray, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(searcher_module, "EXACT_ROWS", exact_rows)
-    config = IndexConfig(kind=kind, nlist=16, pq_m=12, ef_search=16, nprobe=2,  # type: ignore
-                         rerank_codes=codes)  # type: ignore[arg-type]
+    config = IndexConfig(kind=kind, nlist=16, pq_m=12, pq_nbits=nbits,  # type: ignore[arg-type]
+                         ef_search=16, nprobe=2, rerank_codes=codes)  # type: ignore[arg-type]
     searcher = searcher_for(build_faiss_index(config, vectors), config)
     for allowed in selections(len(vectors)):
         _, rows = searcher.search(queries, K, selection=Selection(allowed))
