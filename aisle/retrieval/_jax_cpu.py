@@ -4,7 +4,7 @@
 a CUDA machine with a CUDA build of JAX that makes XLA take 75% of the GPU's memory, its
 default preallocation, in every process that imports the index: training, index builds,
 evaluation and the service alike, before torch or faiss ask for any. Several such processes
-on one GPU then fail to allocate (seen on an H100, session 7). aisle's BM25 never uses JAX's
+on one GPU then fail to allocate (seen on an H100, 2026-11-27). aisle's BM25 never uses JAX's
 top-k, so JAX stays on the CPU unless the environment already chose its platforms.
 
 Imported by ``aisle.retrieval``'s ``__init__``, so it runs before any ``import bm25s`` there.

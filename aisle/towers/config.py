@@ -51,7 +51,7 @@ class TowerConfig:
     # Off: on homedepot it ties for the untuned base model on whole-catalog dev (0.2933
     # against 0.2927 nDCG@10; test 0.2923 against 0.2838), and trained towers learn the
     # spellings themselves (whole-catalog dev 0.3811 with it, 0.3828 without; docs/results.md,
-    # session 10).
+    # 2026-11-28).
     normalise_units: bool = False
     device: Device = "auto"
     backend: Backend = "auto"

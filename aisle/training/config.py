@@ -50,7 +50,7 @@ class StepConfig:
     # in.") counts as one content term. Off: title words with a letter only. On homedepot it
     # gave whole-catalog dev 0.3828 / 0.8857 against the default's 0.3793 / 0.8815 (nDCG@10 /
     # recall@100), the gain in queries with a digit; inside one-seed noise, so off
-    # (docs/results.md, session 10).
+    # (docs/results.md, 2026-11-28, 05e3e4b..f8d0831).
     catalog_sizes: bool = False
     # Add, for each query with a positive, its top-N BM25 hits over the whole catalog that
     # raters did not judge for it, as positives (BM25 pseudo-labels). 0 = off. Must not
@@ -65,7 +65,7 @@ class StepConfig:
     # ``distill_weight * distillation_loss`` at teacher temperature ``distill_temperature``.
     # It aims to teach the towers what BM25 knows (sizes, model numbers, exact terms) over
     # products no rater judged. 0 = off: in step 2 on homedepot (8 candidates, 16 queries a
-    # batch) it left whole-catalog dev nDCG@10 unchanged (docs/results.md, session 6).
+    # batch) it left whole-catalog dev nDCG@10 unchanged (docs/results.md, 2026-11-27).
     distill_candidates: int = 0
     distill_queries: int = 16
     distill_weight: float = 1.0
@@ -73,7 +73,7 @@ class StepConfig:
     distill_fusion_weight: float = 0.45
     distill_depth: int = 100
     # Also train product -> query (each positive product ranks the batch's queries). Off: in
-    # both steps on homedepot it tied the default on dev (0.5182 against 0.5179, session 9).
+    # both steps on homedepot it tied the default on dev (0.5182 against 0.5179, 2026-11-28).
     symmetric: bool = False
     # Cap on the number of training pairs (0 = all); for smoke runs and tests.
     max_pairs: int = 0
@@ -134,7 +134,7 @@ class TrainConfig:
     # titles (aisle.retrieval.spelling), as `aisle evaluate` and `aisle serve` do before the query
     # tower: the towers then train on the text they will be served. Off: with the symmetric
     # loss on homedepot it tied the default on whole-catalog dev (0.3809 against 0.3793,
-    # docs/results.md, session 9).
+    # docs/results.md, 2026-11-28).
     query_spelling: bool = False
 
     def __post_init__(self) -> None:

@@ -13,7 +13,7 @@ the models and is copied.
 On homedepot, three cascades of the default config that differ only in their seed (one H200,
 bf16) averaged to 0.3889 whole-catalog dev nDCG@10 against 0.3777-0.3852 alone, and to 0.3821
 test against 0.3754-0.3798; two seeds on the CPU to 0.3818 dev against 0.3771-0.3784, and
-0.3793 test against 0.3749-0.3770 (docs/results.md, session 11).
+0.3793 test against 0.3749-0.3770 (docs/results.md, 2026-11-28).
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def test_smoke_cascade_trains_evaluates_and_reloads(
     # On real judgments, the loss over the high-grade pairs, measured the same way before and
     # after, has fallen. The generated fallback makes no such promise: its queries share
     # products ("lawn mower" and "dewalt lawn mower"), so in-batch negatives there are often
-    # positives, and this short cascade raised that loss (0.158 -> 0.269, session 7). The
+    # positives, and this short cascade raised that loss (0.158 -> 0.269, 2026-11-27). The
     # trainer's own fit is tested on it below (test_a_step_lowers_the_loss_...).
     if small_real_data != sample_data:
         pairs = positive_pairs(ds, 1.67, config.tower, 256, config.seed)
@@ -137,7 +137,7 @@ def test_a_step_lowers_the_loss_on_the_pairs_it_trains_on(
     cfg = StepConfig(batch_size=32, lr=1e-4, epochs=4)
     model, stats = trainer.run_step(load_model(None), pairs, cfg, 0, tmp_path, 100, False, "fit")
     assert stats["optimizer_steps"] == 8
-    assert _mean_loss(model, pairs) < 0.7 * before  # 1.10 -> 0.45 on CPU (session 7)
+    assert _mean_loss(model, pairs) < 0.7 * before  # 1.10 -> 0.45 on CPU (2026-11-27)
 
 
 def test_an_interrupted_step_resumes_to_the_same_weights(
@@ -164,7 +164,7 @@ def test_an_interrupted_step_resumes_to_the_same_weights(
     monkeypatch.setattr(trainer, "save_checkpoint", real_save)
     resumed, stats = trainer.run_step(fresh(), pairs, cfg, 0, tmp_path / "b", 2, True, "resumed")
     assert stats["optimizer_steps"] == 6
-    # Exact on the CPU. On CUDA (an H200, session 11) the resumed weights came out up to 3e-4
+    # Exact on the CPU. On CUDA (an H200, 2026-11-28) the resumed weights came out up to 3e-4
     # from the uninterrupted ones, although the checkpoint's weights and RNG states match
     # theirs: a known gap whose cause is not found (docs/results.md), bounded here.
     atol = 1e-3 if reference.query.device.type == "cuda" else 1e-6
@@ -486,7 +486,7 @@ def test_new_base_weights_at_the_same_path_train_afresh(
 
 
 def test_the_built_in_base_model_keeps_the_step_keys_it_had(base_model: TwoTowerModel) -> None:
-    # Work directories of earlier sessions (docs/results.md names step2-d25a7ef2eaa1) hold
+    # Work directories of earlier runs (docs/results.md names step2-d25a7ef2eaa1) hold
     # steps keyed without the base model's weights: the built-in's stay out of the keys.
     assert tree_fingerprint(base_model_path()) == BUILTIN_WEIGHTS
     assert base_model.weights_fingerprint == BUILTIN_WEIGHTS

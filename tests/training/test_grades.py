@@ -98,7 +98,7 @@ def test_bad_thresholds_are_refused(kwargs: dict[str, float], message: str) -> N
 
 
 # The step-2 key record of the default config before min_grade_fraction existed (daa9394):
-# work directories of earlier sessions hold steps under keys hashed from it.
+# work directories of earlier runs hold steps under keys hashed from it.
 OLD_STEP2_RECORD = {
     "min_grade": 1.67, "shared": False, "epochs": 1, "batch_size": 128, "lr": 3e-5,
     "warmup_ratio": 0.1, "weight_decay": 0.01, "temperature": 0.05, "alpha": 5.0,

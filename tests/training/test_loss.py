@@ -23,7 +23,7 @@ def test_accidental_hits_are_masked() -> None:
         [
             [False, False, False],  # 1: same product, 2: same query -> no negatives
             [False, False, True],
-            # 0: same query; 1: product 7, a positive of query 1 (row 0). Until session 14 the
+            # 0: same query; 1: product 7, a positive of query 1 (row 0). Until ad02323 the
             # mask counted column 1 a negative here, pushing query 1 away from its product 7.
             [False, False, False],
         ]
@@ -131,7 +131,7 @@ def test_hard_negative_columns_are_negatives_for_every_row_but_their_own_product
         [
             # col 1: same query text; col 2: a hard negative; col 3 carries product 8, a
             # positive of row 0's query text (through row 1). This cell read True until
-            # session 14: the mask compared a hard column with row 0's own product only.
+            # before ad02323: the mask compared a hard column with row 0's own product only.
             [False, False, True, False],
             [False, False, True, False],  # col 3 carries row 1's own positive product
         ]
