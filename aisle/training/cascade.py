@@ -305,4 +305,20 @@ def train_cascade(
         },
     )
     log.info("published %s (dev %s %.4f) -> %s", best_name, SELECT_METRIC, best_score, out)
+    if config.export_int8:
+        export_int8(out, data)
     return {"selected_step": best_name, "steps": results, "out": str(out)}
+
+
+def export_int8(model: Path, data: Path) -> bool:
+    """Export ``model``'s towers to ONNX fp32 and int8 in place (``aisle export --int8``);
+    False, with a warning, when int8 is refused: the model then stays on torch."""
+    from aisle.towers.export import export_model
+
+    try:
+        export_model(model, int8=True, data=data)
+    except AisleError as e:
+        log.warning("int8 export of %s refused, the model stays on torch: %s", model, e)
+        return False
+    log.info("exported %s to ONNX (fp32 and int8): backend auto now runs int8", model)
+    return True

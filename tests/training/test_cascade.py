@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -80,7 +82,9 @@ def test_smoke_cascade_trains_evaluates_and_reloads(
     small_real_data: Path, sample_data: Path, tmp_path: Path
 ) -> None:
     config = load_config(TrainConfig, SMOKE, ["dev_catalog_size=0"])
-    summary = train_cascade(small_real_data, tmp_path / "model", config)
+    # As the default config does: the published model is exported to ONNX int8.
+    summary = train_cascade(small_real_data, tmp_path / "model",
+                            replace(config, export_int8=True))
     steps = summary["steps"]
     for name in ("step1", "step2"):
         assert steps[name]["train"]["optimizer_steps"] > 0
@@ -110,6 +114,10 @@ def test_smoke_cascade_trains_evaluates_and_reloads(
     # publishes untied towers.
     model = load_model(tmp_path / "model")
     assert model.shared == (summary["selected_step"] == "step1")
+    # ...on its int8 export by default (backend auto), its fingerprint the torch towers'.
+    assert model.backend == "onnx-int8" and "onnx" in manifest_of(tmp_path / "model")
+    on_torch = load_model(tmp_path / "model", backend="torch")
+    assert on_torch.fingerprint == model.fingerprint
     # On real judgments, the loss over the high-grade pairs, measured the same way before and
     # after, has fallen. The generated fallback makes no such promise: its queries share
     # products ("lawn mower" and "dewalt lawn mower"), so in-batch negatives there are often
@@ -117,7 +125,7 @@ def test_smoke_cascade_trains_evaluates_and_reloads(
     # trainer's own fit is tested on it below (test_a_step_lowers_the_loss_...).
     if small_real_data != sample_data:
         pairs = positive_pairs(ds, 1.67, config.tower, 256, config.seed)
-        assert _mean_loss(model, pairs) < 0.9 * _mean_loss(load_model(None), pairs)
+        assert _mean_loss(on_torch, pairs) < 0.9 * _mean_loss(load_model(None), pairs)
     again = load_model(tmp_path / "model")
     texts = ["cordless drill", "angle bracket"]
     assert torch.equal(model.encode_query(texts), again.encode_query(texts))
@@ -126,6 +134,11 @@ def test_smoke_cascade_trains_evaluates_and_reloads(
         small_real_data, tmp_path / "model2", config, work=tmp_path / "model.work"
     )
     assert rerun["steps"] == steps
+    assert "onnx" not in manifest_of(tmp_path / "model2")  # the smoke config does not export
+
+
+def manifest_of(model_dir: Path) -> dict[str, Any]:
+    return dict(json.loads((model_dir / "manifest.json").read_text()))
 
 
 def test_a_step_lowers_the_loss_on_the_pairs_it_trains_on(
