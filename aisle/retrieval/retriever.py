@@ -167,8 +167,8 @@ class Retriever:
     ) -> tuple[list[Ranked], list[Ranked]]:
         """Each side's ranking to hybrid's depth (at least ``k``), before fusion."""
         depth = max(k, self.fusion.depth)
-        dense = [[(h.product_id, h.score) for h in row]
-                 for row in self.dense(queries, depth, vectors, where)]
+        dense = self.index.ranked(self.embed(queries) if vectors is None else vectors, depth,
+                                  where)
         return dense, self.lexical_ranked(queries, depth, where)
 
     def ranker(self, mode: Mode | None = None, filters: Filter | None = None) -> RankFn:

@@ -241,15 +241,25 @@ class ProductIndex:
     def search(self, vectors: np.ndarray, k: int, where: Filtered | None = None
                ) -> list[list[Hit]]:
         """The top ``k`` products of each query vector (``where``: of those it allows)."""
+        ids, titles = self._row_lists
+        return [[Hit(str(ids[r]), str(titles[r]), s) for s, r in found]
+                for found in self._found(vectors, k, where)]
+
+    def ranked(self, vectors: np.ndarray, k: int, where: Filtered | None = None
+               ) -> list[list[tuple[str, float]]]:
+        """``search``'s top ``k`` as (product_id, score) pairs: what fusion reads (no titles
+        looked up for the ~200 candidates a side that hybrid fuses into 10)."""
+        ids, _ = self._row_lists
+        return [[(str(ids[r]), s) for s, r in found] for found in self._found(vectors, k, where)]
+
+    def _found(self, vectors: np.ndarray, k: int, where: Filtered | None
+               ) -> list[list[tuple[float, int]]]:
         scores, rows = self.searcher.search(vectors, min(k, self.searcher.count),
                                             selection=None if where is None else where.ids)
-        ids, titles = self._row_lists
+        ids, _ = self._row_lists
         return [
-            [
-                Hit(str(ids[r]), str(titles[r]), s)
-                for s, r in zip(srow.tolist(), rrow.tolist(), strict=True)
-                if r >= 0 and ids[r] is not None
-            ]
+            [(s, r) for s, r in zip(srow.tolist(), rrow.tolist(), strict=True)
+             if r >= 0 and ids[r] is not None]
             for srow, rrow in zip(scores, rows, strict=True)
         ]
 

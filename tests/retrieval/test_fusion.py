@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from aisle.retrieval.fusion import convex_fusion, minmax, rrf_fusion
+from aisle.retrieval.config import FusionConfig
+from aisle.retrieval.fusion import convex_fusion, fuse, minmax, rrf_fusion
 
 DENSE = [("a", 0.75), ("b", 0.5), ("c", 0.25)]  # dyadic: exact arithmetic, exact ties
 LEXICAL = [("c", 12.0), ("d", 8.0), ("a", 4.0)]
@@ -62,3 +65,21 @@ def test_bad_parameters() -> None:
         convex_fusion(DENSE, LEXICAL, 1.5)
     with pytest.raises(ValueError, match="RRF"):
         rrf_fusion(DENSE, LEXICAL, k=-1)
+
+
+@pytest.mark.parametrize("method", ["convex", "rrf"])
+def test_the_top_k_is_the_head_of_the_full_order_ties_at_the_cut_included(method: str) -> None:
+    """fuse() builds the tie-breaking order only for products that can make the top k; on
+    rankings with many equal scores (coarse integers) it must equal the full order's head."""
+    rng = random.Random(5)
+    config = FusionConfig(method=method, weight=0.5)  # type: ignore[arg-type]
+    for _ in range(200):
+        ids = [f"p{i}" for i in range(rng.randint(0, 60))]
+        dense = [(p, float(rng.randint(0, 4))) for p in rng.sample(ids, rng.randint(0, len(ids)))]
+        lexical = [(p, float(rng.randint(0, 3))) for p in rng.sample(ids, rng.randint(0, len(ids)))]
+        dense.sort(key=lambda x: -x[1])
+        lexical.sort(key=lambda x: -x[1])
+        full = (rrf_fusion(dense, lexical, 60.0) if method == "rrf"
+                else convex_fusion(dense, lexical, 0.5))
+        for k in (1, 3, 10, 100):
+            assert fuse(dense, lexical, k, config) == full[:k]
