@@ -217,7 +217,7 @@ def sharded(args: argparse.Namespace, base_config: IndexConfig, kinds: list[str]
           f"by scanning the shards in {exact_s:.0f}s ({exact_s * 1000 / len(xq):.1f} ms/query, "
           f"{faiss.omp_get_max_threads()} threads); training sample {len(sample):,}; nlist "
           f"{resolve_nlist(base_config, args.n)}\n")
-    print(f"| kind | knobs | build s | bytes/vector | peak RSS GB | served RSS GB "
+    print(f"| kind | knobs | build s | bytes/vector | peak RSS GiB | served RSS GiB "
           f"| ms/query (CPU) | ms/query (wall) | recall@{K} |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
     held = [sample]  # handed to the last build, which frees it once trained
@@ -268,7 +268,7 @@ print(kib / 2**20)
 
 
 def saved_and_served(index: faiss.Index, queries: np.ndarray) -> tuple[int, float]:
-    """(bytes of the serialised index, peak RSS GB of a process that loads and searches it)."""
+    """(bytes of the serialised index, peak RSS GiB of a process that loads and searches it)."""
     import subprocess
     import sys
 
