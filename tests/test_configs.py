@@ -39,6 +39,16 @@ def test_the_shipped_approximate_index_config_is_approximate() -> None:
     assert load_config(IndexConfig, path) == APPROXIMATE
 
 
+def test_the_shipped_compact_index_config_builds_fast_scan_with_8_bit_re_rank_codes() -> None:
+    from importlib import resources
+
+    from aisle.indexing.ann import fast_scan
+
+    path = Path(str(resources.files("aisle") / "configs" / "index-compact.toml"))
+    config = load_config(IndexConfig, path)
+    assert fast_scan(config) and config.rerank_codes == "sq8" and 384 % config.pq_m == 0
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
