@@ -76,15 +76,25 @@ def build_cache(config: ServeConfig) -> QueryCache:
     return TieredCache(local, remote)
 
 
+def batch_lanes(config: ServeConfig, engine: Engine, cores: int) -> int:
+    """``config.batch_lanes``, or by default one lane per core where the query tower runs on
+    ONNX (one thread a call) and one lane on torch, whose every call already spreads over all
+    cores (lanes there would only oversubscribe them)."""
+    if config.batch_lanes:
+        return config.batch_lanes
+    return 1 if engine.snapshot.model.backend == "torch" else cores
+
+
 def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
     """The service. ``engine`` is built from ``config`` at start-up unless one is given."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        lanes = config.batch_lanes or os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
         # Every lane busy must still leave threads for THREAD-lane searches and reloads.
-        executor = ThreadPoolExecutor(max_workers=max(4, lanes + 2),
+        executor = ThreadPoolExecutor(max_workers=max(4, max(cores, config.batch_lanes) + 2),
                                       thread_name_prefix="aisle-search")
         tasks: list[asyncio.Task[None]] = []
         metrics: Metrics = app.state.metrics
@@ -100,7 +110,7 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
             metrics.bind(eng)
             settle_heap()
             batcher = MicroBatcher(eng, executor, config.batch_wait_ms / 1000, config.batch_max,
-                                   config.batch_queue_max, lanes)
+                                   config.batch_queue_max, batch_lanes(config, eng, cores))
             app.state.engine, app.state.batcher, app.state.executor = eng, batcher, executor
             tasks.append(asyncio.create_task(batcher.run()))
             if config.watch_interval_s > 0:

@@ -125,8 +125,15 @@ class MicroBatcher:
 
     async def _run_batch(self, loop: asyncio.AbstractEventLoop,
                          groups: dict[tuple[Mode, str | None, str], list[_Job]]) -> None:
-        for (mode, _, _), group in groups.items():
-            await self._run_group(loop, mode, group)
+        try:
+            for (mode, _, _), group in groups.items():
+                await self._run_group(loop, mode, group)
+        except Exception as e:  # a bug past the engine's own errors: no caller waits forever
+            log.exception("a search batch failed")
+            for group in groups.values():
+                for job in group:
+                    if not job.future.done():
+                        job.future.set_exception(e)
 
     async def _run_group(self, loop: asyncio.AbstractEventLoop, mode: Mode,
                          group: list[_Job]) -> None:

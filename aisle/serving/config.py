@@ -63,9 +63,10 @@ class ServeConfig:
     # more queries; 0 sends it as soon as the encoder is free (no added latency at low load).
     batch_wait_ms: float = 0.0
     batch_max: int = 32
-    # Batches encoded and searched at once, each on its own thread (0 = one per core). With
-    # one, a batch's searches (BM25, fusion, ANN) hold up the next batch's encoding and
-    # leave the other cores idle; ONNX query towers run one thread a call, so lanes add up.
+    # Batches encoded and searched at once, each on its own thread. With one, a batch's
+    # searches (BM25, fusion, ANN) hold up the next batch's encoding and leave the other cores
+    # idle; ONNX query towers run one thread a call, so lanes add up. 0 = one per core on ONNX
+    # towers, one on torch (a torch call already uses every core).
     batch_lanes: int = 0
     # Requests that may wait for the encoder at once; past that a request gets 503 with
     # Retry-After at once instead of queueing behind minutes of work (a cached query never

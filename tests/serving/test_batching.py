@@ -108,6 +108,42 @@ def test_an_engine_error_reaches_every_waiting_caller_and_the_batcher_goes_on() 
     assert top(ok) == "fine"
 
 
+def test_a_batch_that_fails_past_the_engine_fails_its_callers_instead_of_hanging() -> None:
+    class Miscounting(SlowEngine):  # one answer short: the batcher's own bookkeeping fails
+        def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
+            return super().search_jobs(asks, mode)[:-1]
+
+    engine = Miscounting(0.0)
+
+    async def scenario() -> Any:
+        runner = asyncio.create_task(batcher.run())
+        try:
+            return await asyncio.wait_for(
+                asyncio.gather(search(batcher, "q", 1), return_exceptions=True), 10)
+        finally:
+            runner.cancel()
+
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(engine, pool, wait_s=0.0, max_items=32,  # type: ignore[arg-type]
+                               lanes=2)
+        (failed,) = asyncio.run(scenario())
+    assert isinstance(failed, ValueError)
+
+
+def test_lanes_default_to_one_per_core_on_onnx_towers_and_one_on_torch() -> None:
+    from types import SimpleNamespace
+
+    from aisle.serving.app import batch_lanes
+    from aisle.serving.config import ServeConfig
+
+    def on(backend: str) -> Any:
+        return SimpleNamespace(snapshot=SimpleNamespace(model=SimpleNamespace(backend=backend)))
+
+    assert batch_lanes(ServeConfig(), on("onnx-int8"), 4) == 4
+    assert batch_lanes(ServeConfig(), on("torch"), 4) == 1  # a torch call uses every core
+    assert batch_lanes(ServeConfig(batch_lanes=3), on("torch"), 4) == 3
+
+
 def test_requests_whose_callers_left_are_never_encoded() -> None:
     engine = SlowEngine(0.3)
 
