@@ -305,9 +305,13 @@ def train_cascade(
         },
     )
     log.info("published %s (dev %s %.4f) -> %s", best_name, SELECT_METRIC, best_score, out)
-    if config.export_int8:
-        export_int8(out, data)
-    return {"selected_step": best_name, "steps": results, "out": str(out)}
+    exported = False
+    if config.export_int8 and config.tower.backend == "torch":
+        log.info("tower.backend = torch: the model is served on torch, so it is not exported")
+    elif config.export_int8:
+        exported = export_int8(out, data)
+    return {"selected_step": best_name, "steps": results, "out": str(out),
+            "int8_export": exported}
 
 
 def export_int8(model: Path, data: Path) -> bool:
@@ -317,8 +321,13 @@ def export_int8(model: Path, data: Path) -> bool:
 
     try:
         export_model(model, int8=True, data=data)
-    except AisleError as e:
+    except AisleError as e:  # the agreement check refused int8, or a bad input
         log.warning("int8 export of %s refused, the model stays on torch: %s", model, e)
+        return False
+    except Exception:  # an hour of training is published: an export failure must not lose it
+        # The exporter or onnxruntime failed on this architecture (or the disk filled): each
+        # export directory is written to a temp path first, so the model is left as published.
+        log.warning("int8 export of %s failed, the model stays on torch", model, exc_info=True)
         return False
     log.info("exported %s to ONNX (fp32 and int8): backend auto now runs int8", model)
     return True

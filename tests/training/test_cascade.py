@@ -543,3 +543,21 @@ def test_a_shared_step_on_an_untied_base_model_is_refused_before_dev_evaluation(
     with pytest.raises(AisleError, match=r"has untied towers.*set step1\.shared = false"):
         stub.run(sample_data, tmp_path / "model", config, tmp_path / "work")
     assert stub.trained == [] and stub.evaluated == 0
+
+
+@pytest.mark.parametrize("failure", [AisleError("int8 disagrees with fp32"),
+                                     RuntimeError("the exporter cannot trace this model")])
+def test_an_export_that_fails_leaves_the_published_model_on_torch(
+    failure: Exception, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After an hour of training the model is published; a failed export (refused by its
+    check, or the exporter itself failing) is a warning, never a failed `aisle train`."""
+    from aisle.towers import export
+
+    def fail(*args: Any, **kwargs: Any) -> Path:
+        raise failure
+
+    monkeypatch.setattr(export, "export_model", fail)
+    assert cascade.export_int8(tmp_path / "model", tmp_path / "data") is False
+    assert "stays on torch" in caplog.text
