@@ -192,7 +192,7 @@ def load_model(
         config = replace(config, backend=backend)
     device = resolve_device(config.device)
     ref_str = BASE_MODEL if ref in (None, "", BASE_MODEL) else str(path.resolve())
-    backend = resolve_backend(config.backend, manifest, str(ref or BASE_MODEL))
+    backend = resolve_backend(config.backend, manifest, str(ref or BASE_MODEL), device)
     query: AnyTower
     product: AnyTower
     if backend != "torch":

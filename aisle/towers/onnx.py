@@ -185,8 +185,13 @@ def export_precisions(manifest: Mapping[str, Any]) -> set[str]:
     return set.intersection(*(set(t["files"]) for t in towers.values()))
 
 
-def resolve_backend(backend: Backend, manifest: Mapping[str, Any], where: str) -> Backend:
-    """Pick torch or an ONNX precision; refuse an ONNX backend the model directory lacks."""
+def resolve_backend(backend: Backend, manifest: Mapping[str, Any], where: str,
+                    device: str = "cpu") -> Backend:
+    """Pick torch or an ONNX precision; refuse an ONNX backend the model directory lacks.
+    ``auto`` on a CUDA ``device`` is torch: the ONNX towers run on the CPU, and a GPU embeds a
+    catalog far faster than int8 on the CPU does."""
+    if backend == "auto" and device == "cuda":
+        return "torch"
     have = export_precisions(manifest)
     stale = bool(have) and manifest["onnx"].get("weights_fingerprint") != manifest.get(
         "weights_fingerprint"

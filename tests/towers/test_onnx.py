@@ -266,3 +266,14 @@ def test_onnx_towers_read_sizes_as_their_torch_model_does(
         atol=1e-4,
         rtol=0,
     )
+
+
+def test_auto_runs_torch_on_a_cuda_device_and_int8_on_the_cpu(exported: Path) -> None:
+    """On a GPU, auto keeps torch (a GPU embeds a catalog far faster than int8 on the CPU);
+    an explicit ONNX backend is still honoured there."""
+    from aisle.towers.onnx import resolve_backend
+
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert resolve_backend("auto", manifest, "m", "cpu") == "onnx-int8"
+    assert resolve_backend("auto", manifest, "m", "cuda") == "torch"
+    assert resolve_backend("onnx-int8", manifest, "m", "cuda") == "onnx-int8"
