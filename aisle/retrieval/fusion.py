@@ -48,9 +48,13 @@ def _order(fused: dict[str, float], d: dict[str, int], lx: dict[str, int],
     that can be in the top k (a score at least the k-th best): a query fuses ~400
     candidates for 10 results."""
     pool: list[str] = list(fused)
+    if k is not None and k <= 0:
+        return []
     if k is not None and k < len(pool):
         cut = heapq.nlargest(k, fused.values())[-1]
-        pool = [p for p, score in fused.items() if score >= cut]  # ties at the cut stay in
+        # Ties at the cut stay in; so does a NaN score (never below anything), which the full
+        # sort would also place among the first k.
+        pool = [p for p, score in fused.items() if not score < cut]
     big = len(d) + len(lx) + 1
     keys = sorted(pool, key=lambda p: (-fused[p], d.get(p, big), lx.get(p, big), p))
     return [(p, fused[p]) for p in keys[:k]]

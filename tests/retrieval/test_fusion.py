@@ -83,3 +83,8 @@ def test_the_top_k_is_the_head_of_the_full_order_ties_at_the_cut_included(method
                 else convex_fusion(dense, lexical, 0.5))
         for k in (1, 3, 10, 100):
             assert fuse(dense, lexical, k, config) == full[:k]
+
+
+def test_a_top_zero_is_empty() -> None:
+    assert fuse(DENSE, LEXICAL, 0, FusionConfig()) == []
+    assert fuse(DENSE, LEXICAL, 0, FusionConfig(method="rrf")) == []
