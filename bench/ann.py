@@ -209,7 +209,7 @@ def sharded(args: argparse.Namespace, base_config: IndexConfig, kinds: list[str]
         share = round(train * len(x) / args.n)
         samples.append(x[np.sort(pick.choice(len(x), min(share, len(x)), replace=False))])
     sample = np.concatenate(samples)
-    del samples
+    del samples, x, s, i, both_s, both_i  # the last shard and its merge: not needed again
     exact_s = time.perf_counter() - started
     print(f"\n{len(products):,} real product vectors -> {args.n:,} x {products.shape[1]} grown in "
           f"{len(starts)} shards of {args.shard:,} (copy cosine {copy_cos:.3f}; real median "
@@ -225,9 +225,9 @@ def sharded(args: argparse.Namespace, base_config: IndexConfig, kinds: list[str]
     for i, kind in enumerate(kinds):
         config = kind_config(base_config, kind)
         started = time.perf_counter()
-        train_on = held.pop() if i == len(kinds) - 1 else held[0]
-        index = build_faiss_index_sharded(config, args.n, train_on, shards())
-        del train_on
+        # Not bound to a name here: the last build holds the only reference, and frees it.
+        index = build_faiss_index_sharded(
+            config, args.n, held.pop() if i == len(kinds) - 1 else held[0], shards())
         build_s = time.perf_counter() - started
         size, served = saved_and_served(index, xq)
         size /= args.n

@@ -103,6 +103,9 @@ class IndexConfig:
                              f"{self.kind} keeps no re-rank codes")
         if not 1 <= self.pq_nbits <= 16:
             raise AisleError(f"index config pq_nbits must be in 1..16, got {self.pq_nbits}")
+        if self.kind == "ivf_pq" and self.pq_nbits == 4 and self.device == "gpu":
+            raise AisleError("ivf_pq with pq_nbits=4 (fast-scan) builds on CPU only; use "
+                             "device=auto or cpu, or pq_nbits=8 to build on the GPU")
         if self.bm25_analyzer not in get_args(BM25Analyzer):
             raise AisleError(
                 f"index config bm25_analyzer {self.bm25_analyzer!r} is unknown; use one of "
