@@ -245,7 +245,7 @@ def codes_label(config: IndexConfig) -> str:
     """IVF-PQ's codes: PQ m x bits (fast-scan at 4 bits) and the re-rank codes."""
     if config.kind != "ivf_pq":
         return ""
-    fast = " fast-scan" if config.pq_nbits == 4 else ""
+    fast = " fast-scan" if config.fast_scan else ""
     return f"{config.pq_m}x{config.pq_nbits}{fast}, {config.rerank_codes} re-rank"
 
 

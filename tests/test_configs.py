@@ -42,11 +42,9 @@ def test_the_shipped_approximate_index_config_is_approximate() -> None:
 def test_the_shipped_compact_index_config_builds_fast_scan_with_8_bit_re_rank_codes() -> None:
     from importlib import resources
 
-    from aisle.indexing.ann import fast_scan
-
     path = Path(str(resources.files("aisle") / "configs" / "index-compact.toml"))
     config = load_config(IndexConfig, path)
-    assert fast_scan(config) and config.rerank_codes == "sq8" and 384 % config.pq_m == 0
+    assert config.fast_scan and config.rerank_codes == "sq8" and 384 % config.pq_m == 0
 
 
 @pytest.mark.parametrize(

@@ -105,17 +105,9 @@ def check_buildable(config: IndexConfig, count: int, dim: int) -> None:
             )
 
 
-def fast_scan(config: IndexConfig) -> bool:
-    """Whether an IVF-PQ config builds faiss's fast-scan layout (4-bit codes)."""
-    return config.kind == "ivf_pq" and config.pq_nbits == 4
-
-
 def uses_gpu(config: IndexConfig) -> bool:
     """Whether this build trains and adds on a GPU: auto takes one when faiss sees one."""
     gpus = faiss.get_num_gpus()
-    if config.device == "gpu" and fast_scan(config):
-        raise AisleError("ivf_pq with pq_nbits=4 (fast-scan) builds on CPU only; use "
-                         "device=auto or cpu, or pq_nbits=8 to build on the GPU")
     if config.device == "gpu":
         if gpus < 1 or not hasattr(faiss, "StandardGpuResources"):
             raise AisleError(
@@ -126,7 +118,7 @@ def uses_gpu(config: IndexConfig) -> bool:
             raise AisleError(f"{config.kind} builds on CPU only; use device=auto or cpu")
         return True
     return (config.device == "auto" and config.kind in GPU_KINDS and gpus > 0
-            and not fast_scan(config))
+            and not config.fast_scan)  # an IndexConfig refuses fast-scan with device=gpu
 
 
 def _check_vectors(vectors: np.ndarray) -> np.ndarray:
@@ -155,7 +147,7 @@ def _empty_index(config: IndexConfig, dim: int, nlist: int) -> faiss.Index:
     quantizer = faiss.IndexFlatIP(dim)
     if config.kind == "ivf_flat":
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, ip)
-    elif fast_scan(config):
+    elif config.fast_scan:
         index = faiss.IndexIVFPQFastScan(quantizer, dim, nlist, config.pq_m, 4, ip)
     else:
         index = faiss.IndexIVFPQ(quantizer, dim, nlist, config.pq_m, config.pq_nbits, ip)

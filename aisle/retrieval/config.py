@@ -103,7 +103,7 @@ class IndexConfig:
                              f"{self.kind} keeps no re-rank codes")
         if not 1 <= self.pq_nbits <= 16:
             raise AisleError(f"index config pq_nbits must be in 1..16, got {self.pq_nbits}")
-        if self.kind == "ivf_pq" and self.pq_nbits == 4 and self.device == "gpu":
+        if self.fast_scan and self.device == "gpu":
             raise AisleError("ivf_pq with pq_nbits=4 (fast-scan) builds on CPU only; use "
                              "device=auto or cpu, or pq_nbits=8 to build on the GPU")
         if self.bm25_analyzer not in get_args(BM25Analyzer):
@@ -115,6 +115,11 @@ class IndexConfig:
             raise AisleError(f"index config bm25_k1 must be > 0, got {self.bm25_k1}")
         if not 0 <= self.bm25_b <= 1:
             raise AisleError(f"index config bm25_b must be in [0, 1], got {self.bm25_b}")
+
+    @property
+    def fast_scan(self) -> bool:
+        """Whether this is IVF-PQ in faiss's fast-scan layout (4-bit codes; CPU only)."""
+        return self.kind == "ivf_pq" and self.pq_nbits == 4
 
 
 # What an index manifest written before the BM25 fields existed was built with.

@@ -47,9 +47,9 @@ def _order(fused: dict[str, float], d: dict[str, int], lx: dict[str, int],
     only the first ``k`` when given. The full tie-breaking key is built only for products
     that can be in the top k (a score at least the k-th best): a query fuses ~400
     candidates for 10 results."""
-    pool: list[str] = list(fused)
     if k is not None and k <= 0:
         return []
+    pool: list[str] = list(fused)
     if k is not None and k < len(pool):
         cut = heapq.nlargest(k, fused.values())[-1]
         # Ties at the cut stay in; so does a NaN score (never below anything), which the full
