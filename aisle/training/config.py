@@ -139,8 +139,8 @@ class TrainConfig:
     # After publishing, export the towers to ONNX with dynamic int8 weights (`aisle export
     # --int8`, checked against fp32 on the data's queries and products; a refused export
     # leaves the model on torch), so that `aisle index` and `aisle serve` run them by default
-    # (backend auto): int8 encodes a query in ~1.5 ms against torch's ~25 ms here, at the same
-    # relevance within noise (docs/results.md, 2026-12-04).
+    # (backend auto): int8 encodes a query in 1.0-1.3 ms of CPU against torch's 23 ms here
+    # (bench/cold_path.py), at the same relevance within noise (docs/results.md, 2026-12-04).
     export_int8: bool = True
 
     def __post_init__(self) -> None:
