@@ -80,6 +80,9 @@ def batch_lanes(config: ServeConfig, engine: Engine, cores: int) -> int:
     """``config.batch_lanes``, or by default one lane per core where the query tower runs on
     ONNX (one thread a call) and one lane on torch, whose every call already spreads over all
     cores (lanes there would only oversubscribe them)."""
+    if config.batch_lanes < 0:
+        raise AisleError(f"batch_lanes must be >= 0 (0: one per core on ONNX query towers, one "
+                         f"on torch), got {config.batch_lanes}")
     if config.batch_lanes:
         return config.batch_lanes
     return 1 if engine.snapshot.model.backend == "torch" else cores

@@ -142,6 +142,8 @@ def test_lanes_default_to_one_per_core_on_onnx_towers_and_one_on_torch() -> None
     assert batch_lanes(ServeConfig(), on("onnx-int8"), 4) == 4
     assert batch_lanes(ServeConfig(), on("torch"), 4) == 1  # a torch call uses every core
     assert batch_lanes(ServeConfig(batch_lanes=3), on("torch"), 4) == 3
+    with pytest.raises(AisleError, match="batch_lanes must be >= 0"):
+        batch_lanes(ServeConfig(batch_lanes=-1), on("onnx-int8"), 4)
 
 
 def test_requests_whose_callers_left_are_never_encoded() -> None:
