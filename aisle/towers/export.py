@@ -239,7 +239,7 @@ def export_tower(st: Any, out: Path, name: str) -> dict[str, Any]:
     hf.set_attn_implementation("eager")
     example = st.preprocess(["a padded example text of several words", "short"])
     inputs = [n for n in INPUTS if n in example]
-    wrapper = _TokenStates(hf, inputs)
+    wrapper = HFOutput(hf, inputs)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation chatter from the exporter
         raw = Path(tmp) / "raw.onnx"
@@ -253,7 +253,7 @@ def export_tower(st: Any, out: Path, name: str) -> dict[str, Any]:
             opset_version=OPSET,
             dynamo=False,
         )
-        _optimize(raw, out / FP32_FILE, hf.config)
+        optimize_graph(raw, out / FP32_FILE, hf.config)
     tokenizer = transformer.tokenizer
     tokenizer.backend_tokenizer.save(str(out / TOKENIZER_FILE))
     return {
@@ -265,17 +265,22 @@ def export_tower(st: Any, out: Path, name: str) -> dict[str, Any]:
     }
 
 
-class _TokenStates(torch.nn.Module):
-    def __init__(self, hf: Any, inputs: list[str]) -> None:
+class HFOutput(torch.nn.Module):
+    """A Hugging Face model called with positional ``inputs`` (what the exporter traces),
+    returning its ``output`` field: token states for a tower, logits for a cross-encoder."""
+
+    def __init__(self, hf: Any, inputs: list[str], output: str = "last_hidden_state") -> None:
         super().__init__()
         self.hf = hf
         self.inputs = inputs
+        self.output = output
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.hf(**dict(zip(self.inputs, tensors, strict=True))).last_hidden_state
+        out = self.hf(**dict(zip(self.inputs, tensors, strict=True)))
+        return getattr(out, self.output)
 
 
-def _optimize(raw: Path, out: Path, config: Any) -> None:
+def optimize_graph(raw: Path, out: Path, config: Any) -> None:
     """Fuse BERT-family graphs (attention, GELU, layer norms); copy other graphs as they are.
 
     opt_level=0: Python-side fusions only, so the file stays portable across CPUs.
@@ -330,4 +335,4 @@ def _check_parity(
     return worst
 
 
-__all__ = ["Agreement", "export_model", "export_tower"]
+__all__ = ["Agreement", "HFOutput", "export_model", "export_tower", "optimize_graph"]
