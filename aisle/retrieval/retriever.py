@@ -15,8 +15,9 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from aisle.retrieval.fusion import fuse
 from aisle.retrieval.lexical import BM25Index
 from aisle.retrieval.query import PreparedQuery, QueryPreparer
 from aisle.retrieval.querytext import case_blind
+from aisle.retrieval.rerank import RERANK_FIELDS, RerankStage, combine, rerank_text
 from aisle.retrieval.spelling import MIN_WORD, QuerySpeller
 from aisle.retrieval.store import Filtered, Hit, ProductIndex
 from aisle.towers.config import Backend
@@ -51,6 +53,7 @@ class Found:
     hits: list[Hit]
     mode: Mode
     query: PreparedQuery
+    reranked: int = 0  # first-stage products the cross-encoder re-ranked (0: none)
 
 
 class Retriever:
@@ -62,10 +65,13 @@ class Retriever:
         fusion: FusionConfig | None = None,
         lexical: BM25Index | None = None,
         match_terms: bool = MATCH_TERMS,
+        reranker: RerankStage | None = None,
     ) -> None:
         """``fusion``: hybrid's settings (default: the index's, set by ``aisle tune-fusion``).
         ``lexical``: a BM25 index to use instead of the index's own (an in-memory catalog).
-        ``match_terms``: BM25 maps a query term it lacks onto its nearest indexed term."""
+        ``match_terms``: BM25 maps a query term it lacks onto its nearest indexed term.
+        ``reranker``: a cross-encoder that re-ranks each search's first products
+        (``aisle.retrieval.rerank``); None: the first stage's order is the answer."""
         index.check_model(model.fingerprint, model.ref)
         self.model = model
         self.index = index
@@ -73,6 +79,7 @@ class Retriever:
         self.fusion = fusion or index.fusion()
         self._lexical = lexical
         self.match_terms = match_terms
+        self.reranker = reranker
         self._partitions: dict[str, Retriever] = {}
         self._lock = threading.Lock()
 
@@ -100,7 +107,8 @@ class Retriever:
             if name not in self._partitions:
                 part = self.index.partition(name)
                 self._partitions[name] = Retriever(self.model, part, self.preparer,
-                                                   part.fusion(), match_terms=self.match_terms)
+                                                   part.fusion(), match_terms=self.match_terms,
+                                                   reranker=self.reranker)
             return self._partitions[name]
 
     def partition_loaded(self, name: str | None) -> bool:
@@ -120,36 +128,99 @@ class Retriever:
         mode: Mode | None = None,
         vectors: np.ndarray | None = None,
         filters: Filter | None = None,
+        rerank_depth: int | None = None,
+        rerank_deadline: float | None = None,
     ) -> list[Found]:
         """The top ``k`` of each prepared query in ``mode`` (None: ``default_mode``).
         ``vectors``: the queries' embeddings when the caller has them (the service's cache).
         ``filters``: only products meeting them, on both sides before their top k (raises
-        ``FilterError`` for a field the index lacks or a value of the wrong type)."""
+        ``FilterError`` for a field the index lacks or a value of the wrong type).
+        ``rerank_depth``: first-stage products the cross-encoder re-ranks (None: the
+        reranker's own depth; 0: none); needs a reranker when > 0. ``rerank_deadline``: a
+        ``time.monotonic()`` instant past which queries keep their first-stage order."""
         if k < 1:
             raise AisleError(f"k must be >= 1, got {k}")
+        depth = self.rerank_depth(rerank_depth)
         mode = mode or self.default_mode
         if mode != "dense" and not self.has_lexical:
             raise AisleError(f"{self.index.root} has no BM25 index: it searches dense only")
         where = self.index.select(filters) if filters else None
         if not queries:
             return []
-        if mode == "dense":
+        if mode == "dense" and not depth:
             rows = self.dense(queries, k, vectors, where)
+            return [Found(hits, mode, q) for hits, q in zip(rows, queries, strict=True)]
+        first_k = max(k, depth)
+        if mode == "dense":
+            ranked = self.index.ranked(self.embed(queries) if vectors is None else vectors,
+                                       first_k, where)
+        elif mode == "lexical":
+            ranked = self.lexical_ranked(queries, first_k, where)
         else:
-            if mode == "lexical":
-                ranked = self.lexical_ranked(queries, k, where)
-            else:
-                dense, lexical = self.candidates(queries, k, vectors, where)
-                ranked = [fuse(d, lx, k, self.fusion) for d, lx in zip(dense, lexical,
-                                                                        strict=True)]
-            titles = self.titles
-            rows = [[Hit(p, titles.get(p, ""), s) for p, s in row] for row in ranked]
-        return [Found(hits, mode, q) for hits, q in zip(rows, queries, strict=True)]
+            dense, lexical = self.candidates(queries, first_k, vectors, where)
+            ranked = [fuse(d, lx, first_k, self.fusion) for d, lx in zip(dense, lexical,
+                                                                          strict=True)]
+        done = [min(depth, len(r)) for r in ranked]
+        if depth:
+            reranked = self.rerank(queries, ranked, k, depth, rerank_deadline)
+            # A query past the deadline kept its first-stage list (the same objects).
+            done = [0 if new is old else n for new, old, n in zip(reranked, ranked, done,
+                                                                   strict=True)]
+            ranked = reranked
+        titles = self.titles
+        return [Found([Hit(p, titles.get(p, ""), s) for p, s in row[:k]], mode, q, n)
+                for row, q, n in zip(ranked, queries, done, strict=True)]
+
+    def rerank_depth(self, asked: int | None) -> int:
+        """The re-ranking depth a search runs with: ``asked``, else the reranker's (0 without
+        one); refuses a depth > 0 with no reranker."""
+        if asked is not None and asked < 0:
+            raise AisleError(f"rerank depth must be >= 0 (0 = off), got {asked}")
+        if self.reranker is None:
+            if asked:
+                raise AisleError("re-ranking needs a cross-encoder: pass --rerank DIR (aisle "
+                                 "rerank train writes one), or a rerank depth of 0")
+            return 0
+        return self.reranker.config.depth if asked is None else asked
+
+    def rerank(self, queries: Sequence[PreparedQuery], ranked: Sequence[Ranked], k: int,
+               depth: int, deadline: float | None = None) -> list[Ranked]:
+        """Each first-stage ranking with its first ``depth`` products re-ranked by the
+        cross-encoder against its query; top ``k``. ``deadline`` (a ``time.monotonic()``
+        instant): a query whose turn comes after it keeps its first-stage order (marked by
+        ``reranked`` in ``search``'s answer)."""
+        if self.reranker is None:
+            raise AisleError("this retriever has no cross-encoder to re-rank with")
+        heads = [r[:depth] for r in ranked]
+        text_of = self.rerank_texts(sorted({p for h in heads for p, _ in h}))
+        pairs = [[(q.text, text_of[p]) for p, _ in h] for q, h in zip(queries, heads,
+                                                                      strict=True)]
+        config = replace(self.reranker.config, depth=depth)
+        scorer = self.reranker.scorer
+        # One call per query, never pairs of several queries together: int8 quantises each
+        # call's activations with the call's own scales, so a query's scores would depend on
+        # what else was searched with it (the service's batches, the evaluator's).
+        scores = [scorer.score(p) if deadline is None or time.monotonic() < deadline else None
+                  for p in pairs]
+        # A skipped query's list is returned as it came (``search`` tells it by identity).
+        return [r if s is None else combine(r, s, k, config)
+                for r, s in zip(ranked, scores, strict=True)]
+
+    def rerank_texts(self, product_ids: Sequence[str]) -> dict[str, str]:
+        """What the cross-encoder reads of each product: its title and stored fields."""
+        names = [n for n in RERANK_FIELDS if n != "title" and n in self.index.fields.names]
+        values = self.index.field_values(list(product_ids), names) if names else [
+            {} for _ in product_ids]
+        titles = self.titles
+        return {p: rerank_text({"title": titles.get(p, ""), **v})
+                for p, v in zip(product_ids, values, strict=True)}
 
     def search_texts(self, texts: Sequence[str], k: int, mode: Mode | None = None,
-                     filters: Filter | None = None) -> list[Found]:
+                     filters: Filter | None = None, rerank_depth: int | None = None
+                     ) -> list[Found]:
         """``search`` from typed text."""
-        return self.search(self.prepare(texts), k, mode, filters=filters)
+        return self.search(self.prepare(texts), k, mode, filters=filters,
+                           rerank_depth=rerank_depth)
 
     def dense(self, queries: Sequence[PreparedQuery], k: int,
               vectors: np.ndarray | None = None, where: Filtered | None = None
@@ -171,12 +242,14 @@ class Retriever:
                                   where)
         return dense, self.lexical_ranked(queries, depth, where)
 
-    def ranker(self, mode: Mode | None = None, filters: Filter | None = None) -> RankFn:
+    def ranker(self, mode: Mode | None = None, filters: Filter | None = None,
+               rerank_depth: int | None = None) -> RankFn:
         """``(texts, k) -> [[(product_id, score), ...]]`` in ``mode``: what evaluation takes."""
+        self.rerank_depth(rerank_depth)  # refuse a bad depth before any search
 
         def rank(texts: Sequence[str], k: int) -> list[Ranked]:
             return [[(h.product_id, h.score) for h in found.hits]
-                    for found in self.search_texts(texts, k, mode, filters)]
+                    for found in self.search_texts(texts, k, mode, filters, rerank_depth)]
 
         return rank
 
@@ -228,7 +301,9 @@ def index_model(index: ProductIndex, ref: str | None = None,
 
 
 def open_retriever(index: ProductIndex, model: TwoTowerModel, query_spelling: bool = True,
-                   fusion: FusionConfig | None = None) -> Retriever:
+                   fusion: FusionConfig | None = None, reranker: RerankStage | None = None
+                   ) -> Retriever:
     """A retriever over a loaded ``index``; ``query_spelling`` off embeds queries as typed
-    (normalised only)."""
-    return Retriever(model, index, query_preparer(index.titles, model, query_spelling), fusion)
+    (normalised only); ``reranker``: a cross-encoder re-ranking stage."""
+    return Retriever(model, index, query_preparer(index.titles, model, query_spelling), fusion,
+                     reranker=reranker)
