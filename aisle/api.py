@@ -49,6 +49,7 @@ class Results:
     mode: Mode
     corrected: str | None
     results: tuple[Result, ...]
+    reranked: int = 0  # first-stage products a cross-encoder re-ranked (0: none)
 
     def __iter__(self) -> Iterator[Result]:
         return iter(self.results)
@@ -67,6 +68,7 @@ def _results(found: Found, fields: list[dict[str, Any]]) -> Results:
         corrected=found.query.correction,
         results=tuple(Result(h.product_id, h.title, h.score, f)
                       for h, f in zip(found.hits, fields, strict=True)),
+        reranked=found.reranked,
     )
 
 
@@ -93,17 +95,20 @@ class SearchIndex:
         return self.retriever.index.fields.summary()
 
     def search(self, query: str, k: int = 10, mode: Mode | None = None,
-               filters: Filter | Mapping[str, Any] | Sequence[str] | str | None = None
-               ) -> Results:
+               filters: Filter | Mapping[str, Any] | Sequence[str] | str | None = None,
+               rerank_depth: int | None = None) -> Results:
         """The top ``k`` products for ``query`` in ``mode`` (None: ``default_mode``) among
         those meeting ``filters``: ``{"brand": "DeWalt"}``, ``{"brand": ["a", "b"]}``,
         ``{"price": {"gte": 10, "lte": 50}}``, ``{"in_stock": True}``, or the text form
-        ``["brand=DeWalt", "price<=50"]`` (aisle/retrieval/filters.py)."""
-        return self.search_many([query], k, mode, filters)[0]
+        ``["brand=DeWalt", "price<=50"]`` (aisle/retrieval/filters.py). ``rerank_depth``:
+        first-stage products the cross-encoder given to ``open_index`` re-ranks (None: its
+        tuned depth; 0: none)."""
+        return self.search_many([query], k, mode, filters, rerank_depth)[0]
 
     def search_many(
         self, queries: Sequence[str], k: int = 10, mode: Mode | None = None,
         filters: Filter | Mapping[str, Any] | Sequence[str] | str | None = None,
+        rerank_depth: int | None = None,
     ) -> list[Results]:
         """``search`` for several queries at once (one batch through the query tower)."""
         from aisle.retrieval.filters import as_filter
@@ -114,7 +119,8 @@ class SearchIndex:
             raise AisleError("a query is empty; pass some words, e.g. idx.search('drill')")
         if mode not in (None, "dense", "lexical", "hybrid"):
             raise AisleError(f"unknown mode {mode!r}; use dense, lexical or hybrid")
-        found = self.retriever.search_texts(list(queries), k, mode, as_filter(filters))
+        found = self.retriever.search_texts(list(queries), k, mode, as_filter(filters),
+                                            rerank_depth)
         index = self.retriever.index
         return [_results(f, index.field_values([h.product_id for h in f.hits])) for f in found]
 
@@ -135,16 +141,24 @@ def open_index(
     backend: Backend | None = None,
     autocomplete: str | Path | None = None,
     query_spelling: bool = True,
+    rerank: str | Path | None = None,
 ) -> SearchIndex:
     """Open an index built by ``aisle index`` (a versioned root or one version's directory)
     with the model that built it (or ``model``); ``backend`` picks how the query tower runs
-    (torch, onnx-fp32, onnx-int8, auto; default: as the index was built)."""
+    (torch, onnx-fp32, onnx-int8, auto; default: as the index was built); ``rerank``: a
+    cross-encoder directory (``aisle rerank train``) that re-ranks every search's first
+    products."""
     from aisle.retrieval.retriever import index_model, open_retriever
     from aisle.retrieval.store import load_index
 
     index = load_index(Path(path))
     tower_model = index_model(index, None if model is None else str(model), backend)
-    retriever = open_retriever(index, tower_model, query_spelling)
+    reranker = None
+    if rerank is not None:
+        from aisle.rerank.model import load_reranker
+
+        reranker = load_reranker(Path(rerank))
+    retriever = open_retriever(index, tower_model, query_spelling, reranker=reranker)
     suggester = None
     if autocomplete is not None:
         from aisle.autocomplete.lookup import Autocomplete

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aisle.errors import AisleError
+from aisle.rerank.cli import add_rerank_arguments, open_reranker
 from aisle.towers.cli import add_backend_argument
 
 log = logging.getLogger("aisle")
@@ -70,12 +71,14 @@ def cmd_search(args: argparse.Namespace) -> None:
     if filters:
         index.select(filters, "--filter")  # an unknown field is refused before the model loads
     model = index_model(index, args.model, args.backend)
-    retriever = open_retriever(index, model, args.query_spelling)
-    found = retriever.search_texts([query], args.k, args.mode, filters or None)[0]
+    retriever = open_retriever(index, model, args.query_spelling, reranker=open_reranker(args))
+    found = retriever.search_texts([query], args.k, args.mode, filters or None,
+                                   args.rerank_depth)[0]
     correction = found.query.correction
     shown = f", showing results for {correction!r}" if correction else ""
     where = f" where {filters.describe()}" if filters else ""
-    print(f"{found.mode} search{shown}{where}:")
+    reranked = f", top {found.reranked} re-ranked" if found.reranked else ""
+    print(f"{found.mode} search{reranked}{shown}{where}:")
     values = index.field_values([h.product_id for h in found.hits], names)
     for rank, (hit, fields) in enumerate(zip(found.hits, values, strict=True), start=1):
         extra = "".join(f"  {n}={'' if v is None else v}" for n, v in fields.items())
@@ -106,6 +109,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         backend=args.backend,
         query_spelling=args.query_spelling,
         run_tag=args.run_tag,
+        reranker=open_reranker(args),
+        rerank_depth=args.rerank_depth,
     )
     print(json.dumps(result, indent=2))
 
@@ -165,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "brand=DeWalt, brand=DeWalt|Makita, price<=50, price=10..50, in_stock=true")
     p.add_argument("--fields", default="", metavar="A,B",
                    help="stored fields to print with each result (e.g. brand,price; 'all')")
+    add_rerank_arguments(p)
     p.add_argument("query", nargs="+")
     p.set_defaults(func=cmd_search)
 
@@ -208,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight", type=float, default=None, help="dense weight for convex fusion")
     p.add_argument("--rrf-k", type=float, default=None, help="RRF constant")
     add_spelling_argument(p)
+    add_rerank_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
     from aisle.evaluation.cli import add_evaluation_parsers
@@ -255,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     from aisle.towers.cli import add_export_parser
 
     add_export_parser(sub)
+    from aisle.rerank.cli import add_rerank_parsers
+
+    add_rerank_parsers(sub)
 
     from aisle.autocomplete.cli import add_autocomplete_parsers
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,9 @@ from aisle.retrieval.config import FusionConfig, IndexConfig, Mode, stored_index
 from aisle.towers.config import Backend
 
 if TYPE_CHECKING:
+    from aisle.rerank.config import RerankBackend
+    from aisle.rerank.model import Reranker
+    from aisle.retrieval.rerank import RerankStage
     from aisle.retrieval.retriever import Retriever as RetrieverT
 
 log = logging.getLogger(__name__)
@@ -48,9 +51,11 @@ def open_index_retriever(
     fusion: FusionConfig | None = None,
     backend: Backend | None = None,
     query_spelling: bool = True,
+    reranker: RerankStage | None = None,
 ) -> RetrieverT:
     """The query-time ``Retriever`` over a built index, refused when it was built over
-    another catalog than ``ds``'s. ``fusion``: hybrid's settings (default: the index's)."""
+    another catalog than ``ds``'s. ``fusion``: hybrid's settings (default: the index's);
+    ``reranker``: a cross-encoder re-ranking stage."""
     from aisle.retrieval.retriever import index_model, open_retriever
     from aisle.retrieval.store import load_index
 
@@ -63,7 +68,7 @@ def open_index_retriever(
             "aisle index --data <this data> --out ..."
         )
     model = index_model(index, model_ref, backend)
-    return open_retriever(index, model, query_spelling, fusion)
+    return open_retriever(index, model, query_spelling, fusion, reranker)
 
 
 def index_retriever(
@@ -74,10 +79,14 @@ def index_retriever(
     fusion: FusionConfig | None = None,
     backend: Backend | None = None,
     query_spelling: bool = True,
+    reranker: Reranker | None = None,
+    rerank_depth: int | None = None,
 ) -> tuple[Retriever, dict[str, Any]]:
     """A ranking function over a built index in ``mode`` (None: the index's default, hybrid
-    when it carries BM25), searched as ``aisle search`` and the service search it."""
-    retriever = open_index_retriever(index_dir, model_ref, ds, fusion, backend, query_spelling)
+    when it carries BM25), searched as ``aisle search`` and the service search it;
+    ``reranker`` re-ranks its top ``rerank_depth`` (None: the reranker's depth)."""
+    retriever = open_index_retriever(index_dir, model_ref, ds, fusion, backend, query_spelling,
+                                     reranker)
     mode = mode or retriever.default_mode
     if fusion is not None and mode != "hybrid":
         raise AisleError(f"{index_dir} has no BM25 index, so it has no hybrid mode to fuse; "
@@ -91,7 +100,11 @@ def index_retriever(
     }
     if mode == "hybrid":
         context["fusion"] = asdict(retriever.fusion)
-    return retriever.ranker(mode), context
+    depth = retriever.rerank_depth(rerank_depth)
+    if reranker is not None and depth:
+        context["rerank"] = {"model": str(reranker.path), "backend": reranker.backend,
+                             **asdict(replace(reranker.config, depth=depth))}
+    return retriever.ranker(mode, rerank_depth=rerank_depth), context
 
 
 def default_run_tag(context: dict[str, Any]) -> str:
@@ -170,8 +183,16 @@ def evaluate_command(
     backend: Backend | None = None,
     query_spelling: bool = True,
     run_tag: str | None = None,
+    rerank: Path | None = None,
+    rerank_depth: int | None = None,
+    rerank_backend: RerankBackend = "auto",
+    reranker: Reranker | None = None,
 ) -> dict[str, Any]:
+    """``rerank``: a cross-encoder directory that re-ranks the index's first stage (or
+    ``reranker``, one loaded already)."""
     check_evaluate_args(index, baseline, run_out, mode, fusion)
+    if (rerank is not None or reranker is not None or rerank_depth) and index is None:
+        raise AisleError("--rerank re-ranks an index's results; pass --index too")
     if run_tag is not None and (not run_tag or any(c.isspace() for c in run_tag)):
         raise AisleError(f"--run-tag must be one word with no spaces, got {run_tag!r}")
     ds = load_dataset(data)
@@ -180,8 +201,12 @@ def evaluate_command(
     if baseline is not None:
         retriever, context = bm25_retriever(ds, baseline), {"retriever": baseline}
     elif index is not None:
+        if rerank is not None and reranker is None:
+            from aisle.rerank.model import load_reranker
+
+            reranker = load_reranker(rerank, rerank_backend)
         retriever, context = index_retriever(
-            index, model, ds, mode, fusion, backend, query_spelling
+            index, model, ds, mode, fusion, backend, query_spelling, reranker, rerank_depth
         )
         context["retriever"] = context["mode"]
     else:

@@ -1,0 +1,134 @@
+"""A trained cross-encoder directory, loaded to score (query, product) pairs.
+
+The directory is what ``sentence_transformers.CrossEncoder.save`` writes (so
+``CrossEncoder(path)`` loads it as it is), plus ``manifest.json`` (kind ``aisle-reranker``:
+base, data fingerprints, config, dev metrics and the ``RerankConfig`` chosen on dev) and, once
+exported, ``onnx/model.onnx`` and ``onnx/model_qint8.onnx`` with ``onnx/tokenizer.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aisle.artifacts import read_manifest
+from aisle.configs import from_dict
+from aisle.errors import AisleError, ArtifactError
+from aisle.rerank.config import RERANK_BACKENDS, RerankBackend
+from aisle.retrieval.rerank import CrossScorer, RerankConfig
+
+log = logging.getLogger(__name__)
+
+KIND = "aisle-reranker"
+# Pairs per forward pass: one query's 50 candidates fit one.
+BATCH = 64
+
+
+class TorchCrossScorer:
+    """A sentence-transformers ``CrossEncoder`` on torch; scores are its raw logits."""
+
+    def __init__(self, path: Path, device: str | None = None) -> None:
+        import torch
+        from sentence_transformers import CrossEncoder
+
+        self.model = CrossEncoder(str(path), device=device, activation_fn=torch.nn.Identity(),
+                                  local_files_only=True)
+        self.model.eval()
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        if not pairs:
+            return np.zeros(0, dtype=np.float32)
+        out = self.model.predict(list(pairs), batch_size=BATCH, show_progress_bar=False,
+                                 convert_to_numpy=True)
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+
+class OnnxCrossScorer:
+    """The exported graph on ONNX Runtime, tokenised as sentence-transformers does: the same
+    tokenizer file, pairs truncated longest-first to ``max_length``, padded to the batch."""
+
+    def __init__(self, onnx_file: Path, tokenizer_file: Path, max_length: int, pad_id: int,
+                 inputs: Sequence[str], threads: int = 0) -> None:
+        from tokenizers import Tokenizer
+
+        from aisle.towers.onnx import session
+
+        self.session = session(onnx_file, threads)
+        self.inputs = tuple(inputs)
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self.tokenizer.enable_truncation(max_length)
+        self.tokenizer.enable_padding(pad_id=pad_id)
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        out = []
+        for start in range(0, len(pairs), BATCH):
+            chunk = pairs[start : start + BATCH]
+            enc = self.tokenizer.encode_batch([(q, p) for q, p in chunk])
+            feeds = {
+                "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
+            }
+            (logits,) = self.session.run(None, {n: feeds[n] for n in self.inputs})
+            out.append(np.asarray(logits, dtype=np.float32).reshape(-1))
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Reranker:
+    """A loaded cross-encoder: its scorer, the stage settings chosen on dev, its manifest."""
+
+    scorer: CrossScorer
+    config: RerankConfig
+    manifest: dict[str, Any]
+    path: Path
+    backend: str
+
+
+def resolve_backend(manifest: dict[str, Any], backend: RerankBackend, device: str | None
+                    ) -> str:
+    """auto: int8 ONNX when the directory holds a checked int8 export and the device is not a
+    GPU; torch otherwise."""
+    if backend not in RERANK_BACKENDS:
+        raise AisleError(f"rerank backend {backend!r} is unknown; use one of {RERANK_BACKENDS}")
+    files = manifest.get("onnx", {}).get("files", {})
+    if backend == "auto":
+        on_gpu = device is not None and device.startswith("cuda")
+        return "onnx-int8" if "int8" in files and not on_gpu else "torch"
+    if backend.startswith("onnx-") and backend.removeprefix("onnx-") not in files:
+        raise AisleError(f"this cross-encoder has no {backend} export; run aisle rerank export"
+                         f"{' --int8' if backend == 'onnx-int8' else ''} on it, or use torch")
+    return backend
+
+
+def load_reranker(path: Path, backend: RerankBackend = "auto", device: str | None = None,
+                  config: RerankConfig | None = None) -> Reranker:
+    """The cross-encoder at ``path``; ``config`` overrides the stage settings it stores."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ArtifactError(f"{path}: no such cross-encoder directory (aisle rerank train "
+                            "writes one)")
+    manifest = read_manifest(path, KIND)
+    chosen = resolve_backend(manifest, backend, device)
+    stored = from_dict(RerankConfig, manifest.get("rerank", {}))
+    scorer: CrossScorer
+    if chosen == "torch":
+        scorer = TorchCrossScorer(path, device)
+    else:
+        onnx = manifest["onnx"]
+        root = path / onnx["dir"]
+        try:
+            scorer = OnnxCrossScorer(root / onnx["files"][chosen.removeprefix("onnx-")],
+                                     root / onnx["tokenizer"], int(manifest["max_length"]),
+                                     int(onnx["pad_id"]), onnx["inputs"])
+        except Exception as e:  # onnxruntime raises its own types for an unreadable graph
+            raise ArtifactError(f"{root} holds a missing or corrupt ONNX export ({e}); run "
+                                "aisle rerank export again") from e
+    log.info("loaded cross-encoder %s on %s (depth %d, weight %.2f)", path, chosen,
+             (config or stored).depth, (config or stored).weight)
+    return Reranker(scorer, config or stored, manifest, path, chosen)

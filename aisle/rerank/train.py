@@ -1,0 +1,353 @@
+"""``aisle rerank train``: a cross-encoder trained on graded judgments over a first stage.
+
+1. The first stage (an index's default mode, hybrid for every index ``aisle index`` builds)
+   ranks every train and dev query once; the lists are kept in the work directory.
+2. Training pairs (``examples.py``): judged pairs with target grade / top grade, and per query
+   unjudged first-stage products past its top ranks and random catalog products as negatives.
+   Loss: binary cross-entropy on the soft targets (the MS MARCO cross-encoders' recipe).
+3. After each epoch the cross-encoder re-ranks the dev queries' first-stage candidates; the
+   epoch with the best dev nDCG@10 at its best fusion weight is kept (``tune.py``).
+4. The kept model is published atomically with a manifest (base, data and first-stage
+   fingerprints, config, the dev grid, the chosen ``RerankConfig``), then exported to int8.
+
+Resumable: a checkpoint (weights, optimiser, schedule, position) is written every
+``checkpoint_every`` steps and at each epoch's end; ``resume=True`` continues from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from aisle.artifacts import (
+    MANIFEST,
+    atomic_dir,
+    atomic_write_text,
+    check_replaceable,
+    code_version,
+    read_manifest,
+    sibling_temp,
+    write_manifest,
+)
+from aisle.data.dataset import Dataset, load_dataset
+from aisle.data.schema import JUDGMENTS, PRODUCTS, QUERIES
+from aisle.errors import AisleError
+from aisle.rerank.config import RerankTrainConfig
+from aisle.rerank.examples import Example, training_examples
+from aisle.rerank.model import KIND, load_reranker
+from aisle.rerank.tune import best_weight, weight_grid
+from aisle.retrieval.rerank import RERANK_FIELDS, CrossScorer, RerankConfig
+from aisle.towers.text import product_texts
+
+log = logging.getLogger(__name__)
+
+STATE = "state.pt"
+BEST = "best"
+EVAL_K = 100  # the evaluator's depth: recall@100 reads it
+
+
+def catalog_texts(ds: Dataset) -> dict[str, str]:
+    """product id -> what the cross-encoder reads of it (``RERANK_FIELDS``)."""
+    ids = ds.products["product_id"].astype(str).tolist()
+    return dict(zip(ids, product_texts(ds.products, RERANK_FIELDS), strict=True))
+
+
+def first_stage(index: Path, ds: Dataset, query_ids: list[str], depth: int, work: Path
+                ) -> dict[str, Any]:
+    """Each of ``query_ids``: its text as searched and its top ``depth`` first-stage
+    (product, score) pairs in the index's default mode. Kept in ``work`` per index, queries
+    and depth."""
+    from aisle.evaluation.run import open_index_retriever
+
+    retriever = open_index_retriever(index, None, ds)
+    qids = sorted(query_ids)
+    key = hashlib.sha256(json.dumps(
+        [retriever.index.manifest, qids, depth, ds.fingerprint(QUERIES)], sort_keys=True,
+        default=str).encode()).hexdigest()[:16]
+    path = work / f"first-stage-{key}.json"
+    if path.is_file():
+        log.info("reusing the first-stage lists in %s", path)
+        saved: dict[str, Any] = json.loads(path.read_text())
+        return saved
+    text_of = ds.query_texts()
+    texts = [str(text_of[q]) for q in qids]
+    out: dict[str, Any] = {"mode": retriever.default_mode, "queries": {}, "ranked": {}}
+    for start in tqdm(range(0, len(qids), 256), desc="first stage", unit="batch"):
+        prepared = retriever.prepare(texts[start : start + 256])
+        found = retriever.search(prepared, depth)
+        for qid, f in zip(qids[start : start + 256], found, strict=True):
+            out["queries"][qid] = f.query.text
+            out["ranked"][qid] = [[h.product_id, h.score] for h in f.hits]
+    atomic_write_text(path, json.dumps(out))
+    return out
+
+
+def index_fingerprint(index: Path) -> str:
+    """What identifies a first stage: its index manifest (model, data, fusion, version)."""
+    from aisle.retrieval.store import load_index
+
+    manifest = load_index(Path(index)).manifest
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()
+                          ).hexdigest()[:16]
+
+
+def reranker_is_current(out: Path, cfg: RerankTrainConfig, ds: Dataset, index: Path) -> bool:
+    """Whether ``out`` holds a finished cross-encoder of ``cfg`` over ``ds`` and ``index``'s
+    first stage (what ``make demo`` reuses instead of training again)."""
+    try:
+        manifest = read_manifest(Path(out), KIND)
+    except AisleError:
+        return False
+    config = json.loads(json.dumps(asdict(cfg)))
+    data = manifest.get("data", {})
+    return (
+        "dev" in manifest
+        and manifest.get("config") == config
+        and all(data.get(f"{t}_fingerprint") == ds.fingerprint(t)
+                for t in (PRODUCTS, QUERIES, JUDGMENTS))
+        and manifest.get("first_stage", {}).get("index_fingerprint") == index_fingerprint(index)
+    )
+
+
+def _sample(qrels: dict[str, dict[str, float]], n: int, seed: int) -> dict[str, dict[str, float]]:
+    if n == 0 or n >= len(qrels):
+        return qrels
+    keys = sorted(qrels)
+    picked = np.random.default_rng(seed).choice(len(keys), n, replace=False)
+    return {keys[i]: qrels[keys[i]] for i in sorted(picked)}
+
+
+def cross_scores(scorer: CrossScorer, queries: dict[str, str], first: dict[str, list[Any]],
+                 text_of: dict[str, str], depth: int, desc: str = "re-ranking"
+                 ) -> dict[str, np.ndarray]:
+    """query_id -> the scorer's logits for the query's top ``depth`` first-stage products."""
+    out = {}
+    for qid, ranked in tqdm(first.items(), desc=desc, unit="query"):
+        pairs = [(queries[qid], text_of[p]) for p, _ in ranked[:depth]]
+        out[qid] = scorer.score(pairs)
+    return out
+
+
+def bucketed_batches(examples: list[Example], size: int, seed: int, epoch: int
+                     ) -> list[np.ndarray]:
+    """One epoch's full batches: shuffled, then sorted by text length within windows of 50
+    batches so a batch pads little (a CPU step costs its longest pair), then the batches
+    shuffled again; the ragged tail is dropped. Seeded by (seed, epoch)."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(examples))
+    length = np.array([len(e.query) + len(e.product) for e in examples])
+    window = size * 50
+    for start in range(0, len(order), window):
+        part = order[start : start + window]
+        order[start : start + window] = part[np.argsort(length[part], kind="stable")]
+    usable = (len(order) // size) * size
+    batches = [order[i : i + size] for i in range(0, usable, size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+class _Training:
+    """The torch side: a sentence-transformers CrossEncoder, its optimiser and schedule."""
+
+    def __init__(self, cfg: RerankTrainConfig, total_steps: int) -> None:
+        import torch
+        from sentence_transformers import CrossEncoder
+
+        from aisle.towers.model import resolve_model_ref
+        from aisle.training.trainer import _schedule
+
+        base = resolve_model_ref(cfg.base)
+        if not base.is_dir():
+            raise AisleError(f"{base}: no such encoder directory for the cross-encoder's base")
+        torch.manual_seed(cfg.seed)
+        self.model = CrossEncoder(str(base), num_labels=1, max_length=cfg.max_length,
+                                  activation_fn=torch.nn.Identity(), local_files_only=True)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
+                                     weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, _schedule(total_steps, cfg.warmup_ratio))
+
+    def step(self, batch: list[Example]) -> float:
+        import torch
+
+        self.model.train()
+        features = self.model.preprocess([(e.query, e.product) for e in batch])
+        device = self.model.device
+        features = {k: v.to(device) if isinstance(v, torch.Tensor) else v
+                    for k, v in features.items()}
+        logits = self.model(features)["scores"].view(-1)
+        targets = torch.tensor([e.target for e in batch], dtype=logits.dtype, device=device)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        self.sched.step()
+        return float(loss.detach())
+
+    def score(self, pairs: Any) -> np.ndarray:
+        self.model.eval()
+        out = self.model.predict(list(pairs), batch_size=64, show_progress_bar=False,
+                                 convert_to_numpy=True)
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+    def state(self) -> dict[str, Any]:
+        import torch
+
+        # The generator too: dropout draws from it, so a resumed run repeats the masks.
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict(), "rng": torch.get_rng_state()}
+
+    def load(self, state: dict[str, Any]) -> None:
+        import torch
+
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        torch.set_rng_state(state["rng"])
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    import torch
+
+    tmp = sibling_temp(path, "tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
+                   resume: bool = False, work: Path | None = None) -> dict[str, Any]:
+    """Train, select on dev and publish a cross-encoder at ``out``; its summary."""
+    import torch
+
+    out = Path(out)
+    check_replaceable(out, KIND)
+    work = Path(work) if work is not None else out.parent / f"{out.name}.work"
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    ds = load_dataset(data)
+    top_grade = ds.top_grade
+    if top_grade is None or top_grade <= 0:
+        raise AisleError(f"dataset {ds.name!r} has no graded judgments to train on")
+    train_qrels = _sample(ds.qrels("train"), cfg.max_train_queries, cfg.seed)
+    dev_qrels = _sample(ds.qrels("dev"), cfg.max_dev_queries, cfg.seed)
+    depth = max(cfg.negatives_to, cfg.depth, EVAL_K)
+    stage = first_stage(index, ds, [*train_qrels, *dev_qrels], depth, work)
+    text_of = catalog_texts(ds)
+    ranked_ids = {q: [p for p, _ in r] for q, r in stage["ranked"].items()}
+    examples = training_examples(stage["queries"], train_qrels, top_grade, ranked_ids,
+                                 text_of, sorted(text_of), cfg)
+    log.info("%d training pairs over %d train queries (%d judged); dev: %d queries",
+             len(examples), len(train_qrels), sum(map(len, train_qrels.values())),
+             len(dev_qrels))
+    batches = len(examples) // cfg.batch_size
+    if batches < 1:
+        raise AisleError(f"{len(examples)} training pairs make no batch of {cfg.batch_size}")
+    total = batches * cfg.epochs
+    trainer = _Training(cfg, total)
+    fingerprint = hashlib.sha256(json.dumps(
+        [asdict(cfg), stage["ranked"].get(min(train_qrels), []), len(examples)],
+        sort_keys=True, default=str).encode()).hexdigest()[:16]
+    progress: dict[str, Any] = {"epoch": 0, "batch": 0, "history": [], "best": None,
+                                "fingerprint": fingerprint}
+    state_path = work / STATE
+    if resume and state_path.is_file():
+        saved = torch.load(state_path, map_location="cpu", weights_only=False)
+        if saved["progress"]["fingerprint"] != fingerprint:
+            raise AisleError(f"{state_path} is from another config or data; drop --resume or "
+                             "remove the work directory")
+        trainer.load(saved["trainer"])
+        progress = saved["progress"]
+        log.info("resuming at epoch %d, batch %d", progress["epoch"] + 1, progress["batch"])
+    elif state_path.is_file():
+        log.info("starting over (no --resume): removing %s", state_path)
+        state_path.unlink()
+    dev_queries = {q: stage["queries"][q] for q in dev_qrels}
+    base = RerankConfig(depth=cfg.depth)
+
+    select = cfg.epochs > 1 and cfg.select_queries > 0
+    sample = _sample(dev_qrels, cfg.select_queries, cfg.seed) if select else {}
+    for epoch in range(progress["epoch"], cfg.epochs):
+        batches_of = bucketed_batches(examples, cfg.batch_size, cfg.seed, epoch)
+        bar = tqdm(range(progress["batch"], batches), desc=f"epoch {epoch + 1}", unit="batch",
+                   initial=progress["batch"], total=batches)
+        losses: list[float] = []
+        for b in bar:
+            losses.append(trainer.step([examples[i] for i in batches_of[b]]))
+            if len(losses) % 50 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            if (b + 1) % cfg.checkpoint_every == 0 and b + 1 < batches:
+                progress["batch"] = b + 1
+                _save_state(state_path, {"trainer": trainer.state(), "progress": progress})
+        score = 0.0
+        if select:  # several epochs: keep the one the dev sample likes best
+            first = {q: stage["ranked"][q] for q in sample}
+            scores = cross_scores(trainer, dev_queries, first, text_of, cfg.depth,
+                                  "dev re-ranking")
+            grid = weight_grid(first, scores, sample, top_grade, cfg.weights, base, EVAL_K)
+            score = max(r["ndcg@10"] for r in grid)
+            log.info("epoch %d: dev-sample nDCG@10 %.4f at its best weight", epoch + 1, score)
+            progress["history"].append({"epoch": epoch + 1, "ndcg@10": score})
+        if progress["best"] is None or score > progress["best"]["ndcg@10"]:
+            tmp = sibling_temp(work / BEST, "tmp")
+            trainer.model.save(str(tmp))
+            shutil.rmtree(work / BEST, ignore_errors=True)
+            os.replace(tmp, work / BEST)
+            progress["best"] = {"epoch": epoch + 1, "ndcg@10": score}
+        progress["epoch"], progress["batch"] = epoch + 1, 0
+        _save_state(state_path, {"trainer": trainer.state(), "progress": progress})
+
+    manifest = {
+        "kind": KIND,
+        "base": str(cfg.base or "builtin:all-MiniLM-L6-v2"),
+        "max_length": cfg.max_length,
+        "fields": list(RERANK_FIELDS),
+        "data": {"name": ds.name, **{f"{t}_fingerprint": ds.fingerprint(t)
+                                     for t in (PRODUCTS, QUERIES, JUDGMENTS)}},
+        "first_stage": {"index": str(index), "mode": stage["mode"], "depth": depth,
+                        "index_fingerprint": index_fingerprint(index)},
+        "config": asdict(cfg),
+        "pairs": len(examples),
+        "epoch": progress["best"]["epoch"],
+        "history": progress["history"],
+        "rerank": asdict(base),
+        "code_version": code_version(),
+    }
+    with atomic_dir(out, KIND) as tmp:
+        shutil.copytree(work / BEST, tmp, dirs_exist_ok=True)
+        write_manifest(tmp, manifest)
+    summary: dict[str, Any] = {"out": str(out), "epoch": manifest["epoch"]}
+    if cfg.export_int8:
+        from aisle.rerank.export import export_reranker
+
+        try:
+            export_reranker(out, int8=True, data=data)
+            summary["int8_export"] = "done"
+        except Exception as e:  # the model stays usable on torch
+            log.warning("int8 export of %s failed (%s); it runs on torch", out, e)
+            summary["int8_export"] = f"failed: {e}"
+    # The fusion weight, chosen on dev with the backend the cross-encoder will run on.
+    reranker = load_reranker(out)
+    first = {q: stage["ranked"][q] for q in dev_qrels}
+    scores = cross_scores(reranker.scorer, dev_queries, first, text_of, cfg.depth,
+                          f"dev re-ranking ({reranker.backend})")
+    grid = weight_grid(first, scores, dev_qrels, top_grade, cfg.weights, base, EVAL_K)
+    chosen = replace(base, weight=best_weight(grid))
+    log.info("dev nDCG@10 %.4f at weight %.2f (the first stage alone: %.4f)",
+             next(r["ndcg@10"] for r in grid if r["weight"] == chosen.weight), chosen.weight,
+             grid[0]["ndcg@10"])
+    final = {**read_manifest(out, KIND), "rerank": asdict(chosen), "dev": grid,
+             "dev_backend": reranker.backend}
+    atomic_write_text(out / MANIFEST, json.dumps(final, indent=2, sort_keys=True) + "\n")
+    summary.update({"rerank": asdict(chosen), "dev_backend": reranker.backend, "dev": grid})
+    summary["minutes"] = round((time.perf_counter() - started) / 60, 1)
+    return summary

@@ -1,0 +1,165 @@
+"""``aisle rerank train`` / ``export`` and the re-ranking stage on the one query path."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aisle.artifacts import MANIFEST
+from aisle.errors import AisleError, ArtifactError
+from aisle.evaluation.run import evaluate_command, open_index_retriever
+from aisle.rerank.export import CrossAgreement, export_reranker
+from aisle.rerank.model import KIND, load_reranker
+from aisle.rerank.train import train_reranker
+from aisle.retrieval.rerank import combine
+from tests.rerank.conftest import TINY
+
+QUERIES = ["cordless drill", "WHITE paint", "kitchen faucte"]
+
+
+def test_the_result_is_a_plain_cross_encoder_with_a_manifest(reranker_dir: Path,
+                                                             sample_data: Path) -> None:
+    from sentence_transformers import CrossEncoder
+
+    manifest = json.loads((reranker_dir / MANIFEST).read_text())
+    assert manifest["kind"] == KIND
+    assert set(manifest["data"]) >= {"products_fingerprint", "judgments_fingerprint"}
+    assert manifest["config"]["batch_size"] == TINY.batch_size
+    assert [r["weight"] for r in manifest["dev"]] == list(TINY.weights)
+    assert manifest["rerank"]["weight"] in TINY.weights
+    plain = CrossEncoder(str(reranker_dir))
+    ours = load_reranker(reranker_dir, "torch")
+    pairs = [("drill", "a cordless drill"), ("paint", "a kitchen faucet")]
+    logits = plain.predict(pairs, activation_fn=None)
+    np.testing.assert_allclose(ours.scorer.score(pairs), np.asarray(logits).reshape(-1),
+                               atol=1e-5)
+
+
+def test_the_stage_re_ranks_the_first_stage_head(reranker_dir: Path, sample_data: Path,
+                                                 sample_index: Path) -> None:
+    from aisle.data.dataset import load_dataset
+
+    reranker = load_reranker(reranker_dir, "torch")
+    ds = load_dataset(sample_data)
+    retriever = open_index_retriever(sample_index, None, ds, reranker=reranker)
+    plain = retriever.search_texts(QUERIES, 20, rerank_depth=0)
+    found = retriever.search_texts(QUERIES, 20)
+    depth = reranker.config.depth
+    for f, p in zip(found, plain, strict=True):
+        assert f.reranked == depth and p.reranked == 0
+        first = [(h.product_id, h.score) for h in p.hits]
+        texts = retriever.rerank_texts([pid for pid, _ in first[:depth]])
+        scores = reranker.scorer.score([(f.query.text, texts[pid]) for pid, _ in first[:depth]])
+        expected = combine(first, scores, 20, reranker.config)
+        assert [(h.product_id, round(h.score, 9)) for h in f.hits] == [
+            (pid, round(s, 9)) for pid, s in expected]
+    short = retriever.search_texts(QUERIES, 5)
+    assert [[h.product_id for h in f.hits] for f in short] == [
+        [h.product_id for h in f.hits[:5]] for f in found]
+    with pytest.raises(AisleError, match="rerank depth"):
+        retriever.search_texts(QUERIES, 5, rerank_depth=-1)
+    bare = open_index_retriever(sample_index, None, ds)
+    with pytest.raises(AisleError, match="cross-encoder"):
+        bare.search_texts(QUERIES, 5, rerank_depth=10)
+
+
+def test_evaluate_and_search_take_the_reranker(reranker_dir: Path, sample_data: Path,
+                                               sample_index: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from aisle.cli import main
+
+    result = evaluate_command(sample_data, "test", sample_index, rerank=reranker_dir,
+                              rerank_depth=5, rerank_backend="torch")
+    assert result["rerank"]["depth"] == 5 and result["rerank"]["backend"] == "torch"
+    assert 0.0 <= result["metrics"]["ndcg@10"] <= 1.0
+    with pytest.raises(AisleError, match="--index"):
+        evaluate_command(sample_data, "test", None, baseline="bm25", rerank=reranker_dir)
+    assert main(["search", "--index", str(sample_index), "--rerank", str(reranker_dir),
+                 "--rerank-backend", "torch", "-k", "3", "cordless drill"]) == 0
+    assert "top 3 re-ranked" in capsys.readouterr().out
+    from aisle.api import open_index
+
+    idx = open_index(sample_index, rerank=reranker_dir)
+    depth = json.loads((reranker_dir / MANIFEST).read_text())["rerank"]["depth"]
+    assert idx.search("cordless drill", 5).reranked == depth
+    assert idx.search("cordless drill", 5, rerank_depth=0).reranked == 0
+
+
+def test_resume_continues_an_interrupted_run(tmp_path: Path, sample_data: Path,
+                                             sample_index: Path, reranker_dir: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from aisle.rerank import train
+
+    calls = {"n": 0}
+    step = train._Training.step
+
+    def crash(self: train._Training, batch: list) -> float:  # type: ignore[type-arg]
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return step(self, batch)
+
+    monkeypatch.setattr(train._Training, "step", crash)
+    out = tmp_path / "ce"
+    with pytest.raises(KeyboardInterrupt):
+        train_reranker(sample_data, sample_index, out, TINY, work=tmp_path / "work")
+    assert not out.exists()
+    monkeypatch.setattr(train._Training, "step", step)
+    train_reranker(sample_data, sample_index, out, TINY, resume=True, work=tmp_path / "work")
+    resumed = load_reranker(out, "torch").scorer
+    whole = load_reranker(reranker_dir, "torch").scorer
+    pairs = [("drill", "a cordless drill"), ("white paint", "interior paint, white")]
+    np.testing.assert_allclose(resumed.score(pairs), whole.score(pairs), atol=1e-4)
+    with pytest.raises(AisleError, match="another config"):
+        train_reranker(sample_data, sample_index, tmp_path / "other", replace(TINY, lr=1e-4),
+                       resume=True, work=tmp_path / "work")
+
+
+def test_export_checks_int8_and_refuses_a_disagreement(tmp_path: Path, reranker_dir: Path,
+                                                       sample_data: Path,
+                                                       sample_index: Path) -> None:
+    copy = tmp_path / "ce"
+    shutil.copytree(reranker_dir, copy)
+    strict = CrossAgreement(min_pearson=1.01)
+    with pytest.raises(ArtifactError, match="int8 disagrees"):
+        export_reranker(copy, int8=True, data=sample_data, agreement=strict)
+    assert not (copy / "onnx").exists() and "onnx" not in json.loads(
+        (copy / MANIFEST).read_text())
+    with pytest.raises(AisleError, match="onnx-int8"):
+        load_reranker(copy, "onnx-int8")
+    lax = CrossAgreement(min_pearson=0.0, min_pair_order=0.0)
+    section = export_reranker(copy, int8=True, data=sample_data, agreement=lax)
+    assert section["fp32_max_abs_diff"] <= 1e-3
+    assert load_reranker(copy).backend == "onnx-int8"  # auto takes the checked export
+    pairs = [("drill", "a cordless drill"), ("paint", "white paint")]
+    torch_scores = load_reranker(copy, "torch").scorer.score(pairs)
+    np.testing.assert_allclose(load_reranker(copy, "onnx-fp32").scorer.score(pairs),
+                               torch_scores, atol=1e-3)
+    # int8 scales each call's activations: a query's answer must not depend on its company.
+    from aisle.data.dataset import load_dataset
+
+    retriever = open_index_retriever(sample_index, None, load_dataset(sample_data),
+                                     reranker=load_reranker(copy, "onnx-int8"))
+    alone = retriever.search_texts(QUERIES[:1], 10)[0]
+    together = retriever.search_texts(QUERIES, 10)[0]
+    assert alone.reranked > 0 and alone.hits == together.hits
+    (copy / "onnx" / "model_qint8.onnx").write_bytes(b"not a graph")
+    with pytest.raises(ArtifactError, match="corrupt"):
+        load_reranker(copy, "onnx-int8")
+
+
+def test_query_time_reads_the_text_training_read(sample_data: Path, sample_index: Path) -> None:
+    from aisle.data.dataset import load_dataset
+    from aisle.rerank.train import catalog_texts
+
+    ds = load_dataset(sample_data)
+    trained_on = catalog_texts(ds)
+    retriever = open_index_retriever(sample_index, None, ds)
+    served = retriever.rerank_texts(sorted(trained_on))
+    assert served == trained_on
+    assert any(" | brand: " in t or " | category: " in t for t in served.values())
