@@ -278,6 +278,12 @@ def main() -> None:
         "--serve-option", action="append", default=[], metavar="KEY=VALUE",
         help="a ServeConfig override for aisle serve, e.g. query_spelling=false (repeatable)",
     )
+    parser.add_argument(
+        "--rerank", metavar="DIR",
+        help="also run the hybrid phases against a second aisle serve that re-ranks with this "
+        "cross-encoder (rows 'aisle hybrid+rerank'; a fresh process, so its caches start "
+        "empty and hybrid's cold slices are cold to it)",
+    )
     parser.add_argument("--rows-json", metavar="PATH",
                         help="also write the rows as JSON: phase -> {n, p50, p95, p99, qps, "
                         "failed}")
@@ -339,6 +345,27 @@ def main() -> None:
     finally:
         aisle.terminate()
         aisle.wait(timeout=30)
+    if args.rerank and not args.dense_only:
+        port = free_port()
+        reranking = start(
+            [sys.executable, "-m", "aisle.cli", "serve", "--index", args.index, "--port",
+             str(port), "--rerank", args.rerank, "watch_interval_s=0", *args.serve_option],
+            port, env, warm=({"mode": "hybrid"},),
+        )
+        try:
+            body = httpx.get(f"http://127.0.0.1:{port}/search",
+                             params={"q": WARMUP_QUERY, "mode": "hybrid"}, timeout=30).json()
+            log.info("re-ranking: the top %s of the first stage", body.get("reranked"))
+            results += phases(port, cold["hybrid"], args.seconds, "aisle hybrid+rerank",
+                              {"mode": "hybrid"})
+            counts = {line.split()[0]: float(line.split()[1]) for line in httpx.get(
+                f"http://127.0.0.1:{port}/metrics", timeout=30).text.splitlines()
+                if line.startswith(("aisle_reranked_total", "aisle_rerank_skipped_total"))}
+            print(f"re-ranked queries {counts.get('aisle_reranked_total', 0):.0f}, past the "
+                  f"budget (first-stage order) {counts.get('aisle_rerank_skipped_total', 0):.0f}")
+        finally:
+            reranking.terminate()
+            reranking.wait(timeout=30)
     if not args.no_naive:
         naive = start(
             [

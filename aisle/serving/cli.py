@@ -23,7 +23,7 @@ def _config(args: argparse.Namespace) -> Any:
     overrides = [*env_overrides(os.environ), f"index={args.index}", *args.overrides]
     if getattr(args, "model", None):
         overrides.append(f"model={args.model}")
-    for name in ("host", "port", "autocomplete", "backend"):
+    for name in ("host", "port", "autocomplete", "backend", "rerank"):
         if getattr(args, name, None) is not None:
             overrides.append(f"{name}={getattr(args, name)}")
     return load_config(ServeConfig, args.config, overrides)
@@ -103,6 +103,9 @@ def add_serve_parsers(sub: Any, add_command: Any) -> None:
     p.add_argument("--autocomplete", default=None,
                    help="autocomplete dir for GET /autocomplete (aisle autocomplete build)")
     add_backend_argument(p)
+    p.add_argument("--rerank", default=None, metavar="DIR",
+                   help="re-rank each search's first products with this cross-encoder (aisle "
+                   "rerank train); rerank_depth, rerank_budget_ms and rerank_backend tune it")
     p.add_argument("--config", type=Path, default=None, help="ServeConfig TOML file")
     p.add_argument("overrides", nargs="*", help="ServeConfig key=value overrides")
     p.set_defaults(func=cmd_serve)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from aisle.configs import from_dict
 from aisle.errors import AisleError
+from aisle.rerank.config import RerankBackend
 from aisle.retrieval.config import Mode
 from aisle.towers.config import Backend
 
@@ -76,6 +77,23 @@ class ServeConfig:
     watch_interval_s: float = 2.0
     # Autocomplete artifact directory (`aisle autocomplete build`); "" = /autocomplete is 404.
     autocomplete: str = ""
+    # A cross-encoder directory (`aisle rerank train`) that re-ranks each search's first
+    # products; "" = no re-ranking. rerank_depth: how many (-1: the depth it was tuned with).
+    rerank: str = ""
+    rerank_depth: int = -1
+    # How the cross-encoder runs: auto (its int8 ONNX export, else torch), torch, onnx-*.
+    rerank_backend: RerankBackend = "auto"
+    # Re-ranking time per search call: a query whose turn comes later keeps its first-stage
+    # order (never an error; counted in aisle_rerank_skipped), so overload degrades ranking,
+    # not latency. A batch of queries shares it.
+    rerank_budget_ms: float = 50.0
+
+    def __post_init__(self) -> None:
+        if self.rerank_depth < -1:
+            raise AisleError(f"rerank_depth must be >= 0, or -1 for the cross-encoder's own; "
+                             f"got {self.rerank_depth}")
+        if not self.rerank_budget_ms >= 0:
+            raise AisleError(f"rerank_budget_ms must be >= 0, got {self.rerank_budget_ms}")
 
 
 def env_overrides(environ: Mapping[str, str]) -> list[str]:

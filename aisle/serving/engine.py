@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,12 +86,15 @@ class CacheStats:
     hits: int = 0  # query vectors found cached
     misses: int = 0  # query vectors encoded
     result_hits: int = 0  # queries whose finished results were cached
+    reranked: int = 0  # queries the cross-encoder re-ranked
+    rerank_skipped: int = 0  # queries past the re-ranking budget: first-stage order served
 
 
 class Engine:
     def __init__(self, config: ServeConfig, cache: QueryCache,
                  snapshot: Snapshot | None = None) -> None:
         self.cache = cache
+        self.rerank_budget_s = config.rerank_budget_ms / 1000
         self.stats = CacheStats()
         self.holder = SnapshotHolder(config, snapshot)
 
@@ -130,7 +134,8 @@ class Engine:
         if done is not None:
             return Plan(ask, snapshot, mode, Lane.LOOP, queries,
                         answer(snapshot, retriever, ask, done))
-        if mode != "dense" or ask.filters:  # BM25, or a filter's selection: not on the loop
+        if mode != "dense" or ask.filters or retriever.rerank_depth(None):
+            # BM25, a filter's selection or a cross-encoder: not on the loop
             return Plan(ask, snapshot, mode, Lane.THREAD, queries)
         vectors = self._vectors(snapshot, queries, local_only=True)
         if vectors is not None:
@@ -246,19 +251,27 @@ class Engine:
     def _cached_results(self, snapshot: Snapshot, queries: Sequence[PreparedQuery], ask: Ask,
                         mode: Mode) -> list[Found] | None:
         found = []
+        depth = snapshot.retriever.rerank_depth(None)  # only re-ranked answers are kept
         for q in queries:
             hits = snapshot.results.get((q.text, ask.k, mode, ask.partition, ask.filter_key))
             if hits is None:
                 return None
-            found.append(Found(hits, mode, q))
+            found.append(Found(hits, mode, q, depth if hits else 0))
         self.stats.result_hits += len(found)
         return found
 
-    @staticmethod
-    def _search(snapshot: Snapshot, retriever: Retriever, queries: Sequence[PreparedQuery],
-                ask: Ask, mode: Mode, vectors: np.ndarray | None) -> list[Found]:
-        found = retriever.search(queries, ask.k, mode, vectors, ask.filters)
+    def _search(self, snapshot: Snapshot, retriever: Retriever,
+                queries: Sequence[PreparedQuery], ask: Ask, mode: Mode,
+                vectors: np.ndarray | None) -> list[Found]:
+        depth = retriever.rerank_depth(None)
+        deadline = time.monotonic() + self.rerank_budget_s if depth else None
+        found = retriever.search(queries, ask.k, mode, vectors, ask.filters,
+                                 rerank_deadline=deadline)
         for f in found:
+            if depth and not f.reranked and f.hits:
+                self.stats.rerank_skipped += 1
+                continue  # a first-stage answer past the budget is not the query's answer
+            self.stats.reranked += bool(depth)
             snapshot.results.put((f.query.text, ask.k, mode, ask.partition, ask.filter_key),
                                  f.hits)
         return found

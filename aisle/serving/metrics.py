@@ -29,6 +29,11 @@ class _EngineCollector(Collector):
         yield CounterMetricFamily("aisle_result_cache_hits",
                                   "queries answered from the finished results of their snapshot",
                                   value=stats.result_hits)
+        yield CounterMetricFamily("aisle_reranked", "queries the cross-encoder re-ranked",
+                                  value=stats.reranked)
+        yield CounterMetricFamily("aisle_rerank_skipped",
+                                  "queries past the re-ranking budget, answered in first-stage "
+                                  "order", value=stats.rerank_skipped)
         yield CounterMetricFamily("aisle_redis_errors", "Redis calls that failed or timed out",
                                   value=self.engine.cache.errors)
 

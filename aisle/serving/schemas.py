@@ -71,6 +71,8 @@ class SearchResponse(BaseModel):
     corrected_query: str | None = Field(
         description="the query as searched when a misspelt word was corrected ('showing "
         "results for ...'), else null")
+    reranked: int = Field(description="first-stage products a cross-encoder re-ranked: 0 "
+                          "when the service has none, or this query ran past its budget")
     took_ms: float
 
 

@@ -20,6 +20,7 @@ from aisle.errors import AisleError
 from aisle.retrieval.layout import CURRENT, resolve_index_dir
 from aisle.retrieval.query import QueryPreparer
 from aisle.retrieval.querytext import case_blind
+from aisle.retrieval.rerank import RerankStage
 from aisle.retrieval.retriever import Retriever, index_model, titles_speller
 from aisle.retrieval.store import ProductIndex, load_index
 from aisle.serving.config import ServeConfig
@@ -52,11 +53,14 @@ class Snapshot:
 
 
 def make_snapshot(model: TwoTowerModel, index: ProductIndex, version: str,
-                  query_spelling: bool = True, result_cache_size: int = 0) -> Snapshot:
+                  query_spelling: bool = True, result_cache_size: int = 0,
+                  reranker: RerankStage | None = None) -> Snapshot:
     """A snapshot over a loaded ``index`` and ``model``: the speller over its titles, the case
-    probe (two encodes: here, off the event loop, never on a request)."""
+    probe (two encodes: here, off the event loop, never on a request); ``reranker``: a
+    cross-encoder re-ranking stage."""
     speller = titles_speller(index.titles, model) if query_spelling else None
-    retriever = Retriever(model, index, QueryPreparer(speller, case_blind(model)))
+    retriever = Retriever(model, index, QueryPreparer(speller, case_blind(model)),
+                          reranker=reranker)
     return Snapshot(retriever, version, ResultCache(result_cache_size))
 
 
@@ -75,7 +79,18 @@ def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snaps
         model = index_model(index, config.model or None, config.backend)
     index.check_model(model.fingerprint, model.ref)
     version = index.version or index_version(index.root)
-    return make_snapshot(model, index, version, config.query_spelling, config.result_cache_size)
+    reranker = current.retriever.reranker if current is not None else None
+    if reranker is None and config.rerank:
+        from dataclasses import replace
+
+        from aisle.rerank.model import load_reranker
+
+        reranker = load_reranker(Path(config.rerank), config.rerank_backend)
+        if config.rerank_depth >= 0:
+            reranker = replace(reranker, config=replace(reranker.config,
+                                                        depth=config.rerank_depth))
+    return make_snapshot(model, index, version, config.query_spelling, config.result_cache_size,
+                         reranker)
 
 
 _NO_FAILURE = object()  # SnapshotHolder._failed_stat before any reload has failed

@@ -102,6 +102,7 @@ def payload(found: Found, version: str, started: float,
         "index_version": version,
         "mode": found.mode,
         "corrected_query": found.query.correction,
+        "reranked": found.reranked,
         "took_ms": (time.perf_counter() - started) * 1000,
     }
 
