@@ -45,6 +45,12 @@ CONFIG = schemathesis.Config.from_dict({
     # With the token, /admin/reload is exercised (200) as well as refused (ignored_auth
     # sends requests without it and expects 401).
     "headers": {"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    # The coverage phase (every boundary case the schema defines) is off: on 2026-12-04, with
+    # schemathesis 4.32.5 and hypothesis 6.170.27, it ran past 5 minutes without finishing, at
+    # faf3039 as at today's code, drawing oversized strings for the batch queries' pattern
+    # (faulthandler: coverage/_schema.py _generate_oversized_string). Boundary inputs (k, query
+    # length, batch size) are tested directly in test_app_input.py; examples and fuzzing run.
+    "phases": {"coverage": {"enabled": False}},
 })
 schema = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG)
 
