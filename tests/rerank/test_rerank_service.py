@@ -40,7 +40,7 @@ def test_the_service_re_ranks_as_aisle_search_does(config: ServeConfig,
     for c in _client(config):
         for query in QUERIES:
             for _ in range(2):  # the second answer comes from the result cache
-                body = c.get("/search", params={"query": query, "k": 5}).json()
+                body = c.get("/search", params={"q": query, "k": 5}).json()
                 found = retriever.search_texts([query], 5)[0]
                 assert body["reranked"] == reranker.config.depth == found.reranked
                 assert [r["product_id"] for r in body["results"]] == [
@@ -57,7 +57,7 @@ def test_past_the_budget_the_first_stage_answers_and_is_counted(config: ServeCon
     first = open_retriever(index, index_model(index))
     for c in _client(replace(config, rerank_budget_ms=0.0)):
         for _ in range(2):  # never cached as the query's answer
-            body = c.get("/search", params={"query": "cordless drill", "k": 5}).json()
+            body = c.get("/search", params={"q": "cordless drill", "k": 5}).json()
             assert body["reranked"] == 0
             assert [r["product_id"] for r in body["results"]] == [
                 h.product_id for h in first.search_texts(["cordless drill"], 5)[0].hits]

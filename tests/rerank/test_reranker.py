@@ -81,7 +81,8 @@ def test_evaluate_and_search_take_the_reranker(reranker_dir: Path, sample_data: 
         evaluate_command(sample_data, "test", None, baseline="bm25", rerank=reranker_dir)
     assert main(["search", "--index", str(sample_index), "--rerank", str(reranker_dir),
                  "--rerank-backend", "torch", "-k", "3", "cordless drill"]) == 0
-    assert "top 3 re-ranked" in capsys.readouterr().out
+    # k 3 of the cross-encoder's depth (TINY: 10): the top 10 are re-ranked, 3 shown
+    assert f"top {TINY.depth} re-ranked" in capsys.readouterr().out
     from aisle.api import open_index
 
     idx = open_index(sample_index, rerank=reranker_dir)

@@ -27,8 +27,10 @@ def test_get_and_post_search(client: TestClient) -> None:
     # hybrid by default: the index carries BM25
     assert len(body["results"]) == 5 and body["mode"] == "hybrid"
     assert all("drill" in hit["title"] for hit in body["results"])
-    assert set(body) == {"results", "index_version", "mode", "corrected_query", "took_ms"}
+    assert set(body) == {"results", "index_version", "mode", "corrected_query", "reranked",
+                         "took_ms"}
     assert body["corrected_query"] is None
+    assert body["reranked"] == 0  # no cross-encoder
     assert set(body["results"][0]) == {"product_id", "title", "score"}
     r2 = client.post("/search", json={"query": "Cordless  DRILL", "k": 5})
     assert [h["product_id"] for h in r2.json()["results"]] == [

@@ -31,8 +31,8 @@ def another_value(field: dataclasses.Field, tp: object) -> tuple[str, object]:
         return str(default + 0.5), default + 0.5  # type: ignore[operator]
     if tp is str:
         return "some text", "some text"
-    literal = typing.get_args(tp)[0]  # Literal[...] | None
-    return typing.get_args(literal)[-1], typing.get_args(literal)[-1]
+    literal = tp if typing.get_origin(tp) is typing.Literal else typing.get_args(tp)[0]
+    return typing.get_args(literal)[-1], typing.get_args(literal)[-1]  # Literal[...] [| None]
 
 
 def test_every_key_can_be_set_as_aisle_key() -> None:
