@@ -24,6 +24,7 @@ import torch
 
 from aisle.data.dataset import load_dataset
 from aisle.rerank.model import load_reranker
+from aisle.retrieval.rerank import rerank_pairs
 from aisle.retrieval.retriever import index_model, open_retriever
 from aisle.retrieval.store import load_index
 
@@ -53,8 +54,8 @@ def main() -> None:
     found = retriever.search_texts(texts, args.depth)
     pairs = []
     for f in found:
-        text_of = retriever.rerank_texts([h.product_id for h in f.hits])
-        pairs.append([(f.query.text, text_of[h.product_id]) for h in f.hits])
+        head = [h.product_id for h in f.hits]
+        pairs.append(rerank_pairs(f.query.text, head, retriever.rerank_texts(head)))
 
     manifest_files = load_reranker(args.reranker, "torch").manifest.get("onnx", {}).get(
         "files", {})

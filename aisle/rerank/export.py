@@ -107,8 +107,8 @@ def export_reranker(path: Path, int8: bool = False, data: Path | None = None,
                          "judged pairs, e.g. --data ../shared/data/homedepot")
     path = Path(path)
     manifest = read_manifest(path, KIND)
-    reference = TorchCrossScorer(path, "cpu")
-    ce = reference.model
+    reference = TorchCrossScorer.load(path, "cpu")
+    ce: Any = reference.model  # its modules are typed loosely by sentence-transformers
     hf = ce[0].auto_model.eval()
     hf.set_attn_implementation("eager")  # traces to the pattern the optimizer fuses
     example = ce.preprocess([("a query of words", "a padded product title of several words"),

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from aisle.configs import from_dict
 from aisle.errors import AisleError, ArtifactError
 from aisle.rerank.config import RERANK_BACKENDS, RerankBackend
 from aisle.retrieval.rerank import CrossScorer, RerankConfig
+
+if TYPE_CHECKING:
+    from sentence_transformers import CrossEncoder
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +35,26 @@ BATCH = 64
 class TorchCrossScorer:
     """A sentence-transformers ``CrossEncoder`` on torch; scores are its raw logits."""
 
-    def __init__(self, path: Path, device: str | None = None) -> None:
+    def __init__(self, model: CrossEncoder) -> None:
+        """A scorer over a ``CrossEncoder`` in memory (training's, between its steps: shared,
+        not copied); it must score raw logits (``activation_fn`` the identity)."""
+        self.model = model
+
+    @classmethod
+    def load(cls, path: Path, device: str | None = None) -> TorchCrossScorer:
         import torch
         from sentence_transformers import CrossEncoder
 
-        self.model = CrossEncoder(str(path), device=device, activation_fn=torch.nn.Identity(),
-                                  local_files_only=True)
-        self.model.eval()
+        model = CrossEncoder(str(path), device=device, activation_fn=torch.nn.Identity(),
+                             local_files_only=True)
+        model.eval()
+        return cls(model)
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         if not pairs:
             return np.zeros(0, dtype=np.float32)
+        # Dropout off: a model shared with training comes back in train mode from each step.
+        self.model.eval()
         out = self.model.predict(list(pairs), batch_size=BATCH, show_progress_bar=False,
                                  convert_to_numpy=True)
         return np.asarray(out, dtype=np.float32).reshape(-1)
@@ -118,7 +130,7 @@ def load_reranker(path: Path, backend: RerankBackend = "auto", device: str | Non
     stored = from_dict(RerankConfig, manifest.get("rerank", {}))
     scorer: CrossScorer
     if chosen == "torch":
-        scorer = TorchCrossScorer(path, device)
+        scorer = TorchCrossScorer.load(path, device)
     else:
         onnx = manifest["onnx"]
         root = path / onnx["dir"]

@@ -24,7 +24,7 @@ import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -44,10 +44,14 @@ from aisle.data.schema import JUDGMENTS, PRODUCTS, QUERIES
 from aisle.errors import AisleError
 from aisle.rerank.config import RerankTrainConfig
 from aisle.rerank.examples import Example, training_examples
-from aisle.rerank.model import KIND, load_reranker
+from aisle.rerank.model import KIND, TorchCrossScorer, load_reranker
 from aisle.rerank.tune import best_weight, weight_grid
-from aisle.retrieval.rerank import RERANK_FIELDS, CrossScorer, RerankConfig
+from aisle.retrieval.rerank import RERANK_FIELDS, CrossScorer, RerankConfig, rerank_pairs
 from aisle.towers.text import product_texts
+
+if TYPE_CHECKING:
+    from aisle.retrieval.retriever import Retriever
+    from aisle.retrieval.store import ProductIndex
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +66,11 @@ def catalog_texts(ds: Dataset) -> dict[str, str]:
     return dict(zip(ids, product_texts(ds.products, RERANK_FIELDS), strict=True))
 
 
-def first_stage(index: Path, ds: Dataset, query_ids: list[str], depth: int, work: Path
-                ) -> dict[str, Any]:
+def first_stage(retriever: Retriever, ds: Dataset, query_ids: list[str], depth: int,
+                work: Path) -> dict[str, Any]:
     """Each of ``query_ids``: its text as searched and its top ``depth`` first-stage
-    (product, score) pairs in the index's default mode. Kept in ``work`` per index, queries
-    and depth."""
-    from aisle.evaluation.run import open_index_retriever
-
-    retriever = open_index_retriever(index, None, ds)
+    (product, score) pairs in the retriever's default mode. Kept in ``work`` per index,
+    queries and depth."""
     qids = sorted(query_ids)
     key = hashlib.sha256(json.dumps(
         [retriever.index.manifest, qids, depth, ds.fingerprint(QUERIES)], sort_keys=True,
@@ -92,12 +93,9 @@ def first_stage(index: Path, ds: Dataset, query_ids: list[str], depth: int, work
     return out
 
 
-def index_fingerprint(index: Path) -> str:
+def index_fingerprint(index: ProductIndex) -> str:
     """What identifies a first stage: its index manifest (model, data, fusion, version)."""
-    from aisle.retrieval.store import load_index
-
-    manifest = load_index(Path(index)).manifest
-    return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()
+    return hashlib.sha256(json.dumps(index.manifest, sort_keys=True, default=str).encode()
                           ).hexdigest()[:16]
 
 
@@ -115,8 +113,8 @@ def cross_scores(scorer: CrossScorer, queries: dict[str, str], first: dict[str, 
     """query_id -> the scorer's logits for the query's top ``depth`` first-stage products."""
     out = {}
     for qid, ranked in tqdm(first.items(), desc=desc, unit="query"):
-        pairs = [(queries[qid], text_of[p]) for p, _ in ranked[:depth]]
-        out[qid] = scorer.score(pairs)
+        out[qid] = scorer.score(rerank_pairs(queries[qid], [p for p, _ in ranked[:depth]],
+                                             text_of))
     return out
 
 
@@ -138,7 +136,8 @@ def bucketed_batches(examples: list[Example], size: int, seed: int, epoch: int
 
 
 class _Training:
-    """The torch side: a sentence-transformers CrossEncoder, its optimiser and schedule."""
+    """The torch side: a sentence-transformers CrossEncoder, its optimiser and schedule;
+    ``scorer`` scores with the model as it stands, as a loaded cross-encoder scores."""
 
     def __init__(self, cfg: RerankTrainConfig, total_steps: int) -> None:
         import torch
@@ -153,6 +152,7 @@ class _Training:
         torch.manual_seed(cfg.seed)
         self.model = CrossEncoder(str(base), num_labels=1, max_length=cfg.max_length,
                                   activation_fn=torch.nn.Identity(), local_files_only=True)
+        self.scorer = TorchCrossScorer(self.model)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
                                      weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
@@ -175,12 +175,6 @@ class _Training:
         self.opt.step()
         self.sched.step()
         return float(loss.detach())
-
-    def score(self, pairs: Any) -> np.ndarray:
-        self.model.eval()
-        out = self.model.predict(list(pairs), batch_size=64, show_progress_bar=False,
-                                 convert_to_numpy=True)
-        return np.asarray(out, dtype=np.float32).reshape(-1)
 
     def state(self) -> dict[str, Any]:
         import torch
@@ -211,6 +205,8 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
     """Train, select on dev and publish a cross-encoder at ``out``; its summary."""
     import torch
 
+    from aisle.evaluation.run import open_index_retriever
+
     out = Path(out)
     check_replaceable(out, KIND)
     work = Path(work) if work is not None else out.parent / f"{out.name}.work"
@@ -223,7 +219,10 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
     train_qrels = _sample(ds.qrels("train"), cfg.max_train_queries, cfg.seed)
     dev_qrels = _sample(ds.qrels("dev"), cfg.max_dev_queries, cfg.seed)
     depth = max(cfg.negatives_to, cfg.depth, EVAL_K)
-    stage = first_stage(index, ds, [*train_qrels, *dev_qrels], depth, work)
+    retriever = open_index_retriever(index, None, ds)
+    stage = first_stage(retriever, ds, [*train_qrels, *dev_qrels], depth, work)
+    stage_index = index_fingerprint(retriever.index)
+    del retriever  # training needs neither the index nor its query tower
     text_of = catalog_texts(ds)
     ranked_ids = {q: [p for p, _ in r] for q, r in stage["ranked"].items()}
     examples = training_examples(stage["queries"], train_qrels, top_grade, ranked_ids,
@@ -273,7 +272,7 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
         score = 0.0
         if select:  # several epochs: keep the one the dev sample likes best
             first = {q: stage["ranked"][q] for q in sample}
-            scores = cross_scores(trainer, dev_queries, first, text_of, cfg.depth,
+            scores = cross_scores(trainer.scorer, dev_queries, first, text_of, cfg.depth,
                                   "dev re-ranking")
             grid = weight_grid(first, scores, sample, top_grade, cfg.weights, base, EVAL_K)
             score = max(r["ndcg@10"] for r in grid)
@@ -296,7 +295,7 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
         "data": {"name": ds.name, **{f"{t}_fingerprint": ds.fingerprint(t)
                                      for t in (PRODUCTS, QUERIES, JUDGMENTS)}},
         "first_stage": {"index": str(index), "mode": stage["mode"], "depth": depth,
-                        "index_fingerprint": index_fingerprint(index)},
+                        "index_fingerprint": stage_index},
         "config": asdict(cfg),
         "pairs": len(examples),
         "epoch": progress["best"]["epoch"],

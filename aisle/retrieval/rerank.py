@@ -18,7 +18,7 @@ The scores depend only on the top ``depth`` of the first stage, never on ``k``: 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -87,6 +87,14 @@ def combine(first: Ranked, cross: Sequence[float] | np.ndarray, k: int, config: 
 def rerank_text(record: dict[str, Any]) -> str:
     """What the cross-encoder reads of one product (``RERANK_FIELDS`` only)."""
     return product_text(record, RERANK_FIELDS)
+
+
+def rerank_pairs(query: str, product_ids: Iterable[str], text_of: Mapping[str, str]
+                 ) -> list[tuple[str, str]]:
+    """What the cross-encoder scores for one query: (``query`` as searched, ``text_of`` the
+    product) for each of ``product_ids`` (the head of its first-stage ranking), in their order.
+    Training, the query path and the benchmark all pair this way."""
+    return [(query, text_of[p]) for p in product_ids]
 
 
 class RerankStage(Protocol):

@@ -29,7 +29,7 @@ from aisle.retrieval.fusion import fuse
 from aisle.retrieval.lexical import BM25Index
 from aisle.retrieval.query import PreparedQuery, QueryPreparer
 from aisle.retrieval.querytext import case_blind
-from aisle.retrieval.rerank import RERANK_FIELDS, RerankStage, combine, rerank_text
+from aisle.retrieval.rerank import RERANK_FIELDS, RerankStage, combine, rerank_pairs, rerank_text
 from aisle.retrieval.spelling import MIN_WORD, QuerySpeller
 from aisle.retrieval.store import Filtered, Hit, ProductIndex
 from aisle.towers.config import Backend
@@ -191,10 +191,9 @@ class Retriever:
         ``reranked`` in ``search``'s answer)."""
         if self.reranker is None:
             raise AisleError("this retriever has no cross-encoder to re-rank with")
-        heads = [r[:depth] for r in ranked]
-        text_of = self.rerank_texts(sorted({p for h in heads for p, _ in h}))
-        pairs = [[(q.text, text_of[p]) for p, _ in h] for q, h in zip(queries, heads,
-                                                                      strict=True)]
+        heads = [[p for p, _ in r[:depth]] for r in ranked]
+        text_of = self.rerank_texts(sorted({p for h in heads for p in h}))
+        pairs = [rerank_pairs(q.text, h, text_of) for q, h in zip(queries, heads, strict=True)]
         config = replace(self.reranker.config, depth=depth)
         scorer = self.reranker.scorer
         # One call per query, never pairs of several queries together: int8 quantises each

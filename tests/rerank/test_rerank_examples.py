@@ -1,9 +1,15 @@
-"""Training pairs for the cross-encoder (rerank/examples.py)."""
+"""Training pairs for the cross-encoder (rerank/examples.py) and the pairs it scores."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+
 from aisle.rerank.config import RerankTrainConfig
 from aisle.rerank.examples import training_examples
+from aisle.rerank.train import cross_scores
+from aisle.retrieval.rerank import rerank_pairs
 
 
 def test_judged_pairs_get_graded_targets_and_negatives_skip_the_top_and_judged() -> None:
@@ -34,3 +40,25 @@ def test_a_short_first_stage_gives_what_it_has() -> None:
     out = training_examples({"q": "x"}, {"q": {"a": 1.0}}, 1.0, {"q": ["a", "b"]},
                             {p: p for p in catalog}, catalog, cfg)
     assert [(e.product, e.target) for e in out] == [("a", 1.0), ("b", 0.0)]
+
+
+def test_the_scored_pairs_are_the_query_with_each_head_product_in_order() -> None:
+    text_of = {"a": "title a", "b": "title b", "c": "title c"}
+    assert rerank_pairs("drill", ["c", "a"], text_of) == [("drill", "title c"),
+                                                          ("drill", "title a")]
+    assert rerank_pairs("drill", [], text_of) == []
+
+
+def test_dev_scoring_reads_each_query_head_to_depth() -> None:
+    seen: list[list[tuple[str, str]]] = []
+
+    class Recorder:
+        def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+            seen.append(list(pairs))
+            return np.arange(len(pairs), dtype=np.float32)
+
+    first = {"q1": [["b", 0.9], ["a", 0.5], ["c", 0.1]], "q2": [["c", 0.3]]}
+    out = cross_scores(Recorder(), {"q1": "drill", "q2": "paint"}, first,
+                       {p: p.upper() for p in "abc"}, 2)
+    assert seen == [[("drill", "B"), ("drill", "A")], [("paint", "C")]]
+    assert [list(out[q]) for q in ("q1", "q2")] == [[0.0, 1.0], [0.0]]

@@ -14,7 +14,7 @@ from aisle.artifacts import MANIFEST
 from aisle.errors import AisleError, ArtifactError
 from aisle.evaluation.run import evaluate_command, open_index_retriever
 from aisle.rerank.export import CrossAgreement, export_reranker
-from aisle.rerank.model import KIND, load_reranker
+from aisle.rerank.model import KIND, TorchCrossScorer, load_reranker
 from aisle.rerank.train import train_reranker
 from aisle.retrieval.rerank import combine
 from tests.rerank.conftest import TINY
@@ -38,6 +38,21 @@ def test_the_result_is_a_plain_cross_encoder_with_a_manifest(reranker_dir: Path,
     logits = plain.predict(pairs, activation_fn=None)
     np.testing.assert_allclose(ours.scorer.score(pairs), np.asarray(logits).reshape(-1),
                                atol=1e-5)
+
+
+def test_a_scorer_over_a_model_in_training_scores_as_a_loaded_one(reranker_dir: Path) -> None:
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    model = CrossEncoder(str(reranker_dir), activation_fn=torch.nn.Identity(),
+                         local_files_only=True)
+    model.train()  # as a training step leaves it: dropout on
+    pairs = [("drill", "a cordless drill"), ("paint", "a kitchen faucet")]
+    scores = TorchCrossScorer(model).score(pairs)
+    assert not model.training
+    np.testing.assert_allclose(scores, load_reranker(reranker_dir, "torch").scorer.score(pairs),
+                               atol=1e-5)
+    assert TorchCrossScorer(model).score([]).shape == (0,)
 
 
 def test_the_stage_re_ranks_the_first_stage_head(reranker_dir: Path, sample_data: Path,
