@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -83,11 +84,20 @@ class Plan:
 
 @dataclass
 class CacheStats:
+    """Counters that the event loop and every search thread add to (``add``: under a lock,
+    as ``+=`` on a shared attribute can lose a count between threads); read without one."""
+
     hits: int = 0  # query vectors found cached
     misses: int = 0  # query vectors encoded
     result_hits: int = 0  # queries whose finished results were cached
     reranked: int = 0  # queries the cross-encoder re-ranked
     rerank_skipped: int = 0  # queries past the re-ranking budget: first-stage order served
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
 
 
 class Engine:
@@ -134,16 +144,22 @@ class Engine:
         if done is not None:
             return Plan(ask, snapshot, mode, Lane.LOOP, queries,
                         answer(snapshot, retriever, ask, done))
+        if mode == "lexical":
+            return Plan(ask, snapshot, mode, Lane.THREAD, queries)  # BM25: not on the loop
+        vectors = self._local_vectors(snapshot, queries)
+        if vectors is None:
+            # Some vector is in no in-process cache: Redis may have it (a thread reads it),
+            # else only the encoder can answer, and a thread would just look again.
+            lane = Lane.THREAD if self.cache.has_remote else Lane.ENCODER
+            return Plan(ask, snapshot, mode, lane, queries)
         if mode != "dense" or ask.filters or retriever.rerank_depth(None):
-            # BM25, a filter's selection or a cross-encoder: not on the loop
+            # BM25, a filter's selection or a cross-encoder: not on the loop (the thread
+            # finds the vectors again, and counts them)
             return Plan(ask, snapshot, mode, Lane.THREAD, queries)
-        vectors = self._vectors(snapshot, queries, local_only=True)
-        if vectors is not None:
-            found = self._search(snapshot, retriever, queries, ask, mode, vectors)
-            return Plan(ask, snapshot, mode, Lane.LOOP, queries,
-                        answer(snapshot, retriever, ask, found))
-        lane = Lane.THREAD if self.cache.has_remote else Lane.ENCODER
-        return Plan(ask, snapshot, mode, lane, queries)
+        self.stats.add(hits=len(queries))
+        found = self._search(snapshot, retriever, queries, ask, mode, vectors)
+        return Plan(ask, snapshot, mode, Lane.LOOP, queries,
+                    answer(snapshot, retriever, ask, found))
 
     def run(self, plan: Plan) -> Answer | None:
         """A THREAD plan's answer, or None when the encoder is needed after all (a query's
@@ -158,7 +174,7 @@ class Engine:
             return answer(snapshot, retriever, ask, done)
         vectors = None
         if plan.mode != "lexical":
-            vectors = self._vectors(snapshot, queries, local_only=False)
+            vectors = self._vectors(snapshot, queries)
             if vectors is None:
                 return None
         return answer(snapshot, retriever, ask,
@@ -210,8 +226,7 @@ class Engine:
         keys = self._keys(snapshot, queries)
         found = self.cache.get_many(keys)
         missed = [k for k, v in zip(keys, found, strict=True) if v is None]
-        self.stats.hits += len(keys) - len(missed)
-        self.stats.misses += len(missed)
+        self.stats.add(hits=len(keys) - len(missed), misses=len(missed))
         missing = sorted(set(missed))  # a query repeated in one batch is encoded once
         fresh: dict[str, np.ndarray] = {}
         if missing:
@@ -232,15 +247,24 @@ class Engine:
         model = f"{snapshot.model.fingerprint}-{snapshot.model.backend}"
         return [cache_key(model, q.text) for q in queries]
 
-    def _vectors(self, snapshot: Snapshot, queries: Sequence[PreparedQuery],
-                 local_only: bool) -> np.ndarray | None:
-        """The queries' vectors when every one is cached (``local_only``: in this process,
-        no I/O), else None; nothing is counted on a miss (``embed`` counts)."""
+    def _vectors(self, snapshot: Snapshot, queries: Sequence[PreparedQuery]
+                 ) -> np.ndarray | None:
+        """The queries' vectors when every one is cached (Redis too: not on the event loop),
+        else None; nothing is counted on a miss (``embed`` counts)."""
         keys = self._keys(snapshot, queries)
-        found = self.cache.get_local(keys) if local_only else self.cache.get_many(keys)
+        found = self.cache.get_many(keys)
         if any(v is None for v in found):
             return None
-        self.stats.hits += len(found)
+        self.stats.add(hits=len(found))
+        return np.stack([v for v in found if v is not None]).astype(np.float32)
+
+    def _local_vectors(self, snapshot: Snapshot, queries: Sequence[PreparedQuery]
+                       ) -> np.ndarray | None:
+        """The queries' vectors when every one is in the in-process cache, else None: no
+        I/O, safe on the event loop; nothing counted."""
+        found = self.cache.get_local(self._keys(snapshot, queries))
+        if any(v is None for v in found):
+            return None
         return np.stack([v for v in found if v is not None]).astype(np.float32)
 
     @staticmethod
@@ -257,7 +281,7 @@ class Engine:
             if hits is None:
                 return None
             found.append(Found(hits, mode, q, depth if hits else 0))
-        self.stats.result_hits += len(found)
+        self.stats.add(result_hits=len(found))
         return found
 
     def _search(self, snapshot: Snapshot, retriever: Retriever,
@@ -269,9 +293,10 @@ class Engine:
                                  rerank_deadline=deadline)
         for f in found:
             if depth and not f.reranked and f.hits:
-                self.stats.rerank_skipped += 1
+                self.stats.add(rerank_skipped=1)
                 continue  # a first-stage answer past the budget is not the query's answer
-            self.stats.reranked += bool(depth)
+            if depth:
+                self.stats.add(reranked=1)
             snapshot.results.put((f.query.text, ask.k, mode, ask.partition, ask.filter_key),
                                  f.hits)
         return found

@@ -113,6 +113,26 @@ def test_the_warm_lane_leaves_an_unseen_misspelling_to_the_encoder_thread(
     assert warm.lane is Lane.LOOP and warm.answer == searched
 
 
+def test_a_cold_hybrid_query_goes_straight_to_the_encoder_then_a_thread_then_the_loop(
+    engine: Engine,
+) -> None:
+    """In-process cache only: a query whose vector no cache holds can only be answered by the
+    encoder (no thread hop to look for it first); once its vector is cached, its BM25 side
+    runs on a thread; once its results are cached, the loop answers it."""
+    assert engine.snapshot.retriever.has_lexical and not engine.cache.has_remote
+    ask = Ask(("cordless drill",), 5, "hybrid")
+    engine.snapshot.preparer.prepare_all(list(ask.texts))  # the speller's answer is known
+    assert engine.plan(ask).lane is Lane.ENCODER
+    engine.embed(engine.snapshot, prepared(engine, list(ask.texts)))
+    hits = engine.stats.hits
+    assert engine.plan(ask).lane is Lane.THREAD
+    assert engine.stats.hits == hits  # planning counts nothing; the thread's lookup does
+    searched = engine.search(ask)
+    assert engine.stats.hits == hits + 1
+    warm = engine.plan(ask)
+    assert warm.lane is Lane.LOOP and warm.answer == searched
+
+
 def test_hybrid_gives_both_sides_the_one_corrected_text(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -127,3 +147,19 @@ def test_hybrid_gives_both_sides_the_one_corrected_text(
     assert seen == ["ceiling fan"]  # BM25 reads the text the query tower embedded
     assert engine.stats.misses == misses  # the dense side embedded "ceiling fan": cached
     assert (found.mode, found.query.correction) == ("hybrid", "Ceiling fan")
+
+
+def test_stats_counted_from_many_threads_lose_nothing() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aisle.serving.engine import CacheStats
+
+    stats = CacheStats()
+
+    def count(_: int) -> None:
+        for _ in range(5000):
+            stats.add(hits=1, misses=2)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(count, range(8)))
+    assert (stats.hits, stats.misses) == (40_000, 80_000)
