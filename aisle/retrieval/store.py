@@ -233,35 +233,37 @@ class ProductIndex:
         return from_dict(FusionConfig, self.manifest.get("fusion", {}))
 
     @functools.cached_property
-    def _row_lists(self) -> tuple[list[Any], list[Any]]:
-        """``product_ids`` and ``titles`` as lists: a list item is read far faster than a
-        numpy object array's, and a search reads k of each."""
-        return self.product_ids.tolist(), self.titles.tolist()
+    def _row_lists(self) -> tuple[list[str | None], list[str]]:
+        """``product_ids`` and ``titles`` as lists of str (None: a row no product holds): a
+        list item is read far faster than a numpy object array's, and a search reads k of
+        each."""
+        return ([None if p is None else str(p) for p in self.product_ids.tolist()],
+                [str(t) for t in self.titles.tolist()])
 
     def search(self, vectors: np.ndarray, k: int, where: Filtered | None = None
                ) -> list[list[Hit]]:
         """The top ``k`` products of each query vector (``where``: of those it allows)."""
         ids, titles = self._row_lists
-        return [[Hit(str(ids[r]), str(titles[r]), s) for s, r in found]
-                for found in self._found(vectors, k, where)]
+        return [[Hit(p, titles[r], s) for s, r in zip(srow, rrow, strict=True)
+                 if r >= 0 and (p := ids[r]) is not None]
+                for srow, rrow in self._found(vectors, k, where)]
 
     def ranked(self, vectors: np.ndarray, k: int, where: Filtered | None = None
                ) -> list[list[tuple[str, float]]]:
         """``search``'s top ``k`` as (product_id, score) pairs: what fusion reads (no titles
         looked up for the ~200 candidates a side that hybrid fuses into 10)."""
         ids, _ = self._row_lists
-        return [[(str(ids[r]), s) for s, r in found] for found in self._found(vectors, k, where)]
+        return [[(p, s) for s, r in zip(srow, rrow, strict=True)
+                 if r >= 0 and (p := ids[r]) is not None]
+                for srow, rrow in self._found(vectors, k, where)]
 
     def _found(self, vectors: np.ndarray, k: int, where: Filtered | None
-               ) -> list[list[tuple[float, int]]]:
+               ) -> zip[tuple[list[float], list[int]]]:
+        """Per query, faiss's scores and rows as lists (row -1: no product): read in one
+        comprehension each by ``search`` and ``ranked``, a hybrid search's hot loop."""
         scores, rows = self.searcher.search(vectors, min(k, self.searcher.count),
                                             selection=None if where is None else where.ids)
-        ids, _ = self._row_lists
-        return [
-            [(s, r) for s, r in zip(srow.tolist(), rrow.tolist(), strict=True)
-             if r >= 0 and ids[r] is not None]
-            for srow, rrow in zip(scores, rows, strict=True)
-        ]
+        return zip(scores.tolist(), rows.tolist(), strict=True)
 
 
 def index_is_current(

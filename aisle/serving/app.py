@@ -141,8 +141,8 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
 
     search_route = next(r for r in search.router.routes if getattr(r, "path", None) == "/search"
                         and "GET" in getattr(r, "methods", ()))
-    app.add_middleware(WarmLane, lane=search.warm_lane(app), route=search_route,
-                       state_key=search.PLAN_STATE)
+    app.add_middleware(WarmLane, lane=search.warm_lane(app), finish=search.lane_finish(app),
+                       route=search_route, state_key=search.FAILED_STATE)
     # Added last, so outermost: it sees every request, the warm lane's included.
     app.add_middleware(LimitsAndMetrics, metrics=app.state.metrics,
                        max_body_bytes=config.max_body_bytes)

@@ -242,10 +242,7 @@ class Engine:
 
     @staticmethod
     def _keys(snapshot: Snapshot, queries: Sequence[PreparedQuery]) -> list[str]:
-        # The weights and how they run: int8 and fp32 vectors of one query differ a little,
-        # and a service switched to another backend must not serve the other's.
-        model = f"{snapshot.model.fingerprint}-{snapshot.model.backend}"
-        return [cache_key(model, q.text) for q in queries]
+        return [cache_key(snapshot.vector_key, q.text) for q in queries]
 
     def _vectors(self, snapshot: Snapshot, queries: Sequence[PreparedQuery]
                  ) -> np.ndarray | None:

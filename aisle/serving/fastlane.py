@@ -1,47 +1,59 @@
-"""The warm lane: ``GET /search`` planned below the web framework, and answered there when
-its plan runs on the event loop (``Engine.plan``: its results or its vectors are in memory).
+"""The warm lane: ``GET /search`` planned and answered below the web framework.
 
 Most traffic is head queries whose embeddings are cached (ITEMS: over 95%). For them the
 search itself costs less than FastAPI's request handling around it, so this ASGI layer answers
-them directly. Any other plan goes on to the FastAPI route in the request's state, so the route
-neither parses nor plans the request again; anything invalid, or the index still loading,
-falls through unchanged, and the route owns validation and error messages: the lane can only
-answer what that route would answer, never differently.
+them directly, on the event loop (``Engine.plan``: their results or vectors are in memory). A
+valid request that needs more (the query tower, or BM25 on a thread) is finished here too:
+FastAPI's routing and dependencies cost a cold request about as much CPU as its BM25 side, for
+nothing the lane has not already done. Anything invalid, or the index still loading, falls
+through unchanged, and the route owns validation and error messages; an error while finishing
+(a full queue, say) is handed to the route to raise, so the service's own error handlers answer
+it. The lane can only answer what that route would answer, never differently.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-# query parameters ((name, value) pairs, in order) -> the JSON body of the answer, something
-# for the route to finish, or None to let the route handle it (parsed as Starlette parses
-# them: latin-1 bytes, then parse_qsl)
+# query parameters ((name, value) pairs, in order) -> the JSON body of the answer, a plan for
+# ``Finish`` to run, or None to let the route handle it (parsed as Starlette parses them:
+# latin-1 bytes, then parse_qsl)
 Lane = Callable[[Sequence[tuple[str, str]]], bytes | object | None]
+# (a plan from the lane, when the request started) -> the JSON body of its answer
+Finish = Callable[[Any, float], Awaitable[bytes]]
 
 HEADERS = [(b"content-type", b"application/json")]
 
 
 class WarmLane:
-    def __init__(self, app: ASGIApp, lane: Lane, route: Any, state_key: str) -> None:
+    def __init__(self, app: ASGIApp, lane: Lane, finish: Finish, route: Any,
+                 state_key: str) -> None:
         self.app = app
         self.lane = lane
+        self.finish = finish
         self.route = route  # the GET /search route: metrics label the request with its path
-        self.state_key = state_key  # where the route finds what the lane leaves it
+        self.state_key = state_key  # where the route finds an error the lane met finishing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == "/search":
+            started = time.perf_counter()
             params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
             found = self.lane(params)
-            if isinstance(found, bytes):
+            if found is not None and not isinstance(found, bytes):
+                try:
+                    found = await self.finish(found, started)
+                except Exception as e:  # the route raises it, for the app's error handlers
+                    scope.setdefault("state", {})[self.state_key] = e
+                    found = None
+            if found is not None:
                 scope["route"] = self.route
                 await send({"type": "http.response.start", "status": 200,
                             "headers": [*HEADERS, (b"content-length", b"%d" % len(found))]})
                 await send({"type": "http.response.body", "body": found})
                 return
-            if found is not None:
-                scope.setdefault("state", {})[self.state_key] = found
         await self.app(scope, receive, send)

@@ -8,6 +8,7 @@ that took the old snapshot finishes on it, and a failed load leaves the old one 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -50,6 +51,13 @@ class Snapshot:
     @property
     def preparer(self) -> QueryPreparer:
         return self.retriever.preparer
+
+    @functools.cached_property
+    def vector_key(self) -> str:
+        """What a cached query vector's key names of the model: its weights and how they run
+        (int8 and fp32 vectors of one query differ a little, and a service switched to another
+        backend must not serve the other's). Hashed once per snapshot, not per request."""
+        return f"{self.model.fingerprint}-{self.model.backend}"
 
 
 def make_snapshot(model: TwoTowerModel, index: ProductIndex, version: str,

@@ -1,16 +1,18 @@
 """``GET /search``, ``POST /search``, ``POST /search/batch`` and the warm lane's answer.
 
 A request is checked once into an ``Ask`` and planned once (``Engine.plan``, the one place that
-decides which tier answers it). ``GET /search`` is planned by the warm lane
-(``serving/fastlane.py``), below the framework: it answers a LOOP plan itself and hands any
-other plan on to the route here, which does not parse or plan the request again.
+decides which tier answers it). A valid ``GET /search`` is planned and finished by the warm
+lane (``serving/fastlane.py``), below the framework; the route here answers what the lane
+left: an invalid request (the route's validation says what to fix), a request that came while
+the index was loading, or an error the lane met finishing a plan (raised here, so the app's
+error handlers answer it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
@@ -37,8 +39,9 @@ from aisle.serving.schemas import (
 
 router = APIRouter()
 
-# Where the warm lane leaves its plan of a GET /search for the route (``request.state``).
-PLAN_STATE = "search_plan"
+# Where the warm lane leaves an error it met finishing a GET /search, for the route to raise
+# (``request.state``).
+FAILED_STATE = "search_failed"
 
 
 def check_query(q: str, config: ServeConfig, field: str) -> str:
@@ -122,9 +125,10 @@ def json_response(body: dict[str, Any]) -> Response:
 async def search_get(request: Request, config: ConfigDep, engine: EngineDep,
                      batcher: BatcherDep, pool: PoolDep) -> Response:
     started = time.perf_counter()
-    plan = getattr(request.state, PLAN_STATE, None)
-    if not isinstance(plan, Plan):
-        plan = engine.plan(ask_from_query_string(request.query_params.multi_items(), config))
+    failed = getattr(request.state, FAILED_STATE, None)
+    if isinstance(failed, Exception):  # the warm lane's, finishing this request's plan
+        raise failed
+    plan = engine.plan(ask_from_query_string(request.query_params.multi_items(), config))
     answer = await finish(plan, engine, batcher, pool)
     return json_response(one(answer, started))
 
@@ -173,8 +177,8 @@ async def fields(engine: EngineDep) -> Response:
 
 def warm_lane(app: FastAPI) -> Callable[[Sequence[tuple[str, str]]], bytes | Plan | None]:
     """What the warm lane does with ``GET /search``'s parameters: the answer's JSON for a
-    LOOP plan; the plan, for the route to finish; None (the route takes over and says what
-    is wrong) for anything invalid, or while the index is loading."""
+    LOOP plan; the plan, for ``lane_finish``; None (the route takes over and says what is
+    wrong) for anything invalid, or while the index is loading."""
 
     def lane(params: Sequence[tuple[str, str]]) -> bytes | Plan | None:
         started = time.perf_counter()
@@ -190,3 +194,16 @@ def warm_lane(app: FastAPI) -> Callable[[Sequence[tuple[str, str]]], bytes | Pla
         return orjson.dumps(one(plan.answer, started))
 
     return lane
+
+
+def lane_finish(app: FastAPI) -> Callable[[Plan, float], Awaitable[bytes]]:
+    """How the warm lane finishes a plan that the loop could not answer: the tier it names
+    (``finish``, as the route would), then the answer's JSON. Started with the app, the
+    engine, batcher and threads exist whenever the lane made a plan."""
+
+    async def finish_plan(plan: Plan, started: float) -> bytes:
+        state = app.state
+        answer = await finish(plan, state.engine, state.batcher, state.executor)
+        return orjson.dumps(one(answer, started))
+
+    return finish_plan
