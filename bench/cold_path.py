@@ -66,7 +66,8 @@ def main() -> None:
     retriever = open_retriever(index, model)
     faiss.omp_set_num_threads(1)
 
-    depth = max(args.k, retriever.fusion.depth)
+    fusion = retriever.fusion
+    depth = max(args.k, fusion.lexical_depth)  # BM25's; the dense side's is fusion.dense_depth
     # Timed first: the speller caches each word's correction, so a later pass is warm.
     spelling = timed([lambda t=t: retriever.prepare([t]) for t in texts])
     prepared = [retriever.prepare([t]) for t in texts]
@@ -75,7 +76,7 @@ def main() -> None:
                                                                           strict=True)]
     stages: dict[str, list[Callable[[], Any]]] = {
         f"encode ({model.backend})": [lambda q=q: retriever.embed(q) for q in prepared],
-        f"dense + BM25 candidates (depth {depth})": [
+        f"dense + BM25 candidates (depths {fusion.dense_depth} / {depth})": [
             lambda q=q, v=v: retriever.candidates(q, args.k, v)
             for q, v in zip(prepared, vectors, strict=True)],
         f"BM25 candidates (depth {depth})": [

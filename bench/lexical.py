@@ -22,7 +22,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-DEPTH = 200  # hybrid's default candidate depth (FusionConfig.depth)
+DEPTH = 200  # hybrid's default lexical candidate depth (FusionConfig.lexical_depth)
 
 
 def main() -> None:

@@ -89,12 +89,13 @@ class Bench:
         return np.stack([self._vectors[q.text] for q in queries]).astype(np.float32)
 
     def retriever(self, min_word: int = MIN_WORD, match_terms: bool = True,
-                  index: ProductIndex | None = None, depth: int | None = None) -> Retriever:
+                  index: ProductIndex | None = None, depths: tuple[int, int] | None = None
+                  ) -> Retriever:
         speller = titles_speller(self.index.titles, self.model)
         speller.min_word = min_word
         fusion = self.index.fusion()
-        if depth is not None:
-            fusion = dataclasses.replace(fusion, depth=depth)
+        if depths is not None:
+            fusion = dataclasses.replace(fusion, dense_depth=depths[0], lexical_depth=depths[1])
         return Retriever(self.model, index or self.index, QueryPreparer(speller, self.fold),
                          fusion, match_terms=match_terms)
 
@@ -137,7 +138,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="prepared or canonical dir")
     parser.add_argument("--index", type=Path, required=True, help="an index built over it")
     parser.add_argument("--split", default="dev")
-    parser.add_argument("--depths", default="25,50,100,200,400")
+    parser.add_argument("--depths", default="200,25,50,100,400,100/200,150/200,50/200,200/100",
+                        help="hybrid candidate depths: D (both sides) or D/L (dense/lexical); "
+                        "the first is the table's reference row")
     parser.add_argument("--depth-kind", choices=["flat", "hnsw"], default="hnsw",
                         help="the dense side's index in the depth table")
     parser.add_argument("--skip", default="", help="tables to skip: spelling,depth,kind")
@@ -160,11 +163,13 @@ def main() -> None:
     if "depth" not in skip:
         rows = []
         searched = with_kind(bench.index, args.depth_kind)
-        for depth in (int(d) for d in args.depths.split(",")):
-            r = bench.retriever(index=searched, depth=depth)
+        for spec in args.depths.split(","):
+            dense, _, lexical = spec.partition("/")
+            depths = (int(dense), int(lexical or dense))
+            r = bench.retriever(index=searched, depths=depths)
             p50, p99 = bench.latency(r, "hybrid")
-            rows.append((f"hybrid, depth {depth} per side (k = 10)", bench.run(r, "hybrid", 10),
-                         f"{p50:.2f} / {p99:.2f} ms"))
+            rows.append((f"hybrid, depth dense {depths[0]} / lexical {depths[1]} (k = 10)",
+                         bench.run(r, "hybrid", 10), f"{p50:.2f} / {p99:.2f} ms"))
         table(f"hybrid candidate depth ({args.depth_kind} dense side, {args.split}; recall@100 "
               "needs k = 100: ignore it here)", rows)
 

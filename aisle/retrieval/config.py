@@ -158,9 +158,17 @@ class FusionConfig:
     weight: float = 0.5
     # RRF's constant (Cormack et al. 2009 use 60).
     rrf_k: float = 60.0
-    # Candidates taken from each side before fusing. On homedepot dev with an HNSW dense side
-    # (bench/query_path.py, 2026-12-03): nDCG@10 0.4102 / 0.4110 / 0.4141 / 0.4145 / 0.4146 at
-    # depth 25 / 50 / 100 / 200 / 400, p50 0.81 / 0.87 / 1.25 / 1.64 / 2.61 ms a query. 100
-    # and 200 tie on dev; 200 is kept, a deeper pool being the safer choice on other catalogs,
-    # for 0.4 ms on the search thread (a repeated query is answered from the result cache).
-    depth: int = 200
+    # Candidates taken from each side before fusing, per side. One depth for both sides, on
+    # homedepot dev with an HNSW dense side (bench/query_path.py, 2026-12-03): nDCG@10 0.4102 /
+    # 0.4110 / 0.4141 / 0.4145 / 0.4146 at depth 25 / 50 / 100 / 200 / 400. Per side
+    # (--side-depths, 2026-12-04, the demo's int8 cascade): dense 100 / lexical 200 gave dev
+    # nDCG@10 +0.0013 [-0.0004, +0.0029] against 200 / 200, and saves the dense side ~0.4 ms
+    # of CPU a cold query (HNSW's candidate list is at least the depth); dense 50 lost 0.0016.
+    # BM25's depth costs little (0.1 ms at 200), so its deeper pool is kept.
+    dense_depth: int = 100
+    lexical_depth: int = 200
+
+    def __post_init__(self) -> None:
+        for name in ("dense_depth", "lexical_depth"):
+            if getattr(self, name) < 1:
+                raise AisleError(f"fusion {name} must be >= 1, got {getattr(self, name)}")

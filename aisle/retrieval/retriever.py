@@ -235,11 +235,11 @@ class Retriever:
         self, queries: Sequence[PreparedQuery], k: int, vectors: np.ndarray | None = None,
         where: Filtered | None = None,
     ) -> tuple[list[Ranked], list[Ranked]]:
-        """Each side's ranking to hybrid's depth (at least ``k``), before fusion."""
-        depth = max(k, self.fusion.depth)
-        dense = self.index.ranked(self.embed(queries) if vectors is None else vectors, depth,
-                                  where)
-        return dense, self.lexical_ranked(queries, depth, where)
+        """Each side's ranking to its hybrid depth (at least ``k``), before fusion."""
+        fusion = self.fusion
+        dense = self.index.ranked(self.embed(queries) if vectors is None else vectors,
+                                  max(k, fusion.dense_depth), where)
+        return dense, self.lexical_ranked(queries, max(k, fusion.lexical_depth), where)
 
     def ranker(self, mode: Mode | None = None, filters: Filter | None = None,
                rerank_depth: int | None = None) -> RankFn:

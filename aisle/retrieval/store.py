@@ -230,7 +230,7 @@ class ProductIndex:
 
     def fusion(self) -> FusionConfig:
         """The index's default fusion (set by `aisle tune-fusion`)."""
-        return from_dict(FusionConfig, self.manifest.get("fusion", {}))
+        return stored_fusion(self.manifest.get("fusion", {}))
 
     @functools.cached_property
     def _row_lists(self) -> tuple[list[str | None], list[str]]:
@@ -264,6 +264,17 @@ class ProductIndex:
         scores, rows = self.searcher.search(vectors, min(k, self.searcher.count),
                                             selection=None if where is None else where.ids)
         return zip(scores.tolist(), rows.tolist(), strict=True)
+
+
+def stored_fusion(raw: dict[str, Any]) -> FusionConfig:
+    """An index manifest's fusion. Manifests before 2026-12-04 wrote one ``depth`` for both
+    sides: both keep it."""
+    raw = dict(raw)
+    if "depth" in raw:
+        depth = raw.pop("depth")
+        raw.setdefault("dense_depth", depth)
+        raw.setdefault("lexical_depth", depth)
+    return from_dict(FusionConfig, raw)
 
 
 def index_is_current(
@@ -331,7 +342,7 @@ def load_index(
     fields = _fields(rows, manifest, root)
     try:
         config = stored_index_config(manifest.get("index_config", {}))
-        from_dict(FusionConfig, manifest.get("fusion", {}))
+        stored_fusion(manifest.get("fusion", {}))
     except AisleError as e:
         raise ArtifactError(f"{root / MANIFEST}: {e}; rebuild the index") from e
     loaded = ProductIndex(

@@ -65,7 +65,8 @@ def teacher_rankings(
     ids = catalog["product_id"].astype(str).tolist()
     lexical = BM25Index.from_config(model.product_texts(catalog), ids, IndexConfig())
     log.info("teacher: embedding %d products and %d queries", len(ids), len(queries))
-    fusion = FusionConfig("convex", cfg.distill_fusion_weight, depth=cfg.distill_depth)
+    fusion = FusionConfig("convex", cfg.distill_fusion_weight, dense_depth=cfg.distill_depth,
+                          lexical_depth=cfg.distill_depth)
     teacher = catalog_retriever(model, ds, catalog, lexical=lexical, fusion=fusion)
     return teacher.ranker("hybrid")(list(queries), cfg.distill_candidates)
 

@@ -1,0 +1,56 @@
+"""Hybrid takes each side's candidates to that side's own depth (FusionConfig)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from aisle.errors import AisleError
+from aisle.retrieval.config import FusionConfig
+from aisle.retrieval.query import QueryPreparer
+from aisle.retrieval.retriever import Retriever
+from aisle.retrieval.store import load_index
+from aisle.towers.model import TwoTowerModel
+
+
+def test_each_side_is_searched_to_its_own_depth(sample_index: Path,
+                                                base_model: TwoTowerModel) -> None:
+    index = load_index(sample_index)
+    fusion = FusionConfig(dense_depth=7, lexical_depth=12)
+    retriever = Retriever(base_model, index, QueryPreparer(None, fold_case=True), fusion)
+    queries = retriever.prepare(["drill", "paint"])
+    dense, lexical = retriever.candidates(queries, 5)
+    assert [len(d) for d in dense] == [7, 7]
+    assert all(len(lx) <= 12 for lx in lexical) and max(len(lx) for lx in lexical) > 7
+    # k past a side's depth takes that side to k
+    dense, _ = retriever.candidates(queries, 9)
+    assert [len(d) for d in dense] == [9, 9]
+    # hybrid fuses exactly those pools: at k = 5, dense 7 and lexical 12
+    dense, lexical = retriever.candidates(queries[:1], 5)
+    fused = retriever.search(queries[:1], 5, "hybrid")[0]
+    assert {h.product_id for h in fused.hits} <= {p for p, _ in [*dense[0], *lexical[0]]}
+
+
+@pytest.mark.parametrize("field", ["dense_depth", "lexical_depth"])
+def test_a_depth_below_one_is_refused(field: str) -> None:
+    with pytest.raises(AisleError, match=f"{field} must be >= 1"):
+        dataclasses.replace(FusionConfig(), **{field: 0})
+
+
+def test_an_index_written_with_one_depth_keeps_it_for_both_sides(
+    sample_index: Path, tmp_path: Path
+) -> None:
+    old = tmp_path / "index"
+    shutil.copytree(sample_index, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    fusion = manifest["fusion"]
+    fusion.pop("dense_depth"), fusion.pop("lexical_depth")
+    fusion["depth"] = 150  # as manifests before per-side depths wrote it
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    loaded = load_index(old).fusion()
+    assert (loaded.dense_depth, loaded.lexical_depth) == (150, 150)
+    assert load_index(sample_index).fusion() == FusionConfig()
