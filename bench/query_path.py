@@ -170,8 +170,10 @@ def main() -> None:
             p50, p99 = bench.latency(r, "hybrid")
             rows.append((f"hybrid, depth dense {depths[0]} / lexical {depths[1]} (k = 10)",
                          bench.run(r, "hybrid", 10), f"{p50:.2f} / {p99:.2f} ms"))
-        table(f"hybrid candidate depth ({args.depth_kind} dense side, {args.split}; recall@100 "
-              "needs k = 100: ignore it here)", rows)
+        table(f"hybrid candidate depth ({args.depth_kind} dense side, {args.split}; k = 10, so "
+              "recall@100 means nothing here and condensed nDCG@10 condenses the top 10 only: "
+              "a depth's effect deeper in the list needs aisle evaluate (k = 100) and aisle "
+              "compare)", rows)
 
     if "kind" not in skip:
         flat = with_kind(bench.index, "flat")

@@ -161,11 +161,13 @@ class FusionConfig:
     # Candidates taken from each side before fusing, per side. One depth for both sides, on
     # homedepot dev with an HNSW dense side (bench/query_path.py, 2026-12-03): nDCG@10 0.4102 /
     # 0.4110 / 0.4141 / 0.4145 / 0.4146 at depth 25 / 50 / 100 / 200 / 400. Per side
-    # (--side-depths, 2026-12-04, the demo's int8 cascade): dense 100 / lexical 200 gave dev
-    # nDCG@10 +0.0013 [-0.0004, +0.0029] against 200 / 200, and saves the dense side ~0.4 ms
-    # of CPU a cold query (HNSW's candidate list is at least the depth); dense 50 lost 0.0016.
-    # BM25's depth costs little (0.1 ms at 200), so its deeper pool is kept.
-    dense_depth: int = 100
+    # (2026-12-04, the demo's int8 cascade, `aisle evaluate` at k = 100 and `aisle compare`):
+    # dense 100 / lexical 200 (fusion weight re-tuned on dev) ties nDCG@10 (dev +0.0005, test
+    # +0.0002) and saves the dense side ~0.5 ms a cold query, but loses condensed nDCG@10
+    # (dev -0.0050 [-0.0087, -0.0016], test -0.0080 [-0.0132, -0.0031]) and test recall@100
+    # (-0.0142 [-0.0232, -0.0057]): the judged products a 100-long list holds past rank 10,
+    # and the pool a re-ranker reads. So both sides stay at 200.
+    dense_depth: int = 200
     lexical_depth: int = 200
 
     def __post_init__(self) -> None:
