@@ -127,7 +127,8 @@ def cmd_tune_fusion(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from aisle.pipeline import run_demo
 
-    run_demo(args.out, data=args.data, train_config=args.train_config, skip_train=args.no_train)
+    run_demo(args.out, data=args.data, train_config=args.train_config, skip_train=args.no_train,
+             rerank=not args.no_rerank)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--train-config", type=Path, default=None, help="cascade TOML")
     p.add_argument("--no-train", action="store_true", help="skip the training step")
+    p.add_argument("--no-rerank", action="store_true",
+                   help="skip the short cross-encoder and its re-ranking row")
     p.set_defaults(func=cmd_demo)
 
     from aisle.serving.cli import add_serve_parsers

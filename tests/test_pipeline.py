@@ -15,17 +15,21 @@ def test_main_job_end_to_end_on_the_sample(
     assert main(["demo", "--data", str(sample_data), "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
     for row in ("BM25", "base model (untuned)", "short cascade (this run)",
-                "hybrid: short cascade + BM25"):
+                "hybrid: short cascade + BM25", "hybrid + short cross-encoder"):
         assert f"| {row}" in out
     # the hybrid row fuses with the weight tune-fusion picked on dev and stored in the index
     manifest = json.loads((tmp_path / "demo" / "index" / "manifest.json").read_text())
     assert manifest["fusion_tuning"]["split"] == "dev"
     assert "search 'cordless drill' (hybrid):" in out  # the default mode, as aisle search
-    for artifact in ("data", "index-base", "model", "index"):
+    for artifact in ("data", "index-base", "model", "index", "reranker"):
         assert (tmp_path / "demo" / artifact / "manifest.json").is_file(), artifact
     # Each row's run as a TREC file, and the report of all four, which the demo points to.
     runs = sorted(p.name for p in (tmp_path / "demo" / "runs").iterdir())
-    assert runs == ["base.trec", "bm25.trec", "cascade.trec", "hybrid.trec"]
+    assert runs == ["base.trec", "bm25.trec", "cascade.trec", "hybrid.trec", "rerank.trec"]
+    # The re-ranked run is the hybrid run with its head re-ordered: the same queries.
+    queries = [{line.split()[0] for line in (tmp_path / "demo" / "runs" / name).read_text()
+                .splitlines()} for name in ("hybrid.trec", "rerank.trec")]
+    assert queries[0] == queries[1]
     report = tmp_path / "demo" / "report.html"
     assert f"report of these runs, with intervals and plots: {report}" in out
     assert "then open http://127.0.0.1:8000/" in out

@@ -99,6 +99,25 @@ def index_fingerprint(index: ProductIndex) -> str:
                           ).hexdigest()[:16]
 
 
+def reranker_is_current(out: Path, cfg: RerankTrainConfig, ds: Dataset,
+                        index: ProductIndex) -> bool:
+    """Whether ``out`` holds a finished cross-encoder of ``cfg`` over ``ds`` and ``index``'s
+    first stage (what ``make demo`` reuses instead of training again)."""
+    try:
+        manifest = read_manifest(Path(out), KIND)
+    except AisleError:
+        return False
+    config = json.loads(json.dumps(asdict(cfg)))
+    data = manifest.get("data", {})
+    return (
+        "dev" in manifest
+        and manifest.get("config") == config
+        and all(data.get(f"{t}_fingerprint") == ds.fingerprint(t)
+                for t in (PRODUCTS, QUERIES, JUDGMENTS))
+        and manifest.get("first_stage", {}).get("index_fingerprint") == index_fingerprint(index)
+    )
+
+
 def _sample(qrels: dict[str, dict[str, float]], n: int, seed: int) -> dict[str, dict[str, float]]:
     if n == 0 or n >= len(qrels):
         return qrels
