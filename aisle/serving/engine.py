@@ -57,6 +57,9 @@ class Ask:
     partition: str | None = None
     filters: Filter | None = None
     fields: tuple[str, ...] = ()
+    # When the request arrived (``time.monotonic()``): the re-ranking budget counts from it,
+    # so time spent queued for the encoder is spent budget. None: when the search starts.
+    received: float | None = field(default=None, compare=False)
 
     @property
     def filter_key(self) -> str:
@@ -210,9 +213,12 @@ class Engine:
         found: list[list[Found]] = [[] for _ in asks]
         for members in by_k.values():
             picked = [r for i in members for r in rows[i]]
+            received = [a.received for a in (asks[i] for i in members)
+                        if a.received is not None]
             results = self._search(snapshot, retriever, [queries[r] for r in picked],
                                    asks[members[0]], mode,
-                                   None if vectors is None else vectors[picked])
+                                   None if vectors is None else vectors[picked],
+                                   min(received) if received else None)
             start = 0
             for i in members:
                 found[i] = results[start : start + len(rows[i])]
@@ -283,9 +289,13 @@ class Engine:
 
     def _search(self, snapshot: Snapshot, retriever: Retriever,
                 queries: Sequence[PreparedQuery], ask: Ask, mode: Mode,
-                vectors: np.ndarray | None) -> list[Found]:
+                vectors: np.ndarray | None, received: float | None = None) -> list[Found]:
+        """``received``: when the earliest of these queries' requests arrived (default:
+        ``ask.received``, else now); the re-ranking budget counts from it."""
         depth = retriever.rerank_depth(None)
-        deadline = time.monotonic() + self.rerank_budget_s if depth else None
+        if received is None:
+            received = time.monotonic() if ask.received is None else ask.received
+        deadline = received + self.rerank_budget_s if depth else None
         found = retriever.search(queries, ask.k, mode, vectors, ask.filters,
                                  rerank_deadline=deadline)
         for f in found:

@@ -69,3 +69,19 @@ def test_bad_rerank_settings_are_refused() -> None:
         from_dict(ServeConfig, {"rerank_depth": -2})
     with pytest.raises(AisleError, match="rerank_budget_ms"):
         from_dict(ServeConfig, {"rerank_budget_ms": -1.0})
+
+
+def test_the_budget_counts_from_when_the_request_arrived(config: ServeConfig) -> None:
+    """Time queued before the search (for the encoder, behind other batches) is spent
+    budget: a request that arrived a budget ago is answered in first-stage order."""
+    import time
+
+    from aisle.serving.cache import LRUCache
+    from aisle.serving.engine import Ask, Engine
+
+    engine = Engine(replace(config, rerank_budget_ms=5_000.0), LRUCache(100))
+    fresh = engine.search(Ask(("cordless drill",), 5, received=time.monotonic()))
+    assert fresh.found[0].reranked > 0
+    stale = engine.search(Ask(("white paint",), 5, received=time.monotonic() - 6.0))
+    assert stale.found[0].reranked == 0 and stale.found[0].hits
+    assert engine.stats.rerank_skipped == 1

@@ -65,7 +65,7 @@ def make_ask(texts: Sequence[str], where: Sequence[str], k: int | None, mode: Mo
     checked = tuple(check_query(t, config, f) for t, f in zip(texts, where, strict=True))
     # An empty partition (a blank form field) means the whole index, as an absent one does.
     return Ask(checked, k, mode or config.default_mode, partition or None, filters or None,
-               tuple(dict.fromkeys(fields)))
+               tuple(dict.fromkeys(fields)), received=time.monotonic())
 
 
 def ask_from_query_string(params: Mapping[str, str] | Sequence[tuple[str, str]],
