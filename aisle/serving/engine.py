@@ -5,13 +5,13 @@ query path (``aisle.retrieval.query``: normalised, spell-corrected once for both
 one decision says where it runs (``Lane``):
 
 - ``LOOP``: everything it needs is in memory and cheap (its results, or a dense search of
-  vectors in the in-process cache): answered on the event loop, below the web framework too
-  for ``GET /search`` (``serving/fastlane.py``);
+  vectors in the in-process cache): answered on the event loop;
 - ``THREAD``: no encoder needed, but I/O (Redis, a partition still on disk) or BM25 work;
-- ``ENCODER``: some query needs the query tower: the micro-batcher (``serving/batching.py``).
+- ``ENCODER``: some query's vector is in no cache: the micro-batcher (``serving/batching.py``).
 
-The warm lane and the routes take the same plan, so they can never disagree. Loading and
-swapping the index is ``serving/snapshot.py``'s; everything here is thread-safe.
+The warm lane (``serving/fastlane.py``) plans and finishes every valid ``GET /search`` below
+the web framework, whatever its tier; the routes take the same plan, so they never disagree.
+Loading and swapping the index is ``serving/snapshot.py``'s; everything here is thread-safe.
 """
 
 from __future__ import annotations
