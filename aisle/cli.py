@@ -85,17 +85,35 @@ def cmd_search(args: argparse.Namespace) -> None:
         print(f"{rank:>3}  {hit.score:.4f}  {hit.product_id}  {hit.title}{extra}")
 
 
+def _index_fusion(index: Path) -> Any:
+    """The fusion ``index``'s manifest holds, read without loading the index; the defaults
+    where it cannot be read (evaluation then says what is wrong with the index)."""
+    from aisle.artifacts import read_manifest
+    from aisle.retrieval.config import FusionConfig
+    from aisle.retrieval.layout import resolve_index_dir
+    from aisle.retrieval.store import KIND, stored_fusion
+
+    try:
+        return stored_fusion(read_manifest(resolve_index_dir(index), KIND).get("fusion", {}))
+    except AisleError:
+        return FusionConfig()
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
     from aisle.evaluation.run import evaluate_command
     from aisle.retrieval.config import FusionConfig
 
     fusion = None
     if args.fusion or args.weight is not None or args.rrf_k is not None:
-        defaults = FusionConfig()
-        fusion = FusionConfig(
-            method=args.fusion or defaults.method,
-            weight=defaults.weight if args.weight is None else args.weight,
-            rrf_k=defaults.rrf_k if args.rrf_k is None else args.rrf_k,
+        # What the flags name, over the index's own fusion (its depths, the rest it tuned).
+        base = _index_fusion(args.index) if args.index else FusionConfig()
+        fusion = replace(
+            base,
+            method=args.fusion or base.method,
+            weight=base.weight if args.weight is None else args.weight,
+            rrf_k=base.rrf_k if args.rrf_k is None else args.rrf_k,
         )
     result = evaluate_command(
         data=args.data,

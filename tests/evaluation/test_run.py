@@ -142,3 +142,23 @@ def test_lexical_and_hybrid_modes_and_fusion_tuning(sample_data: Path, sample_in
     assert manifest["fusion"] == result["best"]
     hybrid = evaluate_command(sample_data, "test", index, mode="hybrid")
     assert hybrid["fusion"] == result["best"]
+
+
+def test_evaluate_flags_override_only_what_they_name_of_the_indexs_fusion(
+    sample_data: Path, sample_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--weight over an index whose manifest sets its own depths: those depths are kept."""
+    import shutil
+
+    from aisle.cli import main
+
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    manifest = json.loads((index / "manifest.json").read_text())
+    manifest["fusion"].update(dense_depth=30, lexical_depth=40, rrf_k=20.0)
+    (index / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["evaluate", "--data", str(sample_data), "--split", "test", "--index",
+                 str(index), "--weight", "0.25"]) == 0
+    fusion = json.loads(capsys.readouterr().out)["fusion"]
+    assert fusion == {"method": "convex", "weight": 0.25, "rrf_k": 20.0, "dense_depth": 30,
+                      "lexical_depth": 40}
