@@ -149,7 +149,7 @@ class Engine:
                         answer(snapshot, retriever, ask, done))
         if mode == "lexical":
             return Plan(ask, snapshot, mode, Lane.THREAD, queries)  # BM25: not on the loop
-        vectors = self._local_vectors(snapshot, queries)
+        vectors = self._cached_vectors(snapshot, queries, local_only=True)
         if vectors is None:
             # Some vector is in no in-process cache: Redis may have it (a thread reads it),
             # else only the encoder can answer, and a thread would just look again.
@@ -177,9 +177,10 @@ class Engine:
             return answer(snapshot, retriever, ask, done)
         vectors = None
         if plan.mode != "lexical":
-            vectors = self._vectors(snapshot, queries)
+            vectors = self._cached_vectors(snapshot, queries, local_only=False)
             if vectors is None:
-                return None
+                return None  # ``embed`` counts the misses
+            self.stats.add(hits=len(queries))
         return answer(snapshot, retriever, ask,
                       self._search(snapshot, retriever, queries, ask, plan.mode, vectors))
 
@@ -250,22 +251,13 @@ class Engine:
     def _keys(snapshot: Snapshot, queries: Sequence[PreparedQuery]) -> list[str]:
         return [cache_key(snapshot.vector_key, q.text) for q in queries]
 
-    def _vectors(self, snapshot: Snapshot, queries: Sequence[PreparedQuery]
-                 ) -> np.ndarray | None:
-        """The queries' vectors when every one is cached (Redis too: not on the event loop),
-        else None; nothing is counted on a miss (``embed`` counts)."""
+    def _cached_vectors(self, snapshot: Snapshot, queries: Sequence[PreparedQuery],
+                        local_only: bool) -> np.ndarray | None:
+        """The queries' vectors when every one is cached, else None; nothing counted.
+        ``local_only``: the in-process tier only (no I/O, safe on the event loop); else Redis
+        too (never on the event loop)."""
         keys = self._keys(snapshot, queries)
-        found = self.cache.get_many(keys)
-        if any(v is None for v in found):
-            return None
-        self.stats.add(hits=len(found))
-        return np.stack([v for v in found if v is not None]).astype(np.float32)
-
-    def _local_vectors(self, snapshot: Snapshot, queries: Sequence[PreparedQuery]
-                       ) -> np.ndarray | None:
-        """The queries' vectors when every one is in the in-process cache, else None: no
-        I/O, safe on the event loop; nothing counted."""
-        found = self.cache.get_local(self._keys(snapshot, queries))
+        found = self.cache.get_local(keys) if local_only else self.cache.get_many(keys)
         if any(v is None for v in found):
             return None
         return np.stack([v for v in found if v is not None]).astype(np.float32)
