@@ -38,3 +38,15 @@ def sample_index(
     from aisle.indexing.build import build_index
 
     return build_index(sample_data, base_model, tmp_path_factory.mktemp("idx") / "index")
+
+
+@pytest.fixture(scope="session")
+def reranker_dir(tmp_path_factory: pytest.TempPathFactory, sample_data: Path,
+                 sample_index: Path) -> Path:
+    """A tiny cross-encoder trained once over the sample index (real model, real training)."""
+    from aisle.rerank.train import train_reranker
+    from tests.rerank.conftest import TINY
+
+    out = tmp_path_factory.mktemp("rerank") / "ce"
+    train_reranker(sample_data, sample_index, out, TINY)
+    return out

@@ -29,7 +29,7 @@ from aisle.towers.model import BASE_MODEL, TwoTowerModel, load_model
 from aisle.towers.model import KIND as MODEL_KIND
 from aisle.training.config import StepConfig, TrainConfig
 from aisle.training.dev_eval import evaluate_dev
-from aisle.training.distill import attach_teacher
+from aisle.training.distill import attach_teacher, teacher_fingerprint
 from aisle.training.distill import validate as validate_distill
 from aisle.training.pairs import (
     check_hard_negatives,
@@ -230,7 +230,11 @@ def train_cascade(
     best_name, best_score = "", float("-inf")
     done_dirs: dict[str, Path] = {}
     for name, cfg in steps:
-        lineage.append([name, _step_record(cfg)])
+        # A cross-encoder teacher is named by its weights too, not only by its path.
+        teacher_weights = teacher_fingerprint(cfg)
+        lineage.append([name, _step_record(cfg),
+                        *([{"distill_teacher_weights": teacher_weights}] if teacher_weights
+                          else [])])
         key = _step_key(lineage)
         done = done_dirs[name] = work / f"{name}-{key}.done"
         ckpt = work / f"{name}-{key}.ckpt"
@@ -262,7 +266,8 @@ def train_cascade(
             if cfg.distill_candidates:
                 # The teacher depends on the model the step starts from and its own three
                 # settings, not on how the step trains: variants of a step share it.
-                teacher = (cfg.distill_candidates, cfg.distill_depth, cfg.distill_fusion_weight)
+                teacher = (cfg.distill_candidates, cfg.distill_depth, cfg.distill_fusion_weight,
+                           *([cfg.distill_teacher, teacher_weights] if teacher_weights else []))
                 teacher_key = _step_key([*lineage[:-1], name, *teacher])
                 teacher_file = work / f"{name}-teacher-{teacher_key}.json"
                 pairs = attach_teacher(pairs, ds, model, teacher_file, cfg)

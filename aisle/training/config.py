@@ -72,6 +72,12 @@ class StepConfig:
     distill_temperature: float = 0.1
     distill_fusion_weight: float = 0.45
     distill_depth: int = 100
+    # The teacher's scores: "" = the hybrid's fused scores (above); a cross-encoder directory
+    # (`aisle rerank train`'s output) = that cross-encoder's judgement of each hybrid
+    # candidate, read together with the query, as a probability (the sigmoid of its logit,
+    # in [0, 1] like the fused scores, so ``distill_temperature`` means the same). The
+    # candidates stay the hybrid's top ``distill_candidates``: judged and unjudged alike.
+    distill_teacher: str = ""
     # Also train product -> query (each positive product ranks the batch's queries). Off: in
     # both steps on homedepot it tied the default on dev (0.5182 against 0.5179, 2026-11-28).
     symmetric: bool = False

@@ -1,5 +1,6 @@
 """Teacher lists for listwise distillation: a hybrid (dense + BM25) ranking of each training
-query over the whole catalog, made once before a step from the model the step starts with.
+query over the whole catalog, made once before a step from the model the step starts with,
+scored by the hybrid itself or by a cross-encoder (``distill_teacher``).
 
 The hybrid beats either side alone on homedepot (docs/results.md): BM25 holds what the towers
 miss (sizes, model numbers, exact terms), the towers what BM25 misses (synonyms, typos). The
@@ -16,8 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from aisle.artifacts import atomic_write_text
+from aisle.artifacts import atomic_write_text, read_manifest, tree_fingerprint
 from aisle.data.dataset import Dataset
 from aisle.errors import AisleError
 from aisle.retrieval.config import FusionConfig, IndexConfig
@@ -38,6 +40,14 @@ def validate(cfg: StepConfig) -> None:
     problems = []
     if cfg.distill_candidates < 2:
         problems.append("distill_candidates must be 0 (off) or >= 2: a list of one teaches nothing")
+    if cfg.distill_teacher:
+        from aisle.rerank.model import KIND as RERANKER
+
+        try:
+            read_manifest(Path(cfg.distill_teacher), RERANKER)
+        except AisleError as e:
+            problems.append(f"distill_teacher must be a cross-encoder directory (aisle rerank "
+                            f"train writes one): {e}")
     if cfg.distill_depth < cfg.distill_candidates:
         problems.append("distill_depth must be >= distill_candidates")
     if cfg.distill_queries < 1:
@@ -68,7 +78,48 @@ def teacher_rankings(
     fusion = FusionConfig("convex", cfg.distill_fusion_weight, dense_depth=cfg.distill_depth,
                           lexical_depth=cfg.distill_depth)
     teacher = catalog_retriever(model, ds, catalog, lexical=lexical, fusion=fusion)
-    return teacher.ranker("hybrid")(list(queries), cfg.distill_candidates)
+    rankings = teacher.ranker("hybrid")(list(queries), cfg.distill_candidates)
+    if cfg.distill_teacher:
+        return cross_encoder_rankings(Path(cfg.distill_teacher), ds, queries, rankings)
+    return rankings
+
+
+def teacher_fingerprint(cfg: StepConfig) -> str:
+    """The weights fingerprint of ``cfg``'s cross-encoder teacher ("" for the hybrid one): a
+    teacher retrained at the same path teaches something else."""
+    return tree_fingerprint(Path(cfg.distill_teacher)) if cfg.distill_teacher else ""
+
+
+def cross_encoder_rankings(
+    path: Path, ds: Dataset, queries: Sequence[str], rankings: Sequence[Ranking]
+) -> list[Ranking]:
+    """``rankings``' products, each query's rescored by the cross-encoder at ``path`` (the
+    sigmoid of its logit) and sorted best first."""
+    from aisle.rerank.model import load_reranker
+    from aisle.rerank.train import catalog_texts
+    from aisle.retrieval.rerank import rerank_pairs
+
+    scorer = load_reranker(path).scorer
+    texts = catalog_texts(ds)
+    out: list[Ranking] = []
+    chunk = 16  # queries a call: a few hundred pairs, padded per forward batch
+    bar = tqdm(total=len(rankings), desc="teacher: cross-encoder", unit="query")
+    for start in range(0, len(rankings), chunk):
+        part = rankings[start : start + chunk]
+        pairs = [
+            pair
+            for q, r in zip(queries[start : start + chunk], part, strict=True)
+            for pair in rerank_pairs(q, [p for p, _ in r], texts)
+        ]
+        probs = 1.0 / (1.0 + np.exp(-scorer.score(pairs).astype(np.float64)))
+        at = 0
+        for r in part:
+            scored = [(p, float(s)) for (p, _), s in zip(r, probs[at : at + len(r)], strict=True)]
+            out.append(sorted(scored, key=lambda x: -x[1]))
+            at += len(r)
+        bar.update(len(part))
+    bar.close()
+    return out
 
 
 def load_or_make_teacher(
@@ -115,9 +166,10 @@ def attach_teacher(
     lists = [by_key[k] for k in pairs.query_keys.tolist()]
     spread = [max(s) - min(s) for _, s in by_key.values() if s]
     log.info(
-        "teacher lists for %d queries, %d products each; fused-score spread median %.3f",
+        "teacher lists for %d queries, %d products each; %s score spread median %.3f",
         len(by_key),
         cfg.distill_candidates,
+        "cross-encoder" if cfg.distill_teacher else "fused",
         float(np.median(spread)) if spread else 0.0,
     )
     return replace(

@@ -1,17 +1,21 @@
-"""Distillation of a hybrid teacher: its lists are the real fusion of the real rankings, and a
-step trains on them end to end."""
+"""Distillation of a hybrid or cross-encoder teacher: its lists are the real fusion of the real
+rankings (or the real cross-encoder's scores of them), and a step trains on them end to end."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from aisle.configs import load_config
 from aisle.data.dataset import load_dataset
 from aisle.errors import AisleError
+from aisle.rerank.model import load_reranker
+from aisle.rerank.train import catalog_texts
 from aisle.retrieval.config import IndexConfig
 from aisle.retrieval.lexical import BM25Index
 from aisle.towers.model import TwoTowerModel
@@ -98,3 +102,57 @@ def test_a_damaged_teacher_file_is_made_again(
     made = load_or_make_teacher(path, base_model, ds, QUERIES, cfg)
     assert made == teacher_rankings(base_model, ds, QUERIES, cfg)
     assert json.loads(path.read_text())["queries"] == QUERIES  # replaced whole
+
+
+def test_a_cross_encoder_teacher_scores_the_hybrid_candidates_it_reads(
+    sample_data: Path, base_model: TwoTowerModel, reranker_dir: Path
+) -> None:
+    ds = load_dataset(sample_data)
+    hybrid = teacher_rankings(base_model, ds, QUERIES, StepConfig(distill_candidates=6))
+    cfg = StepConfig(distill_candidates=6, distill_teacher=str(reranker_dir))
+    validate(cfg)
+    taught = teacher_rankings(base_model, ds, QUERIES, cfg)
+    scorer = load_reranker(reranker_dir).scorer
+    texts = catalog_texts(ds)
+    for query, got, first in zip(QUERIES, taught, hybrid, strict=True):
+        # The hybrid's candidates, judged and unjudged, none added or lost ...
+        assert sorted(p for p, _ in got) == sorted(p for p, _ in first)
+        # ... each scored by the cross-encoder reading the query with its text, best first.
+        logits = scorer.score([(query, texts[p]) for p, _ in got])
+        np.testing.assert_allclose([s for _, s in got], 1 / (1 + np.exp(-logits)), atol=1e-5)
+        assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+
+
+def test_a_teacher_that_is_not_a_cross_encoder_is_refused(
+    tmp_path: Path, sample_index: Path
+) -> None:
+    with pytest.raises(AisleError, match="distill_teacher must be a cross-encoder directory"):
+        validate(StepConfig(distill_candidates=4, distill_teacher=str(tmp_path / "none")))
+    with pytest.raises(AisleError, match="distill_teacher must be a cross-encoder directory"):
+        validate(StepConfig(distill_candidates=4, distill_teacher=str(sample_index)))
+
+
+def test_a_step_distils_a_cross_encoder_and_a_new_teacher_retrains_it(
+    sample_data: Path, reranker_dir: Path, tmp_path: Path
+) -> None:
+    teacher = tmp_path / "ce"
+    shutil.copytree(reranker_dir, teacher)
+    overrides = ["dev_catalog_size=0", "step1.enabled=false", "step2.max_pairs=64",
+                 "step2.distill_candidates=4", "step2.distill_queries=8",
+                 f"step2.distill_teacher={teacher}"]
+    config = load_config(TrainConfig, SMOKE, overrides)
+    first = train_cascade(sample_data, tmp_path / "model", config)["steps"]["step2"]
+    assert first["train"]["teacher_lists_seen"] > 0
+    (teacher_file,) = (tmp_path / "model.work").glob("step2-teacher-*.json")
+    assert all(0 < s < 1 for r in json.loads(teacher_file.read_text())["rankings"]
+               for _, s in r)
+    # The same teacher again: the finished step is reused, nothing retrains.
+    again = train_cascade(sample_data, tmp_path / "model", config)["steps"]["step2"]
+    assert again == first
+    # Other files at the same path are another teacher (its fingerprint covers every file of
+    # the directory): a new step with new teacher lists, not the old step reused.
+    (teacher / "README.md").write_text("retrained elsewhere")
+    third = train_cascade(sample_data, tmp_path / "model", config)["steps"]["step2"]
+    assert third["train"]["teacher_lists_seen"] > 0
+    assert len(list((tmp_path / "model.work").glob("step2-teacher-*.json"))) == 2
+    assert len(list((tmp_path / "model.work").glob("step2-*.done"))) == 2
