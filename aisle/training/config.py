@@ -77,6 +77,9 @@ class StepConfig:
     # candidate, read together with the query, as a probability (the sigmoid of its logit,
     # in [0, 1] like the fused scores, so ``distill_temperature`` means the same). The
     # candidates stay the hybrid's top ``distill_candidates``: judged and unjudged alike.
+    # Not a default: the demo's short cascade with its step 2 distilled from the demo's short
+    # cross-encoder (8 candidates) tied the plain short cascade on whole-catalog dev and test
+    # (docs/results.md, 2026-12-05, ac5c9a9).
     distill_teacher: str = ""
     # Also train product -> query (each positive product ranks the batch's queries). Off: in
     # both steps on homedepot it tied the default on dev (0.5182 against 0.5179, 2026-11-28).
