@@ -264,8 +264,9 @@ def train_cascade(
                 speller=speller,
             )
             if cfg.distill_candidates:
-                # The teacher depends on the model the step starts from and its own three
-                # settings, not on how the step trains: variants of a step share it.
+                # The teacher depends on the model the step starts from and its own settings
+                # (candidates, depth, fusion weight, and the cross-encoder that scores them),
+                # not on how the step trains: variants of a step share it.
                 teacher = (cfg.distill_candidates, cfg.distill_depth, cfg.distill_fusion_weight,
                            *([cfg.distill_teacher, teacher_weights] if teacher_weights else []))
                 teacher_key = _step_key([*lineage[:-1], name, *teacher])

@@ -17,7 +17,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from aisle.artifacts import atomic_write_text, read_manifest, tree_fingerprint
 from aisle.data.dataset import Dataset
@@ -94,31 +93,26 @@ def cross_encoder_rankings(
     path: Path, ds: Dataset, queries: Sequence[str], rankings: Sequence[Ranking]
 ) -> list[Ranking]:
     """``rankings``' products, each query's rescored by the cross-encoder at ``path`` (the
-    sigmoid of its logit) and sorted best first."""
+    sigmoid of its logit) and sorted best first. Scored as re-ranking scores them
+    (``aisle.rerank.train.cross_scores``): one call per query, so that an int8 scorer, which
+    scales activations per call, gives each query the scores it would give it alone."""
     from aisle.rerank.model import load_reranker
-    from aisle.rerank.train import catalog_texts
-    from aisle.retrieval.rerank import rerank_pairs
+    from aisle.rerank.train import catalog_texts, cross_scores
 
-    scorer = load_reranker(path).scorer
-    texts = catalog_texts(ds)
+    keys = [str(i) for i in range(len(rankings))]
+    logits = cross_scores(
+        load_reranker(path).scorer,
+        dict(zip(keys, queries, strict=True)),
+        dict(zip(keys, rankings, strict=True)),
+        catalog_texts(ds),
+        depth=max(map(len, rankings), default=0),
+        desc="teacher: cross-encoder",
+    )
     out: list[Ranking] = []
-    chunk = 16  # queries a call: a few hundred pairs, padded per forward batch
-    bar = tqdm(total=len(rankings), desc="teacher: cross-encoder", unit="query")
-    for start in range(0, len(rankings), chunk):
-        part = rankings[start : start + chunk]
-        pairs = [
-            pair
-            for q, r in zip(queries[start : start + chunk], part, strict=True)
-            for pair in rerank_pairs(q, [p for p, _ in r], texts)
-        ]
-        probs = 1.0 / (1.0 + np.exp(-scorer.score(pairs).astype(np.float64)))
-        at = 0
-        for r in part:
-            scored = [(p, float(s)) for (p, _), s in zip(r, probs[at : at + len(r)], strict=True)]
-            out.append(sorted(scored, key=lambda x: -x[1]))
-            at += len(r)
-        bar.update(len(part))
-    bar.close()
+    for key, ranking in zip(keys, rankings, strict=True):
+        probs = 1.0 / (1.0 + np.exp(-logits[key].astype(np.float64)))
+        scored = [(p, float(s)) for (p, _), s in zip(ranking, probs, strict=True)]
+        out.append(sorted(scored, key=lambda x: -x[1]))
     return out
 
 
