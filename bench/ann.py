@@ -5,7 +5,8 @@
     nice -n 15 python bench/ann.py --set hnsw_m=16 --set ef_construction=80
     nice -n 15 python bench/ann.py --n 10000000 --shard 250000 --real 20000 --queries 500 \
         --kinds ivf_pq --set pq_m=192 --set pq_nbits=4 --set rerank_codes=sq8 \
-        --set nlist=8192                 # 10M in a memory budget: fast-scan PQ, sharded
+        --set nlist=16384 --set coarse=hnsw --set kmeans_iters=10 --set train_size=655360
+                                         # 10M in a memory budget: fast-scan PQ, sharded
 
 Sharded (``--shard``): the grown vectors are never all in memory. Each shard is generated from
 its own seed, twice: once to find the exact top 10 (merged shard by shard) and draw the
@@ -77,8 +78,10 @@ SWEEPS: dict[str, list[SearchParams]] = {
     "ivf_flat": [SearchParams(nprobe=p) for p in (8, 16, 32, 64, 128)],
     "ivf_pq": [
         SearchParams(nprobe=p, rerank=r)
-        for p, r in ((16, 100), (16, 500), (24, 500), (32, 200), (32, 500), (48, 500),
-                     (48, 1000), (64, 1000), (96, 1000))
+        for p, r in ((16, 100), (16, 500), (24, 500), (32, 200), (32, 500), (48, 200),
+                     (48, 300), (48, 500), (48, 1000), (64, 200), (64, 500), (64, 1000),
+                     (96, 200), (96, 300), (96, 500), (96, 1000), (128, 200), (128, 500),
+                     (128, 1000))
     ],
 }
 

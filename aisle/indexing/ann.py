@@ -15,7 +15,12 @@ All kinds use the inner-product metric (unit vectors: inner product = cosine):
   of 32 vectors interleaved, distances from SIMD-resident 4-bit lookup tables), several times
   cheaper to scan per code than 8-bit PQ, so twice as many sub-quantizers (``pq_m=192``: two
   dimensions each) cost less than 48 8-bit ones and order a shortlist far better. Fast-scan
-  builds and searches on CPU only.
+  builds and searches on CPU only. PQ encodes each vector's residual from its list centroid
+  (``pq_residual``; faiss's fast-scan would encode the raw vector).
+
+The IVF kinds find their lists through a coarse quantizer: a flat scan of every centroid
+(``coarse=flat``), or an HNSW graph over them (``coarse=hnsw``), whose cost barely grows with
+nlist, so a 10M index can have 16k+ short lists (k-means still trains exactly).
 
 ``build_faiss_index_sharded`` trains on a sample and adds the vectors shard by shard as they
 arrive, so a build's peak memory is the index plus one shard, not every float vector at once.
@@ -117,8 +122,9 @@ def uses_gpu(config: IndexConfig) -> bool:
         if config.kind not in GPU_KINDS:
             raise AisleError(f"{config.kind} builds on CPU only; use device=auto or cpu")
         return True
+    # An IndexConfig refuses fast-scan and an HNSW coarse quantizer with device=gpu.
     return (config.device == "auto" and config.kind in GPU_KINDS and gpus > 0
-            and not config.fast_scan)  # an IndexConfig refuses fast-scan with device=gpu
+            and not config.fast_scan and config.coarse == "flat")
 
 
 def _check_vectors(vectors: np.ndarray) -> np.ndarray:
@@ -144,7 +150,7 @@ def _empty_index(config: IndexConfig, dim: int, nlist: int) -> faiss.Index:
         index.hnsw.efConstruction = config.ef_construction
         index.hnsw.efSearch = config.ef_search  # the default a bare faiss search uses
         return index
-    quantizer = faiss.IndexFlatIP(dim)
+    quantizer = _coarse_quantizer(config, dim)
     if config.kind == "ivf_flat":
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, ip)
     elif config.fast_scan:
@@ -152,7 +158,33 @@ def _empty_index(config: IndexConfig, dim: int, nlist: int) -> faiss.Index:
     else:
         index = faiss.IndexIVFPQ(quantizer, dim, nlist, config.pq_m, config.pq_nbits, ip)
     index.nprobe = config.nprobe
+    if config.kind == "ivf_pq":
+        index.by_residual = config.pq_residual  # before training: PQ learns what it encodes
+    if config.kmeans_iters:
+        index.cp.niter = config.kmeans_iters
+    if config.coarse == "hnsw":
+        # k-means assigns its training vectors exactly (a graph rebuilt every iteration would
+        # cost more than it saves); the trained centroids then go into the graph.
+        exact = faiss.IndexFlatIP(dim)
+        index.clustering_index = exact
+        index.referenced_objects = [quantizer, exact]  # the IVF owns neither
     return index
+
+
+# The HNSW coarse quantizer's graph. A query asks it for its nprobe nearest centroids; the
+# graph search keeps max(COARSE_EF, nprobe) candidates (nprobe 8-96 is the usual range).
+COARSE_HNSW_M = 32
+COARSE_EF_CONSTRUCTION = 200
+COARSE_EF = 128
+
+
+def _coarse_quantizer(config: IndexConfig, dim: int) -> faiss.Index:
+    if config.coarse == "flat":
+        return faiss.IndexFlatIP(dim)
+    graph = faiss.IndexHNSWFlat(dim, COARSE_HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = COARSE_EF_CONSTRUCTION
+    graph.hnsw.efSearch = COARSE_EF
+    return graph
 
 
 def _add(index: faiss.Index, x: np.ndarray, ids: np.ndarray | None, what: str) -> None:

@@ -21,6 +21,9 @@ RerankCodes = Literal["float32", "fp16", "sq8"]
 # How BM25 turns text into terms (retrieval/analyzer.py): "product" keeps sizes and units,
 # "word" is bm25s's own tokenizer (what indexes written before the analyzer existed used).
 BM25Analyzer = Literal["product", "word"]
+# How an IVF index finds the lists nearest a query (and each added vector's list): "flat" scans
+# every centroid (exact; its cost grows with nlist), "hnsw" walks a graph over the centroids.
+CoarseQuantizer = Literal["flat", "hnsw"]
 
 INDEX_KINDS: tuple[str, ...] = get_args(IndexKind)
 
@@ -58,6 +61,16 @@ class IndexConfig:
     # Vectors sampled (seeded) to train k-means and PQ. 0 = auto: 64 per list, capped at N;
     # more than ~256 per list costs time and gains nothing (faiss subsamples past 256 anyway).
     train_size: int = 0
+    # The coarse quantizer (CoarseQuantizer above). A flat scan of 8,192 centroids x 384 costs
+    # a 10M index a sizable share of each query's time, and 16,384 twice that, while more lists
+    # mean shorter lists and smaller residuals for PQ to encode; an HNSW graph over the
+    # centroids (M 32, efConstruction 200) finds the nprobe nearest lists in a fraction of that.
+    # k-means still trains with exact assignment; the adds assign through the graph.
+    coarse: CoarseQuantizer = "flat"
+    # k-means iterations for the coarse quantizer (0 = faiss's default, 25). Its cost is
+    # iterations x training vectors x nlist x d: at 16,384 lists each iteration over 64 vectors
+    # a list is a minute on 2 cores; 10 suffice for lists (the centroids move little after).
+    kmeans_iters: int = 0
 
     # IVF-PQ. pq_m sub-quantizers of pq_nbits each: 48 x 8 bits = 48 bytes per 384-d vector,
     # 8 dimensions per sub-quantizer. pq_m must divide the vector dimension. pq_nbits = 4 is
@@ -65,6 +78,13 @@ class IndexConfig:
     # codes is the row that fits 6 GB (docs/results.md).
     pq_m: int = 48
     pq_nbits: int = 8
+    # PQ encodes each vector's residual from its list's centroid (true) or the vector itself.
+    # Residuals are smaller, the more so the more lists there are, so the same codes order a
+    # shortlist better; with inner product the search cost is the same (one lookup table per
+    # query, plus each list's centroid score). faiss encodes residuals by default for 8-bit
+    # IVF-PQ but not for fast-scan, which built raw codes here before 2026-12-05 (manifests
+    # without this field: see stored_index_config).
+    pq_residual: bool = True
     # How many PQ candidates are re-ranked with exact inner products against the stored full
     # vectors (at least k). 48-byte codes order real query neighbours coarsely: on the 1M
     # bench a 200-candidate shortlist capped recall@10 near 0.93 whatever nprobe was, 500
@@ -92,7 +112,7 @@ class IndexConfig:
         for name in ("hnsw_m", "ef_construction", "ef_search", "nprobe", "pq_m", "rerank"):
             if getattr(self, name) < 1:
                 raise AisleError(f"index config {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("nlist", "train_size"):
+        for name in ("nlist", "train_size", "kmeans_iters"):
             if getattr(self, name) < 0:
                 raise AisleError(f"index config {name} must be >= 0 (0 = auto)")
         if self.rerank_codes not in get_args(RerankCodes):
@@ -106,6 +126,12 @@ class IndexConfig:
         if self.fast_scan and self.device == "gpu":
             raise AisleError("ivf_pq with pq_nbits=4 (fast-scan) builds on CPU only; use "
                              "device=auto or cpu, or pq_nbits=8 to build on the GPU")
+        if self.coarse not in get_args(CoarseQuantizer):
+            raise AisleError(f"index config coarse {self.coarse!r} is unknown; use one of "
+                             f"{get_args(CoarseQuantizer)}")
+        if self.coarse == "hnsw" and self.device == "gpu":
+            raise AisleError("coarse=hnsw (an HNSW graph over the IVF centroids) builds on CPU "
+                             "only; use device=auto or cpu, or coarse=flat to build on the GPU")
         if self.bm25_analyzer not in get_args(BM25Analyzer):
             raise AisleError(
                 f"index config bm25_analyzer {self.bm25_analyzer!r} is unknown; use one of "
@@ -132,8 +158,12 @@ LEGACY_BM25: dict[str, object] = {
 
 
 def stored_index_config(raw: dict[str, object]) -> IndexConfig:
-    """The ``IndexConfig`` an index manifest records; older manifests get ``LEGACY_BM25``."""
-    return from_dict(IndexConfig, {**LEGACY_BM25, **raw})
+    """The ``IndexConfig`` an index manifest records; older manifests get ``LEGACY_BM25``,
+    and a fast-scan index from before ``pq_residual`` existed encoded raw vectors."""
+    legacy = dict(LEGACY_BM25)
+    if "pq_residual" not in raw and raw.get("pq_nbits") == 4:
+        legacy["pq_residual"] = False
+    return from_dict(IndexConfig, {**legacy, **raw})
 
 
 # The default approximate index, from bench/ann.py on 1M x 384 real-grown vectors with real

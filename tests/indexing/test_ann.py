@@ -367,3 +367,93 @@ def test_the_flat_code_arrays_are_sized_once_before_adding(
     np.testing.assert_array_equal(
         searcher_for(sized, config).search(q, K)[1], searcher_for(grown, config).search(q, K)[1]
     )
+
+
+def _centroids(index: faiss.Index) -> np.ndarray:
+    ivf = faiss.extract_index_ivf(index)
+    return ivf.quantizer.reconstruct_n(0, ivf.nlist)
+
+
+@pytest.mark.parametrize("kind", ["ivf_flat", "ivf_pq"])
+def test_an_hnsw_coarse_quantizer_holds_the_same_centroids_and_reaches_recall(
+    kind: str, built: dict[str, faiss.Index], data: tuple[np.ndarray, np.ndarray, np.ndarray],
+    tmp_path: Path,
+) -> None:
+    from aisle.retrieval.searcher import Selection
+
+    x, q, truth = data
+    config = replace(FAST_SCAN if kind == "ivf_pq" else CONFIGS[kind], coarse="hnsw")
+    flat_coarse = built[kind] if kind == "ivf_flat" else build_faiss_index(FAST_SCAN, x)
+    index = build_faiss_index(config, x)
+    quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
+    assert isinstance(quantizer, faiss.IndexHNSWFlat)
+    # k-means assigned its training vectors exactly: the graph holds the flat build's lists.
+    np.testing.assert_allclose(_centroids(index), _centroids(flat_coarse), atol=1e-6)
+    searcher = searcher_for(index, config)
+    rows = searcher.search(q, K)[1]
+    assert recall(rows, truth) >= MIN_RECALL[kind]
+    # Every list probed through the graph: as good as the flat quantizer probing every list.
+    every = SearchParams(nprobe=10_000, rerank=500)
+    deep = searcher.search(q, K, every)[1]
+    np.testing.assert_array_equal(deep, searcher_for(flat_coarse, config).search(q, K, every)[1])
+    # Filters reach the lists through the graph too (a 1% filter probes every list).
+    allowed = np.random.default_rng(2).random(N) < 0.01
+    found = searcher.search(q, K, selection=Selection(allowed))[1]
+    assert allowed[found[found >= 0]].all()
+    assert ((found >= 0).sum(axis=1) == min(K, int(allowed.sum()))).all()
+    faiss.write_index(index, str(tmp_path / "hnsw-coarse.faiss"))
+    loaded = faiss.read_index(str(tmp_path / "hnsw-coarse.faiss"))
+    np.testing.assert_array_equal(searcher_for(loaded, config).search(q, K)[1], rows)
+
+
+def test_kmeans_iters_sets_how_long_the_coarse_quantizer_trains(
+    built: dict[str, faiss.Index], data: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    x = data[0]
+    config = CONFIGS["ivf_flat"]
+    default = _centroids(built["ivf_flat"])
+    np.testing.assert_allclose(  # 0 is faiss's own default
+        _centroids(build_faiss_index(replace(config, kmeans_iters=25), x)), default, atol=1e-6)
+    one = _centroids(build_faiss_index(replace(config, kmeans_iters=1), x))
+    assert np.abs(one - default).max() > 1e-3
+
+
+def test_an_hnsw_coarse_quantizer_builds_on_the_cpu_and_bad_values_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
+    assert uses_gpu(CONFIGS["ivf_flat"])
+    assert not uses_gpu(replace(CONFIGS["ivf_flat"], coarse="hnsw"))
+    with pytest.raises(AisleError, match=r"coarse=hnsw .* builds on CPU only"):
+        replace(CONFIGS["ivf_flat"], coarse="hnsw", device="gpu")
+    with pytest.raises(AisleError, match="coarse 'ivf' is unknown"):
+        IndexConfig(kind="ivf_flat", coarse="ivf")  # type: ignore[arg-type]
+    with pytest.raises(AisleError, match="kmeans_iters must be >= 0"):
+        IndexConfig(kind="ivf_flat", kmeans_iters=-1)
+
+
+def test_pq_codes_encode_residuals_that_order_a_shortlist_better_than_raw_codes(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    x, q, truth = data
+    shortlist = SearchParams(nprobe=10_000, rerank=20)  # every list; a short re-rank
+    found = {}
+    for residual in (True, False):
+        config = replace(FAST_SCAN, pq_residual=residual)
+        faiss.write_index(build_faiss_index(config, x), str(tmp_path / "i.faiss"))
+        loaded = faiss.read_index(str(tmp_path / "i.faiss"))
+        assert faiss.downcast_index(faiss.downcast_index(loaded).base_index).by_residual == residual
+        found[residual] = recall(searcher_for(loaded, config).search(q, K, shortlist)[1], truth)
+    # Residuals from the list centroids are smaller than the vectors: finer codes (0.85 vs 0.68).
+    assert found[True] >= found[False] + 0.1
+    eight_bit = build_faiss_index(CONFIGS["ivf_pq"], x)
+    assert faiss.downcast_index(faiss.downcast_index(eight_bit).base_index).by_residual
+
+
+def test_a_fast_scan_manifest_from_before_pq_residual_reads_as_raw_codes() -> None:
+    from aisle.retrieval.config import stored_index_config
+
+    assert not stored_index_config({"kind": "ivf_pq", "pq_nbits": 4}).pq_residual
+    assert stored_index_config({"kind": "ivf_pq", "pq_nbits": 8}).pq_residual  # faiss's default
+    assert stored_index_config({"kind": "ivf_pq", "pq_nbits": 4, "pq_residual": True}).pq_residual
+    assert IndexConfig(kind="ivf_pq", pq_nbits=4).pq_residual  # new builds encode residuals
