@@ -1,6 +1,7 @@
 """Catalog embedding throughput: the index build's embedding job vs a plain encode, same run.
 
     nice -n 15 python bench/embed.py --data ../shared/data/homedepot --limit 2000
+    python bench/embed.py --data ../shared/data/homedepot --limit 4000 --ray-nodes 1,2
 
 Over the first ``--limit`` products of the catalog, in this order:
 
@@ -12,6 +13,9 @@ Over the first ``--limit`` products of the catalog, in this order:
 3. ``job, warm cache``: the same job again with a fresh work dir (a rebuild of an unchanged
    catalog): every vector comes from the cache.
 4. ``job, ray`` (with ``--ray``): the cold job with the Ray Data engine, one local CPU actor.
+   With ``--ray-nodes 1,2``: the cold job on a Ray cluster of that many nodes simulated on this
+   machine (``ray.cluster_utils.Cluster``, one CPU a node, joined through ``--ray-address`` as
+   ``aisle index`` joins one), one row per node count.
 5. ``sentence-transformers`` again: on a shared machine the load drifts during a run, so the
    baseline is timed before and after, and ratios are against the mean of the two.
 
@@ -30,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aisle.towers.model import TwoTowerModel
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -37,6 +43,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=2000, help="first N products")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument("--ray", action="store_true", help="also time the Ray Data engine")
+    parser.add_argument("--ray-nodes", default="",
+                        help="comma-separated node counts of simulated Ray clusters to time")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
@@ -94,6 +102,11 @@ def main() -> None:
             rows.append(("job, ray (1 actor, cold)", time.perf_counter() - started))
             ray.shutdown()
 
+        for nodes in [int(n) for n in args.ray_nodes.split(",") if n.strip()]:
+            seconds, vectors = on_cluster(nodes, data, model, tmp / f"work-ray-{nodes}")
+            np.testing.assert_allclose(vectors, cold.vectors, atol=1e-5)  # the local job's
+            rows.append((f"job, ray cluster of {nodes} node(s), 1 CPU each (cold)", seconds))
+
         started = time.perf_counter()
         plain.encode(texts, normalize_embeddings=True)
         rows.append(("sentence-transformers encode, again", time.perf_counter() - started))
@@ -108,6 +121,31 @@ def main() -> None:
         rate = n / seconds
         print(f"| {name} | {seconds:.1f} | {rate:,.0f} | {rate / base:.2f}x |")
     print(f"\nmax |job vector - plain vector| = {gap:.2e}")
+
+
+def on_cluster(nodes: int, data: Path, model: TwoTowerModel, work: Path
+               ) -> tuple[float, np.ndarray]:
+    """The cold job on a simulated cluster of ``nodes`` one-CPU nodes: (seconds, vectors).
+    The cluster starts before the clock; joining it and the job are timed."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from aisle.indexing.embed_job import embed_catalog
+    from aisle.indexing.ray_engine import connect
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1,
+                                                            "include_dashboard": False})
+    for _ in range(nodes - 1):
+        cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        started = time.perf_counter()
+        connect(cluster.address)
+        done = embed_catalog(data, model, work, engine="ray")
+        return time.perf_counter() - started, done.vectors
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
 
 
 if __name__ == "__main__":
