@@ -39,12 +39,14 @@ def test_the_shipped_approximate_index_config_is_approximate() -> None:
     assert load_config(IndexConfig, path) == APPROXIMATE
 
 
-def test_the_shipped_compact_index_config_builds_fast_scan_with_8_bit_re_rank_codes() -> None:
+def test_the_shipped_compact_index_config_builds_the_10m_rows_index() -> None:
     from importlib import resources
 
     path = Path(str(resources.files("aisle") / "configs" / "index-compact.toml"))
     config = load_config(IndexConfig, path)
     assert config.fast_scan and config.rerank_codes == "sq8" and 384 % config.pq_m == 0
+    # The 10M row's build: residual codes, lists found through a graph (docs/results.md).
+    assert config.pq_residual and config.coarse == "hnsw" and config.kmeans_iters == 10
 
 
 @pytest.mark.parametrize(
