@@ -376,14 +376,16 @@ def _centroids(index: faiss.Index) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", ["ivf_flat", "ivf_pq"])
 def test_an_hnsw_coarse_quantizer_holds_the_same_centroids_and_reaches_recall(
-    kind: str, built: dict[str, faiss.Index], data: tuple[np.ndarray, np.ndarray, np.ndarray],
+    kind: str, data: tuple[np.ndarray, np.ndarray, np.ndarray],
     tmp_path: Path,
 ) -> None:
     from aisle.retrieval.searcher import Selection
 
     x, q, truth = data
-    config = replace(FAST_SCAN if kind == "ivf_pq" else CONFIGS[kind], coarse="hnsw")
-    flat_coarse = built[kind] if kind == "ivf_flat" else build_faiss_index(FAST_SCAN, x)
+    # On CPU both (an HNSW coarse quantizer builds on CPU; a GPU's k-means may differ).
+    flat = replace(FAST_SCAN if kind == "ivf_pq" else CONFIGS[kind], device="cpu")
+    config = replace(flat, coarse="hnsw")
+    flat_coarse = build_faiss_index(flat, x)
     index = build_faiss_index(config, x)
     quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
     assert isinstance(quantizer, faiss.IndexHNSWFlat)
@@ -407,11 +409,11 @@ def test_an_hnsw_coarse_quantizer_holds_the_same_centroids_and_reaches_recall(
 
 
 def test_kmeans_iters_sets_how_long_the_coarse_quantizer_trains(
-    built: dict[str, faiss.Index], data: tuple[np.ndarray, np.ndarray, np.ndarray]
+    data: tuple[np.ndarray, np.ndarray, np.ndarray]
 ) -> None:
     x = data[0]
-    config = CONFIGS["ivf_flat"]
-    default = _centroids(built["ivf_flat"])
+    config = replace(CONFIGS["ivf_flat"], device="cpu")
+    default = _centroids(build_faiss_index(config, x))
     np.testing.assert_allclose(  # 0 is faiss's own default
         _centroids(build_faiss_index(replace(config, kmeans_iters=25), x)), default, atol=1e-6)
     one = _centroids(build_faiss_index(replace(config, kmeans_iters=1), x))
