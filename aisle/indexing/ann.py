@@ -122,9 +122,8 @@ def uses_gpu(config: IndexConfig) -> bool:
         if config.kind not in GPU_KINDS:
             raise AisleError(f"{config.kind} builds on CPU only; use device=auto or cpu")
         return True
-    # An IndexConfig refuses fast-scan and an HNSW coarse quantizer with device=gpu.
     return (config.device == "auto" and config.kind in GPU_KINDS and gpus > 0
-            and not config.fast_scan and config.coarse == "flat")
+            and not config.cpu_only)  # a cpu_only IndexConfig refuses device=gpu
 
 
 def _check_vectors(vectors: np.ndarray) -> np.ndarray:

@@ -68,8 +68,9 @@ class IndexConfig:
     # k-means still trains with exact assignment; the adds assign through the graph.
     coarse: CoarseQuantizer = "flat"
     # k-means iterations for the coarse quantizer (0 = faiss's default, 25). Its cost is
-    # iterations x training vectors x nlist x d: at 16,384 lists each iteration over 64 vectors
-    # a list is a minute on 2 cores; 10 suffice for lists (the centroids move little after).
+    # iterations x training vectors x nlist x d. The 10M row used 10 (training, with PQ and the
+    # scalar quantizer, ~5 min on 2 cores for 655,360 vectors and 16,384 lists); 10 against 25
+    # was not compared there.
     kmeans_iters: int = 0
 
     # IVF-PQ. pq_m sub-quantizers of pq_nbits each: 48 x 8 bits = 48 bytes per 384-d vector,
@@ -146,6 +147,12 @@ class IndexConfig:
     def fast_scan(self) -> bool:
         """Whether this is IVF-PQ in faiss's fast-scan layout (4-bit codes; CPU only)."""
         return self.kind == "ivf_pq" and self.pq_nbits == 4
+
+    @property
+    def cpu_only(self) -> bool:
+        """Whether faiss can build this only on CPU (fast-scan lists, an HNSW coarse
+        quantizer); such a config refuses device=gpu."""
+        return self.fast_scan or self.coarse == "hnsw"
 
 
 # What an index manifest written before the BM25 fields existed was built with.
