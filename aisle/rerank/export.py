@@ -1,11 +1,12 @@
 """``aisle rerank export``: the cross-encoder as ONNX (fp32, and dynamic int8), checked.
 
 The graph is the classifier (token ids in, one logit out), exported and fused as the towers
-are (towers/export.py); int8 quantises its weights per output channel. Nothing is assumed: the
-fp32 graph must reproduce torch's logits, and int8's logits must agree with fp32's on a seeded
-sample of the data's judged (query, product) pairs, or the export is refused and nothing is
-written. Files go to ``onnx/`` (``model.onnx``, ``model_qint8.onnx``, ``tokenizer.json``),
-where sentence-transformers' ONNX backend also looks for them.
+are (towers/export.py); int8 quantises its weights per output channel, all but the first
+layer's feed-forward output (towers/quantize.py says why). Nothing is assumed: the fp32 graph
+must reproduce torch's logits, and int8's logits must agree with fp32's on a seeded sample of
+the data's judged (query, product) pairs, or the export is refused and nothing is written.
+Files go to ``onnx/`` (``model.onnx``, ``model_qint8.onnx``, ``tokenizer.json``), where
+sentence-transformers' ONNX backend also looks for them.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def export_reranker(path: Path, int8: bool = False, data: Path | None = None,
         section["fp32_max_abs_diff"] = worst
         if int8:
             assert data is not None
-            quantize(out / FP32_FILE, out / INT8_FILE)
+            section["int8_fp32_nodes"] = quantize(out / FP32_FILE, out / INT8_FILE)
             pairs, groups = _judged_pairs(data, agreement)
             fp32 = scorer(FP32_FILE).score(pairs)
             q8 = scorer(INT8_FILE).score(pairs)

@@ -211,7 +211,7 @@ def _build(
         from aisle.towers.quantize import measure_agreement, quantize
 
         for name, entry in towers.items():
-            quantize(dirs[name] / FP32_FILE, dirs[name] / INT8_FILE)
+            entry["int8_fp32_nodes"] = quantize(dirs[name] / FP32_FILE, dirs[name] / INT8_FILE)
             entry["files"]["int8"] = INT8_FILE
         int8_model = _onnx_model(model, section, dirs, "int8")
         assert data is not None

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from aisle.artifacts import MANIFEST
@@ -151,6 +152,13 @@ def test_export_checks_int8_and_refuses_a_disagreement(tmp_path: Path, reranker_
     lax = CrossAgreement(min_pearson=0.0, min_pair_order=0.0)
     section = export_reranker(copy, int8=True, data=sample_data, agreement=lax)
     assert section["fp32_max_abs_diff"] <= 1e-3
+    # The first layer's feed-forward output stays fp32 (towers/quantize.py), nothing else.
+    [kept] = section["int8_fp32_nodes"]
+    assert kept.endswith("layer.0/output/dense/MatMul")
+    graph = onnx.load(str(copy / "onnx" / "model_qint8.onnx")).graph
+    weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    assert [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights] == [
+        kept]
     assert load_reranker(copy).backend == "onnx-int8"  # auto takes the checked export
     pairs = [("drill", "a cordless drill"), ("paint", "white paint")]
     torch_scores = load_reranker(copy, "torch").scorer.score(pairs)

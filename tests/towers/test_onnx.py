@@ -129,6 +129,31 @@ def test_int8_agrees_with_fp32_on_real_queries_and_titles(
     assert float((a - b).abs().max()) > 1e-4  # it really is another runtime, not a copy
 
 
+def float_weight_matmuls(path: Path) -> tuple[list[str], int]:
+    """An ONNX graph's MatMuls that multiply by a stored float weight, and how many integer
+    MatMuls (weights quantised to int8) it holds."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    floats = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    return floats, sum(n.op_type == "MatMulInteger" for n in graph.node)
+
+
+def test_int8_keeps_the_first_feed_forward_output_in_fp32(exported: Path) -> None:
+    from aisle.towers.quantize import KEEP_FP32
+
+    tower = json.loads((exported / "manifest.json").read_text())["onnx"]["towers"]["shared"]
+    kept = tower["int8_fp32_nodes"]
+    assert len(kept) == 1 and KEEP_FP32.search(kept[0]) and "layer.0/output/dense" in kept[0]
+    floats, integer = float_weight_matmuls(exported / "onnx" / "model_qint8.onnx")
+    assert floats == kept
+    # MiniLM-L6: 6 layers x (attention output, feed-forward in, feed-forward out), one kept.
+    assert integer == 6 * 3 - 1
+    fp32_floats, none = float_weight_matmuls(exported / "onnx" / "model.onnx")
+    assert none == 0 and len(fp32_floats) == 6 * 3 and kept[0] in fp32_floats
+
+
 def test_sentence_transformers_finds_the_export(exported: Path) -> None:
     assert transformer_subfolders(exported) == {"shared": ""}
     assert st_onnx_file(exported, "") == exported / "onnx" / "model.onnx"
