@@ -26,6 +26,8 @@ import numpy as np
 from aisle.errors import AisleError
 
 if TYPE_CHECKING:
+    import onnx
+
     from aisle.towers.export import Agreement
     from aisle.towers.model import TwoTowerModel
 
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 KEEP_FP32 = re.compile(r"(^|/)layer\.0/(output/dense|ffn/lin2)/MatMul$")
 
 
-def fp32_nodes(graph: Any) -> list[str]:
+def fp32_nodes(graph: onnx.GraphProto) -> list[str]:
     """The MatMul nodes of an ONNX ``graph`` that ``quantize`` leaves in fp32."""
     return [n.name for n in graph.node if n.op_type == "MatMul" and KEEP_FP32.search(n.name)]
 
@@ -51,7 +53,8 @@ def quantize(fp32: Path, out: Path) -> list[str]:
 
     kept = fp32_nodes(onnx.load(str(fp32), load_external_data=False).graph)
     if not kept:
-        log.info("%s: no first-layer feed-forward output found; every weight goes int8", fp32)
+        log.info("%s: no first-layer feed-forward output found; every weight MatMul goes int8",
+                 fp32)
     root = logging.getLogger()
     level = root.level
     root.setLevel(max(level, logging.WARNING))  # the quantizer logs each tensor to the root

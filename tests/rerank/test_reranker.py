@@ -8,7 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 
 from aisle.artifacts import MANIFEST
@@ -19,6 +18,7 @@ from aisle.rerank.model import KIND, TorchCrossScorer, load_reranker
 from aisle.rerank.train import train_reranker
 from aisle.retrieval.rerank import combine
 from tests.rerank.conftest import TINY
+from tests.towers.test_onnx import float_weight_matmuls
 
 QUERIES = ["cordless drill", "WHITE paint", "kitchen faucte"]
 
@@ -155,10 +155,8 @@ def test_export_checks_int8_and_refuses_a_disagreement(tmp_path: Path, reranker_
     # The first layer's feed-forward output stays fp32 (towers/quantize.py), nothing else.
     [kept] = section["int8_fp32_nodes"]
     assert kept.endswith("layer.0/output/dense/MatMul")
-    graph = onnx.load(str(copy / "onnx" / "model_qint8.onnx")).graph
-    weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
-    assert [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights] == [
-        kept]
+    floats, integer = float_weight_matmuls(copy / "onnx" / "model_qint8.onnx")
+    assert floats == [kept] and integer > 0
     assert load_reranker(copy).backend == "onnx-int8"  # auto takes the checked export
     pairs = [("drill", "a cordless drill"), ("paint", "white paint")]
     torch_scores = load_reranker(copy, "torch").scorer.score(pairs)

@@ -145,13 +145,37 @@ def test_int8_keeps_the_first_feed_forward_output_in_fp32(exported: Path) -> Non
 
     tower = json.loads((exported / "manifest.json").read_text())["onnx"]["towers"]["shared"]
     kept = tower["int8_fp32_nodes"]
-    assert len(kept) == 1 and KEEP_FP32.search(kept[0]) and "layer.0/output/dense" in kept[0]
+    assert len(kept) == 1, kept
+    assert KEEP_FP32.search(kept[0]) and "layer.0/output/dense" in kept[0], kept
     floats, integer = float_weight_matmuls(exported / "onnx" / "model_qint8.onnx")
     assert floats == kept
-    # MiniLM-L6: 6 layers x (attention output, feed-forward in, feed-forward out), one kept.
+    # MiniLM-L6: 6 layers x (attention output, feed-forward in, feed-forward out), one kept;
+    # Q, K and V are one fused Attention node (QAttention in int8), not MatMuls.
     assert integer == 6 * 3 - 1
     fp32_floats, none = float_weight_matmuls(exported / "onnx" / "model.onnx")
     assert none == 0 and len(fp32_floats) == 6 * 3 and kept[0] in fp32_floats
+
+
+def test_only_the_first_feed_forward_output_is_kept_by_name() -> None:
+    from types import SimpleNamespace
+
+    from aisle.towers.quantize import fp32_nodes
+
+    names = {
+        "/hf/bert/encoder/layer.0/output/dense/MatMul": True,
+        "/0/auto_model/encoder/layer.0/output/dense/MatMul": True,
+        "/transformer/layer.0/ffn/lin2/MatMul": True,
+        "layer.0/output/dense/MatMul": True,
+        "/encoder/layer.0/attention/output/dense/MatMul": False,
+        "/encoder/layer.0/intermediate/dense/MatMul": False,
+        "/encoder/layer.10/output/dense/MatMul": False,
+        "/encoder/layer.1/output/dense/MatMul": False,
+        "/encoder/layer.0/output/dense/MatMul_1": False,
+        "/encoder/player.0/output/dense/MatMul": False,
+    }
+    graph = SimpleNamespace(node=[SimpleNamespace(op_type="MatMul", name=n) for n in names]
+                            + [SimpleNamespace(op_type="Add", name=next(iter(names)))])
+    assert fp32_nodes(graph) == [n for n, kept in names.items() if kept]
 
 
 def test_sentence_transformers_finds_the_export(exported: Path) -> None:
