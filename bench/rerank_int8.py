@@ -2,16 +2,16 @@
 
     python bench/rerank_int8.py --reranker runs/demo/reranker --data runs/demo/data
 
-Reads the exported fp32 graph (``aisle rerank export``, or ``aisle rerank train``'s own
-export) and quantises it as ``aisle.towers.quantize`` does, once with nothing left in fp32,
-once as the export does (``KEEP_FP32``), and once with each of the first layer's weight
-MatMuls left in fp32 alone (plus the whole first layer, and every layer's feed-forward
+Reads the exported fp32 graph (``aisle rerank export``, or ``aisle rerank train``'s own export)
+and quantises it with the export's own ``aisle.towers.quantize.quantize``: once with nothing
+left in fp32, once as the export does (``KEEP_FP32``), and once with each of the first layer's
+weight MatMuls left in fp32 alone (plus the whole first layer, and every layer's feed-forward
 output). Each variant is scored on the export gate's own judged pairs (``CrossAgreement``'s
 seeded queries): Pearson's r and the same-query pair order against fp32, as the gate reads
 them, and the mean absolute logit difference. Time: one call of ``--pairs`` pairs, p50 of
 ``--repeats``, each variant's against the nothing-in-fp32 graph measured in the same run
-(variants interleaved call by call, so machine noise falls on all alike). A graph whose
-MatMuls torch.onnx did not name BERT-style has only the first two rows.
+(variants interleaved call by call, so machine noise falls on all alike). A graph whose MatMuls
+torch.onnx did not name BERT-style has only the first two rows.
 """
 
 from __future__ import annotations
@@ -30,9 +30,8 @@ from aisle.artifacts import read_manifest
 from aisle.rerank.export import CrossAgreement, _judged_pairs, _pair_order
 from aisle.rerank.model import KIND, OnnxCrossScorer
 from aisle.towers.onnx import FP32_FILE, ONNX_DIR
-from aisle.towers.quantize import fp32_nodes
+from aisle.towers.quantize import fp32_nodes, quantize
 
-log = logging.getLogger("bench.rerank_int8")
 LAYER0 = re.compile(r"(^|/)layer\.0/")
 FEED_FORWARD_OUT = re.compile(r"(^|/)layer\.\d+/output/dense/MatMul$")
 
@@ -55,20 +54,6 @@ def variants(graph: onnx.GraphProto) -> dict[str, list[str]]:
         out["all of layer 0"] = first
         out["every feed-forward output"] = [n for n in nodes if FEED_FORWARD_OUT.search(n)]
     return out
-
-
-def quantized(fp32: Path, out: Path, keep: list[str]) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.WARNING))
-    try:
-        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True,
-                         nodes_to_exclude=keep,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    finally:
-        root.setLevel(level)
 
 
 def main() -> None:
@@ -102,7 +87,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, keep) in enumerate(variants(graph).items()):
             path = Path(tmp) / f"v{i}.onnx"
-            quantized(fp32, path, keep)
+            quantize(fp32, path, keep)
             scorers[name] = scorer(path)
             got = scorers[name].score(pairs)
             order, _ = _pair_order(reference, got, groups, agreement.tie_margin)

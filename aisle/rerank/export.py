@@ -5,9 +5,8 @@ are (towers/export.py); int8 quantises its weight MatMuls per output channel, al
 first layer's feed-forward output (towers/quantize.py says why). Nothing is assumed: the fp32
 graph must reproduce torch's logits, and int8's logits must agree with fp32's on a seeded
 sample of the data's judged (query, product) pairs, or the export is refused and nothing is
-written.
-Files go to ``onnx/`` (``model.onnx``, ``model_qint8.onnx``, ``tokenizer.json``), where
-sentence-transformers' ONNX backend also looks for them.
+written. Files go to ``onnx/`` (``model.onnx``, ``model_qint8.onnx``, ``tokenizer.json``),
+where sentence-transformers' ONNX backend also looks for them.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,16 +46,20 @@ def fp32_nodes(graph: onnx.GraphProto) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "MatMul" and KEEP_FP32.search(n.name)]
 
 
-def quantize(fp32: Path, out: Path) -> list[str]:
-    """``fp32`` -> ``out``, its weights in int8 but those of ``fp32_nodes``; returns their
-    names (none for an architecture whose graph names no such node)."""
+def quantize(fp32: Path, out: Path, keep: Sequence[str] | None = None) -> list[str]:
+    """``fp32`` -> ``out``, its weight MatMuls in int8 but the nodes named in ``keep``
+    (default: the graph's ``fp32_nodes``); returns the names left in fp32 (by default none
+    for an architecture whose graph names no such node)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    kept = fp32_nodes(onnx.load(str(fp32), load_external_data=False).graph)
-    if not kept:
-        log.info("%s: no first-layer feed-forward output found; every weight MatMul goes int8",
-                 fp32)
+    if keep is None:
+        kept = fp32_nodes(onnx.load(str(fp32), load_external_data=False).graph)
+        if not kept:
+            log.info("%s: no first-layer feed-forward output found; every weight MatMul goes "
+                     "int8", fp32)
+    else:
+        kept = list(keep)
     root = logging.getLogger()
     level = root.level
     root.setLevel(max(level, logging.WARNING))  # the quantizer logs each tensor to the root
