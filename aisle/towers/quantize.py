@@ -6,12 +6,12 @@ channel on homedepot). Only MatMuls with constant weights are quantised (onnxrun
 default): the attention products of two activations stay fp32.
 
 One weight MatMul stays fp32: the first layer's feed-forward output projection
-(``KEEP_FP32``). Leaving each MatMul of the demo's cross-encoder out of int8 in turn
-(2026-12-05, 2,432 judged homedepot pairs) moved its Pearson r to fp32 from 0.9922 to 0.9949
-for that one, and by at most 0.0006 for any other of the first layer's; all six feed-forward
-outputs gave 0.9963 for 40% more time, this one ~5%. On the demo's towers it lifted the mean
-cosine to fp32 from 0.9929 to 0.9943 (1st percentile 0.9890 -> 0.9912, top-10 overlap 0.909
--> 0.920) at the same query latency (1.14 -> 1.16 ms, within noise).
+(``KEEP_FP32``). bench/rerank_int8.py leaves each MatMul of a cross-encoder out of int8 in
+turn; on the demo's (2026-12-05, the gate's 2,432 judged homedepot pairs) that one moved
+Pearson's r to fp32 from 0.9929 to 0.9940 for 1.05-1.06x the time, no other single one helped,
+and all six feed-forward outputs gave 0.9964 for 1.31-1.33x. On the demo's towers (a
+throwaway check, docs/results.md) it lifted the mean cosine to fp32 from 0.9929 to 0.9943 at
+the same query latency.
 """
 
 from __future__ import annotations
