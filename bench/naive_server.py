@@ -1,5 +1,6 @@
 """The naive baseline of bench/serve.py: one FastAPI endpoint calling sentence-transformers
-``encode`` and a flat FAISS search per request. No cache, no batching, no thread offload."""
+``encode_query`` (a two-tower model's query route) and a flat FAISS search per request. No
+cache, no batching, no thread offload."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def create_app(index_dir: str, model_dir: str) -> FastAPI:
 
     @app.get("/search")
     def search(q: str, k: int = 10) -> dict[str, object]:
-        vec = model.encode([q], normalize_embeddings=True)
+        vec = model.encode_query([q], normalize_embeddings=True)
         scores, idx = index.search(np.asarray(vec, dtype=np.float32), k)
         return {
             "results": [

@@ -26,7 +26,11 @@ one query-vector cache shared by every mode, and a per-index cache of finished r
 The naive server has no cache; it gets the dense slices, so it answers the same queries as
 the "aisle dense" rows, and the ratio lines compare the two.
 
-Prints p50 / p95 / p99 latency (ms), QPS and failed (non-200) requests per row; then the targets
+Prints p50 / p95 / p99 latency (ms), QPS and failed (non-200) requests per row, and the CPU each
+phase cost: the server's cores busy (its CPU seconds over the phase's wall seconds, out of
+os.cpu_count(); from /proc, so blank off Linux) and its and the load generator's CPU ms per
+request. A server that answers slower than the cores it leaves idle would allow is held up by
+something other than CPU (on CPython, often the GIL). Then the targets
 measured by this run (hybrid warm and cold p99 at c=8, hybrid/dense warm p99 ratio, failed
 requests: printed numbers, not a pass/fail exit code) and ratios naive / aisle.
 --rows-json writes the rows as JSON. A few responses of each aisle phase are checked to be
@@ -158,6 +162,18 @@ class Connection:
         self.writer.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, every thread) process ``pid`` has used; NaN where /proc
+    cannot tell (not Linux, or the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            # The fields after the command name, which may hold spaces and parentheses.
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return math.nan
+
+
 def check_mode(bodies: list[bytes], mode: str) -> None:
     """Raise unless each of ``bodies`` (200 responses) says it was answered in ``mode``."""
     for body in bodies:
@@ -177,6 +193,7 @@ async def load(
     params: dict[str, str],
     sent: list[str],
     repeat: bool = False,
+    server_pid: int | None = None,
 ) -> dict[str, float]:
     latencies: list[float] = []
     failures = 0
@@ -207,18 +224,24 @@ async def load(
                 bodies.append(body)
 
     try:
+        server_cpu = math.nan if server_pid is None else cpu_seconds(server_pid)
+        client_cpu = time.process_time()
         started = time.perf_counter()
         # One bound for the phase (a per-request wait_for would cost the client a task each).
         await asyncio.wait_for(asyncio.gather(*(worker(c) for c in conns)), seconds + 60)
         wall = time.perf_counter() - started
+        client_cpu = time.process_time() - client_cpu
+        if server_pid is not None:
+            server_cpu = cpu_seconds(server_pid) - server_cpu
     finally:
         for c in conns:
             c.close()
     if "mode" in params:
         check_mode(bodies, params["mode"])
+    nan = math.nan
     if not latencies:  # an empty slice (a tiny data set): a row of NaN, not a crash
-        nan = float("nan")
-        return {"n": 0, "p50": nan, "p95": nan, "p99": nan, "qps": 0.0, "failed": failures}
+        return {"n": 0, "p50": nan, "p95": nan, "p99": nan, "qps": 0.0, "failed": failures,
+                "server_cores": nan, "server_ms": nan, "client_ms": nan}
     ms = np.array(latencies) * 1000
     return {
         "n": len(ms),
@@ -227,6 +250,9 @@ async def load(
         "p99": float(np.percentile(ms, 99)),
         "qps": len(ms) / wall,
         "failed": failures,
+        "server_cores": server_cpu / wall,
+        "server_ms": server_cpu * 1000 / len(ms),
+        "client_ms": client_cpu * 1000 / len(ms),
     }
 
 
@@ -240,18 +266,21 @@ def run(coro: Any) -> Any:
 
 
 def phases(
-    port: int, cold: list[list[str]], seconds: float, label: str, params: dict[str, str]
+    port: int, cold: list[list[str]], seconds: float, label: str, params: dict[str, str],
+    server_pid: int | None = None,
 ) -> list[Row]:
-    """Cold c=1 and c=8 on ``cold``'s two slices, then warm c=1 and c=8 cycling what they sent."""
+    """Cold c=1 and c=8 on ``cold``'s two slices, then warm c=1 and c=8 cycling what they sent;
+    ``server_pid``: the server whose CPU each phase reports."""
     rows = []
     sent: list[str] = []
     for conc, queries in zip(CONCURRENCY, cold, strict=True):
         log.info("%s cold c=%d: %d queries", label, conc, len(queries))
-        result = run(load(port, queries, conc, seconds, params, sent))
+        result = run(load(port, queries, conc, seconds, params, sent, server_pid=server_pid))
         rows.append((f"{label} cold c={conc}", result))
     for conc in CONCURRENCY:  # only queries this mode sent above: all in its result cache now
         log.info("%s warm c=%d: cycling %d queries", label, conc, len(sent))
-        result = run(load(port, list(sent), conc, seconds, params, [], repeat=True))
+        result = run(load(port, list(sent), conc, seconds, params, [], repeat=True,
+                          server_pid=server_pid))
         rows.append((f"{label} warm c={conc}", result))
     return rows
 
@@ -314,9 +343,12 @@ def main() -> None:
     )
     index = load_index(Path(args.index))
     model_dir = resolve_model_ref(index.model_ref)
-    if (model_dir / "manifest.json").is_file():  # an aisle model dir: the query tower's weights
-        sub = "shared" if (model_dir / "shared").is_dir() else "query"
-        model_dir = model_dir / sub
+    # An aisle model directory loads as a sentence-transformers Router (the naive server encodes
+    # with its query route); one from before the Router layout keeps the query tower apart.
+    for sub in ("shared", "query"):
+        if (model_dir / "manifest.json").is_file() and (model_dir / sub).is_dir():
+            model_dir = model_dir / sub
+            break
 
     results: list[Row] = []
     aisle_port, naive_port = free_port(), free_port()
@@ -341,7 +373,8 @@ def main() -> None:
     try:
         for mode in modes:
             label = f"aisle {mode}"
-            results += phases(aisle_port, cold[mode], args.seconds, label, {"mode": mode})
+            results += phases(aisle_port, cold[mode], args.seconds, label, {"mode": mode},
+                              aisle.pid)
     finally:
         aisle.terminate()
         aisle.wait(timeout=30)
@@ -357,7 +390,7 @@ def main() -> None:
                              params={"q": WARMUP_QUERY, "mode": "hybrid"}, timeout=30).json()
             log.info("re-ranking: the top %s of the first stage", body.get("reranked"))
             results += phases(port, cold["hybrid"], args.seconds, "aisle hybrid+rerank",
-                              {"mode": "hybrid"})
+                              {"mode": "hybrid"}, reranking.pid)
             counts = {line.split()[0]: float(line.split()[1]) for line in httpx.get(
                 f"http://127.0.0.1:{port}/metrics", timeout=30).text.splitlines()
                 if line.startswith(("aisle_reranked_total", "aisle_rerank_skipped_total"))}
@@ -381,7 +414,7 @@ def main() -> None:
             naive_port,
         )
         try:
-            results += phases(naive_port, cold["dense"], args.seconds, "naive", {})
+            results += phases(naive_port, cold["dense"], args.seconds, "naive", {}, naive.pid)
         finally:
             naive.terminate()
             naive.wait(timeout=30)
@@ -402,14 +435,18 @@ def main() -> None:
 
 
 def report(results: list[Row]) -> None:
+    cores = os.cpu_count() or 0
     print(
         f"{'phase':<24} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'QPS':>8} {'fail':>4}"
+        f" {'srv cores':>9} {'srv CPU ms/req':>14} {'client ms/req':>13}"
     )
     for name, r in results:
         print(
             f"{name:<24} {r['n']:>5.0f} {r['p50']:>8.2f} {r['p95']:>8.2f} {r['p99']:>8.2f} "
-            f"{r['qps']:>8.1f} {r['failed']:>4.0f}"
+            f"{r['qps']:>8.1f} {r['failed']:>4.0f} {r['server_cores']:>9.2f} "
+            f"{r['server_ms']:>14.2f} {r['client_ms']:>13.2f}"
         )
+    print(f"(srv cores: of the {cores} this machine has)")
 
 
 def targets(results: list[Row]) -> None:
