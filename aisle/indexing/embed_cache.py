@@ -114,5 +114,8 @@ class EmbeddingCache:
 
 def cache_key(model_fingerprint: str, backend: str) -> str:
     """torch and int8 ONNX towers share a fingerprint (same weights) but not exact vectors:
-    one cache per (weights, backend), so an index never mixes the two."""
-    return f"{model_fingerprint}-{backend}"
+    one cache per (weights, backend), so an index never mixes the two. int8 has its own
+    generation: before 2026-12-05 it encoded many products a call, and each vector depended on
+    the products that shared its call (``towers/onnx.py``); those vectors are not reused."""
+    suffix = "-percall" if backend == "onnx-int8" else ""
+    return f"{model_fingerprint}-{backend}{suffix}"

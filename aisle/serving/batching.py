@@ -1,4 +1,4 @@
-"""Micro-batching: concurrent searches share one encoder call.
+"""Micro-batching: concurrent searches share one trip to the encoder.
 
 Continuous batching: when the encoder is idle, a query is encoded at once, with whatever else
 is already queued; queries that arrive while a batch is being encoded queue up and go
@@ -8,9 +8,10 @@ each batch (fewer, larger batches at the cost of that much latency). Up to ``lan
 run at once, each on its own executor thread: a batch is encoded and then searched (BM25,
 fusion, the ANN index), and with one lane the next batch could not start encoding until the
 last one's searches were done, leaving all but one core idle under load. A batch shares the
-encoder call only: each request is then searched at its own k (``Engine.search_jobs``), so
-its results never depend on what else was in the batch. Requests of one mode and partition
-share a batch.
+trip to the encoder only (an int8 query tower still encodes each text in its own call, as int8
+scales activations per call: ``towers/onnx.py``); each request is then searched at its own k
+(``Engine.search_jobs``), so its results never depend on what else was in the batch. Requests
+of one mode and partition share a batch.
 
 The queue is bounded (``max_queued`` requests): past that, a request is refused at once
 (``Overloaded``: the service answers 503) rather than waiting behind work it would time out

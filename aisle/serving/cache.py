@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 # Bumped whenever what a key stands for changes, so no entry written under an older scheme is
 # ever read as a match. v2: the key is the exact text the encoder was given (v1 keyed a
 # case-folded text while the encoder read it as typed, so variants shared a wrong vector).
-KEY_VERSION = "v2"
+# v3: int8 query towers encode one text a call (``towers/onnx.py``); a v2 int8 vector
+# depended on the queries encoded with it.
+KEY_VERSION = "v3"
 
 
 def cache_key(model: str, text: str) -> str:

@@ -196,9 +196,10 @@ class Engine:
 
     def search_jobs(self, asks: Sequence[Ask], mode: Mode) -> list[Answer]:
         """Several requests of one mode, partition and filter at once (the micro-batcher's): one
-        encoder call for all their texts, then each searched at its own k, so a request's
-        results never depend on what else was in its batch (HNSW's candidate list, IVF-PQ's
-        re-rank depth and hybrid's fusion depth all grow with k)."""
+        trip to the encoder for all their texts (an int8 tower runs each text alone), then each
+        searched at its own k, so a request's results never depend on what else was in its
+        batch (HNSW's candidate list, IVF-PQ's re-rank depth and hybrid's fusion depth all grow
+        with k)."""
         snapshot = self.snapshot
         partition = asks[0].partition
         retriever = self._retriever(snapshot, partition)

@@ -106,6 +106,14 @@ def test_a_rebuild_encodes_only_new_and_changed_products(
     np.testing.assert_allclose(cached, base_model.product.encode(texts).numpy(), atol=1e-5)
 
 
+def test_each_backend_and_int8_generation_has_its_own_cache() -> None:
+    """torch, fp32 and int8 vectors of one model differ, and int8's changed on 2026-12-05 (one
+    text a call): none is read for another."""
+    keys = {cache_key("fp", b) for b in ("torch", "onnx-fp32", "onnx-int8")}
+    assert len(keys) == 3
+    assert cache_key("fp", "onnx-int8") != "fp-onnx-int8"  # int8's older, batched vectors
+
+
 def test_the_cache_ignores_a_shard_without_keys(tmp_path: Path) -> None:
     cache = EmbeddingCache(tmp_path, "m", 4)
     cache.add(["a" * 32, "b" * 32], np.eye(4, dtype=np.float32)[:2])

@@ -18,7 +18,7 @@ from tests.serving.conftest import RedisServer
 def test_keys() -> None:
     assert cache_key("fp1", "a") != cache_key("fp2", "a")  # the model is part of the key
     assert cache_key("fp1", "a") != cache_key("fp1", "A")  # the exact text, case included
-    assert cache_key("fp1", "a").startswith("aisle:qemb:v2:fp1:")
+    assert cache_key("fp1", "a").startswith("aisle:qemb:v3:fp1:")
     cache_key("fp1", "\ud800")  # a lone surrogate is a key, not an exception
 
 

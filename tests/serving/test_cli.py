@@ -53,7 +53,7 @@ def test_cache_warm_writes_head_queries_to_redis(
     log.write_text("ｌａｄｄｅｒ\nladder\nLadder\nGarden  Hose\ngarden hose\n!!!\n!!!\n!!!\n"
                    "!!!\nrare query\n")
     client = redis.Redis.from_url(shared_redis)
-    prefix = f"aisle:qemb:v2:{base_model.fingerprint}-{base_model.backend}:"
+    prefix = f"aisle:qemb:v3:{base_model.fingerprint}-{base_model.backend}:"
     for key in client.scan_iter(prefix + "*"):
         client.delete(key)
     monkeypatch.setenv("REDIS_URL", shared_redis)

@@ -129,6 +129,23 @@ def test_int8_agrees_with_fp32_on_real_queries_and_titles(
     assert float((a - b).abs().max()) > 1e-4  # it really is another runtime, not a copy
 
 
+def test_an_int8_vector_does_not_depend_on_what_shares_its_call(exported: Path) -> None:
+    """int8 scales activations once per ONNX Runtime call: a text encoded beside a long one
+    would get a coarser scale. Each text is its own call, so its vector is the same bit for bit
+    alone, in any batch and in any position (the service micro-batches queries; index builds
+    batch, shard and resume products); fp32 batches, and agrees up to rounding."""
+    texts = ["cordless drill", "DEWALT 20-Volt MAX Lithium-Ion Cordless 1/2 in. Drill/Driver Kit",
+             "garden hose " * 120, "Ünïcödé ß 電動ドリル 🔨"]
+    int8 = load_model(exported, TowerConfig(backend="onnx-int8"))
+    for encode in (int8.encode_query, int8.product.encode):
+        alone = torch.cat([encode([t]) for t in texts])
+        assert torch.equal(encode(texts), alone)
+        assert torch.equal(encode(texts[::-1]), alone.flip(0))
+    fp32 = load_model(exported, TowerConfig(backend="onnx-fp32"))
+    alone = torch.cat([fp32.encode_query([t]) for t in texts])
+    assert torch.allclose(fp32.encode_query(texts), alone, atol=1e-5)
+
+
 def float_weight_matmuls(path: Path) -> tuple[list[str], int]:
     """An ONNX graph's MatMuls that multiply by a stored float weight, and how many integer
     MatMuls (weights quantised to int8) it holds."""
