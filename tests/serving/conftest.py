@@ -119,6 +119,23 @@ def engine(serve_config: ServeConfig, base_model: TwoTowerModel) -> Engine:
 
 
 @pytest.fixture(scope="session")
+def int8_engine_parts(tmp_path_factory: pytest.TempPathFactory, sample_data: Path
+                      ) -> tuple[ServeConfig, TwoTowerModel]:
+    """The base model exported with int8 towers (what `aisle train` publishes) and the sample
+    catalog indexed by them: a config and the loaded model, for ``engine_over``."""
+    from aisle.indexing.build import build_index
+    from aisle.towers.export import Agreement, export_model
+    from aisle.towers.model import load_model
+
+    model_dir = export_model(None, tmp_path_factory.mktemp("int8") / "model", int8=True,
+                             data=sample_data, agreement=Agreement(queries=64, products=128))
+    model = load_model(model_dir)
+    assert model.backend == "onnx-int8"
+    index = build_index(sample_data, model, tmp_path_factory.mktemp("int8-idx") / "index")
+    return ServeConfig(index=str(index), watch_interval_s=0), model
+
+
+@pytest.fixture(scope="session")
 def partitioned_index(tmp_path_factory: pytest.TempPathFactory, sample_data: Path,
                       base_model: TwoTowerModel) -> Path:
     """The sample catalog split into partitions store-1 and store-2 (alternate rows)."""

@@ -15,7 +15,10 @@ from aisle.retrieval.query import PreparedQuery
 from aisle.retrieval.retriever import Found
 from aisle.retrieval.store import Hit
 from aisle.serving.batching import MicroBatcher, Overloaded
+from aisle.serving.config import ServeConfig
 from aisle.serving.engine import Answer, Ask, Engine
+from aisle.towers.model import TwoTowerModel
+from tests.serving.conftest import engine_over
 
 
 def search(batcher: MicroBatcher, text: str, k: int, mode: Mode = "dense") -> Any:
@@ -254,3 +257,35 @@ def test_a_requests_results_do_not_depend_on_its_batch(engine: Engine, mode: Mod
     for q, solo, answer in zip(queries, alone, batched, strict=True):
         assert [(h.product_id, h.score) for h in answer.found[0].hits] == [
             (h.product_id, h.score) for h in solo], q
+
+
+@pytest.mark.parametrize("mode", ["dense", "hybrid"])
+def test_an_int8_query_is_encoded_as_it_would_be_alone(
+    int8_engine_parts: tuple[ServeConfig, TwoTowerModel], mode: Mode
+) -> None:
+    """int8 towers (what `aisle train` publishes) scale activations once per call: had a batch
+    shared a call, a long, unlike neighbour would widen the scale its queries are quantised
+    with. Each text is its own call, so a query's results, to the score, are what it gets on
+    its own, whatever is encoded beside it. Two engines, so that no vector comes from a
+    cache: one searches each query alone, the other all of them in one batch."""
+    queries = ["cordless drill", "black paint", "wall mount shelf", "smoke detector"]
+    long = "Ünïcödé 電動ドリル 🔨 GARDEN HOSE 50 ft. x 5/8 in. heavy duty " * 4
+    alone = engine_over(*int8_engine_parts)
+    solo = [alone.search(Ask((q,), 10, mode)).found[0].hits for q in queries]
+    engine = engine_over(*int8_engine_parts)
+
+    async def together() -> list[Any]:
+        runner = asyncio.create_task(batcher.run())
+        try:
+            return await asyncio.gather(*[search(batcher, q, 10, mode) for q in [long, *queries]])
+        finally:
+            runner.cancel()
+
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(engine, pool, wait_s=0.2, max_items=32)
+        _, *batched = asyncio.run(together())
+    assert batcher.batch_sizes == [5]  # they did share one batch
+    assert engine.stats.misses == 5  # and every vector was encoded in it
+    for q, hits, answer in zip(queries, solo, batched, strict=True):
+        assert [(h.product_id, h.score) for h in answer.found[0].hits] == [
+            (h.product_id, h.score) for h in hits], q
