@@ -20,6 +20,8 @@ from aisle.serving.engine import Answer, Ask, Engine
 from aisle.towers.model import TwoTowerModel
 from tests.serving.conftest import engine_over
 
+QUERIES = ["cordless drill", "black paint", "wall mount shelf", "smoke detector"]
+
 
 def search(batcher: MicroBatcher, text: str, k: int, mode: Mode = "dense") -> Any:
     return batcher.search(Ask((text,), k), mode)
@@ -238,23 +240,31 @@ def test_lanes_bound_how_many_batches_run_at_once(lanes: int) -> None:
 def test_a_requests_results_do_not_depend_on_its_batch(engine: Engine, mode: Mode) -> None:
     """Each request is searched at its own k: a k=300 neighbour in the batch (deeper HNSW
     candidates, deeper hybrid fusion) leaves a k=10 request's results as they are alone."""
-    queries = ["cordless drill", "black paint", "wall mount shelf", "smoke detector"]
-    alone = [engine.search(Ask((q,), 10, mode)).found[0].hits for q in queries]
+    alone = [engine.search(Ask((q,), 10, mode)).found[0].hits for q in QUERIES]
+    deep, *batched = one_batch(engine, [("garden hose", 300)] + [(q, 10) for q in QUERIES], mode)
+    assert len(deep.found[0].hits) == min(300, engine.snapshot.index.searcher.count)
+    assert_same_hits(batched, alone)
 
-    async def together() -> list[Any]:
+
+def one_batch(engine: Engine, asks: list[tuple[str, int]], mode: Mode) -> list[Answer]:
+    """``asks`` ((text, k) each) searched by ``engine`` as one micro-batch (checked)."""
+
+    async def together() -> list[Answer]:
         runner = asyncio.create_task(batcher.run())
         try:
-            deep = search(batcher, "garden hose", 300, mode)
-            return await asyncio.gather(deep, *[search(batcher, q, 10, mode) for q in queries])
+            return list(await asyncio.gather(*[search(batcher, t, k, mode) for t, k in asks]))
         finally:
             runner.cancel()
 
     with ThreadPoolExecutor(2) as pool:
         batcher = MicroBatcher(engine, pool, wait_s=0.2, max_items=32)
-        deep, *batched = asyncio.run(together())
-    assert batcher.batch_sizes == [5]  # they did share one batch
-    assert len(deep.found[0].hits) == min(300, engine.snapshot.index.searcher.count)
-    for q, solo, answer in zip(queries, alone, batched, strict=True):
+        answers = asyncio.run(together())
+    assert batcher.batch_sizes == [len(asks)]  # they did share one batch
+    return answers
+
+
+def assert_same_hits(answers: list[Answer], alone: list[list[Hit]]) -> None:
+    for q, answer, solo in zip(QUERIES, answers, alone, strict=True):
         assert [(h.product_id, h.score) for h in answer.found[0].hits] == [
             (h.product_id, h.score) for h in solo], q
 
@@ -268,24 +278,10 @@ def test_an_int8_query_is_encoded_as_it_would_be_alone(
     with. Each text is its own call, so a query's results, to the score, are what it gets on
     its own, whatever is encoded beside it. Two engines, so that no vector comes from a
     cache: one searches each query alone, the other all of them in one batch."""
-    queries = ["cordless drill", "black paint", "wall mount shelf", "smoke detector"]
     long = "Ünïcödé 電動ドリル 🔨 GARDEN HOSE 50 ft. x 5/8 in. heavy duty " * 4
-    alone = engine_over(*int8_engine_parts)
-    solo = [alone.search(Ask((q,), 10, mode)).found[0].hits for q in queries]
+    single = engine_over(*int8_engine_parts)
+    alone = [single.search(Ask((q,), 10, mode)).found[0].hits for q in QUERIES]
     engine = engine_over(*int8_engine_parts)
-
-    async def together() -> list[Any]:
-        runner = asyncio.create_task(batcher.run())
-        try:
-            return await asyncio.gather(*[search(batcher, q, 10, mode) for q in [long, *queries]])
-        finally:
-            runner.cancel()
-
-    with ThreadPoolExecutor(2) as pool:
-        batcher = MicroBatcher(engine, pool, wait_s=0.2, max_items=32)
-        _, *batched = asyncio.run(together())
-    assert batcher.batch_sizes == [5]  # they did share one batch
-    assert engine.stats.misses == 5  # and every vector was encoded in it
-    for q, hits, answer in zip(queries, solo, batched, strict=True):
-        assert [(h.product_id, h.score) for h in answer.found[0].hits] == [
-            (h.product_id, h.score) for h in hits], q
+    _, *batched = one_batch(engine, [(long, 10)] + [(q, 10) for q in QUERIES], mode)
+    assert engine.stats.misses == 5  # every vector was encoded in that batch
+    assert_same_hits(batched, alone)
