@@ -29,7 +29,6 @@ import onnx
 from aisle.artifacts import read_manifest
 from aisle.rerank.export import CrossAgreement, _judged_pairs, _pair_order
 from aisle.rerank.model import KIND, OnnxCrossScorer
-from aisle.towers.onnx import FP32_FILE, ONNX_DIR
 from aisle.towers.quantize import fp32_nodes, quantize
 
 LAYER0 = re.compile(r"(^|/)layer\.0/")
@@ -70,12 +69,10 @@ def main() -> None:
     section = manifest.get("onnx")
     if not section:
         raise SystemExit(f"{args.reranker} has no ONNX export: run aisle rerank export first")
-    folder = args.reranker / section.get("dir", ONNX_DIR)
-    fp32 = folder / section["files"].get("fp32", FP32_FILE)
+    fp32 = args.reranker / section["dir"] / section["files"]["fp32"]
 
     def scorer(path: Path) -> OnnxCrossScorer:
-        return OnnxCrossScorer(path, folder / section["tokenizer"], int(manifest["max_length"]),
-                               int(section["pad_id"]), section["inputs"])
+        return OnnxCrossScorer.from_export(args.reranker, manifest, path)
 
     agreement = CrossAgreement()
     pairs, groups = _judged_pairs(args.data, agreement)

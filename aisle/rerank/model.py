@@ -76,6 +76,15 @@ class OnnxCrossScorer:
         self.tokenizer.enable_truncation(max_length)
         self.tokenizer.enable_padding(pad_id=pad_id)
 
+    @classmethod
+    def from_export(cls, path: Path, manifest: dict[str, Any], onnx_file: Path
+                    ) -> OnnxCrossScorer:
+        """``onnx_file`` (one of the directory ``path``'s exported graphs, or a graph made from
+        them) run with the export's tokenizer, length, padding and inputs (``manifest``)."""
+        section = manifest["onnx"]
+        return cls(onnx_file, path / section["dir"] / section["tokenizer"],
+                   int(manifest["max_length"]), int(section["pad_id"]), section["inputs"])
+
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         out = []
         for start in range(0, len(pairs), BATCH):
@@ -135,9 +144,8 @@ def load_reranker(path: Path, backend: RerankBackend = "auto", device: str | Non
         onnx = manifest["onnx"]
         root = path / onnx["dir"]
         try:
-            scorer = OnnxCrossScorer(root / onnx["files"][chosen.removeprefix("onnx-")],
-                                     root / onnx["tokenizer"], int(manifest["max_length"]),
-                                     int(onnx["pad_id"]), onnx["inputs"])
+            scorer = OnnxCrossScorer.from_export(
+                path, manifest, root / onnx["files"][chosen.removeprefix("onnx-")])
         except Exception as e:  # onnxruntime raises its own types for an unreadable graph
             raise ArtifactError(f"{root} holds a missing or corrupt ONNX export ({e}); run "
                                 "aisle rerank export again") from e
