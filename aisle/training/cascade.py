@@ -29,7 +29,7 @@ from aisle.towers.model import BASE_MODEL, TwoTowerModel, load_model
 from aisle.towers.model import KIND as MODEL_KIND
 from aisle.training.config import StepConfig, TrainConfig
 from aisle.training.dev_eval import evaluate_dev
-from aisle.training.distill import attach_teacher, teacher_fingerprint
+from aisle.training.distill import attach_teacher, index_fingerprint, teacher_fingerprint
 from aisle.training.distill import validate as validate_distill
 from aisle.training.pairs import (
     check_hard_negatives,
@@ -147,7 +147,7 @@ def _checked_steps(ds: Dataset, config: TrainConfig) -> list[tuple[str, StepConf
             )
         if not cfg.shared:
             untied_by = untied_by or name
-        validate_distill(cfg)
+        validate_distill(cfg, ds)
         step = _resolved(cfg, top)
         n = count_positives(ds, step.min_grade)
         how = (
@@ -230,11 +230,13 @@ def train_cascade(
     best_name, best_score = "", float("-inf")
     done_dirs: dict[str, Path] = {}
     for name, cfg in steps:
-        # A cross-encoder teacher is named by its weights too, not only by its path.
+        # A cross-encoder teacher is named by its weights too, not only by its path, and a
+        # candidate index by its manifest.
         teacher_weights = teacher_fingerprint(cfg)
-        lineage.append([name, _step_record(cfg),
-                        *([{"distill_teacher_weights": teacher_weights}] if teacher_weights
-                          else [])])
+        candidates_index = index_fingerprint(cfg)
+        named = {**({"distill_teacher_weights": teacher_weights} if teacher_weights else {}),
+                 **({"distill_index_manifest": candidates_index} if candidates_index else {})}
+        lineage.append([name, _step_record(cfg), *([named] if named else [])])
         key = _step_key(lineage)
         done = done_dirs[name] = work / f"{name}-{key}.done"
         ckpt = work / f"{name}-{key}.ckpt"
@@ -265,10 +267,11 @@ def train_cascade(
             )
             if cfg.distill_candidates:
                 # The teacher depends on the model the step starts from and its own settings
-                # (candidates, depth, fusion weight, and the cross-encoder that scores them),
-                # not on how the step trains: variants of a step share it.
+                # (candidates, depth, fusion weight, the cross-encoder that scores them and the
+                # index that finds them), not on how the step trains: variants share it.
                 teacher = (cfg.distill_candidates, cfg.distill_depth, cfg.distill_fusion_weight,
-                           *([cfg.distill_teacher, teacher_weights] if teacher_weights else []))
+                           *([cfg.distill_teacher, teacher_weights] if teacher_weights else []),
+                           *([candidates_index] if candidates_index else []))
                 teacher_key = _step_key([*lineage[:-1], name, *teacher])
                 teacher_file = work / f"{name}-teacher-{teacher_key}.json"
                 pairs = attach_teacher(pairs, ds, model, teacher_file, cfg)

@@ -81,6 +81,13 @@ class StepConfig:
     # cross-encoder (8 candidates) tied the plain short cascade on whole-catalog dev and test
     # (docs/results.md, 2026-12-05, ac5c9a9).
     distill_teacher: str = ""
+    # Where the candidates come from: "" = the hybrid above (the model the step starts from
+    # embeds the whole catalog: 18 minutes for homedepot's on two CPU cores); an index
+    # directory (`aisle index build`, over this catalog) = its default search (hybrid, with its
+    # own tuned fusion; ``distill_depth`` and ``distill_fusion_weight`` then do not apply),
+    # whose vectors are already built. Its fused scores are the targets unless
+    # ``distill_teacher`` rescores them. Keyed by the index's manifest, not only its path.
+    distill_index: str = ""
     # Also train product -> query (each positive product ranks the batch's queries). Off: in
     # both steps on homedepot it tied the default on dev (0.5182 against 0.5179, 2026-11-28).
     symmetric: bool = False

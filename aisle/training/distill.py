@@ -1,6 +1,7 @@
 """Teacher lists for listwise distillation: a hybrid (dense + BM25) ranking of each training
-query over the whole catalog, made once before a step from the model the step starts with,
-scored by the hybrid itself or by a cross-encoder (``distill_teacher``).
+query over the whole catalog, made once before a step from the model the step starts with
+or read from a built index's search (``distill_index``: no catalog to embed), scored by the
+hybrid itself or by a cross-encoder (``distill_teacher``).
 
 The hybrid beats either side alone on homedepot (docs/results.md): BM25 holds what the towers
 miss (sizes, model numbers, exact terms), the towers what BM25 misses (synonyms, typos). The
@@ -17,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from aisle.artifacts import atomic_write_text, read_manifest, tree_fingerprint
 from aisle.data.dataset import Dataset
@@ -33,7 +35,9 @@ log = logging.getLogger(__name__)
 Ranking = list[tuple[str, float]]
 
 
-def validate(cfg: StepConfig) -> None:
+def validate(cfg: StepConfig, ds: Dataset | None = None) -> None:
+    """Refuse a distillation config that could only fail after the step before it trained;
+    with ``ds``, a ``distill_index`` built over another catalog too."""
     if cfg.distill_candidates == 0:
         return
     problems = []
@@ -47,6 +51,20 @@ def validate(cfg: StepConfig) -> None:
         except AisleError as e:
             problems.append(f"distill_teacher must be a cross-encoder directory (aisle rerank "
                             f"train writes one): {e}")
+    if cfg.distill_index:
+        from aisle.data.schema import PRODUCTS
+        from aisle.retrieval.store import load_index
+
+        try:
+            built_over = load_index(Path(cfg.distill_index)).manifest["data"][
+                "products_fingerprint"]
+        except AisleError as e:
+            problems.append(f"distill_index must be an index directory (aisle index build "
+                            f"writes one): {e}")
+        else:
+            if ds is not None and built_over != ds.fingerprint(PRODUCTS):
+                problems.append(f"distill_index {cfg.distill_index} was built over another "
+                                f"catalog than {ds.name!r}'s products; build one over it")
     if cfg.distill_depth < cfg.distill_candidates:
         problems.append("distill_depth must be >= distill_candidates")
     if cfg.distill_queries < 1:
@@ -71,6 +89,11 @@ def teacher_rankings(
             f"the catalog has {len(catalog)} products, fewer than distill_candidates "
             f"({cfg.distill_candidates})"
         )
+    if cfg.distill_index:
+        rankings = index_rankings(Path(cfg.distill_index), ds, queries, cfg.distill_candidates)
+        if cfg.distill_teacher:
+            return cross_encoder_rankings(Path(cfg.distill_teacher), ds, queries, rankings)
+        return rankings
     ids = catalog["product_id"].astype(str).tolist()
     lexical = BM25Index.from_config(model.product_texts(catalog), ids, IndexConfig())
     log.info("teacher: embedding %d products and %d queries", len(ids), len(queries))
@@ -81,6 +104,40 @@ def teacher_rankings(
     if cfg.distill_teacher:
         return cross_encoder_rankings(Path(cfg.distill_teacher), ds, queries, rankings)
     return rankings
+
+
+def index_rankings(
+    index: Path, ds: Dataset, queries: Sequence[str], candidates: int
+) -> list[Ranking]:
+    """Per query, the top ``candidates`` of ``index``'s default search (its mode and fusion,
+    the one query path: normalised, spell-corrected), with the scores it ranks by. The index
+    must be built over ``ds``'s catalog (refused otherwise: the step reads its products'
+    texts from ``ds``)."""
+    from aisle.evaluation.run import open_index_retriever
+
+    retriever = open_index_retriever(index, None, ds)
+    log.info("teacher: %d queries' top %d from index %s (%s)", len(queries), candidates, index,
+             retriever.default_mode)
+    rank = retriever.ranker()
+    out: list[Ranking] = []
+    for start in tqdm(range(0, len(queries), 256), desc="teacher: first stage", unit="batch"):
+        out.extend(rank(list(queries[start : start + 256]), candidates))
+    short = sum(len(r) < candidates for r in out)
+    if short:
+        log.warning("%d of %d queries found fewer than %d products in %s", short, len(out),
+                    candidates, index)
+    return out
+
+
+def index_fingerprint(cfg: StepConfig) -> str:
+    """What identifies ``cfg``'s candidate index ("" for none): its manifest (model, data,
+    fusion, version), so an index rebuilt at the same path makes other candidates."""
+    if not cfg.distill_index:
+        return ""
+    from aisle.rerank.train import index_fingerprint as fingerprint
+    from aisle.retrieval.store import load_index
+
+    return fingerprint(load_index(Path(cfg.distill_index)))
 
 
 def teacher_fingerprint(cfg: StepConfig) -> str:

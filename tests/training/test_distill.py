@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,10 @@ import torch
 
 from aisle.configs import load_config
 from aisle.data.dataset import load_dataset
+from aisle.data.synthetic import write_sample
 from aisle.errors import AisleError
+from aisle.evaluation.run import open_index_retriever
+from aisle.indexing.build import build_index
 from aisle.rerank.model import load_reranker
 from aisle.rerank.train import catalog_texts
 from aisle.retrieval.config import IndexConfig
@@ -21,7 +25,12 @@ from aisle.retrieval.lexical import BM25Index
 from aisle.towers.model import TwoTowerModel
 from aisle.training.cascade import train_cascade
 from aisle.training.config import StepConfig, TrainConfig
-from aisle.training.distill import load_or_make_teacher, teacher_rankings, validate
+from aisle.training.distill import (
+    index_fingerprint,
+    load_or_make_teacher,
+    teacher_rankings,
+    validate,
+)
 from aisle.training.pairs import batch_order, iter_batches, positive_pairs
 from tests.training.test_cascade import SMOKE
 
@@ -152,6 +161,68 @@ def test_a_step_distils_a_cross_encoder_and_a_new_teacher_retrains_it(
     # Other files at the same path are another teacher (its fingerprint covers every file of
     # the directory): a new step with new teacher lists, not the old step reused.
     (teacher / "README.md").write_text("retrained elsewhere")
+    third = train_cascade(sample_data, tmp_path / "model", config)["steps"]["step2"]
+    assert third["train"]["teacher_lists_seen"] > 0
+    assert len(list((tmp_path / "model.work").glob("step2-teacher-*.json"))) == 2
+    assert len(list((tmp_path / "model.work").glob("step2-*.done"))) == 2
+
+
+def test_an_index_teacher_is_that_index_s_search_with_no_catalog_embedded(
+    sample_data: Path, base_model: TwoTowerModel, sample_index: Path, reranker_dir: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = load_dataset(sample_data)
+    retriever = open_index_retriever(sample_index, None, ds)
+    expected = [[(h.product_id, h.score) for h in f.hits]
+                for f in retriever.search_texts(QUERIES, 5)]
+    assert retriever.default_mode == "hybrid" and all(len(r) == 5 for r in expected)
+
+    def embedding_the_catalog(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an index teacher embedded the catalog")
+
+    monkeypatch.setattr(base_model, "encode_product", embedding_the_catalog)
+    cfg = StepConfig(distill_candidates=5, distill_index=str(sample_index))
+    validate(cfg, ds)
+    assert teacher_rankings(base_model, ds, QUERIES, cfg) == expected
+    # A cross-encoder rescores the index's candidates: the same products, its order.
+    taught = teacher_rankings(base_model, ds, QUERIES,
+                              replace(cfg, distill_teacher=str(reranker_dir)))
+    for got, first in zip(taught, expected, strict=True):
+        assert sorted(p for p, _ in got) == sorted(p for p, _ in first)
+        assert all(0 < s < 1 for _, s in got)
+
+
+def test_an_index_over_another_catalog_is_refused_before_training(
+    sample_data: Path, base_model: TwoTowerModel, tmp_path: Path
+) -> None:
+    other = write_sample(tmp_path / "other", n_products=120)
+    index = build_index(other, base_model, tmp_path / "other-index")
+    config = load_config(TrainConfig, SMOKE, [
+        "dev_catalog_size=0", "step2.distill_candidates=4", f"step2.distill_index={index}"])
+    with pytest.raises(AisleError, match="built over another catalog"):
+        train_cascade(sample_data, tmp_path / "model", config)
+    assert not (tmp_path / "model.work").exists() or not list(
+        (tmp_path / "model.work").glob("step1-*.done"))  # refused before step 1 trained
+    with pytest.raises(AisleError, match="distill_index must be an index directory"):
+        validate(StepConfig(distill_candidates=4, distill_index=str(tmp_path / "none")))
+
+
+def test_a_step_distils_from_an_index_and_a_rebuilt_index_retrains_it(
+    sample_data: Path, base_model: TwoTowerModel, tmp_path: Path
+) -> None:
+    index = build_index(sample_data, base_model, tmp_path / "index")
+    overrides = ["dev_catalog_size=0", "step1.enabled=false", "step2.max_pairs=64",
+                 "step2.distill_candidates=4", "step2.distill_queries=8",
+                 f"step2.distill_index={index}"]
+    config = load_config(TrainConfig, SMOKE, overrides)
+    first = train_cascade(sample_data, tmp_path / "model", config)["steps"]["step2"]
+    assert first["train"]["teacher_lists_seen"] > 0
+    assert train_cascade(sample_data, tmp_path / "model", config)["steps"]["step2"] == first
+    # Rebuilt at the same path, the index is another one (its manifest names a new build):
+    # a new step with new teacher lists, not the old step reused.
+    before = index_fingerprint(config.step2)
+    build_index(sample_data, base_model, index, force=True)
+    assert index_fingerprint(config.step2) != before
     third = train_cascade(sample_data, tmp_path / "model", config)["steps"]["step2"]
     assert third["train"]["teacher_lists_seen"] > 0
     assert len(list((tmp_path / "model.work").glob("step2-teacher-*.json"))) == 2
