@@ -146,7 +146,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from aisle.pipeline import run_demo
 
     run_demo(args.out, data=args.data, train_config=args.train_config, skip_train=args.no_train,
-             rerank=not args.no_rerank)
+             rerank=not args.no_rerank, distill=not args.no_distill)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -269,7 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-config", type=Path, default=None, help="cascade TOML")
     p.add_argument("--no-train", action="store_true", help="skip the training step")
     p.add_argument("--no-rerank", action="store_true",
-                   help="skip the short cross-encoder and its re-ranking row")
+                   help="skip the short cross-encoder and its re-ranking and distilled rows")
+    p.add_argument("--no-distill", action="store_true",
+                   help="skip the distilled row (the short cascade's step 2 taught by the "
+                   "short cross-encoder)")
     p.set_defaults(func=cmd_demo)
 
     from aisle.serving.cli import add_serve_parsers

@@ -15,17 +15,28 @@ def test_main_job_end_to_end_on_the_sample(
     assert main(["demo", "--data", str(sample_data), "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
     for row in ("BM25", "base model (untuned)", "short cascade (this run)",
-                "hybrid: short cascade + BM25", "hybrid + short cross-encoder"):
+                "hybrid: short cascade + BM25", "hybrid + short cross-encoder",
+                "short cascade, distilled"):
         assert f"| {row}" in out
     # the hybrid row fuses with the weight tune-fusion picked on dev and stored in the index
     manifest = json.loads((tmp_path / "demo" / "index" / "manifest.json").read_text())
     assert manifest["fusion_tuning"]["split"] == "dev"
     assert "search 'cordless drill' (hybrid):" in out  # the default mode, as aisle search
-    for artifact in ("data", "index-base", "model", "index", "reranker"):
+    for artifact in ("data", "index-base", "model", "index", "reranker", "model-distilled",
+                     "index-distilled"):
         assert (tmp_path / "demo" / artifact / "manifest.json").is_file(), artifact
-    # Each row's run as a TREC file, and the report of all four, which the demo points to.
+    # The distilled model's step 2 was taught by the demo's cross-encoder over the demo's
+    # index's candidates, and the row says which step the cascade published.
+    distilled = json.loads((tmp_path / "demo" / "model-distilled" / "manifest.json").read_text())
+    step2 = distilled["train_config"]["step2"]
+    assert step2["distill_teacher"] == str(tmp_path / "demo" / "reranker")
+    assert step2["distill_index"] == str(tmp_path / "demo" / "index")
+    assert distilled["steps"]["step2"]["train"]["teacher_lists_seen"] > 0
+    assert f"the cascade published {distilled['selected_step']}, its best on dev" in out
+    # Each row's run as a TREC file, and the report of them all, which the demo points to.
     runs = sorted(p.name for p in (tmp_path / "demo" / "runs").iterdir())
-    assert runs == ["base.trec", "bm25.trec", "cascade.trec", "hybrid.trec", "rerank.trec"]
+    assert runs == ["base.trec", "bm25.trec", "cascade.trec", "distilled.trec", "hybrid.trec",
+                    "rerank.trec"]
     # The re-ranked run is the hybrid run with its head re-ordered: the same queries.
     queries = [{line.split()[0] for line in (tmp_path / "demo" / "runs" / name).read_text()
                 .splitlines()} for name in ("hybrid.trec", "rerank.trec")]
