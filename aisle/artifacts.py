@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +156,13 @@ def sha256_file(path: Path, h: Any = None) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return str(h.hexdigest())
+
+
+def manifest_fingerprint(manifest: Mapping[str, Any]) -> str:
+    """A short stable hash of a manifest (key order ignored): what identifies the artifact
+    it describes, e.g. an index's model, data, fusion and version."""
+    text = json.dumps(manifest, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def tree_fingerprint(root: Path, skip: frozenset[str] = frozenset({MANIFEST})) -> str:

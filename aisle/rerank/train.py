@@ -35,6 +35,7 @@ from aisle.artifacts import (
     atomic_write_text,
     check_replaceable,
     code_version,
+    manifest_fingerprint,
     read_manifest,
     sibling_temp,
     write_manifest,
@@ -95,8 +96,7 @@ def first_stage(retriever: Retriever, ds: Dataset, query_ids: list[str], depth: 
 
 def index_fingerprint(index: ProductIndex) -> str:
     """What identifies a first stage: its index manifest (model, data, fusion, version)."""
-    return hashlib.sha256(json.dumps(index.manifest, sort_keys=True, default=str).encode()
-                          ).hexdigest()[:16]
+    return manifest_fingerprint(index.manifest)
 
 
 def reranker_is_current(out: Path, cfg: RerankTrainConfig, ds: Dataset,

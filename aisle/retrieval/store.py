@@ -362,6 +362,12 @@ def load_index(
     return loaded
 
 
+def read_index_manifest(path: Path) -> dict[str, Any]:
+    """The checked manifest of the index at ``path`` (a versioned root: its CURRENT version),
+    without loading the index."""
+    return _read_index_manifest(resolve_index_dir(Path(path)))
+
+
 def _read_index_manifest(root: Path) -> dict[str, Any]:
     """The manifest of index directory ``root``, with the keys loading relies on checked."""
     path = root / MANIFEST

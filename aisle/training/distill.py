@@ -20,7 +20,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from aisle.artifacts import atomic_write_text, read_manifest, tree_fingerprint
+from aisle.artifacts import (
+    atomic_write_text,
+    manifest_fingerprint,
+    read_manifest,
+    tree_fingerprint,
+)
 from aisle.data.dataset import Dataset
 from aisle.errors import AisleError
 from aisle.retrieval.config import FusionConfig, IndexConfig
@@ -52,19 +57,7 @@ def validate(cfg: StepConfig, ds: Dataset | None = None) -> None:
             problems.append(f"distill_teacher must be a cross-encoder directory (aisle rerank "
                             f"train writes one): {e}")
     if cfg.distill_index:
-        from aisle.data.schema import PRODUCTS
-        from aisle.retrieval.store import load_index
-
-        try:
-            built_over = load_index(Path(cfg.distill_index)).manifest["data"][
-                "products_fingerprint"]
-        except AisleError as e:
-            problems.append(f"distill_index must be an index directory (aisle index build "
-                            f"writes one): {e}")
-        else:
-            if ds is not None and built_over != ds.fingerprint(PRODUCTS):
-                problems.append(f"distill_index {cfg.distill_index} was built over another "
-                                f"catalog than {ds.name!r}'s products; build one over it")
+        problems.extend(_index_problems(cfg, ds))
     if cfg.distill_depth < cfg.distill_candidates:
         problems.append("distill_depth must be >= distill_candidates")
     if cfg.distill_queries < 1:
@@ -77,12 +70,39 @@ def validate(cfg: StepConfig, ds: Dataset | None = None) -> None:
         raise AisleError("bad distillation config: " + "; ".join(problems))
 
 
+def _index_problems(cfg: StepConfig, ds: Dataset | None) -> list[str]:
+    from aisle.data.schema import PRODUCTS
+    from aisle.retrieval.store import read_index_manifest
+
+    index = cfg.distill_index
+    try:
+        manifest = read_index_manifest(Path(index))
+    except AisleError as e:
+        return [f"distill_index must be an index directory (aisle index build writes one): {e}"]
+    problems = []
+    built_over = manifest.get("data", {}).get("products_fingerprint")
+    if ds is not None and built_over != ds.fingerprint(PRODUCTS):
+        problems.append(f"distill_index {index} was built over another catalog than "
+                        f"{ds.name!r}'s products; build one over it")
+    method = manifest.get("fusion", {}).get("method", FusionConfig.method)
+    if not cfg.distill_teacher and ("lexical" not in manifest or method != "convex"):
+        # Its scores would be the targets: a dense index's cosines, or RRF's 1/(k + rank),
+        # whose top products differ by ~0.004, are not the [0, 1] fused scores the
+        # temperature is set for.
+        what = "dense only" if "lexical" not in manifest else f"fused by {method}"
+        problems.append(f"distill_index {index} is {what}: its scores cannot be the targets; "
+                        "set distill_teacher (a cross-encoder scores its candidates) or use a "
+                        "hybrid index fused by convex combination")
+    return problems
+
+
 def teacher_rankings(
     model: TwoTowerModel, ds: Dataset, queries: Sequence[str], cfg: StepConfig
 ) -> list[Ranking]:
     """Per query, the top ``cfg.distill_candidates`` of the convex fusion of ``model``'s exact
     dense ranking and BM25's (the index's default BM25), each to depth ``cfg.distill_depth``,
-    over ``ds``'s whole catalog."""
+    over ``ds``'s whole catalog; or, with ``cfg.distill_index``, of that index's own search
+    (nothing embedded). Rescored by ``cfg.distill_teacher`` when it names a cross-encoder."""
     catalog = ds.products
     if len(catalog) < cfg.distill_candidates:
         raise AisleError(
@@ -90,9 +110,10 @@ def teacher_rankings(
             f"({cfg.distill_candidates})"
         )
     if cfg.distill_index:
-        rankings = index_rankings(Path(cfg.distill_index), ds, queries, cfg.distill_candidates)
-        if cfg.distill_teacher:
-            return cross_encoder_rankings(Path(cfg.distill_teacher), ds, queries, rankings)
+        searched, rankings = index_rankings(Path(cfg.distill_index), ds, queries,
+                                            cfg.distill_candidates)
+        if cfg.distill_teacher:  # it reads the text the index searched, as it was trained to
+            return cross_encoder_rankings(Path(cfg.distill_teacher), ds, searched, rankings)
         return rankings
     ids = catalog["product_id"].astype(str).tolist()
     lexical = BM25Index.from_config(model.product_texts(catalog), ids, IndexConfig())
@@ -108,36 +129,37 @@ def teacher_rankings(
 
 def index_rankings(
     index: Path, ds: Dataset, queries: Sequence[str], candidates: int
-) -> list[Ranking]:
-    """Per query, the top ``candidates`` of ``index``'s default search (its mode and fusion,
-    the one query path: normalised, spell-corrected), with the scores it ranks by. The index
-    must be built over ``ds``'s catalog (refused otherwise: the step reads its products'
-    texts from ``ds``)."""
+) -> tuple[list[str], list[Ranking]]:
+    """Per query, the text ``index``'s default search read (the one query path: normalised,
+    spell-corrected) and its top ``candidates`` (its mode and fusion) with the scores it ranks
+    by. The index must be built over ``ds``'s catalog (refused otherwise: the step reads its
+    products' texts from ``ds``)."""
     from aisle.evaluation.run import open_index_retriever
 
     retriever = open_index_retriever(index, None, ds)
     log.info("teacher: %d queries' top %d from index %s (%s)", len(queries), candidates, index,
              retriever.default_mode)
-    rank = retriever.ranker()
+    searched: list[str] = []
     out: list[Ranking] = []
     for start in tqdm(range(0, len(queries), 256), desc="teacher: first stage", unit="batch"):
-        out.extend(rank(list(queries[start : start + 256]), candidates))
+        for found in retriever.search_texts(list(queries[start : start + 256]), candidates):
+            searched.append(found.query.text)
+            out.append([(h.product_id, h.score) for h in found.hits])
     short = sum(len(r) < candidates for r in out)
     if short:
         log.warning("%d of %d queries found fewer than %d products in %s", short, len(out),
                     candidates, index)
-    return out
+    return searched, out
 
 
-def index_fingerprint(cfg: StepConfig) -> str:
+def candidates_fingerprint(cfg: StepConfig) -> str:
     """What identifies ``cfg``'s candidate index ("" for none): its manifest (model, data,
     fusion, version), so an index rebuilt at the same path makes other candidates."""
     if not cfg.distill_index:
         return ""
-    from aisle.rerank.train import index_fingerprint as fingerprint
-    from aisle.retrieval.store import load_index
+    from aisle.retrieval.store import read_index_manifest
 
-    return fingerprint(load_index(Path(cfg.distill_index)))
+    return manifest_fingerprint(read_index_manifest(Path(cfg.distill_index)))
 
 
 def teacher_fingerprint(cfg: StepConfig) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from aisle.artifacts import read_manifest, write_manifest
 from aisle.configs import load_config
 from aisle.data.dataset import load_dataset
 from aisle.data.synthetic import write_sample
@@ -21,12 +22,15 @@ from aisle.indexing.build import build_index
 from aisle.rerank.model import load_reranker
 from aisle.rerank.train import catalog_texts
 from aisle.retrieval.config import IndexConfig
+from aisle.retrieval.layout import resolve_index_dir
 from aisle.retrieval.lexical import BM25Index
+from aisle.retrieval.store import KIND as INDEX
 from aisle.towers.model import TwoTowerModel
+from aisle.training import distill
 from aisle.training.cascade import train_cascade
 from aisle.training.config import StepConfig, TrainConfig
 from aisle.training.distill import (
-    index_fingerprint,
+    candidates_fingerprint,
     load_or_make_teacher,
     teacher_rankings,
     validate,
@@ -190,6 +194,31 @@ def test_an_index_teacher_is_that_index_s_search_with_no_catalog_embedded(
     for got, first in zip(taught, expected, strict=True):
         assert sorted(p for p, _ in got) == sorted(p for p, _ in first)
         assert all(0 < s < 1 for _, s in got)
+        assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+    # It read the text the index searched (normalised, spell-corrected), as it was trained to.
+    typo = ["Cordles drill"]
+    searched = retriever.search_texts(typo, 5)[0].query.text
+    assert searched != typo[0]
+    (scored,) = teacher_rankings(base_model, ds, typo,
+                                 replace(cfg, distill_teacher=str(reranker_dir)))
+    logits = load_reranker(reranker_dir).scorer.score(
+        [(searched, catalog_texts(ds)[p]) for p, _ in scored])
+    np.testing.assert_allclose([s for _, s in scored], 1 / (1 + np.exp(-logits)), atol=1e-5)
+
+
+def test_an_index_whose_scores_are_not_fused_in_0_1_needs_a_cross_encoder(
+    sample_data: Path, sample_index: Path, reranker_dir: Path, tmp_path: Path
+) -> None:
+    index = tmp_path / "rrf-index"
+    shutil.copytree(resolve_index_dir(sample_index), index)
+    manifest = read_manifest(index, INDEX)
+    manifest["fusion"]["method"] = "rrf"  # as aisle tune-fusion stores its pick
+    write_manifest(index, manifest)
+    ds = load_dataset(sample_data)
+    with pytest.raises(AisleError, match="is fused by rrf: its scores cannot be the targets"):
+        validate(StepConfig(distill_candidates=4, distill_index=str(index)), ds)
+    validate(StepConfig(distill_candidates=4, distill_index=str(index),
+                        distill_teacher=str(reranker_dir)), ds)
 
 
 def test_an_index_over_another_catalog_is_refused_before_training(
@@ -208,21 +237,27 @@ def test_an_index_over_another_catalog_is_refused_before_training(
 
 
 def test_a_step_distils_from_an_index_and_a_rebuilt_index_retrains_it(
-    sample_data: Path, base_model: TwoTowerModel, tmp_path: Path
+    sample_data: Path, base_model: TwoTowerModel, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
 ) -> None:
     index = build_index(sample_data, base_model, tmp_path / "index")
     overrides = ["dev_catalog_size=0", "step1.enabled=false", "step2.max_pairs=64",
                  "step2.distill_candidates=4", "step2.distill_queries=8",
                  f"step2.distill_index={index}"]
     config = load_config(TrainConfig, SMOKE, overrides)
+
+    def embedding_the_catalog(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the step embedded the catalog instead of searching the index")
+
+    monkeypatch.setattr(distill, "catalog_retriever", embedding_the_catalog)
     first = train_cascade(sample_data, tmp_path / "model", config)["steps"]["step2"]
     assert first["train"]["teacher_lists_seen"] > 0
     assert train_cascade(sample_data, tmp_path / "model", config)["steps"]["step2"] == first
     # Rebuilt at the same path, the index is another one (its manifest names a new build):
     # a new step with new teacher lists, not the old step reused.
-    before = index_fingerprint(config.step2)
+    before = candidates_fingerprint(config.step2)
     build_index(sample_data, base_model, index, force=True)
-    assert index_fingerprint(config.step2) != before
+    assert candidates_fingerprint(config.step2) != before
     third = train_cascade(sample_data, tmp_path / "model", config)["steps"]["step2"]
     assert third["train"]["teacher_lists_seen"] > 0
     assert len(list((tmp_path / "model.work").glob("step2-teacher-*.json"))) == 2
