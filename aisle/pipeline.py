@@ -80,8 +80,9 @@ def distill_row(data: Path, config: TrainConfig, out: Path, index: Path, teacher
     ``index``'s candidates (step 1 reused from the demo's work directory), published at
     ``out / "model-distilled"`` and indexed; its test split searched dense alone, as the short
     cascade's row is. Also the step the cascade published (best on dev)."""
+    # Absolute paths: they name the step in its work directory, whatever --out was typed as.
     step2 = replace(config.step2, distill_candidates=DISTILL_CANDIDATES,
-                    distill_teacher=str(teacher), distill_index=str(index))
+                    distill_teacher=str(teacher.resolve()), distill_index=str(index.resolve()))
     model_dir = out / "model-distilled"
     summary = train_cascade(data, model_dir, replace(config, step2=step2),
                             work=out / "model.work", resume=True)
@@ -147,7 +148,7 @@ def run_demo(
             prepared, final_index, out / "reranker", runs / "rerank.trec")
         run_files.append(runs / "rerank.trec")
     distilled_step = ""
-    if rerank and distill and config is not None:
+    if rerank and distill and config is not None and config.step2.enabled:
         # Opt-in everywhere else (step2.distill_teacher): dense alone, beside the short cascade.
         results["short cascade, distilled"], distilled_step = distill_row(
             prepared, config, out, final_index, out / "reranker", runs / "distilled.trec")
@@ -161,8 +162,10 @@ def run_demo(
         *(_row(name, r) for name, r in results.items()),
     ]
     if distilled_step:
-        lines.append(f"(short cascade, distilled: step 2 distilled from the short cross-encoder; "
-                     f"the cascade published {distilled_step}, its best on dev)")
+        lines.append("(short cascade, distilled: its step 2 taught by the short cross-encoder; "
+                     f"the cascade published {distilled_step}, its best on dev"
+                     + (", so this row's model is not the distilled one)"
+                        if distilled_step != "step2" else ")"))
     index = load_index(final_index)
     retriever = open_retriever(index, index_model(index))
     for query in SAMPLE_SEARCHES.get(ds.name, DEFAULT_SEARCHES):

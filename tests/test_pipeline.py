@@ -29,9 +29,12 @@ def test_main_job_end_to_end_on_the_sample(
     # index's candidates, and the row says which step the cascade published.
     distilled = json.loads((tmp_path / "demo" / "model-distilled" / "manifest.json").read_text())
     step2 = distilled["train_config"]["step2"]
-    assert step2["distill_teacher"] == str(tmp_path / "demo" / "reranker")
-    assert step2["distill_index"] == str(tmp_path / "demo" / "index")
+    assert step2["distill_teacher"] == str((tmp_path / "demo" / "reranker").resolve())
+    assert step2["distill_index"] == str((tmp_path / "demo" / "index").resolve())
     assert distilled["steps"]["step2"]["train"]["teacher_lists_seen"] > 0
+    work = tmp_path / "demo" / "model.work"  # step 1 trained once, shared by both cascades
+    assert len(list(work.glob("step1-*.done"))) == 1
+    assert len(list(work.glob("step2-*.done"))) == 2
     assert f"the cascade published {distilled['selected_step']}, its best on dev" in out
     # Each row's run as a TREC file, and the report of them all, which the demo points to.
     runs = sorted(p.name for p in (tmp_path / "demo" / "runs").iterdir())
