@@ -78,8 +78,9 @@ class StepConfig:
     # in [0, 1] like the fused scores, so ``distill_temperature`` means the same). The
     # candidates stay the hybrid's top ``distill_candidates``: judged and unjudged alike.
     # Not a default: the demo's short cascade with its step 2 distilled from the demo's short
-    # cross-encoder (8 candidates) tied the plain short cascade on whole-catalog dev and test
-    # (docs/results.md, 2026-12-05, ac5c9a9).
+    # cross-encoder (8 candidates from the demo's index) gained ~0.006 test nDCG@10 dense alone
+    # on two seeds (intervals excluding 0), less on dev, condensed within noise, and nothing
+    # through hybrid (docs/results.md, 2026-12-05, 50a41c0; ac5c9a9's first try tied).
     distill_teacher: str = ""
     # Where the candidates come from: "" = the hybrid above (the model the step starts from
     # embeds the whole catalog: 18 minutes for homedepot's on two CPU cores); an index
