@@ -44,6 +44,11 @@ def bm25_retriever(ds: Dataset, baseline: str = "bm25") -> Retriever:
     return BM25Index.from_config(texts, ids, BASELINES[baseline]).search
 
 
+def built_over(manifest: dict[str, Any], ds: Dataset) -> bool:
+    """Whether the index that ``manifest`` describes was built over ``ds``'s catalog."""
+    return bool(manifest.get("data", {}).get("products_fingerprint") == ds.fingerprint(PRODUCTS))
+
+
 def open_index_retriever(
     index_dir: Path,
     model_ref: str | None,
@@ -60,8 +65,7 @@ def open_index_retriever(
     from aisle.retrieval.store import load_index
 
     index = load_index(index_dir)
-    built_over = index.manifest["data"]["products_fingerprint"]
-    if built_over != ds.fingerprint(PRODUCTS):
+    if not built_over(index.manifest, ds):
         raise ManifestMismatch(
             f"index {index_dir} was built over another catalog than {ds.name!r}'s products "
             "(fingerprints differ); products it lacks could never be retrieved. Rebuild it: "

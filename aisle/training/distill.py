@@ -71,7 +71,7 @@ def validate(cfg: StepConfig, ds: Dataset | None = None) -> None:
 
 
 def _index_problems(cfg: StepConfig, ds: Dataset | None) -> list[str]:
-    from aisle.data.schema import PRODUCTS
+    from aisle.evaluation.run import built_over
     from aisle.retrieval.store import read_index_manifest
 
     index = cfg.distill_index
@@ -80,8 +80,7 @@ def _index_problems(cfg: StepConfig, ds: Dataset | None) -> list[str]:
     except AisleError as e:
         return [f"distill_index must be an index directory (aisle index build writes one): {e}"]
     problems = []
-    built_over = manifest.get("data", {}).get("products_fingerprint")
-    if ds is not None and built_over != ds.fingerprint(PRODUCTS):
+    if ds is not None and not built_over(manifest, ds):
         problems.append(f"distill_index {index} was built over another catalog than "
                         f"{ds.name!r}'s products; build one over it")
     method = manifest.get("fusion", {}).get("method", FusionConfig.method)
