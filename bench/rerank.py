@@ -6,9 +6,11 @@
 Each query of the split (distinct, the first 10 warm the process up) gets its top ``--depth``
 first-stage products (the index's default mode, as ``aisle search`` ranks), and the
 cross-encoder scores those pairs in one call, as the re-ranking stage does. Every backend the
-cross-encoder has (torch fp32, ONNX fp32, ONNX int8) runs over the same pairs in the same
-process, interleaved query by query so machine noise falls on all of them alike. Prints
-p50 / p95 / mean wall ms per query, CPU ms, and each backend's p50 as a ratio of torch's.
+cross-encoder has (torch fp32, ONNX fp32, ONNX int8, which scores a pair a call) runs over the
+same pairs in the same process, interleaved query by query so machine noise falls on all of
+them alike; so does the int8 graph scoring each query's pairs in one call, as it did before
+2026-12-05, with how far its scores and top 10 differ. Prints p50 / p95 / mean wall ms per
+query, CPU ms, and each backend's p50 as a ratio of torch's.
 Threads: torch and ONNX Runtime use every core they are given (``--threads``, default all).
 """
 
@@ -23,12 +25,14 @@ import numpy as np
 import torch
 
 from aisle.data.dataset import load_dataset
-from aisle.rerank.model import load_reranker
+from aisle.rerank.model import BATCH, OnnxCrossScorer, load_reranker
 from aisle.retrieval.rerank import rerank_pairs
 from aisle.retrieval.retriever import index_model, open_retriever
 from aisle.retrieval.store import load_index
 
 WARMUP = 10
+TOP = 10
+BATCHED = "onnx-int8, a query a call"
 
 
 def main() -> None:
@@ -57,16 +61,23 @@ def main() -> None:
         head = [h.product_id for h in f.hits]
         pairs.append(rerank_pairs(f.query.text, head, retriever.rerank_texts(head)))
 
-    manifest_files = load_reranker(args.reranker, "torch").manifest.get("onnx", {}).get(
-        "files", {})
+    manifest = load_reranker(args.reranker, "torch").manifest
+    manifest_files = manifest.get("onnx", {}).get("files", {})
     backends = ["torch", *(f"onnx-{p}" for p in ("fp32", "int8") if p in manifest_files)]
     scorers = {b: load_reranker(args.reranker, b).scorer for b in backends}  # type: ignore[arg-type]
+    if "int8" in manifest_files:  # the int8 graph as it ran before 2026-12-05: a call a query
+        backends.append(BATCHED)
+        scorers[BATCHED] = OnnxCrossScorer.from_export(
+            args.reranker, manifest,
+            args.reranker / manifest["onnx"]["dir"] / manifest_files["int8"], int8=True,
+            per_call=BATCH)
+    scores: dict[str, list[np.ndarray]] = {b: [] for b in backends}
     wall: dict[str, list[float]] = {b: [] for b in backends}
     cpu: dict[str, list[float]] = {b: [] for b in backends}
     for i, query_pairs in enumerate(pairs):
         for b in backends:
             c, w = time.process_time(), time.perf_counter()
-            scorers[b].score(query_pairs)
+            scores[b].append(scorers[b].score(query_pairs))
             if i >= WARMUP:
                 cpu[b].append((time.process_time() - c) * 1000)
                 wall[b].append((time.perf_counter() - w) * 1000)
@@ -78,10 +89,23 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     base = float(np.percentile(wall["torch"], 50))
     for b in backends:
-        w = np.array(wall[b])
-        print(f"| {b} | {np.percentile(w, 50):.1f} | {np.percentile(w, 95):.1f} | "
-              f"{w.mean():.1f} | {np.mean(cpu[b]):.1f} | "
-              f"{np.percentile(w, 50) / base:.2f} |")
+        ms = np.array(wall[b])
+        print(f"| {b} | {np.percentile(ms, 50):.1f} | {np.percentile(ms, 95):.1f} | "
+              f"{ms.mean():.1f} | {np.mean(cpu[b]):.1f} | "
+              f"{np.percentile(ms, 50) / base:.2f} |")
+    if BATCHED in scores:
+        alone, batched = scores["onnx-int8"], scores[BATCHED]
+        diff = np.concatenate([np.abs(a - b) for a, b in zip(alone, batched, strict=True)])
+        moved = np.mean([not np.array_equal(top(a), top(b))
+                         for a, b in zip(alone, batched, strict=True)])
+        print(f"int8, a pair a call against a query's pairs in one call: mean |logit diff| "
+              f"{diff.mean():.4f} (max {diff.max():.4f}); queries whose cross-encoder top "
+              f"{TOP} differs in order: {moved:.1%}")
+
+
+def top(scores: np.ndarray) -> np.ndarray:
+    """The first ``TOP`` candidates by score, best first (ties by position)."""
+    return np.argsort(-scores, kind="stable")[:TOP]
 
 
 if __name__ == "__main__":

@@ -8,10 +8,11 @@ left in fp32, once as the export does (``KEEP_FP32``), and once with each of the
 weight MatMuls left in fp32 alone (plus the whole first layer, and every layer's feed-forward
 output). Each variant is scored on the export gate's own judged pairs (``CrossAgreement``'s
 seeded queries): Pearson's r and the same-query pair order against fp32, as the gate reads
-them, and the mean absolute logit difference. Time: one call of ``--pairs`` pairs, p50 of
-``--repeats``, each variant's against the nothing-in-fp32 graph measured in the same run
-(variants interleaved call by call, so machine noise falls on all alike). A graph whose MatMuls
-torch.onnx did not name BERT-style has only the first two rows.
+them, and the mean absolute logit difference. Time: ``--pairs`` pairs scored (an int8 graph
+scores a pair a call, as the export's does), p50 of ``--repeats``, each variant's against the
+nothing-in-fp32 graph measured in the same run (variants interleaved call by call, so machine
+noise falls on all alike). A graph whose MatMuls torch.onnx did not name BERT-style has only
+the first two rows.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def main() -> None:
     fp32 = args.reranker / section["dir"] / section["files"]["fp32"]
 
     def scorer(path: Path) -> OnnxCrossScorer:
-        return OnnxCrossScorer.from_export(args.reranker, manifest, path)
+        return OnnxCrossScorer.from_export(args.reranker, manifest, path, int8=path != fp32)
 
     agreement = CrossAgreement()
     pairs, groups = _judged_pairs(args.data, agreement)
@@ -98,7 +99,7 @@ def main() -> None:
                 times[name].append((time.perf_counter() - started) * 1000)
     p50 = {name: float(np.median(t[1:])) for name, t in times.items()}
     print(f"{len(pairs)} judged pairs of {agreement.queries} queries (the export gate's); "
-          f"time: one call of {len(timed)} pairs, p50 of {args.repeats}")
+          f"time: {len(timed)} pairs, p50 of {args.repeats}")
     print("| left in fp32 | nodes | Pearson to fp32 | pair order | mean abs diff | p50 ms "
           "| time / nothing |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")

@@ -25,7 +25,7 @@ import torch
 
 from aisle.artifacts import MANIFEST, atomic_dir, atomic_write_text, read_manifest
 from aisle.errors import AisleError, ArtifactError
-from aisle.rerank.model import KIND, OnnxCrossScorer, TorchCrossScorer
+from aisle.rerank.model import KIND, OnnxCrossScorer, TorchCrossScorer, int8_per_call
 from aisle.towers.export import OPSET, PARITY_TEXTS, HFOutput, optimize_graph
 from aisle.towers.onnx import FP32_FILE, INT8_FILE, ONNX_DIR, TOKENIZER_FILE
 
@@ -134,7 +134,8 @@ def export_reranker(path: Path, int8: bool = False, data: Path | None = None,
 
         def scorer(file: str) -> OnnxCrossScorer:
             return OnnxCrossScorer(out / file, out / TOKENIZER_FILE, max_length,
-                                   section["pad_id"], inputs)
+                                   section["pad_id"], inputs,
+                                   per_call=int8_per_call(file == INT8_FILE))
 
         parity = [(q, p) for q in PARITY_TEXTS for p in ("cordless drill", PARITY_TEXTS[-1])]
         worst = float(np.abs(reference.score(parity) - scorer(FP32_FILE).score(parity)).max())

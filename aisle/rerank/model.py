@@ -62,33 +62,43 @@ class TorchCrossScorer:
 
 class OnnxCrossScorer:
     """The exported graph on ONNX Runtime, tokenised as sentence-transformers does: the same
-    tokenizer file, pairs truncated longest-first to ``max_length``, padded to the batch."""
+    tokenizer file, pairs truncated longest-first to ``max_length``, ``per_call`` pairs a call
+    padded to the longest of them.
+
+    An int8 graph scores one pair a call (``int8_per_call``): ONNX Runtime's dynamic int8
+    quantises each MatMul's activations with one scale per call, so a pair's score would depend
+    on the pairs scored beside it, as the towers' vectors did (``aisle.towers.onnx``)."""
 
     def __init__(self, onnx_file: Path, tokenizer_file: Path, max_length: int, pad_id: int,
-                 inputs: Sequence[str], threads: int = 0) -> None:
+                 inputs: Sequence[str], threads: int = 0, per_call: int = BATCH) -> None:
         from tokenizers import Tokenizer
 
         from aisle.towers.onnx import session
 
+        if per_call < 1:
+            raise AisleError(f"per_call must be >= 1, got {per_call}")
         self.session = session(onnx_file, threads)
         self.inputs = tuple(inputs)
+        self.per_call = per_call
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.enable_truncation(max_length)
         self.tokenizer.enable_padding(pad_id=pad_id)
 
     @classmethod
-    def from_export(cls, path: Path, manifest: dict[str, Any], onnx_file: Path
-                    ) -> OnnxCrossScorer:
+    def from_export(cls, path: Path, manifest: dict[str, Any], onnx_file: Path, int8: bool,
+                    per_call: int | None = None) -> OnnxCrossScorer:
         """``onnx_file`` (one of the directory ``path``'s exported graphs, or a graph made from
-        them) run with the export's tokenizer, length, padding and inputs (``manifest``)."""
+        them) run with the export's tokenizer, length, padding and inputs (``manifest``); an
+        ``int8`` graph one pair a call unless ``per_call`` says otherwise (benchmarks)."""
         section = manifest["onnx"]
         return cls(onnx_file, path / section["dir"] / section["tokenizer"],
-                   int(manifest["max_length"]), int(section["pad_id"]), section["inputs"])
+                   int(manifest["max_length"]), int(section["pad_id"]), section["inputs"],
+                   per_call=per_call or int8_per_call(int8))
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         out = []
-        for start in range(0, len(pairs), BATCH):
-            chunk = pairs[start : start + BATCH]
+        for start in range(0, len(pairs), self.per_call):
+            chunk = pairs[start : start + self.per_call]
             enc = self.tokenizer.encode_batch([(q, p) for q, p in chunk])
             feeds = {
                 "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
@@ -98,6 +108,11 @@ class OnnxCrossScorer:
             (logits,) = self.session.run(None, {n: feeds[n] for n in self.inputs})
             out.append(np.asarray(logits, dtype=np.float32).reshape(-1))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def int8_per_call(int8: bool) -> int:
+    """Pairs an ONNX graph scores a call: one for int8 (the class says why), else ``BATCH``."""
+    return 1 if int8 else BATCH
 
 
 @dataclass(frozen=True)
@@ -144,8 +159,9 @@ def load_reranker(path: Path, backend: RerankBackend = "auto", device: str | Non
         onnx = manifest["onnx"]
         root = path / onnx["dir"]
         try:
-            scorer = OnnxCrossScorer.from_export(
-                path, manifest, root / onnx["files"][chosen.removeprefix("onnx-")])
+            precision = chosen.removeprefix("onnx-")
+            scorer = OnnxCrossScorer.from_export(path, manifest, root / onnx["files"][precision],
+                                                 int8=precision == "int8")
         except Exception as e:  # onnxruntime raises its own types for an unreadable graph
             raise ArtifactError(f"{root} holds a missing or corrupt ONNX export ({e}); run "
                                 "aisle rerank export again") from e

@@ -29,7 +29,12 @@ from aisle.towers.model import BASE_MODEL, TwoTowerModel, load_model
 from aisle.towers.model import KIND as MODEL_KIND
 from aisle.training.config import StepConfig, TrainConfig
 from aisle.training.dev_eval import evaluate_dev
-from aisle.training.distill import attach_teacher, candidates_fingerprint, teacher_fingerprint
+from aisle.training.distill import (
+    TEACHER_INT8_SCORING,
+    attach_teacher,
+    candidates_fingerprint,
+    teacher_fingerprint,
+)
 from aisle.training.distill import validate as validate_distill
 from aisle.training.pairs import (
     check_hard_negatives,
@@ -234,7 +239,8 @@ def train_cascade(
         # candidate index by its manifest.
         teacher_weights = teacher_fingerprint(cfg)
         candidates_index = candidates_fingerprint(cfg)
-        named = {**({"distill_teacher_weights": teacher_weights} if teacher_weights else {}),
+        named = {**({"distill_teacher_weights": teacher_weights,
+                     "distill_teacher_int8": TEACHER_INT8_SCORING} if teacher_weights else {}),
                  **({"distill_index_manifest": candidates_index} if candidates_index else {})}
         lineage.append([name, _step_record(cfg), *([named] if named else [])])
         key = _step_key(lineage)

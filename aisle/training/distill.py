@@ -161,6 +161,12 @@ def candidates_fingerprint(cfg: StepConfig) -> str:
     return manifest_fingerprint(read_index_manifest(Path(cfg.distill_index)))
 
 
+# How a cross-encoder teacher's int8 export scores, named in the step key beside its weights:
+# a pair a call since 2026-12-05 (``aisle.rerank.model.OnnxCrossScorer``), a query's
+# candidates a call before, which gave other scores.
+TEACHER_INT8_SCORING = "pair-per-call"
+
+
 def teacher_fingerprint(cfg: StepConfig) -> str:
     """The weights fingerprint of ``cfg``'s cross-encoder teacher ("" for the hybrid one): a
     teacher retrained at the same path teaches something else."""
@@ -172,8 +178,8 @@ def cross_encoder_rankings(
 ) -> list[Ranking]:
     """``rankings``' products, each query's rescored by the cross-encoder at ``path`` (the
     sigmoid of its logit) and sorted best first. Scored as re-ranking scores them
-    (``aisle.rerank.train.cross_scores``): one call per query, so that an int8 scorer, which
-    scales activations per call, gives each query the scores it would give it alone."""
+    (``aisle.rerank.train.cross_scores``); an int8 scorer scores a pair a call, so a pair gets
+    the score it gets at query time, whatever was scored beside it."""
     from aisle.rerank.model import load_reranker
     from aisle.rerank.train import catalog_texts, cross_scores
 

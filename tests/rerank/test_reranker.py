@@ -162,7 +162,14 @@ def test_export_checks_int8_and_refuses_a_disagreement(tmp_path: Path, reranker_
     torch_scores = load_reranker(copy, "torch").scorer.score(pairs)
     np.testing.assert_allclose(load_reranker(copy, "onnx-fp32").scorer.score(pairs),
                                torch_scores, atol=1e-3)
-    # int8 scales each call's activations: a query's answer must not depend on its company.
+    # int8 scales each call's activations once: a pair's score must not depend on the pairs
+    # scored beside it (a short title beside a long description), bit for bit, in any order.
+    int8 = load_reranker(copy, "onnx-int8").scorer
+    mixed = [*pairs, ("garden hose", "garden hose reel " * 60), ("Ünïcödé", "電動ドリル 🔨 ß")]
+    alone = np.concatenate([int8.score([p]) for p in mixed])
+    np.testing.assert_array_equal(int8.score(mixed), alone)
+    np.testing.assert_array_equal(int8.score(mixed[::-1]), alone[::-1])
+    # ... nor a query's answer on its company.
     from aisle.data.dataset import load_dataset
 
     retriever = open_index_retriever(sample_index, None, load_dataset(sample_data),
