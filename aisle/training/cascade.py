@@ -25,7 +25,6 @@ from aisle.data.schema import JUDGMENTS, PRODUCTS, QUERIES
 from aisle.errors import AisleError, DataError
 from aisle.retrieval.retriever import titles_speller
 from aisle.towers.config import TowerConfig
-from aisle.towers.layers import keep_first_layers
 from aisle.towers.model import BASE_MODEL, TwoTowerModel, load_model
 from aisle.towers.model import KIND as MODEL_KIND
 from aisle.training.config import StepConfig, TrainConfig
@@ -67,12 +66,9 @@ def _base_record(weights: str) -> list[Any]:
 def _step_model(model: TwoTowerModel, cfg: StepConfig) -> TwoTowerModel:
     if model.shared and not cfg.shared:
         log.info("untying the query and product towers")
-        model = model.untie()
-    elif not model.shared and cfg.shared:
+        return model.untie()
+    if not model.shared and cfg.shared:
         raise AisleError("a step cannot re-tie towers that an earlier step untied")
-    if cfg.query_layers:
-        had = keep_first_layers(model.query.model[0].auto_model, cfg.query_layers)
-        log.info("query tower: its first %d of %d layers", cfg.query_layers, had)
     return model
 
 
@@ -82,7 +78,6 @@ _LATER_STEP_FIELDS = (
     *(f for f in asdict(StepConfig()) if f.startswith("distill_")),
     "catalog_sizes",
     "min_grade_fraction",
-    "query_layers",
 )
 _LATER_TOWER_FIELDS = ("normalise_units",)
 

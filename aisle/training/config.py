@@ -92,11 +92,6 @@ class StepConfig:
     # Also train product -> query (each positive product ranks the batch's queries). Off: in
     # both steps on homedepot it tied the default on dev (0.5182 against 0.5179, 2026-11-28).
     symmetric: bool = False
-    # Cut the query tower to its first this many transformer layers (0 = all), in a step
-    # whose towers are untied (``shared = false``); the product tower keeps its depth. The
-    # query tower runs once a search, online, and its cost is linear in its layers: the
-    # largest share of a cold query's CPU (docs/results.md, #24). Not a default.
-    query_layers: int = 0
     # Cap on the number of training pairs (0 = all); for smoke runs and tests.
     max_pairs: int = 0
     # Run the step at all (false: skip it, e.g. a step-1-only ablation).
@@ -117,11 +112,6 @@ class StepConfig:
             raise AisleError(
                 f"temperature must be > 0, got {self.temperature}: the loss divides the cosine "
                 "scores by it (0.05 = scale 20)"
-            )
-        if self.query_layers < 0 or (self.query_layers and self.shared):
-            raise AisleError(
-                f"query_layers must be >= 0, and needs shared = false (untied towers), got "
-                f"{self.query_layers} with shared = {str(self.shared).lower()}"
             )
         if self.hard_negative_max_grade >= 0 or self.lexical_negative_depth > 0:
             if self.batch_size < 1:

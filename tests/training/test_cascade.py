@@ -451,32 +451,6 @@ def test_options_added_later_join_the_step_keys_only_when_on() -> None:
     assert _tower_record(TowerConfig(normalise_units=True))["normalise_units"] is True
 
 
-def test_a_step_can_cut_the_query_tower_to_its_first_layers(sample_data: Path,
-                                                              tmp_path: Path) -> None:
-    """``query_layers`` keeps the query tower's first layers when the towers are untied; the
-    product tower keeps its depth, and the published model reloads at those depths."""
-    from aisle.towers.layers import layer_stack
-
-    config = load_config(TrainConfig, SMOKE, ["dev_catalog_size=0", "step1.enabled=false",
-                                              "step2.query_layers=2"])
-    summary = train_cascade(sample_data, tmp_path / "model", config)
-    assert summary["selected_step"] == "step2"
-    model = load_model(tmp_path / "model", backend="torch")
-    assert not model.shared
-    assert len(layer_stack(model.query.model[0].auto_model)) == 2
-    assert len(layer_stack(model.product.model[0].auto_model)) == 6
-    vectors = model.encode_query(["cordless drill", "angle bracket"])
-    assert vectors.shape == (2, model.dim)
-    assert torch.allclose(vectors.norm(dim=1), torch.ones(2), atol=1e-5)
-    # The option joins the step key only when on; a shared step cannot cut a tower.
-    assert "query_layers" not in _step_record(StepConfig(shared=False))
-    assert _step_record(StepConfig(shared=False, query_layers=2))["query_layers"] == 2
-    with pytest.raises(AisleError, match="query_layers"):
-        StepConfig(query_layers=2)
-    with pytest.raises(AisleError, match="query_layers"):
-        StepConfig(shared=False, query_layers=-1)
-
-
 class _Stubbed:
     """train_cascade with run_step and evaluate_dev stubbed: which steps trained, which
     models were evaluated on dev."""
