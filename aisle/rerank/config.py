@@ -18,9 +18,6 @@ class RerankTrainConfig:
     # The encoder the cross-encoder starts from: None = the packaged all-MiniLM-L6-v2, or any
     # sentence-transformers / Hugging Face encoder directory (a classification head is added).
     base: str | None = None
-    # The base encoder's first this many transformer layers (0 = all of them): a shallower
-    # cross-encoder costs proportionally less a pair (aisle/towers/layers.py).
-    layers: int = 0
     # Query + product text, in tokens; homedepot's pairs are ~30 tokens, 96 leaves room for a
     # brand and category.
     max_length: int = 96
@@ -59,7 +56,7 @@ class RerankTrainConfig:
         for name in ("max_length", "epochs", "batch_size", "depth", "checkpoint_every"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
-        for name in ("layers", "unjudged_negatives", "random_negatives", "max_train_queries",
+        for name in ("unjudged_negatives", "random_negatives", "max_train_queries",
                      "max_dev_queries", "negatives_from", "select_queries"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0")

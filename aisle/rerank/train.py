@@ -162,7 +162,6 @@ class _Training:
         import torch
         from sentence_transformers import CrossEncoder
 
-        from aisle.towers.layers import keep_first_layers
         from aisle.towers.model import resolve_model_ref
         from aisle.training.trainer import _schedule
 
@@ -172,8 +171,6 @@ class _Training:
         torch.manual_seed(cfg.seed)
         self.model = CrossEncoder(str(base), num_labels=1, max_length=cfg.max_length,
                                   activation_fn=torch.nn.Identity(), local_files_only=True)
-        if cfg.layers:
-            keep_first_layers(self.model[0].auto_model, cfg.layers)
         self.scorer = TorchCrossScorer(self.model)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
                                      weight_decay=cfg.weight_decay)
@@ -214,21 +211,6 @@ class _Training:
         torch.set_rng_state(state["rng"])
 
 
-def _check_layers(cfg: RerankTrainConfig) -> None:
-    """Refuse ``layers`` past the base encoder's depth before any work (its config says)."""
-    from aisle.towers.model import resolve_model_ref
-
-    base = resolve_model_ref(cfg.base)
-    if not cfg.layers or not base.is_dir():  # a missing base is reported where it is loaded
-        return
-    from transformers import AutoConfig
-
-    had = AutoConfig.from_pretrained(str(base), local_files_only=True).num_hidden_layers
-    if cfg.layers > had:
-        raise AisleError(f"layers = {cfg.layers}, but the base encoder {base} has {had}: use "
-                         f"1 to {had} (0 keeps them all)")
-
-
 def _save_state(path: Path, state: dict[str, Any]) -> None:
     import torch
 
@@ -246,7 +228,6 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
 
     out = Path(out)
     check_replaceable(out, KIND)
-    _check_layers(cfg)
     work = Path(work) if work is not None else out.parent / f"{out.name}.work"
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -192,27 +192,3 @@ def test_query_time_reads_the_text_training_read(sample_data: Path, sample_index
     served = retriever.rerank_texts(sorted(trained_on))
     assert served == trained_on
     assert any(" | brand: " in t or " | category: " in t for t in served.values())
-
-
-def test_a_shallower_cross_encoder_keeps_the_first_layers(tmp_path: Path, sample_data: Path,
-                                                          sample_index: Path) -> None:
-    """``layers`` trains from the base's first layers; the result is still a plain
-    CrossEncoder directory, of that depth, and runs as any other."""
-    from sentence_transformers import CrossEncoder
-
-    from aisle.towers.layers import layer_stack
-
-    cfg = replace(TINY, layers=2, max_train_queries=6, max_dev_queries=4)
-    out = tmp_path / "ce2"
-    train_reranker(sample_data, sample_index, out, cfg)
-    plain = CrossEncoder(str(out), local_files_only=True)
-    assert len(layer_stack(plain[0].auto_model)) == 2
-    assert plain[0].auto_model.config.num_hidden_layers == 2
-    assert json.loads((out / MANIFEST).read_text())["config"]["layers"] == 2
-    scores = load_reranker(out).scorer.score([("drill", "a cordless drill"), ("paint", "paint")])
-    assert scores.shape == (2,) and np.isfinite(scores).all()
-    with pytest.raises(AisleError, match="layers = 7, but the base encoder"):
-        train_reranker(sample_data, sample_index, tmp_path / "ce7", replace(cfg, layers=7))
-    assert not (tmp_path / "ce7.work").exists()
-    with pytest.raises(AisleError, match="layers must be >= 0"):
-        replace(cfg, layers=-1)
