@@ -9,7 +9,9 @@ exported, ``onnx/model.onnx`` and ``onnx/model_qint8.onnx`` with ``onnx/tokenize
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,7 +69,10 @@ class OnnxCrossScorer:
 
     An int8 graph scores one pair a call (``int8_per_call``): ONNX Runtime's dynamic int8
     quantises each MatMul's activations with one scale per call, so a pair's score would depend
-    on the pairs scored beside it, as the towers' vectors did (``aisle.towers.onnx``)."""
+    on the pairs scored beside it, as the towers' vectors did (``aisle.towers.onnx``). A call of
+    one pair is too small to split across cores, so a query's pairs are split across
+    ``threads`` workers instead (0: every core), each running single-threaded calls on the one
+    session; a pair's score is the same whichever worker runs it."""
 
     def __init__(self, onnx_file: Path, tokenizer_file: Path, max_length: int, pad_id: int,
                  inputs: Sequence[str], threads: int = 0, per_call: int = BATCH) -> None:
@@ -75,39 +80,67 @@ class OnnxCrossScorer:
 
         from aisle.towers.onnx import session
 
-        if per_call < 1:
-            raise AisleError(f"per_call must be >= 1, got {per_call}")
-        self.session = session(onnx_file, threads)
-        self.inputs = tuple(inputs)
+        if per_call < 1 or threads < 0:
+            raise AisleError(f"per_call must be >= 1 and threads >= 0, got {per_call} and "
+                             f"{threads}")
         self.per_call = per_call
+        self.workers = (threads or _cores()) if per_call == 1 else 1
+        self.session = session(onnx_file, 1 if self.workers > 1 else threads)
+        self.inputs = tuple(inputs)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.enable_truncation(max_length)
         self.tokenizer.enable_padding(pad_id=pad_id)
+        self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_export(cls, path: Path, manifest: dict[str, Any], onnx_file: Path, int8: bool,
-                    per_call: int | None = None) -> OnnxCrossScorer:
+                    per_call: int | None = None, threads: int = 0) -> OnnxCrossScorer:
         """``onnx_file`` (one of the directory ``path``'s exported graphs, or a graph made from
         them) run with the export's tokenizer, length, padding and inputs (``manifest``); an
         ``int8`` graph one pair a call unless ``per_call`` says otherwise (benchmarks)."""
         section = manifest["onnx"]
         return cls(onnx_file, path / section["dir"] / section["tokenizer"],
                    int(manifest["max_length"]), int(section["pad_id"]), section["inputs"],
-                   per_call=per_call or int8_per_call(int8))
+                   threads=threads, per_call=per_call or int8_per_call(int8))
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        if not pairs:
+            return np.zeros(0, dtype=np.float32)
+        if self.per_call == 1:
+            return self._score_each([self.tokenizer.encode(q, p) for q, p in pairs])
         out = []
         for start in range(0, len(pairs), self.per_call):
             chunk = pairs[start : start + self.per_call]
-            enc = self.tokenizer.encode_batch([(q, p) for q, p in chunk])
-            feeds = {
-                "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
-                "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
-                "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
-            }
-            (logits,) = self.session.run(None, {n: feeds[n] for n in self.inputs})
-            out.append(np.asarray(logits, dtype=np.float32).reshape(-1))
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+            out.append(self._run(self.tokenizer.encode_batch([(q, p) for q, p in chunk])))
+        return np.concatenate(out)
+
+    def _run(self, enc: Sequence[Any]) -> np.ndarray:
+        """One call over ``enc`` (tokenised pairs of one length, or padded to one)."""
+        feeds = {
+            "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
+        }
+        (logits,) = self.session.run(None, {n: feeds[n] for n in self.inputs})
+        return np.asarray(logits, dtype=np.float32).reshape(-1)
+
+    def _score_each(self, enc: list[Any]) -> np.ndarray:
+        """A call a pair, the pairs split in order across the workers."""
+        def run_each(part: Sequence[Any]) -> np.ndarray:
+            return np.concatenate([self._run([e]) for e in part])
+
+        if self.workers == 1 or len(enc) == 1:
+            return run_each(enc)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="cross-encoder")
+        step = -(-len(enc) // self.workers)
+        parts = [enc[i : i + step] for i in range(0, len(enc), step)]
+        return np.concatenate(list(self._pool.map(run_each, parts)))
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
 
 
 def int8_per_call(int8: bool) -> int:

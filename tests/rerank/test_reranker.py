@@ -14,7 +14,7 @@ from aisle.artifacts import MANIFEST
 from aisle.errors import AisleError, ArtifactError
 from aisle.evaluation.run import evaluate_command, open_index_retriever
 from aisle.rerank.export import CrossAgreement, export_reranker
-from aisle.rerank.model import KIND, TorchCrossScorer, load_reranker
+from aisle.rerank.model import KIND, OnnxCrossScorer, TorchCrossScorer, load_reranker
 from aisle.rerank.train import train_reranker
 from aisle.retrieval.rerank import combine
 from tests.rerank.conftest import TINY
@@ -169,6 +169,14 @@ def test_export_checks_int8_and_refuses_a_disagreement(tmp_path: Path, reranker_
     alone = np.concatenate([int8.score([p]) for p in mixed])
     np.testing.assert_array_equal(int8.score(mixed), alone)
     np.testing.assert_array_equal(int8.score(mixed[::-1]), alone[::-1])
+    # Split across worker threads or not, each pair is its own call: the same scores.
+    manifest = json.loads((copy / MANIFEST).read_text())
+    graph = copy / "onnx" / "model_qint8.onnx"
+    one = OnnxCrossScorer.from_export(copy, manifest, graph, int8=True, threads=1)
+    three = OnnxCrossScorer.from_export(copy, manifest, graph, int8=True, threads=3)
+    assert (one.workers, three.workers) == (1, 3)
+    np.testing.assert_array_equal(three.score(mixed * 3), np.tile(alone, 3))
+    np.testing.assert_array_equal(one.score(mixed), alone)
     # ... nor a query's answer on its company.
     from aisle.data.dataset import load_dataset
 
