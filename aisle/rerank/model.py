@@ -9,9 +9,7 @@ exported, ``onnx/model.onnx`` and ``onnx/model_qint8.onnx`` with ``onnx/tokenize
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,28 +67,27 @@ class OnnxCrossScorer:
 
     An int8 graph scores one pair a call (``int8_per_call``): ONNX Runtime's dynamic int8
     quantises each MatMul's activations with one scale per call, so a pair's score would depend
-    on the pairs scored beside it, as the towers' vectors did (``aisle.towers.onnx``). A call of
-    one pair is too small to split across cores, so a query's pairs are split across
-    ``threads`` workers instead (0: every core), each running single-threaded calls on the one
-    session; a pair's score is the same whichever worker runs it."""
+    on the pairs scored beside it, as the towers' vectors did (``aisle.towers.onnx``). Those
+    calls run single-threaded on ``threads`` workers (0: one per core; ``aisle.towers.calls``
+    says why), a query's pairs split among them; a pair's score is the same on any worker."""
 
     def __init__(self, onnx_file: Path, tokenizer_file: Path, max_length: int, pad_id: int,
                  inputs: Sequence[str], threads: int = 0, per_call: int = BATCH) -> None:
         from tokenizers import Tokenizer
 
+        from aisle.towers.calls import CallWorkers
         from aisle.towers.onnx import session
 
         if per_call < 1 or threads < 0:
             raise AisleError(f"per_call must be >= 1 and threads >= 0, got {per_call} and "
                              f"{threads}")
         self.per_call = per_call
-        self.workers = (threads or _cores()) if per_call == 1 else 1
-        self.session = session(onnx_file, 1 if self.workers > 1 else threads)
+        self.workers = CallWorkers(threads if per_call == 1 else 1)
+        self.session = session(onnx_file, 1 if per_call == 1 else threads)
         self.inputs = tuple(inputs)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.enable_truncation(max_length)
         self.tokenizer.enable_padding(pad_id=pad_id)
-        self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_export(cls, path: Path, manifest: dict[str, Any], onnx_file: Path, int8: bool,
@@ -129,18 +126,7 @@ class OnnxCrossScorer:
         def run_each(part: Sequence[Any]) -> np.ndarray:
             return np.concatenate([self._run([e]) for e in part])
 
-        if self.workers == 1 or len(enc) == 1:
-            return run_each(enc)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="cross-encoder")
-        step = -(-len(enc) // self.workers)
-        parts = [enc[i : i + step] for i in range(0, len(enc), step)]
-        return np.concatenate(list(self._pool.map(run_each, parts)))
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
+        return np.concatenate(self.workers.map_parts(run_each, enc))
 
 
 def int8_per_call(int8: bool) -> int:

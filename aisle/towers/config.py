@@ -55,7 +55,8 @@ class TowerConfig:
     normalise_units: bool = False
     device: Device = "auto"
     backend: Backend = "auto"
-    # onnxruntime intra-op threads per tower (0 = onnxruntime's default, one per core).
+    # Threads per tower (0 = one per core): an fp32 tower's onnxruntime intra-op threads; an
+    # int8 tower's workers, each running single-threaded one-text calls (towers/calls.py).
     # The query tower runs in the service at batch 1: one query is too little work to split
     # across threads (the hand-off costs more than it saves), and the service gets its
     # parallelism from concurrent requests, which extra threads per call would oversubscribe.

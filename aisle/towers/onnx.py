@@ -19,6 +19,7 @@ import torch
 
 from aisle.errors import AisleError, ArtifactError
 from aisle.retrieval.spelling import whole_words
+from aisle.towers.calls import CallWorkers
 from aisle.towers.config import Backend, Pooling
 
 log = logging.getLogger(__name__)
@@ -112,10 +113,13 @@ class OnnxTower:
         max_length: int,
         batch_size: int,
         source: str,
+        workers: int = 1,
     ) -> None:
         from tokenizers import Tokenizer
 
         self.session = sess
+        # Threads that share one-text calls (``aisle.towers.calls``); 1 for batched calls.
+        self.workers = CallWorkers(workers if batch_size == 1 else 1)
         self.export = export
         self.pooling = pooling
         self.max_length = max_length
@@ -160,21 +164,30 @@ class OnnxTower:
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> torch.Tensor:
         """Inference, ``batch_size`` texts a call, batched by length like sentence-transformers
-        (less padding per batch); an int8 tower's is 1 (``onnx_towers`` says why)."""
+        (less padding per batch); an int8 tower's is 1 (``onnx_towers`` says why), its calls
+        shared among its workers."""
         if len(texts) == 0:
             return torch.empty((0, self.dim))
         order = np.argsort([-len(t) for t in texts], kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        starts = range(0, len(texts), self.batch_size)
+        bar = None
         if progress:
             from tqdm import tqdm
 
-            starts = tqdm(starts, desc="encoding", unit="batch")
-        for start in starts:
-            rows = order[start : start + self.batch_size]
-            feeds = self.features([texts[i] for i in rows])
-            (tokens,) = self.session.run(None, feeds)  # (b, T, D)
-            out[rows] = pool(tokens, feeds["attention_mask"], self.pooling)
+            bar = tqdm(total=len(texts), desc="encoding", unit="text")
+
+        def run(rows: Sequence[int]) -> None:
+            for start in range(0, len(rows), self.batch_size):
+                batch = rows[start : start + self.batch_size]
+                feeds = self.features([texts[i] for i in batch])
+                (tokens,) = self.session.run(None, feeds)  # (b, T, D)
+                out[batch] = pool(tokens, feeds["attention_mask"], self.pooling)
+                if bar is not None:
+                    bar.update(len(batch))
+
+        self.workers.map_parts(run, order.tolist())
+        if bar is not None:
+            bar.close()
         return torch.from_numpy(out)
 
 
@@ -239,9 +252,13 @@ def onnx_towers(
         path = root / export.files[precision]
         if not path.is_file():
             raise ArtifactError(f"{path} is missing; run `aisle export` on {model_dir} again")
-        if (name, n_threads) not in made:
-            made[(name, n_threads)] = session(path, n_threads)
-        sess = made[(name, n_threads)]
+        # int8 runs one text a call (below), single-threaded, its calls shared among n_threads
+        # workers (0: one per core; aisle.towers.calls says why); fp32 batches on n_threads.
+        per_call = 1 if precision == "int8" else batch_size
+        session_threads = 1 if per_call == 1 else n_threads
+        if (name, session_threads) not in made:
+            made[(name, session_threads)] = session(path, session_threads)
+        sess = made[(name, session_threads)]
         # int8 quantises each MatMul's activations with one scale per call (ONNX Runtime's
         # dynamic quantisation is per tensor): texts that share a call share a scale, and a
         # text's vector would depend on what else was encoded with it (measured on the demo's
@@ -249,10 +266,8 @@ def onnx_towers(
         # alone and in a batch of 4, and 74% of test queries' hybrid top 10 reordered). So an
         # int8 tower encodes one text a call: a query's results never depend on the traffic
         # around it, nor a product's vector on how the catalog was batched, sharded or resumed.
-        per_call = 1 if precision == "int8" else batch_size
-        out.append(
-            OnnxTower(sess, root / export.tokenizer, export, pooling, length, per_call, str(path))
-        )
+        out.append(OnnxTower(sess, root / export.tokenizer, export, pooling, length, per_call,
+                             str(path), workers=n_threads))
     return out[0], out[1]
 
 

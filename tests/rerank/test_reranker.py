@@ -174,7 +174,7 @@ def test_export_checks_int8_and_refuses_a_disagreement(tmp_path: Path, reranker_
     graph = copy / "onnx" / "model_qint8.onnx"
     one = OnnxCrossScorer.from_export(copy, manifest, graph, int8=True, threads=1)
     three = OnnxCrossScorer.from_export(copy, manifest, graph, int8=True, threads=3)
-    assert (one.workers, three.workers) == (1, 3)
+    assert (one.workers.n, three.workers.n) == (1, 3)
     np.testing.assert_array_equal(three.score(mixed * 3), np.tile(alone, 3))
     np.testing.assert_array_equal(one.score(mixed), alone)
     # ... nor a query's answer on its company.

@@ -141,6 +141,13 @@ def test_an_int8_vector_does_not_depend_on_what_shares_its_call(exported: Path) 
         alone = torch.cat([encode([t]) for t in texts])
         assert torch.equal(encode(texts), alone)
         assert torch.equal(encode(texts[::-1]), alone.flip(0))
+    # An int8 tower's one-text calls shared among worker threads: the same vectors, in order.
+    products = torch.cat([int8.product.encode([t]) for t in texts])
+    for threads in (1, 3):
+        config = TowerConfig(backend="onnx-int8", onnx_product_threads=threads)
+        tower = load_model(exported, config).product
+        assert getattr(tower, "tower", tower).workers.n == threads
+        assert torch.equal(tower.encode(texts * 2, progress=True), products.repeat(2, 1))
     fp32 = load_model(exported, TowerConfig(backend="onnx-fp32"))
     alone = torch.cat([fp32.encode_query([t]) for t in texts])
     assert torch.allclose(fp32.encode_query(texts), alone, atol=1e-5)
