@@ -46,6 +46,7 @@ from aisle.serving.middleware import LimitsAndMetrics
 from aisle.serving.openapi import contract
 from aisle.serving.reloading import ReloadRefused, settle_heap
 from aisle.serving.routes import ops, page, search
+from aisle.towers.calls import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,7 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-            os.cpu_count() or 1)
+        cores = available_cores()
         # Every lane busy must still leave threads for THREAD-lane searches and reloads.
         executor = ThreadPoolExecutor(max_workers=max(4, max(cores, config.batch_lanes) + 2),
                                       thread_name_prefix="aisle-search")
