@@ -276,7 +276,8 @@ def train_cascade(
                 # (candidates, depth, fusion weight, the cross-encoder that scores them and the
                 # index that finds them), not on how the step trains: variants share it.
                 teacher = (cfg.distill_candidates, cfg.distill_depth, cfg.distill_fusion_weight,
-                           *([cfg.distill_teacher, teacher_weights] if teacher_weights else []),
+                           *([cfg.distill_teacher, teacher_weights, TEACHER_INT8_SCORING]
+                             if teacher_weights else []),
                            *([candidates_index] if candidates_index else []))
                 teacher_key = _step_key([*lineage[:-1], name, *teacher])
                 teacher_file = work / f"{name}-teacher-{teacher_key}.json"

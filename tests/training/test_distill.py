@@ -26,7 +26,7 @@ from aisle.retrieval.layout import resolve_index_dir
 from aisle.retrieval.lexical import BM25Index
 from aisle.retrieval.store import KIND as INDEX
 from aisle.towers.model import TwoTowerModel
-from aisle.training import distill
+from aisle.training import cascade, distill
 from aisle.training.cascade import train_cascade
 from aisle.training.config import StepConfig, TrainConfig
 from aisle.training.distill import (
@@ -146,7 +146,7 @@ def test_a_teacher_that_is_not_a_cross_encoder_is_refused(
 
 
 def test_a_step_distils_a_cross_encoder_and_a_new_teacher_retrains_it(
-    sample_data: Path, reranker_dir: Path, tmp_path: Path
+    sample_data: Path, reranker_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     teacher = tmp_path / "ce"
     shutil.copytree(reranker_dir, teacher)
@@ -169,6 +169,12 @@ def test_a_step_distils_a_cross_encoder_and_a_new_teacher_retrains_it(
     assert third["train"]["teacher_lists_seen"] > 0
     assert len(list((tmp_path / "model.work").glob("step2-teacher-*.json"))) == 2
     assert len(list((tmp_path / "model.work").glob("step2-*.done"))) == 2
+    # Teacher scores made another way (int8 one call a query, before a pair a call) are
+    # another teacher too: new lists and a new step, not the old lists under a new step.
+    monkeypatch.setattr(cascade, "TEACHER_INT8_SCORING", "one-call-a-query")
+    train_cascade(sample_data, tmp_path / "model", config)
+    assert len(list((tmp_path / "model.work").glob("step2-teacher-*.json"))) == 3
+    assert len(list((tmp_path / "model.work").glob("step2-*.done"))) == 3
 
 
 def test_an_index_teacher_is_that_index_s_search_with_no_catalog_embedded(
