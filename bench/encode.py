@@ -31,7 +31,8 @@ Encode = Callable[[Sequence[str]], Any]
 
 
 def encoders(model_dir: Path, threads: int) -> dict[str, tuple[Encode, Encode]]:
-    """name -> (query encode, product encode), ONNX sessions on ``threads`` intra-op threads."""
+    """name -> (query encode, product encode) on ``threads`` threads: an fp32 session's
+    intra-op threads, an int8 tower's workers (aisle/towers/calls.py)."""
     from sentence_transformers import SentenceTransformer
 
     from aisle.towers.config import TowerConfig

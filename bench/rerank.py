@@ -11,7 +11,8 @@ same pairs in the same process, interleaved query by query so machine noise fall
 them alike; so does the int8 graph scoring each query's pairs in one call, as it did before
 2026-12-05, with how far its scores and top 10 differ. Prints p50 / p95 / mean wall ms per
 query, CPU ms, and each backend's p50 as a ratio of torch's.
-Threads: torch and ONNX Runtime use every core they are given (``--threads``, default all).
+Threads: ``--threads`` sets torch's (default all); ONNX Runtime uses every core (fp32 as
+intra-op threads, int8 as one worker per core, aisle/towers/calls.py).
 """
 
 from __future__ import annotations

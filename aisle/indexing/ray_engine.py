@@ -19,6 +19,7 @@ import os
 import tarfile
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,11 @@ class ProductEmbedder:
 
             data = ray.get(packed) if isinstance(packed, ray.ObjectRef) else packed
             ref = str(unpack_directory(data))
-        self.model = load_model(ref, from_dict(TowerConfig, tower_config))
+        # One thread an actor: Ray runs an actor per CPU, so an int8 tower's workers (one per
+        # core by default, towers/calls.py) would put cores x cores busy threads on a node.
+        # Thread counts change how the towers run, not what they output (the fingerprint).
+        config = replace(from_dict(TowerConfig, tower_config), onnx_product_threads=1)
+        self.model = load_model(ref, config)
         if self.model.fingerprint != fingerprint:
             raise AisleError(
                 f"the Ray worker loaded model {ref} with fingerprint {self.model.fingerprint}, "

@@ -98,7 +98,7 @@ class OnnxCrossScorer:
         section = manifest["onnx"]
         return cls(onnx_file, path / section["dir"] / section["tokenizer"],
                    int(manifest["max_length"]), int(section["pad_id"]), section["inputs"],
-                   threads=threads, per_call=per_call or int8_per_call(int8))
+                   threads=threads, per_call=int8_per_call(int8) if per_call is None else per_call)
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         if not pairs:

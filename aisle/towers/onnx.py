@@ -9,6 +9,7 @@ config needs no new export.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,24 +171,21 @@ class OnnxTower:
             return torch.empty((0, self.dim))
         order = np.argsort([-len(t) for t in texts], kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        bar = None
-        if progress:
-            from tqdm import tqdm
+        from tqdm import tqdm
 
-            bar = tqdm(total=len(texts), desc="encoding", unit="text")
+        counted = threading.Lock()  # tqdm's update is not atomic across threads
+        with tqdm(total=len(texts), desc="encoding", unit="text", disable=not progress) as bar:
 
-        def run(rows: Sequence[int]) -> None:
-            for start in range(0, len(rows), self.batch_size):
-                batch = rows[start : start + self.batch_size]
-                feeds = self.features([texts[i] for i in batch])
-                (tokens,) = self.session.run(None, feeds)  # (b, T, D)
-                out[batch] = pool(tokens, feeds["attention_mask"], self.pooling)
-                if bar is not None:
-                    bar.update(len(batch))
+            def run(rows: Sequence[int]) -> None:
+                for start in range(0, len(rows), self.batch_size):
+                    batch = rows[start : start + self.batch_size]
+                    feeds = self.features([texts[i] for i in batch])
+                    (tokens,) = self.session.run(None, feeds)  # (b, T, D)
+                    out[batch] = pool(tokens, feeds["attention_mask"], self.pooling)
+                    with counted:
+                        bar.update(len(batch))
 
-        self.workers.map_parts(run, order.tolist())
-        if bar is not None:
-            bar.close()
+            self.workers.map_parts(run, order.tolist())
         return torch.from_numpy(out)
 
 
