@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aisle.artifacts import read_manifest
 from aisle.data.dataset import load_dataset
-from aisle.rerank.model import BATCH, OnnxCrossScorer, load_reranker
+from aisle.rerank.model import BATCH, KIND, OnnxCrossScorer, load_reranker
 from aisle.retrieval.rerank import rerank_pairs
 from aisle.retrieval.retriever import index_model, open_retriever
 from aisle.retrieval.store import load_index
@@ -62,7 +63,7 @@ def main() -> None:
         head = [h.product_id for h in f.hits]
         pairs.append(rerank_pairs(f.query.text, head, retriever.rerank_texts(head)))
 
-    manifest = load_reranker(args.reranker, "torch").manifest
+    manifest = read_manifest(args.reranker, KIND)
     manifest_files = manifest.get("onnx", {}).get("files", {})
     backends = ["torch", *(f"onnx-{p}" for p in ("fp32", "int8") if p in manifest_files)]
     scorers = {b: load_reranker(args.reranker, b).scorer for b in backends}  # type: ignore[arg-type]

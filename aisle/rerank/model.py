@@ -75,15 +75,16 @@ class OnnxCrossScorer:
                  inputs: Sequence[str], threads: int = 0, per_call: int = BATCH) -> None:
         from tokenizers import Tokenizer
 
-        from aisle.towers.calls import CallWorkers
+        from aisle.towers.calls import CallWorkers, split_threads
         from aisle.towers.onnx import session
 
         if per_call < 1 or threads < 0:
             raise AisleError(f"per_call must be >= 1 and threads >= 0, got {per_call} and "
                              f"{threads}")
         self.per_call = per_call
-        self.workers = CallWorkers(threads if per_call == 1 else 1)
-        self.session = session(onnx_file, 1 if per_call == 1 else threads)
+        session_threads, workers = split_threads(per_call, threads)
+        self.workers = CallWorkers(workers)
+        self.session = session(onnx_file, session_threads)
         self.inputs = tuple(inputs)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.enable_truncation(max_length)

@@ -29,6 +29,13 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
+def split_threads(per_call: int, threads: int) -> tuple[int, int]:
+    """(intra-op threads for the session, workers) for a graph run ``per_call`` items a call on
+    ``threads`` threads (0: one per core): one-item calls run single-threaded on ``threads``
+    workers; batched calls on ``threads`` intra-op threads, from one worker."""
+    return (1, threads) if per_call == 1 else (threads, 1)
+
+
 class CallWorkers:
     """``n`` threads (0: one per core) that run a list of items in contiguous chunks."""
 

@@ -20,7 +20,7 @@ import torch
 
 from aisle.errors import AisleError, ArtifactError
 from aisle.retrieval.spelling import whole_words
-from aisle.towers.calls import CallWorkers
+from aisle.towers.calls import CallWorkers, split_threads
 from aisle.towers.config import Backend, Pooling
 
 log = logging.getLogger(__name__)
@@ -119,8 +119,8 @@ class OnnxTower:
         from tokenizers import Tokenizer
 
         self.session = sess
-        # Threads that share one-text calls (``aisle.towers.calls``); 1 for batched calls.
-        self.workers = CallWorkers(workers if batch_size == 1 else 1)
+        # Threads that share its calls (``aisle.towers.calls.split_threads``).
+        self.workers = CallWorkers(workers)
         self.export = export
         self.pooling = pooling
         self.max_length = max_length
@@ -253,7 +253,7 @@ def onnx_towers(
         # int8 runs one text a call (below), single-threaded, its calls shared among n_threads
         # workers (0: one per core; aisle.towers.calls says why); fp32 batches on n_threads.
         per_call = 1 if precision == "int8" else batch_size
-        session_threads = 1 if per_call == 1 else n_threads
+        session_threads, workers = split_threads(per_call, n_threads)
         if (name, session_threads) not in made:
             made[(name, session_threads)] = session(path, session_threads)
         sess = made[(name, session_threads)]
@@ -265,7 +265,7 @@ def onnx_towers(
         # int8 tower encodes one text a call: a query's results never depend on the traffic
         # around it, nor a product's vector on how the catalog was batched, sharded or resumed.
         out.append(OnnxTower(sess, root / export.tokenizer, export, pooling, length, per_call,
-                             str(path), workers=n_threads))
+                             str(path), workers=workers))
     return out[0], out[1]
 
 

@@ -30,10 +30,8 @@ def test_the_chunks_run_on_the_workers_and_an_error_reaches_the_caller() -> None
 
     def run(part: Sequence[int]) -> int:
         seen.add(threading.current_thread().name)
-        if part[0] == 0:
-            started.wait()  # two chunks at once, or this times out
-        elif part[0] == 1:
-            started.wait()
+        if part[0] in (0, 1):
+            started.wait()  # the first two chunks at once, or this times out
         return len(part)
 
     assert sum(CallWorkers(2).map_parts(run, list(range(8)))) == 8
