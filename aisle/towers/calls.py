@@ -3,10 +3,10 @@
 An int8 graph runs one text (or one query-product pair) a call, so that an item's output never
 depends on what shares its call (``aisle.towers.onnx.onnx_towers`` says why). A call that small
 is too small to split across cores: ONNX Runtime's intra-op threads hand each operator's work
-back and forth for less than the hand-off costs. Measured on the demo's int8 towers
-(2026-12-05): 1,500 catalog texts took 4.0-4.5 s of wall and 6.1-6.8 s of CPU on one session
-with two intra-op threads, and 2.1 s and 4.1 s on two workers over one single-threaded session,
-the vectors bit for bit the same; the cross-encoder's 50 pairs a query, 153 ms against 91 ms.
+back and forth for less than the hand-off costs. Measured on the demo's models on two cores
+(2026-12-05, docs/results.md): `aisle index build` over homedepot's 54,667 products took 102.8
+s against 155.6 s on one session with two intra-op threads, the vectors bit for bit the same,
+and bench/rerank.py's int8 cross-encoder 92.6 ms a query of 50 pairs against 153.5 ms.
 So the items are split in order into contiguous chunks, a few per worker, each run call by call
 on a shared single-threaded session (ONNX Runtime sessions take concurrent runs).
 """
