@@ -38,7 +38,7 @@ RAY_BATCH = 256
 
 def connect(address: str | None) -> None:
     """Join the Ray cluster at ``address`` (``host:port``, ``ray://host:port`` or ``auto``);
-    None: the cluster ``RAY_ADDRESS`` names, else a local one of this machine's CPUs."""
+    None: the cluster ``RAY_ADDRESS`` names, else a local one of the cores this process may use."""
     import ray
 
     if ray.is_initialized():
@@ -49,7 +49,9 @@ def connect(address: str | None) -> None:
         elif os.environ.get("RAY_ADDRESS"):
             ray.init(log_to_driver=False)
         else:  # "local": a Ray of this process's own, never a cluster left running here
-            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+            from aisle.towers.calls import available_cores
+
+            ray.init(address="local", num_cpus=available_cores(), include_dashboard=False,
                      log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise AisleError(f"could not join the Ray cluster at {address or 'RAY_ADDRESS'}: {e}; "
