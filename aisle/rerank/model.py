@@ -9,8 +9,9 @@ exported, ``onnx/model.onnx`` and ``onnx/model_qint8.onnx`` with ``onnx/tokenize
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -144,6 +145,9 @@ class Reranker:
     manifest: dict[str, Any]
     path: Path
     backend: str
+    # Held while one query's pairs are scored (``RerankStage.turn``); copies made by
+    # ``dataclasses.replace`` share it, as they share the scorer.
+    turn: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
 
 def resolve_backend(manifest: dict[str, Any], backend: RerankBackend, device: str | None
@@ -163,8 +167,9 @@ def resolve_backend(manifest: dict[str, Any], backend: RerankBackend, device: st
 
 
 def load_reranker(path: Path, backend: RerankBackend = "auto", device: str | None = None,
-                  config: RerankConfig | None = None) -> Reranker:
-    """The cross-encoder at ``path``; ``config`` overrides the stage settings it stores."""
+                  config: RerankConfig | None = None, threads: int = 0) -> Reranker:
+    """The cross-encoder at ``path``; ``config`` overrides the stage settings it stores.
+    ``threads``: what an ONNX backend scores on (0: one per core; torch keeps its own)."""
     path = Path(path)
     if not path.is_dir():
         raise ArtifactError(f"{path}: no such cross-encoder directory (aisle rerank train "
@@ -181,7 +186,7 @@ def load_reranker(path: Path, backend: RerankBackend = "auto", device: str | Non
         try:
             precision = chosen.removeprefix("onnx-")
             scorer = OnnxCrossScorer.from_export(path, manifest, root / onnx["files"][precision],
-                                                 int8=precision == "int8")
+                                                 int8=precision == "int8", threads=threads)
         except Exception as e:  # onnxruntime raises its own types for an unreadable graph
             raise ArtifactError(f"{root} holds a missing or corrupt ONNX export ({e}); run "
                                 "aisle rerank export again") from e

@@ -187,20 +187,24 @@ class Retriever:
                depth: int, deadline: float | None = None) -> list[Ranked]:
         """Each first-stage ranking with its first ``depth`` products re-ranked by the
         cross-encoder against its query; top ``k``. ``deadline`` (a ``time.monotonic()``
-        instant): a query whose turn comes after it keeps its first-stage order (marked by
-        ``reranked`` in ``search``'s answer)."""
+        instant): a query whose turn comes after it (queries take turns on the cross-encoder,
+        across threads too) keeps its first-stage order (marked by ``reranked`` in
+        ``search``'s answer)."""
         if self.reranker is None:
             raise AisleError("this retriever has no cross-encoder to re-rank with")
         heads = [[p for p, _ in r[:depth]] for r in ranked]
         text_of = self.rerank_texts(sorted({p for h in heads for p in h}))
         pairs = [rerank_pairs(q.text, h, text_of) for q, h in zip(queries, heads, strict=True)]
         config = replace(self.reranker.config, depth=depth)
-        scorer = self.reranker.scorer
+        scorer, turn = self.reranker.scorer, self.reranker.turn
         # One call per query, never pairs of several queries together: int8 quantises each
         # call's activations with the call's own scales, so a query's scores would depend on
         # what else was searched with it (the service's batches, the evaluator's).
-        scores = [scorer.score(p) if deadline is None or time.monotonic() < deadline else None
-                  for p in pairs]
+        scores: list[np.ndarray | None] = []
+        for p in pairs:
+            with turn:  # the deadline is read once the turn is ours: waiting for it is spent
+                late = deadline is not None and time.monotonic() >= deadline
+                scores.append(None if late else scorer.score(p))
         # A skipped query's list is returned as it came (``search`` tells it by identity).
         return [r if s is None else combine(r, s, k, config)
                 for r, s in zip(ranked, scores, strict=True)]

@@ -105,7 +105,8 @@ def add_serve_parsers(sub: Any, add_command: Any) -> None:
     add_backend_argument(p)
     p.add_argument("--rerank", default=None, metavar="DIR",
                    help="re-rank each search's first products with this cross-encoder (aisle "
-                   "rerank train); rerank_depth, rerank_budget_ms and rerank_backend tune it")
+                   "rerank train); rerank_depth, rerank_budget_ms, rerank_backend and "
+                   "rerank_threads tune it")
     p.add_argument("--config", type=Path, default=None, help="ServeConfig TOML file")
     p.add_argument("overrides", nargs="*", help="ServeConfig key=value overrides")
     p.set_defaults(func=cmd_serve)

@@ -83,17 +83,24 @@ class ServeConfig:
     rerank_depth: int = -1
     # How the cross-encoder runs: auto (its int8 ONNX export, else torch), torch, onnx-*.
     rerank_backend: RerankBackend = "auto"
+    # Threads an ONNX cross-encoder scores a query's pairs on (0: one per core). Queries take
+    # turns on them; fewer leave cores to the first stage while a query is re-ranked.
+    rerank_threads: int = 0
     # Re-ranking time a request has, counted from when it arrived (time queued for the
-    # encoder is spent): a query whose turn comes later keeps its first-stage order (never an
-    # error; counted in aisle_rerank_skipped), so overload degrades ranking, not latency. A
-    # batch's queries share the earliest arrival's budget. A re-ranking call already started
-    # runs to its end (~130 ms for 50 candidates on int8 here).
+    # encoder, and for another query's re-ranking to finish, is spent): a query whose turn
+    # comes later keeps its first-stage order (never an error; counted in
+    # aisle_rerank_skipped), so overload degrades ranking, not latency. A batch's queries
+    # share the earliest arrival's budget. A query's re-ranking already started runs to its
+    # end (~93 ms for 50 candidates on int8 on two cores here, bench/rerank.py).
     rerank_budget_ms: float = 50.0
 
     def __post_init__(self) -> None:
         if self.rerank_depth < -1:
             raise AisleError(f"rerank_depth must be >= 0, or -1 for the cross-encoder's own; "
                              f"got {self.rerank_depth}")
+        if self.rerank_threads < 0:
+            raise AisleError(f"rerank_threads must be >= 0 (0: one per core), got "
+                             f"{self.rerank_threads}")
         if not self.rerank_budget_ms >= 0:
             raise AisleError(f"rerank_budget_ms must be >= 0, got {self.rerank_budget_ms}")
 

@@ -93,7 +93,8 @@ def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snaps
 
         from aisle.rerank.model import load_reranker
 
-        reranker = load_reranker(Path(config.rerank), config.rerank_backend)
+        reranker = load_reranker(Path(config.rerank), config.rerank_backend,
+                                 threads=config.rerank_threads)
         if config.rerank_depth >= 0:
             reranker = replace(reranker, config=replace(reranker.config,
                                                         depth=config.rerank_depth))

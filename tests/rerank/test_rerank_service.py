@@ -69,6 +69,8 @@ def test_bad_rerank_settings_are_refused() -> None:
         from_dict(ServeConfig, {"rerank_depth": -2})
     with pytest.raises(AisleError, match="rerank_budget_ms"):
         from_dict(ServeConfig, {"rerank_budget_ms": -1.0})
+    with pytest.raises(AisleError, match="rerank_threads"):
+        from_dict(ServeConfig, {"rerank_threads": -1})
 
 
 def test_the_budget_counts_from_when_the_request_arrived(config: ServeConfig) -> None:
