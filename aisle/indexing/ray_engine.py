@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from aisle.configs import from_dict, to_dict
+from aisle.cores import available_cores
 from aisle.errors import AisleError
 from aisle.towers.model import TwoTowerModel
 
@@ -49,8 +50,6 @@ def connect(address: str | None) -> None:
         elif os.environ.get("RAY_ADDRESS"):
             ray.init(log_to_driver=False)
         else:  # "local": a Ray of this process's own, never a cluster left running here
-            from aisle.towers.calls import available_cores
-
             ray.init(address="local", num_cpus=available_cores(), include_dashboard=False,
                      log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:

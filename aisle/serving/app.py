@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from aisle.configs import load_config
+from aisle.cores import available_cores
 from aisle.data.fields import FieldType
 from aisle.errors import AisleError
 from aisle.retrieval.filters import FilterError
@@ -46,7 +47,6 @@ from aisle.serving.middleware import LimitsAndMetrics
 from aisle.serving.openapi import contract
 from aisle.serving.reloading import ReloadRefused, settle_heap
 from aisle.serving.routes import ops, page, search
-from aisle.towers.calls import available_cores
 
 log = logging.getLogger(__name__)
 

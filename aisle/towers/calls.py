@@ -13,100 +13,22 @@ on a shared single-threaded session (ONNX Runtime sessions take concurrent runs)
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TypeVar
+
+from aisle.cores import available_cores, runtime_threads
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-def available_cores() -> int:
-    """The cores this process may use: those it may run on (its CPU affinity), no more than a
-    cgroup CPU quota allows (a container's CPU limit, rounded up), at least one."""
-    if hasattr(os, "sched_getaffinity"):
-        cores = len(os.sched_getaffinity(0))
-    else:
-        cores = os.cpu_count() or 1
-    limit = cgroup_cpu_limit()
-    return max(1, min(cores, math.ceil(limit))) if limit is not None else cores
-
-
-def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup"),
-                     membership: Path = Path("/proc/self/cgroup")) -> float | None:
-    """The CPUs a second this process's cgroups allow (quota / period; the tightest along the
-    path from its cgroup up to the hierarchy's root), or None when none is set or it cannot
-    be read. cgroup v2 (``cpu.max``) and v1 (``cpu.cfs_quota_us`` over ``cpu.cfs_period_us``).
-    Without this, a container limited to 2 CPUs on a 64-core host would start 64 workers
-    that the kernel then throttles."""
-    try:
-        lines = membership.read_text().splitlines()
-    except OSError:
-        return None
-    limits: list[float] = []
-    for line in lines:
-        fields = line.split(":", 2)
-        if len(fields) != 3:
-            continue
-        _, controllers, path = fields
-        if controllers == "":  # v2: one unified hierarchy
-            limits += _walk_up(root, path, _v2_limit)
-        elif "cpu" in controllers.split(","):  # v1: the cpu controller's hierarchy
-            for mount in (root / controllers, root / "cpu", root / "cpu,cpuacct"):
-                if mount.is_dir():
-                    limits += _walk_up(mount, path, _v1_limit)
-                    break
-    return min(limits) if limits else None
-
-
-def _walk_up(mount: Path, path: str, read: Callable[[Path], float | None]) -> list[float]:
-    """``read`` of each cgroup directory from ``mount``/``path`` up to ``mount``; a container
-    whose view of the hierarchy starts at its own cgroup sees ``path`` missing and reads from
-    ``mount``."""
-    here = mount / path.strip("/")
-    if not here.is_dir():
-        here = mount
-    found = []
-    while True:
-        limit = read(here)
-        if limit is not None:
-            found.append(limit)
-        if here == mount or mount not in here.parents:
-            return found
-        here = here.parent
-
-
-def _v2_limit(cgroup: Path) -> float | None:
-    """``cpu.max`` is "QUOTA PERIOD", QUOTA "max" for none."""
-    try:
-        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
-        return None if quota == "max" else _ratio(quota, period)
-    except (OSError, ValueError):
-        return None
-
-
-def _v1_limit(cgroup: Path) -> float | None:
-    """``cpu.cfs_quota_us`` (-1 for none) over ``cpu.cfs_period_us``."""
-    try:
-        return _ratio((cgroup / "cpu.cfs_quota_us").read_text(),
-                      (cgroup / "cpu.cfs_period_us").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _ratio(quota: str, period: str) -> float | None:
-    q, p = int(quota), int(period)
-    return q / p if q > 0 and p > 0 else None
-
-
 def split_threads(per_call: int, threads: int) -> tuple[int, int]:
     """(intra-op threads for the session, workers) for a graph run ``per_call`` items a call on
     ``threads`` threads (0: one per core): one-item calls run single-threaded on ``threads``
-    workers; batched calls on ``threads`` intra-op threads, from one worker."""
-    return (1, threads) if per_call == 1 else (threads, 1)
+    workers; batched calls on ``threads`` intra-op threads (0: ONNX Runtime's own count, or a
+    CPU quota's), from one worker."""
+    return (1, threads) if per_call == 1 else (threads or runtime_threads(), 1)
 
 
 class CallWorkers:
