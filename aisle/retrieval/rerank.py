@@ -18,8 +18,8 @@ The scores depend only on the top ``depth`` of the first stage, never on ``k``: 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -108,7 +108,7 @@ class RerankStage(Protocol):
     def config(self) -> RerankConfig: ...
 
     @property
-    def turn(self) -> AbstractContextManager[Any]:
+    def turn(self) -> threading.Lock:
         """Held while one query's pairs are scored: the scorer already spreads a query over
         every core it has, so queries take turns, and a query's wait for its turn is spent
         of its re-ranking deadline."""

@@ -202,9 +202,20 @@ class Retriever:
         # what else was searched with it (the service's batches, the evaluator's).
         scores: list[np.ndarray | None] = []
         for p in pairs:
-            with turn:  # the deadline is read once the turn is ours: waiting for it is spent
-                late = deadline is not None and time.monotonic() >= deadline
-                scores.append(None if late else scorer.score(p))
+            if deadline is None:
+                with turn:
+                    scores.append(scorer.score(p))
+                continue
+            # Waiting for the turn is spent budget, and a query waits no longer than it has
+            # left: a late one is answered at once, in first-stage order.
+            left = deadline - time.monotonic()
+            if left <= 0 or not turn.acquire(timeout=left):
+                scores.append(None)
+                continue
+            try:
+                scores.append(scorer.score(p))
+            finally:
+                turn.release()
         # A skipped query's list is returned as it came (``search`` tells it by identity).
         return [r if s is None else combine(r, s, k, config)
                 for r, s in zip(ranked, scores, strict=True)]
