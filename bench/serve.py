@@ -290,7 +290,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--index", required=True)
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "homedepot"))
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "homedepot"),
+                        help="the queries' directory: canonical CSV or prepared (aisle prepare)")
     parser.add_argument("--seconds", type=float, default=20.0, help="cap per phase")
     parser.add_argument("--dense-only", action="store_true",
                         help="skip the aisle hybrid rows (dense and naive only)")
@@ -320,12 +321,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per start-up request
 
-    import pandas as pd
-
+    from aisle.data.dataset import load_dataset
     from aisle.retrieval.store import load_index
     from aisle.towers.model import resolve_model_ref
 
-    q = pd.read_csv(Path(args.data) / "queries.csv", dtype=str, keep_default_na=False)
+    q = load_dataset(Path(args.data)).queries
     queries = q.loc[q["split"].isin(["dev", "test"]), "query"].tolist()
     modes = MODES[:1] if args.dense_only else MODES
     # Always four slices, so the dense rows send the same queries with or without hybrid.
