@@ -171,21 +171,28 @@ class OnnxTower:
             return torch.empty((0, self.dim))
         order = np.argsort([-len(t) for t in texts], kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        from tqdm import tqdm
+        bar = None
+        if progress:  # not on the query path: even a disabled tqdm costs microseconds a call
+            from tqdm import tqdm
 
+            bar = tqdm(total=len(texts), desc="encoding", unit="text")
         counted = threading.Lock()  # tqdm's update is not atomic across threads
-        with tqdm(total=len(texts), desc="encoding", unit="text", disable=not progress) as bar:
 
-            def run(rows: Sequence[int]) -> None:
-                for start in range(0, len(rows), self.batch_size):
-                    batch = rows[start : start + self.batch_size]
-                    feeds = self.features([texts[i] for i in batch])
-                    (tokens,) = self.session.run(None, feeds)  # (b, T, D)
-                    out[batch] = pool(tokens, feeds["attention_mask"], self.pooling)
+        def run(rows: Sequence[int]) -> None:
+            for start in range(0, len(rows), self.batch_size):
+                batch = rows[start : start + self.batch_size]
+                feeds = self.features([texts[i] for i in batch])
+                (tokens,) = self.session.run(None, feeds)  # (b, T, D)
+                out[batch] = pool(tokens, feeds["attention_mask"], self.pooling)
+                if bar is not None:
                     with counted:
                         bar.update(len(batch))
 
+        try:
             self.workers.map_parts(run, order.tolist())
+        finally:
+            if bar is not None:
+                bar.close()
         return torch.from_numpy(out)
 
 
