@@ -18,21 +18,25 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 def available_cores() -> int:
-    """The cores this process may run on, no more than its CPU quota allows, at least one.
-    A quota of 1.5 CPUs counts 2: the workers then use all of it, throttled now and then,
-    where 1 would leave a third of it unused."""
-    if hasattr(os, "sched_getaffinity"):
-        cores = len(os.sched_getaffinity(0))
-    else:
-        cores = os.cpu_count() or 1
-    quota = cpu_quota()
-    return max(1, min(cores, math.ceil(quota))) if quota is not None else cores
+    """The cores this process may run on, no more than its CPU quota allows, at least one."""
+    return _capped(cpu_quota())
 
 
 def runtime_threads() -> int:
     """Threads for a runtime's own pool: 0, its default (ONNX Runtime takes the physical
     cores), unless a CPU quota is set, which runtimes do not read; then ``available_cores``."""
-    return available_cores() if cpu_quota() is not None else 0
+    quota = cpu_quota()
+    return _capped(quota) if quota is not None else 0
+
+
+def _capped(quota: float | None) -> int:
+    """The affinity's cores, capped by ``quota`` CPUs. A quota of 1.5 counts 2: the workers
+    then use all of it, throttled now and then, where 1 would leave a third of it unused."""
+    if hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, math.ceil(quota))) if quota is not None else cores
 
 
 def cpu_quota() -> float | None:
