@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from aisle.cores import cap_thread_pools
 from aisle.errors import AisleError
 from aisle.rerank.cli import add_rerank_arguments, open_reranker
 from aisle.towers.cli import add_backend_argument
@@ -306,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if threads := cap_thread_pools():
+        log.debug("CPU quota: torch's and faiss's thread pools capped at %d", threads)
     try:
         args.func(args)
     except AisleError as e:

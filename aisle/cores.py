@@ -2,13 +2,15 @@
 
 A container limited to 2 CPUs on a 64-core host still sees 64 cores in its affinity mask, and
 runtimes that size their pools from it (ONNX Runtime, OpenMP) start 64 busy threads that the
-kernel then throttles. Worker pools, a local Ray and the service's executor read the count here.
+kernel then throttles. Worker pools, a local Ray and the service's executor read the count here;
+``cap_thread_pools`` sizes OpenMP's (torch's and faiss's) to it.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +29,27 @@ def runtime_threads() -> int:
     cores), unless a CPU quota is set, which runtimes do not read; then ``available_cores``."""
     quota = cpu_quota()
     return _capped(quota) if quota is not None else 0
+
+
+# What OpenMP (torch's and faiss's pools) and the BLAS libraries read when they start.
+POOL_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def cap_thread_pools() -> int:
+    """Under a CPU quota, size torch's and faiss's OpenMP pools to it: the pool variables for
+    runtimes not loaded yet (the CLI loads neither before a command runs), and torch's and
+    faiss's own setters for those already loaded (faiss's applies to the calling thread). A
+    count the user set in ``OMP_NUM_THREADS`` is kept. The threads set; 0 when none were."""
+    threads = runtime_threads()
+    if not threads or "OMP_NUM_THREADS" in os.environ:
+        return 0
+    for name in POOL_VARIABLES:
+        os.environ.setdefault(name, str(threads))
+    if (torch := sys.modules.get("torch")) is not None:
+        torch.set_num_threads(threads)
+    if (faiss := sys.modules.get("faiss")) is not None:
+        faiss.omp_set_num_threads(threads)
+    return threads
 
 
 def _capped(quota: float | None) -> int:

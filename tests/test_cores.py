@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +89,34 @@ def test_this_machine_counts_at_least_one_core() -> None:
     assert 1 <= cores.available_cores() <= (len(cores.os.sched_getaffinity(0))
                                             if hasattr(cores.os, "sched_getaffinity")
                                             else cores.os.cpu_count() or 1)
+
+
+_POOLS = """
+import os, sys
+import aisle.cores as cores
+cores.cpu_quota = lambda: 1.0
+if sys.argv[1] == "loaded":  # torch and faiss started their pools before the cap
+    import faiss, torch
+print(cores.cap_thread_pools(), os.environ.get("OMP_NUM_THREADS"))
+import faiss, torch
+print(torch.get_num_threads(), faiss.omp_get_max_threads())
+"""
+
+
+def _pools(when: str, **env: str) -> list[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in cores.POOL_VARIABLES}
+    done = subprocess.run([sys.executable, "-c", _POOLS, when], env={**clean, **env},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+@pytest.mark.parametrize("when", ["before", "loaded"])
+def test_a_quota_caps_torch_and_faiss_pools(when: str) -> None:
+    # One CPU of quota: both pools shrink to one thread, whether or not they had started.
+    assert _pools(when) == ["1", "1", "1", "1"]
+
+
+def test_a_thread_count_the_user_set_is_kept() -> None:
+    capped, variable, _torch, faiss = _pools("before", OMP_NUM_THREADS="3")
+    assert (capped, variable, faiss) == ("0", "3", "3")  # torch keeps to the machine's cores
