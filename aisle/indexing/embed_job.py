@@ -164,9 +164,11 @@ def embed_catalog(
     else:
         encode = local_encoder(model)
     frames: list[pd.DataFrame] = []
-    blocks: list[np.ndarray] = []
-    encoded = resumed = 0
+    encoded = resumed = filled = 0
     total = product_count(prepared)
+    # One array for the whole catalog, filled block by block: a list of blocks joined at the
+    # end would hold every vector twice while it is joined (30 GB for 10M products).
+    out = np.empty((total, model.dim), np.float32)
     with tqdm(total=total, desc="embedding catalog", unit="product") as bar:
         for i, block in enumerate(iter_product_blocks(prepared)):
             done = _load_block(work, i, model.dim, block["product_id"].tolist())
@@ -193,19 +195,21 @@ def embed_catalog(
                         cache.add([hashes[j] for j in miss], fresh)
                 rows = block[row_columns(block)].assign(text=texts, text_hash=hashes)
                 _save_block(work, i, rows, vectors)
+            if filled + len(vectors) > total:
+                raise AisleError(f"{prepared}: its products changed while they were embedded "
+                                 f"(more than the {total} counted at the start); build again")
+            out[filled:filled + len(vectors)] = vectors
+            filled += len(vectors)
             frames.append(rows)
-            blocks.append(vectors)
             bar.update(len(rows))
     if resumed:
         log.info("resumed: %d block(s) came from the checkpoints in %s", resumed, work)
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    dim = model.dim
-    vectors = np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
-    if len(rows) != total or len(vectors) != total:
+    if len(rows) != total or filled != total:
         # Never publish an index that silently lacks products.
         raise AisleError(
             f"embedding {prepared} gave {len(rows)} products, the catalog has {total}; "
             f"delete {work} and build again"
         )
     log.info("embedded %d products (%d encoded, the rest cached)", len(rows), encoded)
-    return EmbeddedCatalog(rows, np.ascontiguousarray(vectors, np.float32), encoded, resumed)
+    return EmbeddedCatalog(rows, out, encoded, resumed)
