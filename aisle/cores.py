@@ -33,23 +33,36 @@ def runtime_threads() -> int:
 
 # What OpenMP (torch's and faiss's pools) and the BLAS libraries read when they start.
 POOL_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# The count ``cap_thread_pools`` set (0: none), so that a second call and the threads started
+# later apply it again rather than mistake it for the user's.
+_capped_to = 0
 
 
 def cap_thread_pools() -> int:
     """Under a CPU quota, size torch's and faiss's OpenMP pools to it: the pool variables for
-    runtimes not loaded yet (the CLI loads neither before a command runs), and torch's and
-    faiss's own setters for those already loaded (faiss's applies to the calling thread). A
-    count the user set in ``OMP_NUM_THREADS`` is kept. The threads set; 0 when none were."""
-    threads = runtime_threads()
-    if not threads or "OMP_NUM_THREADS" in os.environ:
-        return 0
-    for name in POOL_VARIABLES:
-        os.environ.setdefault(name, str(threads))
+    runtimes not loaded yet (the CLI loads neither before a command runs), and torch's setter
+    (the whole process) and faiss's (this thread; see ``cap_this_thread``) for those already
+    loaded. A count the user set in ``OMP_NUM_THREADS`` is kept. The threads set; 0: none."""
+    global _capped_to
+    if not _capped_to:
+        threads = runtime_threads()
+        if not threads or "OMP_NUM_THREADS" in os.environ:
+            return 0
+        for name in POOL_VARIABLES:
+            os.environ.setdefault(name, str(threads))
+        _capped_to = threads
     if (torch := sys.modules.get("torch")) is not None:
-        torch.set_num_threads(threads)
-    if (faiss := sys.modules.get("faiss")) is not None:
-        faiss.omp_set_num_threads(threads)
-    return threads
+        torch.set_num_threads(_capped_to)
+    cap_this_thread()
+    return _capped_to
+
+
+def cap_this_thread() -> None:
+    """faiss's setter reaches only the thread that calls it, so a faiss loaded before
+    ``cap_thread_pools`` ran still searches from other threads with the host's cores: a
+    thread pool that searches passes this as its ``initializer``."""
+    if _capped_to and (faiss := sys.modules.get("faiss")) is not None:
+        faiss.omp_set_num_threads(_capped_to)
 
 
 def _capped(quota: float | None) -> int:

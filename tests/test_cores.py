@@ -92,14 +92,21 @@ def test_this_machine_counts_at_least_one_core() -> None:
 
 
 _POOLS = """
-import os, sys
+import os, sys, threading
+from concurrent.futures import ThreadPoolExecutor
 import aisle.cores as cores
 cores.cpu_quota = lambda: 1.0
 if sys.argv[1] == "loaded":  # torch and faiss started their pools before the cap
     import faiss, torch
-print(cores.cap_thread_pools(), os.environ.get("OMP_NUM_THREADS"))
+capped = cores.cap_thread_pools()
+print(capped, cores.cap_thread_pools(), os.environ.get("OMP_NUM_THREADS"))
 import faiss, torch
-print(torch.get_num_threads(), faiss.omp_get_max_threads())
+seen = []
+thread = threading.Thread(target=lambda: seen.append(faiss.omp_get_max_threads()))
+thread.start(); thread.join()
+with ThreadPoolExecutor(1, initializer=cores.cap_this_thread) as pool:  # as the service's
+    in_pool = pool.submit(faiss.omp_get_max_threads).result()
+print(torch.get_num_threads(), faiss.omp_get_max_threads(), seen[0], in_pool)
 """
 
 
@@ -111,12 +118,24 @@ def _pools(when: str, **env: str) -> list[str]:
     return done.stdout.split()
 
 
-@pytest.mark.parametrize("when", ["before", "loaded"])
-def test_a_quota_caps_torch_and_faiss_pools(when: str) -> None:
-    # One CPU of quota: both pools shrink to one thread, whether or not they had started.
-    assert _pools(when) == ["1", "1", "1", "1"]
+multicore = pytest.mark.skipif(cores.available_cores() < 2,
+                               reason="a quota of one CPU changes nothing on one core")
 
 
+@multicore
+def test_a_quota_caps_torch_and_faiss_pools_before_they_load() -> None:
+    # One CPU of quota: the pools start with one thread, in every thread.
+    assert _pools("before") == ["1", "1", "1", "1", "1", "1", "1"]
+
+
+@multicore
+def test_a_quota_caps_pools_already_loaded_in_the_threads_that_search() -> None:
+    capped, again, variable, torch, faiss, _other_thread, pool_thread = _pools("loaded")
+    assert (capped, again, variable) == ("1", "1", "1")  # a second call applies it again
+    assert (torch, faiss, pool_thread) == ("1", "1", "1")
+
+
+@multicore
 def test_a_thread_count_the_user_set_is_kept() -> None:
-    capped, variable, _torch, faiss = _pools("before", OMP_NUM_THREADS="3")
-    assert (capped, variable, faiss) == ("0", "3", "3")  # torch keeps to the machine's cores
+    fields = _pools("before", OMP_NUM_THREADS="2")
+    assert fields[:3] == ["0", "0", "2"] and fields[4:] == ["2", "2", "2"]

@@ -94,6 +94,12 @@ class ProductEmbedder:
         # Thread counts change how the towers run, not what they output (the fingerprint).
         config = replace(from_dict(TowerConfig, tower_config), onnx_product_threads=1)
         self.model = load_model(ref, config)
+        if self.model.backend == "torch":
+            import torch
+
+            # Ray gives an actor OMP_NUM_THREADS=1 only when its driver left it unset, and
+            # the CLI sets it under a CPU quota (aisle.cores.cap_thread_pools).
+            torch.set_num_threads(1)
         if self.model.fingerprint != fingerprint:
             raise AisleError(
                 f"the Ray worker loaded model {ref} with fingerprint {self.model.fingerprint}, "

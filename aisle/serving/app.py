@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from aisle.configs import load_config
-from aisle.cores import available_cores, cap_thread_pools
+from aisle.cores import available_cores, cap_this_thread, cap_thread_pools
 from aisle.data.fields import FieldType
 from aisle.errors import AisleError
 from aisle.retrieval.filters import FilterError
@@ -95,11 +95,12 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        cap_thread_pools()  # `aisle serve` did already; an app built by another host may not
+        cap_thread_pools()  # `aisle serve` did already; a host that builds the app may not
         cores = available_cores()
         # Every lane busy must still leave threads for THREAD-lane searches and reloads.
         executor = ThreadPoolExecutor(max_workers=max(4, max(cores, config.batch_lanes) + 2),
-                                      thread_name_prefix="aisle-search")
+                                      thread_name_prefix="aisle-search",
+                                      initializer=cap_this_thread)
         tasks: list[asyncio.Task[None]] = []
         metrics: Metrics = app.state.metrics
 
