@@ -211,3 +211,20 @@ def test_an_embedding_job_short_of_products_fails_instead_of_publishing(
     with pytest.raises(AisleError, match="gave 80 products, the catalog has 120"):
         build_version(data, base_model, root)
     assert not (root / "versions").exists() or not any((root / "versions").iterdir())
+
+
+def test_an_embedding_job_whose_products_grow_while_it_runs_fails(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    import aisle.indexing.embed_job as embed_job
+    from aisle.errors import AisleError
+
+    data = prepare_catalog(catalog, "day1")
+    counted = embed_job.product_count(data)
+    monkeypatch.setattr(embed_job, "product_count", lambda p: counted - 1)  # counted too early
+    with pytest.raises(AisleError, match="changed while they were embedded"):
+        embed_catalog(data, base_model, tmp_path / "work")
