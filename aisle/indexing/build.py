@@ -112,6 +112,8 @@ def base_manifest(
             # What actually embedded the catalog (the config may say auto): an update must
             # embed new products the same way, or one index would mix torch and int8 vectors.
             "backend": model.backend,
+            # And which int8 export, if any: vectors of another export must not be mixed in.
+            "runtime": model.runtime,
         },
         "dim": model.dim,
         "lexical": {"kind": "bm25s", "dir": LEXICAL_DIR},
@@ -193,7 +195,7 @@ def embed_for_build(
     if count == 0:
         raise DataError(f"{prep}: the catalog has no products; nothing to index")
     check_buildable(config, count, model.dim)  # before any embedding work
-    key = cache_key(model.fingerprint, model.backend)
+    key = cache_key(model.fingerprint, model.runtime)
     cache = EmbeddingCache(cache_dir, key, model.dim) if cache_dir else None
     return embed_catalog(prep, model, work, cache, engine)
 
@@ -253,7 +255,7 @@ def build_index(
         data_manifest = read_manifest(prep, "aisle.dataset")
         catalog_fp = data_manifest["fingerprints"][PRODUCTS]
         if vectors is None and not force and index_is_current(
-                out, model.fingerprint, catalog_fp, config, model.backend):
+                out, model.fingerprint, catalog_fp, config, model.runtime):
             log.info("index at %s is up to date (same model and catalog); reusing it", out)
             return out
         work = out.parent / f".{out.name}.work"
@@ -315,7 +317,7 @@ def _build_version(data: Path, model: TwoTowerModel, root: Path, config: IndexCo
             current is not None
             and vectors is None
             and not force
-            and index_is_current(current, model.fingerprint, catalog_fp, config, model.backend)
+            and index_is_current(current, model.fingerprint, catalog_fp, config, model.runtime)
         ):
             log.info("current version %s is up to date (same model, backend, catalog and "
                      "config)", current.name)

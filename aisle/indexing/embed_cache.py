@@ -112,10 +112,11 @@ class EmbeddingCache:
         self._rows = np.concatenate([self._rows, start + np.arange(len(keys))])
 
 
-def cache_key(model_fingerprint: str, backend: str) -> str:
+def cache_key(model_fingerprint: str, runtime: str) -> str:
     """torch and int8 ONNX towers share a fingerprint (same weights) but not exact vectors:
-    one cache per (weights, backend), so an index never mixes the two. int8 has its own
-    generation: before 2026-12-05 it encoded many products a call, and each vector depended on
-    the products that shared its call (``towers/onnx.py``); those vectors are not reused."""
-    suffix = "-percall" if backend == "onnx-int8" else ""
-    return f"{model_fingerprint}-{backend}{suffix}"
+    one cache per (weights, runtime: ``TwoTowerModel.runtime``, the backend and which int8
+    export), so an index never mixes them. int8 has its own generation: before 2026-12-05 it
+    encoded many products a call, and each vector depended on the products that shared its call
+    (``towers/onnx.py``); those vectors are not reused."""
+    suffix = "-percall" if runtime.startswith("onnx-int8") else ""
+    return f"{model_fingerprint}-{runtime}{suffix}"

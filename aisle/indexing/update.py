@@ -191,6 +191,13 @@ def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine:
             f"that backend (aisle index update --backend {built_with}), or run a full build "
             "(aisle index build --force)"
         )
+    recorded = current.manifest["model"].get("runtime")  # absent before 2026-12-05
+    if recorded is not None and model.runtime != recorded:
+        raise ManifestMismatch(
+            f"the current version's vectors were embedded by another int8 export of this model "
+            f"({recorded}; the model now runs {model.runtime}, exported again since); an "
+            "update must not mix them. Run a full build (aisle index build --force)"
+        )
     config = stored_index_config(current.manifest["index_config"])
     with prepared_dir(Path(data)) as prep:
         data_manifest = read_manifest(prep, "aisle.dataset")

@@ -73,6 +73,7 @@ class Retriever:
         ``reranker``: a cross-encoder that re-ranks each search's first products
         (``aisle.retrieval.rerank``); None: the first stage's order is the answer."""
         index.check_model(model.fingerprint, model.ref)
+        index.check_runtime(model.runtime)
         self.model = model
         self.index = index
         self.preparer = preparer

@@ -204,6 +204,17 @@ class ProductIndex:
                 "rebuild the index with this model (aisle index --model ...) or use its model"
             )
 
+    def check_runtime(self, runtime: str) -> None:
+        """Warn when the query tower is another int8 export of the weights that embedded the
+        index (``aisle export --int8`` run again since): its vectors are close to, not the same
+        as, the index's, so results drift a little until the index is rebuilt."""
+        built = recorded_runtime(self.manifest) or ""
+        int8 = "onnx-int8."  # a recorded int8 export; indexes from before record none
+        if built != runtime and built.startswith(int8) and runtime.startswith(int8):
+            log.warning("index %s was embedded on %s, its queries are embedded on %s: another "
+                        "int8 export of the same weights; rebuild it to match (aisle index "
+                        "build --force)", self.root, built, runtime)
+
     @property
     def has_lexical(self) -> bool:
         """Whether the index carries BM25 (every index ``aisle index`` builds does)."""
@@ -277,16 +288,25 @@ def stored_fusion(raw: dict[str, Any]) -> FusionConfig:
     return from_dict(FusionConfig, raw)
 
 
+def recorded_runtime(manifest: dict[str, Any]) -> str | None:
+    """What embedded an index's vectors (``TwoTowerModel.runtime``), as its manifest says; an
+    index from before runtimes were recorded gives its backend."""
+    model = manifest.get("model", {})
+    return model.get("runtime") or model.get("backend")
+
+
 def index_is_current(
     out: Path,
     model_fingerprint: str,
     products_fingerprint: str,
     config: IndexConfig | None = None,
-    backend: str | None = None,
+    runtime: str | None = None,
 ) -> bool:
     """Whether ``out`` (a plain index directory that stores fields) was built from this model,
-    catalog, config, and (when given) with this ``backend`` (torch and int8 vectors differ; an
-    index that does not record its backend is not current for any)."""
+    catalog, config, and (when given) with this ``runtime`` (``TwoTowerModel.runtime``: torch
+    and int8 vectors differ, as do two int8 exports'; an index that records neither its runtime
+    nor its backend is not current for any, and one from before runtimes were recorded is
+    current for its backend unless that was int8)."""
     path = Path(out) / MANIFEST
     if not path.is_file():
         return False
@@ -300,7 +320,7 @@ def index_is_current(
     return bool(
         manifest.get("kind") == KIND
         and manifest["model"].get("fingerprint") == model_fingerprint
-        and (backend is None or manifest["model"].get("backend") == backend)
+        and (runtime is None or recorded_runtime(manifest) == runtime)
         and isinstance(data, dict)
         and data.get("products_fingerprint") == products_fingerprint
         # An index from before fields were stored is rebuilt once, to store them.

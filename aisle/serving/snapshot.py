@@ -55,9 +55,9 @@ class Snapshot:
     @functools.cached_property
     def vector_key(self) -> str:
         """What a cached query vector's key names of the model: its weights and how they run
-        (int8 and fp32 vectors of one query differ a little, and a service switched to another
-        backend must not serve the other's). Hashed once per snapshot, not per request."""
-        return f"{self.model.fingerprint}-{self.model.backend}"
+        (int8 and fp32 vectors of one query differ a little, as do two int8 exports', and a
+        service switched to another must not serve the other's). Built once per snapshot."""
+        return f"{self.model.fingerprint}-{self.model.runtime}"
 
 
 def make_snapshot(model: TwoTowerModel, index: ProductIndex, version: str,

@@ -37,7 +37,13 @@ from aisle.towers.card import README, model_card
 from aisle.towers.config import OUTPUT_FIELDS, Backend, TowerConfig
 from aisle.towers.encoder import Tower, load_sentence_transformer, resolve_device
 from aisle.towers.layout import LAYOUT, LEGACY, layout_of, legacy_dirs, load_towers, save_towers
-from aisle.towers.onnx import InferenceOnly, OnnxTower, onnx_towers, resolve_backend
+from aisle.towers.onnx import (
+    InferenceOnly,
+    OnnxTower,
+    int8_recipe,
+    onnx_towers,
+    resolve_backend,
+)
 from aisle.towers.text import product_texts
 from aisle.towers.units import UnitTower, read_units
 
@@ -86,6 +92,7 @@ class TwoTowerModel:
         weights_fingerprint: str,
         extra: Mapping[str, Any] | None = None,
         backend: Backend = "torch",
+        int8_export: str = "",
     ) -> None:
         # The towers read their texts as the config says, whoever built them.
         self.query = read_units(query, config)
@@ -95,11 +102,19 @@ class TwoTowerModel:
         self._weights_fingerprint = weights_fingerprint
         self.extra = dict(extra or {})
         self.backend = backend  # what actually runs: torch, onnx-fp32 or onnx-int8
+        self.int8_export = int8_export  # onnx-int8: which export (``onnx.int8_recipe``)
 
     @property
     def weights_fingerprint(self) -> str:
         """The fingerprint of the weights alone (``fingerprint`` adds the tower knobs)."""
         return self._weights_fingerprint
+
+    @property
+    def runtime(self) -> str:
+        """What makes its vectors: the backend, and on int8 which export. Vectors of one
+        runtime only may share an index or a cache (int8 and fp32 vectors of the same weights
+        differ a little, and so do two int8 exports')."""
+        return f"{self.backend}.{self.int8_export}" if self.int8_export else self.backend
 
     @property
     def shared(self) -> bool:
@@ -216,7 +231,8 @@ def load_model(
         )
     weights = manifest.get("weights_fingerprint") or _weights_fingerprint(str(path.resolve()))
     extra = {k: manifest[k] for k in ("base_model",) if k in manifest}
-    model = TwoTowerModel(query, product, config, ref_str, weights, extra, backend)
+    int8 = int8_recipe(manifest["onnx"]) if backend == "onnx-int8" else ""
+    model = TwoTowerModel(query, product, config, ref_str, weights, extra, backend, int8)
     log.info(
         "loaded model %s (%s towers on %s, fingerprint %s)",
         ref_str,

@@ -8,6 +8,8 @@ config needs no new export.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -202,6 +204,20 @@ def export_precisions(manifest: Mapping[str, Any]) -> set[str]:
     if not towers:
         return set()
     return set.intersection(*(set(t["files"]) for t in towers.values()))
+
+
+def int8_recipe(section: Mapping[str, Any]) -> str:
+    """Which int8 export a manifest's ``onnx`` section holds, as a short hash: two int8 exports
+    of the same weights differ where their recipes do (the MatMuls kept in fp32, the quantiser's
+    version), and so do their vectors, by ~0.006 in cosine (docs/results.md, 2026-12-05). The
+    weights fingerprint cannot tell them apart; an index and a query cache must."""
+    towers = section.get("towers", {})
+    recipe = {
+        "fp32_nodes": {name: towers[name].get("int8_fp32_nodes", []) for name in sorted(towers)},
+        "onnxruntime": section.get("onnxruntime", ""),
+        "opset": section.get("opset", ""),
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def resolve_backend(backend: Backend, manifest: Mapping[str, Any], where: str,

@@ -16,7 +16,7 @@ from aisle.errors import AisleError, ArtifactError
 from aisle.indexing.build import build_version
 from aisle.indexing.versions import list_versions, promote, prune, rollback
 from aisle.retrieval.layout import CURRENT, current_id, resolve_index_dir
-from aisle.retrieval.store import load_index
+from aisle.retrieval.store import index_is_current, load_index
 from aisle.serving.app import create_app
 from aisle.serving.cache import LRUCache
 from aisle.serving.config import ServeConfig
@@ -334,8 +334,16 @@ def test_an_index_embedded_with_another_backend_is_not_up_to_date(
     assert build_version(data, base_model, root) == first  # same model, backend, catalog
     manifest_path = first / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["model"]["backend"] = "onnx-int8"  # as if an int8 export had embedded it
-    manifest_path.write_text(json.dumps(manifest))
+    # As if an int8 export had embedded it; and as an index from before runtimes were
+    # recorded, which names its backend only.
+    for model, current in (({"backend": "torch", "runtime": None}, True),
+                           ({"backend": "onnx-int8", "runtime": "onnx-int8.0123abcd"}, False),
+                           ({"backend": "onnx-int8", "runtime": None}, False)):
+        manifest["model"].update(model)
+        manifest_path.write_text(json.dumps(manifest))
+        assert index_is_current(first, base_model.fingerprint,
+                                manifest["data"]["products_fingerprint"],
+                                runtime=base_model.runtime) is current
     second = build_version(data, base_model, root)  # a torch model: its vectors differ
     assert second != first and current_id(root) == second.name
     assert json.loads((second / "manifest.json").read_text())["model"]["backend"] == "torch"

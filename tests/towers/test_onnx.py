@@ -350,3 +350,50 @@ def test_auto_runs_torch_on_a_cuda_device_and_int8_on_the_cpu(exported: Path) ->
     assert resolve_backend("auto", manifest, "m", "cpu") == "onnx-int8"
     assert resolve_backend("auto", manifest, "m", "cuda") == "torch"
     assert resolve_backend("onnx-int8", manifest, "m", "cuda") == "onnx-int8"
+
+
+def test_another_int8_export_of_the_same_weights_is_another_runtime(
+    exported: Path, base_model: TwoTowerModel, sample_data: Path, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`aisle export --int8` run again with another recipe keeps the weights' fingerprint but
+    not the vectors: the old export's index is rebuilt, an update refuses to mix the two, and
+    neither cache hands one export's vectors to the other."""
+    import logging
+    import shutil
+
+    from aisle.errors import ManifestMismatch
+    from aisle.indexing.build import build_index, build_version
+    from aisle.indexing.embed_cache import cache_key
+    from aisle.indexing.update import update_version
+    from aisle.retrieval.store import load_index
+
+    int8 = load_model(exported)
+    assert base_model.runtime == "torch"
+    assert load_model(exported, backend="onnx-fp32").runtime == "onnx-fp32"
+    assert int8.runtime.startswith("onnx-int8.") and load_model(exported).runtime == int8.runtime
+    again_dir = shutil.copytree(exported, tmp_path / "again")
+    manifest = json.loads((again_dir / "manifest.json").read_text())
+    for tower in manifest["onnx"]["towers"].values():
+        tower["int8_fp32_nodes"] = []  # the recipe before 2026-12-05: every MatMul in int8
+    (again_dir / "manifest.json").write_text(json.dumps(manifest))
+    again = load_model(again_dir)
+    assert again.fingerprint == int8.fingerprint and again.runtime != int8.runtime
+    assert cache_key(again.fingerprint, again.runtime) != cache_key(int8.fingerprint, int8.runtime)
+
+    def runtime(index: Path) -> str:
+        return str(json.loads((index / "manifest.json").read_text())["model"]["runtime"])
+
+    index = build_index(sample_data, int8, tmp_path / "index")
+    built = (index / "manifest.json").stat().st_mtime_ns
+    assert runtime(index) == int8.runtime
+    assert (build_index(sample_data, int8, index) / "manifest.json").stat().st_mtime_ns == built
+    with caplog.at_level(logging.WARNING, logger="aisle.retrieval.store"):
+        load_index(index).check_runtime(again.runtime)
+    assert "another int8 export" in caplog.text
+    assert runtime(build_index(sample_data, again, index)) == again.runtime  # rebuilt
+
+    root = tmp_path / "root"
+    build_version(sample_data, int8, root)
+    with pytest.raises(ManifestMismatch, match="another int8 export"):
+        update_version(sample_data, root, again)
