@@ -152,7 +152,7 @@ def embed_catalog(
         work,
         {
             "model": model.fingerprint,
-            "backend": model.runtime,
+            "runtime": model.runtime,
             "products": catalog_fp,
             "blocks": block_sizes(prepared),
         },

@@ -80,7 +80,7 @@ class ProductEmbedder:
     them), unpacked on the worker's node; None loads ``ref`` as it is (the packaged model)."""
 
     def __init__(self, ref: str, tower_config: dict[str, Any], fingerprint: str,
-                 packed: Any = None) -> None:
+                 packed: Any = None, runtime: str = "") -> None:
         from aisle.towers.config import TowerConfig
         from aisle.towers.model import load_model
 
@@ -105,6 +105,11 @@ class ProductEmbedder:
                 f"the Ray worker loaded model {ref} with fingerprint {self.model.fingerprint}, "
                 f"not {fingerprint}: the workers must see the same model directory"
             )
+        if runtime and self.model.runtime != runtime:
+            raise AisleError(
+                f"the Ray worker runs model {ref} on {self.model.runtime}, the driver on "
+                f"{runtime}: their vectors would differ; the workers must see the same export"
+            )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         vectors = self.model.product.encode([str(t) for t in batch["text"]]).numpy()
@@ -121,7 +126,10 @@ class RayEncoder:
         connect(address)
         local = Path(model.ref)
         packed = ray.put(pack_directory(local)) if local.is_dir() else None
-        self.args = (model.ref, to_dict(model.config), model.fingerprint, packed)
+        # The backend that runs here, not the config's ``auto``, which a worker on another
+        # node (a GPU, no ONNX export) could resolve another way.
+        config = to_dict(replace(model.config, backend=model.backend))
+        self.args = (model.ref, config, model.fingerprint, packed, model.runtime)
         self.dim = model.dim
         self.actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
 

@@ -54,7 +54,14 @@ from aisle.indexing.versions import (
 from aisle.retrieval.config import IndexConfig, stored_index_config
 from aisle.retrieval.layout import is_versioned
 from aisle.retrieval.retriever import index_model
-from aisle.retrieval.store import INDEX_FILE, KIND, PARTITIONS_DIR, ROWS_FILE, load_index
+from aisle.retrieval.store import (
+    INDEX_FILE,
+    KIND,
+    PARTITIONS_DIR,
+    ROWS_FILE,
+    load_index,
+    recorded_runtime,
+)
 from aisle.towers.config import Backend
 from aisle.towers.model import TwoTowerModel
 
@@ -191,12 +198,14 @@ def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine:
             f"that backend (aisle index update --backend {built_with}), or run a full build "
             "(aisle index build --force)"
         )
-    recorded = current.manifest["model"].get("runtime")  # absent before 2026-12-05
+    recorded = recorded_runtime(current.manifest)
     if recorded is not None and model.runtime != recorded:
+        # Same backend, so both are int8: another export, or a version from before exports
+        # were recorded (which cannot say whether its export is this one).
         raise ManifestMismatch(
-            f"the current version's vectors were embedded by another int8 export of this model "
-            f"({recorded}; the model now runs {model.runtime}, exported again since); an "
-            "update must not mix them. Run a full build (aisle index build --force)"
+            f"the current version's vectors were embedded by {recorded}, this model runs "
+            f"{model.runtime}: another int8 export of it (or one the version did not record); "
+            "an update must not mix them. Run a full build (aisle index build --force)"
         )
     config = stored_index_config(current.manifest["index_config"])
     with prepared_dir(Path(data)) as prep:

@@ -30,7 +30,7 @@ KEY_VERSION = "v3"
 
 
 def cache_key(model: str, text: str) -> str:
-    """The key of ``text``'s vector from ``model`` (fingerprint and backend); ``text`` must be
+    """The key of ``text``'s vector from ``model`` (fingerprint and runtime); ``text`` must be
     exactly what the encoder is given (``aisle.retrieval.querytext.prepare``)."""
     digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
     return f"aisle:qemb:{KEY_VERSION}:{model}:{digest}"

@@ -23,7 +23,7 @@ from aisle.retrieval.query import QueryPreparer
 from aisle.retrieval.querytext import case_blind
 from aisle.retrieval.rerank import RerankStage
 from aisle.retrieval.retriever import Retriever, index_model, titles_speller
-from aisle.retrieval.store import ProductIndex, load_index
+from aisle.retrieval.store import ProductIndex, load_index, recorded_runtime
 from aisle.serving.config import ServeConfig
 from aisle.serving.results import ResultCache
 from aisle.towers.model import TwoTowerModel
@@ -79,10 +79,20 @@ def index_version(root: Path) -> str:
     return str(version) if version else hashlib.sha256(text).hexdigest()[:12]
 
 
+def _still_serves(model: TwoTowerModel, index: ProductIndex) -> bool:
+    """Whether the loaded ``model`` embeds queries for ``index`` as a fresh load would: the
+    same weights and, on int8, the export that embedded the index (an index built after
+    ``aisle export --int8`` made another one wants the new export's query tower)."""
+    if model.fingerprint != index.model_fingerprint:
+        return False
+    return not model.runtime.startswith("onnx-int8") or model.runtime == recorded_runtime(
+        index.manifest)
+
+
 def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snapshot:
     index = load_index(Path(config.index), eager=True)  # pruning its version later is harmless
-    if current is not None and current.model.fingerprint == index.model_fingerprint:
-        model = current.model  # same weights: no need to load them again
+    if current is not None and _still_serves(current.model, index):
+        model = current.model  # same weights, same runtime: no need to load them again
     else:
         model = index_model(index, config.model or None, config.backend)
     index.check_model(model.fingerprint, model.ref)

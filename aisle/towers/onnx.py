@@ -209,8 +209,10 @@ def export_precisions(manifest: Mapping[str, Any]) -> set[str]:
 def int8_recipe(section: Mapping[str, Any]) -> str:
     """Which int8 export a manifest's ``onnx`` section holds, as a short hash: two int8 exports
     of the same weights differ where their recipes do (the MatMuls kept in fp32, the quantiser's
-    version), and so do their vectors, by ~0.006 in cosine (docs/results.md, 2026-12-05). The
-    weights fingerprint cannot tell them apart; an index and a query cache must."""
+    version, the opset), and so do their vectors (each agrees with fp32 to ~0.993-0.994 mean
+    cosine, docs/results.md, 2026-12-05). The weights fingerprint cannot tell them apart; an
+    index and a query cache must. Quantiser options set in code are not in the manifest: a
+    change to them must change what is recorded here."""
     towers = section.get("towers", {})
     recipe = {
         "fp32_nodes": {name: towers[name].get("int8_fp32_nodes", []) for name in sorted(towers)},

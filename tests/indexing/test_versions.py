@@ -334,16 +334,23 @@ def test_an_index_embedded_with_another_backend_is_not_up_to_date(
     assert build_version(data, base_model, root) == first  # same model, backend, catalog
     manifest_path = first / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    # As if an int8 export had embedded it; and as an index from before runtimes were
-    # recorded, which names its backend only.
-    for model, current in (({"backend": "torch", "runtime": None}, True),
-                           ({"backend": "onnx-int8", "runtime": "onnx-int8.0123abcd"}, False),
-                           ({"backend": "onnx-int8", "runtime": None}, False)):
-        manifest["model"].update(model)
+    products = manifest["data"]["products_fingerprint"]
+
+    def current(recorded: dict[str, str], runtime: str) -> bool:
+        """Whether the version is current for ``runtime`` once its manifest records ``recorded``."""
+        manifest["model"] = {k: v for k, v in manifest["model"].items()
+                             if k not in ("backend", "runtime")} | recorded
         manifest_path.write_text(json.dumps(manifest))
-        assert index_is_current(first, base_model.fingerprint,
-                                manifest["data"]["products_fingerprint"],
-                                runtime=base_model.runtime) is current
+        return index_is_current(first, base_model.fingerprint, products, runtime=runtime)
+
+    # An index from before runtimes were recorded names its backend only: its int8 export
+    # cannot be told apart, a torch one can.
+    assert current({"backend": "torch"}, "torch")
+    assert not current({"backend": "onnx-int8"}, "onnx-int8.aaaaaaaa")
+    int8 = {"backend": "onnx-int8", "runtime": "onnx-int8.aaaaaaaa"}
+    assert not current(int8, "onnx-int8.bbbbbbbb")  # another int8 export of the weights
+    assert not current(int8, "torch")
+    assert current(int8, "onnx-int8.aaaaaaaa")  # left recorded: an int8 export embedded it
     second = build_version(data, base_model, root)  # a torch model: its vectors differ
     assert second != first and current_id(root) == second.name
     assert json.loads((second / "manifest.json").read_text())["model"]["backend"] == "torch"

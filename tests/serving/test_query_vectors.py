@@ -73,6 +73,7 @@ class CasedModel:
     fingerprint = "cased-test"
     ref = "cased"
     backend = "torch"
+    runtime = "torch"
 
     def __init__(self) -> None:
         self.encoded: list[str] = []

@@ -357,8 +357,9 @@ def test_another_int8_export_of_the_same_weights_is_another_runtime(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """`aisle export --int8` run again with another recipe keeps the weights' fingerprint but
-    not the vectors: the old export's index is rebuilt, an update refuses to mix the two, and
-    neither cache hands one export's vectors to the other."""
+    not the vectors: the old export's index is embedded again, an update refuses to mix the
+    two, the service loads the new query tower with the new index, and neither cache hands one
+    export's vectors to the other."""
     import logging
     import shutil
 
@@ -366,18 +367,24 @@ def test_another_int8_export_of_the_same_weights_is_another_runtime(
     from aisle.indexing.build import build_index, build_version
     from aisle.indexing.embed_cache import cache_key
     from aisle.indexing.update import update_version
+    from aisle.retrieval.layout import resolve_index_dir
     from aisle.retrieval.store import load_index
+    from aisle.serving.snapshot import _still_serves
 
-    int8 = load_model(exported)
+    int8 = load_model(exported, backend="onnx-int8")
     assert base_model.runtime == "torch"
     assert load_model(exported, backend="onnx-fp32").runtime == "onnx-fp32"
-    assert int8.runtime.startswith("onnx-int8.") and load_model(exported).runtime == int8.runtime
+    assert int8.runtime.startswith("onnx-int8.")
+    assert load_model(exported, backend="onnx-int8").runtime == int8.runtime  # stable
     again_dir = shutil.copytree(exported, tmp_path / "again")
     manifest = json.loads((again_dir / "manifest.json").read_text())
+    manifest["onnx"]["int8_agreement"]["queries"]["mean"] = 0.5  # not part of the recipe
+    (again_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert load_model(again_dir, backend="onnx-int8").runtime == int8.runtime
     for tower in manifest["onnx"]["towers"].values():
         tower["int8_fp32_nodes"] = []  # the recipe before 2026-12-05: every MatMul in int8
     (again_dir / "manifest.json").write_text(json.dumps(manifest))
-    again = load_model(again_dir)
+    again = load_model(again_dir, backend="onnx-int8")
     assert again.fingerprint == int8.fingerprint and again.runtime != int8.runtime
     assert cache_key(again.fingerprint, again.runtime) != cache_key(int8.fingerprint, int8.runtime)
 
@@ -388,12 +395,29 @@ def test_another_int8_export_of_the_same_weights_is_another_runtime(
     built = (index / "manifest.json").stat().st_mtime_ns
     assert runtime(index) == int8.runtime
     assert (build_index(sample_data, int8, index) / "manifest.json").stat().st_mtime_ns == built
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.name == "aisle.retrieval.store" and r.levelno >= logging.WARNING]
+
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="aisle.retrieval.store"):
+        load_index(index).check_runtime(int8.runtime)
+        load_index(index).check_runtime("torch")  # a backend asked for, not another export
+        assert warnings() == []
         load_index(index).check_runtime(again.runtime)
-    assert "another int8 export" in caplog.text
-    assert runtime(build_index(sample_data, again, index)) == again.runtime  # rebuilt
+    assert len(warnings()) == 1 and "another int8 export" in warnings()[0]
+    assert _still_serves(int8, load_index(index)) and not _still_serves(again, load_index(index))
+    assert runtime(build_index(sample_data, again, index)) == again.runtime  # embedded again
+    assert _still_serves(again, load_index(index)) and not _still_serves(int8, load_index(index))
 
     root = tmp_path / "root"
     build_version(sample_data, int8, root)
     with pytest.raises(ManifestMismatch, match="another int8 export"):
         update_version(sample_data, root, again)
+    # A version from before exports were recorded cannot say which one embedded it.
+    path = resolve_index_dir(root) / "manifest.json"
+    old = json.loads(path.read_text())
+    del old["model"]["runtime"]
+    path.write_text(json.dumps(old))
+    with pytest.raises(ManifestMismatch, match="did not record"):
+        update_version(sample_data, root, int8)
