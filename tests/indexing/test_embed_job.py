@@ -194,7 +194,7 @@ def test_a_checkpoint_is_reused_only_for_the_products_of_its_block(
     assert resumed.resumed_blocks == 3 and not counting.texts
 
 
-def test_an_embedding_job_short_of_products_fails_instead_of_publishing(
+def test_an_embedding_job_whose_catalog_changes_under_it_fails_instead_of_publishing(
     catalog: pd.DataFrame,
     prepare_catalog: Callable[[pd.DataFrame, str], Path],
     base_model: TwoTowerModel,
@@ -205,26 +205,16 @@ def test_an_embedding_job_short_of_products_fails_instead_of_publishing(
     from aisle.errors import AisleError
 
     data = prepare_catalog(catalog, "day1")
+    # More products than were counted at the start: the one array cannot hold them.
+    counted = embed_job.product_count(data)
+    with monkeypatch.context() as m:
+        m.setattr(embed_job, "product_count", lambda p: counted - 1)
+        with pytest.raises(AisleError, match="changed while they were embedded"):
+            embed_catalog(data, base_model, tmp_path / "work")
+    # Fewer: nothing is published.
     blocks = embed_job.iter_product_blocks
     monkeypatch.setattr(embed_job, "iter_product_blocks", lambda p: list(blocks(p))[:2])
     root = tmp_path / "root"
     with pytest.raises(AisleError, match="gave 80 products, the catalog has 120"):
         build_version(data, base_model, root)
     assert not (root / "versions").exists() or not any((root / "versions").iterdir())
-
-
-def test_an_embedding_job_whose_products_grow_while_it_runs_fails(
-    catalog: pd.DataFrame,
-    prepare_catalog: Callable[[pd.DataFrame, str], Path],
-    base_model: TwoTowerModel,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> None:
-    import aisle.indexing.embed_job as embed_job
-    from aisle.errors import AisleError
-
-    data = prepare_catalog(catalog, "day1")
-    counted = embed_job.product_count(data)
-    monkeypatch.setattr(embed_job, "product_count", lambda p: counted - 1)  # counted too early
-    with pytest.raises(AisleError, match="changed while they were embedded"):
-        embed_catalog(data, base_model, tmp_path / "work")
