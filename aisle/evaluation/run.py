@@ -100,6 +100,7 @@ def index_retriever(
         "mode": mode,
         "model": retriever.model.ref,
         "backend": retriever.model.backend,
+        "runtime": retriever.model.runtime,  # and which int8 export, where int8
         "query_spelling": retriever.preparer.speller is not None,
     }
     if mode == "hybrid":

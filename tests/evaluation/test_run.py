@@ -31,6 +31,7 @@ def test_dense_and_bm25_evaluation_on_the_sample(
     dense = evaluate_command(sample_data, "test", sample_index, run_out=run_file, mode="dense")
     bm25 = evaluate_command(sample_data, "test", None, baseline="bm25")
     assert dense["query_spelling"] is True and dense["mode"] == "dense"
+    assert dense["runtime"] == dense["backend"] == "torch"  # what embedded the queries
     as_typed = evaluate_command(sample_data, "test", sample_index, query_spelling=False,
                                 mode="dense")
     assert as_typed["query_spelling"] is False
