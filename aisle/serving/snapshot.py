@@ -85,8 +85,7 @@ def _still_serves(model: TwoTowerModel, index: ProductIndex) -> bool:
     ``aisle export --int8`` made another one wants the new export's query tower)."""
     if model.fingerprint != index.model_fingerprint:
         return False
-    return not model.runtime.startswith("onnx-int8") or model.runtime == recorded_runtime(
-        index.manifest)
+    return not model.int8_export or model.runtime == recorded_runtime(index.manifest)
 
 
 def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snapshot:

@@ -8,8 +8,6 @@ config needs no new export.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -20,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from aisle.artifacts import manifest_fingerprint
 from aisle.errors import AisleError, ArtifactError
 from aisle.retrieval.spelling import whole_words
 from aisle.towers.calls import CallWorkers, split_threads
@@ -219,7 +218,7 @@ def int8_recipe(section: Mapping[str, Any]) -> str:
         "onnxruntime": section.get("onnxruntime", ""),
         "opset": section.get("opset", ""),
     }
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
+    return manifest_fingerprint(recipe)[:8]
 
 
 def resolve_backend(backend: Backend, manifest: Mapping[str, Any], where: str,
