@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import faiss
 import numpy as np
@@ -61,6 +61,7 @@ from aisle.retrieval.store import (
     ROWS_FILE,
     index_is_current,
 )
+from aisle.towers.config import Backend
 from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,20 @@ def partition_groups(rows: pd.DataFrame) -> dict[str, np.ndarray]:
     return {str(k): np.flatnonzero(names == k) for k in sorted(set(names) - {""})}
 
 
+def runtime_backend(runtime: str | None) -> str | None:
+    """The backend of a runtime (``onnx-int8.<export>`` -> ``onnx-int8``); None for a runtime
+    aisle does not run (a vector file made elsewhere may name any)."""
+    backend = (runtime or "").split(".", 1)[0]
+    return backend if backend in get_args(Backend) else None
+
+
 def base_manifest(
-    config: IndexConfig, model: TwoTowerModel, data_manifest: dict[str, Any]
+    config: IndexConfig, model: TwoTowerModel, data_manifest: dict[str, Any],
+    from_file: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``from_file``: the record of a vector file the catalog's vectors came from; what ran the
+    model is then the file's to say (null when it does not), not ``model``'s."""
+    runtime = model.runtime if from_file is None else from_file.get("runtime")
     return {
         "kind": KIND,
         "index_config": to_dict(config),
@@ -111,9 +123,9 @@ def base_manifest(
             "tower_config": to_dict(model.config),
             # What actually embedded the catalog (the config may say auto): an update must
             # embed new products the same way, or one index would mix torch and int8 vectors.
-            "backend": model.backend,
+            "backend": runtime_backend(runtime),
             # And which int8 export, if any: vectors of another export must not be mixed in.
-            "runtime": model.runtime,
+            "runtime": runtime,
         },
         "dim": model.dim,
         "lexical": {"kind": "bm25s", "dir": LEXICAL_DIR},
@@ -263,7 +275,7 @@ def build_index(
             prep, model, config, vectors,
             lambda: embed_for_build(prep, model, work, cache_dir, engine, config))
         manifest = {
-            **base_manifest(config, model, data_manifest),
+            **base_manifest(config, model, data_manifest, embedding),
             **job_manifest(embedded, engine, started, embedding),
             "version": new_version_id(),
         }
@@ -328,7 +340,7 @@ def _build_version(data: Path, model: TwoTowerModel, root: Path, config: IndexCo
                                     config))
         vid = new_version_id()
         manifest = {
-            **base_manifest(config, model, data_manifest),
+            **base_manifest(config, model, data_manifest, embedding),
             **job_manifest(embedded, engine, started, embedding),
             "version": vid,
         }

@@ -179,6 +179,26 @@ def update_version(
         return _update_version(data, root, model, engine, keep, model_ref, backend)
 
 
+def _mixing(built_with: str | None, recorded: str, model: TwoTowerModel) -> str:
+    """Why ``model`` must not embed the products of a version whose vectors ``recorded``
+    (its runtime) made, and what to run instead."""
+    if built_with is not None and built_with != model.backend:
+        return (f"the current version's vectors were embedded with the {built_with} backend, "
+                f"this model runs on {model.backend}; an update must not mix them. Load the "
+                f"model with that backend (aisle index update --backend {built_with}), or run "
+                "a full build (aisle index build --force)")
+    if built_with is None:  # a vector file's runtime that aisle does not run
+        return (f"the current version's vectors were made by {recorded} (its vector file "
+                f"says), this model runs {model.runtime}; an update must not mix them. Run a "
+                "full build: aisle index build --force, or --vectors with a new file made the "
+                "same way")
+    # Same backend, so both are int8: another export, or a version from before exports were
+    # recorded (which cannot say whether its export is this one).
+    return (f"the current version's vectors were embedded by {recorded}, this model runs "
+            f"{model.runtime}: another int8 export of it (or one the version did not record); "
+            "an update must not mix them. Run a full build (aisle index build --force)")
+
+
 def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine: EmbedEngine,
                     keep: int, model_ref: str | None, backend: Backend | None) -> Path:
     started = time.perf_counter()
@@ -191,22 +211,14 @@ def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine:
             f"the current version was built by model {current.model_ref}; an update keeps the "
             "model. A new model changes every vector: run a full build with --model instead"
         )
-    if built_with is not None and model.backend != built_with:
-        raise ManifestMismatch(
-            f"the current version's vectors were embedded with the {built_with} backend, this "
-            f"model runs on {model.backend}; an update must not mix them. Load the model with "
-            f"that backend (aisle index update --backend {built_with}), or run a full build "
-            "(aisle index build --force)"
-        )
     recorded = recorded_runtime(current.manifest)
-    if recorded is not None and model.runtime != recorded:
-        # Same backend, so both are int8: another export, or a version from before exports
-        # were recorded (which cannot say whether its export is this one).
-        raise ManifestMismatch(
-            f"the current version's vectors were embedded by {recorded}, this model runs "
-            f"{model.runtime}: another int8 export of it (or one the version did not record); "
-            "an update must not mix them. Run a full build (aisle index build --force)"
-        )
+    if recorded is None:
+        log.warning("the current version's vectors came from a file that named no runtime; new "
+                    "and changed products are embedded on %s. If the file's vectors were made "
+                    "another way, the index mixes the two until a full build (aisle index build "
+                    "--force, or --vectors with a file that names its runtime)", model.runtime)
+    elif model.runtime != recorded or built_with not in (None, model.backend):
+        raise ManifestMismatch(_mixing(built_with, recorded, model))
     config = stored_index_config(current.manifest["index_config"])
     with prepared_dir(Path(data)) as prep:
         data_manifest = read_manifest(prep, "aisle.dataset")
@@ -219,6 +231,8 @@ def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine:
                                    config)
     vid = new_version_id()
     base = base_manifest(config, model, data_manifest)
+    if recorded is None:  # the file's vectors stay in it: what made them is still unknown
+        base["model"].update(backend=None, runtime=None)
     manifest = {
         **base,
         **job_manifest(embedded, engine, started),

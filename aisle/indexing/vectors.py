@@ -34,11 +34,12 @@ from aisle.errors import ArtifactError, DataError, ManifestMismatch
 from aisle.indexing.embed_cache import text_hashes
 from aisle.indexing.embed_job import EmbeddedCatalog, row_columns
 from aisle.retrieval.layout import resolve_index_dir
-from aisle.retrieval.store import INDEX_FILE, KIND, ROWS_FILE
+from aisle.retrieval.store import INDEX_FILE, KIND, ROWS_FILE, recorded_runtime
 from aisle.towers.model import TwoTowerModel
 
 FINGERPRINT_KEY = b"aisle.model_fingerprint"
 MODEL_REF_KEY = b"aisle.model_ref"
+RUNTIME_KEY = b"aisle.runtime"
 ID_COLUMN = "product_id"
 VECTOR_COLUMN = "vector"
 # The same tolerance the FAISS build applies (ann._check_vectors): float32 towers' outputs
@@ -60,13 +61,16 @@ class ProductVectors:
     fingerprint: str
     sha256: str
     path: Path
+    runtime: str | None = None  # what ran the model, when the file says
 
 
 def write_vectors(
-    path: Path, product_ids: np.ndarray, vectors: np.ndarray, fingerprint: str, model_ref: str = ""
+    path: Path, product_ids: np.ndarray, vectors: np.ndarray, fingerprint: str, model_ref: str = "",
+    runtime: str | None = None,
 ) -> Path:
     """Write ``vectors`` (one row per product id) as the parquet ``aisle index --vectors``
-    takes; the file appears complete or not at all."""
+    takes; ``runtime``: what ran the model (``TwoTowerModel.runtime``), when known. The file
+    appears complete or not at all."""
     path = Path(path)
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     values = pa.array(x.reshape(-1), type=pa.float32())
@@ -74,7 +78,8 @@ def write_vectors(
         ID_COLUMN: pa.array([str(p) for p in product_ids], type=pa.string()),
         VECTOR_COLUMN: pa.FixedSizeListArray.from_arrays(values, x.shape[1]),
     }).replace_schema_metadata({FINGERPRINT_KEY: fingerprint.encode(),
-                                MODEL_REF_KEY: model_ref.encode()})
+                                MODEL_REF_KEY: model_ref.encode(),
+                                **({RUNTIME_KEY: runtime.encode()} if runtime else {})})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = sibling_temp(path, "tmp")
     try:
@@ -120,7 +125,8 @@ def read_vectors(path: Path, fingerprint: str, dim: int) -> ProductVectors:
     if missing:
         raise VectorFileError(f"{path}: lacks column(s) {sorted(missing)}; it needs "
                               f"{ID_COLUMN!r} and {VECTOR_COLUMN!r}")
-    named = (table.schema.metadata or {}).get(FINGERPRINT_KEY, b"").decode()
+    metadata = table.schema.metadata or {}
+    named = metadata.get(FINGERPRINT_KEY, b"").decode()
     if not named:
         raise VectorFileError(f"{path}: names no model (parquet key-value metadata "
                               f"{FINGERPRINT_KEY.decode()!r}); write it with "
@@ -145,7 +151,8 @@ def read_vectors(path: Path, fingerprint: str, dim: int) -> ProductVectors:
     if len(dup):
         raise VectorFileError(f"{path}: {len(dup)} product id(s) appear twice, e.g. "
                               f"{list(dup[:SHOWN])}; keep one vector per product")
-    return ProductVectors(ids.to_numpy(), x, named, sha256_file(path), path)
+    runtime = metadata.get(RUNTIME_KEY, b"").decode().strip() or None
+    return ProductVectors(ids.to_numpy(), x, named, sha256_file(path), path, runtime)
 
 
 def align(found: ProductVectors, catalog_ids: pd.Series) -> np.ndarray:
@@ -176,8 +183,10 @@ def catalog_from_file(prepared: Path, model: TwoTowerModel, path: Path) -> tuple
         raise DataError(f"{prepared}: the catalog has no products; nothing to index")
     rows = pd.concat(frames, ignore_index=True)
     vectors = align(found, rows["product_id"])
-    source = {"source": "file", "path": str(found.path.resolve()), "sha256": found.sha256,
-              "model_fingerprint": found.fingerprint, "count": len(vectors)}
+    source: dict[str, object] = {
+        "source": "file", "path": str(found.path.resolve()), "sha256": found.sha256,
+        "model_fingerprint": found.fingerprint, "runtime": found.runtime, "count": len(vectors),
+    }
     return EmbeddedCatalog(rows, vectors, encoded=0, resumed_blocks=0), source
 
 
@@ -210,4 +219,5 @@ def export_vectors(index_dir: Path, out: Path) -> Path:
     vectors = stored_vectors(faiss.read_index(str(directory / INDEX_FILE)), rows["label"])
     model = manifest["model"]
     return write_vectors(out, rows["product_id"].to_numpy(), vectors,
-                         str(model["fingerprint"]), str(model["ref"]))
+                         str(model["fingerprint"]), str(model["ref"]),
+                         recorded_runtime(manifest))

@@ -198,3 +198,54 @@ def test_an_update_keeps_the_bm25_analyzer_an_older_version_was_built_with(
     assert updated.lexical.params == legacy_params
     assert updated.manifest["index_config"]["bm25_analyzer"] == "word"
     assert updated.partition("store-1").lexical.params["analyzer"] == "word"
+
+
+def test_an_update_over_vectors_from_a_file_warns_or_refuses_by_what_the_file_named(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    import pyarrow.parquet as pq
+
+    from aisle.errors import ManifestMismatch
+    from aisle.indexing.vectors import FINGERPRINT_KEY, export_vectors, write_vectors
+
+    day1, day2 = prepare_catalog(catalog, "day1"), prepare_catalog(edited(catalog), "day2")
+    table = pq.read_table(export_vectors(build_version(day1, base_model, tmp_path / "embedded"),
+                                         tmp_path / "v.parquet"))
+    ids = np.asarray(table.column("product_id").to_pylist())
+    x = np.stack(table.column("vector").to_numpy(zero_copy_only=False))
+    fingerprint = table.schema.metadata[FINGERPRINT_KEY].decode()
+
+    def root_from(name: str, runtime: str | None) -> Path:
+        vectors = write_vectors(tmp_path / f"{name}.parquet", ids, x, fingerprint,
+                                runtime=runtime)
+        build_version(day1, base_model, tmp_path / name, vectors=vectors)
+        return tmp_path / name
+
+    # Named by no runtime: the update embeds the new products and says the index may mix
+    # two ways of embedding; the new version still cannot say what made the file's vectors.
+    unnamed = root_from("unnamed", None)
+    with caplog.at_level(logging.WARNING, logger="aisle.indexing.update"):
+        load_index(update_version(day2, unnamed, base_model))
+    assert any("named no runtime" in r.getMessage() for r in caplog.records)
+    model = load_index(unnamed).manifest["model"]
+    assert (model["runtime"], model["backend"]) == (None, None)
+    assert "n000" in set(load_index(unnamed).product_ids)
+    # Named by a runtime this model is not: refused, before anything is written.
+    foreign = root_from("foreign", "gpu-fp16")
+    before = sorted(p.name for p in (foreign / "versions").iterdir())
+    with pytest.raises(ManifestMismatch, match=r"made by gpu-fp16 \(its vector file says\)"):
+        update_version(day2, foreign, base_model)
+    assert sorted(p.name for p in (foreign / "versions").iterdir()) == before
+    # Named by this model's own runtime: an update like any other, no warning.
+    caplog.clear()
+    same = root_from("same", base_model.runtime)
+    with caplog.at_level(logging.WARNING, logger="aisle.indexing.update"):
+        update_version(day2, same, base_model)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert load_index(same).manifest["model"]["runtime"] == base_model.runtime

@@ -17,6 +17,7 @@ from aisle.errors import ManifestMismatch
 from aisle.indexing.build import build_index, build_version
 from aisle.indexing.vectors import (
     FINGERPRINT_KEY,
+    RUNTIME_KEY,
     VectorFileError,
     export_vectors,
     read_vectors,
@@ -37,6 +38,44 @@ def exported(sample_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 def _write(tmp: Path, ids: list[str], x: np.ndarray, fp: str) -> Path:
     return write_vectors(tmp / "v.parquet", np.asarray(ids), x, fp)
+
+
+def _rewritten(exported: Path, out: Path, runtime: str | None) -> Path:
+    """``exported``'s vectors in a file that names ``runtime`` (None: names none)."""
+    t = pq.read_table(exported)
+    x = np.stack(t.column("vector").to_numpy(zero_copy_only=False))
+    return write_vectors(out, np.asarray(t.column("product_id").to_pylist()), x,
+                         t.schema.metadata[FINGERPRINT_KEY].decode(), runtime=runtime)
+
+
+def test_an_index_records_the_runtime_its_vector_file_names_and_no_other(
+    sample_data: Path, base_model: TwoTowerModel, exported: Path, tmp_path: Path
+) -> None:
+    flat = IndexConfig(kind="flat")
+
+    def built(name: str, vectors: Path | None) -> dict[str, object]:
+        out = build_index(sample_data, base_model, tmp_path / name, flat, vectors=vectors)
+        return dict(load_index(out).manifest["model"])
+
+    # export-vectors writes what embedded the index; a build from the file records it, so a
+    # build without the file finds that index current and keeps it.
+    assert pq.read_schema(exported).metadata[RUNTIME_KEY] == base_model.runtime.encode()
+    model = built("named", exported)
+    assert (model["runtime"], model["backend"]) == (base_model.runtime, "torch")
+    manifest = tmp_path / "named" / "manifest.json"
+    stamp = manifest.stat().st_mtime_ns
+    built("named", None)
+    assert manifest.stat().st_mtime_ns == stamp
+    # A file that names no runtime makes an index whose runtime is unknown, not the model's:
+    # a build without the file embeds the catalog again rather than trust it.
+    model = built("unnamed", _rewritten(exported, tmp_path / "bare.parquet", None))
+    assert (model["runtime"], model["backend"]) == (None, None)
+    model = built("unnamed", None)
+    assert (model["runtime"], model["backend"]) == (base_model.runtime, "torch")
+    assert load_index(tmp_path / "unnamed").manifest["embedding"]["encoded"] == 300
+    # A runtime aisle does not run is kept as the file gives it, with no backend.
+    model = built("foreign", _rewritten(exported, tmp_path / "gpu.parquet", "gpu-fp16"))
+    assert (model["runtime"], model["backend"]) == ("gpu-fp16", None)
 
 
 def test_a_build_from_exported_vectors_equals_the_normal_build(
