@@ -207,7 +207,10 @@ class ProductIndex:
     def check_runtime(self, runtime: str) -> None:
         """Warn when the query tower is another int8 export of the weights that embedded the
         index (``aisle export --int8`` run again since): its vectors are close to, not the same
-        as, the index's, so results drift a little until the index is rebuilt."""
+        as, the index's, so results drift a little until the index is rebuilt. A partition is
+        checked with the whole index it belongs to, which warns once for all of them."""
+        if "partition" in self.manifest:
+            return
         built = recorded_runtime(self.manifest) or ""
         int8 = "onnx-int8."  # a recorded int8 export; indexes from before record none
         if built != runtime and built.startswith(int8) and runtime.startswith(int8):

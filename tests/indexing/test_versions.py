@@ -117,6 +117,40 @@ def test_partitions_are_searched_by_name(
     assert len(index.search(query, 200)[0]) == 120  # no partition: the whole catalog
 
 
+def test_a_partitioned_index_of_another_int8_export_warns_once_not_once_a_partition(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import json
+    import logging
+
+    from aisle.retrieval.retriever import Retriever, query_preparer
+
+    version = build_version(prepare_catalog(catalog, "day1"), base_model, tmp_path / "root")
+    for manifest in version.glob("**/manifest.json"):  # as if one int8 export embedded it
+        record = json.loads(manifest.read_text())
+        record["model"].update(backend="onnx-int8", runtime="onnx-int8.00000000")
+        manifest.write_text(json.dumps(record))
+
+    class AnotherExport:  # the same weights' query tower, from another int8 export
+        runtime = "onnx-int8.11111111"
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(base_model, name)
+
+    index = load_index(version)
+    model = AnotherExport()
+    with caplog.at_level(logging.WARNING, logger="aisle.retrieval.store"):
+        retriever = Retriever(model, index, query_preparer(index.titles, model, False))  # type: ignore[arg-type]
+        for name in index.partition_names:
+            assert retriever.partition(name).search_texts(["garden hose"], 3, "dense")[0].hits
+    warned = [r.getMessage() for r in caplog.records if "another int8 export" in r.getMessage()]
+    assert len(warned) == 1 and str(version) in warned[0]
+
+
 def test_service_searches_partitions_and_follows_current(
     three_versions: tuple[Path, list[str]],
     catalog: pd.DataFrame,
