@@ -71,11 +71,12 @@ def first_stage(retriever: Retriever, ds: Dataset, query_ids: list[str], depth: 
                 work: Path) -> dict[str, Any]:
     """Each of ``query_ids``: its text as searched and its top ``depth`` first-stage
     (product, score) pairs in the retriever's default mode. Kept in ``work`` per index,
-    queries and depth."""
+    queries, depth and the query tower's runtime (another int8 export ranks a little
+    differently over the same index)."""
     qids = sorted(query_ids)
     key = hashlib.sha256(json.dumps(
-        [retriever.index.manifest, qids, depth, ds.fingerprint(QUERIES)], sort_keys=True,
-        default=str).encode()).hexdigest()[:16]
+        [retriever.index.manifest, qids, depth, ds.fingerprint(QUERIES),
+         retriever.model.runtime], sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = work / f"first-stage-{key}.json"
     if path.is_file():
         log.info("reusing the first-stage lists in %s", path)

@@ -32,7 +32,7 @@ from aisle.retrieval.querytext import case_blind
 from aisle.retrieval.rerank import RERANK_FIELDS, RerankStage, combine, rerank_pairs, rerank_text
 from aisle.retrieval.spelling import MIN_WORD, QuerySpeller
 from aisle.retrieval.store import Filtered, Hit, ProductIndex
-from aisle.towers.config import Backend
+from aisle.towers.config import Backend, TowerConfig
 from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
@@ -306,13 +306,27 @@ def index_model(index: ProductIndex, ref: str | None = None,
                 backend: Backend | None = None) -> TwoTowerModel:
     """The model an index was built with (or ``ref``), with the tower config it was built with;
     ``backend`` (torch, onnx-fp32, onnx-int8, auto) overrides how its towers run."""
-    from aisle.configs import from_dict
-    from aisle.towers.config import TowerConfig
     from aisle.towers.model import load_model
 
-    saved = index.manifest["model"].get("tower_config")
+    return load_model(*_index_model_args(index.manifest, ref), backend)
+
+
+def index_query_runtime(manifest: dict[str, Any]) -> str:
+    """The runtime (``TwoTowerModel.runtime``) of the query tower ``index_model`` loads for
+    the index of ``manifest``, read without loading it: another int8 export of the same
+    weights searches the same index a little differently."""
+    from aisle.towers.model import model_runtime
+
+    return model_runtime(*_index_model_args(manifest, None))
+
+
+def _index_model_args(manifest: dict[str, Any], ref: str | None
+                      ) -> tuple[str, TowerConfig | None]:
+    from aisle.configs import from_dict
+
+    saved = manifest["model"].get("tower_config")
     config = from_dict(TowerConfig, saved) if saved and ref is None else None
-    return load_model(ref if ref is not None else index.model_ref, config, backend)
+    return (ref if ref is not None else str(manifest["model"]["ref"])), config
 
 
 def open_retriever(index: ProductIndex, model: TwoTowerModel, query_spelling: bool = True,

@@ -114,7 +114,7 @@ class TwoTowerModel:
         """What makes its vectors: the backend, and on int8 which export. Vectors of one
         runtime only may share an index or a cache (int8 and fp32 vectors of the same weights
         differ a little, and so do two int8 exports')."""
-        return f"{self.backend}.{self.int8_export}" if self.int8_export else self.backend
+        return runtime_name(self.backend, self.int8_export)
 
     @property
     def shared(self) -> bool:
@@ -189,6 +189,38 @@ def write_card(model_dir: Path) -> None:
     atomic_write_text(model_dir / README, model_card(read_manifest(model_dir, KIND)))
 
 
+def _resolve(ref: str | Path | None, config: TowerConfig | None, backend: Backend | None
+             ) -> tuple[Path, dict[str, Any], TowerConfig, str, Backend]:
+    """What ``load_model(ref, config, backend)`` loads: the directory, its manifest ({} for a
+    plain sentence-transformers one), the tower config, the device and the backend."""
+    path = resolve_model_ref(ref)
+    manifest = read_manifest(path, KIND) if (path / MANIFEST).is_file() else {}
+    if config is None:
+        saved = manifest.get("tower_config")
+        config = from_dict(TowerConfig, saved) if saved else TowerConfig()
+    if backend is not None:
+        config = replace(config, backend=backend)
+    device = resolve_device(config.device)
+    return path, manifest, config, device, resolve_backend(
+        config.backend, manifest, str(ref or BASE_MODEL), device)
+
+
+def model_runtime(
+    ref: str | Path | None = None,
+    config: TowerConfig | None = None,
+    backend: Backend | None = None,
+) -> str:
+    """The ``runtime`` of the model ``load_model(ref, config, backend)`` would give, read from
+    its manifest without loading any weights."""
+    _, manifest, _, _, backend = _resolve(ref, config, backend)
+    return runtime_name(backend, int8_recipe(manifest["onnx"]) if backend == "onnx-int8" else "")
+
+
+def runtime_name(backend: str, int8_export: str) -> str:
+    """``TwoTowerModel.runtime``: the backend, and on int8 which export."""
+    return f"{backend}.{int8_export}" if int8_export else backend
+
+
 def load_model(
     ref: str | Path | None = None,
     config: TowerConfig | None = None,
@@ -197,17 +229,8 @@ def load_model(
     """Load a model directory saved by aisle, any sentence-transformers directory, or (None)
     the built-in base model. ``config`` overrides the saved tower config; ``backend``
     overrides the backend of whichever config applies (``--backend`` of the commands)."""
-    path = resolve_model_ref(ref)
-    is_aisle = (path / MANIFEST).is_file()
-    manifest = read_manifest(path, KIND) if is_aisle else {}
-    if config is None:
-        saved = manifest.get("tower_config")
-        config = from_dict(TowerConfig, saved) if saved else TowerConfig()
-    if backend is not None:
-        config = replace(config, backend=backend)
-    device = resolve_device(config.device)
+    path, manifest, config, device, backend = _resolve(ref, config, backend)
     ref_str = BASE_MODEL if ref in (None, "", BASE_MODEL) else str(path.resolve())
-    backend = resolve_backend(config.backend, manifest, str(ref or BASE_MODEL), device)
     query: AnyTower
     product: AnyTower
     if backend != "torch":

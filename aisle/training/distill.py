@@ -153,12 +153,16 @@ def index_rankings(
 
 def candidates_fingerprint(cfg: StepConfig) -> str:
     """What identifies ``cfg``'s candidate index ("" for none): its manifest (model, data,
-    fusion, version), so an index rebuilt at the same path makes other candidates."""
+    fusion, version), so an index rebuilt at the same path makes other candidates, and the
+    runtime of the query tower that searches it (another int8 export ranks a little
+    differently)."""
     if not cfg.distill_index:
         return ""
+    from aisle.retrieval.retriever import index_query_runtime
     from aisle.retrieval.store import read_index_manifest
 
-    return manifest_fingerprint(read_index_manifest(Path(cfg.distill_index)))
+    manifest = read_index_manifest(Path(cfg.distill_index))
+    return manifest_fingerprint({"index": manifest, "queries": index_query_runtime(manifest)})
 
 
 # How a cross-encoder teacher's int8 export scores, named in the step key beside its weights:

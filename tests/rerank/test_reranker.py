@@ -211,6 +211,32 @@ def test_query_time_reads_the_text_training_read(sample_data: Path, sample_index
     assert any(" | brand: " in t or " | category: " in t for t in served.values())
 
 
+def test_first_stage_lists_are_kept_per_query_runtime(sample_data: Path, sample_index: Path,
+                                                     tmp_path: Path) -> None:
+    """Another int8 export of the query tower ranks a little differently over the same index:
+    its first-stage lists are computed again, not read from the other's file."""
+    from aisle.data.dataset import load_dataset
+    from aisle.rerank.train import first_stage
+
+    ds = load_dataset(sample_data)
+    retriever = open_index_retriever(sample_index, None, ds)
+    qids = sorted(ds.qrels("train"))[:5]
+    kept = first_stage(retriever, ds, qids, 10, tmp_path)
+    assert first_stage(retriever, ds, qids, 10, tmp_path) == kept
+    assert len(list(tmp_path.glob("first-stage-*.json"))) == 1
+    model = retriever.model
+
+    class AnotherExport:
+        runtime = "onnx-int8.11111111"
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(model, name)
+
+    retriever.model = AnotherExport()  # type: ignore[assignment]
+    assert first_stage(retriever, ds, qids, 10, tmp_path) == kept  # same vectors here
+    assert len(list(tmp_path.glob("first-stage-*.json"))) == 2
+
+
 def test_queries_take_turns_and_a_turn_waited_for_is_spent_budget(
         sample_data: Path, sample_index: Path) -> None:
     """Two threads re-rank at once (the service's lanes): the second query's scoring waits
@@ -271,3 +297,4 @@ def test_queries_take_turns_and_a_turn_waited_for_is_spent_budget(
     scorer.seconds = 0.0
     again = retriever.rerank(queries[1:], ranked[1:], 10, 5, time.monotonic() + 0.3)[0]
     assert [p for p, _ in again][:5] == [p for p, _ in ranked[1]][:5][::-1]
+

@@ -368,8 +368,10 @@ def test_another_int8_export_of_the_same_weights_is_another_runtime(
     from aisle.indexing.embed_cache import cache_key
     from aisle.indexing.update import update_version
     from aisle.retrieval.layout import resolve_index_dir
+    from aisle.retrieval.retriever import index_model, index_query_runtime
     from aisle.retrieval.store import load_index
     from aisle.serving.snapshot import _still_serves
+    from aisle.towers.model import model_runtime
 
     int8 = load_model(exported, backend="onnx-int8")
     assert base_model.runtime == "torch"
@@ -387,11 +389,19 @@ def test_another_int8_export_of_the_same_weights_is_another_runtime(
     again = load_model(again_dir, backend="onnx-int8")
     assert again.fingerprint == int8.fingerprint and again.runtime != int8.runtime
     assert cache_key(again.fingerprint, again.runtime) != cache_key(int8.fingerprint, int8.runtime)
+    # What a load would run is read from the directory without loading it, as the keys of
+    # first-stage candidates need (aisle.training.distill.candidates_fingerprint).
+    for ref, backend, loaded in ((exported, "onnx-int8", int8), (again_dir, "onnx-int8", again),
+                                 (exported, "torch", base_model)):
+        assert model_runtime(ref, backend=backend) == loaded.runtime  # type: ignore[arg-type]
+    assert model_runtime(exported, backend="onnx-fp32") == "onnx-fp32"
 
     def runtime(index: Path) -> str:
         return str(json.loads((index / "manifest.json").read_text())["model"]["runtime"])
 
     index = build_index(sample_data, int8, tmp_path / "index")
+    queried = index_query_runtime(json.loads((index / "manifest.json").read_text()))
+    assert queried == index_model(load_index(index)).runtime == int8.runtime
     built = (index / "manifest.json").stat().st_mtime_ns
     assert runtime(index) == int8.runtime
     assert (build_index(sample_data, int8, index) / "manifest.json").stat().st_mtime_ns == built
