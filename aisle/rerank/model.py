@@ -192,4 +192,8 @@ def load_reranker(path: Path, backend: RerankBackend = "auto", device: str | Non
                                 "aisle rerank export again") from e
     log.info("loaded cross-encoder %s on %s (depth %d, weight %.2f)", path, chosen,
              (config or stored).depth, (config or stored).weight)
+    if (config or stored).weight == 0:
+        log.warning("cross-encoder %s has weight 0 (on dev it did not beat the first stage): "
+                    "searches keep the first stage's order and score nothing; set a weight "
+                    "(aisle search or evaluate --rerank-weight) to re-rank with it anyway", path)
     return Reranker(scorer, config or stored, manifest, path, chosen)

@@ -174,13 +174,16 @@ class Retriever:
 
     def rerank_depth(self, asked: int | None) -> int:
         """The re-ranking depth a search runs with: ``asked``, else the reranker's (0 without
-        one); refuses a depth > 0 with no reranker."""
+        one); refuses a depth > 0 with no reranker. 0 for a reranker of weight 0: it leaves
+        every first-stage order as it is, so nothing is worth scoring."""
         if asked is not None and asked < 0:
             raise AisleError(f"rerank depth must be >= 0 (0 = off), got {asked}")
         if self.reranker is None:
             if asked:
                 raise AisleError("re-ranking needs a cross-encoder: pass --rerank DIR (aisle "
                                  "rerank train writes one), or a rerank depth of 0")
+            return 0
+        if self.reranker.config.weight == 0:
             return 0
         return self.reranker.config.depth if asked is None else asked
 

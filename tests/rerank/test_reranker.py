@@ -298,3 +298,44 @@ def test_queries_take_turns_and_a_turn_waited_for_is_spent_budget(
     again = retriever.rerank(queries[1:], ranked[1:], 10, 5, time.monotonic() + 0.3)[0]
     assert [p for p, _ in again][:5] == [p for p, _ in ranked[1]][:5][::-1]
 
+
+def test_a_cross_encoder_of_weight_0_is_never_scored(sample_data: Path,
+                                                     sample_index: Path) -> None:
+    """Weight 0 (what dev picks when the cross-encoder does not beat the first stage) leaves
+    every order as it is: searches answer in first-stage order without paying for scoring,
+    and say that nothing was re-ranked."""
+    from collections.abc import Sequence
+
+    from aisle.data.dataset import load_dataset
+    from aisle.rerank.model import Reranker
+    from aisle.retrieval.rerank import RerankConfig
+
+    class Unwanted:
+        def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+            raise AssertionError("a weight-0 stage scored pairs")
+
+    ds = load_dataset(sample_data)
+    stage = Reranker(Unwanted(), RerankConfig(depth=5, weight=0.0), {}, Path("."), "none")
+    retriever = open_index_retriever(sample_index, None, ds, reranker=stage)
+    bare = open_index_retriever(sample_index, None, ds)
+    texts = ["cordless drill", "white paint"]
+    for asked in (None, 5):
+        got = retriever.search_texts(texts, 10, rerank_depth=asked)
+        want = bare.search_texts(texts, 10)
+        assert [[h.product_id for h in f.hits] for f in got] == [
+            [h.product_id for h in f.hits] for f in want]
+        assert [f.reranked for f in got] == [0, 0]
+
+
+def test_loading_a_cross_encoder_of_weight_0_says_it_will_not_re_rank(
+        reranker_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    copy = shutil.copytree(reranker_dir, tmp_path / "ce")
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["rerank"]["weight"] = 0.0
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING, logger="aisle.rerank.model"):
+        assert load_reranker(copy).config.weight == 0.0
+    assert any("weight 0" in r.getMessage() and "--rerank-weight" in r.getMessage()
+               for r in caplog.records)
