@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import faiss
 import numpy as np
@@ -61,7 +61,6 @@ from aisle.retrieval.store import (
     ROWS_FILE,
     index_is_current,
 )
-from aisle.towers.config import Backend
 from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
@@ -101,10 +100,13 @@ def partition_groups(rows: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def runtime_backend(runtime: str | None) -> str | None:
-    """The backend of a runtime (``onnx-int8.<export>`` -> ``onnx-int8``); None for a runtime
-    aisle does not run (a vector file made elsewhere may name any)."""
-    backend = (runtime or "").split(".", 1)[0]
-    return backend if backend in get_args(Backend) else None
+    """The backend of a runtime aisle runs (``TwoTowerModel.runtime``: torch, onnx-fp32,
+    onnx-int8 or ``onnx-int8.<export>``); None for any other (a vector file made elsewhere may
+    name any)."""
+    if runtime in ("torch", "onnx-fp32", "onnx-int8") or re.fullmatch(
+            r"onnx-int8\.[0-9a-f]+", runtime or ""):
+        return (runtime or "").split(".", 1)[0]
+    return None
 
 
 def base_manifest(

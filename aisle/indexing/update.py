@@ -213,10 +213,10 @@ def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine:
         )
     recorded = recorded_runtime(current.manifest)
     if recorded is None:
-        log.warning("the current version's vectors came from a file that named no runtime; new "
-                    "and changed products are embedded on %s. If the file's vectors were made "
-                    "another way, the index mixes the two until a full build (aisle index build "
-                    "--force, or --vectors with a file that names its runtime)", model.runtime)
+        log.warning("the current version does not record what embedded its vectors (a vector "
+                    "file that named no runtime, or a version from before runtimes were "
+                    "recorded): this update embeds every product on %s and builds the index "
+                    "from those vectors alone, so that it holds one runtime", model.runtime)
     elif model.runtime != recorded or built_with not in (None, model.backend):
         raise ManifestMismatch(_mixing(built_with, recorded, model))
     config = stored_index_config(current.manifest["index_config"])
@@ -231,8 +231,8 @@ def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine:
                                    config)
     vid = new_version_id()
     base = base_manifest(config, model, data_manifest)
-    if recorded is None:  # the file's vectors stay in it: what made them is still unknown
-        base["model"].update(backend=None, runtime=None)
+    # Vectors of an unknown runtime are not kept: the index is built anew from the embedded ones.
+    read_old = _read_old if recorded is not None else lambda directory: None
     manifest = {
         **base,
         **job_manifest(embedded, engine, started),
@@ -249,10 +249,10 @@ def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine:
             old_dir = current.root / old_layout[name] if name in old_layout else None
             sub = rows.iloc[pos].reset_index(drop=True)
             used = fitting_config(config, len(pos), model.dim, f"partition {name!r}")
-            index, sub_rows = apply_update(used, _read_old(old_dir), sub, embedded.vectors[pos])
+            index, sub_rows = apply_update(used, read_old(old_dir), sub, embedded.vectors[pos])
             write_index_dir(tmp / layout[name], index, sub_rows, sub_rows["text"].tolist(),
                             {**manifest, "partition": name, "index_config": to_dict(used)})
-        index, all_rows = apply_update(config, _read_old(current.root), rows, embedded.vectors)
+        index, all_rows = apply_update(config, read_old(current.root), rows, embedded.vectors)
         write_index_dir(tmp, index, all_rows, all_rows["text"].tolist(),
                         {**manifest, "partitions": layout})
     publish_version(root, vid, keep)

@@ -4,7 +4,12 @@ The file: one row per product, columns ``product_id`` (string) and ``vector`` (a
 ``fixed_size_list<float32>[D]``, or a plain ``list<float32|float64>`` whose rows all have D
 values), and the key-value metadata ``aisle.model_fingerprint`` naming the model that made the
 vectors (``aisle.model_ref`` is informational). Row order does not matter. ``write_vectors``
-writes that layout; ``aisle index export-vectors`` writes it from a built index.
+writes that layout; ``aisle index export-vectors`` writes it from a built index. The optional
+key ``aisle.runtime`` says what ran the model (``TwoTowerModel.runtime``: torch, onnx-fp32, or
+which int8 export; any other name is kept as given): the index records it, so an update embeds
+new products the same way or refuses to mix. A file that names none makes an index whose runtime
+is unknown (recorded as null): a build without ``--vectors`` embeds the catalog again rather
+than trust it, and an update embeds every product and replaces the file's vectors.
 
 Checked before anything is written, each refused with a one-line ``VectorFileError`` (the
 fingerprint with ``ManifestMismatch``): the fingerprint is the model's; D is the model's

@@ -200,52 +200,83 @@ def test_an_update_keeps_the_bm25_analyzer_an_older_version_was_built_with(
     assert updated.partition("store-1").lexical.params["analyzer"] == "word"
 
 
-def test_an_update_over_vectors_from_a_file_warns_or_refuses_by_what_the_file_named(
+def test_an_update_over_vectors_of_an_unknown_runtime_replaces_them_and_a_foreign_one_refuses(
     catalog: pd.DataFrame,
     prepare_catalog: Callable[[pd.DataFrame, str], Path],
     base_model: TwoTowerModel,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    import json
     import logging
 
     import pyarrow.parquet as pq
 
     from aisle.errors import ManifestMismatch
+    from aisle.indexing.embed_cache import cache_key
     from aisle.indexing.vectors import FINGERPRINT_KEY, export_vectors, write_vectors
 
     day1, day2 = prepare_catalog(catalog, "day1"), prepare_catalog(edited(catalog), "day2")
+
+    def vectors_of(root: Path, name: str) -> dict[str, np.ndarray]:
+        t = pq.read_table(export_vectors(root, tmp_path / f"{name}.out.parquet"))
+        return dict(zip(t.column("product_id").to_pylist(),
+                        np.stack(t.column("vector").to_numpy(zero_copy_only=False)),
+                        strict=True))
+
     table = pq.read_table(export_vectors(build_version(day1, base_model, tmp_path / "embedded"),
                                          tmp_path / "v.parquet"))
     ids = np.asarray(table.column("product_id").to_pylist())
-    x = np.stack(table.column("vector").to_numpy(zero_copy_only=False))
+    # Made some other way: each product's vector is its neighbour's (still unit length).
+    x = np.roll(np.stack(table.column("vector").to_numpy(zero_copy_only=False)), 1, axis=0)
     fingerprint = table.schema.metadata[FINGERPRINT_KEY].decode()
 
     def root_from(name: str, runtime: str | None) -> Path:
         vectors = write_vectors(tmp_path / f"{name}.parquet", ids, x, fingerprint,
                                 runtime=runtime)
-        build_version(day1, base_model, tmp_path / name, vectors=vectors)
+        # Flat removes vectors, so an update keeps those of unchanged products in place.
+        build_version(day1, base_model, tmp_path / name, IndexConfig(kind="flat"),
+                      vectors=vectors)
         return tmp_path / name
 
-    # Named by no runtime: the update embeds the new products and says the index may mix
-    # two ways of embedding; the new version still cannot say what made the file's vectors.
+    # Named by no runtime: the update says so, embeds every product and builds the index from
+    # those vectors alone; the new version records what made them, and keeps its cache.
+    build_version(day2, base_model, tmp_path / "fresh", IndexConfig(kind="flat"))
+    want = vectors_of(tmp_path / "fresh", "fresh")
     unnamed = root_from("unnamed", None)
+    assert load_index(unnamed).manifest["model"]["runtime"] is None
     with caplog.at_level(logging.WARNING, logger="aisle.indexing.update"):
-        load_index(update_version(day2, unnamed, base_model))
-    assert any("named no runtime" in r.getMessage() for r in caplog.records)
-    model = load_index(unnamed).manifest["model"]
-    assert (model["runtime"], model["backend"]) == (None, None)
-    assert "n000" in set(load_index(unnamed).product_ids)
+        update_version(day2, unnamed, base_model)
+    assert any("does not record what embedded" in r.getMessage() for r in caplog.records)
+    assert load_index(unnamed).manifest["model"]["runtime"] == base_model.runtime
+    got = vectors_of(unnamed, "unnamed")
+    assert sorted(got) == sorted(want)
+    np.testing.assert_allclose(np.stack([got[p] for p in want]), np.stack(list(want.values())),
+                               atol=1e-5)
+    assert (unnamed / "embed-cache" / cache_key(base_model.fingerprint,
+                                                 base_model.runtime)).is_dir()
+    # So is a version from before backends and runtimes were recorded.
+    legacy = tmp_path / "legacy"
+    manifest_path = build_version(day1, base_model, legacy) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["model"]["backend"], manifest["model"]["runtime"]
+    manifest_path.write_text(json.dumps(manifest))
+    update_version(day2, legacy, base_model)
+    assert load_index(legacy).manifest["model"]["runtime"] == base_model.runtime
     # Named by a runtime this model is not: refused, before anything is written.
     foreign = root_from("foreign", "gpu-fp16")
     before = sorted(p.name for p in (foreign / "versions").iterdir())
     with pytest.raises(ManifestMismatch, match=r"made by gpu-fp16 \(its vector file says\)"):
         update_version(day2, foreign, base_model)
     assert sorted(p.name for p in (foreign / "versions").iterdir()) == before
-    # Named by this model's own runtime: an update like any other, no warning.
+    # Named by this model's own runtime: an update like any other, which keeps the vectors of
+    # unchanged products.
     caplog.clear()
     same = root_from("same", base_model.runtime)
     with caplog.at_level(logging.WARNING, logger="aisle.indexing.update"):
         update_version(day2, same, base_model)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert load_index(same).manifest["model"]["runtime"] == base_model.runtime
+    unchanged = str(catalog["product_id"].iloc[0])
+    np.testing.assert_allclose(vectors_of(same, "same")[unchanged],
+                               x[list(ids).index(unchanged)], atol=1e-6)

@@ -14,7 +14,7 @@ import pytest
 from aisle.cli import main
 from aisle.data.dataset import load_dataset
 from aisle.errors import ManifestMismatch
-from aisle.indexing.build import build_index, build_version
+from aisle.indexing.build import build_index, build_version, runtime_backend
 from aisle.indexing.vectors import (
     FINGERPRINT_KEY,
     RUNTIME_KEY,
@@ -76,6 +76,9 @@ def test_an_index_records_the_runtime_its_vector_file_names_and_no_other(
     # A runtime aisle does not run is kept as the file gives it, with no backend.
     model = built("foreign", _rewritten(exported, tmp_path / "gpu.parquet", "gpu-fp16"))
     assert (model["runtime"], model["backend"]) == ("gpu-fp16", None)
+    assert [runtime_backend(r) for r in ("torch", "onnx-int8.fdd10cf1", "torch.fp16", "auto",
+                                         "onnx-int8.x")] == ["torch", "onnx-int8", None, None,
+                                                             None]
 
 
 def test_a_build_from_exported_vectors_equals_the_normal_build(
