@@ -259,22 +259,71 @@ def _rollback(root: Path) -> str:
 def prune(root: Path, keep: int = DEFAULT_KEEP, holds_build_lock: bool = False) -> list[str]:
     """Delete all but the ``keep`` newest versions; the current one is never deleted.
 
-    Also removes what killed jobs left behind (``remove_leftovers``), but only while no build
-    or update can be running: with ``ROOT/.build.lock`` held, by the caller (a build that
-    publishes, ``holds_build_lock``) or taken here without waiting. A build in another
-    container or host has a pid this process cannot see, so a pid alone cannot tell.
+    Also removes what killed jobs left behind (``remove_leftovers``) and the embedding caches
+    that no remaining version uses (``unused_caches``), but only while no build or update can
+    be running: with ``ROOT/.build.lock`` held, by the caller (a build that publishes,
+    ``holds_build_lock``) or taken here without waiting. A build in another container or host
+    has a pid this process cannot see, so a pid alone cannot tell. The locks are held while
+    caches are set aside (renamed), not while their files are deleted.
     """
     check_keep(keep)
-    with locked(root, POINTER_LOCK, f"prune --keep {keep}", wait=True):
-        if holds_build_lock:
-            remove_leftovers(root)
-        else:
+    doomed: list[Path] = []
+    with locked(root, POINTER_LOCK, f"prune --keep {keep}", wait=True), \
+            contextlib.ExitStack() as held:
+        removed = _prune(root, keep)
+        idle = holds_build_lock
+        if not idle:
             try:
-                with locked(root, BUILD_LOCK, "aisle index prune", wait=False):
-                    remove_leftovers(root)
+                held.enter_context(locked(root, BUILD_LOCK, "aisle index prune", wait=False))
+                idle = True
             except ArtifactError:
-                log.info("%s: a build is running; its temporary files are left alone", root)
-        return _prune(root, keep)
+                log.info("%s: a build is running; its temporary files and embedding caches "
+                         "are left alone", root)
+        if idle:
+            remove_leftovers(root)
+            for cache in unused_caches(root):
+                doomed.append(sibling_temp(cache, "deleting"))
+                cache.rename(doomed[-1])
+    for path in doomed:  # a delete killed here is a leftover for the next prune
+        shutil.rmtree(path, ignore_errors=True)
+    if doomed:
+        log.info("%s: removed %d embedding cache(s) no version uses", root, len(doomed))
+    return removed
+
+
+def unused_caches(root: Path) -> list[Path]:
+    """The embedding caches (``ROOT/embed-cache/<model>-<runtime>``) that no version of
+    ``root`` embeds with and that were last written before its oldest version was made: a new
+    model or int8 export starts a new cache, and the old one (15 GB for 10M 384-d products)
+    would stay for good. A cache written since (a build that was killed, and may resume) is
+    kept until the versions move past it; nothing is removed while a version's manifest cannot
+    be read (it may use any). Call with ``ROOT/.build.lock`` held."""
+    from aisle.indexing.embed_cache import cache_key
+    from aisle.retrieval.store import recorded_runtime
+
+    cache = Path(root) / EMBED_CACHE
+    versions = list_versions(root)
+    if not cache.is_dir() or not versions:
+        return []
+    used = set()
+    for v in versions:
+        model = (_read_version_manifest(v.path / MANIFEST) or {}).get("model")
+        if not isinstance(model, dict) or not model.get("fingerprint"):
+            log.info("%s: version %s does not say what embedded it; embedding caches are kept",
+                     root, v.id)
+            return []
+        runtime = recorded_runtime({"model": model})
+        if runtime is not None:  # None: vectors from a file, in no cache
+            used.add(cache_key(str(model["fingerprint"]), runtime))
+    base = Path(root) / VERSIONS
+    if any(not d.name.startswith(".") and d.name not in {v.id for v in versions}
+           for d in base.iterdir()):
+        log.info("%s: a version cannot be read; embedding caches are kept", root)
+        return []
+    oldest = min(v.created for v in versions)
+    return [d for d in sorted(cache.iterdir())
+            if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")
+            and d.name not in used and d.stat().st_mtime < oldest]
 
 
 def _prune(root: Path, keep: int) -> list[str]:
@@ -337,8 +386,8 @@ def remove_leftovers(root: Path) -> list[Path]:
     root = Path(root)
     places = [root, root / VERSIONS]
     cache = root / EMBED_CACHE
-    if cache.is_dir():
-        places += [d for d in cache.iterdir() if d.is_dir() and not d.is_symlink()]
+    if cache.is_dir():  # a cache being deleted, and each cache's shards
+        places += [cache, *(d for d in cache.iterdir() if d.is_dir() and not d.is_symlink())]
     removed = []
     for place in places:
         if not place.is_dir():

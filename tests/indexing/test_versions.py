@@ -305,13 +305,14 @@ def test_a_version_with_an_unreadable_manifest_is_skipped_not_fatal(
 
 
 def test_prune_removes_the_leftovers_of_killed_jobs_only(
-    three_versions: tuple[Path, list[str]],
+    three_versions: tuple[Path, list[str]], base_model: TwoTowerModel
 ) -> None:
     import os
     import subprocess
     import sys
     import time
 
+    from aisle.indexing.embed_cache import cache_key
     from aisle.indexing.versions import BUILD_LOCK, locked
 
     root, ids = three_versions
@@ -319,14 +320,15 @@ def test_prune_removes_the_leftovers_of_killed_jobs_only(
                           capture_output=True, text=True, check=True)
     dead_pid, live_pid = int(dead.stdout), os.getpid()
     versions = root / "versions"
-    key_dir = root / "embed-cache" / "somemodel-torch"
-    key_dir.mkdir(parents=True)
+    key_dir = root / "embed-cache" / cache_key(base_model.fingerprint, base_model.runtime)
+    assert key_dir.is_dir()  # the versions' own cache
     stale = [
         versions / f".20250101T000000Z-abcdef.tmp-{dead_pid}-123",  # a killed build's version
         versions / f".{ids[0]}.deleting",  # a prune killed mid-delete (no pid then)
         versions / f".{ids[0]}.deleting-{dead_pid}-5",
         root / f".CURRENT.tmp-{dead_pid}-99",  # a file: a killed pointer write
         key_dir / f".0001-aa.vecs.npy.tmp-{dead_pid}",  # a killed cache write
+        root / "embed-cache" / f".old-torch.deleting-{dead_pid}-3",  # a killed cache removal
     ]
     live = [
         versions / f".20250101T000000Z-fedcba.tmp-{live_pid}-123",  # a build still running
@@ -352,6 +354,46 @@ def test_prune_removes_the_leftovers_of_killed_jobs_only(
     assert all(p.exists() for p in live) and young.exists()
     assert [v.id for v in list_versions(root)] == ids and current_id(root) == ids[-1]
     assert load_index(root).manifest["count"] == 120
+
+
+def test_prune_removes_the_embedding_caches_no_version_uses_once_the_versions_pass_them(
+    three_versions: tuple[Path, list[str]], base_model: TwoTowerModel, tmp_path: Path,
+    counting: CountingEncoder,
+) -> None:
+    import os
+
+    from aisle.indexing.embed_cache import cache_key
+    from aisle.indexing.versions import BUILD_LOCK, locked
+
+    root, ids = three_versions
+    cache = root / "embed-cache"
+    own = cache_key(base_model.fingerprint, base_model.runtime)
+    oldest = min(v.created for v in list_versions(root))
+    # Models no version uses any more, last written before the oldest version was made; and
+    # a killed build's cache, written since: it may resume, so it stays for now.
+    retired = ["retired-torch", "retired-onnx-int8.12345678-percall"]
+    killed = cache_key("killed", "onnx-int8.0a0b0c0d")
+    for name in [*retired, killed]:
+        (cache / name).mkdir()
+        (cache / name / "0001-aa.keys.npy").write_text("x")
+    for name in retired:
+        os.utime(cache / name, (oldest - 86400, oldest - 86400))
+    with locked(root, BUILD_LOCK, "a build elsewhere", wait=False):
+        prune(root, keep=5)
+    assert len(list(cache.iterdir())) == 4  # a build may be using any of them
+    # A version whose manifest cannot be read may use any cache: none is removed.
+    manifest = root / "versions" / ids[0] / "manifest.json"
+    text = manifest.read_text()
+    manifest.write_text("{not json")
+    prune(root, keep=5)
+    assert len(list(cache.iterdir())) == 4
+    manifest.write_text(text)
+    prune(root, keep=5)
+    assert sorted(p.name for p in cache.iterdir()) == sorted([own, killed])
+    assert [v.id for v in list_versions(root)] == ids
+    # The cache kept is the one a rebuild reads: it embeds nothing again.
+    build_version(tmp_path / "d120", base_model, root, force=True, keep=5)
+    assert counting.texts == []
 
 
 def test_an_index_embedded_with_another_backend_is_not_up_to_date(
