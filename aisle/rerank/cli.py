@@ -33,14 +33,9 @@ def open_reranker(args: argparse.Namespace) -> Any:
         if args.rerank_weight is not None:
             raise AisleError("--rerank-weight needs --rerank DIR")
         return None
-    from dataclasses import replace
-
     from aisle.rerank.model import load_reranker
 
-    reranker = load_reranker(args.rerank, args.rerank_backend)
-    if args.rerank_weight is None:
-        return reranker
-    return replace(reranker, config=replace(reranker.config, weight=args.rerank_weight))
+    return load_reranker(args.rerank, args.rerank_backend, weight=args.rerank_weight)
 
 
 def cmd_rerank_train(args: argparse.Namespace) -> None:

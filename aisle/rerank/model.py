@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -167,8 +167,10 @@ def resolve_backend(manifest: dict[str, Any], backend: RerankBackend, device: st
 
 
 def load_reranker(path: Path, backend: RerankBackend = "auto", device: str | None = None,
-                  config: RerankConfig | None = None, threads: int = 0) -> Reranker:
-    """The cross-encoder at ``path``; ``config`` overrides the stage settings it stores.
+                  config: RerankConfig | None = None, threads: int = 0,
+                  weight: float | None = None) -> Reranker:
+    """The cross-encoder at ``path``; ``config`` overrides the stage settings it stores, and
+    ``weight`` its fusion weight alone (the one chosen on dev when it was trained).
     ``threads``: what an ONNX backend scores on (0: one per core; torch keeps its own)."""
     path = Path(path)
     if not path.is_dir():
@@ -176,7 +178,9 @@ def load_reranker(path: Path, backend: RerankBackend = "auto", device: str | Non
                             "writes one)")
     manifest = read_manifest(path, KIND)
     chosen = resolve_backend(manifest, backend, device)
-    stored = from_dict(RerankConfig, manifest.get("rerank", {}))
+    stored = config or from_dict(RerankConfig, manifest.get("rerank", {}))
+    if weight is not None:
+        stored = replace(stored, weight=weight)
     scorer: CrossScorer
     if chosen == "torch":
         scorer = TorchCrossScorer.load(path, device)
@@ -191,9 +195,9 @@ def load_reranker(path: Path, backend: RerankBackend = "auto", device: str | Non
             raise ArtifactError(f"{root} holds a missing or corrupt ONNX export ({e}); run "
                                 "aisle rerank export again") from e
     log.info("loaded cross-encoder %s on %s (depth %d, weight %.2f)", path, chosen,
-             (config or stored).depth, (config or stored).weight)
-    if (config or stored).weight == 0:
+             stored.depth, stored.weight)
+    if stored.weight == 0:
         log.warning("cross-encoder %s has weight 0 (on dev it did not beat the first stage): "
                     "searches keep the first stage's order and score nothing; set a weight "
                     "(aisle search or evaluate --rerank-weight) to re-rank with it anyway", path)
-    return Reranker(scorer, config or stored, manifest, path, chosen)
+    return Reranker(scorer, stored, manifest, path, chosen)

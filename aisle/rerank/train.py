@@ -343,9 +343,10 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
                           f"dev re-ranking ({reranker.backend})")
     grid = weight_grid(first, scores, dev_qrels, top_grade, cfg.weights, base, EVAL_K)
     chosen = replace(base, weight=best_weight(grid))
-    log.info("dev nDCG@10 %.4f at weight %.2f (the first stage alone: %.4f)",
+    alone = next((r["ndcg@10"] for r in grid if r["weight"] == 0), None)
+    log.info("dev nDCG@10 %.4f at weight %.2f (the first stage alone: %s)",
              next(r["ndcg@10"] for r in grid if r["weight"] == chosen.weight), chosen.weight,
-             grid[0]["ndcg@10"])
+             "not in the grid" if alone is None else f"{alone:.4f}")
     final = {**read_manifest(out, KIND), "rerank": asdict(chosen), "dev": grid,
              "dev_backend": reranker.backend}
     atomic_write_text(out / MANIFEST, json.dumps(final, indent=2, sort_keys=True) + "\n")

@@ -339,3 +339,7 @@ def test_loading_a_cross_encoder_of_weight_0_says_it_will_not_re_rank(
         assert load_reranker(copy).config.weight == 0.0
     assert any("weight 0" in r.getMessage() and "--rerank-weight" in r.getMessage()
                for r in caplog.records)
+    caplog.clear()  # a weight given in its place is what searches use: nothing to warn of
+    with caplog.at_level(logging.WARNING, logger="aisle.rerank.model"):
+        assert load_reranker(copy, weight=0.5).config.weight == 0.5
+    assert not [r for r in caplog.records if "weight 0" in r.getMessage()]
