@@ -207,8 +207,9 @@ class ProductIndex:
     def check_runtime(self, runtime: str) -> None:
         """Warn when the query tower is another int8 export of the weights that embedded the
         index (``aisle export --int8`` run again since): its vectors are close to, not the same
-        as, the index's, so results drift a little until the index is rebuilt. A partition is
-        checked with the whole index it belongs to, which warns once for all of them."""
+        as, the index's, so results drift a little until the index is rebuilt. A partition
+        records what its whole index records, and is searched through it: only the whole
+        index warns, once for all its partitions."""
         if "partition" in self.manifest:
             return
         built = recorded_runtime(self.manifest) or ""

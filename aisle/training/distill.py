@@ -28,8 +28,9 @@ from aisle.artifacts import (
 )
 from aisle.data.dataset import Dataset
 from aisle.errors import AisleError
-from aisle.retrieval.config import FusionConfig, IndexConfig
+from aisle.retrieval.config import FusionConfig, IndexConfig, Mode
 from aisle.retrieval.lexical import BM25Index
+from aisle.retrieval.retriever import Retriever, index_query_runtime
 from aisle.towers.model import TwoTowerModel
 from aisle.training.config import StepConfig
 from aisle.training.dev_eval import catalog_retriever
@@ -120,9 +121,9 @@ def teacher_rankings(
     fusion = FusionConfig("convex", cfg.distill_fusion_weight, dense_depth=cfg.distill_depth,
                           lexical_depth=cfg.distill_depth)
     teacher = catalog_retriever(model, ds, catalog, lexical=lexical, fusion=fusion)
-    rankings = teacher.ranker("hybrid")(list(queries), cfg.distill_candidates)
-    if cfg.distill_teacher:
-        return cross_encoder_rankings(Path(cfg.distill_teacher), ds, queries, rankings)
+    searched, rankings = searched_rankings(teacher, queries, cfg.distill_candidates, "hybrid")
+    if cfg.distill_teacher:  # the text searched (normalised, spell-corrected), as it trained on
+        return cross_encoder_rankings(Path(cfg.distill_teacher), ds, searched, rankings)
     return rankings
 
 
@@ -138,16 +139,24 @@ def index_rankings(
     retriever = open_index_retriever(index, None, ds)
     log.info("teacher: %d queries' top %d from index %s (%s)", len(queries), candidates, index,
              retriever.default_mode)
-    searched: list[str] = []
-    out: list[Ranking] = []
-    for start in tqdm(range(0, len(queries), 256), desc="teacher: first stage", unit="batch"):
-        for found in retriever.search_texts(list(queries[start : start + 256]), candidates):
-            searched.append(found.query.text)
-            out.append([(h.product_id, h.score) for h in found.hits])
+    searched, out = searched_rankings(retriever, queries, candidates)
     short = sum(len(r) < candidates for r in out)
     if short:
         log.warning("%d of %d queries found fewer than %d products in %s", short, len(out),
                     candidates, index)
+    return searched, out
+
+
+def searched_rankings(retriever: Retriever, queries: Sequence[str], k: int,
+                      mode: Mode | None = None) -> tuple[list[str], list[Ranking]]:
+    """Per query, the text the search read and its top ``k`` (product, score) in ``mode``
+    (None: the retriever's default)."""
+    searched: list[str] = []
+    out: list[Ranking] = []
+    for start in tqdm(range(0, len(queries), 256), desc="teacher: first stage", unit="batch"):
+        for found in retriever.search_texts(list(queries[start : start + 256]), k, mode):
+            searched.append(found.query.text)
+            out.append([(h.product_id, h.score) for h in found.hits])
     return searched, out
 
 
@@ -158,7 +167,6 @@ def candidates_fingerprint(cfg: StepConfig) -> str:
     differently)."""
     if not cfg.distill_index:
         return ""
-    from aisle.retrieval.retriever import index_query_runtime
     from aisle.retrieval.store import read_index_manifest
 
     manifest = read_index_manifest(Path(cfg.distill_index))
@@ -169,6 +177,11 @@ def candidates_fingerprint(cfg: StepConfig) -> str:
 # a pair a call since 2026-12-05 (``aisle.rerank.model.OnnxCrossScorer``), a query's
 # candidates a call before, which gave other scores.
 TEACHER_INT8_SCORING = "pair-per-call"
+
+# What a cross-encoder teacher reads of each query over the catalog's own hybrid (no candidate
+# index), named in its step key: the text searched (normalised, spell-corrected) since
+# 2026-12-06, the text as typed before. Over an index it always read the text searched.
+TEACHER_CATALOG_QUERY = "searched"
 
 
 def teacher_fingerprint(cfg: StepConfig) -> str:

@@ -29,6 +29,7 @@ from aisle.towers.model import TwoTowerModel
 from aisle.training import cascade, distill
 from aisle.training.cascade import train_cascade
 from aisle.training.config import StepConfig, TrainConfig
+from aisle.training.dev_eval import catalog_retriever
 from aisle.training.distill import (
     candidates_fingerprint,
     load_or_make_teacher,
@@ -134,6 +135,14 @@ def test_a_cross_encoder_teacher_scores_the_hybrid_candidates_it_reads(
         logits = scorer.score([(query, texts[p]) for p, _ in got])
         np.testing.assert_allclose([s for _, s in got], 1 / (1 + np.exp(-logits)), atol=1e-5)
         assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+    # It reads the text the hybrid searched (normalised, spell-corrected), as it was trained
+    # to, not the query as typed (full-width letters, which its tokenizer does not fold).
+    typo = ["ｃｏｒｄｌｅｓ ＤＲＩＬＬ"]
+    searched = catalog_retriever(base_model, ds, ds.products).prepare(typo)[0].text
+    assert searched != typo[0]
+    (scored,) = teacher_rankings(base_model, ds, typo, cfg)
+    logits = scorer.score([(searched, texts[p]) for p, _ in scored])
+    np.testing.assert_allclose([s for _, s in scored], 1 / (1 + np.exp(-logits)), atol=1e-5)
 
 
 def test_a_teacher_that_is_not_a_cross_encoder_is_refused(
