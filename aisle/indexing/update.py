@@ -104,8 +104,8 @@ def apply_update(
     ``old`` when its kind supports removal. Returns it and its row map (with labels)."""
     if old is None or old.config != config or not supports_removal(config.kind):
         if old is not None and old.config == config:
-            log.info("%s cannot remove vectors: rebuilding it from the cached vectors "
-                     "(no product is encoded again)", config.kind)
+            log.info("%s cannot remove vectors: rebuilding it from this update's vectors (the "
+                     "embedding cache's, where it holds them)", config.kind)
         index = make_faiss_index(config, vectors)
         return index, new_rows.assign(label=np.arange(len(new_rows), dtype=np.int64))
     old_rows = old.rows

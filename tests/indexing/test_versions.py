@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from aisle.errors import AisleError, ArtifactError
 from aisle.indexing.build import build_version
 from aisle.indexing.versions import list_versions, promote, prune, rollback
 from aisle.retrieval.layout import CURRENT, current_id, resolve_index_dir
+from aisle.retrieval.retriever import Retriever, query_preparer
 from aisle.retrieval.store import index_is_current, load_index
 from aisle.serving.app import create_app
 from aisle.serving.cache import LRUCache
@@ -118,17 +121,10 @@ def test_partitions_are_searched_by_name(
 
 
 def test_a_partitioned_index_of_another_int8_export_warns_once_not_once_a_partition(
-    catalog: pd.DataFrame,
-    prepare_catalog: Callable[[pd.DataFrame, str], Path],
-    base_model: TwoTowerModel,
+    caplog: pytest.LogCaptureFixture, catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path], base_model: TwoTowerModel,
     tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import json
-    import logging
-
-    from aisle.retrieval.retriever import Retriever, query_preparer
-
     version = build_version(prepare_catalog(catalog, "day1"), base_model, tmp_path / "root")
     for manifest in version.glob("**/manifest.json"):  # as if one int8 export embedded it
         record = json.loads(manifest.read_text())
