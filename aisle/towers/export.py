@@ -208,8 +208,9 @@ def _build(
     fp32 = _onnx_model(model, section, dirs, "fp32")
     section["fp32_max_abs_diff"] = _check_parity(model, fp32)
     if int8:
-        from aisle.towers.quantize import measure_agreement, quantize
+        from aisle.towers.quantize import QUANTISER, measure_agreement, quantize
 
+        section["int8_options"] = dict(QUANTISER)
         for name, entry in towers.items():
             entry["int8_fp32_nodes"] = quantize(dirs[name] / FP32_FILE, dirs[name] / INT8_FILE)
             entry["files"]["int8"] = INT8_FILE

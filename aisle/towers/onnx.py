@@ -210,13 +210,14 @@ def int8_recipe(section: Mapping[str, Any]) -> str:
     of the same weights differ where their recipes do (the MatMuls kept in fp32, the quantiser's
     version, the opset), and so do their vectors (each agrees with fp32 to ~0.993-0.994 mean
     cosine, docs/results.md, 2026-12-05). The weights fingerprint cannot tell them apart; an
-    index and a query cache must. Quantiser options set in code are not in the manifest: a
-    change to them must change what is recorded here."""
+    index and a query cache must. The quantiser's settings (``aisle.towers.quantize.QUANTISER``)
+    are part of it since 2026-12-06; an export made before records none and keeps its hash."""
     towers = section.get("towers", {})
     recipe = {
         "fp32_nodes": {name: towers[name].get("int8_fp32_nodes", []) for name in sorted(towers)},
         "onnxruntime": section.get("onnxruntime", ""),
         "opset": section.get("opset", ""),
+        **({"options": section["int8_options"]} if "int8_options" in section else {}),
     }
     return manifest_fingerprint(recipe)[:8]
 

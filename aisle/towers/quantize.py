@@ -41,6 +41,19 @@ log = logging.getLogger(__name__)
 KEEP_FP32 = re.compile(r"(^|/)layer\.0/(output/dense|ffn/lin2)/MatMul$")
 
 
+# How the quantiser is set. Each int8 export of the towers records it (the manifest's
+# ``int8_options``), and ``aisle.towers.onnx.int8_recipe`` hashes it: a change here makes
+# another export, whose vectors an index of the old one must not mix with.
+QUANTISER: dict[str, Any] = {
+    "weight_type": "QInt8",
+    "per_channel": True,
+    "activations": "dynamic",  # quantised per call (quantize_dynamic)
+    # Fused contrib ops (Attention, SkipLayerNormalization) defeat shape inference; their
+    # outputs are float.
+    "default_tensor_type": "FLOAT",
+}
+
+
 def fp32_nodes(graph: onnx.GraphProto) -> list[str]:
     """The MatMul nodes of an ONNX ``graph`` that ``quantize`` leaves in fp32."""
     return [n.name for n in graph.node if n.op_type == "MatMul" and KEEP_FP32.search(n.name)]
@@ -67,12 +80,11 @@ def quantize(fp32: Path, out: Path, keep: Sequence[str] | None = None) -> list[s
         quantize_dynamic(
             str(fp32),
             str(out),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
+            weight_type=QuantType[QUANTISER["weight_type"]],
+            per_channel=QUANTISER["per_channel"],
             nodes_to_exclude=kept,
-            # Fused contrib ops (Attention, SkipLayerNormalization) defeat shape inference;
-            # their outputs are float.
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            extra_options={"DefaultTensorType": getattr(onnx.TensorProto,
+                                                        QUANTISER["default_tensor_type"])},
         )
     finally:
         root.setLevel(level)

@@ -372,6 +372,7 @@ def test_another_int8_export_of_the_same_weights_is_another_runtime(
     from aisle.retrieval.store import load_index
     from aisle.serving.snapshot import _still_serves
     from aisle.towers.model import model_runtime
+    from aisle.towers.quantize import QUANTISER
 
     int8 = load_model(exported, backend="onnx-int8")
     assert base_model.runtime == "torch"
@@ -383,6 +384,13 @@ def test_another_int8_export_of_the_same_weights_is_another_runtime(
     manifest["onnx"]["int8_agreement"]["queries"]["mean"] = 0.5  # not part of the recipe
     (again_dir / "manifest.json").write_text(json.dumps(manifest))
     assert load_model(again_dir, backend="onnx-int8").runtime == int8.runtime
+    # The quantiser's settings are recorded and part of the recipe: other settings, another
+    # export.
+    assert manifest["onnx"]["int8_options"] == QUANTISER
+    manifest["onnx"]["int8_options"] = {**QUANTISER, "per_channel": False}
+    (again_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert load_model(again_dir, backend="onnx-int8").runtime != int8.runtime
+    manifest["onnx"]["int8_options"] = QUANTISER
     for tower in manifest["onnx"]["towers"].values():
         tower["int8_fp32_nodes"] = []  # the recipe before 2026-12-05: every MatMul in int8
     (again_dir / "manifest.json").write_text(json.dumps(manifest))
