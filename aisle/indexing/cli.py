@@ -80,7 +80,8 @@ def cmd_list(args: argparse.Namespace) -> None:
         print(f"{args.out} holds no index versions; build one: aisle index --data ... --out ...")
     for v in versions:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.created))
-        print(f"{'*' if v.current else ' '} {v.id}  {created}  {v.count:>10} products  {v.model}")
+        print(f"{'*' if v.current else ' '} {v.id}  {created}  {v.count:>10} products  "
+              f"{v.runtime or 'runtime unknown':<18}  {v.model}")
 
 
 def cmd_promote(args: argparse.Namespace) -> None:

@@ -121,6 +121,7 @@ class VersionInfo:
     count: int
     model: str
     current: bool
+    runtime: str | None = None  # what embedded its vectors (None: unknown, or not recorded)
 
 
 def check_keep(keep: int) -> None:
@@ -182,6 +183,13 @@ def _number(value: Any, default: float) -> float:
     return float(value)
 
 
+def _runtime(model: object) -> str | None:
+    """What embedded a version's vectors, from its manifest's ``model`` record."""
+    from aisle.retrieval.store import recorded_runtime
+
+    return recorded_runtime({"model": model}) if isinstance(model, dict) else None
+
+
 def list_versions(root: Path) -> list[VersionInfo]:
     """Every complete version under ``root``, oldest first; a version whose manifest cannot be
     read is left out (and logged), never deleted."""
@@ -205,6 +213,7 @@ def list_versions(root: Path) -> list[VersionInfo]:
                 count=int(_number(m.get("count"), 0)),
                 model=str(model.get("ref", "")) if isinstance(model, dict) else "",
                 current=d.name == cur,
+                runtime=_runtime(model),
             )
         )
     return sorted(out, key=lambda v: (v.created, v.id))
@@ -299,7 +308,6 @@ def unused_caches(root: Path) -> list[Path]:
     kept until the versions move past it; nothing is removed while a version's manifest cannot
     be read (it may use any). Call with ``ROOT/.build.lock`` held."""
     from aisle.indexing.embed_cache import cache_key
-    from aisle.retrieval.store import recorded_runtime
 
     cache = Path(root) / EMBED_CACHE
     versions = list_versions(root)
@@ -312,7 +320,7 @@ def unused_caches(root: Path) -> list[Path]:
             log.info("%s: version %s does not say what embedded it; embedding caches are kept",
                      root, v.id)
             return []
-        runtime = recorded_runtime({"model": model})
+        runtime = v.runtime
         if runtime is not None:  # None: vectors from a file, in no cache
             used.add(cache_key(str(model["fingerprint"]), runtime))
     base = Path(root) / VERSIONS

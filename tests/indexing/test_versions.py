@@ -76,6 +76,7 @@ def test_promote_rollback_and_prune(three_versions: tuple[Path, list[str]]) -> N
 
 def test_index_cli_build_list_promote_rollback(
     three_versions: tuple[Path, list[str]],
+    base_model: TwoTowerModel,
     catalog: pd.DataFrame,
     prepare_catalog: Callable[[pd.DataFrame, str], Path],
     capsys: pytest.CaptureFixture[str],
@@ -89,6 +90,7 @@ def test_index_cli_build_list_promote_rollback(
     assert main(["index", "list", "--out", str(root)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert [line[2:].split()[0] for line in out] == ids and out[-1].startswith("*")
+    assert all(f" {base_model.runtime} " in line for line in out)  # what embedded each
     assert main(["index", "promote", "--out", str(root), ids[0]]) == 0
     assert current_id(root) == ids[0]
     assert main(["index", "rollback", "--out", str(root)]) == 0
