@@ -185,19 +185,22 @@ class FaissSearcher:
 
     @functools.cached_property
     def _exact(self) -> tuple[faiss.Index, np.ndarray | None] | None:
-        """The flat vectors this index keeps (None for IVF-Flat, which keeps its lists) and,
-        under an id map, each stored row's FAISS id."""
+        """The flat codes this index keeps of every vector (float32, or IVF-PQ's fp16 or sq8
+        re-rank codes; None for IVF-Flat, which keeps its vectors in its lists) and, under an
+        id map, each stored row's FAISS id."""
         outer = faiss.downcast_index(self.index)
         ids = None
         if isinstance(outer, (faiss.IndexIDMap, faiss.IndexIDMap2)):
             ids = faiss.vector_to_array(outer.id_map).astype(np.int64)
         codes = flat_codes(outer)
-        return (codes, ids) if isinstance(codes, faiss.IndexFlat) else None
+        return (codes, ids) if codes is not None else None
 
     def _exact_search(self, q: np.ndarray, k: int, selection: Selection
                       ) -> tuple[np.ndarray, np.ndarray]:
-        """The exact top k of the selection: its flat vectors scanned with the selector, or
-        every IVF list probed (IVF-Flat holds the full vectors in its lists)."""
+        """The top k of the selection by the codes the index re-ranks with: its flat codes
+        scanned with the selector (exact for float32; fp16 and sq8 codes score as the
+        index's own re-rank does), or every IVF list probed (IVF-Flat holds the full vectors
+        in its lists)."""
         exact = self._exact
         if exact is None:
             nlist = int(faiss.extract_index_ivf(self.index).nlist)

@@ -100,6 +100,25 @@ def test_approximate_kinds_return_k_allowed_products_close_to_exact(
             assert np.mean(recall) >= 0.9, (kind, int(allowed.sum()), np.mean(recall))
 
 
+@pytest.mark.parametrize("codes", ["fp16", "sq8"])
+def test_a_small_selection_is_ranked_by_the_compact_re_rank_codes_of_every_selected_product(
+    codes: str, vectors: np.ndarray, queries: np.ndarray
+) -> None:
+    """IVF-PQ with fp16 or sq8 re-rank codes: a selection of at most ``EXACT_ROWS`` products
+    is scored by those codes over every selected product (what the index's re-rank reads), not
+    by a search that probes every list and re-ranks only the PQ codes' best."""
+    config = IndexConfig(kind="ivf_pq", nlist=16, pq_m=6, pq_nbits=4, nprobe=2,
+                         rerank_codes=codes)  # type: ignore[arg-type]
+    index = build_faiss_index(config, vectors)
+    searcher = searcher_for(index, config)
+    stored = faiss.downcast_index(faiss.downcast_index(index).refine_index)
+    decoded = stored.reconstruct_n(0, stored.ntotal)  # the vectors as the codes hold them
+    allowed = np.random.default_rng(6).random(len(vectors)) < 0.3
+    _, rows = searcher.search(queries, K, selection=Selection(allowed))
+    for got, expected in zip(rows.tolist(), exact(decoded, queries, allowed, K), strict=True):
+        assert set(got) == expected
+
+
 def test_ids_under_an_id_map_are_filtered_by_id(vectors: np.ndarray, queries: np.ndarray) -> None:
     """An index updated in place keeps its FAISS ids: rows are not ids there."""
     ids = np.arange(len(vectors), dtype=np.int64) * 3 + 5
