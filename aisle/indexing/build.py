@@ -61,6 +61,7 @@ from aisle.retrieval.store import (
     ROWS_FILE,
     index_is_current,
 )
+from aisle.towers.config import runtime_backend
 from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
@@ -97,16 +98,6 @@ def partition_groups(rows: pd.DataFrame) -> dict[str, np.ndarray]:
         return {}
     names = rows[PARTITION].fillna("").astype(str).str.strip().to_numpy()
     return {str(k): np.flatnonzero(names == k) for k in sorted(set(names) - {""})}
-
-
-def runtime_backend(runtime: str | None) -> str | None:
-    """The backend of a runtime aisle runs (``TwoTowerModel.runtime``: torch, onnx-fp32,
-    onnx-int8 or ``onnx-int8.<export>``); None for any other (a vector file made elsewhere may
-    name any)."""
-    if runtime in ("torch", "onnx-fp32", "onnx-int8") or re.fullmatch(
-            r"onnx-int8\.[0-9a-f]+", runtime or ""):
-        return (runtime or "").split(".", 1)[0]
-    return None
 
 
 def base_manifest(

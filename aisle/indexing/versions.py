@@ -122,6 +122,7 @@ class VersionInfo:
     model: str
     current: bool
     runtime: str | None = None  # what embedded its vectors (None: unknown, or not recorded)
+    fingerprint: str = ""  # of the model that embedded them ("" where the manifest lacks it)
 
 
 def check_keep(keep: int) -> None:
@@ -214,6 +215,8 @@ def list_versions(root: Path) -> list[VersionInfo]:
                 model=str(model.get("ref", "")) if isinstance(model, dict) else "",
                 current=d.name == cur,
                 runtime=_runtime(model),
+                fingerprint=str(model.get("fingerprint") or "") if isinstance(model, dict)
+                else "",
             )
         )
     return sorted(out, key=lambda v: (v.created, v.id))
@@ -315,17 +318,15 @@ def unused_caches(root: Path) -> list[Path]:
         return []
     used = set()
     for v in versions:
-        model = (_read_version_manifest(v.path / MANIFEST) or {}).get("model")
-        if not isinstance(model, dict) or not model.get("fingerprint"):
+        if not v.fingerprint:
             log.info("%s: version %s does not say what embedded it; embedding caches are kept",
                      root, v.id)
             return []
-        runtime = v.runtime
-        if runtime is not None:  # None: vectors from a file, in no cache
-            used.add(cache_key(str(model["fingerprint"]), runtime))
-    base = Path(root) / VERSIONS
-    if any(not d.name.startswith(".") and d.name not in {v.id for v in versions}
-           for d in base.iterdir()):
+        if v.runtime is not None:  # None: vectors from a file, in no cache
+            used.add(cache_key(v.fingerprint, v.runtime))
+    listed = {v.id for v in versions}
+    if any(not d.name.startswith(".") and d.name not in listed
+           for d in (Path(root) / VERSIONS).iterdir()):
         log.info("%s: a version cannot be read; embedding caches are kept", root)
         return []
     oldest = min(v.created for v in versions)

@@ -82,15 +82,16 @@ def first_stage(retriever: Retriever, ds: Dataset, query_ids: list[str], depth: 
         log.info("reusing the first-stage lists in %s", path)
         saved: dict[str, Any] = json.loads(path.read_text())
         return saved
+    from aisle.retrieval.retriever import searched_rankings
+
     text_of = ds.query_texts()
-    texts = [str(text_of[q]) for q in qids]
-    out: dict[str, Any] = {"mode": retriever.default_mode, "queries": {}, "ranked": {}}
-    for start in tqdm(range(0, len(qids), 256), desc="first stage", unit="batch"):
-        prepared = retriever.prepare(texts[start : start + 256])
-        found = retriever.search(prepared, depth)
-        for qid, f in zip(qids[start : start + 256], found, strict=True):
-            out["queries"][qid] = f.query.text
-            out["ranked"][qid] = [[h.product_id, h.score] for h in f.hits]
+    searched, ranked = searched_rankings(retriever, [str(text_of[q]) for q in qids], depth,
+                                         desc="first stage")
+    out: dict[str, Any] = {
+        "mode": retriever.default_mode,
+        "queries": dict(zip(qids, searched, strict=True)),
+        "ranked": {q: [list(pair) for pair in r] for q, r in zip(qids, ranked, strict=True)},
+    }
     atomic_write_text(path, json.dumps(out))
     return out
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from aisle.errors import AisleError
 from aisle.retrieval.config import FusionConfig, Mode
@@ -303,6 +304,19 @@ def query_preparer(titles: Iterable[Any], model: TwoTowerModel,
     """How queries to a catalog of ``titles`` are prepared for ``model``'s query tower."""
     speller = titles_speller(titles, model) if query_spelling else None
     return QueryPreparer(speller, case_blind(model))
+
+
+def searched_rankings(retriever: Retriever, texts: Sequence[str], k: int, mode: Mode | None = None,
+                      desc: str = "searching") -> tuple[list[str], list[Ranked]]:
+    """Per text, what the search read of it (normalised, spell-corrected) and its top ``k``
+    (product, score) in ``mode`` (None: the retriever's default), searched 256 at a time."""
+    searched: list[str] = []
+    out: list[Ranked] = []
+    for start in tqdm(range(0, len(texts), 256), desc=desc, unit="batch"):
+        for found in retriever.search_texts(list(texts[start : start + 256]), k, mode):
+            searched.append(found.query.text)
+            out.append([(h.product_id, h.score) for h in found.hits])
+    return searched, out
 
 
 def index_model(index: ProductIndex, ref: str | None = None,

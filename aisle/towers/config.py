@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -83,3 +84,18 @@ class TowerConfig:
         ):
             if getattr(self, name) < low:
                 raise AisleError(f"{name} must be >= {low}, got {getattr(self, name)}")
+
+
+def runtime_name(backend: str, int8_export: str) -> str:
+    """``TwoTowerModel.runtime``: the backend, and on int8 which export
+    (``aisle.towers.onnx.int8_recipe``)."""
+    return f"{backend}.{int8_export}" if int8_export else backend
+
+
+def runtime_backend(runtime: str | None) -> str | None:
+    """The backend of a runtime ``runtime_name`` makes (torch, onnx-fp32, onnx-int8 or
+    ``onnx-int8.<export>``); None for any other (a vector file made elsewhere may name any)."""
+    if runtime in ("torch", "onnx-fp32", "onnx-int8") or re.fullmatch(
+            r"onnx-int8\.[0-9a-f]+", runtime or ""):
+        return (runtime or "").split(".", 1)[0]
+    return None

@@ -34,7 +34,7 @@ from aisle.artifacts import (
 )
 from aisle.configs import from_dict
 from aisle.towers.card import README, model_card
-from aisle.towers.config import OUTPUT_FIELDS, Backend, TowerConfig
+from aisle.towers.config import OUTPUT_FIELDS, Backend, TowerConfig, runtime_name
 from aisle.towers.encoder import Tower, load_sentence_transformer, resolve_device
 from aisle.towers.layout import LAYOUT, LEGACY, layout_of, legacy_dirs, load_towers, save_towers
 from aisle.towers.onnx import (
@@ -214,11 +214,6 @@ def model_runtime(
     its manifest without loading any weights."""
     _, manifest, _, _, backend = _resolve(ref, config, backend)
     return runtime_name(backend, int8_recipe(manifest["onnx"]) if backend == "onnx-int8" else "")
-
-
-def runtime_name(backend: str, int8_export: str) -> str:
-    """``TwoTowerModel.runtime``: the backend, and on int8 which export."""
-    return f"{backend}.{int8_export}" if int8_export else backend
 
 
 def load_model(

@@ -240,10 +240,10 @@ def train_cascade(
         # candidate index by its manifest.
         teacher_weights = teacher_fingerprint(cfg)
         candidates_index = candidates_fingerprint(cfg)
-        reads = ([TEACHER_CATALOG_QUERY] if teacher_weights and not candidates_index else [])
+        reads = TEACHER_CATALOG_QUERY if teacher_weights and not candidates_index else ""
         named = {**({"distill_teacher_weights": teacher_weights,
                      "distill_teacher_int8": TEACHER_INT8_SCORING} if teacher_weights else {}),
-                 **({"distill_teacher_query": reads[0]} if reads else {}),
+                 **({"distill_teacher_query": reads} if reads else {}),
                  **({"distill_index_manifest": candidates_index} if candidates_index else {})}
         lineage.append([name, _step_record(cfg), *([named] if named else [])])
         key = _step_key(lineage)
@@ -280,7 +280,7 @@ def train_cascade(
                 # index that finds them), not on how the step trains: variants share it.
                 teacher = (cfg.distill_candidates, cfg.distill_depth, cfg.distill_fusion_weight,
                            *([cfg.distill_teacher, teacher_weights, TEACHER_INT8_SCORING]
-                             if teacher_weights else []), *reads,
+                             if teacher_weights else []), *([reads] if reads else []),
                            *([candidates_index] if candidates_index else []))
                 teacher_key = _step_key([*lineage[:-1], name, *teacher])
                 teacher_file = work / f"{name}-teacher-{teacher_key}.json"

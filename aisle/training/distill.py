@@ -18,7 +18,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from aisle.artifacts import (
     atomic_write_text,
@@ -28,9 +27,9 @@ from aisle.artifacts import (
 )
 from aisle.data.dataset import Dataset
 from aisle.errors import AisleError
-from aisle.retrieval.config import FusionConfig, IndexConfig, Mode
+from aisle.retrieval.config import FusionConfig, IndexConfig
 from aisle.retrieval.lexical import BM25Index
-from aisle.retrieval.retriever import Retriever, index_query_runtime
+from aisle.retrieval.retriever import index_query_runtime, searched_rankings
 from aisle.towers.model import TwoTowerModel
 from aisle.training.config import StepConfig
 from aisle.training.dev_eval import catalog_retriever
@@ -121,7 +120,8 @@ def teacher_rankings(
     fusion = FusionConfig("convex", cfg.distill_fusion_weight, dense_depth=cfg.distill_depth,
                           lexical_depth=cfg.distill_depth)
     teacher = catalog_retriever(model, ds, catalog, lexical=lexical, fusion=fusion)
-    searched, rankings = searched_rankings(teacher, queries, cfg.distill_candidates, "hybrid")
+    searched, rankings = searched_rankings(teacher, queries, cfg.distill_candidates, "hybrid",
+                                           "teacher: first stage")
     if cfg.distill_teacher:  # the text searched (normalised, spell-corrected), as it trained on
         return cross_encoder_rankings(Path(cfg.distill_teacher), ds, searched, rankings)
     return rankings
@@ -139,24 +139,12 @@ def index_rankings(
     retriever = open_index_retriever(index, None, ds)
     log.info("teacher: %d queries' top %d from index %s (%s)", len(queries), candidates, index,
              retriever.default_mode)
-    searched, out = searched_rankings(retriever, queries, candidates)
+    searched, out = searched_rankings(retriever, queries, candidates,
+                                      desc="teacher: first stage")
     short = sum(len(r) < candidates for r in out)
     if short:
         log.warning("%d of %d queries found fewer than %d products in %s", short, len(out),
                     candidates, index)
-    return searched, out
-
-
-def searched_rankings(retriever: Retriever, queries: Sequence[str], k: int,
-                      mode: Mode | None = None) -> tuple[list[str], list[Ranking]]:
-    """Per query, the text the search read and its top ``k`` (product, score) in ``mode``
-    (None: the retriever's default)."""
-    searched: list[str] = []
-    out: list[Ranking] = []
-    for start in tqdm(range(0, len(queries), 256), desc="teacher: first stage", unit="batch"):
-        for found in retriever.search_texts(list(queries[start : start + 256]), k, mode):
-            searched.append(found.query.text)
-            out.append([(h.product_id, h.score) for h in found.hits])
     return searched, out
 
 

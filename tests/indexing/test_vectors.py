@@ -14,7 +14,7 @@ import pytest
 from aisle.cli import main
 from aisle.data.dataset import load_dataset
 from aisle.errors import ManifestMismatch
-from aisle.indexing.build import build_index, build_version, runtime_backend
+from aisle.indexing.build import build_index, build_version
 from aisle.indexing.vectors import (
     FINGERPRINT_KEY,
     RUNTIME_KEY,
@@ -26,6 +26,7 @@ from aisle.indexing.vectors import (
 from aisle.retrieval.config import IndexConfig
 from aisle.retrieval.retriever import open_retriever
 from aisle.retrieval.store import load_index
+from aisle.towers.config import runtime_backend
 from aisle.towers.model import TwoTowerModel
 
 QUERIES = ["cordless drill", "white wall paint", "ladder", "garden hose"]
