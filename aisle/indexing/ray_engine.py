@@ -16,9 +16,11 @@ from __future__ import annotations
 import io
 import logging
 import os
+import shutil
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -66,12 +68,17 @@ def pack_directory(path: Path) -> bytes:
     return buffer.getvalue()
 
 
-def unpack_directory(packed: bytes) -> Path:
-    """A private copy of a ``pack_directory`` tar on this node; returns its directory."""
+@contextmanager
+def unpacked(packed: bytes) -> Iterator[Path]:
+    """A private copy of a ``pack_directory`` tar on this node, as its directory; removed on
+    exit (a model holds what it read once loaded, and each actor of each job unpacks one)."""
     where = Path(tempfile.mkdtemp(prefix="aisle-model-"))
-    with tarfile.open(fileobj=io.BytesIO(packed), mode="r") as tar:
-        tar.extractall(where, filter="data")
-    return where / "model"
+    try:
+        with tarfile.open(fileobj=io.BytesIO(packed), mode="r") as tar:
+            tar.extractall(where, filter="data")
+        yield where / "model"
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 class ProductEmbedder:
@@ -84,16 +91,18 @@ class ProductEmbedder:
         from aisle.towers.config import TowerConfig
         from aisle.towers.model import load_model
 
-        if packed is not None:
-            import ray
-
-            data = ray.get(packed) if isinstance(packed, ray.ObjectRef) else packed
-            ref = str(unpack_directory(data))
         # One thread an actor: Ray runs an actor per CPU, so an int8 tower's workers (one per
         # core by default, towers/calls.py) would put cores x cores busy threads on a node.
         # Thread counts change how the towers run, not what they output (the fingerprint).
         config = replace(from_dict(TowerConfig, tower_config), onnx_product_threads=1)
-        self.model = load_model(ref, config)
+        if packed is None:
+            self.model = load_model(ref, config)
+        else:
+            import ray
+
+            data = ray.get(packed) if isinstance(packed, ray.ObjectRef) else packed
+            with unpacked(data) as local:
+                self.model = load_model(str(local), config)
         if self.model.backend == "torch":
             import torch
 

@@ -267,7 +267,8 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
         if saved["progress"]["fingerprint"] != fingerprint:
             raise AisleError(f"{state_path} is from another config or data; drop --resume or "
                              "remove the work directory")
-        trainer.load(saved["trainer"])
+        if saved["trainer"] is not None:  # None: every epoch is trained
+            trainer.load(saved["trainer"])
         progress = saved["progress"]
         log.info("resuming at epoch %d, batch %d", progress["epoch"] + 1, progress["batch"])
     elif state_path.is_file():
@@ -306,7 +307,11 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
             os.replace(tmp, work / BEST)
             progress["best"] = {"epoch": epoch + 1, "ndcg@10": score}
         progress["epoch"], progress["batch"] = epoch + 1, 0
-        _save_state(state_path, {"trainer": trainer.state(), "progress": progress})
+        # After the last epoch only the progress is kept: the weights are in BEST, and the
+        # optimiser's moments (twice the model) would never be read again.
+        last = epoch + 1 == cfg.epochs
+        _save_state(state_path, {"trainer": None if last else trainer.state(),
+                                 "progress": progress})
 
     manifest = {
         "kind": KIND,

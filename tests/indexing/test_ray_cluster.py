@@ -5,6 +5,7 @@ not the driver's file system."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -39,12 +40,17 @@ def model_dir(tmp_path: Path) -> Path:
 
 
 def test_a_worker_loads_the_model_it_was_sent_not_a_path_on_its_node(
-    model_dir: Path, tmp_path: Path
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = load_model(model_dir)
     packed = pack_directory(model_dir)
+    node_tmp = tmp_path / "node-tmp"
+    node_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(node_tmp))
     # The ref names a directory this "node" does not have: only the packed copy can be loaded.
     embedder = ProductEmbedder(str(tmp_path / "elsewhere"), {}, model.fingerprint, packed)
+    # The unpacked copy is gone once loaded: every actor of every job unpacks one.
+    assert list(node_tmp.iterdir()) == []
     texts = np.array(["DEWALT cordless drill", "white subway tile"], dtype=object)
     got = embedder({"pos": np.arange(2), "text": texts})["vector"]
     np.testing.assert_allclose(got, model.product.encode(list(texts)).numpy(), atol=1e-5)

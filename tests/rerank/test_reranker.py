@@ -132,6 +132,20 @@ def test_resume_continues_an_interrupted_run(tmp_path: Path, sample_data: Path,
     whole = load_reranker(reranker_dir, "torch").scorer
     pairs = [("drill", "a cordless drill"), ("white paint", "interior paint, white")]
     np.testing.assert_allclose(resumed.score(pairs), whole.score(pairs), atol=1e-4)
+    # A finished run keeps its progress, not the optimiser's state, and resumes to publishing.
+    import torch
+
+    saved = torch.load(tmp_path / "work" / train.STATE, map_location="cpu", weights_only=False)
+    assert saved["trainer"] is None and saved["progress"]["epoch"] == TINY.epochs
+
+    def retrain(self: train._Training, batch: list) -> float:  # type: ignore[type-arg]
+        raise AssertionError("a finished run trained again")
+
+    monkeypatch.setattr(train._Training, "step", retrain)
+    again = tmp_path / "ce-again"
+    train_reranker(sample_data, sample_index, again, TINY, resume=True, work=tmp_path / "work")
+    np.testing.assert_allclose(load_reranker(again, "torch").scorer.score(pairs),
+                               whole.score(pairs), atol=1e-4)
     with pytest.raises(AisleError, match="another config"):
         train_reranker(sample_data, sample_index, tmp_path / "other", replace(TINY, lr=1e-4),
                        resume=True, work=tmp_path / "work")
