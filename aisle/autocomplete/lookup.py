@@ -101,8 +101,17 @@ class Autocomplete:
         block_rows, block_keys = self._blocks.get(prefix[0], (empty, []))
         if not block_keys:
             return empty, empty
-        heads = [k[: len(prefix)] for k in block_keys]
-        dist = process.cdist([prefix], heads, scorer=OSA.distance, score_cutoff=limit,
+        if prefix.endswith(" "):
+            # The last word is complete ("moen " must not match "moenix"): it is compared
+            # with each key's words up to the first word end that could match it, never with
+            # part of a longer word (the typed space is not a character to substitute).
+            typed = prefix.rstrip()
+            start = max(len(typed) - limit, 1)
+            heads = [k[: end if (end := k.find(" ", start)) >= 0 else len(k)]
+                     for k in block_keys]
+        else:
+            typed, heads = prefix, [k[: len(prefix)] for k in block_keys]
+        dist = process.cdist([typed], heads, scorer=OSA.distance, score_cutoff=limit,
                              dtype=np.int32, workers=1)[0]
         hit = dist <= limit
         return block_rows[hit], dist[hit].astype(np.int64)

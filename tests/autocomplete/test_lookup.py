@@ -156,3 +156,32 @@ def test_corrupt_artifact_is_refused_clearly(ac_index: Path, tmp_path: Path, dam
         load_artifact(broken)
     with pytest.raises(ArtifactError, match="no such autocomplete index"):
         load_artifact(tmp_path / "absent")
+
+
+def test_a_typed_space_ends_the_word_even_with_typos() -> None:
+    from dataclasses import asdict
+
+    import pandas as pd
+
+    from aisle.autocomplete.config import AutocompleteConfig
+    from aisle.autocomplete.store import Artifact
+    from aisle.autocomplete.suggestions import rank
+
+    log = [("moenix faucet", 50), ("moen shower head", 10), ("moen faucet", 8), ("moen", 5)]
+    frame = rank(pd.DataFrame(
+        [(t, key(t), t, "log", n) for t, n in log],
+        columns=["text", "key", "canonical", "source", "popularity"]))
+    vectors = np.eye(len(frame), 16, dtype=np.float32)  # no two are duplicates
+    manifest = {"config": asdict(AutocompleteConfig()), "threshold": 0.82, "version": "t",
+                "cleaning": {}}
+    small = Autocomplete(Artifact(frame, vectors, manifest))
+
+    def found(prefix: str) -> dict[str, int]:
+        return {s.text: s.edits for s in small.suggest(prefix, 10)}
+
+    assert "moenix faucet" in found("moen")  # still typing the word
+    # A typed space ends it: "moenix" is not "moen" with the space substituted.
+    assert found("moen ") == {"moen shower head": 0, "moen faucet": 0, "moen": 0}
+    # The word itself may still be misspelt, by substitution, insertion or deletion.
+    for typo in ("moem ", "moenn ", "mone "):
+        assert found(typo) == {"moen shower head": 1, "moen faucet": 1, "moen": 1}, typo
