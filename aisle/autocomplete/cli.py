@@ -48,7 +48,9 @@ def cmd_pairs(args: argparse.Namespace) -> None:
 
     result = tune(load_dataset(args.data), _config(args), load_model(args.model))
     if args.out:
-        result["pairs"].to_csv(args.out, index=False)
+        from aisle.artifacts import atomic_write_text
+
+        atomic_write_text(Path(args.out), result["pairs"].to_csv(index=False))
     for name in ("train", "heldout"):
         print(f"# {name} pairs {json.dumps(result[f'{name}_counts'])}")
         print(result[name].to_string(index=False, float_format=lambda x: f"{x:.3f}"))

@@ -111,8 +111,20 @@ def check_nonempty(df: pd.DataFrame, col: str, path: Path, what: str) -> None:
         raise DataError(f"{path}: row {r} has an empty {col!r}; every {what} needs one")
 
 
+def check_one_word(df: pd.DataFrame, col: str, path: Path) -> None:
+    spaced = df[col].str.contains(r"\s", regex=True).to_numpy()
+    if spaced.any():
+        r = _row(df, spaced)
+        raise DataError(
+            f"{path}: row {r} has {col} {df[col].iloc[r - 1]!r}, with white space in it; ids are "
+            "one word (TREC run and qrels files, which aisle writes and reads, split on spaces): "
+            "replace the spaces, e.g. with '_'"
+        )
+
+
 def validate_products(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     check_nonempty(df, "product_id", path, "product")
+    check_one_word(df, "product_id", path)
     check_unique(df, ["product_id"], path)
     check_nonempty(df, "title", path, "product")
     known = {*COLUMNS[PRODUCTS], *OPTIONAL_COLUMNS[PRODUCTS]}
@@ -124,6 +136,7 @@ def validate_products(df: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 def validate_queries(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     check_nonempty(df, "query_id", path, "query")
+    check_one_word(df, "query_id", path)
     check_unique(df, ["query_id"], path)
     check_nonempty(df, "query", path, "query")
     bad = ~df["split"].isin(SPLITS)

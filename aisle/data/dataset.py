@@ -93,13 +93,13 @@ def _to_arrow(df: pd.DataFrame, table: str) -> pa.Table:
     schema = ARROW_SCHEMAS[table]
     extra = [c for c in df.columns if c not in schema.names]
     for c in extra:
-        schema = schema.append(pa.field(c, _arrow_type(df[c], c)))
+        schema = schema.append(pa.field(c, _arrow_type(df[c], c, table)))
     return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
 
 
-def _arrow_type(values: pd.Series, name: str) -> pa.DataType:
+def _arrow_type(values: pd.Series, name: str, table: str) -> pa.DataType:
     """An extra column's type: the query log's count, or a product field's (fields.py)."""
-    if name == "count":
+    if table == QUERIES and name == "count":
         return pa.int64()
     return {"number": pa.float64(), "boolean": pa.bool_()}.get(field_type(values), pa.string())
 

@@ -26,9 +26,8 @@ FieldType = Literal["string", "number", "boolean"]
 
 # Always stored: every catalog has them (possibly empty).
 TEXT_FIELDS = ("brand", "category")
-# Product columns that are not fields: the id, the text the towers read, the partition and
-# the prepared query log's count.
-NOT_FIELDS = frozenset({"product_id", "title", "description", "partition", "count"})
+# Product columns that are not fields: the id, the text the towers read and the partition.
+NOT_FIELDS = frozenset({"product_id", "title", "description", "partition"})
 # Names an index's row map uses itself (the product text, its hash, the FAISS id).
 RESERVED = frozenset({"text", "text_hash", "label"})
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")

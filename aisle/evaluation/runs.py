@@ -35,6 +35,11 @@ def load_runs(paths: Sequence[Path]) -> dict[str, dict[str, list[str]]]:
     product ids, in the order given."""
     if not paths:
         raise AisleError("give at least one run file (aisle evaluate --run-out writes one)")
+    seen: set[Path] = set()
+    for p in paths:
+        if Path(p).resolve() in seen:
+            raise AisleError(f"{p} is given twice; give each run file once")
+        seen.add(Path(p).resolve())
     read = [(Path(p), read_run(Path(p))) for p in paths]
     tags = [run.tag for _, run in read]
     runs: dict[str, dict[str, list[str]]] = {}

@@ -46,7 +46,7 @@ def _strictly_decreasing(scores: Iterable[float]) -> Iterator[float]:
     for raw in scores:
         score = float(raw)
         if not math.isfinite(score):
-            raise ValueError(f"a run's scores must be finite, got {score}")
+            raise DataError(f"a run's scores must be finite, got {score}")
         if previous is not None:
             step = TIE_STEP * max(abs(previous), 1.0)
             score = min(score, previous - step)
@@ -54,13 +54,20 @@ def _strictly_decreasing(scores: Iterable[float]) -> Iterator[float]:
         yield score
 
 
+def _one_word(value: str, what: str) -> str:
+    """``value`` as a TREC field: one word, or trec_eval and ranx would split it."""
+    if not value or any(c.isspace() for c in value):
+        raise DataError(f"a TREC file's {what} is one word with no spaces, got {value!r}")
+    return value
+
+
 def run_lines(run: Mapping[str, Sequence[tuple[str, float]]], tag: str) -> Iterator[str]:
-    if not tag or any(c.isspace() for c in tag):
-        raise ValueError(f"a run tag is one word with no spaces, got {tag!r}")
+    _one_word(tag, "run tag")
     for qid, hits in run.items():
+        _one_word(qid, "query id")
         scores = _strictly_decreasing(score for _, score in hits)
         for rank, ((pid, _), score) in enumerate(zip(hits, scores, strict=True), start=1):
-            yield f"{qid} Q0 {pid} {rank} {score!r} {tag}"
+            yield f"{qid} Q0 {_one_word(pid, 'product id')} {rank} {score!r} {tag}"
 
 
 def write_run(run: Mapping[str, Sequence[tuple[str, float]]], path: Path, tag: str) -> None:
@@ -104,6 +111,8 @@ def read_run(path: Path) -> TrecRun:
             score = float(score_text)
         except ValueError:
             raise DataError(f"{path}:{number}: the score {score_text!r} is not a number") from None
+        if not math.isfinite(score):  # nan would sort nowhere in particular
+            raise DataError(f"{path}:{number}: the score {score_text!r} is not a finite number")
         if (qid, pid) in seen:
             raise DataError(f"{path}:{number}: product {pid} is listed twice for query {qid}")
         seen.add((qid, pid))
@@ -126,7 +135,7 @@ def qrels_scale(grades: Iterable[float]) -> int:
         scale = 10**digits
         if all(abs(g * scale - round(g * scale)) <= 1e-6 for g in values):
             return scale
-    raise ValueError(
+    raise DataError(
         f"grades need more than {MAX_SCALE_DIGITS} decimals to become integers; "
         "round them in judgments.csv"
     )
@@ -137,9 +146,9 @@ def write_qrels(qrels: Mapping[str, Mapping[str, float]], path: Path) -> int:
     grades scaled to integers; returns the scale."""
     scale = qrels_scale(g for grades in qrels.values() for g in grades.values())
     if any(g < 0 for grades in qrels.values() for g in grades.values()):
-        raise ValueError("qrels grades must be >= 0")
+        raise DataError("qrels grades must be >= 0")
     lines = [
-        f"{qid} 0 {pid} {round(grade * scale)}"
+        f"{_one_word(qid, 'query id')} 0 {_one_word(pid, 'product id')} {round(grade * scale)}"
         for qid, grades in qrels.items()
         for pid, grade in grades.items()
     ]

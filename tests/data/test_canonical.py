@@ -221,6 +221,15 @@ def test_prepare_replaces_existing_output(tmp_path: Path) -> None:
             {"queries": QUERIES + 'q4,"unclosed,train\n'},
             r"queries\.csv: not a readable CSV",
         ),
+        # TREC run and qrels files split on spaces: such an id would be misread there.
+        (
+            {"products": PRODUCTS.replace("p3,Rug", "p 3,Rug")},
+            r"products\.csv: row 3 has product_id 'p 3', with white space in it",
+        ),
+        (
+            {"queries": QUERIES.replace("q2,", "q\t2,")},
+            r"queries\.csv: row 2 has query_id 'q\\t2', with white space in it",
+        ),
     ],
 )
 def test_invalid_dir(tmp_path: Path, files: dict[str, str | bytes | None], match: str) -> None:
@@ -287,10 +296,10 @@ def test_extra_product_columns_are_typed_fields(tmp_path: Path) -> None:
     data = tmp_path / "fields"
     data.mkdir()
     (data / "products.csv").write_text(
-        "product_id,title,description,brand,category,price,in_stock,size\n"
-        "p1,Drill,,DeWalt,tools,129.00,true,12 in.\n"
-        "p2,Saw,,,tools, 45.5 ,FALSE,\n"
-        "p3,Rug,,,,,,7\n"
+        "product_id,title,description,brand,category,price,in_stock,size,count\n"
+        "p1,Drill,,DeWalt,tools,129.00,true,12 in.,pack of 2\n"
+        "p2,Saw,,,tools, 45.5 ,FALSE,,1\n"
+        "p3,Rug,,,,,,7,1.5\n"
     )
     products = load_dataset(data).products
     assert products["price"].tolist()[:2] == [129.0, 45.5] and pd.isna(products["price"][2])
@@ -302,7 +311,7 @@ def test_extra_product_columns_are_typed_fields(tmp_path: Path) -> None:
 
     assert field_types(prepared) == field_types(products) == {
         "brand": "string", "category": "string", "price": "number", "in_stock": "boolean",
-        "size": "string"}
+        "size": "string", "count": "string"}  # a product's count is a field like any other
 
 
 @pytest.mark.parametrize(("column", "message"), [

@@ -38,6 +38,8 @@ def test_reading_orders_by_score_then_docid_descending_like_trec_eval(tmp_path: 
         ("q Q0 a 1 1.0 t\nq Q0 a 2 0.5 t\n", "listed twice"),
         ("q Q0 a 1 1.0 t1\nq Q0 b 2 0.5 t2\n", "mixes run tags"),
         ("\n", "holds no run lines"),
+        # nan parses as a float and would sort nowhere in particular
+        ("q Q0 a 1 0.9 t\nq Q0 b 2 nan t\n", r":2: the score 'nan' is not a finite number"),
     ],
 )
 def test_a_malformed_run_is_refused_saying_where(tmp_path: Path, text: str, message: str) -> None:
@@ -47,15 +49,30 @@ def test_a_malformed_run_is_refused_saying_where(tmp_path: Path, text: str, mess
         read_run(path)
 
 
-def test_a_run_tag_with_spaces_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="one word"):
+def test_a_field_with_spaces_is_refused_and_nothing_written(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="run tag is one word"):
         write_run({"q": [("a", 1.0)]}, tmp_path / "r", "two words")
+    with pytest.raises(DataError, match="product id is one word"):
+        write_run({"q": [("a", 1.0), ("p 1", 0.5)]}, tmp_path / "r", "t")
+    with pytest.raises(DataError, match="query id is one word"):
+        write_qrels({"q 1": {"a": 1.0}}, tmp_path / "q")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_file_given_twice_is_refused(tmp_path: Path) -> None:
+    from aisle.errors import AisleError
+    from aisle.evaluation.runs import load_runs
+
+    path = tmp_path / "bm25.trec"
+    write_run({"q": [("a", 1.0)]}, path, "bm25")
+    with pytest.raises(AisleError, match="given twice"):
+        load_runs([path, tmp_path / "." / "bm25.trec"])
 
 
 def test_qrels_scale_grades_to_integers_by_a_power_of_ten(tmp_path: Path) -> None:
     assert qrels_scale([0.0, 1.0, 2.0]) == 1
     assert qrels_scale([0.33, 1.67, 2.0, 1.5]) == 100
-    with pytest.raises(ValueError, match="decimals"):
+    with pytest.raises(DataError, match="decimals"):  # a clear CLI error, not a traceback
         qrels_scale([1 / 3])
     path = tmp_path / "test.qrels"
     assert write_qrels({"q1": {"a": 1.67, "b": 0.0}, "q2": {"c": 2.0}}, path) == 100
