@@ -328,13 +328,14 @@ def index_model(index: ProductIndex, ref: str | None = None,
     return load_model(*_index_model_args(index.manifest, ref), backend)
 
 
-def index_query_runtime(manifest: dict[str, Any]) -> str:
+def index_query_runtime(manifest: dict[str, Any], ref: str | None = None,
+                        backend: Backend | None = None) -> str:
     """The runtime (``TwoTowerModel.runtime``) of the query tower ``index_model`` loads for
-    the index of ``manifest``, read without loading it: another int8 export of the same
-    weights searches the same index a little differently."""
+    the index of ``manifest`` (with the same ``ref`` and ``backend``), read without loading
+    it: another int8 export of the same weights searches the same index a little differently."""
     from aisle.towers.model import model_runtime
 
-    return model_runtime(*_index_model_args(manifest, None))
+    return model_runtime(*_index_model_args(manifest, ref), backend)
 
 
 def _index_model_args(manifest: dict[str, Any], ref: str | None

@@ -36,7 +36,10 @@ def describe_failure(e: Exception) -> str:
 def settle_heap() -> None:
     """Move everything loaded so far (the model, the index, its titles: millions of objects)
     out of the cyclic garbage collector's view. Otherwise each full collection walks them
-    all, a pause of many milliseconds that lands on whichever request is running: the p99."""
+    all, a pause of many milliseconds that lands on whichever request is running: the p99.
+    What an earlier call froze is thawed first, or a reload's old model (held in reference
+    cycles) could never be freed: each reload onto a new model would keep the old one."""
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
 

@@ -22,7 +22,12 @@ from aisle.retrieval.layout import CURRENT, resolve_index_dir
 from aisle.retrieval.query import QueryPreparer
 from aisle.retrieval.querytext import case_blind
 from aisle.retrieval.rerank import RerankStage
-from aisle.retrieval.retriever import Retriever, index_model, titles_speller
+from aisle.retrieval.retriever import (
+    Retriever,
+    index_model,
+    index_query_runtime,
+    titles_speller,
+)
 from aisle.retrieval.store import ProductIndex, load_index, recorded_runtime
 from aisle.serving.config import ServeConfig
 from aisle.serving.results import ResultCache
@@ -79,18 +84,24 @@ def index_version(root: Path) -> str:
     return str(version) if version else hashlib.sha256(text).hexdigest()[:12]
 
 
-def _still_serves(model: TwoTowerModel, index: ProductIndex) -> bool:
+def _still_serves(model: TwoTowerModel, index: ProductIndex, config: ServeConfig) -> bool:
     """Whether the loaded ``model`` embeds queries for ``index`` as a fresh load would: the
-    same weights and, on int8, the export that embedded the index (an index built after
-    ``aisle export --int8`` made another one wants the new export's query tower)."""
+    same weights on the same runtime (an index built after ``aisle export --int8`` wants
+    that export's query tower, one embedded by torch a torch one)."""
     if model.fingerprint != index.model_fingerprint:
         return False
-    return not model.int8_export or model.runtime == recorded_runtime(index.manifest)
+    try:
+        wanted = index_query_runtime(index.manifest, config.model or None, config.backend)
+    except (OSError, AisleError):
+        # The model directory cannot be read now (moved, being rewritten): keep the loaded
+        # weights unless they are another int8 export than the one that embedded the index.
+        return not model.int8_export or model.runtime == recorded_runtime(index.manifest)
+    return model.runtime == wanted
 
 
 def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snapshot:
     index = load_index(Path(config.index), eager=True)  # pruning its version later is harmless
-    if current is not None and _still_serves(current.model, index):
+    if current is not None and _still_serves(current.model, index, config):
         model = current.model  # same weights, same runtime: no need to load them again
     else:
         model = index_model(index, config.model or None, config.backend)
@@ -120,8 +131,10 @@ class SnapshotHolder:
     def __init__(self, config: ServeConfig, snapshot: Snapshot | None = None) -> None:
         self.config = config
         self._reload_lock = threading.Lock()
-        self.snapshot = snapshot or load_snapshot(config)
+        # Read before loading, as reload does: an index published while this one loads is
+        # then a change the watcher takes.
         self._stat = self._manifest_stat()
+        self.snapshot = snapshot or load_snapshot(config)
         # What was on disk when a reload last failed: the watcher leaves that publish alone
         # (it would fail again every interval) until something on disk changes again.
         self._failed_stat: object = _NO_FAILURE

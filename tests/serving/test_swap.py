@@ -147,3 +147,57 @@ def test_any_reload_error_is_a_409_and_counted(
         assert reload_failures(client) == 1
         assert client.get("/search", params={"q": "drill"}).status_code == 200
     assert engine.snapshot.version == before
+
+
+def test_a_reload_onto_another_model_lets_the_old_one_go(
+    sample_index: Path, tmp_path: Path, base_model: TwoTowerModel
+) -> None:
+    """Start-up and each reload freeze the heap out of the collector's view (settle_heap);
+    the model a reload replaces must still be freed, or each new model leaks the last."""
+    import gc
+    import weakref
+
+    served = tmp_path / "served"
+    shutil.copytree(sample_index, served)
+    other = write_sample(tmp_path / "other-data", n_products=60, seed=3)
+    foreign = build_index(other, load_model(None, TowerConfig(pooling="cls")), tmp_path / "f")
+    config = ServeConfig(index=str(served), admin_token="t", watch_interval_s=0)
+    with TestClient(create_app(config)) as client:
+        engine = client.app.state.engine  # type: ignore[attr-defined]
+        first = weakref.ref(engine.snapshot.model.query.model)
+        publish(foreign, served)
+        r = client.post("/admin/reload", headers={"Authorization": "Bearer t"})
+        assert r.status_code == 200, r.text
+        assert engine.snapshot.model.fingerprint != base_model.fingerprint
+        assert client.get("/search", params={"q": "drill"}).status_code == 200
+        del engine
+        gc.collect()
+        assert first() is None, "the replaced model is still alive"
+
+
+def test_an_index_published_while_the_service_starts_is_taken(
+    sample_index: Path, tmp_path: Path, base_model: TwoTowerModel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import aisle.serving.snapshot as snapshot_module
+    from aisle.serving.snapshot import SnapshotHolder
+
+    served = tmp_path / "served"
+    shutil.copytree(sample_index, served)
+    load = snapshot_module.load_snapshot
+
+    def slow_load(config: ServeConfig, current: object = None) -> object:
+        loaded = load(config)
+        # A build publishes while the first load is still running.
+        manifest = json.loads((served / MANIFEST).read_text())
+        publish_dir = tmp_path / "next"
+        shutil.copytree(served, publish_dir)
+        (publish_dir / MANIFEST).write_text(json.dumps(dict(manifest, version="v2")))
+        publish(publish_dir, served)
+        return loaded
+
+    monkeypatch.setattr(snapshot_module, "load_snapshot", slow_load)
+    holder = SnapshotHolder(ServeConfig(index=str(served)))
+    assert holder.changed_on_disk()  # the watcher will load v2
+    monkeypatch.setattr(snapshot_module, "load_snapshot", load)
+    assert holder.reload() == "v2" and not holder.changed_on_disk()

@@ -370,6 +370,7 @@ def test_another_int8_export_of_the_same_weights_is_another_runtime(
     from aisle.retrieval.layout import resolve_index_dir
     from aisle.retrieval.retriever import index_model, index_query_runtime
     from aisle.retrieval.store import load_index
+    from aisle.serving.config import ServeConfig
     from aisle.serving.snapshot import _still_serves
     from aisle.towers.model import model_runtime
     from aisle.towers.quantize import QUANTISER
@@ -424,9 +425,18 @@ def test_another_int8_export_of_the_same_weights_is_another_runtime(
         assert warnings() == []
         load_index(index).check_runtime(again.runtime)
     assert len(warnings()) == 1 and "another int8 export" in warnings()[0]
-    assert _still_serves(int8, load_index(index)) and not _still_serves(again, load_index(index))
+    served = ServeConfig(index=str(index))
+
+    def still(model: TwoTowerModel, config: ServeConfig = served) -> bool:
+        return _still_serves(model, load_index(index), config)
+
+    assert still(int8) and not still(again)
+    # A reload keeps a loaded model only where a fresh start would load the same: not a
+    # torch or fp32 tower for an index the int8 export embedded, unless asked for.
+    assert not still(base_model) and not still(load_model(exported, backend="onnx-fp32"))
+    assert still(base_model, ServeConfig(index=str(index), backend="torch"))
     assert runtime(build_index(sample_data, again, index)) == again.runtime  # embedded again
-    assert _still_serves(again, load_index(index)) and not _still_serves(int8, load_index(index))
+    assert still(again) and not still(int8)
 
     root = tmp_path / "root"
     build_version(sample_data, int8, root)
