@@ -14,7 +14,8 @@ the same typed query gets the same products in the same order from each of them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import numbers
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,20 +107,27 @@ class SearchIndex:
         return self.search_many([query], k, mode, filters, rerank_depth)[0]
 
     def search_many(
-        self, queries: Sequence[str], k: int = 10, mode: Mode | None = None,
+        self, queries: Iterable[str], k: int = 10, mode: Mode | None = None,
         filters: Filter | Mapping[str, Any] | Sequence[str] | str | None = None,
         rerank_depth: int | None = None,
     ) -> list[Results]:
         """``search`` for several queries at once (one batch through the query tower)."""
         from aisle.retrieval.filters import as_filter
+        from aisle.retrieval.querytext import query_problem
 
         if isinstance(queries, str):
             raise AisleError("search_many takes a list of queries; for one, call search")
-        if not all(q.strip() for q in queries):
-            raise AisleError("a query is empty; pass some words, e.g. idx.search('drill')")
+        queries = list(queries)  # read once: a generator would be spent by the checks
+        for i, q in enumerate(queries):
+            problem = (f"query is a {type(q).__name__}, not text" if not isinstance(q, str)
+                       else query_problem(q))
+            if problem is not None:  # what the service answers 422 to
+                raise AisleError(f"query {i} ({str(q)[:40]!r}): {problem}")
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise AisleError(f"k must be >= 1 (a whole number of products), got {k!r}")
         if mode not in (None, "dense", "lexical", "hybrid"):
             raise AisleError(f"unknown mode {mode!r}; use dense, lexical or hybrid")
-        found = self.retriever.search_texts(list(queries), k, mode, as_filter(filters),
+        found = self.retriever.search_texts(queries, int(k), mode, as_filter(filters),
                                             rerank_depth)
         index = self.retriever.index
         return [_results(f, index.field_values([h.product_id for h in f.hits])) for f in found]

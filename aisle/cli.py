@@ -58,12 +58,18 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 def cmd_search(args: argparse.Namespace) -> None:
     from aisle.retrieval.filters import parse_filters
+    from aisle.retrieval.querytext import query_problem
     from aisle.retrieval.retriever import index_model, open_retriever
     from aisle.retrieval.store import load_index
 
     query = " ".join(args.query).strip()
     if not query:
         raise AisleError("the query is empty; pass some words, e.g. aisle search ... 'drill'")
+    problem = query_problem(query)
+    if problem is not None:  # what the service answers 422 to
+        raise AisleError(problem)
+    if args.k < 1:
+        raise AisleError(f"-k is {args.k}; ask for at least 1 product")
     filters = parse_filters(args.filter, "--filter")
     index = load_index(args.index)
     names = [n.strip() for n in args.fields.split(",") if n.strip()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import aisle
@@ -38,6 +39,19 @@ def test_search_many_batches_queries_and_bad_input_says_what_to_fix(sample_index
         idx.search("drill", mode="fuzzy")  # type: ignore[arg-type]
     with pytest.raises(AisleError, match="k must be >= 1"):
         idx.search("drill", k=0)
+    # What the service answers 422 to is refused here too, saying what to fix.
+    for query, message in (("!!!", "no letters or digits"), ("\ud800 drill", "lone surrogate"),
+                           (None, "NoneType, not text")):
+        with pytest.raises(AisleError, match=message):
+            idx.search_many(["drill", query])  # type: ignore[list-item]
+    for k in ("5", 2.5, True):
+        with pytest.raises(AisleError, match="k must be >= 1"):
+            idx.search("drill", k=k)  # type: ignore[arg-type]
+    assert len(idx.search("drill", k=np.int64(2))) == 2  # numpy's integers are whole numbers
+    # A generator is read once, not spent by the checks.
+    from_generator = idx.search_many((q for q in ["drill", "paint"]), k=3, mode="dense")
+    assert [[r.product_id for r in r_] for r_ in from_generator] == [
+        [r.product_id for r in r_] for r_ in many]
     with pytest.raises(AisleError, match="list of queries"):
         idx.search_many("drill")
     with pytest.raises(AisleError, match="autocomplete=DIR"):

@@ -53,6 +53,10 @@ def test_bad_input_exits_2_with_a_message(
     assert not (tmp_path / "out").exists()
     assert main(["search", "--index", str(sample_index), "  "]) == 2
     assert "query is empty" in caplog.text
+    assert main(["search", "--index", str(sample_index), "!!!"]) == 2  # as the service: 422
+    assert "query has no letters or digits" in caplog.text
+    assert main(["search", "--index", str(sample_index), "-k", "0", "drill"]) == 2
+    assert "-k is 0; ask for at least 1 product" in caplog.text
     assert main(["search", "--index", str(tmp_path), "drill"]) == 2
     assert "manifest.json is missing" in caplog.text
     assert main(["search", "--index", str(sample_index), "--filter", "colour=red", "drill"]) == 2

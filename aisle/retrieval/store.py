@@ -221,8 +221,13 @@ class ProductIndex:
 
     @property
     def has_lexical(self) -> bool:
-        """Whether the index carries BM25 (every index ``aisle index`` builds does)."""
-        return "lexical" in self.__dict__ or (self.root / LEXICAL_DIR).is_dir()
+        """Whether the index carries BM25 (every index ``aisle index`` builds does). Asked of
+        an index whose directory was pruned since it was loaded, it raises: the answer from
+        disk would be no, and searches would drop to dense without a word."""
+        if "lexical" in self.__dict__ or (self.root / LEXICAL_DIR).is_dir():
+            return True
+        self._check_not_deleted()
+        return False
 
     @functools.cached_property
     def lexical(self) -> BM25Index:
