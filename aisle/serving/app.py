@@ -103,6 +103,7 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
                                       initializer=cap_this_thread)
         tasks: list[asyncio.Task[None]] = []
         metrics: Metrics = app.state.metrics
+        built: Engine | None = None  # an engine made here is closed here; a given one is not
 
         async def reload(eng: Engine) -> str:
             return await reloading.reload(eng, executor, metrics)
@@ -111,7 +112,8 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
             if engine is not None:
                 eng = engine
             else:  # loading the model and index takes seconds: off the event loop
-                eng = await loop.run_in_executor(executor, Engine, config, build_cache(config))
+                eng = built = await loop.run_in_executor(executor, Engine, config,
+                                                         build_cache(config))
             metrics.bind(eng)
             settle_heap()
             batcher = MicroBatcher(eng, executor, config.batch_wait_ms / 1000, config.batch_max,
@@ -130,6 +132,9 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             executor.shutdown(wait=False, cancel_futures=True)
+            metrics.unbind()
+            if built is not None:
+                built.cache.close()
 
     app = FastAPI(title="aisle", version="0.1.0", lifespan=lifespan)
     app.state.config = config

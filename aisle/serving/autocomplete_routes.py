@@ -25,7 +25,7 @@ def add_autocomplete_routes(app: FastAPI, config: ServeConfig) -> None:
     async def autocomplete(
         prefix: str = Query(description="what the shopper has typed so far: not only spaces, "
                                         "at most max_query_chars characters"),
-        k: int = Query(default=config.default_k,
+        k: int = Query(default=min(config.default_k, config.autocomplete_max_k),
                        description="suggestions to return, 1..autocomplete_max_k"),
     ) -> AutocompleteResponse:
         started = time.perf_counter()

@@ -54,6 +54,10 @@ class QueryCache(Protocol):
 
     def set_many(self, items: Sequence[tuple[str, np.ndarray]]) -> None: ...
 
+    def close(self) -> None:
+        """Let go of any connection (the service's shutdown)."""
+        ...
+
 
 class LRUCache:
     has_remote = False
@@ -76,6 +80,9 @@ class LRUCache:
 
     get_local = get_many
 
+    def close(self) -> None:
+        pass
+
     def set_many(self, items: Sequence[tuple[str, np.ndarray]]) -> None:
         with self._lock:
             for key, value in items:
@@ -83,6 +90,14 @@ class LRUCache:
                 self._data.move_to_end(key)
             while len(self._data) > self.size:
                 self._data.popitem(last=False)
+
+
+def _decoded(value: bytes) -> np.ndarray:
+    """A stored vector; bytes that are not float32s (another writer, a truncated value) come
+    back empty, which the engine's shape check refuses, counts and overwrites."""
+    if len(value) % 4:
+        return np.empty(0, dtype=np.float32)
+    return np.frombuffer(value, dtype=np.float32)
 
 
 class RedisCache:
@@ -117,10 +132,13 @@ class RedisCache:
         except Exception as e:  # any Redis or socket failure is a miss, never a failed request
             self._failed(e)
             return [None] * len(keys)
-        return [None if r is None else np.frombuffer(cast(bytes, r), dtype=np.float32) for r in raw]
+        return [None if r is None else _decoded(cast(bytes, r)) for r in raw]
 
     def get_local(self, keys: Sequence[str]) -> list[np.ndarray | None]:
         return [None] * len(keys)
+
+    def close(self) -> None:
+        self.client.close()
 
     def set_many(self, items: Sequence[tuple[str, np.ndarray]]) -> None:
         if not items or not self._available():
@@ -160,6 +178,9 @@ class TieredCache:
 
     def get_local(self, keys: Sequence[str]) -> list[np.ndarray | None]:
         return self.local.get_many(keys)
+
+    def close(self) -> None:
+        self.remote.close()
 
     def set_many(self, items: Sequence[tuple[str, np.ndarray]]) -> None:
         self.local.set_many(items)

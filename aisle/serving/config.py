@@ -43,6 +43,7 @@ class ServeConfig:
     admin_token: str = ""
     max_query_chars: int = 512
     max_k: int = 1000
+    # k of a request that gives none; capped at max_k (autocomplete: autocomplete_max_k).
     default_k: int = 10
     # /autocomplete answers on the event loop: its de-duplication walks candidates until k
     # survive, so k is bounded well below search's (a dropdown shows about 10).
@@ -95,6 +96,14 @@ class ServeConfig:
     rerank_budget_ms: float = 50.0
 
     def __post_init__(self) -> None:
+        # A bad number is refused at start-up, not met by every request (a negative LRU size
+        # failed every search; a TTL of 0 failed every Redis write).
+        for name, least in _LEAST.items():
+            value = getattr(self, name)
+            if not value >= least:  # also refuses nan
+                raise AisleError(f"{name} must be >= {least}, got {value}")
+        if not self.redis_timeout_s > 0:
+            raise AisleError(f"redis_timeout_s must be > 0, got {self.redis_timeout_s}")
         if self.rerank_depth < -1:
             raise AisleError(f"rerank_depth must be >= 0, or -1 for the cross-encoder's own; "
                              f"got {self.rerank_depth}")
@@ -103,6 +112,15 @@ class ServeConfig:
                              f"{self.rerank_threads}")
         if not self.rerank_budget_ms >= 0:
             raise AisleError(f"rerank_budget_ms must be >= 0, got {self.rerank_budget_ms}")
+
+
+# The least value each number may take (0 where 0 means off or none).
+_LEAST: dict[str, float] = {
+    "port": 0, "redis_backoff_s": 0, "cache_ttl_s": 1, "lru_size": 0, "max_query_chars": 1,
+    "max_k": 1, "default_k": 1, "autocomplete_max_k": 1, "max_batch": 1, "max_body_bytes": 1,
+    "result_cache_size": 0, "batch_wait_ms": 0, "batch_max": 1, "batch_lanes": 0,
+    "batch_queue_max": 1, "watch_interval_s": 0,
+}
 
 
 def env_overrides(environ: Mapping[str, str]) -> list[str]:

@@ -95,6 +95,7 @@ class CacheStats:
     result_hits: int = 0  # queries whose finished results were cached
     reranked: int = 0  # queries the cross-encoder re-ranked
     rerank_skipped: int = 0  # queries past the re-ranking budget: first-stage order served
+    bad_vectors: int = 0  # cached values that were no vector of the model: encoded again
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
@@ -232,7 +233,7 @@ class Engine:
         otherwise. Keyed by the text the encoder is given, so "celing fan" shares "ceiling
         fan"'s vector, and a key never stands for another text's vector."""
         keys = self._keys(snapshot, queries)
-        found = self.cache.get_many(keys)
+        found = self._usable(self.cache.get_many(keys), snapshot.model.dim)
         missed = [k for k, v in zip(keys, found, strict=True) if v is None]
         self.stats.add(hits=len(keys) - len(missed), misses=len(missed))
         missing = sorted(set(missed))  # a query repeated in one batch is encoded once
@@ -259,9 +260,25 @@ class Engine:
         too (never on the event loop)."""
         keys = self._keys(snapshot, queries)
         found = self.cache.get_local(keys) if local_only else self.cache.get_many(keys)
+        found = self._usable(found, snapshot.model.dim, count=False)  # embed counts them
         if any(v is None for v in found):
             return None
         return np.stack([v for v in found if v is not None]).astype(np.float32)
+
+    def _usable(self, found: list[np.ndarray | None], dim: int,
+                count: bool = True) -> list[np.ndarray | None]:
+        """``found`` with any value that is not a finite ``dim`` vector made a miss (counted):
+        Redis is shared, and a value another writer put there must not fail every request
+        for its query until it expires; the miss encodes the query and overwrites it."""
+        bad = [i for i, v in enumerate(found)
+               if v is not None and (v.shape != (dim,) or not np.isfinite(v).all())]
+        if bad and count:
+            self.stats.add(bad_vectors=len(bad))
+            log.warning("%d cached query vector(s) were not %d-d vectors of this model; "
+                        "encoding them again", len(bad), dim)
+        if bad:
+            found = [None if i in bad else v for i, v in enumerate(found)]
+        return found
 
     @staticmethod
     def _retriever(snapshot: Snapshot, partition: str | None) -> Retriever:

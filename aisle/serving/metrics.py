@@ -36,6 +36,9 @@ class _EngineCollector(Collector):
                                   "order", value=stats.rerank_skipped)
         yield CounterMetricFamily("aisle_redis_errors", "Redis calls that failed or timed out",
                                   value=self.engine.cache.errors)
+        yield CounterMetricFamily("aisle_cache_bad_vectors",
+                                  "cached values that were no vector of the model (encoded "
+                                  "again and overwritten)", value=stats.bad_vectors)
 
 
 class Metrics:
@@ -58,6 +61,12 @@ class Metrics:
         self._collector = _EngineCollector(engine)
         self.registry.register(self._collector)
         self.index_version.info({"version": engine.snapshot.version})
+
+    def unbind(self) -> None:
+        """Stop reporting the engine's counters, and let go of it (the service's shutdown)."""
+        if self._collector is not None:
+            self.registry.unregister(self._collector)
+            self._collector = None
 
     def observe(self, path: str, status: int, seconds: float) -> None:
         self.requests.labels(path, str(status)).inc()

@@ -79,6 +79,27 @@ def test_redis_stopped_and_restarted_during_a_stream(private_redis: RedisServer,
     assert f"aisle_redis_errors_total {float(remote.errors)}" in text
 
 
+def test_a_value_in_redis_that_is_no_vector_is_encoded_again_and_overwritten(
+    private_redis: RedisServer, serve_config: ServeConfig, engine: Engine
+) -> None:
+    """Redis is shared: a truncated value, or another model's vector under the key, used to
+    fail every request for its query (a 500) until it expired."""
+    remote = RedisCache(private_redis.url, ttl_s=600, timeout_s=0.5, backoff_s=0.2)
+    store = redis.Redis(port=private_redis.port)
+    dim = engine.snapshot.model.dim
+    with TestClient(create_app(serve_config, engine)) as client:
+        for n, bad in enumerate((b"abc", np.ones(10, np.float32).tobytes(),
+                                 np.full(dim, np.nan, np.float32).tobytes())):
+            engine.cache = TieredCache(LRUCache(100), remote)  # an empty local tier
+            (key,) = engine._keys(engine.snapshot, prepared(engine, [f"drill {n}"]))
+            store.set(key, bad)
+            assert client.get("/search", params={"q": f"drill {n}", "k": 3}).status_code == 200
+            stored = np.frombuffer(store.get(key), dtype=np.float32)  # type: ignore[arg-type]
+            assert stored.shape == (dim,) and np.isfinite(stored).all()
+        text = client.get("/metrics").text
+    assert "aisle_cache_bad_vectors_total 3.0" in text and remote.errors == 0
+
+
 def prepared(engine: Engine, texts: list[str]) -> list[PreparedQuery]:
     return engine.snapshot.preparer.prepare_all(texts)
 
@@ -163,3 +184,20 @@ def test_stats_counted_from_many_threads_lose_nothing() -> None:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(count, range(8)))
     assert (stats.hits, stats.misses) == (40_000, 80_000)
+
+
+def test_a_service_shut_down_lets_go_of_redis_and_its_engine(
+    private_redis: RedisServer, serve_config: ServeConfig
+) -> None:
+    from dataclasses import replace
+
+    config = replace(serve_config, redis_url=private_redis.url)
+    probe = redis.Redis(port=private_redis.port)
+    before = len(probe.client_list())
+    app = create_app(config)
+    with TestClient(app) as client:
+        assert client.get("/search", params={"q": "drill"}).status_code == 200
+        assert len(probe.client_list()) > before
+    assert len(probe.client_list()) == before  # its connection pool is closed
+    names = {m.name for m in app.state.metrics.registry.collect()}
+    assert "aisle_cache_hits" not in names  # the collector, which held the engine, is gone

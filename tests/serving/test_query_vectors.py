@@ -74,6 +74,7 @@ class CasedModel:
     ref = "cased"
     backend = "torch"
     runtime = "torch"
+    dim = 8
 
     def __init__(self) -> None:
         self.encoded: list[str] = []

@@ -79,6 +79,12 @@ def test_each_type_is_read_from_its_text(environ: dict[str, str], key: str,
                                       "'fuzzy' is not one of ('dense', 'lexical', 'hybrid')"),
     ({"AISLE_BACKEND": ""}, "environment variable AISLE_BACKEND: config key 'backend'"),
     ({"REDIS_URL": "x", "AISLE_LRU_SIZE": "many"}, "AISLE_LRU_SIZE"),
+    # Numbers out of range are refused at start-up, not met by every request.
+    ({"AISLE_LRU_SIZE": "-1"}, "AISLE_LRU_SIZE: lru_size must be >= 0, got -1"),
+    ({"AISLE_RESULT_CACHE_SIZE": "-1"}, "result_cache_size must be >= 0, got -1"),
+    ({"AISLE_CACHE_TTL_S": "0"}, "cache_ttl_s must be >= 1, got 0"),
+    ({"AISLE_BATCH_WAIT_MS": "nan"}, "batch_wait_ms must be >= 0, got nan"),
+    ({"AISLE_REDIS_TIMEOUT_S": "0"}, "redis_timeout_s must be > 0, got 0.0"),
 ])
 def test_a_bad_value_names_its_variable(environ: dict[str, str], message: str) -> None:
     with pytest.raises(AisleError) as info:
@@ -128,5 +134,8 @@ def test_the_factory_serves_the_index_the_environment_names(
         r = client.get("/search", params={"q": "claw hammer", "k": 7})
         assert r.status_code == 200 and len(r.json()["results"]) == 7, r.text
         assert client.get("/search", params={"q": "claw hammer", "k": 8}).status_code == 422
+        # default_k (10) is capped at max_k: a request without k is answered, with 7
+        r = client.get("/search", params={"q": "claw hammer"})
+        assert r.status_code == 200 and len(r.json()["results"]) == 7, r.text
         reload = client.post("/admin/reload", headers={"Authorization": "Bearer from-env"})
         assert reload.status_code == 200, reload.text

@@ -59,7 +59,7 @@ def make_ask(texts: Sequence[str], where: Sequence[str], k: int | None, mode: Mo
              fields: Sequence[str] = ()) -> Ask:
     """A checked request (``where``: where each text is in the request, for the error
     saying what to fix). Filters and fields are checked against the index when planned."""
-    k = config.default_k if k is None else k
+    k = min(config.default_k, config.max_k) if k is None else k
     if not 1 <= k <= config.max_k:
         raise InvalidRequest(f"k is {k}; it must be between 1 and {config.max_k}", "k")
     checked = tuple(check_query(t, config, f) for t, f in zip(texts, where, strict=True))
