@@ -42,7 +42,7 @@ from aisle.artifacts import (
 )
 from aisle.data.dataset import Dataset, load_dataset
 from aisle.data.schema import JUDGMENTS, PRODUCTS, QUERIES
-from aisle.errors import AisleError
+from aisle.errors import AisleError, ArtifactError, DataError
 from aisle.rerank.config import RerankTrainConfig
 from aisle.rerank.examples import Example, training_examples
 from aisle.rerank.model import KIND, TorchCrossScorer, load_reranker
@@ -114,10 +114,21 @@ def reranker_is_current(out: Path, cfg: RerankTrainConfig, ds: Dataset,
     return (
         "dev" in manifest
         and manifest.get("config") == config
+        and manifest.get("base_fingerprint") == base_fingerprint(cfg)
         and all(data.get(f"{t}_fingerprint") == ds.fingerprint(t)
                 for t in (PRODUCTS, QUERIES, JUDGMENTS))
         and manifest.get("first_stage", {}).get("index_fingerprint") == index_fingerprint(index)
     )
+
+
+def base_fingerprint(cfg: RerankTrainConfig) -> str:
+    """The base encoder's weights (new weights at the same path are another base)."""
+    from aisle.towers.model import directory_fingerprint, resolve_model_ref
+
+    base = resolve_model_ref(cfg.base)
+    if not base.is_dir():
+        raise AisleError(f"{base}: no such encoder directory for the cross-encoder's base")
+    return directory_fingerprint(str(base.resolve()))
 
 
 def _sample(qrels: dict[str, dict[str, float]], n: int, seed: int) -> dict[str, dict[str, float]]:
@@ -171,8 +182,12 @@ class _Training:
         if not base.is_dir():
             raise AisleError(f"{base}: no such encoder directory for the cross-encoder's base")
         torch.manual_seed(cfg.seed)
-        self.model = CrossEncoder(str(base), num_labels=1, max_length=cfg.max_length,
-                                  activation_fn=torch.nn.Identity(), local_files_only=True)
+        try:
+            self.model = CrossEncoder(str(base), num_labels=1, max_length=cfg.max_length,
+                                      activation_fn=torch.nn.Identity(), local_files_only=True)
+        except (OSError, ValueError) as e:  # no weights file, a config of no known model
+            raise ArtifactError(f"{base} is not a usable encoder directory for the "
+                                f"cross-encoder's base ({e})") from e
         self.scorer = TorchCrossScorer(self.model)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
                                      weight_decay=cfg.weight_decay)
@@ -239,6 +254,11 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
         raise AisleError(f"dataset {ds.name!r} has no graded judgments to train on")
     train_qrels = _sample(ds.qrels("train"), cfg.max_train_queries, cfg.seed)
     dev_qrels = _sample(ds.qrels("dev"), cfg.max_dev_queries, cfg.seed)
+    for split, qrels in (("train", train_qrels), ("dev", dev_qrels)):
+        if not qrels:  # dev picks the epoch and the fusion weight: nothing to pick them by
+            raise DataError(f"dataset {ds.name!r} has no judged {split} queries; the "
+                            "cross-encoder trains on train and is tuned on dev")
+    base_weights = base_fingerprint(cfg)  # before the first stage: a bad base fails at once
     depth = max(cfg.negatives_to, cfg.depth, EVAL_K)
     retriever = open_index_retriever(index, None, ds)
     stage = first_stage(retriever, ds, [*train_qrels, *dev_qrels], depth, work)
@@ -256,8 +276,11 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
         raise AisleError(f"{len(examples)} training pairs make no batch of {cfg.batch_size}")
     total = batches * cfg.epochs
     trainer = _Training(cfg, total)
+    # What the saved progress was trained from: another base, data or first stage would
+    # otherwise resume into (or publish) the old run's weights.
     fingerprint = hashlib.sha256(json.dumps(
-        [asdict(cfg), stage["ranked"].get(min(train_qrels), []), len(examples)],
+        [asdict(cfg), stage["ranked"].get(min(train_qrels), []), len(examples), base_weights,
+         stage_index, [ds.fingerprint(t) for t in (PRODUCTS, QUERIES, JUDGMENTS)]],
         sort_keys=True, default=str).encode()).hexdigest()[:16]
     progress: dict[str, Any] = {"epoch": 0, "batch": 0, "history": [], "best": None,
                                 "fingerprint": fingerprint}
@@ -316,6 +339,7 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
     manifest = {
         "kind": KIND,
         "base": str(cfg.base or "builtin:all-MiniLM-L6-v2"),
+        "base_fingerprint": base_weights,
         "max_length": cfg.max_length,
         "fields": list(RERANK_FIELDS),
         "data": {"name": ds.name, **{f"{t}_fingerprint": ds.fingerprint(t)

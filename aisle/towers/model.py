@@ -67,7 +67,7 @@ def resolve_model_ref(ref: str | Path | None) -> Path:
     return Path(ref)
 
 
-def _weights_fingerprint(path: str) -> str:
+def directory_fingerprint(path: str) -> str:
     """The weights fingerprint of a directory without an aisle manifest (hashed; cached while
     no file under it changes, so new weights at the same path are hashed anew)."""
     files = sorted(p for p in Path(path).rglob("*") if p.is_file())
@@ -247,7 +247,7 @@ def load_model(
             if p is q and config.max_product_length == config.max_query_length
             else Tower(p, config.max_product_length, config.batch_size)
         )
-    weights = manifest.get("weights_fingerprint") or _weights_fingerprint(str(path.resolve()))
+    weights = manifest.get("weights_fingerprint") or directory_fingerprint(str(path.resolve()))
     extra = {k: manifest[k] for k in ("base_model",) if k in manifest}
     int8 = int8_recipe(manifest["onnx"]) if backend == "onnx-int8" else ""
     model = TwoTowerModel(query, product, config, ref_str, weights, extra, backend, int8)

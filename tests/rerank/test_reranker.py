@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from aisle.artifacts import MANIFEST
@@ -149,6 +150,34 @@ def test_resume_continues_an_interrupted_run(tmp_path: Path, sample_data: Path,
     with pytest.raises(AisleError, match="another config"):
         train_reranker(sample_data, sample_index, tmp_path / "other", replace(TINY, lr=1e-4),
                        resume=True, work=tmp_path / "work")
+    # Other judgments of as many pairs: the saved run is not theirs either.
+    regraded = shutil.copytree(sample_data, tmp_path / "regraded")
+    judged = pd.read_csv(regraded / "judgments.csv", dtype=str, keep_default_na=False)
+    judged["grade"] = [f"{float(g) / 2:g}" for g in judged["grade"]]
+    judged.to_csv(regraded / "judgments.csv", index=False)
+    with pytest.raises(AisleError, match="another config or data"):
+        train_reranker(regraded, sample_index, tmp_path / "regraded-ce", TINY, resume=True,
+                       work=tmp_path / "work")
+
+
+def test_no_dev_judgments_or_no_usable_base_is_refused_before_any_work(
+        tmp_path: Path, sample_data: Path, sample_index: Path) -> None:
+    from aisle.errors import DataError
+
+    no_dev = shutil.copytree(sample_data, tmp_path / "no-dev")
+    queries = pd.read_csv(no_dev / "queries.csv", dtype=str, keep_default_na=False)
+    dev = set(queries.loc[queries["split"] == "dev", "query_id"])
+    judged = pd.read_csv(no_dev / "judgments.csv", dtype=str, keep_default_na=False)
+    judged[~judged["query_id"].isin(dev)].to_csv(no_dev / "judgments.csv", index=False)
+    with pytest.raises(DataError, match="no judged dev queries"):
+        train_reranker(no_dev, sample_index, tmp_path / "ce", TINY)
+    assert not (tmp_path / "ce.work").exists() or not any((tmp_path / "ce.work").iterdir())
+    # A directory with a config of no known model: a clear error, not a traceback.
+    bad = tmp_path / "not-a-model"
+    bad.mkdir()
+    (bad / "config.json").write_text("{}")
+    with pytest.raises(ArtifactError, match="not a usable encoder directory"):
+        train_reranker(sample_data, sample_index, tmp_path / "ce2", replace(TINY, base=str(bad)))
 
 
 def test_export_checks_int8_and_refuses_a_disagreement(tmp_path: Path, reranker_dir: Path,
