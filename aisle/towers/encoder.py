@@ -39,7 +39,12 @@ def load_sentence_transformer(path: Path, pooling: Pooling, device: str) -> Sent
             f"{path} is not a sentence-transformers model directory (no modules.json or "
             "config.json); pass a model saved by `aisle train` or a sentence-transformers save"
         )
-    model = SentenceTransformer(str(path), device=device, local_files_only=True)
+    try:
+        model = SentenceTransformer(str(path), device=device, local_files_only=True)
+    except (OSError, ValueError) as e:  # no weights file, a config of no known model type
+        raise ArtifactError(f"{path} is not a usable sentence-transformers model directory "
+                            f"({e}); pass a model saved by `aisle train` or a "
+                            "sentence-transformers save") from e
     return with_pooling(model, pooling)
 
 

@@ -327,7 +327,10 @@ def _check_parity(
     for side in ("query", "product"):
         a = getattr(torch_model, side).encode(PARITY_TEXTS)
         b = getattr(onnx_model, side).encode(PARITY_TEXTS)
-        worst = max(worst, float((a - b).abs().max()))
+        diff = float((a - b).abs().max())
+        worst = diff if not np.isfinite(diff) else max(worst, diff)  # max() would drop a nan
+        if not np.isfinite(worst):
+            break
     if not np.isfinite(worst) or worst > atol:
         raise ArtifactError(
             f"the fp32 ONNX towers differ from torch by up to {worst:.2e} (> {atol}); the "

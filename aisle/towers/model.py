@@ -18,7 +18,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, get_args
 
 import pandas as pd
 import torch
@@ -34,7 +34,7 @@ from aisle.artifacts import (
 )
 from aisle.configs import from_dict
 from aisle.towers.card import README, model_card
-from aisle.towers.config import OUTPUT_FIELDS, Backend, TowerConfig, runtime_name
+from aisle.towers.config import OUTPUT_FIELDS, Backend, Pooling, TowerConfig, runtime_name
 from aisle.towers.encoder import Tower, load_sentence_transformer, resolve_device
 from aisle.towers.layout import LAYOUT, LEGACY, layout_of, legacy_dirs, load_towers, save_towers
 from aisle.towers.onnx import (
@@ -189,6 +189,29 @@ def write_card(model_dir: Path) -> None:
     atomic_write_text(model_dir / README, model_card(read_manifest(model_dir, KIND)))
 
 
+def directory_pooling(path: Path) -> Pooling:
+    """How a sentence-transformers directory without an aisle manifest pools (its Pooling
+    module's config): a CLS-pooled model (BGE, GTE) loaded with mean pooling would embed
+    differently from the model itself. Mean where it names none, or one aisle does not run."""
+    try:
+        modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
+        entry = next(m for m in modules if str(m.get("type", "")).endswith("Pooling"))
+        found = json.loads((path / entry.get("path", "") / "config.json").read_text("utf-8"))
+    except (OSError, ValueError, StopIteration, AttributeError, TypeError):
+        return "mean"  # a bare Hugging Face encoder: sentence-transformers pools it by mean
+    mode = found.get("pooling_mode")
+    if mode is None:  # the older format: one flag a mode
+        flags = {"cls": "pooling_mode_cls_token", "mean": "pooling_mode_mean_tokens",
+                 "max": "pooling_mode_max_tokens", "other": "pooling_mode_mean_sqrt_len_tokens"}
+        on = [name for name, key in flags.items() if found.get(key)]
+        mode = on[0] if len(on) == 1 else "+".join(on)
+    if mode not in get_args(Pooling):
+        log.warning("%s pools by %s, which aisle's towers do not run; they pool by mean",
+                    path, mode)
+        return "mean"
+    return cast(Pooling, mode)
+
+
 def _resolve(ref: str | Path | None, config: TowerConfig | None, backend: Backend | None
              ) -> tuple[Path, dict[str, Any], TowerConfig, str, Backend]:
     """What ``load_model(ref, config, backend)`` loads: the directory, its manifest ({} for a
@@ -197,7 +220,8 @@ def _resolve(ref: str | Path | None, config: TowerConfig | None, backend: Backen
     manifest = read_manifest(path, KIND) if (path / MANIFEST).is_file() else {}
     if config is None:
         saved = manifest.get("tower_config")
-        config = from_dict(TowerConfig, saved) if saved else TowerConfig()
+        config = (from_dict(TowerConfig, saved) if saved
+                  else TowerConfig(pooling=directory_pooling(path)))
     if backend is not None:
         config = replace(config, backend=backend)
     device = resolve_device(config.device)

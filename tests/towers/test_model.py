@@ -103,3 +103,36 @@ def test_new_weights_at_the_same_path_get_a_new_fingerprint(
 def test_a_directory_that_is_not_a_model_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="not a sentence-transformers model directory"):
         load_model(tmp_path)
+    (tmp_path / "config.json").write_text("{}")  # a config of no known model type
+    with pytest.raises(ArtifactError, match="not a usable sentence-transformers model"):
+        load_model(tmp_path)
+
+
+def test_a_plain_directory_is_loaded_with_its_own_pooling(tmp_path: Path) -> None:
+    """A CLS-pooled model (BGE, GTE) saved by sentence-transformers embeds as it does there,
+    not as aisle's default mean pooling would."""
+    from sentence_transformers import SentenceTransformer
+
+    from aisle.towers.encoder import load_sentence_transformer
+    from aisle.towers.model import base_model_path, directory_pooling
+
+    cls_dir = tmp_path / "cls"
+    load_sentence_transformer(base_model_path(), "cls", "cpu").save(str(cls_dir))
+    model = load_model(cls_dir)
+    assert model.config.pooling == "cls"
+    plain = SentenceTransformer(str(cls_dir), device="cpu", local_files_only=True)
+    texts = ["cordless drill", "white subway tile"]
+    torch.testing.assert_close(model.encode_query(texts),
+                               torch.nn.functional.normalize(plain.encode(
+                                   texts, convert_to_tensor=True), dim=-1),
+                               atol=1e-5, rtol=0)
+    assert load_model(cls_dir, TowerConfig(pooling="mean")).config.pooling == "mean"  # asked
+    # The older config format, one flag a mode, reads the same.
+    pooling_config = next(cls_dir.glob("*Pooling/config.json"))
+    dim = json.loads(pooling_config.read_text()).get("word_embedding_dimension", 384)
+    pooling_config.write_text(json.dumps({
+        "word_embedding_dimension": dim, "pooling_mode_cls_token": True,
+        "pooling_mode_mean_tokens": False, "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False}))
+    assert directory_pooling(cls_dir) == "cls"
+    assert directory_pooling(base_model_path()) == "mean"

@@ -449,3 +449,21 @@ def test_another_int8_export_of_the_same_weights_is_another_runtime(
     path.write_text(json.dumps(old))
     with pytest.raises(ManifestMismatch, match="did not record"):
         update_version(sample_data, root, int8)
+
+
+def test_the_fp32_parity_check_refuses_nan_on_either_side() -> None:
+    from types import SimpleNamespace
+
+    from aisle.errors import ArtifactError
+    from aisle.towers.export import PARITY_TEXTS, _check_parity
+
+    def model(query: float, product: float) -> TwoTowerModel:
+        def tower(value: float) -> SimpleNamespace:
+            return SimpleNamespace(encode=lambda texts: torch.full((len(texts), 4), value))
+        return SimpleNamespace(query=tower(query), product=tower(product))  # type: ignore[return-value]
+
+    assert len(PARITY_TEXTS) > 0
+    assert _check_parity(model(0.5, 0.5), model(0.5, 0.5)) == 0.0
+    for broken in (model(float("nan"), 0.5), model(0.5, float("nan"))):  # nan on either side
+        with pytest.raises(ArtifactError, match="differ from torch"):
+            _check_parity(model(0.5, 0.5), broken)
