@@ -69,3 +69,21 @@ def test_search_filters_and_returns_stored_fields(sample_index: Path) -> None:
     assert [r.product_id for r in as_text] == [r.product_id for r in found]
     with pytest.raises(AisleError, match="unknown field 'colour'"):
         idx.search("drill", filters={"colour": "red"})
+
+
+def test_a_missing_or_emptied_bm25_index_is_an_error_not_a_dense_search(
+    sample_index: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from aisle.errors import ArtifactError
+
+    gone = shutil.copytree(sample_index, tmp_path / "gone")
+    shutil.rmtree(gone / "bm25")  # the manifest still records it
+    with pytest.raises(ArtifactError, match="missing or corrupt"):
+        aisle.open_index(gone).search("cordless drill")
+    emptied = shutil.copytree(sample_index, tmp_path / "emptied")
+    npy = next((emptied / "bm25").rglob("*.npy"))
+    npy.write_bytes(b"")  # a full disk, or a crash before the bytes reached it
+    with pytest.raises(ArtifactError, match="missing or corrupt"):
+        load_index(emptied).lexical.search(["drill"], 1)

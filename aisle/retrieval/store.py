@@ -221,13 +221,14 @@ class ProductIndex:
 
     @property
     def has_lexical(self) -> bool:
-        """Whether the index carries BM25 (every index ``aisle index`` builds does). Asked of
-        an index whose directory was pruned since it was loaded, it raises: the answer from
-        disk would be no, and searches would drop to dense without a word."""
-        if "lexical" in self.__dict__ or (self.root / LEXICAL_DIR).is_dir():
+        """Whether the index carries BM25 (every index ``aisle index`` builds does, and its
+        manifest says so). A recorded BM25 index that is missing on disk is then a clear
+        error as it loads, and a pruned directory one here: searches never drop to dense
+        without a word."""
+        if "lexical" in self.__dict__ or "lexical" in self.manifest:
             return True
         self._check_not_deleted()
-        return False
+        return (self.root / LEXICAL_DIR).is_dir()  # indexes from before the record
 
     @functools.cached_property
     def lexical(self) -> BM25Index:
@@ -239,7 +240,7 @@ class ProductIndex:
         self._check_not_deleted()
         try:
             lexical = BM25Index.load(path, legacy=legacy)
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as e:  # EOF: an empty .npy
             raise ArtifactError(f"{path} is missing or corrupt ({e}); rebuild the index") from e
         if len(lexical) != self.manifest["count"]:
             raise ArtifactError(
