@@ -45,6 +45,7 @@ from aisle.indexing.versions import (
     WORK,
     check_index_root,
     check_keep,
+    current_id,
     locked,
     new_version_id,
     promote,
@@ -345,8 +346,17 @@ def _build_version(data: Path, model: TwoTowerModel, root: Path, config: IndexCo
     return root / VERSIONS / vid
 
 
-def publish_version(root: Path, vid: str, keep: int) -> None:
-    """Switch CURRENT to a freshly written version, drop the checkpoints, prune old versions."""
-    promote(root, vid)
+def publish_version(root: Path, vid: str, keep: int, replacing: str | None = None) -> bool:
+    """Switch CURRENT to a freshly written version, drop the checkpoints, prune old versions.
+    ``replacing``: the version an update started from; if CURRENT moved off it meanwhile (a
+    rollback or promote by an operator), the new version is kept but not made current, as
+    it was made from a version the operator turned away from. Whether it was promoted."""
+    promoted = promote(root, vid, replacing)
+    if not promoted:
+        log.warning("%s: the current version changed from %s to %s while this update ran "
+                    "(a rollback or promote): version %s is written but not made current; "
+                    "aisle index promote --out %s %s makes it current, or run the update "
+                    "again", root, replacing, current_id(root), vid, root, vid)
     shutil.rmtree(root / WORK, ignore_errors=True)
     prune(root, keep, holds_build_lock=True)  # its callers hold ROOT/.build.lock
+    return promoted

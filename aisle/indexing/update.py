@@ -255,7 +255,7 @@ def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine:
         index, all_rows = apply_update(config, read_old(current.root), rows, embedded.vectors)
         write_index_dir(tmp, index, all_rows, all_rows["text"].tolist(),
                         {**manifest, "partitions": layout})
-    publish_version(root, vid, keep)
+    publish_version(root, vid, keep, replacing=current.root.name)
     log.info("updated %s -> %s in %.1fs (%d products encoded)", current.root.name, vid,
              time.perf_counter() - started, embedded.encoded)
     return root / VERSIONS / vid

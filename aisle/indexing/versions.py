@@ -222,10 +222,15 @@ def list_versions(root: Path) -> list[VersionInfo]:
     return sorted(out, key=lambda v: (v.created, v.id))
 
 
-def promote(root: Path, vid: str) -> None:
-    """Make ``vid`` the current version (atomically) and push it on the history."""
+def promote(root: Path, vid: str, replacing: str | None = None) -> bool:
+    """Make ``vid`` the current version (atomically) and push it on the history; True.
+    ``replacing``: only if the current version is still that one (an update made ``vid``
+    from it); else ``vid`` stays as it is, not current, and False says so."""
     with locked(root, POINTER_LOCK, f"promote {vid}", wait=True):
+        if replacing is not None and current_id(root) != replacing:
+            return False
         _promote(root, vid)
+        return True
 
 
 def _promote(root: Path, vid: str) -> None:

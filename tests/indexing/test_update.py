@@ -280,3 +280,33 @@ def test_an_update_over_vectors_of_an_unknown_runtime_replaces_them_and_a_foreig
     unchanged = str(catalog["product_id"].iloc[0])
     np.testing.assert_allclose(vectors_of(same, "same")[unchanged],
                                x[list(ids).index(unchanged)], atol=1e-6)
+
+
+def test_an_update_does_not_undo_a_rollback_made_while_it_ran(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    import aisle.indexing.update as update_module
+    from aisle.indexing.versions import current_id, rollback
+
+    root = tmp_path / "root"
+    first = build_version(prepare_catalog(catalog.iloc[:40], "d40"), base_model, root)
+    bad = build_version(prepare_catalog(catalog.iloc[:45], "d45"), base_model, root)
+    embed = update_module.embed_for_build
+
+    def rolled_back_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
+        assert rollback(root) == first.name  # an operator turns away from `bad`
+        return embed(*args, **kwargs)
+
+    monkeypatch.setattr(update_module, "embed_for_build", rolled_back_meanwhile)
+    with caplog.at_level(logging.WARNING, logger="aisle.indexing.build"):
+        made = update_version(prepare_catalog(catalog.iloc[:50], "d50"), root, base_model)
+    assert made.name not in (first.name, bad.name) and (made / "manifest.json").is_file()
+    assert current_id(root) == first.name  # the rollback stands
+    assert f"version {made.name} is written but not made current" in caplog.text
