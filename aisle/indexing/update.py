@@ -138,6 +138,16 @@ def apply_update(
 def _read_old(directory: Path | None) -> OldIndex | None:
     if directory is None or not (directory / ROWS_FILE).is_file():
         return None
+    try:
+        return _read_old_files(directory)
+    except (OSError, ValueError, RuntimeError) as e:  # faiss raises RuntimeError
+        if isinstance(e, ArtifactError):
+            raise
+        raise ArtifactError(f"{directory} is corrupt ({type(e).__name__}: {e}); run a full "
+                            "build: aisle index build --force") from e
+
+
+def _read_old_files(directory: Path) -> OldIndex:
     rows = pd.read_parquet(directory / ROWS_FILE)
     if "text_hash" not in rows.columns or "label" not in rows.columns:
         raise ArtifactError(

@@ -69,6 +69,22 @@ class ProductVectors:
     runtime: str | None = None  # what ran the model, when the file says
 
 
+def check_vectors_out(path: Path) -> None:
+    """Refuse an output path that holds something other than a vector file (a mistyped
+    ``--out`` would replace the catalog, say, with parquet bytes)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    hint = "remove it or pick another output path"
+    if not path.is_file():
+        raise ArtifactError(f"{path} exists and is not a file; {hint}")
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowException):
+        metadata = {}
+    if FINGERPRINT_KEY not in metadata:
+        raise ArtifactError(f"{path} exists and is not a vector file aisle wrote; {hint}")
+
+
 def write_vectors(
     path: Path, product_ids: np.ndarray, vectors: np.ndarray, fingerprint: str, model_ref: str = "",
     runtime: str | None = None,
@@ -77,6 +93,7 @@ def write_vectors(
     takes; ``runtime``: what ran the model (``TwoTowerModel.runtime``), when known. The file
     appears complete or not at all."""
     path = Path(path)
+    check_vectors_out(path)
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     values = pa.array(x.reshape(-1), type=pa.float32())
     table = pa.table({
@@ -218,6 +235,7 @@ def stored_vectors(index: faiss.Index, labels: np.ndarray | pd.Series) -> np.nda
 def export_vectors(index_dir: Path, out: Path) -> Path:
     """Write the catalog vectors of a built index (an index root's CURRENT version, or one
     index directory) as a vector file ``aisle index --vectors`` takes back."""
+    check_vectors_out(Path(out))  # before reading the index: a refusal costs nothing
     directory = resolve_index_dir(Path(index_dir))
     manifest = read_manifest(directory, KIND)
     rows = pd.read_parquet(directory / ROWS_FILE, columns=["product_id", "label"])

@@ -310,3 +310,19 @@ def test_an_update_does_not_undo_a_rollback_made_while_it_ran(
     assert made.name not in (first.name, bad.name) and (made / "manifest.json").is_file()
     assert current_id(root) == first.name  # the rollback stands
     assert f"version {made.name} is written but not made current" in caplog.text
+
+
+def test_an_update_over_a_corrupt_partition_says_to_build_again(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    tmp_path: Path,
+) -> None:
+    from aisle.errors import ArtifactError
+
+    root = tmp_path / "root"
+    first = build_version(prepare_catalog(catalog.iloc[:40], "d40"), base_model, root)
+    part = next((first / "partitions").iterdir()) / "index.faiss"
+    part.write_bytes(part.read_bytes()[:100])  # truncated: a full disk, a bad copy
+    with pytest.raises(ArtifactError, match=r"is corrupt .* aisle index build --force"):
+        update_version(prepare_catalog(catalog.iloc[:50], "d50"), root, base_model)

@@ -194,3 +194,18 @@ def test_cli_builds_a_version_from_vectors_and_exports_them(
     bad = _write(tmp_path, ["x"], np.ones((1, 384), np.float32), base_model.fingerprint)
     assert main(["index", "--data", str(sample_data), "--out", str(tmp_path / "r2"),
                  "--vectors", str(bad)]) == 2
+
+
+def test_export_replaces_a_vector_file_and_nothing_else(sample_index: Path,
+                                                        tmp_path: Path) -> None:
+    from aisle.errors import ArtifactError
+
+    catalog = tmp_path / "products.csv"
+    catalog.write_text("product_id,title\np1,drill\n")  # a mistyped --out
+    with pytest.raises(ArtifactError, match="is not a vector file aisle wrote"):
+        export_vectors(sample_index, catalog)
+    assert catalog.read_text() == "product_id,title\np1,drill\n"
+    with pytest.raises(ArtifactError, match="is not a file"):
+        export_vectors(sample_index, tmp_path)
+    again = export_vectors(sample_index, tmp_path / "v.parquet")
+    assert export_vectors(sample_index, again) == again  # an earlier export is replaced
