@@ -67,9 +67,16 @@ def cmd_update(args: argparse.Namespace) -> None:
     # The model is loaded once the current version is known: by default with the backend
     # that embedded it, so new vectors match the old ones.
     join_ray(args)
+    from aisle.indexing.versions import current_id
+
     path = update_version(args.data, args.out, engine=args.engine, keep=args.keep,
                           model_ref=args.model, backend=args.backend)
-    print(f"index version {path.name} is current in {args.out}")
+    if current_id(args.out) == path.name:
+        print(f"index version {path.name} is current in {args.out}")
+    else:  # a rollback or promote while it ran: it stands (the log said so)
+        print(f"index version {path.name} is written in {args.out}, not current: the current "
+              f"version changed while the update ran; aisle index promote --out {args.out} "
+              f"{path.name} makes it current")
 
 
 def cmd_list(args: argparse.Namespace) -> None:

@@ -285,18 +285,21 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
     progress: dict[str, Any] = {"epoch": 0, "batch": 0, "history": [], "best": None,
                                 "fingerprint": fingerprint}
     state_path = work / STATE
+    saved = None
     if resume and state_path.is_file():
         saved = torch.load(state_path, map_location="cpu", weights_only=False)
-        if saved["progress"]["fingerprint"] != fingerprint:
-            raise AisleError(f"{state_path} is from another config or data; drop --resume or "
-                             "remove the work directory")
+        if saved["progress"].get("fingerprint") != fingerprint:
+            saved = None  # another config, data, first stage or base: its own run, anew
+            log.info("%s is of another config, data or base: starting over", state_path)
+    if saved is not None:
         if saved["trainer"] is not None:  # None: every epoch is trained
             trainer.load(saved["trainer"])
         progress = saved["progress"]
         log.info("resuming at epoch %d, batch %d", progress["epoch"] + 1, progress["batch"])
     elif state_path.is_file():
-        log.info("starting over (no --resume): removing %s", state_path)
+        log.info("starting over: removing %s", state_path)
         state_path.unlink()
+        shutil.rmtree(work / BEST, ignore_errors=True)  # that run's, not this one's
     dev_queries = {q: stage["queries"][q] for q in dev_qrels}
     base = RerankConfig(depth=cfg.depth)
 

@@ -47,6 +47,7 @@ from aisle.towers.model import (
     BASE_MODEL,
     KIND,
     TwoTowerModel,
+    directory_pooling,
     load_model,
     resolve_model_ref,
     write_card,
@@ -169,7 +170,9 @@ def _copy_model(ref: str | Path | None, src: Path, is_aisle: bool, tmp: Path) ->
 def _saved_config(ref: str | Path | None) -> TowerConfig:
     src = resolve_model_ref(ref)
     saved = read_manifest(src, KIND).get("tower_config") if (src / MANIFEST).is_file() else None
-    return from_dict(TowerConfig, saved) if saved else TowerConfig()
+    # A plain directory keeps its own pooling, as load_model reads it.
+    return (from_dict(TowerConfig, saved) if saved
+            else TowerConfig(pooling=directory_pooling(src)))
 
 
 def _torch_config(ref: str | Path | None) -> TowerConfig:

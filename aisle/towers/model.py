@@ -33,6 +33,7 @@ from aisle.artifacts import (
     write_manifest,
 )
 from aisle.configs import from_dict
+from aisle.errors import ArtifactError
 from aisle.towers.card import README, model_card
 from aisle.towers.config import OUTPUT_FIELDS, Backend, Pooling, TowerConfig, runtime_name
 from aisle.towers.encoder import Tower, load_sentence_transformer, resolve_device
@@ -217,6 +218,9 @@ def _resolve(ref: str | Path | None, config: TowerConfig | None, backend: Backen
     """What ``load_model(ref, config, backend)`` loads: the directory, its manifest ({} for a
     plain sentence-transformers one), the tower config, the device and the backend."""
     path = resolve_model_ref(ref)
+    if not path.is_dir():  # before anything is read from it: a moved model is this error
+        raise ArtifactError(f"{path}: no such model directory; pass a model saved by "
+                            "`aisle train` or a sentence-transformers save")
     manifest = read_manifest(path, KIND) if (path / MANIFEST).is_file() else {}
     if config is None:
         saved = manifest.get("tower_config")

@@ -289,10 +289,12 @@ def test_an_update_does_not_undo_a_rollback_made_while_it_ran(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import logging
 
     import aisle.indexing.update as update_module
+    from aisle.cli import main
     from aisle.indexing.versions import current_id, rollback
 
     root = tmp_path / "root"
@@ -305,11 +307,15 @@ def test_an_update_does_not_undo_a_rollback_made_while_it_ran(
         return embed(*args, **kwargs)
 
     monkeypatch.setattr(update_module, "embed_for_build", rolled_back_meanwhile)
+    data = prepare_catalog(catalog.iloc[:50], "d50")
     with caplog.at_level(logging.WARNING, logger="aisle.indexing.build"):
-        made = update_version(prepare_catalog(catalog.iloc[:50], "d50"), root, base_model)
+        assert main(["index", "update", "--data", str(data), "--out", str(root)]) == 0
+    made = max((root / "versions").iterdir(), key=lambda p: p.stat().st_mtime)
     assert made.name not in (first.name, bad.name) and (made / "manifest.json").is_file()
     assert current_id(root) == first.name  # the rollback stands
     assert f"version {made.name} is written but not made current" in caplog.text
+    assert f"index version {made.name} is written in {root}, not current" in (
+        capsys.readouterr().out)
 
 
 def test_an_update_over_a_corrupt_partition_says_to_build_again(

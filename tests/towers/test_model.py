@@ -136,3 +136,25 @@ def test_a_plain_directory_is_loaded_with_its_own_pooling(tmp_path: Path) -> Non
         "pooling_mode_mean_sqrt_len_tokens": False}))
     assert directory_pooling(cls_dir) == "cls"
     assert directory_pooling(base_model_path()) == "mean"
+    from aisle.towers.export import _saved_config
+
+    assert _saved_config(cls_dir).pooling == "cls"  # `aisle export` copies it as it pools
+
+
+def test_a_moved_model_directory_is_a_clear_error_and_a_reload_keeps_the_loaded_one(
+    base_model: TwoTowerModel, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from aisle.serving.config import ServeConfig
+    from aisle.serving.snapshot import _still_serves
+    from aisle.towers.model import model_runtime
+
+    gone = tmp_path / "moved-away"
+    with pytest.raises(ArtifactError, match="no such model directory"):
+        model_runtime(gone)
+    # The service reloading an index whose model directory moved: the loaded weights (same
+    # fingerprint) keep serving rather than a reload that fails to load them again.
+    index = SimpleNamespace(model_fingerprint=base_model.fingerprint, manifest={
+        "model": {"ref": str(gone), "fingerprint": base_model.fingerprint, "runtime": "torch"}})
+    assert _still_serves(base_model, index, ServeConfig(index="unused"))  # type: ignore[arg-type]
