@@ -110,6 +110,8 @@ def atomic_dir(out: Path, kind: str | None) -> Iterator[Path]:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temp file and ``os.replace`` (mode as umask allows)."""
     path = Path(path)
+    if path.is_dir():
+        raise ArtifactError(f"{path} is a directory; give a file path to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = sibling_temp(path, "tmp")
     try:

@@ -114,11 +114,18 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     fusion = None
     if args.fusion or args.weight is not None or args.rrf_k is not None:
+        # --weight belongs to convex fusion and --rrf-k to RRF: either names its method
+        # (over an index tuned to the other one, it would otherwise change nothing).
+        implied = {m for m, flag in (("convex", args.weight), ("rrf", args.rrf_k))
+                   if flag is not None}
+        if len(implied) > 1 or (args.fusion and implied and implied != {args.fusion}):
+            raise AisleError("--weight sets convex fusion and --rrf-k sets RRF: give the one "
+                             "that goes with --fusion")
         # What the flags name, over the index's own fusion (its depths, the rest it tuned).
         base = _index_fusion(args.index) if args.index else FusionConfig()
         fusion = replace(
             base,
-            method=args.fusion or base.method,
+            method=args.fusion or (implied.pop() if implied else base.method),
             weight=base.weight if args.weight is None else args.weight,
             rrf_k=base.rrf_k if args.rrf_k is None else args.rrf_k,
         )

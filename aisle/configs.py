@@ -34,6 +34,9 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
         return value
     if origin is tuple:
         (inner, *_) = typing.get_args(tp) or (str,)
+        if not isinstance(value, (str, list, tuple)):
+            raise AisleError(f"config key {name!r}: {value!r} is not a list; write it as "
+                             "[a, b] in TOML or a,b in an override")
         items = value.split(",") if isinstance(value, str) else list(value)
         return tuple(_coerce(v.strip() if isinstance(v, str) else v, inner, name) for v in items)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
@@ -123,8 +126,10 @@ def load_config(cls: type[T], path: Path | None = None, overrides: Sequence[str]
             raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError as e:
             raise AisleError(f"config file {path} does not exist") from e
-        except tomllib.TOMLDecodeError as e:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise AisleError(f"config file {path} is not valid TOML: {e}") from e
+        except OSError as e:  # a directory, no permission
+            raise AisleError(f"config file {path} cannot be read ({e})") from e
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():

@@ -104,9 +104,10 @@ def run_demo(
     source = data or default_data()
     if source is None:
         source = out / "sample-data"
-        if not (source / "products.csv").is_file():
-            log.info("no ../shared/data/homedepot here; generating a small sample at %s", source)
-            write_sample(source)
+        # Written every run (it is small and deterministic): a sample left by older code
+        # would lack what today's has (the price and in_stock fields the README filters on).
+        log.info("no ../shared/data/homedepot here; generating a small sample at %s", source)
+        write_sample(source)
     prepared = prepare(source, out / "data")
     ds = load_dataset(prepared)
     results: dict[str, dict[str, Any]] = {}
@@ -128,7 +129,7 @@ def run_demo(
     if not skip_train:
         config_path = train_config or Path(str(resources.files("aisle") / "configs" / "demo.toml"))
         config = load_config(TrainConfig, config_path)
-        train_cascade(prepared, out / "model", config, work=out / "model.work")
+        train_cascade(prepared, out / "model", config, work=out / "model.work", resume=True)
         trained = load_model(out / "model")
         build_index(prepared, trained, out / "index")
         results["short cascade (this run)"] = evaluate_command(

@@ -101,3 +101,46 @@ def test_help_and_import_load_no_model_or_index_libraries() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_contradicting_or_unreadable_inputs_exit_2_with_a_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, sample_index: Path, sample_data: Path
+) -> None:
+    data = ["--data", str(sample_data), "--split", "test"]
+    cases = [
+        (["evaluate", *data, "--baseline", "bm25", "--mode", "dense"],
+         "--baseline bm25 is its own retriever: drop --mode"),
+        (["evaluate", *data, "--index", str(sample_index), "--weight", "0.5", "--rrf-k", "10"],
+         "--weight sets convex fusion and --rrf-k sets RRF"),
+        (["evaluate", *data, "--index", str(sample_index), "--fusion", "rrf", "--weight", "0.5"],
+         "--weight sets convex fusion and --rrf-k sets RRF"),
+        (["train", "--data", str(sample_data), "--out", str(tmp_path / "m"),
+          "--config", str(tmp_path)], "cannot be read"),
+        (["compare", *data, str(tmp_path)], "cannot be read"),
+        (["report", *data, "--out", str(tmp_path / "r.html"), "--resamples", "0",
+          str(tmp_path / "run.trec")], "--resamples must be at least 100, got 0"),
+        (["qrels", *data, "--out", str(tmp_path)], "is a directory"),
+        (["serve", "--index", str(tmp_path / "typo")], "manifest.json is missing"),
+    ]
+    for argv, message in cases:
+        caplog.clear()
+        assert main(argv) == 2, argv
+        assert message in caplog.text, (argv, caplog.text)
+
+
+def test_a_weight_names_convex_fusion_over_an_index_tuned_to_rrf(
+    tmp_path: Path, sample_index: Path, sample_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import shutil
+
+    rrf = shutil.copytree(sample_index, tmp_path / "rrf")
+    manifest = json.loads((rrf / "manifest.json").read_text())
+    manifest["fusion"]["method"] = "rrf"
+    (rrf / "manifest.json").write_text(json.dumps(manifest))
+    got = []
+    for weight in ("0.0", "1.0"):
+        assert main(["evaluate", "--data", str(sample_data), "--split", "test",
+                     "--index", str(rrf), "--weight", weight]) == 0
+        got.append(json.loads(capsys.readouterr().out)["metrics"]["ndcg@10"])
+    assert got[0] != got[1]  # the weight is used, not RRF's ranks

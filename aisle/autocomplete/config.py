@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aisle.data.schema import check_grade_threshold, grade_threshold
+from aisle.errors import AisleError
 
 
 @dataclass(frozen=True)
@@ -70,3 +71,20 @@ class AutocompleteConfig:
     # records it still load.
     spell_min_count: int = 3
     pairs: PairsConfig = field(default_factory=PairsConfig)
+
+    def __post_init__(self) -> None:
+        # A cosine threshold past 1 never de-duplicates; a negative max_catalog sliced the
+        # catalog's suggestions from the end; typo1_chars past typo2_chars has no meaning.
+        if not -1.0 <= self.threshold <= 1.0:
+            raise AisleError(f"threshold is a cosine in [-1, 1], got {self.threshold}")
+        if not 0.0 < self.typo_discount <= 1.0:
+            raise AisleError(f"typo_discount must be in (0, 1], got {self.typo_discount}")
+        if not 1 <= self.typo1_chars <= self.typo2_chars:
+            raise AisleError(f"typo1_chars ({self.typo1_chars}) must be >= 1 and <= "
+                             f"typo2_chars ({self.typo2_chars})")
+        for name in ("ngram_max", "catalog_min_products"):
+            if getattr(self, name) < 1:
+                raise AisleError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_catalog < 0:
+            raise AisleError(f"max_catalog must be >= 0 (0: no catalog suggestions), got "
+                             f"{self.max_catalog}")

@@ -74,11 +74,16 @@ def check_runs(runs: dict[str, dict[str, list[str]]], ds: Dataset, split: str) -
                             "catalog?")
 
 
+def check_resamples(resamples: int) -> None:
+    """Fewer resamples give intervals and p-values too coarse to read (and 0 none at all)."""
+    if resamples < 100:
+        raise AisleError(f"--resamples must be at least 100, got {resamples}")
+
+
 def compare_command(
     data: Path, split: str, paths: Sequence[Path], resamples: int = RESAMPLES, seed: int = 0
 ) -> list[RunSummary]:
-    if resamples < 100:
-        raise AisleError(f"--resamples must be at least 100, got {resamples}")
+    check_resamples(resamples)
     ds = load_dataset(data)
     qrels = split_qrels(ds, split)
     runs = load_runs(paths)
@@ -108,6 +113,7 @@ def report_command(
     from aisle.evaluation.report import render_report
     from aisle.evaluation.slices import query_slices
 
+    check_resamples(resamples)
     if Path(out).is_dir():
         raise AisleError(f"--out {out} is a directory; give the path of the .html file to write")
     ds = load_dataset(data)

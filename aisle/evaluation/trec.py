@@ -83,6 +83,8 @@ def _fields(path: Path, expected: int, what: str) -> Iterator[tuple[int, list[st
         raise DataError(f"{what} file {path} does not exist") from None
     except UnicodeDecodeError:
         raise DataError(f"{what} file {path} is not UTF-8 text") from None
+    except OSError as e:  # a directory, no permission
+        raise DataError(f"{what} file {path} cannot be read ({e})") from None
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue

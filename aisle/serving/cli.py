@@ -8,9 +8,12 @@ import os
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aisle.errors import AisleError
+
+if TYPE_CHECKING:
+    from aisle.serving.config import ServeConfig
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +32,26 @@ def _config(args: argparse.Namespace) -> Any:
     return load_config(ServeConfig, args.config, overrides)
 
 
+def _check_index(config: ServeConfig) -> None:
+    """A missing or mistyped index is a clear error (exit 2) here, not a traceback from the
+    app's start-up inside uvicorn."""
+    from aisle.artifacts import read_manifest
+    from aisle.retrieval.layout import resolve_index_dir
+    from aisle.retrieval.store import KIND
+
+    if not config.index:
+        raise AisleError("give the index to serve: aisle serve --index DIR (or index = ... in "
+                         "the config, or AISLE_INDEX)")
+    read_manifest(resolve_index_dir(Path(config.index)), KIND)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from aisle.serving.app import create_app
 
     config = _config(args)
+    _check_index(config)
     # No per-request access log: /metrics counts requests, and a log line per search costs
     # more than a cached search itself.
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info",

@@ -24,7 +24,7 @@ def add_train_parser(sub: Any) -> None:
         help="two-step cascade training of the towers",
         epilog=(
             "example:\n  aisle train --data ../shared/data/homedepot --out runs/cascade "
-            "--config configs/cascade.toml step2.alpha=0"
+            "--config aisle/configs/cascade.toml step2.alpha=0"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import re
+
+import pytest
+
 from aisle.autocomplete.text import key, prefix_key, shown, variant_key
 
 
@@ -17,3 +21,19 @@ def test_variants_share_a_key_and_are_shown_in_lower_case() -> None:
     assert variant_key("moen shower") != variant_key("moen showers")
     assert shown("  GLACIER BAY\tVanity ") == "glacier bay vanity"
     assert shown("Crème BRÛLÉE") == "crème brûlée"  # accents stay on screen
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"threshold": 82.0}, "threshold is a cosine in"),
+    ({"max_catalog": -5}, "max_catalog must be >= 0"),
+    ({"typo1_chars": 9}, "typo1_chars (9) must be >= 1 and <= typo2_chars (8)"),
+    ({"typo_discount": 0.0}, "typo_discount must be in (0, 1]"),
+    ({"ngram_max": 0}, "ngram_max must be >= 1"),
+])
+def test_a_config_that_cannot_work_is_refused(overrides: dict[str, float], message: str) -> None:
+    from aisle.autocomplete.config import AutocompleteConfig
+    from aisle.errors import AisleError
+
+    with pytest.raises(AisleError, match=re.escape(message)):
+        AutocompleteConfig(**overrides)  # type: ignore[arg-type]
+    AutocompleteConfig()  # the defaults hold

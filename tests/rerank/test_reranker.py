@@ -94,8 +94,10 @@ def test_evaluate_and_search_take_the_reranker(reranker_dir: Path, sample_data: 
                               rerank_depth=5, rerank_backend="torch")
     assert result["rerank"]["depth"] == 5 and result["rerank"]["backend"] == "torch"
     assert 0.0 <= result["metrics"]["ndcg@10"] <= 1.0
-    with pytest.raises(AisleError, match="--index"):
+    with pytest.raises(AisleError, match="drop --rerank"):  # it would be ignored
         evaluate_command(sample_data, "test", None, baseline="bm25", rerank=reranker_dir)
+    with pytest.raises(AisleError, match="drop --rerank"):
+        evaluate_command(sample_data, "test", sample_index, baseline="bm25", rerank=reranker_dir)
     assert main(["search", "--index", str(sample_index), "--rerank", str(reranker_dir),
                  "--rerank-backend", "torch", "-k", "3", "cordless drill"]) == 0
     # k 3 of the cross-encoder's depth (TINY: 10): the top 10 are re-ranked, 3 shown
