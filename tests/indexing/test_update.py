@@ -282,13 +282,18 @@ def test_an_update_over_vectors_of_an_unknown_runtime_replaces_them_and_a_foreig
                                x[list(ids).index(unchanged)], atol=1e-6)
 
 
+@pytest.fixture
+def root_of_40(catalog: pd.DataFrame, prepare_catalog: Callable[[pd.DataFrame, str], Path],
+               base_model: TwoTowerModel, tmp_path: Path) -> tuple[Path, Path]:
+    """A versioned root and its one version, of the catalog's first 40 products."""
+    root = tmp_path / "root"
+    return root, build_version(prepare_catalog(catalog.iloc[:40], "d40"), base_model, root)
+
+
 def test_an_update_does_not_undo_a_rollback_made_while_it_ran(
-    catalog: pd.DataFrame,
-    prepare_catalog: Callable[[pd.DataFrame, str], Path],
-    base_model: TwoTowerModel,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    root_of_40: tuple[Path, Path], catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path], base_model: TwoTowerModel,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     import logging
@@ -297,8 +302,7 @@ def test_an_update_does_not_undo_a_rollback_made_while_it_ran(
     from aisle.cli import main
     from aisle.indexing.versions import current_id, rollback
 
-    root = tmp_path / "root"
-    first = build_version(prepare_catalog(catalog.iloc[:40], "d40"), base_model, root)
+    root, first = root_of_40
     bad = build_version(prepare_catalog(catalog.iloc[:45], "d45"), base_model, root)
     embed = update_module.embed_for_build
 
@@ -319,15 +323,12 @@ def test_an_update_does_not_undo_a_rollback_made_while_it_ran(
 
 
 def test_an_update_over_a_corrupt_partition_says_to_build_again(
-    catalog: pd.DataFrame,
-    prepare_catalog: Callable[[pd.DataFrame, str], Path],
-    base_model: TwoTowerModel,
-    tmp_path: Path,
+    root_of_40: tuple[Path, Path], catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path], base_model: TwoTowerModel,
 ) -> None:
     from aisle.errors import ArtifactError
 
-    root = tmp_path / "root"
-    first = build_version(prepare_catalog(catalog.iloc[:40], "d40"), base_model, root)
+    root, first = root_of_40
     part = next((first / "partitions").iterdir()) / "index.faiss"
     part.write_bytes(part.read_bytes()[:100])  # truncated: a full disk, a bad copy
     with pytest.raises(ArtifactError, match=r"is corrupt .* aisle index build --force"):
