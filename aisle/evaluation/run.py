@@ -150,8 +150,6 @@ def check_evaluate_args(
     """Refuse flags that contradict each other or cannot be used, before any work."""
     if baseline is not None and baseline not in BASELINES:
         raise AisleError(f"unknown baseline {baseline!r}; use one of {sorted(BASELINES)}")
-    if baseline is not None and mode is not None:
-        raise AisleError(f"--baseline {baseline} is its own retriever: drop --mode")
     if fusion is not None:
         if baseline is not None or mode not in (None, "hybrid"):
             raise AisleError(
@@ -199,7 +197,8 @@ def evaluate_command(
     ``reranker``, one loaded already)."""
     check_evaluate_args(index, baseline, run_out, mode, fusion)
     if baseline is not None:
-        given = [flag for flag, value in (("--model", model), ("--backend", backend),
+        given = [flag for flag, value in (("--mode", mode), ("--model", model),
+                                          ("--backend", backend),
                                           ("--rerank", rerank or reranker),
                                           ("--rerank-depth", rerank_depth)) if value is not None]
         if given:  # each would be ignored: the baseline reads the catalog, not a model

@@ -37,9 +37,10 @@ def load_runs(paths: Sequence[Path]) -> dict[str, dict[str, list[str]]]:
         raise AisleError("give at least one run file (aisle evaluate --run-out writes one)")
     seen: set[Path] = set()
     for p in paths:
-        if Path(p).resolve() in seen:
+        resolved = Path(p).resolve()
+        if resolved in seen:
             raise AisleError(f"{p} is given twice; give each run file once")
-        seen.add(Path(p).resolve())
+        seen.add(resolved)
     read = [(Path(p), read_run(Path(p))) for p in paths]
     tags = [run.tag for _, run in read]
     runs: dict[str, dict[str, list[str]]] = {}

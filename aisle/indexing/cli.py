@@ -63,12 +63,11 @@ def cmd_export_vectors(args: argparse.Namespace) -> None:
 
 def cmd_update(args: argparse.Namespace) -> None:
     from aisle.indexing.update import update_version
+    from aisle.indexing.versions import current_id
 
     # The model is loaded once the current version is known: by default with the backend
     # that embedded it, so new vectors match the old ones.
     join_ray(args)
-    from aisle.indexing.versions import current_id
-
     path = update_version(args.data, args.out, engine=args.engine, keep=args.keep,
                           model_ref=args.model, backend=args.backend)
     if current_id(args.out) == path.name:

@@ -140,9 +140,9 @@ def _read_old(directory: Path | None) -> OldIndex | None:
         return None
     try:
         return _read_old_files(directory)
+    except ArtifactError:
+        raise
     except (OSError, ValueError, RuntimeError) as e:  # faiss raises RuntimeError
-        if isinstance(e, ArtifactError):
-            raise
         raise ArtifactError(f"{directory} is corrupt ({type(e).__name__}: {e}); run a full "
                             "build: aisle index build --force") from e
 

@@ -178,9 +178,7 @@ class _Training:
         from aisle.towers.model import resolve_model_ref
         from aisle.training.trainer import _schedule
 
-        base = resolve_model_ref(cfg.base)
-        if not base.is_dir():
-            raise AisleError(f"{base}: no such encoder directory for the cross-encoder's base")
+        base = resolve_model_ref(cfg.base)  # a directory: train_reranker's base_fingerprint
         torch.manual_seed(cfg.seed)
         try:
             self.model = CrossEncoder(str(base), num_labels=1, max_length=cfg.max_length,

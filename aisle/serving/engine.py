@@ -270,15 +270,15 @@ class Engine:
         """``found`` with any value that is not a finite ``dim`` vector made a miss (counted):
         Redis is shared, and a value another writer put there must not fail every request
         for its query until it expires; the miss encodes the query and overwrites it."""
-        bad = [i for i, v in enumerate(found)
-               if v is not None and (v.shape != (dim,) or not np.isfinite(v).all())]
-        if bad and count:
+        bad = {i for i, v in enumerate(found)
+               if v is not None and (v.shape != (dim,) or not np.isfinite(v).all())}
+        if not bad:
+            return found
+        if count:
             self.stats.add(bad_vectors=len(bad))
             log.warning("%d cached query vector(s) were not %d-d vectors of this model; "
                         "encoding them again", len(bad), dim)
-        if bad:
-            found = [None if i in bad else v for i, v in enumerate(found)]
-        return found
+        return [None if i in bad else v for i, v in enumerate(found)]
 
     @staticmethod
     def _retriever(snapshot: Snapshot, partition: str | None) -> Retriever:
