@@ -10,6 +10,9 @@ from aisle.data.schema import PRODUCT_FIELDS
 from aisle.errors import AisleError
 
 Pooling = Literal["mean", "cls", "max"]
+# What a config may ask for: a pooling, or "auto", the model directory's own (resolved when the
+# model loads: ``aisle.towers.model.load_model``).
+PoolingChoice = Literal["auto", "mean", "cls", "max"]
 Device = Literal["auto", "cpu", "cuda"]
 # How a tower runs inference. "torch": the sentence-transformers model. "onnx-fp32" /
 # "onnx-int8": the ONNX Runtime export written by `aisle export` (int8 = dynamic quantisation,
@@ -34,9 +37,13 @@ OUTPUT_FIELDS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class TowerConfig:
-    # Pooling of token states into one vector; the SBERT paper (Reimers & Gurevych, 2019,
-    # table 7) finds mean best for MiniLM-style bi-encoders, cls/max are kept for comparison.
-    pooling: Pooling = "mean"
+    # Pooling of token states into one vector. "auto": the model's own, as its directory says
+    # (an aisle model's saved config; a sentence-transformers directory's Pooling module, so a
+    # CLS-pooled BGE or GTE base trains and serves as it was pretrained; mean for a bare
+    # encoder, as sentence-transformers pools one). The default base, all-MiniLM-L6-v2, pools
+    # by mean, which the SBERT paper (Reimers & Gurevych, 2019, table 7) finds best for
+    # MiniLM-style bi-encoders. A model's saved config always names the pooling it ran with.
+    pooling: PoolingChoice = "auto"
     # Shopper queries are short (median 3 words); 32 word pieces cover >99.9% of homedepot's.
     max_query_length: int = 32
     # Title + brand + category + a truncated description fit in 128 word pieces; longer inputs
@@ -84,6 +91,14 @@ class TowerConfig:
         ):
             if getattr(self, name) < low:
                 raise AisleError(f"{name} must be >= {low}, got {getattr(self, name)}")
+
+
+def pooling_of(config: TowerConfig) -> Pooling:
+    """``config``'s pooling, resolved: a loaded model's config never says "auto"."""
+    if config.pooling == "auto":
+        raise AisleError("pooling 'auto' is resolved when the model loads; pass the loaded "
+                         "model's config")
+    return config.pooling
 
 
 def runtime_name(backend: str, int8_export: str) -> str:

@@ -41,7 +41,7 @@ from aisle.artifacts import (
 )
 from aisle.configs import from_dict
 from aisle.errors import AisleError, ArtifactError
-from aisle.towers.config import TowerConfig
+from aisle.towers.config import TowerConfig, pooling_of
 from aisle.towers.layout import LAYOUT, export_dirs
 from aisle.towers.model import (
     BASE_MODEL,
@@ -312,7 +312,7 @@ def _onnx_model(
         Path(),
         section,
         "int8" if precision == "int8" else "fp32",
-        cfg.pooling,
+        pooling_of(cfg),
         (cfg.max_query_length, cfg.max_product_length),
         (0, 0),
         cfg.batch_size,

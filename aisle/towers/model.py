@@ -35,7 +35,14 @@ from aisle.artifacts import (
 from aisle.configs import from_dict
 from aisle.errors import ArtifactError
 from aisle.towers.card import README, model_card
-from aisle.towers.config import OUTPUT_FIELDS, Backend, Pooling, TowerConfig, runtime_name
+from aisle.towers.config import (
+    OUTPUT_FIELDS,
+    Backend,
+    Pooling,
+    TowerConfig,
+    pooling_of,
+    runtime_name,
+)
 from aisle.towers.encoder import Tower, load_sentence_transformer, resolve_device
 from aisle.towers.layout import LAYOUT, LEGACY, layout_of, legacy_dirs, load_towers, save_towers
 from aisle.towers.onnx import (
@@ -222,10 +229,13 @@ def _resolve(ref: str | Path | None, config: TowerConfig | None, backend: Backen
         raise ArtifactError(f"{path}: no such model directory; pass a model saved by "
                             "`aisle train` or a sentence-transformers save")
     manifest = read_manifest(path, KIND) if (path / MANIFEST).is_file() else {}
+    saved = manifest.get("tower_config")
     if config is None:
-        saved = manifest.get("tower_config")
-        config = (from_dict(TowerConfig, saved) if saved
-                  else TowerConfig(pooling=directory_pooling(path)))
+        config = from_dict(TowerConfig, saved) if saved else TowerConfig()
+    if config.pooling == "auto":
+        own = (saved or {}).get("pooling")
+        config = replace(config, pooling=cast(Pooling, own) if own in get_args(Pooling)
+                         else directory_pooling(path))
     if backend is not None:
         config = replace(config, backend=backend)
     device = resolve_device(config.device)
@@ -261,7 +271,7 @@ def load_model(
             path,
             manifest["onnx"],
             "int8" if backend == "onnx-int8" else "fp32",
-            config.pooling,
+            pooling_of(config),
             (config.max_query_length, config.max_product_length),
             (config.onnx_query_threads, config.onnx_product_threads),
             config.batch_size,
@@ -294,13 +304,14 @@ def _encoders(
 ) -> tuple[SentenceTransformer, SentenceTransformer]:
     """(query, product) encoders on torch; the same one twice when the towers are shared."""
     if not manifest or layout_of(manifest) != LEGACY:
-        return load_towers(path, config.pooling, device)
+        return load_towers(path, pooling_of(config), device)
     dirs = legacy_dirs(manifest)
     if "shared" in dirs:
-        shared = load_sentence_transformer(path / dirs["shared"], config.pooling, device)
+        shared = load_sentence_transformer(path / dirs["shared"], pooling_of(config), device)
         return shared, shared
-    query = load_sentence_transformer(path / dirs["query"], config.pooling, device)
-    return query, load_sentence_transformer(path / dirs["product"], config.pooling, device)
+    pooling = pooling_of(config)
+    query = load_sentence_transformer(path / dirs["query"], pooling, device)
+    return query, load_sentence_transformer(path / dirs["product"], pooling, device)
 
 
 __all__ = ["BASE_MODEL", "TwoTowerModel", "load_model"]

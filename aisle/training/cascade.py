@@ -201,6 +201,9 @@ def train_cascade(
     # Training needs torch towers even when the base model directory carries an ONNX export.
     # (_checked_steps allows only auto and torch: the same towers load finished steps.)
     model = load_model(config.base_model or None, replace(config.tower, backend="torch"))
+    # tower.pooling "auto" is the base's own: every step and the published model pool as it
+    # does, and the step keys name that pooling (mean for the default base, as always).
+    config = replace(config, tower=replace(config.tower, pooling=model.config.pooling))
     if not model.shared:
         tied = [name for name, cfg in steps if cfg.shared]
         if tied:

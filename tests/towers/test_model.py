@@ -127,6 +127,8 @@ def test_a_plain_directory_is_loaded_with_its_own_pooling(tmp_path: Path) -> Non
                                    texts, convert_to_tensor=True), dim=-1),
                                atol=1e-5, rtol=0)
     assert load_model(cls_dir, TowerConfig(pooling="mean")).config.pooling == "mean"  # asked
+    # A config that names no pooling ("auto", the default) keeps the directory's.
+    assert load_model(cls_dir, TowerConfig(device="cpu")).config.pooling == "cls"
     # The older config format, one flag a mode, reads the same.
     pooling_config = next(cls_dir.glob("*Pooling/config.json"))
     dim = json.loads(pooling_config.read_text()).get("word_embedding_dimension", 384)

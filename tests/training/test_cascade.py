@@ -498,6 +498,34 @@ def test_new_base_weights_at_the_same_path_train_afresh(
     assert stub.trained == ["step1", "step2"] and stub.evaluated == 3
 
 
+def test_a_cls_pooled_base_trains_and_publishes_with_its_own_pooling(
+    sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A BGE-style base (CLS pooling) is trained as it pools unless the config names another
+    pooling; the step keys name the pooling it resolved to."""
+    from aisle.towers.encoder import load_sentence_transformer
+
+    stub = _Stubbed(monkeypatch)
+    base, work = tmp_path / "cls-base", tmp_path / "work"
+    load_sentence_transformer(base_model_path(), "cls", "cpu").save(str(base))
+    config = load_config(TrainConfig, SMOKE, [f"base_model={base}", "tower.device=cpu"])
+    assert config.tower.pooling == "auto"
+    stub.run(sample_data, tmp_path / "a", config, work)
+    assert stub.trained == ["step1", "step2"]
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["tower_config"]["pooling"] == "cls"
+    assert load_model(tmp_path / "a").config.pooling == "cls"
+    named = load_config(TrainConfig, SMOKE, [f"base_model={base}", "tower.device=cpu",
+                                             "tower.pooling=cls"])
+    stub.run(sample_data, tmp_path / "b", named, work)
+    assert stub.trained == []  # "auto" on this base is "cls": the same steps
+    mean = load_config(TrainConfig, SMOKE, [f"base_model={base}", "tower.device=cpu",
+                                            "tower.pooling=mean"])
+    stub.run(sample_data, tmp_path / "c", mean, work)
+    assert stub.trained == ["step1", "step2"]  # asked for mean: other steps
+    assert load_model(tmp_path / "c").config.pooling == "mean"
+
+
 def test_the_built_in_base_model_keeps_the_step_keys_it_had(base_model: TwoTowerModel) -> None:
     # Work directories of earlier runs (docs/results.md names step2-d25a7ef2eaa1) hold
     # steps keyed without the base model's weights: the built-in's stay out of the keys.
