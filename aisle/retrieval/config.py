@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -211,3 +212,7 @@ class FusionConfig:
         for name in ("dense_depth", "lexical_depth"):
             if getattr(self, name) < 1:
                 raise AisleError(f"fusion {name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.weight <= 1.0:  # NaN fails too
+            raise AisleError(f"fusion weight must be in [0, 1], got {self.weight}")
+        if not 0.0 <= self.rrf_k < math.inf:
+            raise AisleError(f"fusion rrf_k must be a finite number >= 0, got {self.rrf_k}")

@@ -54,7 +54,10 @@ PATH_SEP = " > "
 BLANK = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 _WS = f"[{BLANK}]*"
 _NUM = r"[+-]?(?:[0-9]{1,15}(?:\.[0-9]{0,15})?|\.[0-9]{1,15})"
-_TEXT_VALUE = f"[^|]*[^|{BLANK}][^|]*"
+# Blanks, one character that is neither a blank nor "|", then anything but "|": one way only to
+# match a value, so checking a long one is linear (a pattern with several ways to place its
+# non-blank character backtracks exponentially over "a|a|...| ").
+_TEXT_VALUE = f"[{BLANK}]*[^|{BLANK}][^|]*"
 _BOOL_VALUE = f"{_WS}(?:[Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]){_WS}"
 _NUMBER_VALUE = f"{_WS}(?:{_NUM}|(?:{_NUM})?\\.\\.(?:{_NUM})?){_WS}"
 _BOUND_VALUE = f"{_WS}{_NUM}{_WS}"
@@ -296,8 +299,8 @@ def _typed(c: Condition, kind: FieldType, where: str | None) -> list[Any]:
                           None if high is None else float(high)))
         return items
     wanted = {"string": str, "boolean": bool, "number": float}[kind]
-    ops = {"string": ("=", "^="), "boolean": ("=",)}.get(kind)
-    if (ops is not None and c.op not in ops) or not all(
+    ops = {"string": ("=", "^="), "boolean": ("=",)}.get(kind, ("=", ">=", ">", "<=", "<"))
+    if c.op not in ops or not all(
             type(v) is wanted for v in c.values):  # exact types: a bool is no number here
         raise wrong
     return list(c.values)

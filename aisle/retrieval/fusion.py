@@ -12,6 +12,11 @@ Reciprocal rank fusion (Cormack et al., SIGIR 2009), ranks counted from 1:
 
 Ties are broken by the better dense rank, then the better lexical rank, then product id, so
 results are deterministic.
+
+Each side counts to its depth (``FusionConfig``'s ``dense_depth`` and ``lexical_depth``): a
+longer list (a request for more results than the depth) normalises by the bounds of its first
+``depth`` scores, and a product past them scores 0 on that side (RRF: nothing), as if it were
+missing. So asking for more results never reorders the first ones.
 """
 
 from __future__ import annotations
@@ -24,14 +29,16 @@ from aisle.retrieval.config import FusionConfig
 Ranked = Sequence[tuple[str, float]]
 
 
-def minmax(scores: Sequence[float]) -> list[float]:
-    """Scale to [0, 1]; equal scores (or one candidate) all map to 1."""
+def minmax(scores: Sequence[float], within: int | None = None) -> list[float]:
+    """Scale to [0, 1] by the bounds of the first ``within`` scores (all when None); a score
+    below them is 0. Equal bounds (or one candidate) map to 1."""
     if not scores:
         return []
-    lo, hi = min(scores), max(scores)
+    head = scores if within is None else scores[:within]
+    lo, hi = min(head), max(head)
     if hi - lo <= 0.0:
-        return [1.0] * len(scores)
-    return [(s - lo) / (hi - lo) for s in scores]
+        return [1.0 if s >= lo else 0.0 for s in scores]
+    return [max(0.0, (s - lo) / (hi - lo)) for s in scores]
 
 
 def _ranks(ranked: Ranked) -> dict[str, int]:
@@ -60,18 +67,22 @@ def _order(fused: dict[str, float], d: dict[str, int], lx: dict[str, int],
     return [(p, fused[p]) for p in keys[:k]]
 
 
+Depths = tuple[int | None, int | None]  # (dense, lexical); None: the whole list
+
+
 def convex_fusion(dense: Ranked, lexical: Ranked, weight: float,
-                  k: int | None = None) -> list[tuple[str, float]]:
+                  k: int | None = None, depths: Depths = (None, None)
+                  ) -> list[tuple[str, float]]:
     """``weight`` on the dense side, ``1 - weight`` on the lexical side (0 <= weight <= 1);
-    the first ``k`` only when given."""
+    the first ``k`` only when given; each side normalised by its first ``depths`` scores."""
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"fusion weight must be in [0, 1], got {weight}")
     fused: dict[str, float] = {}
     ranks = []
-    for side, w in ((dense, weight), (lexical, 1.0 - weight)):
+    for side, w, depth in ((dense, weight, depths[0]), (lexical, 1.0 - weight, depths[1])):
         first = _ranks(side)
         ranks.append(first)
-        norm = minmax([s for _, s in side])
+        norm = minmax([s for _, s in side], depth)
         for i, (pid, _) in enumerate(side):
             if first[pid] == i + 1:  # a repeated id counts once, at its first position
                 fused[pid] = fused.get(pid, 0.0) + w * norm[i]
@@ -79,21 +90,24 @@ def convex_fusion(dense: Ranked, lexical: Ranked, weight: float,
 
 
 def rrf_fusion(dense: Ranked, lexical: Ranked, k: float = 60.0,
-               top: int | None = None) -> list[tuple[str, float]]:
+               top: int | None = None, depths: Depths = (None, None)
+               ) -> list[tuple[str, float]]:
     """Reciprocal rank fusion with constant ``k`` (60 in the original paper); the first
-    ``top`` only when given."""
-    if k < 0:
+    ``top`` only when given; a side's ranks past its ``depths`` add nothing."""
+    if not k >= 0:
         raise ValueError(f"RRF constant k must be >= 0, got {k}")
     fused: dict[str, float] = {}
     ranks = [_ranks(dense), _ranks(lexical)]
-    for side in ranks:
+    for side, depth in zip(ranks, depths, strict=True):
         for pid, rank in side.items():
-            fused[pid] = fused.get(pid, 0.0) + 1.0 / (k + rank)
+            share = 1.0 / (k + rank) if depth is None or rank <= depth else 0.0
+            fused[pid] = fused.get(pid, 0.0) + share
     return _order(fused, ranks[0], ranks[1], top)
 
 
 def fuse(dense: Ranked, lexical: Ranked, k: int, config: FusionConfig) -> list[tuple[str, float]]:
     """The top ``k`` of the two rankings fused as ``config`` says (convex or RRF)."""
+    depths = (config.dense_depth, config.lexical_depth)
     if config.method == "rrf":
-        return rrf_fusion(dense, lexical, config.rrf_k, k)
-    return convex_fusion(dense, lexical, config.weight, k)
+        return rrf_fusion(dense, lexical, config.rrf_k, k, depths)
+    return convex_fusion(dense, lexical, config.weight, k, depths)

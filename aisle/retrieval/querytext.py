@@ -3,9 +3,10 @@
 The service's cache keys exactly the string the encoder is given: two queries share a cached
 vector only when the tower would have been given the same text for both. So normalisation
 happens to the text itself, before encoding (``aisle.retrieval.query`` applies it for every
-caller): Unicode NFKC (full-width letters, ligatures, superscripts become the plain characters)
-and whitespace collapsed; lower case as well, but only for a model whose tokenizer ignores case
-anyway (``case_blind``), as a cased model reads "US" and "us" differently.
+caller): Unicode NFKC (full-width letters, ligatures, superscripts become the plain characters;
+trade marks dropped, "½" as "1/2") and whitespace collapsed; lower case as well, but only for a
+model whose tokenizer ignores case anyway (``case_blind``), as a cased model reads "US" and "us"
+differently.
 """
 
 from __future__ import annotations
@@ -20,9 +21,23 @@ from aisle.towers.model import TwoTowerModel
 _CASE_PROBE = "Cordless DRILL Straße ÉCLAIR Ärmel"
 
 
+# Two repairs of what NFKC does to shoppers' text. Trade marks it spells as letters glued to
+# the word before them ("Ryobi™" -> "RyobiTM", a word no catalog holds, which the speller then
+# "corrects") go before it; fraction slashes that survive it ("½" -> "1⁄2", which BM25 reads as
+# the terms "1" and "2" and the tower as other word pieces) become the "/" shoppers type.
+_MARKS = str.maketrans({"\u2122": " ", "\u2120": " "})  # ™ ℠
+_SLASHES = str.maketrans({"\u2044": "/", "\u2215": "/"})  # ⁄ ∕
+
+
+def nfkc(text: str) -> str:
+    """``text`` in Unicode NFKC, trade marks dropped and fraction slashes as "/"."""
+    return unicodedata.normalize("NFKC", text.translate(_MARKS)).translate(_SLASHES)
+
+
 def normalise(text: str) -> str:
-    """``text`` in Unicode NFKC with each whitespace run one space, none at either end."""
-    return " ".join(unicodedata.normalize("NFKC", text).split())
+    """``text`` in Unicode NFKC (``nfkc``) with each whitespace run one space, none at either
+    end."""
+    return " ".join(nfkc(text).split())
 
 
 def case_blind(model: TwoTowerModel) -> bool:
@@ -42,7 +57,7 @@ def query_problem(text: str) -> str | None:
     except UnicodeEncodeError as e:
         return (f"query is not valid Unicode: character {e.start} is a lone surrogate "
                 f"({text[e.start]!a}); send the query as UTF-8 text")
-    if not any(c.isalnum() for c in unicodedata.normalize("NFKC", text)):
+    if not any(c.isalnum() for c in nfkc(text)):
         if "\ufffd" in text:  # what undecodable bytes become
             return ("query has no letters or digits, only U+FFFD replacement characters; "
                     "send the query as UTF-8 text")

@@ -144,13 +144,20 @@ def faiss_parameters(
     if isinstance(inner, faiss.IndexIVF) and params.nprobe is not None:
         return _faiss.SearchParametersIVF(nprobe=min(params.nprobe, inner.nlist), **sel)
     if isinstance(inner, faiss.IndexRefine):
-        base = faiss_parameters(inner.base_index, params, k, selector)
+        nested = selector
+        outer = faiss.downcast_index(index)
+        if selector is not None and isinstance(outer, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+            # An id map translates the selector of the parameters it is given, not the one
+            # nested in them for the refine's base, which would read stored positions as ids.
+            nested = _faiss.IDSelectorTranslated(outer.id_map, selector)
+        base = faiss_parameters(inner.base_index, params, k, nested)
         if params.rerank is None and base is None:
             return None  # the depth stored in the index (set at build time)
         # IndexRefine asks its base for k * k_factor candidates and re-ranks them exactly.
         k_factor = max(params.rerank, k) / k if params.rerank is not None else inner.k_factor
         refine = _faiss.IndexRefineSearchParameters(k_factor=k_factor, base_index_params=base)
-        refine.referenced_objects = [base]  # keep the base's parameters alive with this one
+        # Keep the base's parameters and the selectors they read alive with this one.
+        refine.referenced_objects = [base, nested, selector]
         return refine
     return None if selector is None else _faiss.SearchParameters(**sel)
 

@@ -131,8 +131,10 @@ class QuerySpeller:
         """Whether ``w`` is left as it is without a search."""
         if len(w) < self.min_word or not _WORD.match(w) or self._is_word(w):
             return True
-        plural = (w.endswith("s") and self._is_word(w[:-1])) or (
-            w.endswith("es") and self._is_word(w[:-2])
+        plural = (
+            (w.endswith("s") and self._is_word(w[:-1]))
+            or (w.endswith("es") and self._is_word(w[:-2]))
+            or (w.endswith("ies") and self._is_word(w[:-3] + "y"))  # "pantries": "pantry"
         )
         return plural or (w.startswith("un") and self._is_word(w[2:])) or self._is_compound(w)
 

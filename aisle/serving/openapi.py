@@ -34,10 +34,11 @@ def searchable() -> str:
     r"""A pattern for the queries ``query_problem`` (aisle/retrieval/querytext.py) lets
     through: those holding a character that is a letter or digit in Unicode NFKC.
 
-    That is ``\p{L}`` or ``\p{N}``, or one of ~900 symbols NFKC spells with letters (™ is
-    searched as TM, ㎏ as kg), which are listed here as they are found, by asking
-    ``query_problem`` of every character. Not expressed: 17 letters NFKC turns into combining
-    marks (U+037A, U+FC5E-FC63, U+FE70-FE7E, U+FF9E-FF9F), which the service refuses alone.
+    That is ``\p{L}`` or ``\p{N}``, or one of ~900 symbols NFKC spells with letters (㎏ is
+    searched as kg, ℡ as TEL; trade marks are dropped: ``querytext.nfkc``), which are listed
+    here as they are found, by asking ``query_problem`` of every character. Not expressed: 17
+    letters NFKC turns into combining marks (U+037A, U+FC5E-FC63, U+FE70-FE7E, U+FF9E-FF9F),
+    which the service refuses alone.
     """
     extra: list[tuple[int, int]] = []
     for code in range(sys.maxunicode + 1):

@@ -104,6 +104,9 @@ def test_json_filters_mean_the_same(table: FieldTable) -> None:
         (["price >= 3"], "no space before the operator"),
         (["2price=3"], "is not field=value"),
         (["brand=" + "x" * 300], "at most 200"),
+        # Many values and a blank last one: checked at once (the pattern it is checked with
+        # once backtracked exponentially here, and one request held the event loop)
+        (["brand=" + "aaa|" * 48 + " "], "brand is a text field"),
     ],
 )
 def test_bad_text_conditions_say_what_to_fix(
@@ -127,6 +130,7 @@ def test_bad_text_conditions_say_what_to_fix(
         ({"price": {}}, "a range takes gte, gt, lte and lt", "filters.price"),
         ({"price": None}, "is not a string, number or boolean", "filters.price"),
         ({"colour": "red"}, "unknown field 'colour'", "filters.colour"),
+        ({"price": {"under": 5}}, "price is a number field", "filters.price"),  # paths: text
     ],
 )
 def test_bad_json_filters_name_the_key_at_fault(

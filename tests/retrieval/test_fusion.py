@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from aisle.errors import AisleError
 from aisle.retrieval.config import FusionConfig
 from aisle.retrieval.fusion import convex_fusion, fuse, minmax, rrf_fusion
 
@@ -18,6 +19,9 @@ def test_minmax() -> None:
     assert minmax([3.0]) == [1.0]  # a lone candidate is the best there is
     assert minmax([2.0, 2.0]) == [1.0, 1.0]
     assert minmax([]) == []
+    # bounds from the head only; deeper scores below them are 0
+    assert minmax([0.75, 0.5, 0.25, 0.0], within=3) == [1.0, 0.5, 0.0, 0.0]
+    assert minmax([2.0, 2.0, 1.0], within=2) == [1.0, 1.0, 0.0]
 
 
 def test_convex_with_ties_broken_by_dense_rank() -> None:
@@ -83,6 +87,29 @@ def test_the_top_k_is_the_head_of_the_full_order_ties_at_the_cut_included(method
                 else convex_fusion(dense, lexical, 0.5))
         for k in (1, 3, 10, 100):
             assert fuse(dense, lexical, k, config) == full[:k]
+
+
+@pytest.mark.parametrize("method", ["convex", "rrf"])
+def test_asking_for_more_results_than_the_depth_keeps_the_head(method: str) -> None:
+    """A request past the fusion depth takes each side's list deeper; products past a side's
+    depth count as missing there, so the first results are those of a shorter request."""
+    rng = random.Random(11)
+    config = FusionConfig(method=method, weight=0.6, dense_depth=50,  # type: ignore[arg-type]
+                          lexical_depth=80)
+    ids = [f"p{i}" for i in range(400)]
+    for _ in range(50):
+        dense = sorted(((p, rng.random()) for p in rng.sample(ids, 150)), key=lambda x: -x[1])
+        lexical = sorted(((p, rng.uniform(0, 20)) for p in rng.sample(ids, 150)),
+                         key=lambda x: -x[1])
+        head = fuse(dense[:50], lexical[:80], 10, config)
+        assert fuse(dense, lexical, 150, config)[:10] == head
+
+
+@pytest.mark.parametrize("bad", [{"weight": 1.5}, {"weight": float("nan")}, {"rrf_k": -5.0},
+                                 {"rrf_k": float("inf")}, {"dense_depth": 0}])
+def test_a_fusion_config_out_of_range_is_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(AisleError, match="fusion"):
+        FusionConfig(**bad)  # type: ignore[arg-type]
 
 
 def test_a_top_zero_is_empty() -> None:

@@ -12,6 +12,11 @@ def test_normalise() -> None:
     assert normalise("ﬁre  pit") == "fire pit"
     assert normalise("² in") == "2 in"
     assert normalise("Straße") == "Straße"
+    # NFKC would glue trade marks to the word as letters, and keep a fraction slash
+    assert normalise("Ryobi™ 18V") == "Ryobi 18V"
+    assert normalise("Gorilla™Glue ℠") == "Gorilla Glue"
+    assert normalise("½ in. pipe") == "1/2 in. pipe"
+    assert normalise("3⁄4 and 1∕8") == "3/4 and 1/8"
 
 
 @pytest.mark.parametrize(("query", "message"), [
@@ -21,6 +26,7 @@ def test_normalise() -> None:
     ("\u200b", "query has no letters or digits"),
     ("\ufffd\ufffd", "only U+FFFD replacement characters; send the query as UTF-8"),
     ("!!! ...", "query has no letters or digits"),
+    ("™", "query has no letters or digits"),  # a mark, not the letters NFKC spells it with
 ])
 def test_query_problem_says_what_to_fix(query: str, message: str) -> None:
     problem = query_problem(query)

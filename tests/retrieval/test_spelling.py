@@ -39,6 +39,12 @@ def test_plurals_and_negations_of_words_are_left_alone() -> None:
     assert speller.word("unframed") == "unframed"  # not "framed"
     assert speller.word("steaks") == "steaks"  # the plural of a known word, not "steams"
     assert speller.word("wrenchs") == "wrenchs"  # "-s" plural, however odd
+    berries = QuerySpeller(Counter({"cherry": 9, "berries": 40, "pantry": 9, "entries": 40}),
+                           min_count=3)
+    assert berries.word("cherries") == "cherries"  # "-ies" plural of "cherry", not "berries"
+    assert berries.word("pantries") == "pantries"  # not "entries"
+    no_cherry = QuerySpeller(Counter({"berries": 40}), min_count=3)
+    assert no_cherry.word("cherries") == "berries"  # the plural of no catalog word
 
 
 def test_words_the_tokenizer_knows_are_left_alone() -> None:
