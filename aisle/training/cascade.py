@@ -192,9 +192,20 @@ def train_cascade(
     out = Path(out)
     check_replaceable(out, MODEL_KIND)  # before an hour of training, not after it
     work = Path(work) if work is not None else out.parent / f"{out.name}.work"
+    inside = [(a, b) for a, b in ((work, out), (out, work))
+              if a.resolve().is_relative_to(b.resolve())]
+    if inside:  # publishing replaces out whole: a work directory in it would be lost
+        raise AisleError(f"the work directory {work} and the output {out} must not hold one "
+                         "another: pass a --work beside --out, not in it")
     started = time.perf_counter()
     ds = load_dataset(data)
     steps = _checked_steps(ds, config)
+    if not (ds.split_judgments("dev")["grade"] > 0).any():
+        raise DataError(
+            f"dataset {ds.name!r} has no dev-split judgment with a grade above 0: training "
+            "picks the step to publish by dev nDCG@10, which needs judged relevant products "
+            "for some dev queries; mark some judged queries split = dev in queries.csv"
+        )
     work.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
     fingerprints = {t: ds.fingerprint(t) for t in (PRODUCTS, QUERIES, JUDGMENTS)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from aisle.data.schema import check_grade_threshold, grade_threshold
@@ -92,7 +93,8 @@ class StepConfig:
     # Also train product -> query (each positive product ranks the batch's queries). Off: in
     # both steps on homedepot it tied the default on dev (0.5182 against 0.5179, 2026-11-28).
     symmetric: bool = False
-    # Cap on the number of training pairs (0 = all); for smoke runs and tests.
+    # Cap on the judged training pairs (0 = all); the catalog and BM25-positive pairs are added
+    # after it. For smoke runs and tests.
     max_pairs: int = 0
     # Run the step at all (false: skip it, e.g. a step-1-only ablation).
     enabled: bool = True
@@ -106,13 +108,41 @@ class StepConfig:
             raise AisleError(
                 f"epochs must be >= 1, got {self.epochs} (to skip the step, set enabled = false)"
             )
-        if not self.lr > 0:
-            raise AisleError(f"lr must be > 0, got {self.lr} (e.g. 5e-5)")
-        if not self.temperature > 0:
+        if not 0 < self.lr < math.inf:
+            raise AisleError(f"lr must be a finite number > 0, got {self.lr} (e.g. 5e-5)")
+        if not 0 < self.temperature < math.inf:
             raise AisleError(
-                f"temperature must be > 0, got {self.temperature}: the loss divides the cosine "
-                "scores by it (0.05 = scale 20)"
+                f"temperature must be a finite number > 0, got {self.temperature}: the loss "
+                "divides the cosine scores by it (0.05 = scale 20)"
             )
+        # NaN fails each of these (every comparison with it is false).
+        if not 0 <= self.alpha < math.inf:
+            raise AisleError(f"alpha must be a finite number >= 0 (0: plain in-batch softmax), "
+                             f"got {self.alpha}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise AisleError(f"weight_decay must be a finite number >= 0, got "
+                             f"{self.weight_decay}")
+        if not 0 <= self.warmup_ratio <= 1:
+            raise AisleError(f"warmup_ratio must be in [0, 1] (the share of the step's "
+                             f"optimiser steps spent warming up), got {self.warmup_ratio}")
+        if not 0 <= self.distill_weight < math.inf:
+            raise AisleError(f"distill_weight must be a finite number >= 0, got "
+                             f"{self.distill_weight}")
+        for name in ("max_pairs", "catalog_pairs", "lexical_negative_depth",
+                     "lexical_negative_skip", "lexical_positives", "distill_candidates"):
+            if getattr(self, name) < 0:
+                raise AisleError(f"{name} must be >= 0 (0: off), got {getattr(self, name)}")
+        if self.lexical_negative_depth > 0:
+            if self.lexical_negative_skip >= self.lexical_negative_depth:
+                raise AisleError(
+                    f"lexical_negative_skip ({self.lexical_negative_skip}) must be below "
+                    f"lexical_negative_depth ({self.lexical_negative_depth}): negatives are "
+                    "drawn from the BM25 ranks [skip, depth)")
+            if self.lexical_positives > self.lexical_negative_skip:
+                raise AisleError(
+                    f"lexical_positives ({self.lexical_positives}) must not exceed "
+                    f"lexical_negative_skip ({self.lexical_negative_skip}): BM25's top ranks "
+                    "cannot be both positives and negatives of one query")
         if self.hard_negative_max_grade >= 0 or self.lexical_negative_depth > 0:
             if self.batch_size < 1:
                 raise AisleError(f"batch_size must be >= 1, got {self.batch_size}")
@@ -126,6 +156,11 @@ class StepConfig:
     def positive_grade(self, top_grade: float) -> float:
         """The lowest grade that counts as a positive, on a dataset whose top grade is this."""
         return grade_threshold(self.min_grade, self.min_grade_fraction, top_grade)
+
+
+# numpy seeds are below 2**32; a resumed step seeds with seed + its optimiser step, and 2**31
+# leaves room for two billion of them.
+SEED_LIMIT = 2**31
 
 
 @dataclass(frozen=True)
@@ -161,6 +196,11 @@ class TrainConfig:
     export_int8: bool = True
 
     def __post_init__(self) -> None:
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise AisleError(f"seed must be in [0, {SEED_LIMIT}), got {self.seed}")
+        if self.dev_catalog_size < 0:
+            raise AisleError(f"dev_catalog_size must be >= 0 (0: the whole catalog), got "
+                             f"{self.dev_catalog_size}")
         if self.checkpoint_every < 1:
             raise AisleError(
                 f"checkpoint_every must be >= 1 (optimiser steps between checkpoints), got "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -64,8 +65,8 @@ def validate(cfg: StepConfig, ds: Dataset | None = None) -> None:
         problems.append("distill_queries must be >= 1")
     if not 0.0 <= cfg.distill_fusion_weight <= 1.0:
         problems.append("distill_fusion_weight must be in [0, 1]")
-    if cfg.distill_temperature <= 0 or cfg.distill_weight < 0:
-        problems.append("distill_temperature must be > 0 and distill_weight >= 0")
+    if not 0 < cfg.distill_temperature < math.inf:
+        problems.append("distill_temperature must be a finite number > 0")
     if problems:
         raise AisleError("bad distillation config: " + "; ".join(problems))
 

@@ -176,6 +176,17 @@ def _run_step(
         state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=False)
         state = {**counts, **state}  # checkpoints from before the counts were kept: from 0
         log.info("%s: resuming at optimiser step %d/%d", name, state["step"], total)
+    elif (ckpt / STATE_FILE).is_file():
+        log.warning("%s: %s holds a checkpoint of this step, which this run trains over from "
+                    "the first batch (pass --resume to go on from it)", name, ckpt)
+    elif resume:
+        others = sorted(p.name for p in ckpt.parent.glob(f"{name}-*{ckpt.suffix}")
+                        if p != ckpt and (p / STATE_FILE).is_file())
+        if others:
+            log.warning("%s: --resume found no checkpoint of this step in %s; %s hold the "
+                        "step under other settings (data, base model or config), which this "
+                        "run cannot go on from: training from the first batch", name,
+                        ckpt.parent, ", ".join(others))
     seed_everything(seed + state["step"])
     for m in {
         id(model.query.model): model.query.model,

@@ -548,6 +548,38 @@ def test_an_onnx_tower_backend_is_refused_before_anything_trains(
         assert [name for name, _ in _checked_steps(_tiny_catalog(), config)] == ["step1", "step2"]
 
 
+def test_a_work_directory_in_the_output_is_refused_before_anything_trains(
+    sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stub = _Stubbed(monkeypatch)
+    config = load_config(TrainConfig, SMOKE, [])
+    for out, work in ((tmp_path / "m", tmp_path / "m" / "work"), (tmp_path / "m", tmp_path / "m"),
+                      (tmp_path / "w" / "m", tmp_path / "w")):
+        with pytest.raises(AisleError, match="must not hold one another"):
+            stub.run(sample_data, out, config, work)
+        assert stub.evaluated == 0 and not work.exists()
+
+
+def test_a_dev_split_without_relevant_judgments_is_refused_before_anything_trains(
+    sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dev nDCG@10 picks the step to publish: without it both steps would train for
+    nothing."""
+    data = tmp_path / "data"
+    shutil.copytree(sample_data, data)
+    ds = load_dataset(data)
+    dev = set(ds.split_queries("dev")["query_id"])
+    judgments = ds.judgments.copy()
+    judgments.loc[judgments["query_id"].isin(dev), "grade"] = 0.0
+    for name in ("judgments.csv", "judgments.parquet"):
+        (data / name).unlink(missing_ok=True)
+    judgments.to_csv(data / "judgments.csv", index=False)
+    stub = _Stubbed(monkeypatch)
+    with pytest.raises(DataError, match="no dev-split judgment with a grade above 0"):
+        stub.run(data, tmp_path / "model", load_config(TrainConfig, SMOKE, []), tmp_path / "w")
+    assert stub.evaluated == 0 and stub.trained == []
+
+
 def test_a_step_that_would_re_tie_untied_towers_is_refused_before_anything_trains() -> None:
     retie = load_config(TrainConfig, SMOKE, ["step1.shared=false", "step2.shared=true"])
     with pytest.raises(AisleError, match=r"step2.shared = true would re-tie .* step1.shared"):

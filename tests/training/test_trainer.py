@@ -114,3 +114,31 @@ def test_a_checkpoint_from_before_the_counts_resumes_counting_from_zero(
     assert stats["optimizer_steps"] == STEPS
     assert stats["hard_negatives_seen"] == HARD // 2  # the resumed run's own two batches
     assert stats["teacher_lists_seen"] == TEACHER_LISTS // 2
+
+
+def test_resume_says_when_it_cannot_go_on_and_a_fresh_run_says_what_it_trains_over(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint of the step under other settings (another key) is not resumed from, and
+    the log says so, naming it; a run without --resume over a checkpoint says it too. (Each
+    run is killed at its first checkpoint.)"""
+    other, ours = tmp_path / "fit-0123abcd.ckpt", tmp_path / "fit-4567cdef.ckpt"
+    real_save = trainer.save_checkpoint
+
+    def save_then_die(path: Path, model: TwoTowerModel, state: dict[str, Any]) -> None:
+        real_save(path, model, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run_step(_fresh(), _pairs(), CFG, 0, other, EVERY, False, "fit")
+    with caplog.at_level("INFO", logger="aisle.training.trainer"), \
+            pytest.raises(KeyboardInterrupt):
+        trainer.run_step(_fresh(), _pairs(), CFG, 0, ours, EVERY, True, "fit")
+    assert "found no checkpoint of this step" in caplog.text and other.name in caplog.text
+    assert "resuming" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="aisle.training.trainer"), \
+            pytest.raises(KeyboardInterrupt):
+        trainer.run_step(_fresh(), _pairs(), CFG, 0, other, EVERY, False, "fit")
+    assert "holds a checkpoint of this step" in caplog.text and "--resume" in caplog.text
