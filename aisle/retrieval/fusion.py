@@ -27,18 +27,18 @@ from collections.abc import Sequence
 from aisle.retrieval.config import FusionConfig
 
 Ranked = Sequence[tuple[str, float]]
+Depths = tuple[int | None, int | None]  # (dense, lexical); None: the whole list
 
 
 def minmax(scores: Sequence[float], within: int | None = None) -> list[float]:
-    """Scale to [0, 1] by the bounds of the first ``within`` scores (all when None); a score
-    below them is 0. Equal bounds (or one candidate) map to 1."""
+    """Scale the first ``within`` scores (all when None) to [0, 1] by their bounds; the rest
+    are 0. Equal bounds (or one candidate) map to 1."""
     if not scores:
         return []
     head = scores if within is None else scores[:within]
     lo, hi = min(head), max(head)
-    if hi - lo <= 0.0:
-        return [1.0 if s >= lo else 0.0 for s in scores]
-    return [max(0.0, (s - lo) / (hi - lo)) for s in scores]
+    scaled = [1.0] * len(head) if hi - lo <= 0.0 else [(s - lo) / (hi - lo) for s in head]
+    return scaled + [0.0] * (len(scores) - len(head))
 
 
 def _ranks(ranked: Ranked) -> dict[str, int]:
@@ -49,11 +49,12 @@ def _ranks(ranked: Ranked) -> dict[str, int]:
 
 
 def _order(fused: dict[str, float], d: dict[str, int], lx: dict[str, int],
-           k: int | None = None) -> list[tuple[str, float]]:
-    """``fused`` best first, ties broken by dense rank ``d``, lexical rank ``lx``, then id;
-    only the first ``k`` when given. The full tie-breaking key is built only for products
-    that can be in the top k (a score at least the k-th best): a query fuses ~400
-    candidates for 10 results."""
+           k: int | None = None, depths: Depths = (None, None)) -> list[tuple[str, float]]:
+    """``fused`` best first, ties broken by dense rank ``d``, lexical rank ``lx`` (each
+    within its side's depth first: a rank past it counts as none), then id; only the first
+    ``k`` when given. The full tie-breaking key is built only for products that can be in
+    the top k (a score at least the k-th best): a query fuses ~400 candidates for 10
+    results."""
     if k is not None and k <= 0:
         return []
     pool: list[str] = list(fused)
@@ -63,11 +64,15 @@ def _order(fused: dict[str, float], d: dict[str, int], lx: dict[str, int],
         # sort would also place among the first k.
         pool = [p for p, score in fused.items() if not score < cut]
     big = len(d) + len(lx) + 1
-    keys = sorted(pool, key=lambda p: (-fused[p], d.get(p, big), lx.get(p, big), p))
+
+    def within(ranks: dict[str, int], p: str, depth: int | None) -> int:
+        rank = ranks.get(p, big)
+        return rank if depth is None or rank <= depth else big
+
+    keys = sorted(pool, key=lambda p: (-fused[p], within(d, p, depths[0]),
+                                       within(lx, p, depths[1]), d.get(p, big),
+                                       lx.get(p, big), p))
     return [(p, fused[p]) for p in keys[:k]]
-
-
-Depths = tuple[int | None, int | None]  # (dense, lexical); None: the whole list
 
 
 def convex_fusion(dense: Ranked, lexical: Ranked, weight: float,
@@ -86,7 +91,7 @@ def convex_fusion(dense: Ranked, lexical: Ranked, weight: float,
         for i, (pid, _) in enumerate(side):
             if first[pid] == i + 1:  # a repeated id counts once, at its first position
                 fused[pid] = fused.get(pid, 0.0) + w * norm[i]
-    return _order(fused, ranks[0], ranks[1], k)
+    return _order(fused, ranks[0], ranks[1], k, depths)
 
 
 def rrf_fusion(dense: Ranked, lexical: Ranked, k: float = 60.0,
@@ -102,7 +107,7 @@ def rrf_fusion(dense: Ranked, lexical: Ranked, k: float = 60.0,
         for pid, rank in side.items():
             share = 1.0 / (k + rank) if depth is None or rank <= depth else 0.0
             fused[pid] = fused.get(pid, 0.0) + share
-    return _order(fused, ranks[0], ranks[1], top)
+    return _order(fused, ranks[0], ranks[1], top, depths)
 
 
 def fuse(dense: Ranked, lexical: Ranked, k: int, config: FusionConfig) -> list[tuple[str, float]]:

@@ -96,8 +96,8 @@ class TowerConfig:
 def pooling_of(config: TowerConfig) -> Pooling:
     """``config``'s pooling, resolved: a loaded model's config never says "auto"."""
     if config.pooling == "auto":
-        raise AisleError("pooling 'auto' is resolved when the model loads; pass the loaded "
-                         "model's config")
+        raise AisleError("a model's tower config names its pooling (mean, cls or max); 'auto' "
+                         "is resolved when load_model loads it: pass the loaded model's config")
     return config.pooling
 
 

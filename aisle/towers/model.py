@@ -102,6 +102,7 @@ class TwoTowerModel:
         backend: Backend = "torch",
         int8_export: str = "",
     ) -> None:
+        pooling_of(config)  # "auto" is load_model's to resolve: the fingerprint names a pooling
         # The towers read their texts as the config says, whoever built them.
         self.query = read_units(query, config)
         self.product = read_units(product, config)

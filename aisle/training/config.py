@@ -158,9 +158,9 @@ class StepConfig:
         return grade_threshold(self.min_grade, self.min_grade_fraction, top_grade)
 
 
-# numpy seeds are below 2**32; a resumed step seeds with seed + its optimiser step, and 2**31
-# leaves room for two billion of them.
-SEED_LIMIT = 2**31
+# numpy, pandas and torch take seeds below 2**32 (a resumed step seeds with seed + its
+# optimiser step, modulo this).
+SEED_LIMIT = 2**32
 
 
 @dataclass(frozen=True)

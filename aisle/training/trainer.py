@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from aisle.artifacts import atomic_dir
 from aisle.towers.model import AnyTower, TwoTowerModel, load_model
-from aisle.training.config import StepConfig
+from aisle.training.config import SEED_LIMIT, StepConfig
 from aisle.training.loss import (
     accidental_hit_mask,
     distillation_loss,
@@ -187,7 +187,7 @@ def _run_step(
                         "step under other settings (data, base model or config), which this "
                         "run cannot go on from: training from the first batch", name,
                         ckpt.parent, ", ".join(others))
-    seed_everything(seed + state["step"])
+    seed_everything((seed + state["step"]) % SEED_LIMIT)
     for m in {
         id(model.query.model): model.query.model,
         id(model.product.model): model.product.model,

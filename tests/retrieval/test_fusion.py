@@ -22,6 +22,7 @@ def test_minmax() -> None:
     # bounds from the head only; deeper scores below them are 0
     assert minmax([0.75, 0.5, 0.25, 0.0], within=3) == [1.0, 0.5, 0.0, 0.0]
     assert minmax([2.0, 2.0, 1.0], within=2) == [1.0, 1.0, 0.0]
+    assert minmax([2.0, 2.0, 2.0], within=2) == [1.0, 1.0, 0.0]  # past the head, by position
 
 
 def test_convex_with_ties_broken_by_dense_rank() -> None:
@@ -103,6 +104,14 @@ def test_asking_for_more_results_than_the_depth_keeps_the_head(method: str) -> N
                          key=lambda x: -x[1])
         head = fuse(dense[:50], lexical[:80], 10, config)
         assert fuse(dense, lexical, 150, config)[:10] == head
+    # Ties (BM25's are common), and a head of equal scores: still the shorter request's head.
+    two = FusionConfig(method=method, weight=0.5, dense_depth=2,  # type: ignore[arg-type]
+                       lexical_depth=3)
+    for dense, lexical in (([("a", .9), ("b", .8), ("P", .7)], [("Q", 5.), ("P", 5.), ("c", 1.)]),
+                           ([("a", .5), ("b", .5), ("X", .5)], [("X", 9.), ("c", 3.), ("d", 1.)])):
+        for k in (1, 2, 3):
+            shorter = fuse(dense[:2], lexical, k, two)
+            assert fuse(dense, lexical, 3, two)[:k] == shorter, (dense, k)
 
 
 @pytest.mark.parametrize("bad", [{"weight": 1.5}, {"weight": float("nan")}, {"rrf_k": -5.0},

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from aisle.errors import ArtifactError
+from aisle.errors import AisleError, ArtifactError
 from aisle.towers.config import TowerConfig
 from aisle.towers.model import TwoTowerModel, load_model
 
@@ -129,6 +129,9 @@ def test_a_plain_directory_is_loaded_with_its_own_pooling(tmp_path: Path) -> Non
     assert load_model(cls_dir, TowerConfig(pooling="mean")).config.pooling == "mean"  # asked
     # A config that names no pooling ("auto", the default) keeps the directory's.
     assert load_model(cls_dir, TowerConfig(device="cpu")).config.pooling == "cls"
+    # A model built by hand names its pooling: "auto" would give it another fingerprint.
+    with pytest.raises(AisleError, match="names its pooling"):
+        TwoTowerModel(model.query, model.product, TowerConfig(), "", "")
     # The older config format, one flag a mode, reads the same.
     pooling_config = next(cls_dir.glob("*Pooling/config.json"))
     dim = json.loads(pooling_config.read_text()).get("word_embedding_dimension", 384)

@@ -64,7 +64,7 @@ def test_checkpoint_every_below_one_is_refused() -> None:
         ("step1.epochs=0", "config table 'step1': epochs must be >= 1"),
         ("step2.lr=0", "config table 'step2': lr must be a finite number > 0"),
         ("step2.catalog_pairs=-1", "config table 'step2': catalog_pairs must be >= 0"),
-        ("seed=-1", r"^seed must be in \[0, 2147483648\), got -1"),
+        ("seed=-1", r"^seed must be in \[0, 4294967296\), got -1"),
         ("dev_catalog_size=-1", "^dev_catalog_size must be >= 0"),
         ("checkpoint_every=0", "^checkpoint_every must be >= 1"),
     ],
