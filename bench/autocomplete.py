@@ -92,7 +92,9 @@ def main() -> None:
         print(row(f"{name} ({len(ac.texts)}) / all", m, lengths > 0))
         for lo, hi in BUCKETS:
             label = f"{lo}-{hi}" if hi < 99 else f"{lo}+"
-            print(row(f"{name} / {label}", m, (lengths >= lo) & (lengths <= hi)))
+            part = (lengths >= lo) & (lengths <= hi)
+            if part.any():  # none under a small --max-chars
+                print(row(f"{name} / {label}", m, part))
 
 
 if __name__ == "__main__":

@@ -38,13 +38,18 @@ def encoders(model_dir: Path, threads: int) -> dict[str, tuple[Encode, Encode]]:
     from aisle.towers.config import TowerConfig
     from aisle.towers.model import load_model
 
-    if not (model_dir / "shared").is_dir():
+    manifest_file = model_dir / "manifest.json"
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    if manifest.get("towers", "shared") != "shared":
         raise SystemExit(
-            f"{model_dir} has no shared/ encoder: this bench times one shared encoder on each "
+            f"{model_dir} has untied towers: this bench times one shared encoder on each "
             "runtime; give it a model with shared towers (e.g. `aisle export --out DIR`)"
         )
+    # A shared model is a sentence-transformers directory at its root (before the Router
+    # layout: in shared/).
+    root = model_dir / "shared" if (model_dir / "shared").is_dir() else model_dir
     config = TowerConfig(device="cpu", onnx_query_threads=threads, onnx_product_threads=threads)
-    st = SentenceTransformer(str(model_dir / "shared"), device="cpu", local_files_only=True)
+    st = SentenceTransformer(str(root), device="cpu", local_files_only=True)
     out: dict[str, tuple[Encode, Encode]] = {}
 
     def st_encode(max_length: int) -> Encode:

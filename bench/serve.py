@@ -51,6 +51,7 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import unicodedata
 from pathlib import Path
@@ -83,10 +84,17 @@ def start(
     env: dict[str, str] | None = None,
     warm: tuple[dict[str, str], ...] = ({},),
 ) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` and wait until it answers; then one WARMUP_QUERY per params in ``warm``."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """Start ``cmd`` and wait until it answers; then one WARMUP_QUERY per params in ``warm``.
+    A server that exits first is an error that quotes the end of its stderr."""
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the bench)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=errors)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            errors.seek(0)
+            tail = errors.read()[-2000:].decode("utf-8", "replace")
+            raise RuntimeError(f"{cmd[0]} exited with {proc.returncode} before answering on "
+                               f"port {port}:\n{tail}")
         try:
             for params in warm:
                 url = f"http://127.0.0.1:{port}/search"
@@ -96,6 +104,17 @@ def start(
             time.sleep(0.5)
     proc.kill()
     raise RuntimeError(f"{cmd[0]} did not come up on port {port}")
+
+
+def server_env() -> dict[str, str]:
+    """This environment without the service's own settings (``AISLE_*``, ``REDIS_URL``): a
+    Redis the shell names would answer a second run's cold queries (the slices are the same
+    each run), and any setting would measure something other than the defaults. Settings go
+    through --serve-option."""
+    dropped = sorted(k for k in os.environ if k.startswith("AISLE_") or k == "REDIS_URL")
+    if dropped:
+        log.warning("not passed to the servers: %s (use --serve-option)", ", ".join(dropped))
+    return {k: v for k, v in os.environ.items() if k not in dropped}
 
 
 def query_key(text: str) -> str:
@@ -215,12 +234,14 @@ async def load(
         for q, request in it:  # shared iterator across the workers
             if time.monotonic() > deadline:
                 return
-            sent.append(q)
             t = time.perf_counter()
             status, body = await conn.get(request)
+            if status != 200:  # counted apart: a fast 503 is no latency, nor a cached query
+                failures += 1
+                continue
             latencies.append(time.perf_counter() - t)
-            failures += status != 200
-            if status == 200 and len(bodies) < CHECKED_BODIES:
+            sent.append(q)
+            if len(bodies) < CHECKED_BODIES:
                 bodies.append(body)
 
     try:
@@ -352,7 +373,7 @@ def main() -> None:
 
     results: list[Row] = []
     aisle_port, naive_port = free_port(), free_port()
-    env = dict(os.environ)
+    env = server_env()
     aisle = start(
         [
             sys.executable,
