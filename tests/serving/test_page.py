@@ -3,12 +3,15 @@ document), and the page itself in a real headless Chromium against a real `aisle
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -249,3 +252,140 @@ def test_a_shopper_filters_a_grocery_catalog_by_department(
                              == department.casefold() for r in found)
         expect(page.locator("#results .result .title")).to_have_text([r["title"] for r in found])
         assert problems == []
+
+
+def until(page: Any, done: Any, what: str, timeout_s: float = 5.0) -> None:
+    """Let the page run (its events, the routes' handlers) until ``done()``."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        page.wait_for_timeout(10)
+
+
+def problem_json(status: int, detail: str) -> dict[str, Any]:
+    return {"status": status, "content_type": "application/problem+json",
+            "body": json.dumps({"type": "about:blank", "title": "Error", "status": status,
+                                "detail": detail, "field": None})}
+
+
+def suggestions_json(prefix: str, *texts: str) -> dict[str, Any]:
+    return {"json": {"prefix": prefix, "version": "test", "took_ms": 0.1, "suggestions": [
+        {"text": t, "popularity": 1, "source": "log", "edits": 0} for t in texts]}}
+
+
+@pytest.mark.slow
+def test_suggestions_for_older_text_are_never_shown(served: str, browser: Any) -> None:
+    # The answer for "ha" is held until the shopper has typed "t", then arrives before the
+    # next request ("hat") is sent: it must not be shown (ArrowDown+Enter would search it).
+    page = browser.new_page()
+    page.set_default_timeout(5000)  # a failure says so in seconds, not 30
+    held: list[Any] = []
+    page.route(lambda url: urlsplit(url).path == "/autocomplete",
+               lambda route: held.append(route))
+    page.goto(served + "/")
+    box = page.locator("#q")
+    box.press_sequentially("ha", delay=20)
+    until(page, lambda: len(held) == 1, "the request for 'ha'")
+    assert parse_qs(urlsplit(held[0].request.url).query)["prefix"] == ["ha"]
+    box.press("t")
+    held[0].fulfill(**suggestions_json("ha", "ha SUGGESTION"))
+    until(page, lambda: len(held) == 2, "the request for 'hat'")
+    assert page.locator("#suggestions").is_hidden()
+    assert page.locator("#suggestions [role=option]").count() == 0
+    assert box.get_attribute("aria-expanded") == "false"
+
+    held[1].fulfill(**suggestions_json("hat", "hat SUGGESTION"))
+    options = page.locator("#suggestions [role=option]")
+    options.first.wait_for(timeout=3000)
+    assert options.all_text_contents() == ["hat SUGGESTION"]
+    box.press("ArrowDown")
+    answer = search_answer(page, lambda: box.press("Enter"))
+    assert box.input_value() == "hat SUGGESTION" and "results" in answer
+
+
+@pytest.mark.slow
+def test_the_filters_appear_once_the_index_has_loaded(served: str, browser: Any) -> None:
+    # GET /fields answers 503 while the index loads: the page asks again, and the filter
+    # controls appear once it answers.
+    page = browser.new_page()
+    page.set_default_timeout(5000)  # a failure says so in seconds, not 30
+    asked: list[str] = []
+
+    def fields(route: Any) -> None:
+        asked.append(route.request.url)
+        if len(asked) == 1:
+            route.fulfill(**problem_json(503, "the index is loading; try again shortly"))
+        else:
+            route.continue_()
+
+    page.route(lambda url: urlsplit(url).path == "/fields", fields)
+    page.goto(served + "/")
+    page.locator("#filter-in_stock").wait_for(timeout=4000)
+    assert len(asked) == 2 and page.locator("#filters").is_visible()
+    assert page.locator("#filter-price-max").is_visible()
+
+
+@pytest.mark.slow
+def test_the_page_reloads_the_fields_of_a_swapped_index(served: str, browser: Any) -> None:
+    # The page was loaded against an older index version with a field this one lacks: the
+    # search is refused (unknown field), the page reloads the fields and searches again.
+    page = browser.new_page()
+    page.set_default_timeout(5000)  # a failure says so in seconds, not 30
+    asked: list[str] = []
+
+    def fields(route: Any) -> None:
+        asked.append(route.request.url)
+        if len(asked) > 1:
+            route.continue_()
+            return
+        route.fulfill(json={"index_version": "an-older-one", "fields": [
+            {"name": "gone_now", "type": "boolean", "missing": 0}]})
+
+    page.route(lambda url: urlsplit(url).path == "/fields", fields)
+    page.goto(served + "/")
+    page.locator("#filter-gone_now").wait_for()
+    with page.expect_response(lambda r: "/search?" in r.url and r.status == 200) as info:
+        page.fill("#q", "cord")
+        page.press("#q", "Enter")
+    answer = info.value.json()
+    assert len(asked) == 2 and answer["results"]
+    assert "gone_now" not in answer["results"][0]["fields"]
+    page.locator("#results .result").first.wait_for()
+    assert page.locator("#filter-gone_now").count() == 0
+    page.locator("#filter-in_stock").wait_for()
+    assert "error" not in (page.locator("#status").get_attribute("class") or "")
+
+
+@pytest.mark.slow
+def test_the_page_says_what_is_wrong(served: str, browser: Any) -> None:
+    page = browser.new_page()
+    page.set_default_timeout(5000)  # a failure says so in seconds, not 30
+    searches: list[str] = []
+    page.on("request", lambda r: searches.append(r.url) if "/search?" in r.url else None)
+    page.goto(served + "/")
+    # Each control is named as its label shows it.
+    page.get_by_role("combobox", name="in stock", exact=True).wait_for()
+    page.get_by_role("textbox", name="price max", exact=True).wait_for()
+
+    # A number the service would refuse is refused here, saying why, and not sent.
+    status = page.locator("#status")
+    page.fill("#filter-price-max", "1e3")
+    page.fill("#q", "cord")
+    page.press("#q", "Enter")
+    page.locator("#status.error", has_text="1e3").wait_for()
+    assert "price max" in (status.text_content() or "")
+    assert page.locator("#filter-price-max").get_attribute("aria-invalid") == "true"
+    page.wait_for_timeout(100)
+    assert searches == []
+    page.fill("#filter-price-max", "30")
+    answer = search_answer(page, lambda: page.press("#q", "Enter"))
+    assert "price%3C%3D30" in searches[-1] and all(r["fields"]["price"] <= 30
+                                                    for r in answer["results"])
+    assert page.locator("#filter-price-max").get_attribute("aria-invalid") == "false"
+
+    # Compare mode where every mode fails: the status says so, as an error.
+    page.route(lambda url: "/search?" in url,
+               lambda route: route.fulfill(**problem_json(503, "the index is loading")))
+    page.check("#compare")
+    page.locator("#status.error", has_text="All 3 modes failed: the index is loading").wait_for()
+    assert page.locator("#columns .column .error").count() == 3

@@ -5,6 +5,13 @@
 const MODES = ["dense", "lexical", "hybrid"];
 const SUGGEST_DELAY_MS = 150; // debounce: one /autocomplete request per pause in typing
 const SUGGESTIONS = 8;
+// GET /fields answers 503 while the index loads: asked again after each of these pauses, then
+// only when a search answers from an index version the filters were not built for.
+const FIELDS_RETRY_MS = [500, 1000, 2000, 4000, 8000, 15000, 30000];
+// A number as GET /search's filter grammar takes one: at most 15 digits either side of the
+// point and no exponent (the service refuses "1e3"). The same, as an input's pattern.
+const NUMBER = /^[+-]?(?:[0-9]{1,15}(?:\.[0-9]{0,15})?|\.[0-9]{1,15})$/;
+const NUMBER_PATTERN = "\\s*[+\\-]?(?:[0-9]{1,15}(?:\\.[0-9]{0,15})?|\\.[0-9]{1,15})\\s*";
 
 const $ = (id) => document.getElementById(id);
 const form = $("search");
@@ -20,6 +27,9 @@ const state = {
   suggestTimer: 0,
   active: -1, // the highlighted suggestion
   fields: [], // the index's stored fields (GET /fields): the filters, and what results show
+  fieldsVersion: null, // the index version those fields are of
+  fieldsSeq: 0, // the latest GET /fields; answers to earlier ones are dropped
+  fieldsTimer: 0,
 };
 
 // --- talking to the service -----------------------------------------------------------
@@ -59,12 +69,33 @@ function filterParams() {
   return pairs;
 }
 
+// What is wrong with the first number filter the service would refuse, or null; each number
+// control is marked aria-invalid as it is.
+function filterProblem() {
+  let problem = null;
+  for (const control of document.querySelectorAll("#filters [data-number]")) {
+    const value = control.value.trim();
+    const bad = value !== "" && !NUMBER.test(value);
+    control.setAttribute("aria-invalid", String(bad));
+    if (bad && problem === null) {
+      problem = `${control.getAttribute("aria-label")}: "${value}" is not a number the search ` +
+        "takes; write digits with at most one point, such as 12.5 (no exponent)";
+    }
+  }
+  return problem;
+}
+
 // [name, value] pairs: `filter` and `fields` repeat.
 function searchParams(q, mode) {
   const params = [["q", q], ...filterParams()];
   for (const field of state.fields) params.push(["fields", field.name]);
   if (mode) params.push(["mode", mode]); // absent: the service's default
   return params;
+}
+
+// A field's name as the page shows it, and as its controls are named: "in stock".
+function shown(name) {
+  return name.replaceAll("_", " ");
 }
 
 function control(tag, field, op, label) {
@@ -76,6 +107,7 @@ function control(tag, field, op, label) {
   node.setAttribute("aria-label", label);
   node.addEventListener("change", () => {
     if (input.value.trim()) search();
+    else filterProblem(); // no search to refuse: the control is marked all the same
   });
   return node;
 }
@@ -90,21 +122,28 @@ function choice(select, value, text) {
 // any / yes / no for booleans, a minimum and a maximum for numbers.
 function renderFilters(fields) {
   const box = $("filters");
+  // A reload (a new index version) keeps what the shopper set, where the control is still there.
+  const kept = new Map();
+  for (const old of box.querySelectorAll("[data-field]")) {
+    if (old.value) kept.set(old.id, old.value);
+  }
+  for (const old of box.querySelectorAll(".filter")) old.remove();
   for (const field of fields) {
+    const name = shown(field.name);
     const label = el("label", "filter");
-    label.append(el("span", "name", field.name.replaceAll("_", " ")));
+    label.append(el("span", "name", name));
     if (field.type === "string") {
       if (!field.values || field.values.length === 0) continue; // no product has one
       if (field.groups && field.groups.length > 1) {
         // values that are paths ("dairy eggs > milk"): a top level keeps all under it
-        const group = control("select", field, "^=", `${field.name} top level`);
+        const group = control("select", field, "^=", `${name} top level`);
         choice(group, "", "any");
         for (const g of field.groups) {
           if (!g.value.includes("|")) choice(group, g.value, `${g.value} (${g.count})`);
         }
         label.append(group);
       }
-      const select = control("select", field, "=", field.name);
+      const select = control("select", field, "=", name);
       choice(select, "", "any");
       // A value holding "|" cannot be one condition's value in GET's text form (a | b is
       // "a or b"): it is left out of the list.
@@ -113,30 +152,69 @@ function renderFilters(fields) {
       }
       label.append(select);
     } else if (field.type === "boolean") {
-      const select = control("select", field, "=", field.name);
+      const select = control("select", field, "=", name);
       choice(select, "", "any");
       choice(select, "true", "yes");
       choice(select, "false", "no");
       label.append(select);
     } else {
       for (const [op, bound, hint] of [[">=", "min", field.min], ["<=", "max", field.max]]) {
-        const number = control("input", field, op, `${field.name} ${bound}`);
-        number.type = "number";
-        number.step = "any";
+        // Text, not type=number: that one takes "1e3", which the service refuses, and reads
+        // as empty (so no filter at all) whatever it cannot parse.
+        const number = control("input", field, op, `${name} ${bound}`);
+        number.type = "text";
+        number.inputMode = "decimal";
+        number.pattern = NUMBER_PATTERN;
+        number.dataset.number = "";
+        number.addEventListener("input", () => {
+          if (number.getAttribute("aria-invalid") === "true") filterProblem();
+        });
         number.placeholder = hint === null || hint === undefined ? bound : `${bound} ${hint}`;
         label.append(number);
       }
     }
     box.append(label);
   }
+  for (const node of box.querySelectorAll("[data-field]")) {
+    const value = kept.get(node.id);
+    if (value === undefined) continue;
+    if (node.tagName !== "SELECT" || Array.from(node.options).some((o) => o.value === value)) {
+      node.value = value;
+    }
+  }
   box.hidden = box.querySelectorAll("[data-field]").length === 0;
 }
 
-async function loadFields() {
+// Resolves once this try is answered (true when the index's field names changed); a failure
+// (503 while the index loads) is tried again later, FIELDS_RETRY_MS apart.
+async function loadFields(attempt = 0) {
+  clearTimeout(state.fieldsTimer);
+  const seq = ++state.fieldsSeq;
   const answer = await get("/fields", {});
-  if (!answer.ok) return; // the index is still loading: no filters yet
+  if (seq !== state.fieldsSeq) return false; // a later load took over
+  if (!answer.ok) {
+    if (attempt < FIELDS_RETRY_MS.length) {
+      state.fieldsTimer = setTimeout(() => loadFields(attempt + 1), FIELDS_RETRY_MS[attempt]);
+    }
+    return false;
+  }
+  const names = (fields) => fields.map((f) => `${f.name}:${f.type}`).join("\n");
+  const changed = names(answer.body.fields) !== names(state.fields);
   state.fields = answer.body.fields;
+  state.fieldsVersion = answer.body.index_version;
   renderFilters(state.fields);
+  return changed;
+}
+
+// After a search: an answer from an index version the filters were not built for (the index
+// was swapped), or a refusal naming a field this index lacks, reloads the fields; if their
+// names changed, the search runs again with the new ones.
+async function refreshFields(answers) {
+  const stale = answers.some((a) => a.ok ? a.body.index_version !== state.fieldsVersion
+    : a.status === 422 && a.detail.startsWith("unknown field"));
+  if (!stale) return;
+  const seq = state.searchSeq;
+  if (await loadFields() && seq === state.searchSeq) search();
 }
 
 // --- rendering ------------------------------------------------------------------------
@@ -227,6 +305,14 @@ async function search() {
     setStatus("", false);
     return;
   }
+  const problem = filterProblem();
+  if (problem) {
+    single.replaceChildren();
+    columns.replaceChildren();
+    $("corrected").hidden = true;
+    setStatus(problem, true);
+    return;
+  }
   setStatus("Searching…", false);
   if (compare.checked) {
     await searchEachMode(q, seq);
@@ -238,12 +324,13 @@ async function search() {
     single.replaceChildren();
     $("corrected").hidden = true;
     setStatus(answer.detail, true);
-    return;
+  } else {
+    showMode(answer.body.mode);
+    renderCorrection($("corrected"), answer.body);
+    renderResults(single, answer.body.results);
+    setStatus(summary(answer.body), false);
   }
-  showMode(answer.body.mode);
-  renderCorrection($("corrected"), answer.body);
-  renderResults(single, answer.body.results);
-  setStatus(summary(answer.body), false);
+  refreshFields([answer]);
 }
 
 // The side-by-side view: one request per mode, one column each.
@@ -271,7 +358,18 @@ async function searchEachMode(q, seq) {
     }
     columns.append(column);
   });
-  setStatus(`${MODES.length} modes side by side`, false);
+  const failed = MODES.filter((mode, i) => !answers[i].ok);
+  if (failed.length === MODES.length) {
+    // One message when all three say the same (the index is loading, a filter is wrong).
+    const details = [...new Set(answers.map((a) => a.detail))];
+    setStatus(details.length === 1 ? `All ${MODES.length} modes failed: ${details[0]}`
+      : `All ${MODES.length} modes failed`, true);
+  } else if (failed.length > 0) {
+    setStatus(`${MODES.length} modes side by side; ${failed.join(" and ")} failed`, true);
+  } else {
+    setStatus(`${MODES.length} modes side by side`, false);
+  }
+  refreshFields(answers);
 }
 
 // --- autocomplete ---------------------------------------------------------------------
@@ -330,7 +428,9 @@ async function suggest() {
   }
   const seq = ++state.suggestSeq;
   const answer = await get("/autocomplete", { prefix, k: SUGGESTIONS });
-  if (seq !== state.suggestSeq) return;
+  // Dropped when the text changed since (or the list was closed): suggestions for "ha" are
+  // no completions of "hat".
+  if (seq !== state.suggestSeq || prefix !== input.value) return;
   if (!answer.ok) {
     if (answer.status === 404) state.autocomplete = false; // started without an artifact
     closeSuggestions();
@@ -340,7 +440,9 @@ async function suggest() {
 }
 
 input.addEventListener("input", () => {
-  clearTimeout(state.suggestTimer);
+  // Whatever is shown or on its way is for the text before this change: gone at once, so
+  // neither Enter nor a click can pick a suggestion for the old text.
+  closeSuggestions();
   state.suggestTimer = setTimeout(suggest, SUGGEST_DELAY_MS);
 });
 

@@ -2,7 +2,8 @@
 shipped in the package, so the page works offline with no build step.
 
 Left out of the OpenAPI document: it is no part of the API's contract, and the page itself
-uses only the documented ``GET /search`` and ``GET /autocomplete``.
+uses only the documented ``GET /search``, ``GET /fields`` (its filter controls) and
+``GET /autocomplete``.
 """
 
 from __future__ import annotations
