@@ -26,11 +26,12 @@ one query-vector cache shared by every mode, and a per-index cache of finished r
 The naive server has no cache; it gets the dense slices, so it answers the same queries as
 the "aisle dense" rows, and the ratio lines compare the two.
 
-Prints p50 / p95 / p99 latency (ms), QPS and failed (non-200) requests per row, and the CPU each
-phase cost: the server's cores busy (its CPU seconds over the phase's wall seconds, out of
-os.cpu_count(); from /proc, so blank off Linux) and its and the load generator's CPU ms per
-request. A server that answers slower than the cores it leaves idle would allow is held up by
-something other than CPU (on CPython, often the GIL). Then the targets
+Prints p50 / p95 / p99 latency (ms) and QPS of the answered (200) requests, the failed
+(non-200) ones apart, per row, and the CPU each phase cost: the server's cores busy (its CPU
+seconds over the phase's wall seconds, out of os.cpu_count(); from /proc, so blank off Linux)
+and its and the load generator's CPU ms per request sent. A server that answers slower than
+the cores it leaves idle would allow is held up by something other than CPU (on CPython,
+often the GIL). Then the targets
 measured by this run (hybrid warm and cold p99 at c=8, hybrid/dense warm p99 ratio, failed
 requests: printed numbers, not a pass/fail exit code) and ratios naive / aisle.
 --rows-json writes the rows as JSON. A few responses of each aisle phase are checked to be
@@ -272,8 +273,9 @@ async def load(
         "qps": len(ms) / wall,
         "failed": failures,
         "server_cores": server_cpu / wall,
-        "server_ms": server_cpu * 1000 / len(ms),
-        "client_ms": client_cpu * 1000 / len(ms),
+        # the phase's CPU over every request it sent, the failed ones too
+        "server_ms": server_cpu * 1000 / (len(ms) + failures),
+        "client_ms": client_cpu * 1000 / (len(ms) + failures),
     }
 
 

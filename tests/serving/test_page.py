@@ -284,7 +284,7 @@ def test_suggestions_for_older_text_are_never_shown(served: str, browser: Any) -
                lambda route: held.append(route))
     page.goto(served + "/")
     box = page.locator("#q")
-    box.press_sequentially("ha", delay=20)
+    box.fill("ha")  # one input event: no request for "h" however slow the machine
     until(page, lambda: len(held) == 1, "the request for 'ha'")
     assert parse_qs(urlsplit(held[0].request.url).query)["prefix"] == ["ha"]
     box.press("t")
@@ -354,6 +354,56 @@ def test_the_page_reloads_the_fields_of_a_swapped_index(served: str, browser: An
     assert page.locator("#filter-gone_now").count() == 0
     page.locator("#filter-in_stock").wait_for()
     assert "error" not in (page.locator("#status").get_attribute("class") or "")
+
+
+@pytest.mark.slow
+def test_a_search_sent_before_the_fields_loaded_or_with_a_choice_they_drop_runs_again(
+    served: str, browser: Any
+) -> None:
+    page = browser.new_page()
+    page.set_default_timeout(5000)  # a failure says so in seconds, not 30
+    searches: list[str] = []
+    page.on("request", lambda r: searches.append(r.url) if "/search?" in r.url else None)
+    held: list[Any] = []
+    page.route(lambda url: urlsplit(url).path == "/fields", lambda route: held.append(route))
+    page.goto(served + "/")
+    until(page, lambda: len(held) == 1, "the page's request for /fields")
+    page.fill("#q", "cord")
+    with page.expect_response(lambda r: "/search?" in r.url):
+        page.press("#q", "Enter")
+    assert "fields=" not in searches[0]  # sent before the fields were known
+    with page.expect_response(lambda r: "/search?" in r.url and "fields=" in r.url):
+        held[0].continue_()  # the fields arrive: the search runs again, with them
+    assert len(searches) == 2 and "fields=brand" in searches[1]
+
+    # A brand the shopper chose that a newer index no longer offers: the search runs again
+    # without it, rather than leave results filtered by a choice the page no longer shows.
+    page.unroute(lambda url: urlsplit(url).path == "/fields")
+    page.goto("about:blank")
+    searches.clear()
+    served_fields: list[int] = []
+
+    def fields(route: Any) -> None:
+        served_fields.append(1)
+        if len(served_fields) > 1:
+            route.continue_()
+            return
+        # The same fields as now, from an older version whose brands differ.
+        older = route.fetch().json()
+        older["index_version"] = "an-older-one"
+        brand = next(f for f in older["fields"] if f["name"] == "brand")
+        brand["values"] = [{"value": "ZZZ gone", "count": 1}]
+        route.fulfill(json=older)
+
+    page.route(lambda url: urlsplit(url).path == "/fields", fields)
+    page.goto(served + "/")
+    page.locator("#filter-brand").wait_for()
+    page.fill("#q", "cord")
+    with page.expect_response(lambda r: "/search?" in r.url and "ZZZ" not in r.url):
+        page.select_option("#filter-brand", "ZZZ gone")
+    assert "ZZZ+gone" in searches[0] and "ZZZ" not in searches[-1]
+    assert page.locator("#filter-brand").input_value() == ""
+    page.locator("#results .result").first.wait_for()
 
 
 @pytest.mark.slow

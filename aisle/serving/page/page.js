@@ -30,6 +30,8 @@ const state = {
   fieldsVersion: null, // the index version those fields are of
   fieldsSeq: 0, // the latest GET /fields; answers to earlier ones are dropped
   fieldsTimer: 0,
+  fieldsPending: false, // a GET /fields is on its way, or will be tried again
+  sent: null, // the latest search sent: {q, seq}
 };
 
 // --- talking to the service -----------------------------------------------------------
@@ -175,46 +177,57 @@ function renderFilters(fields) {
     }
     box.append(label);
   }
+  let restored = 0;
   for (const node of box.querySelectorAll("[data-field]")) {
     const value = kept.get(node.id);
     if (value === undefined) continue;
     if (node.tagName !== "SELECT" || Array.from(node.options).some((o) => o.value === value)) {
       node.value = value;
+      restored += 1;
     }
   }
   box.hidden = box.querySelectorAll("[data-field]").length === 0;
+  return restored < kept.size; // some choice is gone (its value, or its control)
 }
 
-// Resolves once this try is answered (true when the index's field names changed); a failure
-// (503 while the index loads) is tried again later, FIELDS_RETRY_MS apart.
+// Loads the fields (the filters, and what results show). A failure (503 while the index
+// loads) is tried again later, FIELDS_RETRY_MS apart. When the field names changed, or a filter
+// the shopper set is no longer offered, the latest search runs again (while its text is still
+// the box's): it was sent with other fields (or none: before they first loaded), and the
+// results on screen would not match the page.
 async function loadFields(attempt = 0) {
   clearTimeout(state.fieldsTimer);
+  state.fieldsPending = true;
   const seq = ++state.fieldsSeq;
   const answer = await get("/fields", {});
-  if (seq !== state.fieldsSeq) return false; // a later load took over
+  if (seq !== state.fieldsSeq) return; // a later load took over
   if (!answer.ok) {
     if (attempt < FIELDS_RETRY_MS.length) {
       state.fieldsTimer = setTimeout(() => loadFields(attempt + 1), FIELDS_RETRY_MS[attempt]);
+    } else {
+      state.fieldsPending = false;
     }
-    return false;
+    return;
   }
+  state.fieldsPending = false;
   const names = (fields) => fields.map((f) => `${f.name}:${f.type}`).join("\n");
   const changed = names(answer.body.fields) !== names(state.fields);
   state.fields = answer.body.fields;
   state.fieldsVersion = answer.body.index_version;
-  renderFilters(state.fields);
-  return changed;
+  const dropped = renderFilters(state.fields);
+  const last = state.sent;
+  if ((changed || dropped) && last && last.seq === state.searchSeq && input.value === last.q) {
+    search();
+  }
 }
 
 // After a search: an answer from an index version the filters were not built for (the index
-// was swapped), or a refusal naming a field this index lacks, reloads the fields; if their
-// names changed, the search runs again with the new ones.
-async function refreshFields(answers) {
+// was swapped), or a refusal naming a field this index lacks, reloads the fields (unless a
+// load is already on its way, which does the same).
+function refreshFields(answers) {
   const stale = answers.some((a) => a.ok ? a.body.index_version !== state.fieldsVersion
     : a.status === 422 && a.detail.startsWith("unknown field"));
-  if (!stale) return;
-  const seq = state.searchSeq;
-  if (await loadFields() && seq === state.searchSeq) search();
+  if (stale && !state.fieldsPending) loadFields();
 }
 
 // --- rendering ------------------------------------------------------------------------
@@ -314,6 +327,7 @@ async function search() {
     return;
   }
   setStatus("Searching…", false);
+  state.sent = { q, seq };
   if (compare.checked) {
     await searchEachMode(q, seq);
     return;
