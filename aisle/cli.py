@@ -107,6 +107,7 @@ def _index_fusion(index: Path) -> Any:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    import math
     from dataclasses import replace
 
     from aisle.evaluation.run import evaluate_command
@@ -121,6 +122,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         if len(implied) > 1 or (args.fusion and implied and implied != {args.fusion}):
             raise AisleError("--weight sets convex fusion and --rrf-k sets RRF: give the one "
                              "that goes with --fusion")
+        if args.weight is not None and not 0.0 <= args.weight <= 1.0:  # NaN fails too
+            raise AisleError(f"--weight must be in [0, 1] (the dense share), got {args.weight}")
+        if args.rrf_k is not None and not 0.0 < args.rrf_k < math.inf:
+            raise AisleError(f"--rrf-k must be a finite number > 0, got {args.rrf_k}")
         # What the flags name, over the index's own fusion (its depths, the rest it tuned).
         base = _index_fusion(args.index) if args.index else FusionConfig()
         fusion = replace(

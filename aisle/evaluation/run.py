@@ -156,8 +156,7 @@ def check_evaluate_args(
                 "--fusion, --weight and --rrf-k set how hybrid mode fuses its two lists; "
                 "drop them, or search in hybrid mode (--index without --mode, or --mode hybrid)"
             )
-        if not 0.0 <= fusion.weight <= 1.0:
-            raise AisleError(f"--weight must be in [0, 1] (the dense share), got {fusion.weight}")
+        # (A FusionConfig's weight is in [0, 1] already, and its rrf_k >= 0.)
         if not fusion.rrf_k > 0:
             raise AisleError(f"--rrf-k must be > 0, got {fusion.rrf_k}")
     if run_out is not None and Path(run_out).is_dir():
