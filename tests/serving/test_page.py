@@ -273,6 +273,22 @@ def suggestions_json(prefix: str, *texts: str) -> dict[str, Any]:
         {"text": t, "popularity": 1, "source": "log", "edits": 0} for t in texts]}}
 
 
+def first_fields(page: Any, first: Any) -> list[str]:
+    """Route the page's GET /fields: ``first(route)`` answers the first request, the service
+    the later ones. The URLs asked, in order."""
+    asked: list[str] = []
+
+    def fields(route: Any) -> None:
+        asked.append(route.request.url)
+        if len(asked) == 1:
+            first(route)
+        else:
+            route.continue_()
+
+    page.route(lambda url: urlsplit(url).path == "/fields", fields)
+    return asked
+
+
 @pytest.mark.slow
 def test_suggestions_for_older_text_are_never_shown(served: str, browser: Any) -> None:
     # The answer for "ha" is held until the shopper has typed "t", then arrives before the
@@ -309,16 +325,8 @@ def test_the_filters_appear_once_the_index_has_loaded(served: str, browser: Any)
     # controls appear once it answers.
     page = browser.new_page()
     page.set_default_timeout(5000)  # a failure says so in seconds, not 30
-    asked: list[str] = []
-
-    def fields(route: Any) -> None:
-        asked.append(route.request.url)
-        if len(asked) == 1:
-            route.fulfill(**problem_json(503, "the index is loading; try again shortly"))
-        else:
-            route.continue_()
-
-    page.route(lambda url: urlsplit(url).path == "/fields", fields)
+    asked = first_fields(page, lambda route: route.fulfill(
+        **problem_json(503, "the index is loading; try again shortly")))
     page.goto(served + "/")
     page.locator("#filter-in_stock").wait_for(timeout=4000)
     assert len(asked) == 2 and page.locator("#filters").is_visible()
@@ -331,17 +339,9 @@ def test_the_page_reloads_the_fields_of_a_swapped_index(served: str, browser: An
     # search is refused (unknown field), the page reloads the fields and searches again.
     page = browser.new_page()
     page.set_default_timeout(5000)  # a failure says so in seconds, not 30
-    asked: list[str] = []
-
-    def fields(route: Any) -> None:
-        asked.append(route.request.url)
-        if len(asked) > 1:
-            route.continue_()
-            return
-        route.fulfill(json={"index_version": "an-older-one", "fields": [
-            {"name": "gone_now", "type": "boolean", "missing": 0}]})
-
-    page.route(lambda url: urlsplit(url).path == "/fields", fields)
+    asked = first_fields(page, lambda route: route.fulfill(json={
+        "index_version": "an-older-one",
+        "fields": [{"name": "gone_now", "type": "boolean", "missing": 0}]}))
     page.goto(served + "/")
     page.locator("#filter-gone_now").wait_for()
     with page.expect_response(lambda r: "/search?" in r.url and r.status == 200) as info:
@@ -381,21 +381,16 @@ def test_a_search_sent_before_the_fields_loaded_or_with_a_choice_they_drop_runs_
     page.unroute(lambda url: urlsplit(url).path == "/fields")
     page.goto("about:blank")
     searches.clear()
-    served_fields: list[int] = []
 
-    def fields(route: Any) -> None:
-        served_fields.append(1)
-        if len(served_fields) > 1:
-            route.continue_()
-            return
+    def older(route: Any) -> None:
         # The same fields as now, from an older version whose brands differ.
-        older = route.fetch().json()
-        older["index_version"] = "an-older-one"
-        brand = next(f for f in older["fields"] if f["name"] == "brand")
+        body = route.fetch().json()
+        body["index_version"] = "an-older-one"
+        brand = next(f for f in body["fields"] if f["name"] == "brand")
         brand["values"] = [{"value": "ZZZ gone", "count": 1}]
-        route.fulfill(json=older)
+        route.fulfill(json=body)
 
-    page.route(lambda url: urlsplit(url).path == "/fields", fields)
+    first_fields(page, older)
     page.goto(served + "/")
     page.locator("#filter-brand").wait_for()
     page.fill("#q", "cord")
