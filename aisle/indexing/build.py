@@ -299,6 +299,8 @@ def build_version(
     or update of the same root while this one runs is refused (``ROOT/.build.lock``). A
     ``CURRENT`` that names a missing version counts as no current version (logged). With
     ``vectors``, nothing is embedded and a new version is always built (see ``build_index``).
+    A rollback or promote made while it runs stands: the new version is then written but not
+    made current (``publish_version``).
     """
     check_keep(keep)  # before any work: a bad keep used to fail after publishing
     check_index_root(root)
@@ -311,6 +313,7 @@ def build_version(
 def _build_version(data: Path, model: TwoTowerModel, root: Path, config: IndexConfig,
                    force: bool, engine: EmbedEngine, keep: int, vectors: Path | None) -> Path:
     started = time.perf_counter()
+    was_current = current_id(root)  # an operator's rollback or promote meanwhile stands
     with prepared_dir(Path(data)) as prep:
         data_manifest = read_manifest(prep, "aisle.dataset")
         catalog_fp = data_manifest["fingerprints"][PRODUCTS]
@@ -340,7 +343,7 @@ def _build_version(data: Path, model: TwoTowerModel, root: Path, config: IndexCo
         }
         with atomic_dir(root / VERSIONS / vid, None) as tmp:
             write_catalog(tmp, config, embedded, manifest)
-    publish_version(root, vid, keep)
+    publish_version(root, vid, keep, replacing=was_current)
     log.info("built version %s (%d products, %d encoded) in %.1fs", vid, len(embedded.rows),
              embedded.encoded, time.perf_counter() - started)
     return root / VERSIONS / vid
@@ -348,14 +351,15 @@ def _build_version(data: Path, model: TwoTowerModel, root: Path, config: IndexCo
 
 def publish_version(root: Path, vid: str, keep: int, replacing: str | None = None) -> bool:
     """Switch CURRENT to a freshly written version, drop the checkpoints, prune old versions.
-    ``replacing``: the version an update started from; if CURRENT moved off it meanwhile (a
-    rollback or promote by an operator), the new version is kept but not made current, as
-    it was made from a version the operator turned away from. Whether it was promoted."""
+    ``replacing``: the current version when the build or update started (None: there was
+    none); if CURRENT moved off it meanwhile (a rollback or promote by an operator), the new
+    version is kept but not made current: the operator's choice stands (and an update made it
+    from the version they turned away from). Whether it was promoted."""
     promoted = promote(root, vid, replacing)
     if not promoted:
-        log.warning("%s: the current version changed from %s to %s while this update ran "
+        log.warning("%s: the current version changed from %s to %s while this job ran "
                     "(a rollback or promote): version %s is written but not made current; "
-                    "aisle index promote --out %s %s makes it current, or run the update "
+                    "aisle index promote --out %s %s makes it current, or run the job "
                     "again", root, replacing, current_id(root), vid, root, vid)
     shutil.rmtree(root / WORK, ignore_errors=True)
     prune(root, keep, holds_build_lock=True)  # its callers hold ROOT/.build.lock

@@ -52,7 +52,7 @@ def cmd_build(args: argparse.Namespace) -> None:
     join_ray(args)
     path = build_version(args.data, model, args.out, config, force=args.force,
                          engine=args.engine, keep=args.keep, vectors=args.vectors)
-    print(f"index version {path.name} is current in {args.out}")
+    report_version(args.out, path.name, "build")
 
 
 def cmd_export_vectors(args: argparse.Namespace) -> None:
@@ -63,19 +63,26 @@ def cmd_export_vectors(args: argparse.Namespace) -> None:
 
 def cmd_update(args: argparse.Namespace) -> None:
     from aisle.indexing.update import update_version
-    from aisle.indexing.versions import current_id
 
     # The model is loaded once the current version is known: by default with the backend
     # that embedded it, so new vectors match the old ones.
     join_ray(args)
     path = update_version(args.data, args.out, engine=args.engine, keep=args.keep,
                           model_ref=args.model, backend=args.backend)
-    if current_id(args.out) == path.name:
-        print(f"index version {path.name} is current in {args.out}")
-    else:  # a rollback or promote while it ran: it stands (the log said so)
-        print(f"index version {path.name} is written in {args.out}, not current: the current "
-              f"version changed while the update ran; aisle index promote --out {args.out} "
-              f"{path.name} makes it current")
+    report_version(args.out, path.name, "update")
+
+
+def report_version(root: Path, vid: str, job: str) -> None:
+    """Say whether the version a build or update wrote is current: not when a rollback or
+    promote while it ran (it stands; the log said so)."""
+    from aisle.indexing.versions import current_id
+
+    if current_id(root) == vid:
+        print(f"index version {vid} is current in {root}")
+    else:
+        print(f"index version {vid} is written in {root}, not current: the current version "
+              f"changed while the {job} ran; aisle index promote --out {root} {vid} makes it "
+              "current")
 
 
 def cmd_list(args: argparse.Namespace) -> None:

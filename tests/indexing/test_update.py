@@ -290,30 +290,35 @@ def root_of_40(catalog: pd.DataFrame, prepare_catalog: Callable[[pd.DataFrame, s
     return root, build_version(prepare_catalog(catalog.iloc[:40], "d40"), base_model, root)
 
 
-def test_an_update_does_not_undo_a_rollback_made_while_it_ran(
-    root_of_40: tuple[Path, Path], catalog: pd.DataFrame,
+@pytest.mark.parametrize("job", ["update", "build"])
+def test_a_build_or_update_does_not_undo_a_rollback_made_while_it_ran(
+    job: str, root_of_40: tuple[Path, Path], catalog: pd.DataFrame,
     prepare_catalog: Callable[[pd.DataFrame, str], Path], base_model: TwoTowerModel,
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """An operator who rolls back away from a bad version while a nightly job runs keeps
+    that choice: the job's version is written, not made current."""
     import logging
 
+    import aisle.indexing.build as build_module
     import aisle.indexing.update as update_module
     from aisle.cli import main
     from aisle.indexing.versions import current_id, rollback
 
     root, first = root_of_40
     bad = build_version(prepare_catalog(catalog.iloc[:45], "d45"), base_model, root)
-    embed = update_module.embed_for_build
+    module = update_module if job == "update" else build_module
+    embed = module.embed_for_build
 
     def rolled_back_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
         assert rollback(root) == first.name  # an operator turns away from `bad`
         return embed(*args, **kwargs)
 
-    monkeypatch.setattr(update_module, "embed_for_build", rolled_back_meanwhile)
+    monkeypatch.setattr(module, "embed_for_build", rolled_back_meanwhile)
     data = prepare_catalog(catalog.iloc[:50], "d50")
     with caplog.at_level(logging.WARNING, logger="aisle.indexing.build"):
-        assert main(["index", "update", "--data", str(data), "--out", str(root)]) == 0
+        assert main(["index", job, "--data", str(data), "--out", str(root)]) == 0
     made = max((root / "versions").iterdir(), key=lambda p: p.stat().st_mtime)
     assert made.name not in (first.name, bad.name) and (made / "manifest.json").is_file()
     assert current_id(root) == first.name  # the rollback stands
