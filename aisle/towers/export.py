@@ -39,7 +39,6 @@ from aisle.artifacts import (
     tree_fingerprint,
     write_manifest,
 )
-from aisle.configs import from_dict
 from aisle.errors import AisleError, ArtifactError
 from aisle.towers.config import TowerConfig, pooling_of
 from aisle.towers.layout import LAYOUT, export_dirs
@@ -47,8 +46,8 @@ from aisle.towers.model import (
     BASE_MODEL,
     KIND,
     TwoTowerModel,
-    directory_pooling,
     load_model,
+    own_config,
     resolve_model_ref,
     write_card,
 )
@@ -168,11 +167,9 @@ def _copy_model(ref: str | Path | None, src: Path, is_aisle: bool, tmp: Path) ->
 
 
 def _saved_config(ref: str | Path | None) -> TowerConfig:
+    """The model's own config, as load_model reads it (a plain directory keeps its pooling)."""
     src = resolve_model_ref(ref)
-    saved = read_manifest(src, KIND).get("tower_config") if (src / MANIFEST).is_file() else None
-    # A plain directory keeps its own pooling, as load_model reads it.
-    return (from_dict(TowerConfig, saved) if saved
-            else TowerConfig(pooling=directory_pooling(src)))
+    return own_config(src, read_manifest(src, KIND) if (src / MANIFEST).is_file() else {})
 
 
 def _torch_config(ref: str | Path | None) -> TowerConfig:

@@ -221,6 +221,20 @@ def directory_pooling(path: Path) -> Pooling:
     return cast(Pooling, mode)
 
 
+def own_config(path: Path, manifest: Mapping[str, Any], config: TowerConfig | None = None
+               ) -> TowerConfig:
+    """``config`` (None: the one ``manifest`` saved, else the defaults) with pooling "auto"
+    resolved to the model directory's own: its saved config's, else ``directory_pooling``."""
+    saved = manifest.get("tower_config")
+    if config is None:
+        config = from_dict(TowerConfig, saved) if saved else TowerConfig()
+    if config.pooling != "auto":
+        return config
+    own = (saved or {}).get("pooling")
+    return replace(config, pooling=cast(Pooling, own) if own in get_args(Pooling)
+                   else directory_pooling(path))
+
+
 def _resolve(ref: str | Path | None, config: TowerConfig | None, backend: Backend | None
              ) -> tuple[Path, dict[str, Any], TowerConfig, str, Backend]:
     """What ``load_model(ref, config, backend)`` loads: the directory, its manifest ({} for a
@@ -230,13 +244,7 @@ def _resolve(ref: str | Path | None, config: TowerConfig | None, backend: Backen
         raise ArtifactError(f"{path}: no such model directory; pass a model saved by "
                             "`aisle train` or a sentence-transformers save")
     manifest = read_manifest(path, KIND) if (path / MANIFEST).is_file() else {}
-    saved = manifest.get("tower_config")
-    if config is None:
-        config = from_dict(TowerConfig, saved) if saved else TowerConfig()
-    if config.pooling == "auto":
-        own = (saved or {}).get("pooling")
-        config = replace(config, pooling=cast(Pooling, own) if own in get_args(Pooling)
-                         else directory_pooling(path))
+    config = own_config(path, manifest, config)
     if backend is not None:
         config = replace(config, backend=backend)
     device = resolve_device(config.device)

@@ -192,9 +192,8 @@ def train_cascade(
     out = Path(out)
     check_replaceable(out, MODEL_KIND)  # before an hour of training, not after it
     work = Path(work) if work is not None else out.parent / f"{out.name}.work"
-    inside = [(a, b) for a, b in ((work, out), (out, work))
-              if a.resolve().is_relative_to(b.resolve())]
-    if inside:  # publishing replaces out whole: a work directory in it would be lost
+    w, o = work.resolve(), out.resolve()
+    if w.is_relative_to(o) or o.is_relative_to(w):  # publishing replaces out, work in it too
         raise AisleError(f"the work directory {work} and the output {out} must not hold one "
                          "another: pass a --work beside --out, not in it")
     started = time.perf_counter()
