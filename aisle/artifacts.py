@@ -54,7 +54,7 @@ def check_replaceable(out: Path, kind: str) -> None:
     out = Path(out)
     if not out.exists() and not out.is_symlink():
         return
-    hint = "remove it or pick another output path"
+    hint = "pick another output path (or delete it yourself if nothing in it is needed)"
     if not out.is_dir():
         raise ArtifactError(f"{out} exists and is not a directory; {hint}")
     entries = {p.name for p in out.iterdir()}

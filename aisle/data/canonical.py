@@ -6,9 +6,12 @@ to fix. Nothing here writes.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +48,19 @@ def read_text_table(path: Path, sep: str = ",") -> pd.DataFrame:
             )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise DataError(f"{path}: not a readable CSV ({e}); check quoting and separators") from e
-    _check_fields(path, text, sep)
+    with _no_field_limit():
+        _check_fields(path, text, sep)
     return df
+
+
+@contextlib.contextmanager
+def _no_field_limit() -> Iterator[None]:
+    """Lift the csv module's 128 KiB field limit (pandas has none) for the ``with`` block."""
+    old = csv.field_size_limit(2**31 - 1)  # the largest a C long holds on every platform
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
 
 
 def _check_fields(path: Path, text: str, sep: str) -> None:
@@ -122,6 +136,10 @@ def check_one_word(df: pd.DataFrame, col: str, path: Path) -> None:
         )
 
 
+# What pandas calls a column whose header name is empty (0-based position).
+_UNNAMED = re.compile(r"Unnamed: (\d+)")
+
+
 def validate_products(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     check_nonempty(df, "product_id", path, "product")
     check_one_word(df, "product_id", path)
@@ -130,6 +148,12 @@ def validate_products(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     known = {*COLUMNS[PRODUCTS], *OPTIONAL_COLUMNS[PRODUCTS]}
     extra = [c for c in df.columns if c not in known]
     for name in extra:
+        unnamed = _UNNAMED.fullmatch(name)
+        if unnamed:
+            raise DataError(
+                f"{path}: header column {int(unnamed[1]) + 1} has no name (a trailing "
+                "separator?); name that column or remove it from every row"
+            )
         check_field_name(name, str(path))
     return df.assign(**{c: type_column(df[c]) for c in extra}).reset_index(drop=True)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -142,7 +143,9 @@ def load_dataset(directory: Path) -> Dataset:
     directory = Path(directory)
     if not is_prepared(directory):
         csv = read_canonical(directory)
-        return Dataset(csv[PRODUCTS], csv[QUERIES], csv[JUDGMENTS], name=directory.name)
+        # The absolute path's name: "." or "data/hd/.." would otherwise name it "" or "..".
+        name = Path(os.path.abspath(directory)).name
+        return Dataset(csv[PRODUCTS], csv[QUERIES], csv[JUDGMENTS], name=name)
     manifest = read_manifest(directory, KIND)
     tables: dict[str, pd.DataFrame] = {}
     for t in TABLES:

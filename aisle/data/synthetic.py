@@ -53,6 +53,11 @@ def _split(text: str) -> str:
 
 
 def generate(n_products: int = 400, n_queries: int = 120, seed: int = 0) -> dict[str, pd.DataFrame]:
+    possible = {t for kind in KINDS for t in (
+        kind, *(f"{b} {kind}".lower() for b in BRANDS), *(f"{c} {kind}" for c in COLOURS))}
+    if not 0 <= n_queries <= len(possible):
+        raise ValueError(f"n_queries is {n_queries}; the sample's vocabulary makes "
+                         f"{len(possible)} distinct query texts at most")
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n_products):

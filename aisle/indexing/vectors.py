@@ -74,7 +74,7 @@ def check_vectors_out(path: Path) -> None:
     ``--out`` would replace the catalog, say, with parquet bytes)."""
     if not path.exists() and not path.is_symlink():
         return
-    hint = "remove it or pick another output path"
+    hint = "pick another output path (or delete it yourself if nothing in it is needed)"
     if not path.is_file():
         raise ArtifactError(f"{path} exists and is not a file; {hint}")
     try:

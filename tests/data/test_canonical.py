@@ -208,6 +208,12 @@ def test_prepare_replaces_existing_output(tmp_path: Path) -> None:
             {"queries": QUERIES.replace("query_id,query,split", "query_id,query,split,query")},
             r"queries\.csv: the header repeats column\(s\) \['query'\]",
         ),
+        (
+            # A trailing separator on every line (a spreadsheet export): pandas names the empty
+            # header 'Unnamed: 5', which is nowhere in the file.
+            {"products": "product_id,title,description,brand,category,\np1,Drill,,,,\n"},
+            r"products\.csv: header column 6 has no name \(a trailing separator\?\)",
+        ),
         *(
             (
                 {"queries": QUERIES.replace("split\n", "split,count\n").replace(
@@ -261,6 +267,22 @@ def test_query_counts_are_whole_numbers(tmp_path: Path) -> None:
 def test_not_a_directory(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a directory"):
         load_dataset(tmp_path / "missing")
+
+
+def test_field_longer_than_the_csv_module_default_is_read(tmp_path: Path) -> None:
+    # Python's csv module refuses fields over 128 KiB unless told otherwise; pandas does not.
+    long = "oak " * 50_000
+    products = PRODUCTS + f'p4,Long table,"{long}",,\n'
+    ds = load_dataset(write_dir(tmp_path / "d", products=products))
+    assert ds.products["description"].iloc[-1] == long
+
+
+def test_dataset_name_of_a_relative_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = write_dir(tmp_path / "homedepot")
+    monkeypatch.chdir(src)
+    assert load_dataset(Path(".")).name == "homedepot"
+    assert json.loads((prepare(Path("."), tmp_path / "p") / "manifest.json").read_text())[
+        "name"] == "homedepot"
 
 
 def test_utf8_bom_accepted(tmp_path: Path) -> None:

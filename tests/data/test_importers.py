@@ -289,14 +289,28 @@ def test_wands_bad_input(tmp_path: Path, files: dict[str, pd.DataFrame], match: 
     assert not (tmp_path / "out").exists()
 
 
-def test_wands_repeats_and_empty_titles_dropped(tmp_path: Path) -> None:
+def test_wands_repeats_and_empty_titles_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     labels = pd.concat([LABELS, LABELS.iloc[[0]].assign(id="5")])
     products = PRODUCTS.assign(product_name=['solid wood 36" table', "  ", "rug", "lamp"])
     src = write_wands(tmp_path / "wands", products=products, labels=labels)
-    ds = load_dataset(import_wands(src, tmp_path / "out"))
+    with caplog.at_level("WARNING"):
+        ds = load_dataset(import_wands(src, tmp_path / "out"))
+    # The two judgments of the untitled product go with it, and the log says how many.
+    assert "dropped 1 product(s) with no title, 0 query(ies) with no text and the 2 " \
+        "judgment(s) of them" in caplog.text
     assert "1" not in set(ds.products["product_id"])
     assert "1" not in set(ds.judgments["product_id"])
     assert len(ds.judgments) == 3
+
+
+def test_wands_long_description(tmp_path: Path) -> None:
+    long = "sturdy oak " * 20_000  # over the csv module's default 128 KiB field limit
+    products = PRODUCTS.assign(product_description=[long, "", "soft", "brillante"])
+    ds = load_dataset(import_wands(write_wands(tmp_path / "wands", products=products),
+                                   tmp_path / "out"))
+    assert ds.products.set_index("product_id").loc["0", "description"] == long.strip()
 
 
 def test_cli_hook(tmp_path: Path) -> None:

@@ -140,16 +140,17 @@ def drop_empty(
     no_title = products["title"].str.strip() == ""
     no_text = queries["query"].str.strip() == ""
     if no_title.any() or no_text.any():
+        untitled, textless = products["product_id"][no_title], queries["query_id"][no_text]
+        kept = ~judgments["product_id"].isin(untitled) & ~judgments["query_id"].isin(textless)
         log.warning(
-            "%s: dropped %d product(s) with no title and %d query(ies) with no text",
+            "%s: dropped %d product(s) with no title, %d query(ies) with no text and the %d "
+            "judgment(s) of them",
             source,
             int(no_title.sum()),
             int(no_text.sum()),
+            int((~kept).sum()),
         )
-        judgments = judgments[
-            ~judgments["product_id"].isin(products["product_id"][no_title])
-            & ~judgments["query_id"].isin(queries["query_id"][no_text])
-        ]
+        judgments = judgments[kept.to_numpy()]
     return (
         products[~no_title.to_numpy()].reset_index(drop=True),
         queries[~no_text.to_numpy()].reset_index(drop=True),
