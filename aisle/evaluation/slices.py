@@ -9,9 +9,11 @@ from pathlib import Path
 
 from aisle.retrieval.spelling import QuerySpeller, whole_words
 
-# A digit, or a unit word as shoppers type sizes ("1/2 in", "5 gal", "3/4 inch plywood").
+# A digit, or a unit word as shoppers type sizes ("5 gal", "half inch pipe"). "in", "foot" and
+# "feet" are left to the digit beside them ("1/2 in", "6 foot"): alone they are words ("built
+# in microwave", "claw foot tub"), ~100 of homedepot's queries, none of them a size.
 _SIZES = re.compile(
-    r"\d|\b(?:in|inch|inches|ft|feet|foot|gal|gallon|gallons|lb|lbs|oz|mm|cm|volt|watt|amp)\b",
+    r"\d|\b(?:inch|inches|ft|gal|gallon|gallons|lb|lbs|oz|mm|cm|volt|watt|amp)\b",
     re.IGNORECASE,
 )
 LONG_WORDS = 5

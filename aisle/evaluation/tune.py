@@ -7,6 +7,7 @@ of settings costs little more than one evaluation.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,12 @@ from aisle.artifacts import read_manifest, write_manifest
 from aisle.data.dataset import load_dataset
 from aisle.errors import AisleError
 from aisle.evaluation.evaluator import score_run
-from aisle.evaluation.run import open_index_retriever, split_qrels, split_top_grade
+from aisle.evaluation.run import (
+    open_index_retriever,
+    reported_metrics,
+    split_qrels,
+    split_top_grade,
+)
 from aisle.retrieval.config import FusionConfig
 from aisle.retrieval.fusion import fuse
 from aisle.retrieval.store import KIND
@@ -26,6 +32,11 @@ log = logging.getLogger(__name__)
 WEIGHTS = tuple(round(0.05 * i, 2) for i in range(21))
 RRF_KS = (10.0, 30.0, 60.0, 100.0)
 SELECT = "ndcg@10"
+
+
+def _rounded(value: float) -> float | None:
+    """``value`` to four places; None (JSON null) where no query defines the metric."""
+    return round(value, 4) if math.isfinite(value) else None
 
 
 def fusion_grid(base: FusionConfig) -> list[FusionConfig]:
@@ -60,6 +71,7 @@ def tune_fusion(
         table.append((cfg, score_run(run, qrels, top_grade)))
     best, metrics = max(table, key=lambda row: row[1][SELECT])
     log.info("best fusion on %s: %s -> %s", split, best, metrics)
+    reported = reported_metrics(metrics)  # NaN is not JSON: a metric no query defines is null
     if write:
         # The directory tuned: for a versioned root, the version that was CURRENT at load.
         target = retriever.index.root
@@ -68,19 +80,19 @@ def tune_fusion(
         manifest["fusion_tuning"] = {
             "split": split,
             "metric": SELECT,
-            "metrics": {k: round(v, 4) for k, v in metrics.items()},
+            "metrics": reported,
         }
         write_manifest(target, manifest)
     return {
         "best": asdict(best),
-        "metrics": {k: round(v, 4) for k, v in metrics.items()},
+        "metrics": reported,
         "grid": [
             {
                 "method": c.method,
                 "weight": c.weight,
                 "rrf_k": c.rrf_k,
-                SELECT: round(m[SELECT], 4),
-                "recall@100": round(m["recall@100"], 4),
+                SELECT: _rounded(m[SELECT]),
+                "recall@100": _rounded(m["recall@100"]),
             }
             for c, m in table
         ],

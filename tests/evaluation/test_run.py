@@ -162,3 +162,36 @@ def test_evaluate_flags_override_only_what_they_name_of_the_indexs_fusion(
     fusion = json.loads(capsys.readouterr().out)["fusion"]
     assert fusion == {"method": "convex", "weight": 0.25, "rrf_k": 20.0, "dense_depth": 30,
                       "lexical_depth": 40}
+
+
+def test_fusion_tuning_writes_strict_json_where_a_metric_is_undefined(
+    tmp_path: Path, base_model: Any
+) -> None:
+    # As above: the top grade is judged only for a train query, so on dev recall@100 and
+    # MRR@10 are undefined. The manifest and the result must say null, not NaN (not JSON).
+    from aisle.evaluation.tune import tune_fusion
+    from aisle.indexing.build import build_index
+
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "products.csv").write_text(
+        "product_id,title,description,brand,category\np1,oak table,,,\np2,sofa,,,\n"
+        "p3,lamp,,,\n"
+    )
+    (data / "queries.csv").write_text(
+        "query_id,query,split\nq1,table,train\nq2,sofa,dev\nq3,lamp,test\n"
+    )
+    (data / "judgments.csv").write_text(
+        "query_id,product_id,grade,raw_label\nq1,p1,2,\nq2,p2,1,\nq3,p3,1,\n"
+    )
+    index = build_index(data, base_model, tmp_path / "index")
+    result = tune_fusion(data, index, "dev")
+    json.dumps(result, allow_nan=False)
+    assert result["metrics"]["recall@100"] is None
+    assert all(row["recall@100"] is None for row in result["grid"])
+
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"manifest.json holds {name}")
+
+    manifest = json.loads((index / "manifest.json").read_text(), parse_constant=no_constants)
+    assert manifest["fusion_tuning"]["metrics"]["mrr@10"] is None
