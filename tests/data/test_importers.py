@@ -237,6 +237,10 @@ def test_split_hash_and_clean_text() -> None:
     assert hash_fraction(" Oak  TABLE") == hash_fraction("oak table")
     assert hash_fraction("oak table") == pytest.approx(0.50519, abs=1e-5)
     assert clean_text("<b>a</b>&nbsp;&amp;  b\r\n\r\n c <br/>") == "a & b\nc"
+    assert clean_text('<p class="x">Oak</p><!-- a\nnote --> <BR>table') == "Oak table"
+    # A "<" that opens no tag is text: the old pattern cut it out up to the next ">".
+    assert clean_text("USB <-> HDMI adapter") == "USB <-> HDMI adapter"
+    assert clean_text("holds < 5 kg and > 2 kg") == "holds < 5 kg and > 2 kg"
 
 
 def test_wands_missing_or_undecodable_file(tmp_path: Path) -> None:

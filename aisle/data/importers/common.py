@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 Split = Literal["train", "dev", "test"]
 
-_TAG = re.compile(r"<[^>]*>")
+# An HTML tag or comment: "<" then a letter, "/" or "!--". A bare "<" is text ("USB <-> HDMI",
+# "load < 5 kg > 2 kg"), which a plain "<[^>]*>" would cut out up to the next ">".
+_TAG = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]*>", re.DOTALL)
 _SPACE = re.compile(r"[ \t\f\v\u00a0]+")
 
 
