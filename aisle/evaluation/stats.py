@@ -40,6 +40,12 @@ def _as_values(values: NDArray[np.float64] | list[float]) -> NDArray[np.float64]
     return array
 
 
+def _check_count(name: str, value: int) -> None:
+    # 0 would give numpy's IndexError (bootstrap) or a p-value of 1 that tested nothing.
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+
+
 def bootstrap_ci(
     values: NDArray[np.float64] | list[float],
     resamples: int = RESAMPLES,
@@ -51,6 +57,7 @@ def bootstrap_ci(
     array = _as_values(values)
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    _check_count("resamples", resamples)
     rng = np.random.default_rng(seed)
     means = np.empty(resamples)
     for start in range(0, resamples, RESAMPLE_CHUNK):
@@ -72,6 +79,7 @@ def randomization_test(
     a, b = _as_values(baseline), _as_values(other)
     if a.shape != b.shape:
         raise ValueError(f"paired runs need one value per query each, got {a.size} and {b.size}")
+    _check_count("trials", trials)
     diff = b - a
     observed = abs(diff.mean())
     rng = np.random.default_rng(seed)

@@ -45,3 +45,8 @@ def test_wins_ties_losses_and_bad_input() -> None:
         randomization_test([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="non-empty"):
         bootstrap_ci([])
+    # No resample gave numpy's IndexError; no trial gave p = 1, a test of nothing.
+    with pytest.raises(ValueError, match="resamples must be at least 1, got 0"):
+        bootstrap_ci([0.1, 0.2], resamples=0)
+    with pytest.raises(ValueError, match="trials must be at least 1, got 0"):
+        randomization_test([0.1, 0.2], [0.3, 0.4], trials=0)
