@@ -24,7 +24,7 @@ from aisle.autocomplete.suggestions import (
     log_suggestions,
     rank,
 )
-from aisle.autocomplete.text import variant_key
+from aisle.autocomplete.text import key, variant_key
 from aisle.data.dataset import Dataset, load_dataset
 from aisle.errors import DataError
 from aisle.retrieval.retriever import titles_speller
@@ -41,6 +41,7 @@ CLEANING = {
                 f"{LOG_WORD_MIN_QUERIES}+ log queries, dropped",
     "case": "lower",
     "variants": "case, accent and spacing variants are one suggestion, popularity summed",
+    "catalog": "catalog phrases embedded as written, never spell-corrected",
 }
 
 
@@ -66,7 +67,10 @@ def collect(
     if frame.empty:
         raise DataError(f"dataset {ds.name!r} gives no suggestions: no queries and no "
                         "catalog phrase named by enough products")
-    frame["canonical"] = [speller.correct(t) for t in frame["text"]]
+    # A catalog phrase is the catalog's own words: "correcting" its rarer names embedded
+    # "brita" as "brite" and "stover" as "stove", so de-duplication took them for those.
+    frame["canonical"] = [speller.correct(t) if source == LOG else key(t)
+                          for t, source in zip(frame["text"], frame["source"], strict=True)]
     return rank(frame), popularity_source, cleaned
 
 

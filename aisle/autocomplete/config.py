@@ -53,7 +53,8 @@ class AutocompleteConfig:
     # Unused since de-duplication walks the ranked candidates once (stopping at k kept); kept
     # so that artifacts whose manifest records it still load.
     overfetch: int = 4
-    # Typo tolerance on the first len(prefix) characters (OSA distance: a swap counts 1):
+    # Typo tolerance: OSA distance (a swap counts 1) from the prefix to the suggestion's
+    # nearest start, of any length (a letter left out costs 1):
     # 0 edits below typo1_chars, 1 from there, 2 from typo2_chars.
     typo1_chars: int = 4
     typo2_chars: int = 8

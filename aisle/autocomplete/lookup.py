@@ -1,5 +1,6 @@
-"""Prefix lookup: exact (marisa trie) and typo-tolerant (rapidfuzz OSA on the first
-len(prefix) characters) candidates, ranked, then greedy semantic de-duplication."""
+"""Prefix lookup: exact (marisa trie) and typo-tolerant (rapidfuzz OSA to the key's nearest
+start) candidates, ranked, then greedy semantic de-duplication among suggestions that state
+the same numbers."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from aisle.autocomplete.config import AutocompleteConfig
 from aisle.autocomplete.dedup import greedy_dedup
 from aisle.autocomplete.store import Artifact, load_artifact
 from aisle.autocomplete.suggestions import tiers
-from aisle.autocomplete.text import prefix_key
+from aisle.autocomplete.text import digits, numbers, prefix_key
 from aisle.configs import from_dict
 from aisle.errors import AisleError
 
@@ -61,6 +62,12 @@ class Autocomplete:
         for row, k in enumerate(keys):
             self.trie_row[self.trie[k]] = row
         self.tier = tiers(frame).to_numpy(np.int64)
+        # Suggestions stating different numbers ("24 inch vanity", "36 inch vanity") are
+        # never duplicates: rows are de-duplicated only within a group of equal numbers.
+        stated: dict[tuple[str, ...], int] = {}
+        self.number_group = np.array([stated.setdefault(numbers(t), len(stated))
+                                      for t in self.texts], dtype=np.int64)
+        self.digits = [digits(k) for k in keys]
         self._score = self.popularity.astype(np.float64)
         # 1-2 character prefixes match thousands of keys: their rows, in rank order, are
         # listed once here rather than enumerated from the trie on every keystroke.
@@ -109,12 +116,31 @@ class Autocomplete:
             start = max(len(typed) - limit, 1)
             heads = [k[: end if (end := k.find(" ", start)) >= 0 else len(k)]
                      for k in block_keys]
+            dist = self._distance(typed, heads, limit)
         else:
-            typed, heads = prefix, [k[: len(prefix)] for k in block_keys]
-        dist = process.cdist([typed], heads, scorer=OSA.distance, score_cutoff=limit,
-                             dtype=np.int32, workers=1)[0]
+            # The distance to the nearest start of the key, whatever its length, not to its
+            # first len(prefix) characters: "glcier" (a letter left out) is 1 edit from
+            # "glacier", 2 from "glacie"; "glaciier" 1 from "glacier", 2 from "glacier ".
+            typed = prefix
+            dist = np.full(len(block_keys), limit + 1, dtype=np.int32)
+            for n in range(max(len(typed) - limit, 1), len(typed) + limit + 1):
+                np.minimum(dist, self._distance(typed, [k[:n] for k in block_keys], limit),
+                           out=dist)
         hit = dist <= limit
-        return block_rows[hit], dist[hit].astype(np.int64)
+        rows, edits = block_rows[hit], dist[hit].astype(np.int64)
+        typed_digits = digits(typed)
+        if typed_digits:
+            # An edit never changes a number the shopper typed: "14000 btu" is 2 edits from
+            # the more popular "10,000 btu", and "3/4 inch" 1 from "3/8 inch".
+            keep = np.fromiter((self.digits[r].startswith(typed_digits) for r in rows),
+                               dtype=bool, count=len(rows))
+            rows, edits = rows[keep], edits[keep]
+        return rows, edits
+
+    @staticmethod
+    def _distance(typed: str, heads: list[str], limit: int) -> np.ndarray:
+        return process.cdist([typed], heads, scorer=OSA.distance, score_cutoff=limit,
+                             dtype=np.int32, workers=1)[0]
 
     def suggest(self, prefix: str, k: int = 10) -> list[Suggestion]:
         if k < 1:
@@ -136,7 +162,8 @@ class Autocomplete:
             order = np.argsort(rows, kind="stable")
         # One greedy walk down the ranked candidates, stopping at the k-th kept one (it used to
         # re-run from the top on a doubled window each time too few survived).
-        kept = greedy_dedup(self.embeddings, self.threshold, k, rows[order])
+        kept = greedy_dedup(self.embeddings, self.threshold, k, rows[order],
+                            self.number_group)
         return [self._suggestion(int(rows[order[i]]), int(edits[order[i]])) for i in kept]
 
     def _suggestion(self, row: int, edits: int) -> Suggestion:

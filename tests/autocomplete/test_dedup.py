@@ -43,3 +43,12 @@ def test_an_order_walks_the_rows_in_that_order_without_gathering_them() -> None:
         assert greedy_dedup(e, threshold, k, order) == greedy_dedup(e[order], threshold, k)
     # k far above the candidates allocates for the candidates, not for k.
     assert len(greedy_dedup(e, 2.0, 10**9, order)) == 25
+
+
+def test_rows_of_different_groups_are_never_duplicates() -> None:
+    # Rows 0, 1 and 2 are one vector; 0 and 2 share a group ("24 inch"), 1 does not ("36").
+    e = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    groups = np.array([0, 1, 0, 2])
+    assert greedy_dedup(e, 0.9, 10, groups=groups) == [0, 1, 3]
+    assert greedy_dedup(e, 0.9, 10, np.array([2, 1, 0]), groups) == [0, 1]
+    assert greedy_dedup(e, 0.9, 10) == [0, 3]  # without groups, as before

@@ -158,7 +158,9 @@ def test_corrupt_artifact_is_refused_clearly(ac_index: Path, tmp_path: Path, dam
         load_artifact(tmp_path / "absent")
 
 
-def test_a_typed_space_ends_the_word_even_with_typos() -> None:
+def small_index(log: list[tuple[str, int]], model: TwoTowerModel | None = None) -> Autocomplete:
+    """An in-memory index of these log queries: embedded by ``model``, or else orthogonal
+    (no two are duplicates)."""
     from dataclasses import asdict
 
     import pandas as pd
@@ -167,14 +169,19 @@ def test_a_typed_space_ends_the_word_even_with_typos() -> None:
     from aisle.autocomplete.store import Artifact
     from aisle.autocomplete.suggestions import rank
 
-    log = [("moenix faucet", 50), ("moen shower head", 10), ("moen faucet", 8), ("moen", 5)]
     frame = rank(pd.DataFrame(
         [(t, key(t), t, "log", n) for t, n in log],
         columns=["text", "key", "canonical", "source", "popularity"]))
-    vectors = np.eye(len(frame), 16, dtype=np.float32)  # no two are duplicates
+    vectors = (np.eye(len(frame), 16, dtype=np.float32) if model is None else
+               model.encode_query(frame["canonical"].tolist()).numpy())
     manifest = {"config": asdict(AutocompleteConfig()), "threshold": 0.82, "version": "t",
                 "cleaning": {}}
-    small = Autocomplete(Artifact(frame, vectors, manifest))
+    return Autocomplete(Artifact(frame, vectors, manifest))
+
+
+def test_a_typed_space_ends_the_word_even_with_typos() -> None:
+    log = [("moenix faucet", 50), ("moen shower head", 10), ("moen faucet", 8), ("moen", 5)]
+    small = small_index(log)
 
     def found(prefix: str) -> dict[str, int]:
         return {s.text: s.edits for s in small.suggest(prefix, 10)}
@@ -185,3 +192,46 @@ def test_a_typed_space_ends_the_word_even_with_typos() -> None:
     # The word itself may still be misspelt, by substitution, insertion or deletion.
     for typo in ("moem ", "moenn ", "mone "):
         assert found(typo) == {"moen shower head": 1, "moen faucet": 1, "moen": 1}, typo
+
+
+def test_a_letter_left_out_or_added_is_one_edit() -> None:
+    small = small_index([("glacier bay toilet", 50), ("dewalt drill", 8), ("moen", 5)])
+
+    def found(prefix: str) -> dict[str, int]:
+        return {s.text: s.edits for s in small.suggest(prefix, 10)}
+
+    # A deletion used to cost 2 (the key cut at len(prefix) also loses its last letter), so
+    # "dewlt" (1 edit allowed under 8 characters) found nothing.
+    assert found("dewlt") == {"dewalt drill": 1}
+    assert found("glcier") == found("glaciier") == {"glacier bay toilet": 1}
+    assert found("glcier bay toi") == {"glacier bay toilet": 1}
+    assert found("mowen") == {"moen": 1}
+    assert found("glacier") == {"glacier bay toilet": 0} and found("dewalt dr") == {
+        "dewalt drill": 0}
+
+
+def test_typo_tolerance_never_changes_a_typed_number() -> None:
+    small = small_index([("10,000 btu air conditioner", 90), ("14000 btu portable ac", 5),
+                         ("3/8 inch drill bit", 40), ("3/4 inch plywood", 4),
+                         ("dewalt 20v drill", 30)])
+
+    def found(prefix: str) -> dict[str, int]:
+        return {s.text: s.edits for s in small.suggest(prefix, 10)}
+
+    # Each was reachable by editing a digit, and the more popular one came first.
+    assert found("14000 btu") == {"14000 btu portable ac": 0}
+    assert found("3/4 inch") == {"3/4 inch plywood": 0}
+    # Letters still take edits around the numbers, and a number may still be half typed.
+    assert found("dewlt 20v") == {"dewalt 20v drill": 1}
+    assert found("dewalt 2") == {"dewalt 20v drill": 0}
+    assert found("3/8 inch drl") == {"3/8 inch drill bit": 1}
+
+
+def test_suggestions_that_state_different_numbers_are_not_duplicates(
+    base_model: TwoTowerModel,
+) -> None:
+    # The base model puts "vanity 24 inch" at cosine 0.91 to "vanity 36 inch", over the
+    # threshold; "vanity 36in" (0.93) is the same size written another way.
+    small = small_index([("vanity 36 inch", 20), ("vanity 24 inch", 10), ("vanity 36in", 5)],
+                        base_model)
+    assert [s.text for s in small.suggest("vanity", 10)] == ["vanity 36 inch", "vanity 24 inch"]

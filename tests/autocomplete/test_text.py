@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from aisle.autocomplete.text import key, prefix_key, shown, variant_key
+from aisle.autocomplete.text import key, numbers, prefix_key, shown, variant_key
 
 
 def test_keys_fold_case_accents_and_space() -> None:
@@ -21,6 +21,13 @@ def test_variants_share_a_key_and_are_shown_in_lower_case() -> None:
     assert variant_key("moen shower") != variant_key("moen showers")
     assert shown("  GLACIER BAY\tVanity ") == "glacier bay vanity"
     assert shown("Crème BRÛLÉE") == "crème brûlée"  # accents stay on screen
+
+
+def test_numbers_are_the_stated_ones_as_a_multiset() -> None:
+    assert numbers("24 inch vanity") == ("24",) != numbers("36 inch vanity")
+    assert numbers("2x8x8 treated") == numbers("2x8 treated 8ft") == ("2", "8", "8")
+    assert numbers("１/２ inch pvc") == numbers("1/2 in. pvc") != numbers("3/4 inch pvc")
+    assert numbers("ryobi 018 volt") == numbers("ryobi 18v") and numbers("vanity") == ()
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
