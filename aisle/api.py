@@ -115,8 +115,9 @@ class SearchIndex:
         from aisle.retrieval.filters import as_filter
         from aisle.retrieval.querytext import query_problem
 
-        if isinstance(queries, str):
-            raise AisleError("search_many takes a list of queries; for one, call search")
+        if isinstance(queries, str) or not isinstance(queries, Iterable):
+            raise AisleError(f"search_many takes a list of queries, got a "
+                             f"{type(queries).__name__}; for one query, call search")
         queries = list(queries)  # read once: a generator would be spent by the checks
         for i, q in enumerate(queries):
             problem = (f"query is a {type(q).__name__}, not text" if not isinstance(q, str)
@@ -127,8 +128,13 @@ class SearchIndex:
             raise AisleError(f"k must be >= 1 (a whole number of products), got {k!r}")
         if mode not in (None, "dense", "lexical", "hybrid"):
             raise AisleError(f"unknown mode {mode!r}; use dense, lexical or hybrid")
-        found = self.retriever.search_texts(queries, int(k), mode, as_filter(filters),
-                                            rerank_depth)
+        if rerank_depth is not None and (isinstance(rerank_depth, bool) or not isinstance(
+                rerank_depth, numbers.Integral) or rerank_depth < 0):
+            raise AisleError(f"rerank_depth must be None (the cross-encoder's own) or a whole "
+                             f"number >= 0 (0: no re-ranking), got {rerank_depth!r}")
+        found = self.retriever.search_texts(
+            queries, int(k), mode, as_filter(filters),
+            None if rerank_depth is None else int(rerank_depth))
         index = self.retriever.index
         return [_results(f, index.field_values([h.product_id for h in f.hits])) for f in found]
 

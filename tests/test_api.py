@@ -52,8 +52,14 @@ def test_search_many_batches_queries_and_bad_input_says_what_to_fix(sample_index
     from_generator = idx.search_many((q for q in ["drill", "paint"]), k=3, mode="dense")
     assert [[r.product_id for r in r_] for r_ in from_generator] == [
         [r.product_id for r in r_] for r_ in many]
-    with pytest.raises(AisleError, match="list of queries"):
-        idx.search_many("drill")
+    # rerank_depth as the CLI's --rerank-depth takes it: a whole number >= 0, or None.
+    for depth in ("5", 2.5, True, -1):
+        with pytest.raises(AisleError, match="rerank_depth must be"):
+            idx.search("drill", rerank_depth=depth)  # type: ignore[arg-type]
+    assert idx.search("drill", 3, rerank_depth=np.int64(0)).reranked == 0  # type: ignore[arg-type]
+    for not_a_list in ("drill", 5):
+        with pytest.raises(AisleError, match="list of queries"):
+            idx.search_many(not_a_list)  # type: ignore[arg-type]
     with pytest.raises(AisleError, match="autocomplete=DIR"):
         idx.suggest("dri")
 

@@ -163,14 +163,18 @@ def check_evaluate_args(
         raise AisleError(f"--run-out {run_out} is a directory; give a file path for the run")
 
 
+def rounded(value: float) -> float | None:
+    """A metric to four places; ``None`` (JSON null, where NaN is not JSON) where no query
+    defines it."""
+    return round(value, 4) if math.isfinite(value) else None
+
+
 def reported_metrics(metrics: dict[str, float]) -> dict[str, float | None]:
     """Metrics rounded for the report; ``None`` (JSON null) where no query defines one."""
     out: dict[str, float | None] = {}
     for name, value in metrics.items():
-        if math.isfinite(value):
-            out[name] = round(value, 4)
-        else:
-            out[name] = None
+        out[name] = rounded(value)
+        if out[name] is None:
             log.warning("%s is undefined: no query of the split has a product it counts", name)
     return out
 

@@ -7,7 +7,6 @@ of settings costs little more than one evaluation.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from aisle.evaluation.evaluator import score_run
 from aisle.evaluation.run import (
     open_index_retriever,
     reported_metrics,
+    rounded,
     split_qrels,
     split_top_grade,
 )
@@ -32,11 +32,6 @@ log = logging.getLogger(__name__)
 WEIGHTS = tuple(round(0.05 * i, 2) for i in range(21))
 RRF_KS = (10.0, 30.0, 60.0, 100.0)
 SELECT = "ndcg@10"
-
-
-def _rounded(value: float) -> float | None:
-    """``value`` to four places; None (JSON null) where no query defines the metric."""
-    return round(value, 4) if math.isfinite(value) else None
 
 
 def fusion_grid(base: FusionConfig) -> list[FusionConfig]:
@@ -91,8 +86,8 @@ def tune_fusion(
                 "method": c.method,
                 "weight": c.weight,
                 "rrf_k": c.rrf_k,
-                SELECT: _rounded(m[SELECT]),
-                "recall@100": _rounded(m["recall@100"]),
+                SELECT: rounded(m[SELECT]),
+                "recall@100": rounded(m["recall@100"]),
             }
             for c, m in table
         ],

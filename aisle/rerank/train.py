@@ -275,10 +275,15 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
     total = batches * cfg.epochs
     trainer = _Training(cfg, total)
     # What the saved progress was trained from: another base, data or first stage would
-    # otherwise resume into (or publish) the old run's weights.
+    # otherwise resume into (or publish) the old run's weights. The pairs themselves, not
+    # the index alone: the query tower on another runtime ranks a little differently over
+    # the same index, and so picks other negatives, as many of them.
+    pairs = hashlib.sha256()
+    for e in examples:
+        pairs.update(json.dumps([e.query, e.product, e.target]).encode())
     fingerprint = hashlib.sha256(json.dumps(
-        [asdict(cfg), stage["ranked"].get(min(train_qrels), []), len(examples), base_weights,
-         stage_index, [ds.fingerprint(t) for t in (PRODUCTS, QUERIES, JUDGMENTS)]],
+        [asdict(cfg), pairs.hexdigest(), base_weights, stage_index,
+         [ds.fingerprint(t) for t in (PRODUCTS, QUERIES, JUDGMENTS)]],
         sort_keys=True, default=str).encode()).hexdigest()[:16]
     progress: dict[str, Any] = {"epoch": 0, "batch": 0, "history": [], "best": None,
                                 "fingerprint": fingerprint}
@@ -324,7 +329,8 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
             score = max(r["ndcg@10"] for r in grid)
             log.info("epoch %d: dev-sample nDCG@10 %.4f at its best weight", epoch + 1, score)
             progress["history"].append({"epoch": epoch + 1, "ndcg@10": score})
-        if progress["best"] is None or score > progress["best"]["ndcg@10"]:
+        # Without selection every epoch replaces the last: the config keeps the last epoch.
+        if not select or progress["best"] is None or score > progress["best"]["ndcg@10"]:
             tmp = sibling_temp(work / BEST, "tmp")
             trainer.model.save(str(tmp))
             shutil.rmtree(work / BEST, ignore_errors=True)

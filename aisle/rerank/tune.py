@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from aisle.evaluation.evaluator import score_run
+from aisle.evaluation.run import rounded
 from aisle.retrieval.rerank import RerankConfig, combine
 
 Ranked = Sequence[tuple[str, float]]
@@ -37,7 +38,7 @@ def weight_grid(
     for w in weights:
         config = replace(base, weight=float(w))
         metrics = score_run(fused_run(first, cross, k, config), qrels, top_grade)
-        rows.append({"weight": float(w), **{m: round(v, 4) for m, v in metrics.items()}})
+        rows.append({"weight": float(w), **{m: rounded(v) for m, v in metrics.items()}})
     return rows
 
 

@@ -180,8 +180,12 @@ def _json_scalar(value: Any, name: str, where: str) -> Scalar:
             return math.inf if value > 0 else -math.inf
     if isinstance(value, float) and not math.isnan(value):
         return value
-    raise FilterError(f"filter {name!r}: {json.dumps(value)[:60]} is not a string, number or "
-                      "boolean", where)
+    try:
+        shown = json.dumps(value)
+    except (TypeError, ValueError):  # from Python code, not JSON: a set, an object, ...
+        shown = f"a value of type {type(value).__name__}"
+    raise FilterError(f"filter {name!r}: {shown[:60]} is not a string, number or boolean",
+                      where)
 
 
 def filter_from_json(obj: Mapping[str, Any], where: str = "filters") -> Filter:
@@ -233,7 +237,12 @@ def as_filter(filters: Filter | Mapping[str, Any] | Sequence[str] | str | None) 
         return parse_filters([filters]) or None
     if isinstance(filters, Mapping):
         return filter_from_json(filters) or None
-    return parse_filters(list(filters)) or None
+    if (isinstance(filters, Sequence) and not isinstance(filters, bytes | bytearray)
+            and all(isinstance(c, str) for c in filters)):
+        return parse_filters(list(filters)) or None
+    raise FilterError(f"filters of type {type(filters).__name__}: give a dict such as "
+                      '{"brand": "DeWalt"}, text conditions such as ["price<=50"], a Filter or '
+                      "None", "filters")
 
 
 def fold(text: str) -> str:

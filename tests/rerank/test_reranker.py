@@ -173,6 +173,73 @@ def test_resume_continues_an_interrupted_run(tmp_path: Path, sample_data: Path,
                            work=tmp_path / "work")
 
 
+def test_several_epochs_without_selection_publish_the_last(
+        tmp_path: Path, sample_data: Path, sample_index: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """select_queries=0 "keeps the last epoch" (RerankTrainConfig): the published weights and
+    the manifest's epoch are the last epoch's, not the first's."""
+    import torch
+
+    from aisle.rerank import train
+
+    steps = {"n": 0}
+
+    def count(self: train._Training, batch: list) -> float:  # type: ignore[type-arg]
+        steps["n"] += 1  # the classifier's bias records how many steps the weights took
+        with torch.no_grad():
+            self.model.model.classifier.bias.fill_(float(steps["n"]))
+        return 0.0
+
+    monkeypatch.setattr(train._Training, "step", count)
+    cfg = replace(TINY, epochs=2, select_queries=0)
+    out = tmp_path / "ce"
+    train_reranker(sample_data, sample_index, out, cfg, work=tmp_path / "work")
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["epoch"] == 2 and manifest["history"] == []
+    model = load_reranker(out, "torch").scorer.model  # type: ignore[attr-defined]
+    assert float(model.model.classifier.bias) == steps["n"]
+
+
+def test_resume_refuses_a_checkpoint_of_other_training_pairs(
+        tmp_path: Path, sample_data: Path, sample_index: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Other first-stage lists (the query tower on another runtime ranks a little
+    differently) give other training pairs, as many of them: a checkpoint of the old pairs is
+    not resumed into the new ones."""
+    from aisle.rerank import train
+
+    calls = {"n": 0}
+
+    def crash(self: train._Training, batch: list) -> float:  # type: ignore[type-arg]
+        calls["n"] += 1
+        if calls["n"] == 4:  # TINY checkpoints every 3 steps
+            raise KeyboardInterrupt
+        return 0.0
+
+    monkeypatch.setattr(train._Training, "step", crash)
+    out, work = tmp_path / "ce", tmp_path / "work"
+    with pytest.raises(KeyboardInterrupt):
+        train_reranker(sample_data, sample_index, out, TINY, work=work)
+    made = train.training_examples
+
+    def other_pairs(*args: object, **kwargs: object) -> list[train.Example]:
+        pairs = made(*args, **kwargs)  # type: ignore[arg-type]
+        last = pairs[-1]  # another negative in the last query's list, the count unchanged
+        return [*pairs[:-1], train.Example(last.query, "another product", last.target)]
+
+    monkeypatch.setattr(train, "training_examples", other_pairs)
+    seen = {"n": 0}
+
+    def counted(self: train._Training, batch: list) -> float:  # type: ignore[type-arg]
+        seen["n"] += 1
+        return 0.0
+
+    monkeypatch.setattr(train._Training, "step", counted)
+    train_reranker(sample_data, sample_index, out, TINY, resume=True, work=work)
+    batches = json.loads((out / MANIFEST).read_text())["pairs"] // TINY.batch_size
+    assert seen["n"] == batches  # trained from the start, not from the old run's batch 3
+
+
 def test_no_dev_judgments_or_no_usable_base_is_refused_before_any_work(
         tmp_path: Path, sample_data: Path, sample_index: Path) -> None:
     from aisle.errors import DataError

@@ -87,6 +87,23 @@ def test_json_filters_mean_the_same(table: FieldTable) -> None:
 
 
 @pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        (5, "filters of type int: give a dict"),
+        ([5], "filters of type list: give a dict"),
+        (b"brand=x", "filters of type bytes: give a dict"),
+        ({"brand": object()}, "filter 'brand': a value of type object is not a string"),
+        ({"price": {"gte": {1, 2}}}, "filter 'price': a value of type set is not a string, number"),
+        ({"brand": None}, "filter 'brand': null is not a string"),  # JSON's own words
+    ],
+)
+def test_the_python_api_filters_of_the_wrong_type(filters: object, message: str) -> None:
+    # Each raised a bare TypeError from inside the parser.
+    with pytest.raises(FilterError, match=re.escape(message)):
+        as_filter(filters)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
     ("conditions", "message"),
     [
         (["colour=red"], "unknown field 'colour': this index has brand, price, in_stock"),
