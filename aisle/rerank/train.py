@@ -234,6 +234,16 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+# Settings that do not change the weights a run trains: how often it saves, and whether the
+# result is exported. A resumed run may change them.
+NOT_TRAINING = ("checkpoint_every", "export_int8")
+
+
+def trained_by(cfg: RerankTrainConfig) -> dict[str, Any]:
+    """The settings a resumable run's weights depend on (its config less ``NOT_TRAINING``)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in NOT_TRAINING}
+
+
 def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
                    resume: bool = False, work: Path | None = None) -> dict[str, Any]:
     """Train, select on dev and publish a cross-encoder at ``out``; its summary."""
@@ -282,7 +292,7 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
     for e in examples:
         pairs.update(json.dumps([e.query, e.product, e.target]).encode())
     fingerprint = hashlib.sha256(json.dumps(
-        [asdict(cfg), pairs.hexdigest(), base_weights, stage_index,
+        [trained_by(cfg), pairs.hexdigest(), base_weights, stage_index,
          [ds.fingerprint(t) for t in (PRODUCTS, QUERIES, JUDGMENTS)]],
         sort_keys=True, default=str).encode()).hexdigest()[:16]
     progress: dict[str, Any] = {"epoch": 0, "batch": 0, "history": [], "best": None,

@@ -197,7 +197,7 @@ def test_several_epochs_without_selection_publish_the_last(
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["epoch"] == 2 and manifest["history"] == []
     model = load_reranker(out, "torch").scorer.model  # type: ignore[attr-defined]
-    assert float(model.model.classifier.bias) == steps["n"]
+    assert float(model.model.classifier.bias.detach()) == steps["n"]
 
 
 def test_resume_refuses_a_checkpoint_of_other_training_pairs(
@@ -238,6 +238,34 @@ def test_resume_refuses_a_checkpoint_of_other_training_pairs(
     train_reranker(sample_data, sample_index, out, TINY, resume=True, work=work)
     batches = json.loads((out / MANIFEST).read_text())["pairs"] // TINY.batch_size
     assert seen["n"] == batches  # trained from the start, not from the old run's batch 3
+
+
+def test_resume_may_change_how_often_it_saves_and_whether_it_exports(
+        tmp_path: Path, sample_data: Path, sample_index: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """checkpoint_every and export_int8 do not change the weights: a run interrupted at step
+    4 resumes from its step-3 checkpoint under new values (it used to start over)."""
+    from aisle.rerank import train
+
+    assert train.trained_by(replace(TINY, export_int8=True)) == train.trained_by(TINY)
+    assert train.trained_by(replace(TINY, lr=1e-4)) != train.trained_by(TINY)
+    calls = {"n": 0}
+
+    def crash(self: train._Training, batch: list) -> float:  # type: ignore[type-arg]
+        calls["n"] += 1
+        if calls["n"] == 4:  # TINY checkpoints every 3 steps
+            raise KeyboardInterrupt
+        return 0.0
+
+    monkeypatch.setattr(train._Training, "step", crash)
+    out, work = tmp_path / "ce", tmp_path / "work"
+    with pytest.raises(KeyboardInterrupt):
+        train_reranker(sample_data, sample_index, out, TINY, work=work)
+    calls["n"] = 100  # no more crashes
+    train_reranker(sample_data, sample_index, out, replace(TINY, checkpoint_every=5),
+                   resume=True, work=work)
+    batches = json.loads((out / MANIFEST).read_text())["pairs"] // TINY.batch_size
+    assert calls["n"] - 100 == batches - 3
 
 
 def test_no_dev_judgments_or_no_usable_base_is_refused_before_any_work(
