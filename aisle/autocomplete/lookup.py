@@ -44,6 +44,8 @@ class Autocomplete:
         self.manifest = artifact.manifest
         self.config = from_dict(AutocompleteConfig, self.manifest["config"])
         self.threshold = float(self.manifest["threshold"] if threshold is None else threshold)
+        if not -1.0 <= self.threshold <= 1.0:  # past 1 nothing is a duplicate; NaN neither
+            raise AisleError(f"threshold is a cosine in [-1, 1], got {self.threshold}")
         # An artifact built before suggestions were cleaned still serves (its format is the
         # same): refusing it would take autocomplete down on upgrade for a cosmetic defect.
         self.cleaned = "cleaning" in self.manifest

@@ -14,7 +14,7 @@ from aisle.autocomplete.lookup import Autocomplete
 from aisle.autocomplete.store import load_artifact
 from aisle.autocomplete.text import key, variant_key
 from aisle.data.dataset import Dataset
-from aisle.errors import ArtifactError
+from aisle.errors import AisleError, ArtifactError
 from aisle.towers.model import TwoTowerModel
 
 # Shown as "glacier bay toilet" (the log's "glaciar bay toiled", corrected) and "glacier bay
@@ -235,3 +235,10 @@ def test_suggestions_that_state_different_numbers_are_not_duplicates(
     small = small_index([("vanity 36 inch", 20), ("vanity 24 inch", 10), ("vanity 36in", 5)],
                         base_model)
     assert [s.text for s in small.suggest("vanity", 10)] == ["vanity 36 inch", "vanity 24 inch"]
+
+
+def test_a_threshold_that_is_no_cosine_is_refused() -> None:
+    small = small_index([("moen", 5)])
+    for bad in (1.5, -2.0, float("nan")):
+        with pytest.raises(AisleError, match="threshold is a cosine in"):
+            Autocomplete(small.artifact, threshold=bad)
