@@ -167,15 +167,27 @@ def manifest_fingerprint(manifest: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def tree_fingerprint(root: Path, skip: frozenset[str] = frozenset({MANIFEST})) -> str:
-    """sha256 over every file's relative path and bytes under ``root`` (sorted, stable)."""
+def tree_files(root: Path, skip: frozenset[str] = frozenset({MANIFEST}),
+               hidden_dirs: bool = True) -> list[Path]:
+    """The files under ``root`` that ``tree_fingerprint`` hashes, sorted: all but those named
+    in ``skip`` and those under ``__pycache__`` (and, without ``hidden_dirs``, those in a
+    folder under ``root`` whose name starts with a dot)."""
+    root = Path(root)
+    return [p for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name not in skip and "__pycache__" not in p.parts
+            and (hidden_dirs or not any(part.startswith(".")
+                                        for part in p.relative_to(root).parts[:-1]))]
+
+
+def tree_fingerprint(root: Path, skip: frozenset[str] = frozenset({MANIFEST}),
+                     hidden_dirs: bool = True) -> str:
+    """sha256 over each ``tree_files`` file's relative path and bytes (sorted, stable)."""
     root = Path(root)
     h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name not in skip and "__pycache__" not in p.parts:
-            h.update(str(p.relative_to(root).as_posix()).encode())
-            h.update(b"\0")
-            sha256_file(p, h)
+    for p in tree_files(root, skip, hidden_dirs):
+        h.update(str(p.relative_to(root).as_posix()).encode())
+        h.update(b"\0")
+        sha256_file(p, h)
     return h.hexdigest()
 
 

@@ -45,6 +45,11 @@ def load_sentence_transformer(path: Path, pooling: Pooling, device: str) -> Sent
         raise ArtifactError(f"{path} is not a usable sentence-transformers model directory "
                             f"({e}); pass a model saved by `aisle train` or a "
                             "sentence-transformers save") from e
+    # transformers loads weights in the dtype they were saved in: a bf16 or fp16 model would
+    # run (and train) in half precision, its vectors off unit length by up to ~2e-3 and its
+    # ONNX export refused. The towers compute in fp32 (training adds bf16 autocast on CUDA).
+    if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
+        model.float()
     return with_pooling(model, pooling)
 
 

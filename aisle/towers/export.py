@@ -36,12 +36,11 @@ from aisle.artifacts import (
     atomic_dir,
     atomic_write_text,
     read_manifest,
-    tree_fingerprint,
     write_manifest,
 )
 from aisle.errors import AisleError, ArtifactError
 from aisle.towers.config import TowerConfig, pooling_of
-from aisle.towers.layout import LAYOUT, export_dirs
+from aisle.towers.layout import LAYOUT, export_dirs, save_towers
 from aisle.towers.model import (
     BASE_MODEL,
     KIND,
@@ -140,30 +139,32 @@ def export_model(
 
 
 def _copy_model(ref: str | Path | None, src: Path, is_aisle: bool, tmp: Path) -> dict[str, Any]:
-    """Copy the source's weights into ``tmp``, in its layout; the manifest it will get (same
-    fingerprint). A plain sentence-transformers directory is already this layout's root."""
+    """Write the source's weights into ``tmp``; the manifest it will get (same fingerprint).
+
+    An aisle directory is copied as it is. A plain sentence-transformers directory is saved
+    as aisle saves a model (towers/layout.py), so that sentence-transformers reads the copy as
+    aisle's towers do (a hub download's max length is often 256 or 512, where aisle cuts
+    products at 128), and keeps the fingerprint ``load_model`` gives the source (files of its
+    own such as a hub download's ``onnx/`` included): an index built with the source serves
+    with the copy."""
     model = load_model(ref, _torch_config(ref))
-    ignore = shutil.ignore_patterns("__pycache__", ONNX_DIR, MANIFEST)
-    shutil.copytree(src, tmp, ignore=ignore, dirs_exist_ok=True)
     if is_aisle:
-        manifest = {k: v for k, v in read_manifest(src, KIND).items() if k != "onnx"}
-    else:
-        manifest = {
-            "kind": KIND,
-            "layout": LAYOUT,
-            "towers": "shared" if model.shared else "untied",
-            "dim": model.dim,
-            "tower_config": asdict(_saved_config(ref)),
-            "weights_fingerprint": tree_fingerprint(tmp),
-            "base_model": str(ref or BASE_MODEL),
-            "fingerprint": model.fingerprint,
-        }
-    copied = TwoTowerModel(
-        model.query, model.product, model.config, "", manifest["weights_fingerprint"]
-    )
-    if copied.fingerprint != model.fingerprint:
-        raise ArtifactError(f"copying {src} changed its fingerprint; the copy is not faithful")
-    return manifest
+        ignore = shutil.ignore_patterns("__pycache__", ONNX_DIR, MANIFEST)
+        shutil.copytree(src, tmp, ignore=ignore, dirs_exist_ok=True)
+        return {k: v for k, v in read_manifest(src, KIND).items() if k != "onnx"}
+    cfg = model.config
+    save_towers(tmp, model.query.model, None if model.shared else model.product.model,
+                (cfg.max_query_length, cfg.max_product_length))
+    return {
+        "kind": KIND,
+        "layout": LAYOUT,
+        "towers": "shared" if model.shared else "untied",
+        "dim": model.dim,
+        "tower_config": asdict(_saved_config(ref)),
+        "weights_fingerprint": model.weights_fingerprint,
+        "base_model": str(ref or BASE_MODEL),
+        "fingerprint": model.fingerprint,
+    }
 
 
 def _saved_config(ref: str | Path | None) -> TowerConfig:

@@ -29,6 +29,7 @@ from aisle.artifacts import (
     atomic_dir,
     atomic_write_text,
     read_manifest,
+    tree_files,
     tree_fingerprint,
     write_manifest,
 )
@@ -77,15 +78,18 @@ def resolve_model_ref(ref: str | Path | None) -> Path:
 
 def directory_fingerprint(path: str) -> str:
     """The weights fingerprint of a directory without an aisle manifest (hashed; cached while
-    no file under it changes, so new weights at the same path are hashed anew)."""
-    files = sorted(p for p in Path(path).rglob("*") if p.is_file())
+    no file under it changes, so new weights at the same path are hashed anew). Files in
+    hidden folders are left out: a git clone's ``.git`` or huggingface_hub's ``.cache`` hold
+    per-machine state (git's index, download times) that would give the same weights another
+    fingerprint on every machine, clone or ``git gc``."""
+    files = tree_files(Path(path), hidden_dirs=False)
     stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     return _hashed(path, stamp)
 
 
 @functools.lru_cache(maxsize=16)
 def _hashed(path: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
-    return tree_fingerprint(Path(path))
+    return tree_fingerprint(Path(path), hidden_dirs=False)
 
 
 class TwoTowerModel:

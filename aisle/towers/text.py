@@ -8,6 +8,7 @@ title-only catalog gives exactly the title); every other non-empty field follows
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
 
 import pandas as pd
 
@@ -28,13 +29,14 @@ def product_text(
     parts: list[str] = []
     for field in fields:
         value = record.get(field)
-        if value is None or (isinstance(value, float) and pd.isna(value)):
+        # Any scalar pandas calls missing: None, NaN (numpy's float32 one too), pd.NA, NaT.
+        if value is None or (pd.api.types.is_scalar(value) and pd.isna(cast(Any, value))):
             continue
         text = " ".join(str(value).split())
-        if not text:
-            continue
         if field == "description" and len(text) > max_description_chars:
             text = text[:max_description_chars].rsplit(" ", 1)[0]
+        if not text:
+            continue
         parts.append(text if field == "title" else f"{field}: {text}")
     return SEPARATOR.join(parts)
 

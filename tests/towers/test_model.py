@@ -163,3 +163,39 @@ def test_a_moved_model_directory_is_a_clear_error_and_a_reload_keeps_the_loaded_
     index = SimpleNamespace(model_fingerprint=base_model.fingerprint, manifest={
         "model": {"ref": str(gone), "fingerprint": base_model.fingerprint, "runtime": "torch"}})
     assert _still_serves(base_model, index, ServeConfig(index="unused"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_directory_runs_in_fp32(dtype: torch.dtype, tmp_path: Path) -> None:
+    """transformers loads weights in their saved dtype: a bf16 model ran in bf16 on the CPU,
+    its 'unit' vectors up to 2e-3 off unit length (and its ONNX export and training broken)."""
+    from sentence_transformers import SentenceTransformer
+
+    from aisle.towers.model import base_model_path
+
+    st = SentenceTransformer(str(base_model_path()), device="cpu", local_files_only=True)
+    st.to(dtype).save(str(tmp_path / "half"))
+    model = load_model(tmp_path / "half")
+    assert {p.dtype for p in model.query.model.parameters()} == {torch.float32}
+    texts = ["cordless drill", "white paint", "tile saw " * 40]
+    emb = model.encode_query(texts)
+    torch.testing.assert_close(emb.norm(dim=1), torch.ones(3), atol=1e-5, rtol=0)
+
+
+def test_a_model_s_fingerprint_ignores_what_git_and_the_hub_keep_beside_it(
+    base_model: TwoTowerModel, tmp_path: Path
+) -> None:
+    """Two clones of one model repository (or two hub downloads) hold the same weights: an
+    index built with one must match the other, and a `git gc` must not change a model."""
+    import shutil
+
+    from aisle.towers.model import base_model_path
+
+    for n in (1, 2):
+        clone = shutil.copytree(base_model_path(), tmp_path / f"clone{n}")
+        (clone / ".git" / "objects").mkdir(parents=True)
+        (clone / ".git" / "index").write_bytes(f"stat data of clone {n}".encode())
+        (clone / ".cache" / "huggingface").mkdir(parents=True)
+        (clone / ".cache" / "huggingface" / "config.json.metadata").write_text(f"{n}.0\n")
+    first, second = (load_model(tmp_path / f"clone{n}").fingerprint for n in (1, 2))
+    assert first == second == base_model.fingerprint == "1d941209c53fa776"

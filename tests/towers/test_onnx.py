@@ -467,3 +467,39 @@ def test_the_fp32_parity_check_refuses_nan_on_either_side() -> None:
     for broken in (model(float("nan"), 0.5), model(0.5, float("nan"))):  # nan on either side
         with pytest.raises(ArtifactError, match="differ from torch"):
             _check_parity(model(0.5, 0.5), broken)
+
+
+LONG_PRODUCT = ("Tile Saw | brand: RIDGID | category: Power Tools | description: "
+                + "wet cutting with a 7 in. diamond blade and a sliding table " * 12)
+
+
+def test_a_copied_base_model_reads_products_as_aisle_does(exported: Path) -> None:
+    """The base model's own directory reads 256 word pieces; aisle's towers, and the card
+    of the copy, 128: sentence-transformers must read the copy as aisle does."""
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(exported), device="cpu", local_files_only=True)
+    assert st.max_seq_length == 128
+    ours = load_model(exported, TowerConfig(backend="torch")).product.encode([LONG_PRODUCT])
+    torch.testing.assert_close(st.encode_document([LONG_PRODUCT], convert_to_tensor=True), ours,
+                               atol=1e-5, rtol=0)
+
+
+def test_a_hub_download_with_its_own_onnx_folder_exports_a_copy(
+    base_model: TwoTowerModel, tmp_path: Path
+) -> None:
+    """Hub snapshots of sentence-transformers models ship an onnx/ folder of their own; the
+    copy used to leave it out and refuse itself ("the copy is not faithful")."""
+    import shutil
+
+    from aisle.towers.model import base_model_path
+
+    hub = shutil.copytree(base_model_path(), tmp_path / "hub")
+    (hub / "onnx").mkdir()
+    (hub / "onnx" / "model_O4.onnx").write_bytes(b"the hub's own export")
+    source = load_model(hub)
+    out = export_model(hub, tmp_path / "copy")
+    model = load_model(out)
+    assert model.backend == "onnx-fp32" and model.fingerprint == source.fingerprint
+    torch.testing.assert_close(model.encode_query(TEXTS), source.encode_query(TEXTS),
+                               atol=1e-4, rtol=0)

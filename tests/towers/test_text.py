@@ -38,3 +38,23 @@ def test_long_description_is_cut_on_a_word_boundary() -> None:
 def test_frame_helper_matches_the_record_function() -> None:
     frame = pd.DataFrame([{"title": "A", "brand": "B", "category": "", "description": "D"}])
     assert product_texts(frame) == [product_text(frame.iloc[0].to_dict())]
+
+
+def test_pandas_missing_values_of_every_kind_are_skipped() -> None:
+    # convert_dtypes() and pyarrow-backed frames hold pd.NA; a datetime column NaT; float32
+    # columns numpy NaN (not a Python float): none may reach the tower as "<NA>" or "nan".
+    import numpy as np
+
+    record = {"title": "Hammer", "brand": pd.NA, "category": np.float32("nan"),
+              "description": pd.NaT}
+    assert product_text(record) == "Hammer"
+    frame = pd.DataFrame({"title": ["Hammer", "Saw"], "brand": ["Estwing", None],
+                          "category": ["tools", "tools"], "description": [None, "Sharp."]}
+                         ).convert_dtypes()
+    assert product_texts(frame) == ["Hammer | brand: Estwing | category: tools",
+                                    "Saw | category: tools | description: Sharp."]
+
+
+def test_no_description_characters_leaves_the_description_out() -> None:
+    record = {"title": "Hammer", "description": "Forged steel."}
+    assert product_text(record, max_description_chars=0) == "Hammer"
