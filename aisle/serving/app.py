@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.message
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -185,8 +186,16 @@ def add_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(kind, domain(status, headers, field))
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> Response:
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
         parts, fields = [], []
+        media_type = request.headers.get("content-type")
+        if not is_json(media_type) and any(
+                tuple(err.get("loc", ())) == ("body",) and err.get("type") != "missing"
+                for err in exc.errors()):
+            # FastAPI read the body as bytes, and would say it is no JSON object
+            got = repr(media_type[:60]) if media_type else "none"
+            return problem(422, f"malformed request: send the body as JSON with 'Content-Type: "
+                           f"application/json' (got {got})", "Content-Type")
         for err in exc.errors():
             # ("body", "queries", 2) -> queries.2; a body that is no JSON at all has no field
             where = ".".join(str(p) for p in err.get("loc", ())[1:])
@@ -207,6 +216,18 @@ def add_error_handlers(app: FastAPI) -> None:
     async def failed(_: Request, exc: Exception) -> Response:
         # Starlette re-raises the error after this answer, and the server logs it.
         return problem(500, "the service failed to answer this request; it is logged")
+
+
+def is_json(media_type: str | None) -> bool:
+    """Whether FastAPI reads a body of this Content-Type as JSON (application/json or
+    application/...+json, any parameters)."""
+    if not media_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = media_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json"))
 
 
 def allowed_methods(app: FastAPI, request: Request) -> list[str]:

@@ -288,12 +288,14 @@ class Engine:
     def _cached_results(self, snapshot: Snapshot, queries: Sequence[PreparedQuery], ask: Ask,
                         mode: Mode) -> list[Found] | None:
         found = []
-        depth = snapshot.retriever.rerank_depth(None)  # only re-ranked answers are kept
         for q in queries:
-            hits = snapshot.results.get((q.text, ask.k, mode, ask.partition, ask.filter_key))
-            if hits is None:
+            kept = snapshot.results.get((q.text, ask.k, mode, ask.partition, ask.filter_key))
+            if kept is None:
                 return None
-            found.append(Found(hits, mode, q, depth if hits else 0))
+            # As many re-ranked as when it was searched: fewer than the depth where a filter
+            # or BM25 found fewer candidates.
+            hits, reranked = kept
+            found.append(Found(hits, mode, q, reranked))
         self.stats.add(result_hits=len(found))
         return found
 
@@ -315,7 +317,7 @@ class Engine:
             if depth:
                 self.stats.add(reranked=1)
             snapshot.results.put((f.query.text, ask.k, mode, ask.partition, ask.filter_key),
-                                 f.hits)
+                                 f.hits, f.reranked)
         return found
 
 

@@ -8,17 +8,22 @@ FastAPI's routing and dependencies cost a cold request about as much CPU as its 
 nothing the lane has not already done. Anything invalid, or the index still loading, falls
 through unchanged, and the route owns validation and error messages; an error while finishing
 (a full queue, say) is handed to the route to raise, so the service's own error handlers answer
-it. The lane can only answer what that route would answer, never differently.
+it. The lane can only answer what that route would answer, never differently. A client that
+disconnects while its plan is being finished cancels it (the micro-batcher then drops its
+query unencoded) and gets no answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aisle.serving.metrics import CLIENT_GONE
 
 # query parameters ((name, value) pairs, in order) -> the JSON body of the answer, a plan for
 # ``Finish`` to run, or None to let the route handle it (parsed as Starlette parses them:
@@ -46,7 +51,11 @@ class WarmLane:
             found = self.lane(params)
             if found is not None and not isinstance(found, bytes):
                 try:
-                    found = await self.finish(found, started)
+                    found = await _unless_gone(self.finish(found, started), receive)
+                except _Gone:
+                    scope["route"] = self.route
+                    scope[CLIENT_GONE] = True
+                    return
                 except Exception as e:  # the route raises it, for the app's error handlers
                     scope.setdefault("state", {})[self.state_key] = e
                     found = None
@@ -57,3 +66,33 @@ class WarmLane:
                 await send({"type": "http.response.body", "body": found})
                 return
         await self.app(scope, receive, send)
+
+
+class _Gone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+async def _unless_gone(work: Awaitable[bytes], receive: Receive) -> bytes:
+    """``work``'s result, or ``_Gone`` (``work`` cancelled) once the client disconnects: the
+    server goes on running a request whose client has left, and without this a queue of
+    abandoned searches (clients timing out under load) would all be encoded."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+    if not task.done() or task.cancelled():
+        raise _Gone
+    return task.result()
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns once the client has disconnected (a GET's empty body read on the way)."""
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # a server that cannot tell: the answer is awaited as before
+        await asyncio.Event().wait()

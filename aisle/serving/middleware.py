@@ -17,7 +17,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aisle.serving.errors import PROBLEM_JSON, problem_body
-from aisle.serving.metrics import Metrics
+from aisle.serving.metrics import CLIENT_GONE, Metrics
 
 
 class LimitsAndMetrics:
@@ -56,6 +56,8 @@ class LimitsAndMetrics:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
+            if scope.get(CLIENT_GONE):
+                status = 499
             self.metrics.observe(path, status, time.perf_counter() - started)
 
 

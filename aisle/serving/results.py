@@ -1,4 +1,5 @@
-"""Finished results of one index snapshot, by (searched text, k, mode, partition, filter).
+"""Finished results of one index snapshot, by (searched text, k, mode, partition, filter): the
+hits, and how many first-stage products the cross-encoder re-ranked for them.
 
 A search is a pure function of the snapshot and the prepared query, so its hits can be kept
 for as long as the snapshot serves: a reload starts a new snapshot with an empty cache, and a
@@ -28,27 +29,30 @@ class ResultCache:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._data: OrderedDict[Key, tuple[Row, ...]] = OrderedDict()
+        # (hits, products re-ranked: fewer than the depth where fewer candidates were found)
+        self._data: OrderedDict[Key, tuple[tuple[Row, ...], int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._data)
 
-    def get(self, key: Key) -> list[Hit] | None:
+    def get(self, key: Key) -> tuple[list[Hit], int] | None:
+        """The hits kept for ``key`` and how many products were re-ranked for them."""
         if not self.size:
             return None
         with self._lock:
-            rows = self._data.get(key)
-            if rows is None:
+            entry = self._data.get(key)
+            if entry is None:
                 return None
             self._data.move_to_end(key)
-        return [Hit(*row) for row in rows]
+        rows, reranked = entry
+        return [Hit(*row) for row in rows], reranked
 
-    def put(self, key: Key, hits: Sequence[Hit]) -> None:
+    def put(self, key: Key, hits: Sequence[Hit], reranked: int = 0) -> None:
         if not self.size:
             return
         with self._lock:
-            self._data[key] = tuple((h.product_id, h.title, h.score) for h in hits)
+            self._data[key] = (tuple((h.product_id, h.title, h.score) for h in hits), reranked)
             self._data.move_to_end(key)
             while len(self._data) > self.size:
                 self._data.popitem(last=False)

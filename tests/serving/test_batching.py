@@ -285,3 +285,65 @@ def test_an_int8_query_is_encoded_as_it_would_be_alone(
     _, *batched = one_batch(engine, [(long, 10)] + [(q, 10) for q in QUERIES], mode)
     assert engine.stats.misses == 5  # every vector was encoded in that batch
     assert_same_hits(batched, alone)
+
+
+def test_a_get_whose_client_disconnects_while_queued_is_never_encoded(
+    serve_config: ServeConfig, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server goes on running a request whose client left (uvicorn cancels nothing): the
+    warm lane notices the disconnect and cancels it, so the batcher drops it unencoded."""
+    from dataclasses import replace
+    from urllib.parse import urlencode
+
+    from aisle.serving.app import create_app
+
+    encoded: list[str] = []
+    search_jobs = engine.search_jobs
+
+    def slow(asks: list[Ask], mode: Mode) -> list[Answer]:
+        encoded.extend(t for ask in asks for t in ask.texts)
+        time.sleep(0.3)
+        return search_jobs(asks, mode)
+
+    monkeypatch.setattr(engine, "search_jobs", slow)
+    app = create_app(replace(serve_config, batch_lanes=1), engine)
+
+    async def get(q: str, leave: asyncio.Event) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+        messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            await leave.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "GET", "scheme": "http", "path": "/search", "raw_path": b"/search",
+                 "root_path": "", "headers": [], "client": ("127.0.0.1", 1),
+                 "server": ("127.0.0.1", 80),
+                 "query_string": urlencode({"q": q, "mode": "dense"}).encode()}
+        await app(scope, receive, send)
+        return sent
+
+    async def scenario() -> list[list[dict[str, Any]]]:
+        async with app.router.lifespan_context(app):
+            stay, leave = asyncio.Event(), asyncio.Event()
+            busy = asyncio.create_task(get("cordless drill", stay))
+            await asyncio.sleep(0.1)  # the encoder is busy with it
+            gone = [asyncio.create_task(get(f"drill bit {i}", leave)) for i in range(5)]
+            kept = asyncio.create_task(get("garden hose", stay))
+            await asyncio.sleep(0.05)
+            leave.set()  # five clients hang up while queued
+            return await asyncio.gather(busy, kept, *gone)
+
+    busy, kept, *gone = asyncio.run(scenario())
+    assert encoded == ["cordless drill", "garden hose"]
+    assert [m[0]["status"] for m in (busy, kept)] == [200, 200]
+    assert gone == [[]] * 5  # nobody to answer
+    left = app.state.metrics.registry.get_sample_value(
+        "aisle_requests_total", {"path": "/search", "status": "499"})
+    assert left == 5

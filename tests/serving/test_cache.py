@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import redis
@@ -12,6 +14,7 @@ from aisle.serving.app import create_app
 from aisle.serving.cache import LRUCache, RedisCache, TieredCache, cache_key
 from aisle.serving.config import ServeConfig
 from aisle.serving.engine import Ask, Engine, Lane
+from aisle.towers.model import TwoTowerModel
 from tests.serving.conftest import RedisServer
 
 
@@ -189,8 +192,6 @@ def test_stats_counted_from_many_threads_lose_nothing() -> None:
 def test_a_service_shut_down_lets_go_of_redis_and_its_engine(
     private_redis: RedisServer, serve_config: ServeConfig
 ) -> None:
-    from dataclasses import replace
-
     config = replace(serve_config, redis_url=private_redis.url)
     probe = redis.Redis(port=private_redis.port)
     before = len(probe.client_list())
@@ -201,3 +202,40 @@ def test_a_service_shut_down_lets_go_of_redis_and_its_engine(
     assert len(probe.client_list()) == before  # its connection pool is closed
     names = {m.name for m in app.state.metrics.registry.collect()}
     assert "aisle_cache_hits" not in names  # the collector, which held the engine, is gone
+
+
+def test_a_cached_answer_says_as_many_re_ranked_as_the_search_did(
+    serve_config: ServeConfig, base_model: TwoTowerModel
+) -> None:
+    """A filter or BM25 that finds fewer candidates than the re-ranking depth re-ranks fewer;
+    the result cache's answer must say the same number, not the depth."""
+    import threading
+    from dataclasses import dataclass, field
+    from pathlib import Path
+
+    from aisle.retrieval.filters import parse_filters
+    from aisle.retrieval.rerank import RerankConfig
+    from aisle.retrieval.store import load_index
+    from aisle.serving.snapshot import make_snapshot
+
+    class ByLength:
+        def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+            return np.array([float(len(text)) for _, text in pairs])
+
+    @dataclass
+    class Stage:
+        scorer: ByLength = field(default_factory=ByLength)
+        config: RerankConfig = field(default_factory=lambda: RerankConfig(depth=50))
+        turn: threading.Lock = field(default_factory=threading.Lock)
+
+    snapshot = make_snapshot(base_model, load_index(Path(serve_config.index)), "v1",
+                             result_cache_size=100, reranker=Stage())
+    engine = Engine(replace(serve_config, rerank_budget_ms=1e6), LRUCache(100), snapshot)
+    for ask in (Ask(("cordless drill",), 5, "hybrid",
+                    filters=parse_filters(["brand=Ryobi"], "filter")),
+                Ask(("cordless drill",), 5, "lexical")):
+        searched = engine.search(ask).found[0]
+        assert 0 < searched.reranked < 50  # fewer candidates than the depth
+        cached = engine.plan(ask)
+        assert cached.lane is Lane.LOOP and cached.answer is not None
+        assert cached.answer.found[0].reranked == searched.reranked

@@ -45,6 +45,8 @@ def problem(r: httpx.Response, status: int, field: str | None) -> dict[str, Any]
     ("POST", "/search", {"json": {"k": 5}}, 422, "query"),
     ("POST", "/search", {"content": b"{not json",
                          "headers": {"content-type": "application/json"}}, 422, None),
+    ("POST", "/search", {"content": b'{"query": "drill"}',
+                         "headers": {"content-type": "text/plain"}}, 422, "Content-Type"),
     ("POST", "/search/batch", {"json": {"queries": ["drill", "  "]}}, 422, "queries.1"),
     ("POST", "/search/batch", {"json": {"queries": ["drill", 7]}}, 422, "queries.1"),
     ("POST", "/search/batch", {"json": {"queries": []}}, 422, "queries"),
@@ -112,3 +114,20 @@ def test_k_is_any_json_integer(client: TestClient) -> None:
     assert r.status_code == 200 and len(r.json()["responses"][0]["results"]) == 2, r.text
     for k in (2.5, True, "3"):
         problem(client.post("/search", json={"query": "drill", "k": k}), 422, "k")
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+@pytest.mark.parametrize("url", ["/search", "/search/batch"])
+def test_a_json_body_without_a_json_content_type_says_so(client: TestClient, url: str,
+                                                         content_type: str | None) -> None:
+    """``curl -d '{...}'`` sends a form's Content-Type: the answer names the header to set,
+    never that the JSON object is no object."""
+    body = b'{"query": "drill"}' if url == "/search" else b'{"queries": ["drill"]}'
+    r = client.post(url, content=body,
+                    headers={"content-type": content_type} if content_type else {})
+    detail = problem(r, 422, "Content-Type")["detail"]
+    assert "'Content-Type: application/json'" in detail and "dictionary" not in detail
+    assert repr(content_type) in detail if content_type else "(got none)" in detail
+    r = client.post(url, content=body,  # JSON by another name is read as JSON
+                    headers={"content-type": "application/vnd.api+json; charset=utf-8"})
+    assert r.status_code == 200, r.text
