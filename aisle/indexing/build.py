@@ -27,7 +27,7 @@ from aisle.data.dataset import prepared_dir, product_count
 from aisle.data.fields import field_columns, field_types
 from aisle.data.schema import PRODUCTS
 from aisle.errors import AisleError, ArtifactError, DataError
-from aisle.indexing.ann import build_faiss_index, check_buildable
+from aisle.indexing.ann import build_faiss_index, check_buildable, uses_gpu
 from aisle.indexing.embed_cache import EmbeddingCache, cache_key
 from aisle.indexing.embed_job import (
     PARTITION,
@@ -77,13 +77,15 @@ def make_faiss_index(config: IndexConfig, vectors: np.ndarray) -> faiss.Index:
 
 def fitting_config(config: IndexConfig, count: int, dim: int, what: str) -> IndexConfig:
     """``config``, or flat where ``count`` vectors are too few to train it (a small partition:
-    exact search over a few thousand vectors is as fast as any ANN index)."""
+    exact search over a few thousand vectors is as fast as any ANN index). Flat builds on the
+    CPU, so a ``device=gpu`` of the whole catalog's IVF index becomes ``auto`` there."""
     try:
         check_buildable(config, count, dim)
     except AisleError as e:
         log.info("%s: %d products are too few for %s (%s); using flat", what, count,
                  config.kind, e)
-        return replace(config, kind="flat")
+        device = "auto" if config.device == "gpu" else config.device
+        return replace(config, kind="flat", device=device)
     return config
 
 
@@ -211,7 +213,9 @@ def catalog_vectors(
     embed: Callable[[], EmbeddedCatalog],
 ) -> tuple[EmbeddedCatalog, dict[str, Any] | None]:
     """The catalog with its vectors, from the file ``vectors`` (checked, nothing encoded) or
-    from ``embed()``, and the manifest's record of the file (None when embedded here)."""
+    from ``embed()``, and the manifest's record of the file (None when embedded here).
+    A ``device=gpu`` the FAISS build cannot use is refused first, not after the embedding."""
+    uses_gpu(config)
     if vectors is None:
         return embed(), None
     embedded, source = catalog_from_file(prep, model, vectors)

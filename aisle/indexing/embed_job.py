@@ -72,11 +72,16 @@ def _prepare_work(work: Path, state: dict[str, object]) -> None:
     if path.is_file():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
+        except (UnicodeDecodeError, json.JSONDecodeError):
             old = None
         if old == state:
             return
         log.info("work dir %s belongs to another build (%s); starting afresh", work, old)
+        shutil.rmtree(work)
+    elif work.is_dir() and any(work.iterdir()):
+        # Checkpoints without a state file say nothing of the model or catalog that made them
+        # (a kill while rmtree above deleted the state first): never reuse them.
+        log.info("work dir %s has no %s; starting afresh", work, STATE)
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(state, sort_keys=True))

@@ -28,7 +28,7 @@ from aisle.configs import to_dict
 from aisle.data.dataset import prepared_dir
 from aisle.data.schema import PRODUCTS
 from aisle.errors import ArtifactError, ManifestMismatch
-from aisle.indexing.ann import supports_removal
+from aisle.indexing.ann import ADD_BLOCK, supports_removal
 from aisle.indexing.build import (
     base_manifest,
     embed_for_build,
@@ -40,7 +40,9 @@ from aisle.indexing.build import (
     publish_version,
     write_index_dir,
 )
+from aisle.indexing.embed_cache import EmbeddingCache, cache_key
 from aisle.indexing.embed_job import EmbedEngine, check_engine
+from aisle.indexing.vectors import stored_vectors
 from aisle.indexing.versions import (
     BUILD_LOCK,
     DEFAULT_KEEP,
@@ -158,6 +160,37 @@ def _read_old_files(directory: Path) -> OldIndex:
     return OldIndex(faiss.read_index(str(directory / INDEX_FILE)), rows, config)
 
 
+def _cache_current_vectors(directory: Path, cache_dir: Path, model: TwoTowerModel) -> int:
+    """Add to the embedding cache the vectors of ``directory`` (the current version, whose
+    runtime is ``model``'s) that it lacks, read back from its FAISS index: a version built
+    from a vector file has none in the cache, and an update would otherwise encode every
+    product again (and a rebuilt kind, HNSW or IVF-PQ, replace the file's vectors of unchanged
+    products). Returns how many were added."""
+    try:
+        rows = pd.read_parquet(directory / ROWS_FILE, columns=["text_hash", "label"])
+    except (OSError, ValueError, KeyError):
+        return 0  # a version from before text hashes: _read_old says to build again
+    cache = EmbeddingCache(cache_dir, cache_key(model.fingerprint, model.runtime), model.dim)
+    hashes = rows["text_hash"].to_numpy(dtype=object)
+    _, hit = cache.lookup(list(hashes))
+    missing = np.flatnonzero(~hit)
+    if not len(missing):
+        return 0
+    try:
+        index = faiss.read_index(str(directory / INDEX_FILE))
+        labels = rows["label"].to_numpy(dtype=np.int64)
+        for start in range(0, len(missing), ADD_BLOCK):
+            part = missing[start:start + ADD_BLOCK]
+            cache.add(list(hashes[part]), stored_vectors(index, labels[part]))
+    except (ArtifactError, RuntimeError) as e:  # compact re-rank codes; faiss's errors
+        log.warning("the vectors of %s cannot be read back (%s): its products are embedded "
+                    "again", directory.name, e)
+        return 0
+    log.info("cached %d vectors of version %s (not embedded here)", len(missing),
+             directory.name)
+    return len(missing)
+
+
 def update_version(
     data: Path,
     root: Path,
@@ -237,6 +270,8 @@ def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine:
         ]:
             log.info("current version %s already holds this catalog", current.root.name)
             return current.root
+        if recorded is not None:
+            _cache_current_vectors(current.root, root / EMBED_CACHE, model)
         embedded = embed_for_build(prep, model, root / WORK, root / EMBED_CACHE, engine,
                                    config)
     vid = new_version_id()

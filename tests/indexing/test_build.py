@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 
 from aisle.data.dataset import load_dataset
-from aisle.errors import ArtifactError, DataError, ManifestMismatch
+from aisle.errors import AisleError, ArtifactError, DataError, ManifestMismatch
 from aisle.indexing.build import build_index
 from aisle.retrieval.retriever import open_retriever
 from aisle.retrieval.store import load_index
 from aisle.towers.config import TowerConfig
 from aisle.towers.model import TwoTowerModel, load_model
+from tests.indexing.conftest import CountingEncoder
 
 
 def test_index_holds_every_product_with_a_self_describing_manifest(
@@ -237,3 +238,47 @@ def test_texts_without_any_bm25_term_build_an_index_whose_lexical_side_finds_not
                                    tmp_path / "b"))
     assert index.lexical.search(["the", "---", "drill"], 3) == [[], [], []]
     assert len(index.search(query, 5)[0]) == 3
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "flat", "ivf_flat"])
+def test_a_device_the_build_cannot_use_is_refused_before_any_embedding(
+    kind: str,
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    counting: CountingEncoder,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """device=gpu for a kind that builds on CPU only (or, for IVF, on a machine whose faiss
+    sees no GPU) used to be refused by the FAISS build, after the whole catalog was embedded."""
+    from aisle.indexing.build import build_version
+    from aisle.retrieval.config import IndexConfig
+
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 0)
+    data = prepare_catalog(catalog.iloc[:40], "small")
+    config = IndexConfig(kind=kind, device="gpu")  # type: ignore[arg-type]
+    with pytest.raises(AisleError, match=r"CPU only|sees no GPU"):
+        build_version(data, base_model, tmp_path / "root", config)
+    assert counting.texts == []
+    with pytest.raises(AisleError, match=r"CPU only|sees no GPU"):
+        build_index(data, base_model, tmp_path / "plain", config)
+    assert counting.texts == [] and not (tmp_path / "plain").exists()
+
+
+def test_a_partition_too_small_for_a_gpu_ivf_index_builds_flat_on_the_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aisle.indexing.ann import build_faiss_index, uses_gpu
+    from aisle.indexing.build import fitting_config
+    from aisle.retrieval.config import IndexConfig
+
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
+    monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
+    big = IndexConfig(kind="ivf_flat", device="gpu")
+    assert fitting_config(big, 39 * 8, 8, "partition 'q'") == big and uses_gpu(big)
+    used = fitting_config(IndexConfig(kind="ivf_flat", device="gpu"), 30, 8, "partition 'p'")
+    assert used.kind == "flat" and not uses_gpu(used)
+    x = np.random.default_rng(0).standard_normal((30, 8)).astype(np.float32)
+    index = build_faiss_index(used, x / np.linalg.norm(x, axis=1, keepdims=True))
+    assert index.ntotal == 30

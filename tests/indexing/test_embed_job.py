@@ -218,3 +218,27 @@ def test_an_embedding_job_whose_catalog_changes_under_it_fails_instead_of_publis
     with pytest.raises(AisleError, match="gave 80 products, the catalog has 120"):
         build_version(data, base_model, root)
     assert not (root / "versions").exists() or not any((root / "versions").iterdir())
+
+
+def test_checkpoints_left_without_their_state_file_are_discarded(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    counting: CountingEncoder,
+    tmp_path: Path,
+) -> None:
+    """A kill while a foreign work dir is deleted (its state file gone first, its blocks not
+    yet) must not let the next build take those blocks as its own."""
+    data = prepare_catalog(catalog.iloc[:80], "day1")
+    work = tmp_path / "work"
+    first = embed_catalog(data, base_model, work)
+    # Another model's checkpoints (same products, same dimension), half deleted.
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        foreign = rng.standard_normal((40, base_model.dim)).astype(np.float32)
+        np.save(work / f"block-{i:06d}.npy", foreign / np.linalg.norm(foreign, axis=1)[:, None])
+    (work / "state.json").unlink()
+    counting.texts.clear()
+    again = embed_catalog(data, base_model, work)
+    assert again.resumed_blocks == 0 and len(counting.texts) == 80
+    np.testing.assert_allclose(again.vectors, first.vectors, atol=1e-5)

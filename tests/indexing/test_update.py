@@ -338,3 +338,40 @@ def test_an_update_over_a_corrupt_partition_says_to_build_again(
     part.write_bytes(part.read_bytes()[:100])  # truncated: a full disk, a bad copy
     with pytest.raises(ArtifactError, match=r"is corrupt .* aisle index build --force"):
         update_version(prepare_catalog(catalog.iloc[:50], "d50"), root, base_model)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "flat"])
+def test_an_update_over_a_vector_file_of_its_runtime_encodes_only_new_and_changed_products(
+    kind: str,
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    counting: CountingEncoder,
+    tmp_path: Path,
+) -> None:
+    """The vectors of unchanged products are the current version's, whether the index is
+    changed in place (flat) or rebuilt (hnsw): none is encoded again, none replaced."""
+    import pyarrow.parquet as pq
+
+    from aisle.indexing.vectors import FINGERPRINT_KEY, export_vectors, write_vectors
+
+    day1, day2 = prepare_catalog(catalog, "day1"), prepare_catalog(edited(catalog), "day2")
+    table = pq.read_table(export_vectors(
+        build_version(day1, base_model, tmp_path / "embedded", IndexConfig(kind="flat")),
+        tmp_path / "v.parquet"))
+    ids = table.column("product_id").to_pylist()
+    # Made elsewhere (each product's vector is its neighbour's), by this model and runtime.
+    x = np.roll(np.stack(table.column("vector").to_numpy(zero_copy_only=False)), 1, axis=0)
+    vectors = write_vectors(tmp_path / "file.parquet", np.asarray(ids), x,
+                            table.schema.metadata[FINGERPRINT_KEY].decode(),
+                            runtime=base_model.runtime)
+    root = tmp_path / "root"
+    build_version(day1, base_model, root, IndexConfig(kind=kind), vectors=vectors)
+    counting.texts.clear()
+    updated = update_version(day2, root, base_model)
+    assert len(counting.texts) == 11  # 5 changed + 6 new
+    got = pq.read_table(export_vectors(updated, tmp_path / "after.parquet"))
+    after = dict(zip(got.column("product_id").to_pylist(),
+                     np.stack(got.column("vector").to_numpy(zero_copy_only=False)), strict=True))
+    unchanged = str(catalog["product_id"].iloc[0])
+    np.testing.assert_allclose(after[unchanged], x[ids.index(unchanged)], atol=1e-6)
