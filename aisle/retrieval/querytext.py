@@ -25,12 +25,20 @@ _CASE_PROBE = "Cordless DRILL Straße ÉCLAIR Ärmel"
 # the word before them ("Ryobi™" -> "RyobiTM", a word no catalog holds, which the speller then
 # "corrects") go before it; fraction slashes that survive it ("½" -> "1⁄2", which BM25 reads as
 # the terms "1" and "2" and the tower as other word pieces) become the "/" shoppers type.
-_MARKS = str.maketrans({"\u2122": " ", "\u2120": " "})  # ™ ℠
+# Invisible characters go too: controls (but the whitespace ones, which split words), the
+# soft hyphen, zero-width spaces and joiners, direction marks and the BOM. The query tower's
+# tokenizer drops them, BM25's analyzer split words at them ("dri\u00adll" was the terms "dri"
+# and "ll"), so the two sides of a hybrid search read two queries.
+_INVISIBLE = [*range(0x00, 0x09), *range(0x0E, 0x1C), *range(0x7F, 0x85), *range(0x86, 0xA0),
+              0xAD, *range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2065),
+              0xFEFF]
+_MARKS = str.maketrans({"\u2122": " ", "\u2120": " ", **dict.fromkeys(map(chr, _INVISIBLE))})
 _SLASHES = str.maketrans({"\u2044": "/", "\u2215": "/"})  # ⁄ ∕
 
 
 def nfkc(text: str) -> str:
-    """``text`` in Unicode NFKC, trade marks dropped and fraction slashes as "/"."""
+    """``text`` in Unicode NFKC, trade marks and invisible characters dropped and fraction
+    slashes as "/"."""
     return unicodedata.normalize("NFKC", text.translate(_MARKS)).translate(_SLASHES)
 
 

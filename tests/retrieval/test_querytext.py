@@ -17,6 +17,10 @@ def test_normalise() -> None:
     assert normalise("Gorilla™Glue ℠") == "Gorilla Glue"
     assert normalise("½ in. pipe") == "1/2 in. pipe"
     assert normalise("3⁄4 and 1∕8") == "3/4 and 1/8"
+    # Invisible characters go (the tower's tokenizer drops them; BM25 split words at them);
+    # whitespace controls still separate words.
+    assert normalise("dri\u00adll\u200b bit\x00s\ufeff") == "drill bits"
+    assert normalise("\u202eleft\u200d\u2060right\x1fend\x85x") == "leftright end x"
 
 
 @pytest.mark.parametrize(("query", "message"), [
