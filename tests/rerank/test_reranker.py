@@ -200,6 +200,26 @@ def test_several_epochs_without_selection_publish_the_last(
     assert float(model.model.classifier.bias.detach()) == steps["n"]
 
 
+def killed_at_step_4(data: Path, index: Path, out: Path, work: Path,
+                     monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Train TINY (a checkpoint every 3 steps) until its 4th step is killed; the count of
+    steps the stub takes, which goes on counting (and killing no more) after it."""
+    from aisle.rerank import train
+
+    calls = {"n": 0}
+
+    def step(self: train._Training, batch: list) -> float:  # type: ignore[type-arg]
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return 0.0
+
+    monkeypatch.setattr(train._Training, "step", step)
+    with pytest.raises(KeyboardInterrupt):
+        train_reranker(data, index, out, TINY, work=work)
+    return calls
+
+
 def test_resume_refuses_a_checkpoint_of_other_training_pairs(
         tmp_path: Path, sample_data: Path, sample_index: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -208,18 +228,8 @@ def test_resume_refuses_a_checkpoint_of_other_training_pairs(
     not resumed into the new ones."""
     from aisle.rerank import train
 
-    calls = {"n": 0}
-
-    def crash(self: train._Training, batch: list) -> float:  # type: ignore[type-arg]
-        calls["n"] += 1
-        if calls["n"] == 4:  # TINY checkpoints every 3 steps
-            raise KeyboardInterrupt
-        return 0.0
-
-    monkeypatch.setattr(train._Training, "step", crash)
     out, work = tmp_path / "ce", tmp_path / "work"
-    with pytest.raises(KeyboardInterrupt):
-        train_reranker(sample_data, sample_index, out, TINY, work=work)
+    killed_at_step_4(sample_data, sample_index, out, work, monkeypatch)
     made = train.training_examples
 
     def other_pairs(*args: object, **kwargs: object) -> list[train.Example]:
@@ -249,19 +259,9 @@ def test_resume_may_change_how_often_it_saves_and_whether_it_exports(
 
     assert train.trained_by(replace(TINY, export_int8=True)) == train.trained_by(TINY)
     assert train.trained_by(replace(TINY, lr=1e-4)) != train.trained_by(TINY)
-    calls = {"n": 0}
-
-    def crash(self: train._Training, batch: list) -> float:  # type: ignore[type-arg]
-        calls["n"] += 1
-        if calls["n"] == 4:  # TINY checkpoints every 3 steps
-            raise KeyboardInterrupt
-        return 0.0
-
-    monkeypatch.setattr(train._Training, "step", crash)
     out, work = tmp_path / "ce", tmp_path / "work"
-    with pytest.raises(KeyboardInterrupt):
-        train_reranker(sample_data, sample_index, out, TINY, work=work)
-    calls["n"] = 100  # no more crashes
+    calls = killed_at_step_4(sample_data, sample_index, out, work, monkeypatch)
+    calls["n"] = 100  # past the kill
     train_reranker(sample_data, sample_index, out, replace(TINY, checkpoint_every=5),
                    resume=True, work=work)
     batches = json.loads((out / MANIFEST).read_text())["pairs"] // TINY.batch_size
