@@ -44,8 +44,11 @@ class Autocomplete:
         self.manifest = artifact.manifest
         self.config = from_dict(AutocompleteConfig, self.manifest["config"])
         self.threshold = float(self.manifest["threshold"] if threshold is None else threshold)
-        if not -1.0 <= self.threshold <= 1.0:  # past 1 nothing is a duplicate; NaN neither
-            raise AisleError(f"threshold is a cosine in [-1, 1], got {self.threshold}")
+        # Past 1 turns de-duplication off (the tests look at raw lists so); NaN would do the
+        # same silently, and below -1 every suggestion would be a duplicate of the first.
+        if not self.threshold >= -1.0:
+            raise AisleError(f"threshold is a cosine >= -1 (past 1: no de-duplication), got "
+                             f"{self.threshold}")
         # An artifact built before suggestions were cleaned still serves (its format is the
         # same): refusing it would take autocomplete down on upgrade for a cosmetic defect.
         self.cleaned = "cleaning" in self.manifest
