@@ -172,8 +172,7 @@ def _cache_current_vectors(directory: Path, cache_dir: Path, model: TwoTowerMode
         return 0  # a version from before text hashes: _read_old says to build again
     cache = EmbeddingCache(cache_dir, cache_key(model.fingerprint, model.runtime), model.dim)
     hashes = rows["text_hash"].to_numpy(dtype=object)
-    _, hit = cache.lookup(list(hashes))
-    missing = np.flatnonzero(~hit)
+    missing = np.flatnonzero(~cache.holds(list(hashes)))
     if not len(missing):
         return 0
     try:

@@ -125,6 +125,8 @@ def test_the_cache_ignores_a_shard_without_keys(tmp_path: Path) -> None:
     vecs, hit = again.lookup(["c" * 32, "x" * 32, "a" * 32, "b" * 32])
     assert list(hit) == [True, False, True, True]
     np.testing.assert_array_equal(vecs[[0, 2, 3]], np.eye(4, dtype=np.float32)[[3, 0, 1]])
+    assert list(again.holds(["c" * 32, "x" * 32, "a" * 32, "b" * 32])) == list(hit)
+    assert list(EmbeddingCache(tmp_path, "empty", 4).holds(["a" * 32])) == [False]
     shutil.rmtree(tmp_path / "m")
     assert len(EmbeddingCache(tmp_path, "m", 4)) == 0
 
