@@ -4,7 +4,9 @@ Every catalog has ``brand`` and ``category`` (text; empty = unknown). A products
 more columns (``price``, ``in_stock``, ``size_oz``, ...); each is typed once, when the table is
 read, by what all its non-empty values are:
 
-- ``number``: every value parses as a finite number ("4.99", "12", "1e3");
+- ``number``: every value parses as a finite number ("4.99", "12", "1e3") and none is written
+  with a leading zero: a column holding "00123" or "07" is a code (a UPC, a zip code, a SKU),
+  kept as text so that it reads back as written;
 - ``boolean``: every value is ``true`` or ``false`` (any case; "0"/"1" read as numbers);
 - ``string``: anything else.
 
@@ -32,6 +34,8 @@ NOT_FIELDS = frozenset({"product_id", "title", "description", "partition"})
 RESERVED = frozenset({"text", "text_hash", "label"})
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 BOOLEANS = {"true": True, "false": False}
+# "00123", "-07": a digit after a leading zero marks a code, not a quantity ("0.5" is a number).
+LEADING_ZERO = r"[+-]?0\d"
 
 
 def check_field_name(name: str, where: str) -> None:
@@ -53,7 +57,8 @@ def type_column(values: pd.Series) -> pd.Series:
     if not present.any():
         return text
     numbers = pd.to_numeric(text.where(present), errors="coerce")
-    if bool((numbers.notna() == present).all()) and np.isfinite(numbers[present]).all():
+    if (bool((numbers.notna() == present).all()) and np.isfinite(numbers[present]).all()
+            and not text.str.match(LEADING_ZERO).any()):
         return numbers.astype("float64")
     lowered = text.str.lower()
     if bool(lowered[present].isin(list(BOOLEANS)).all()):

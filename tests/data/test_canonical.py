@@ -336,6 +336,26 @@ def test_extra_product_columns_are_typed_fields(tmp_path: Path) -> None:
         "size": "string", "count": "string"}  # a product's count is a field like any other
 
 
+def test_a_column_of_codes_with_leading_zeros_stays_text(tmp_path: Path) -> None:
+    data = tmp_path / "codes"
+    data.mkdir()
+    (data / "products.csv").write_text(
+        "product_id,title,description,brand,category,upc,zip,weight\n"
+        "p1,Drill,,,,00123,02139,0.5\n"
+        "p2,Saw,,,,4567,10001,12\n"
+    )
+    products = load_dataset(data).products
+    assert products["upc"].tolist() == ["00123", "4567"]  # read back as written
+    assert products["zip"].tolist() == ["02139", "10001"]
+    assert products["weight"].tolist() == [0.5, 12.0]  # "0.5" is a number, not a code
+    prepare(data, tmp_path / "prep")
+    from aisle.data.fields import field_types
+
+    assert field_types(load_dataset(tmp_path / "prep").products) == {
+        "brand": "string", "category": "string", "upc": "string", "zip": "string",
+        "weight": "number"}
+
+
 @pytest.mark.parametrize(("column", "message"), [
     ("unit price", "not a usable field name"),
     ("label", "a name aisle keeps for itself"),
