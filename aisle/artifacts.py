@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -29,6 +30,44 @@ def sibling_temp(path: Path, tag: str) -> Path:
     """``.<name>.<tag>-<pid>-<ns>`` beside ``path``: a temporary path of this process (what
     ``aisle index prune`` recognises as a killed job's leftover once that pid is gone)."""
     return path.parent / f".{path.name}.{tag}-{os.getpid()}-{time.time_ns()}"
+
+
+def fsync_path(path: Path) -> None:
+    """Flush ``path``'s contents (a file) or entries (a directory) to the disk.
+
+    A platform or filesystem that cannot open or flush a directory (Windows; some network
+    filesystems answer EINVAL) is let be: there the rename is as durable as it gets."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (IsADirectoryError, PermissionError):
+        return
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for directory, _, files in os.walk(root):
+        for name in files:
+            if not os.path.islink(os.path.join(directory, name)):
+                fsync_path(Path(directory, name))
+        fsync_path(Path(directory))
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """``os.replace(tmp, path)`` that survives a power loss: ``tmp`` (a file, or a directory
+    with everything in it) reaches the disk before the rename does, and the rename before this
+    returns, so ``path`` then holds the old contents or the new, never a torn or empty file."""
+    if Path(tmp).is_dir():
+        _fsync_tree(Path(tmp))
+    else:
+        fsync_path(Path(tmp))
+    os.replace(tmp, path)
+    fsync_path(Path(path).parent)
 
 
 def manifest_kind(directory: Path) -> str | None:
@@ -95,11 +134,13 @@ def atomic_dir(out: Path, kind: str | None) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _fsync_tree(tmp)  # the new tree is on the disk before the old one steps aside
     old = None
     if out.exists() or out.is_symlink():
         old = sibling_temp(out, "old")
         os.replace(out, old)
     os.replace(tmp, out)
+    fsync_path(out.parent)
     if old is not None:
         if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)
@@ -118,7 +159,7 @@ def atomic_write_text(path: Path, text: str) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

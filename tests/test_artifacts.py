@@ -137,3 +137,57 @@ def test_a_manifest_is_never_written_into_a_directory_that_is_gone(tmp_path: Pat
     with pytest.raises(ArtifactError, match="does not exist"):
         write_manifest(gone, {"kind": "aisle.index"})
     assert not (tmp_path / "versions").exists()
+
+
+@pytest.fixture
+def disk_log(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Each fsync (by the path its descriptor names) and each rename, in order."""
+    import aisle.artifacts as artifacts
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "fsync", fsync)
+    monkeypatch.setattr(artifacts.os, "replace", replace)
+    return events
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name descriptors")
+def test_a_written_file_is_on_the_disk_before_its_rename_and_the_rename_after(
+    tmp_path: Path, disk_log: list[tuple[str, str]]
+) -> None:
+    atomic_write_text(tmp_path / "CURRENT", "v2\n")
+    kinds = [kind for kind, _ in disk_log]
+    assert kinds == ["fsync", "replace", "fsync"]
+    assert Path(disk_log[0][1]).name.startswith(".CURRENT.tmp-")  # the temp file's contents
+    assert disk_log[2][1] == str(tmp_path)  # the directory entry of the rename
+    assert (tmp_path / "CURRENT").read_text() == "v2\n"
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name descriptors")
+def test_a_published_directory_is_on_the_disk_before_the_old_one_steps_aside(
+    tmp_path: Path, disk_log: list[tuple[str, str]]
+) -> None:
+    out = tmp_path / "index"
+    with atomic_dir(out, None) as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "vectors.bin").write_bytes(b"x" * 10)
+        (tmp / "manifest.json").write_text("{}")
+    disk_log.clear()
+    with atomic_dir(out, None) as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "vectors.bin").write_bytes(b"y" * 10)
+        (tmp / "manifest.json").write_text("{}")
+    first_rename = next(i for i, (kind, _) in enumerate(disk_log) if kind == "replace")
+    flushed = {Path(p).name for kind, p in disk_log[:first_rename] if kind == "fsync"}
+    assert {"vectors.bin", "manifest.json", "sub"} <= flushed
+    assert disk_log[-1] == ("fsync", str(tmp_path))
+    assert (out / "sub" / "vectors.bin").read_bytes() == b"y" * 10

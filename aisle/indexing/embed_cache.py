@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aisle.artifacts import publish
+
 log = logging.getLogger(__name__)
 
 KEYS = ".keys.npy"
@@ -38,7 +40,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
         np.save(f, array)
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 class EmbeddingCache:

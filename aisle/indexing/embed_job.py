@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from aisle.artifacts import atomic_write_text, read_manifest
+from aisle.artifacts import atomic_write_text, publish, read_manifest
 from aisle.data.dataset import iter_product_blocks, product_count
 from aisle.data.fields import field_columns
 from aisle.data.schema import PRODUCTS
@@ -133,10 +132,10 @@ def _save_block(work: Path, i: int, rows: pd.DataFrame, vectors: np.ndarray) -> 
     tmp = vec_path.with_name(f".{vec_path.name}.tmp")
     with open(tmp, "wb") as f:
         np.save(f, vectors)
-    os.replace(tmp, vec_path)
+    publish(tmp, vec_path)
     tmp = rows_path.with_name(f".{rows_path.name}.tmp")
     rows.to_parquet(tmp, index=False)
-    os.replace(tmp, rows_path)  # the block is done
+    publish(tmp, rows_path)  # the block is done
 
 
 def local_encoder(model: TwoTowerModel) -> Encoder:

@@ -22,7 +22,6 @@ catalog (or another day's), and an index built from it would silently mix the tw
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from aisle.artifacts import read_manifest, sha256_file, sibling_temp
+from aisle.artifacts import publish, read_manifest, sha256_file, sibling_temp
 from aisle.data.dataset import iter_product_blocks
 from aisle.errors import ArtifactError, DataError, ManifestMismatch
 from aisle.indexing.embed_cache import text_hashes
@@ -106,7 +105,7 @@ def write_vectors(
     tmp = sibling_temp(path, "tmp")
     try:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import asdict, replace
@@ -36,6 +35,7 @@ from aisle.artifacts import (
     check_replaceable,
     code_version,
     manifest_fingerprint,
+    publish,
     read_manifest,
     sibling_temp,
     write_manifest,
@@ -231,7 +231,7 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
 
     tmp = sibling_temp(path, "tmp")
     torch.save(state, tmp)
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 # Settings that do not change the weights a run trains: how often it saves, and whether the
@@ -344,7 +344,7 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
             tmp = sibling_temp(work / BEST, "tmp")
             trainer.model.save(str(tmp))
             shutil.rmtree(work / BEST, ignore_errors=True)
-            os.replace(tmp, work / BEST)
+            publish(tmp, work / BEST)
             progress["best"] = {"epoch": epoch + 1, "ndcg@10": score}
         progress["epoch"], progress["batch"] = epoch + 1, 0
         # After the last epoch only the progress is kept: the weights are in BEST, and the
