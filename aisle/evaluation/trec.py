@@ -159,8 +159,11 @@ def write_qrels(qrels: Mapping[str, Mapping[str, float]], path: Path) -> int:
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
-    """A TREC qrels file: query id -> {docid: integer grade}."""
+    """A TREC qrels file: query id -> {docid: integer grade}. A pair repeated with the same
+    grade is read once; one repeated with another grade is refused, naming both lines (which
+    grade a metric should use is the file's author's call, not the reader's)."""
     out: dict[str, dict[str, int]] = {}
+    lines: dict[tuple[str, str], int] = {}
     for number, (qid, _, pid, grade_text) in _fields(path, 4, "qrels"):
         try:
             grade = int(grade_text)
@@ -168,7 +171,14 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
             raise DataError(
                 f"{path}:{number}: the grade {grade_text!r} is not an integer"
             ) from None
-        out.setdefault(qid, {})[pid] = grade
+        grades = out.setdefault(qid, {})
+        if pid in grades and grades[pid] != grade:
+            raise DataError(
+                f"{path}:{number}: product {pid} of query {qid} is graded {grade} here and "
+                f"{grades[pid]} on line {lines[qid, pid]}; keep one grade per pair"
+            )
+        grades[pid] = grade
+        lines.setdefault((qid, pid), number)
     if not out:
         raise DataError(f"qrels file {path} holds no judgments")
     return out

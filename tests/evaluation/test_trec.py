@@ -80,6 +80,18 @@ def test_qrels_scale_grades_to_integers_by_a_power_of_ten(tmp_path: Path) -> Non
     assert read_qrels(path) == {"q1": {"a": 167, "b": 0}, "q2": {"c": 200}}
 
 
+def test_a_pair_graded_twice_is_read_once_or_refused_when_the_grades_differ(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "test.qrels"
+    path.write_text("q1 0 a 2\nq1 0 b 0\nq1 0 a 2\n")
+    assert read_qrels(path) == {"q1": {"a": 2, "b": 0}}
+    path.write_text("q1 0 a 2\nq1 0 b 0\nq2 0 a 1\nq1 0 a 0\n")
+    with pytest.raises(DataError, match=r"qrels:4: product a of query q1 is graded 0 here and "
+                                        r"2 on line 1"):
+        read_qrels(path)
+
+
 def test_written_scores_stay_apart_when_read_as_float32(tmp_path: Path) -> None:
     import numpy as np
 
