@@ -15,7 +15,9 @@ of one mode and partition share a batch.
 
 The queue is bounded (``max_queued`` requests): past that, a request is refused at once
 (``Overloaded``: the service answers 503) rather than waiting behind work it would time out
-on. A request whose caller has gone (cancelled) while queued is dropped, never encoded.
+on. A request whose caller has gone (cancelled) while queued is dropped, never encoded. When
+the batcher stops (the service shuts down), every request still queued or in a batch, and any
+that arrives later, is answered ``ShuttingDown`` (a 503 too), never left waiting.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ log = logging.getLogger(__name__)
 
 class Overloaded(AisleError):
     """The encoder's queue is full; the caller should retry shortly."""
+
+
+class ShuttingDown(Overloaded):
+    """The batcher has stopped: the caller should retry (against this service once it is back,
+    or another replica)."""
+
+    def __init__(self) -> None:
+        super().__init__("the service is shutting down; retry shortly")
 
 
 @dataclass
@@ -56,9 +66,12 @@ class MicroBatcher:
         self.lanes = lanes
         self.queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=max_queued)
         self.batch_sizes: list[int] = []  # recent encoder batch sizes, for tests and metrics
+        self.stopped = False
 
     async def search(self, ask: Ask, mode: Mode) -> Answer:
         """``ask`` searched in ``mode`` (its own, or the index's default) with the encoder."""
+        if self.stopped:
+            raise ShuttingDown()
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         try:
             self.queue.put_nowait(_Job(replace(ask, mode=mode), future))
@@ -86,8 +99,11 @@ class MicroBatcher:
                 task.add_done_callback(running.discard)
                 task.add_done_callback(lambda _: free.release())
         finally:
+            self.stopped = True
             for task in running:
-                task.cancel()
+                task.cancel()  # each fails its own jobs (_run_batch)
+            while not self.queue.empty():
+                _fail(self.queue.get_nowait(), ShuttingDown())
 
     async def _next_batch(self, loop: asyncio.AbstractEventLoop
                           ) -> dict[tuple[Mode, str | None, str], list[_Job]]:
@@ -114,6 +130,10 @@ class MicroBatcher:
                 job = await asyncio.wait_for(self.queue.get(), remaining)
             except asyncio.TimeoutError:  # not the builtin TimeoutError before 3.11
                 break
+            except asyncio.CancelledError:  # stopped while gathering: these are off the queue
+                for gathered in jobs:
+                    _fail(gathered, ShuttingDown())
+                raise
             if not job.future.done():
                 jobs.append(job)
                 size += len(job.ask.texts)
@@ -129,12 +149,16 @@ class MicroBatcher:
         try:
             for (mode, _, _), group in groups.items():
                 await self._run_group(loop, mode, group)
+        except asyncio.CancelledError:  # the batcher stops: its callers are told so
+            for group in groups.values():
+                for job in group:
+                    _fail(job, ShuttingDown())
+            raise
         except Exception as e:  # a bug past the engine's own errors: no caller waits forever
             log.exception("a search batch failed")
             for group in groups.values():
                 for job in group:
-                    if not job.future.done():
-                        job.future.set_exception(e)
+                    _fail(job, e)
 
     async def _run_group(self, loop: asyncio.AbstractEventLoop, mode: Mode,
                          group: list[_Job]) -> None:
@@ -148,9 +172,13 @@ class MicroBatcher:
             )
         except Exception as e:  # each waiting request gets the error, the loop keeps going
             for job in group:
-                if not job.future.done():
-                    job.future.set_exception(e)
+                _fail(job, e)
             return
         for job, answer in zip(group, answers, strict=True):
             if not job.future.done():
                 job.future.set_result(answer)
+
+
+def _fail(job: _Job, error: BaseException) -> None:
+    if not job.future.done():  # else answered, or its caller left
+        job.future.set_exception(error)

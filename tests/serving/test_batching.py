@@ -14,7 +14,7 @@ from aisle.retrieval.config import Mode
 from aisle.retrieval.query import PreparedQuery
 from aisle.retrieval.retriever import Found
 from aisle.retrieval.store import Hit
-from aisle.serving.batching import MicroBatcher, Overloaded
+from aisle.serving.batching import MicroBatcher, Overloaded, ShuttingDown
 from aisle.serving.config import ServeConfig
 from aisle.serving.engine import Answer, Ask, Engine
 from aisle.towers.model import TwoTowerModel
@@ -347,3 +347,28 @@ def test_a_get_whose_client_disconnects_while_queued_is_never_encoded(
     left = app.state.metrics.registry.get_sample_value(
         "aisle_requests_total", {"path": "/search", "status": "499"})
     assert left == 5
+
+
+@pytest.mark.parametrize("wait_s", [0.0, 0.5])
+def test_stopping_answers_every_waiting_request_and_refuses_later_ones(wait_s: float) -> None:
+    """A service shutting down tells each caller still queued, in a batch or gathering for
+    one, to retry (503), instead of leaving it waiting for an answer that never comes."""
+    engine = SlowEngine(0.3)
+
+    async def scenario() -> tuple[list[Any], Any]:
+        runner = asyncio.create_task(batcher.run())
+        first = asyncio.create_task(search(batcher, "q0", 1))  # in a batch (or gathering)
+        await asyncio.sleep(0.05)
+        queued = [asyncio.create_task(search(batcher, f"q{i}", 1)) for i in (1, 2)]
+        await asyncio.sleep(0.05)
+        runner.cancel()
+        answered = await asyncio.wait_for(
+            asyncio.gather(first, *queued, return_exceptions=True), 2)
+        later = await asyncio.gather(search(batcher, "later", 1), return_exceptions=True)
+        return answered, later[0]
+
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(engine, pool, wait_s=wait_s, max_items=32)  # type: ignore[arg-type]
+        answered, later = asyncio.run(scenario())
+    assert all(isinstance(r, ShuttingDown) for r in [*answered, later]), answered
+    assert isinstance(later, Overloaded) and "shutting down" in str(later)  # a 503
