@@ -139,10 +139,14 @@ def faiss_parameters(
     a ``selector``); ``selector`` limits the search to the ids it allows."""
     inner = _unwrap(index)
     sel = {} if selector is None else {"sel": selector}
-    if isinstance(inner, faiss.IndexHNSW) and params.ef_search is not None:
-        return _faiss.SearchParametersHNSW(efSearch=max(params.ef_search, k), **sel)
-    if isinstance(inner, faiss.IndexIVF) and params.nprobe is not None:
-        return _faiss.SearchParametersIVF(nprobe=min(params.nprobe, inner.nlist), **sel)
+    # HNSW and IVF refuse plain SearchParameters: with a selector and no knob given, the
+    # index's own knob stands in.
+    if isinstance(inner, faiss.IndexHNSW) and (params.ef_search is not None or sel):
+        ef = inner.hnsw.efSearch if params.ef_search is None else params.ef_search
+        return _faiss.SearchParametersHNSW(efSearch=max(ef, k), **sel)
+    if isinstance(inner, faiss.IndexIVF) and (params.nprobe is not None or sel):
+        nprobe = inner.nprobe if params.nprobe is None else params.nprobe
+        return _faiss.SearchParametersIVF(nprobe=min(nprobe, inner.nlist), **sel)
     if isinstance(inner, faiss.IndexRefine):
         nested = selector
         outer = faiss.downcast_index(index)
