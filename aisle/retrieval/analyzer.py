@@ -6,9 +6,12 @@ its index was):
 * ``"product"`` (the default): an analyzer for product search, where sizes, counts and model
   numbers carry much of a query's meaning. In order:
 
+  0. Unicode NFKC, as queries are (``querytext.nfkc``): a catalog's ``½``, full-width
+     letters, ligatures and soft hyphens give the terms a shopper's typed text gives;
   1. lower-case;
-  2. a double quote (or a prime) right after a digit means inches, a single one feet:
-     ``3/4"`` -> ``3/4 in``, ``8'`` -> ``8 ft``;
+  2. a double quote (or a double prime, or two primes or apostrophes, as NFKC spells a double
+     prime) right after a digit means inches, a single one feet: ``3/4"`` -> ``3/4 in``,
+     ``8'`` -> ``8 ft``;
   3. split where digits meet letters: ``18v`` -> ``18 v``, ``2x4x8`` -> ``2 x 4 x 8``,
      ``mh400`` -> ``mh 400``;
   4. terms are numbers, kept whole with inner ``.`` or ``/`` (``1.5``, ``3/4``, ``1-1/2`` ->
@@ -39,14 +42,18 @@ import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
 
 from aisle.retrieval.config import BM25Analyzer
+from aisle.retrieval.querytext import nfkc
 
 ANALYZERS: tuple[str, ...] = get_args(BM25Analyzer)
 
 STOPWORDS = "en"
 STEMMER_LANGUAGE = "english"
 
-_INCHES = re.compile(r'(?<=\d)\s*["\u201d\u2033]')
+_INCHES = re.compile(r'(?<=\d)\s*(?:["\u201d\u2033]|[\'\u2019\u2032]{2})')
 _FEET = re.compile(r"(?<=\d)\s*['\u2019\u2032]")
+# Control characters split words, as they did before NFKC was applied (catalog mojibake such as
+# "Men\x89\xdb\xaas"); nfkc would drop them and glue the pieces into one term.
+_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 _DIGIT_LETTER = re.compile(r"(?<=\d)(?=[^\W\d_])|(?<=[^\W\d_])(?=\d)")
 _TERM = re.compile(r"\d+(?:[./]\d+)*|[^\W\d_]+")
 UNIT_SPELLINGS: dict[str, str] = {
@@ -77,7 +84,7 @@ class _ProductAnalyzer:
         self._stemmer = Stemmer.Stemmer(STEMMER_LANGUAGE)
 
     def terms(self, text: str) -> list[str]:
-        text = _INCHES.sub(" in ", text.lower())
+        text = _INCHES.sub(" in ", nfkc(_CONTROLS.sub(" ", text)).lower())
         text = _DIGIT_LETTER.sub(" ", _FEET.sub(" ft ", text))
         terms = (UNIT_SPELLINGS.get(t, t) for t in _TERM.findall(text))
         kept = [t for t in terms if t not in _DROPPED]

@@ -11,11 +11,14 @@ differently.
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from aisle.towers.model import TwoTowerModel
+if TYPE_CHECKING:  # BM25's analyzer reads nfkc: a lexical search needs no torch
+    from aisle.towers.model import TwoTowerModel
 
 # Both spellings tokenize alike exactly when the tokenizer lower-cases (ASCII and beyond).
 _CASE_PROBE = "Cordless DRILL Straße ÉCLAIR Ärmel"
@@ -34,12 +37,16 @@ _INVISIBLE = [*range(0x00, 0x09), *range(0x0E, 0x1C), *range(0x7F, 0x85), *range
               0xFEFF]
 _MARKS = str.maketrans({"\u2122": " ", "\u2120": " ", **dict.fromkeys(map(chr, _INVISIBLE))})
 _SLASHES = str.maketrans({"\u2044": "/", "\u2215": "/"})  # ⁄ ∕
+# NFKC spells a vulgar fraction as digits around a fraction slash, glued to a whole number
+# before it ("1½" -> "11⁄2", eleven halves): a space keeps the mixed number "1 1/2".
+_MIXED = re.compile(r"(?<=\d)(?=[\u00bc-\u00be\u2150-\u215f\u2189])")
 
 
 def nfkc(text: str) -> str:
     """``text`` in Unicode NFKC, trade marks and invisible characters dropped and fraction
-    slashes as "/"."""
-    return unicodedata.normalize("NFKC", text.translate(_MARKS)).translate(_SLASHES)
+    slashes as "/" (a mixed number "1½" as "1 1/2")."""
+    text = _MIXED.sub(" ", text.translate(_MARKS))
+    return unicodedata.normalize("NFKC", text).translate(_SLASHES)
 
 
 def normalise(text: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from aisle.retrieval.analyzer import analyzer
+from aisle.retrieval.lexical import BM25Index
+from aisle.retrieval.querytext import normalise
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +61,34 @@ def test_word_analyzer_is_bm25s_own(product):
 def test_unknown_analyzer_is_refused():
     with pytest.raises(ValueError, match="unknown BM25 analyzer 'nope'"):
         analyzer("nope")
+
+
+@pytest.mark.parametrize("inches", ['30"', "30\u2033", "30\u2032\u2032", "30''", "30\u201d"])
+def test_inches_typed_any_way_read_as_inches_after_normalising(product, inches):
+    # queries reach BM25 normalised (NFKC), which spells a double prime as two primes: those
+    # are inches still, not an 8-foot ladder's feet
+    assert product.terms(normalise(f"{inches} vanity")) == ["30", "vaniti"]
+
+
+def test_product_text_is_read_as_queries_are(product):
+    # queries are NFKC-normalised before BM25 sees them (querytext.normalise); a catalog's
+    # fractions, full-width letters, ligatures and soft hyphens must give the same terms
+    for title, typed in [("Copper Pipe \u00bd in.", "copper pipe 1/2 in"),
+                         ("Pipe 1\u00bd in.", "pipe 1-1/2 in"),
+                         ("\uff24\uff52\uff49\uff4c\uff4c", "drill"),
+                         ("\ufb01re pit", "fire pit"),
+                         ("dri\u00adll", "drill"),
+                         ("Tile 2 m\u00b2", "tile 2 m2")]:
+        assert product.terms(title) == product.terms(normalise(typed)), title
+
+
+def test_bm25_finds_a_catalog_fraction_by_the_typed_one():
+    texts = ["Copper pipe 3/4 in.", "Copper pipe \u00bd in."]
+    index = BM25Index.build(texts, ["three-quarter", "half"], fuzzy=False)
+    assert index.search([normalise("1/2 in copper pipe")], 1)[0][0][0] == "half"
+    assert index.search([normalise("\u00bd in copper pipe")], 1)[0][0][0] == "half"
+
+
+def test_control_characters_still_split_words(product):
+    # catalog mojibake ("Men's" as "Men\x89Ûªs"): NFKC must not glue "men" to the debris
+    assert product.terms("Men\x89\u00db\u00aas Watch")[0] == "men"

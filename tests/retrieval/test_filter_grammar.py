@@ -261,3 +261,10 @@ def test_a_long_text_condition_is_checked_without_backtracking(table: FieldTable
     worker.join(timeout=30)
     assert not worker.is_alive(), "checking one 80-character condition took over 30 s"
     assert errors and "brand is a text field" in str(errors[0])
+
+
+def test_a_mixed_number_value_matches_however_it_is_written() -> None:
+    # text values compare after NFKC, which spelled the catalog's "1½" as "11/2" (eleven halves)
+    table = FieldTable({"size": pd.Series(["1\u00bd in", "11/2 in", "1/2 in"])})
+    for typed in ("size=1 1/2 in", "size=1\u00bd in", "size=1 \u00bd in"):
+        assert table.mask(parse_filters([typed])).tolist() == [True, False, False], typed

@@ -40,3 +40,15 @@ def test_query_problem_says_what_to_fix(query: str, message: str) -> None:
 @pytest.mark.parametrize("query", ["drill", "漢字", "2", "ü", "🔨 drill", "\x00 a"])
 def test_searchable_queries_pass(query: str) -> None:
     assert query_problem(query) is None
+
+
+@pytest.mark.parametrize(("typed", "normal"), [
+    # NFKC spells a vulgar fraction as digits around a fraction slash: after a whole number
+    # it would glue them into one number ("1½" -> "11/2", eleven halves)
+    ("1½ in. pipe", "1 1/2 in. pipe"),
+    ("2¾\" screws", "2 3/4\" screws"),
+    ("1 ½ in", "1 1/2 in"),
+    ("½ in", "1/2 in"),
+])
+def test_a_mixed_number_keeps_its_whole_part(typed: str, normal: str) -> None:
+    assert normalise(typed) == normal
