@@ -36,6 +36,11 @@ def resolve_index_dir(path: Path) -> Path:
     path = Path(path)
     vid = current_id(path)
     if vid is None:
+        if is_versioned(path):  # emptied by hand, or by a full disk before publishing was safe
+            raise ArtifactError(
+                f"{path}/{CURRENT} is empty; it must name the version to serve: "
+                f"aisle index list --out {path}, then aisle index promote --out {path} <id>"
+            )
         return path
     target = version_dir(path, vid)
     if not (target / MANIFEST).is_file():
