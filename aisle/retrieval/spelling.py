@@ -44,9 +44,12 @@ CACHE_SIZE = 65536  # corrections remembered (LRU)
 
 
 def fold(text: str) -> str:
-    """Casefold, NFKD, drop combining marks (accents), turn every whitespace run into one
-    space. Leading space is dropped; a trailing one is kept."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    """NFKD, casefold, NFKD, drop combining marks (accents), turn every whitespace run into one
+    space. Leading space is dropped; a trailing one is kept. Decomposing first lets a
+    compatibility character's capitals fold too ("™" is "tm", "Ⅻ" is "xii"), as Unicode's
+    caseless matching does."""
+    decomposed = unicodedata.normalize(
+        "NFKD", unicodedata.normalize("NFKD", text).casefold())
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return _SPACE.sub(" ", stripped).lstrip()
 

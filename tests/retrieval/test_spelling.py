@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 import aisle.retrieval.spelling
-from aisle.retrieval.spelling import QuerySpeller, whole_words
+from aisle.retrieval.spelling import QuerySpeller, fold, whole_words
 
 TITLES = ["Glacier Bay Toilet"] * 5 + ["Moen Shower Faucet"] * 5 + ["Char-Broil Grill"] * 3
 
@@ -95,3 +95,15 @@ def test_whole_words_of_a_tokenizer_vocabulary() -> None:
     assert whole_words(wordpiece) == {"radiator", "eater"}
     marked = ["<s>", "\u2581Steak", "ation", "\u0120pound", "\u2581"]
     assert whole_words(marked) == {"steak", "pound"}  # unmarked entries are pieces
+
+
+@pytest.mark.parametrize(("text", "folded"), [
+    ("Café  Crème ", "cafe creme "),
+    ("™ Brand", "tm brand"),  # a compatibility character's capitals fold too
+    ("Ⅻ", "xii"),
+    ("ＤＥＷＡＬＴ", "dewalt"),
+    ("Straße", "strasse"),
+    ("  ǅ", "dz"),
+])
+def test_fold_is_caseless_past_compatibility_characters(text: str, folded: str) -> None:
+    assert fold(text) == folded
