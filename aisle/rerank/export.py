@@ -163,7 +163,8 @@ def export_reranker(path: Path, int8: bool = False, data: Path | None = None,
             }
             if not pearson >= agreement.min_pearson or not order >= agreement.min_pair_order:
                 raise ArtifactError(f"int8 disagrees with fp32 ({measured}); nothing was "
-                                    "written, the cross-encoder stays on torch")
+                                    "written: the cross-encoder keeps the export it had, "
+                                    "or torch if it had none")
             section["files"]["int8"] = INT8_FILE
             section["int8_agreement"] = measured
     with contextlib.suppress(KeyError):

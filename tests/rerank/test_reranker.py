@@ -309,6 +309,11 @@ def test_export_checks_int8_and_refuses_a_disagreement(tmp_path: Path, reranker_
     floats, integer = float_weight_matmuls(copy / "onnx" / "model_qint8.onnx")
     assert floats == [kept] and integer > 0
     assert load_reranker(copy).backend == "onnx-int8"  # auto takes the checked export
+    # A stricter re-export refused leaves that export, and says so.
+    with pytest.raises(ArtifactError, match="keeps the export it had, or torch if it had none"):
+        export_reranker(copy, int8=True, data=sample_data, agreement=strict)
+    assert json.loads((copy / MANIFEST).read_text())["onnx"] == section
+    assert load_reranker(copy).backend == "onnx-int8"
     pairs = [("drill", "a cordless drill"), ("paint", "white paint")]
     torch_scores = load_reranker(copy, "torch").scorer.score(pairs)
     np.testing.assert_allclose(load_reranker(copy, "onnx-fp32").scorer.score(pairs),
