@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from aisle.autocomplete.config import PairsConfig
-from aisle.autocomplete.text import key
+from aisle.autocomplete.text import key, numbers
 from aisle.data.dataset import Dataset, judgments_at_least
 from aisle.errors import DataError
 
@@ -98,8 +98,13 @@ def choose_threshold(
 ) -> dict[str, object]:
     """The lowest threshold with train precision >= target, and its held-out P/R.
 
-    ``cosine(texts_a, texts_b)`` gives the pairwise cosines used for de-duplication."""
-    cos = cosine(pairs["query_a"].tolist(), pairs["query_b"].tolist())
+    ``cosine(texts_a, texts_b)`` gives the pairwise cosines used for de-duplication. A pair
+    whose texts state different numbers is never predicted a duplicate, at any threshold, as
+    de-duplication never merges them (``lookup``'s number groups): "24 inch vanity" beside
+    "36 inch vanity" must not push the threshold up for pairs the rule already keeps apart."""
+    a, b = pairs["query_a"].tolist(), pairs["query_b"].tolist()
+    cos = np.asarray(cosine(a, b), dtype=np.float64).copy()
+    cos[[numbers(x) != numbers(y) for x, y in zip(a, b, strict=True)]] = -np.inf
     grid = np.round(np.arange(0.50, 1.0001, 0.01), 2)
     result: dict[str, object] = {}
     for name in ("train", "heldout"):

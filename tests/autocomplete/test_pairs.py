@@ -101,3 +101,27 @@ def test_choose_threshold_is_the_lowest_reaching_the_target_on_train() -> None:
         choose_threshold(pairs.assign(label=1).iloc[:2], cosine, cfg)
     with pytest.raises(DataError, match=r"pairs\.min_tuning_pairs is 20"):
         choose_threshold(pairs, cosine, PairsConfig())
+
+
+def test_pairs_stating_different_numbers_are_never_predicted_duplicates() -> None:
+    """De-duplication never merges "24 inch vanity" and "36 inch vanity", at any cosine; the
+    sweep scores the rule as it runs, so such a pair neither costs precision nor adds recall."""
+    pairs = pd.DataFrame(
+        [("vanity 24 in", "24 inch vanity", 1, "train"), ("drill bit", "drill bits", 1, "train"),
+         ("24 inch vanity", "36 inch vanity", 0, "train"),
+         ("2x4x8 stud", "2x4 stud 8 ft", 1, "train"),  # the same numbers, reordered
+         ("1 gang box", "2 gang box", 1, "train")],  # labelled so, yet never merged
+        columns=["query_a", "query_b", "label", "split"],
+    )
+    cos = dict(zip(pairs["query_a"], [0.9, 0.95, 0.93, 0.85, 0.97], strict=True))
+
+    def cosine(a: list[str], b: list[str]) -> np.ndarray:
+        return np.array([cos[x] for x in a])
+
+    result = choose_threshold(pairs, cosine, PairsConfig(target_precision=1.0,
+                                                         min_tuning_pairs=1))
+    summary = result["summary"]
+    assert isinstance(summary, dict)
+    assert summary["threshold"] == pytest.approx(0.5)  # the 0.93 negative is never merged
+    assert summary["train_precision"] == 1.0
+    assert summary["train_recall"] == pytest.approx(3 / 4)  # "1 gang" / "2 gang" never merges
