@@ -178,6 +178,9 @@ def _checked_steps(ds: Dataset, config: TrainConfig) -> list[tuple[str, StepConf
         )
         log.info("%s positives: grade >= %g (%s): %d train judgments", name, step.min_grade, how, n)
         steps.append((name, step))
+    if not steps:
+        raise AisleError("every step is disabled (step1.enabled = step2.enabled = false): "
+                         "nothing would train; enable a step")
     return steps
 
 
@@ -311,8 +314,7 @@ def train_cascade(
         results[name]["min_grade"] = cfg.min_grade
         if score > best_score:
             best_name, best_score = name, score
-    if not best_name:
-        raise AisleError("every step is disabled (step1.enabled = step2.enabled = false)")
+    assert best_name, "a step ran (_checked_steps refuses none) and scored a finite nDCG"
     if best_score <= base_score:
         # Still publish the best trained step: an hour of training is not thrown away, and
         # the manifest says plainly that it did not beat the base model on dev.

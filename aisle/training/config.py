@@ -103,6 +103,14 @@ class StepConfig:
         check_grade_threshold(
             "min_grade", self.min_grade, "min_grade_fraction", self.min_grade_fraction
         )
+        # NaN passes check_grade_threshold's comparisons (and then means "use the fraction"),
+        # and makes hard_negative_max_grade read as "off".
+        if math.isnan(self.min_grade):
+            raise AisleError(f"min_grade must be a number >= 0 (0 = use min_grade_fraction), "
+                             f"got {self.min_grade}")
+        if math.isnan(self.hard_negative_max_grade):
+            raise AisleError(f"hard_negative_max_grade must be a number (< 0: no hard "
+                             f"negatives), got {self.hard_negative_max_grade}")
         # Values that would divide by zero, give a NaN loss or train nothing without a word.
         if self.epochs < 1:
             raise AisleError(

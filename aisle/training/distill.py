@@ -59,6 +59,9 @@ def validate(cfg: StepConfig, ds: Dataset | None = None) -> None:
                             f"train writes one): {e}")
     if cfg.distill_index:
         problems.extend(_index_problems(cfg, ds))
+    if ds is not None and len(ds.products) < cfg.distill_candidates:
+        problems.append(f"the catalog has {len(ds.products)} products, fewer than "
+                        f"distill_candidates ({cfg.distill_candidates})")
     if cfg.distill_depth < cfg.distill_candidates:
         problems.append("distill_depth must be >= distill_candidates")
     if cfg.distill_queries < 1:
@@ -154,7 +157,7 @@ def candidates_fingerprint(cfg: StepConfig) -> str:
     fusion, version), so an index rebuilt at the same path makes other candidates, and the
     runtime of the query tower that searches it (another int8 export ranks a little
     differently)."""
-    if not cfg.distill_index:
+    if not cfg.distill_candidates or not cfg.distill_index:  # a step that does not distil
         return ""
     from aisle.retrieval.store import read_index_manifest
 
@@ -176,7 +179,9 @@ TEACHER_CATALOG_QUERY = "searched"
 def teacher_fingerprint(cfg: StepConfig) -> str:
     """The weights fingerprint of ``cfg``'s cross-encoder teacher ("" for the hybrid one): a
     teacher retrained at the same path teaches something else."""
-    return tree_fingerprint(Path(cfg.distill_teacher)) if cfg.distill_teacher else ""
+    if not cfg.distill_candidates or not cfg.distill_teacher:  # a step that does not distil
+        return ""
+    return tree_fingerprint(Path(cfg.distill_teacher))
 
 
 def cross_encoder_rankings(

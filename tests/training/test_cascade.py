@@ -560,6 +560,32 @@ def test_a_work_directory_in_the_output_is_refused_before_anything_trains(
         assert stub.evaluated == 0 and not work.exists()
 
 
+def test_a_config_with_every_step_disabled_is_refused_before_anything_loads(
+    sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing would train: said before the base model loads and is evaluated on dev (minutes
+    over a real catalog), not after."""
+    stub = _Stubbed(monkeypatch)
+    config = load_config(TrainConfig, SMOKE, ["step1.enabled=false", "step2.enabled=false"])
+    with pytest.raises(AisleError, match="every step is disabled"):
+        stub.run(sample_data, tmp_path / "model", config, tmp_path / "work")
+    assert stub.evaluated == 0 and not (tmp_path / "work").exists()
+    with pytest.raises(AisleError, match="every step is disabled"):
+        _checked_steps(_tiny_catalog(), config)
+
+
+def test_the_distillation_inputs_of_a_step_that_does_not_distil_are_not_read(
+    sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """distill_candidates = 0 turns distillation off: a distill_index left in the config (since
+    moved) must not fail the step once step 1 has trained."""
+    stub = _Stubbed(monkeypatch)
+    config = load_config(TrainConfig, SMOKE, [f"step2.distill_index={tmp_path / 'moved'}"])
+    assert config.step2.distill_candidates == 0
+    stub.run(sample_data, tmp_path / "model", config, tmp_path / "work")
+    assert stub.trained == ["step1", "step2"]
+
+
 def test_a_dev_split_without_relevant_judgments_is_refused_before_anything_trains(
     sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

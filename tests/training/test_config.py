@@ -30,6 +30,10 @@ SMOKE = Path(str(resources.files("aisle") / "configs" / "smoke.toml"))
         ({"warmup_ratio": 3.0}, r"warmup_ratio must be in \[0, 1\]"),
         ({"warmup_ratio": float("nan")}, r"warmup_ratio must be in \[0, 1\]"),
         ({"distill_weight": float("nan")}, "distill_weight must be a finite number >= 0"),
+        # NaN passed every check and quietly meant "use min_grade_fraction" / "no hard
+        # negatives".
+        ({"min_grade": float("nan")}, "min_grade must be a number >= 0"),
+        ({"hard_negative_max_grade": float("nan")}, "hard_negative_max_grade must be a number"),
         ({"max_pairs": -5}, r"max_pairs must be >= 0 \(0: off\), got -5"),
         ({"catalog_pairs": -5}, "catalog_pairs must be >= 0"),
         ({"lexical_negative_skip": 5, "lexical_negative_depth": 3},

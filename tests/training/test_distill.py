@@ -77,6 +77,21 @@ def test_bad_distillation_settings_say_what_to_fix() -> None:
     validate(StepConfig())  # off: nothing to check
 
 
+def test_more_candidates_than_the_catalog_holds_are_refused_before_any_step_trains() -> None:
+    from tests.training.test_cascade import _tiny_catalog
+
+    ds = _tiny_catalog()  # 6 products
+    with pytest.raises(AisleError, match="the catalog has 6 products, fewer than "
+                                         r"distill_candidates \(8\)"):
+        validate(StepConfig(distill_candidates=8), ds)
+    validate(StepConfig(distill_candidates=6), ds)
+    # Through aisle train's up-front checks: step 2's teacher would otherwise fail only after
+    # step 1 trained.
+    config = load_config(TrainConfig, SMOKE, ["step2.distill_candidates=8"])
+    with pytest.raises(AisleError, match="fewer than distill_candidates"):
+        cascade._checked_steps(ds, config)
+
+
 def test_a_distilling_step_trains_on_teacher_lists_and_keeps_them_for_resume(
     sample_data: Path, tmp_path: Path
 ) -> None:
