@@ -146,7 +146,11 @@ class SearchIndex:
                 "this index was opened without suggestions; pass autocomplete=DIR to "
                 "open_index (aisle autocomplete build --data ... --out DIR makes one)"
             )
-        return [s.text for s in self.autocomplete.suggest(prefix, k)]
+        if not isinstance(prefix, str):
+            raise AisleError(f"prefix must be text, got a {type(prefix).__name__}")
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise AisleError(f"k must be >= 1 (a whole number of suggestions), got {k!r}")
+        return [s.text for s in self.autocomplete.suggest(prefix, int(k))]
 
 
 def open_index(
@@ -164,7 +168,11 @@ def open_index(
     products."""
     from aisle.retrieval.retriever import index_model, open_retriever
     from aisle.retrieval.store import load_index
+    from aisle.towers.config import BACKENDS
 
+    if backend is not None and backend not in BACKENDS:
+        raise AisleError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)} "
+                         "(None: as the index was built)")
     index = load_index(Path(path))
     tower_model = index_model(index, None if model is None else str(model), backend)
     reranker = None

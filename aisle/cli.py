@@ -113,6 +113,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from aisle.evaluation.run import evaluate_command
     from aisle.retrieval.config import FusionConfig
 
+    if args.run_tag is not None and args.run_out is None:
+        raise AisleError("--run-tag names the run file's tag: pass --run-out FILE too")
     fusion = None
     if args.fusion or args.weight is not None or args.rrf_k is not None:
         # --weight belongs to convex fusion and --rrf-k to RRF: either names its method
@@ -220,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", type=Path, required=True, help="prepared or canonical CSV dir")
     p.add_argument("--split", choices=["train", "dev", "test"], default="test")
-    p.add_argument("--index", type=Path, default=None, help="index dir (dense retrieval)")
+    p.add_argument("--index", type=Path, default=None,
+                   help="index dir (searched in --mode: hybrid by default)")
     p.add_argument("--model", default=None, help="model dir (default: the index's model)")
     add_backend_argument(p)
     p.add_argument(
@@ -331,6 +334,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.func(args)
     except AisleError as e:
         log.error("%s", e)
+        return 2
+    except OSError as e:  # a path that cannot be read or written: a file where a folder
+        # must be, no permission, a full disk. The message names the path; -v: the traceback.
+        log.error("%s", e, exc_info=args.verbose)
         return 2
     except KeyboardInterrupt:
         log.error("interrupted")

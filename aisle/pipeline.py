@@ -15,6 +15,7 @@ from typing import Any
 from aisle.configs import load_config
 from aisle.data.dataset import load_dataset, prepare
 from aisle.data.synthetic import write_sample
+from aisle.errors import AisleError
 from aisle.evaluation.run import evaluate_command
 from aisle.evaluation.runs import report_command
 from aisle.evaluation.tune import tune_fusion
@@ -101,6 +102,15 @@ def run_demo(
     distill: bool = True,
 ) -> dict[str, Any]:
     out = Path(out)
+    # The cascade's config is read before any stage runs: a typo in it must not cost the
+    # baselines first (the base model's index alone is 18 minutes of embedding on homedepot).
+    config: TrainConfig | None = None
+    if not skip_train:
+        config_path = train_config or Path(str(resources.files("aisle") / "configs" / "demo.toml"))
+        config = load_config(TrainConfig, config_path)
+    elif train_config is not None:
+        raise AisleError(f"--no-train skips training, so --train-config {train_config} would "
+                         "be ignored: drop one of them")
     source = data or default_data()
     if source is None:
         source = out / "sample-data"
@@ -125,10 +135,7 @@ def run_demo(
         run_tag="base")
 
     final_index = out / "index-base"
-    config: TrainConfig | None = None
-    if not skip_train:
-        config_path = train_config or Path(str(resources.files("aisle") / "configs" / "demo.toml"))
-        config = load_config(TrainConfig, config_path)
+    if config is not None:
         train_cascade(prepared, out / "model", config, work=out / "model.work", resume=True)
         trained = load_model(out / "model")
         build_index(prepared, trained, out / "index")

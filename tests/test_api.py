@@ -93,3 +93,30 @@ def test_a_missing_or_emptied_bm25_index_is_an_error_not_a_dense_search(
     npy.write_bytes(b"")  # a full disk, or a crash before the bytes reached it
     with pytest.raises(ArtifactError, match="missing or corrupt"):
         load_index(emptied).lexical.search(["drill"], 1)
+
+
+def test_suggest_refuses_input_that_is_not_a_prefix_and_a_whole_k(
+    sample_data: Path, sample_index: Path, base_model: object, tmp_path: Path
+) -> None:
+    """As ``search`` does: a clear AisleError, not an AttributeError or TypeError from deep
+    inside the lookup, and ``k=2.5`` is refused, not cut to 2."""
+    from aisle.autocomplete.build import build_autocomplete
+    from aisle.autocomplete.config import AutocompleteConfig
+
+    ac = build_autocomplete(sample_data, base_model, tmp_path / "ac",  # type: ignore[arg-type]
+                            AutocompleteConfig(max_catalog=200))
+    idx = aisle.open_index(sample_index, autocomplete=ac)
+    assert idx.suggest("cordl", k=np.int64(2))  # type: ignore[arg-type]
+    for prefix in (None, 5, b"cordl"):
+        with pytest.raises(AisleError, match="prefix must be text"):
+            idx.suggest(prefix)  # type: ignore[arg-type]
+    for k in ("3", 2.5, True, 0, -1):
+        with pytest.raises(AisleError, match="k must be >= 1"):
+            idx.suggest("cordl", k=k)  # type: ignore[arg-type]
+
+
+def test_an_unknown_backend_is_named_as_such(sample_index: Path) -> None:
+    # Not "builtin:all-MiniLM-L6-v2 has no cuda export; run `aisle export`": there is no
+    # such backend to export to.
+    with pytest.raises(AisleError, match=r"unknown backend 'cuda'; use one of auto, torch"):
+        aisle.open_index(sample_index, backend="cuda")  # type: ignore[arg-type]

@@ -125,6 +125,14 @@ def test_contradicting_or_unreadable_inputs_exit_2_with_a_message(
           str(tmp_path / "run.trec")], "--resamples must be at least 100, got 0"),
         (["qrels", *data, "--out", str(tmp_path)], "is a directory"),
         (["serve", "--index", str(tmp_path / "typo")], "manifest.json is missing"),
+        # A tag with no run file to write it in would be ignored.
+        (["evaluate", *data, "--baseline", "bm25", "--run-tag", "mine"],
+         "--run-tag names the run file's tag: pass --run-out FILE too"),
+        # Re-ranking settings without a cross-encoder would be ignored.
+        (["search", "--index", str(sample_index), "--rerank-backend", "torch", "drill"],
+         "--rerank-backend needs --rerank DIR"),
+        (["evaluate", *data, "--index", str(sample_index), "--rerank-weight", "0.3"],
+         "--rerank-weight needs --rerank DIR"),
     ]
     for argv, message in cases:
         caplog.clear()
@@ -148,3 +156,22 @@ def test_a_weight_names_convex_fusion_over_an_index_tuned_to_rrf(
                      "--index", str(rrf), "--weight", weight]) == 0
         got.append(json.loads(capsys.readouterr().out)["metrics"]["ndcg@10"])
     assert got[0] != got[1]  # the weight is used, not RRF's ranks
+
+
+def test_an_output_path_that_cannot_be_written_is_a_message_not_a_traceback(
+    tmp_path: Path, sample_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file where a folder must be (or no permission, a full disk): exit 2 saying which
+    path, as for any other bad input, rather than an OSError's traceback."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    cases = [
+        ["prepare", "--data", str(sample_data), "--out", str(a_file / "prep")],
+        ["evaluate", "--data", str(sample_data), "--split", "test", "--baseline", "bm25",
+         "--run-out", str(a_file / "bm25.trec")],
+    ]
+    for argv in cases:
+        caplog.clear()
+        assert main(argv) == 2, argv
+        assert str(a_file) in caplog.text and "Traceback" not in caplog.text, caplog.text
+    assert a_file.is_file() and a_file.read_text() == ""

@@ -49,3 +49,26 @@ def test_main_job_end_to_end_on_the_sample(
     assert "then open http://127.0.0.1:8000/" in out
     page = report.read_text()
     assert page.count("data:image/png;base64,") == 3 and "cascade" in page
+
+
+def test_a_bad_train_config_is_refused_before_any_stage_runs(
+    sample_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cascade's config is read first: a typo in its path or a key must not cost the BM25
+    row, the base model's index and its evaluation (18 minutes of embedding on homedepot)."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[step1]\nepoch = 2\n")
+    out = tmp_path / "demo"
+    for config, message in ((tmp_path / "missing.toml", "does not exist"),
+                            (bad, "unknown config key(s) ['step1.epoch']")):
+        caplog.clear()
+        assert main(["demo", "--data", str(sample_data), "--out", str(out),
+                     "--train-config", str(config)]) == 2
+        assert message in caplog.text
+        assert not out.exists()
+    # Given with --no-train, it would be ignored: refused, saying so.
+    caplog.clear()
+    assert main(["demo", "--data", str(sample_data), "--out", str(out), "--no-train",
+                 "--train-config", str(bad)]) == 2
+    assert "--no-train skips training" in caplog.text
+    assert not out.exists()

@@ -23,19 +23,21 @@ def add_rerank_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rerank-weight", type=float, default=None, metavar="W",
                         help="the cross-encoder's share of the fusion with the first stage, in "
                         "[0, 1) (default: the weight chosen on dev when it was trained)")
-    parser.add_argument("--rerank-backend", choices=RERANK_BACKENDS, default="auto",
+    parser.add_argument("--rerank-backend", choices=RERANK_BACKENDS, default=None,
                         help="torch, or its ONNX export (default auto: int8 when exported)")
 
 
 def open_reranker(args: argparse.Namespace) -> Any:
     """The ``--rerank`` cross-encoder with ``--rerank-weight`` applied; None without one."""
     if args.rerank is None:
-        if args.rerank_weight is not None:
-            raise AisleError("--rerank-weight needs --rerank DIR")
+        for flag, value in (("--rerank-weight", args.rerank_weight),
+                            ("--rerank-backend", args.rerank_backend)):
+            if value is not None:
+                raise AisleError(f"{flag} needs --rerank DIR")
         return None
     from aisle.rerank.model import load_reranker
 
-    return load_reranker(args.rerank, args.rerank_backend, weight=args.rerank_weight)
+    return load_reranker(args.rerank, args.rerank_backend or "auto", weight=args.rerank_weight)
 
 
 def cmd_rerank_train(args: argparse.Namespace) -> None:
