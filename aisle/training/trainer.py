@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from aisle.artifacts import atomic_dir
+from aisle.errors import AisleError
 from aisle.towers.model import AnyTower, TwoTowerModel, load_model
 from aisle.training.config import SEED_LIMIT, StepConfig
 from aisle.training.loss import (
@@ -238,6 +239,13 @@ def _run_step(
                 )
                 loss = loss + cfg.distill_weight * distilled
                 state["distill_seen"] += len(batch.teacher_rows)
+            if not torch.isfinite(loss):  # a diverged step would publish garbage weights
+                raise AisleError(
+                    f"{name}: the loss is {loss.item()} at optimiser step {state['step'] + 1} "
+                    f"of {total}; training stopped before it reached the weights. Lower lr "
+                    f"(now {cfg.lr:g}) or raise temperature (now {cfg.temperature:g}) and "
+                    "train again"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(_parameters(model), 1.0)

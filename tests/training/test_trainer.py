@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.serialization
 
+from aisle.errors import AisleError
 from aisle.towers.config import TowerConfig
 from aisle.towers.model import TwoTowerModel, load_model
 from aisle.training import trainer
@@ -142,3 +143,24 @@ def test_resume_says_when_it_cannot_go_on_and_a_fresh_run_says_what_it_trains_ov
             pytest.raises(KeyboardInterrupt):
         trainer.run_step(_fresh(), _pairs(), CFG, 0, other, EVERY, False, "fit")
     assert "holds a checkpoint of this step" in caplog.text and "--resume" in caplog.text
+
+
+def test_a_diverged_loss_stops_the_step_before_it_reaches_the_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = trainer.in_batch_softmax_loss
+    calls = []
+
+    def diverging(*args: Any, **kwargs: Any) -> torch.Tensor:
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(trainer, "in_batch_softmax_loss", diverging)
+    model = _fresh()
+    with pytest.raises(AisleError, match=r"diverge: the loss is nan at optimiser step 3 of 4; "
+                                         r"training stopped .* Lower lr \(now 0.0001\)"):
+        trainer.run_step(model, _pairs(), CFG, 0, tmp_path / "ckpt", EVERY, False, "diverge")
+    # The checkpoint of step 2 is what a rerun can go on from; no NaN reached any weight.
+    assert all(torch.isfinite(p).all() for p in model.query.model.parameters())
+    assert (tmp_path / "ckpt" / trainer.STATE_FILE).is_file()
