@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -33,6 +33,8 @@ Lane = Callable[[Sequence[tuple[str, str]]], bytes | object | None]
 Finish = Callable[[Any, float], Awaitable[bytes]]
 
 HEADERS = [(b"content-type", b"application/json")]
+
+T = TypeVar("T")
 
 
 class WarmLane:
@@ -49,33 +51,34 @@ class WarmLane:
             started = time.perf_counter()
             params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
             found = self.lane(params)
-            if found is not None and not isinstance(found, bytes):
+            body = found if isinstance(found, bytes) else None
+            if found is not None and body is None:
                 try:
-                    found = await _unless_gone(self.finish(found, started), receive)
-                except _Gone:
+                    body = await unless_gone(self.finish(found, started), receive)
+                except ClientGone:
                     scope["route"] = self.route
                     scope[CLIENT_GONE] = True
                     return
                 except Exception as e:  # the route raises it, for the app's error handlers
                     scope.setdefault("state", {})[self.state_key] = e
-                    found = None
-            if found is not None:
+            if body is not None:
                 scope["route"] = self.route
                 await send({"type": "http.response.start", "status": 200,
-                            "headers": [*HEADERS, (b"content-length", b"%d" % len(found))]})
-                await send({"type": "http.response.body", "body": found})
+                            "headers": [*HEADERS, (b"content-length", b"%d" % len(body))]})
+                await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
 
 
-class _Gone(Exception):
+class ClientGone(Exception):
     """The client disconnected before its answer was ready."""
 
 
-async def _unless_gone(work: Awaitable[bytes], receive: Receive) -> bytes:
-    """``work``'s result, or ``_Gone`` (``work`` cancelled) once the client disconnects: the
-    server goes on running a request whose client has left, and without this a queue of
-    abandoned searches (clients timing out under load) would all be encoded."""
+async def unless_gone(work: Awaitable[T], receive: Receive) -> T:
+    """``work``'s result, or ``ClientGone`` (``work`` cancelled) once the client disconnects:
+    the server goes on running a request whose client has left, and without this a queue of
+    abandoned searches (clients timing out under load) would all be encoded. ``receive`` must
+    be past the request's body (a GET's is empty; a route has read a POST's)."""
     task = asyncio.ensure_future(work)
     gone = asyncio.ensure_future(_disconnected(receive))
     try:
@@ -85,7 +88,7 @@ async def _unless_gone(work: Awaitable[bytes], receive: Receive) -> bytes:
         if not task.done():
             task.cancel()
     if not task.done() or task.cancelled():
-        raise _Gone
+        raise ClientGone
     return task.result()
 
 

@@ -28,6 +28,8 @@ from aisle.serving.config import ServeConfig
 from aisle.serving.deps import BatcherDep, ConfigDep, EngineDep, PoolDep
 from aisle.serving.engine import Answer, Ask, Engine, Lane, Plan, UnknownPartition
 from aisle.serving.errors import InvalidRequest, documented
+from aisle.serving.fastlane import ClientGone, unless_gone
+from aisle.serving.metrics import CLIENT_GONE
 from aisle.serving.params import SEARCH_PARAMETERS, parse_search_params
 from aisle.serving.schemas import (
     BatchRequest,
@@ -38,6 +40,9 @@ from aisle.serving.schemas import (
 )
 
 router = APIRouter()
+
+# The status of a request whose client left first (nginx's "client closed request").
+CLIENT_CLOSED = 499
 
 # Where the warm lane leaves an error it met finishing a GET /search, for the route to raise
 # (``request.state``).
@@ -110,6 +115,17 @@ def payload(found: Found, version: str, started: float,
     }
 
 
+async def finish_for(request: Request, plan: Plan, engine: Engine, batcher: MicroBatcher,
+                     pool: Executor) -> Answer | None:
+    """``finish`` for a route that has read its body: None (counted as 499, the work
+    cancelled, so a queued query is dropped unencoded) once its client has disconnected."""
+    try:
+        return await unless_gone(finish(plan, engine, batcher, pool), request.receive)
+    except ClientGone:
+        request.scope[CLIENT_GONE] = True
+        return None
+
+
 def one(answer: Answer, started: float) -> dict[str, Any]:
     """The response body of a one-query answer."""
     values = None if answer.values is None else answer.values[0]
@@ -135,19 +151,21 @@ async def search_get(request: Request, config: ConfigDep, engine: EngineDep,
 
 @router.post("/search", response_model=SearchResponse,
              responses=documented(400, 404, 413, 422, 503))
-async def search_post(body: SearchRequest, config: ConfigDep, engine: EngineDep,
-                      batcher: BatcherDep, pool: PoolDep) -> Response:
+async def search_post(request: Request, body: SearchRequest, config: ConfigDep,
+                      engine: EngineDep, batcher: BatcherDep, pool: PoolDep) -> Response:
     started = time.perf_counter()
     ask = make_ask([body.query], ["query"], body.k, body.mode, body.partition, config,
                    body_filters(body.filters), body.fields or ())
-    answer = await finish(engine.plan(ask), engine, batcher, pool)
+    answer = await finish_for(request, engine.plan(ask), engine, batcher, pool)
+    if answer is None:
+        return Response(status_code=CLIENT_CLOSED)  # nobody reads it
     return json_response(one(answer, started))
 
 
 @router.post("/search/batch", response_model=BatchResponse,
              responses=documented(400, 404, 413, 422, 503))
-async def search_batch(body: BatchRequest, config: ConfigDep, engine: EngineDep,
-                       batcher: BatcherDep, pool: PoolDep) -> Response:
+async def search_batch(request: Request, body: BatchRequest, config: ConfigDep,
+                       engine: EngineDep, batcher: BatcherDep, pool: PoolDep) -> Response:
     started = time.perf_counter()
     if not 1 <= len(body.queries) <= config.max_batch:
         raise InvalidRequest(
@@ -155,7 +173,9 @@ async def search_batch(body: BatchRequest, config: ConfigDep, engine: EngineDep,
     where = [f"queries.{i}" for i in range(len(body.queries))]
     ask = make_ask(body.queries, where, body.k, body.mode, body.partition, config,
                    body_filters(body.filters), body.fields or ())
-    answer = await finish(engine.plan(ask), engine, batcher, pool)
+    answer = await finish_for(request, engine.plan(ask), engine, batcher, pool)
+    if answer is None:
+        return Response(status_code=CLIENT_CLOSED)  # nobody reads it
     values: list[list[dict[str, Any]] | None] = (
         list(answer.values) if answer.values is not None else [None] * len(answer.found))
     return json_response({
