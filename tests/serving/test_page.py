@@ -434,3 +434,117 @@ def test_the_page_says_what_is_wrong(served: str, browser: Any) -> None:
     page.check("#compare")
     page.locator("#status.error", has_text="All 3 modes failed: the index is loading").wait_for()
     assert page.locator("#columns .column .error").count() == 3
+
+
+@pytest.mark.slow
+def test_a_reload_keeps_the_filters_the_shopper_set(served: str, browser: Any) -> None:
+    # The URL holds the whole search, filters included: a reload (or the link, shared) shows
+    # the same results, with the same controls set, not the catalog unfiltered.
+    page = browser.new_page()
+    page.set_default_timeout(5000)  # a failure says so in seconds, not 30
+    page.goto(served + "/")
+    page.locator("#filter-in_stock").wait_for()
+    page.fill("#q", "cord")
+    search_answer(page, lambda: page.press("#q", "Enter"))
+    search_answer(page, lambda: page.select_option("#filter-in_stock", "true"))
+    page.fill("#filter-price-max", "30")
+    search_answer(page, lambda: page.press("#filter-price-max", "Enter"))
+    assert parse_qs(urlsplit(page.url).query)["filter"] == ["in_stock=true", "price<=30"]
+
+    with page.expect_response(lambda r: "/search?" in r.url and "filter=" in r.url) as info:
+        page.reload()
+    sent = parse_qs(urlsplit(info.value.url).query)
+    assert sorted(sent["filter"]) == ["in_stock=true", "price<=30"] and sent["q"] == ["cord"]
+    answer = info.value.json()
+    assert answer["results"] and all(r["fields"]["in_stock"] is True
+                                     and r["fields"]["price"] <= 30 for r in answer["results"])
+    assert page.locator("#filter-in_stock").input_value() == "true"
+    assert page.locator("#filter-price-max").input_value() == "30"
+    page.locator("#results .result").first.wait_for()
+    assert page.locator("#results .result").count() == len(answer["results"])
+
+
+@pytest.mark.slow
+def test_back_and_forward_go_through_the_searches(served: str, browser: Any) -> None:
+    # Each search the shopper makes is a history entry: Back shows the one before (its text,
+    # mode and results), not the page before the search page.
+    page = browser.new_page()
+    page.set_default_timeout(5000)  # a failure says so in seconds, not 30
+    page.goto("about:blank")
+    page.goto(served + "/")
+    page.locator("#filter-in_stock").wait_for()
+    page.fill("#q", "cord")
+    cord = search_answer(page, lambda: page.press("#q", "Enter"))
+    page.fill("#q", "claw hammer")
+    search_answer(page, lambda: page.press("#q", "Enter"))
+    lexical = search_answer(page, lambda: page.check("input[name=mode][value=lexical]"))
+    assert lexical["mode"] == "lexical"
+
+    back = search_answer(page, page.go_back)
+    assert parse_qs(urlsplit(page.url).query) == {"q": ["claw hammer"]}
+    assert page.locator("#q").input_value() == "claw hammer" and back["mode"] == cord["mode"]
+    page.locator(f"input[name=mode][value={cord['mode']}]:checked").wait_for()
+    again = search_answer(page, page.go_back)
+    assert page.locator("#q").input_value() == "cord"
+    assert [r["product_id"] for r in again["results"]] == [r["product_id"]
+                                                           for r in cord["results"]]
+    expect = pytest.importorskip("playwright.sync_api").expect
+    expect(page.locator("#results .result .title")).to_have_text(
+        [r["title"] for r in cord["results"]])
+    forward = search_answer(page, page.go_forward)
+    assert page.locator("#q").input_value() == "claw hammer" and forward["results"]
+
+
+@pytest.mark.slow
+def test_text_typed_while_the_page_loads_is_kept(served: str, browser: Any) -> None:
+    # Opened from a link (?q=cord) while the service is slow to answer GET /fields: the box
+    # shows the link's query at once, and what the shopper types over it is not replaced.
+    page = browser.new_page()
+    page.set_default_timeout(5000)  # a failure says so in seconds, not 30
+    searches: list[str] = []
+    page.on("request", lambda r: searches.append(r.url) if "/search?" in r.url else None)
+    held: list[Any] = []
+    page.route(lambda url: urlsplit(url).path == "/fields", lambda route: held.append(route))
+    page.goto(served + "/?q=cord")
+    until(page, lambda: len(held) == 1, "the page's request for /fields")
+    assert page.locator("#q").input_value() == "cord"
+    page.fill("#q", "")
+    page.locator("#q").press_sequentially("hammer")
+    held[0].continue_()
+    page.locator("#filter-in_stock").wait_for()
+    page.wait_for_timeout(300)
+    assert page.locator("#q").input_value() == "hammer"
+    assert searches == []  # the link's search is not sent over what the shopper typed
+    answer = search_answer(page, lambda: page.press("#q", "Enter"))
+    assert parse_qs(urlsplit(searches[-1]).query)["q"] == ["hammer"] and answer["results"]
+
+
+@pytest.mark.slow
+def test_switching_views_never_shows_an_older_querys_results(served: str, browser: Any
+                                                             ) -> None:
+    page = browser.new_page()
+    page.set_default_timeout(5000)  # a failure says so in seconds, not 30
+    page.goto(served + "/?compare=1")
+    page.locator("#filter-in_stock").wait_for()
+    # the mode switch is off in this view, as after a search in it
+    assert page.locator("input[name=mode][value=dense]").is_disabled()
+    page.uncheck("#compare")
+    page.fill("#q", "cord")
+    search_answer(page, lambda: page.press("#q", "Enter"))
+    page.locator("#results .result").first.wait_for()
+    page.check("#compare")
+    page.fill("#q", "claw hammer")
+    search_answer(page, lambda: page.press("#q", "Enter"))
+    page.locator("#columns .column").nth(2).wait_for()
+
+    # Back to one list while its search is on its way: the list shows nothing yet, not the
+    # results for "cord" it showed before the columns.
+    held: list[Any] = []
+    page.route(lambda url: "/search?" in url, lambda route: held.append(route))
+    page.uncheck("#compare")
+    until(page, lambda: len(held) == 1, "the search for 'claw hammer'")
+    assert page.locator("#results .result").count() == 0
+    assert page.locator("#status").text_content() == "Searching…"
+    held[0].continue_()
+    page.locator("#results .result").first.wait_for()
+    assert "hammer" in (page.locator("#results .result .title").first.text_content() or "")

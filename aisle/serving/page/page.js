@@ -32,6 +32,9 @@ const state = {
   fieldsTimer: 0,
   fieldsPending: false, // a GET /fields is on its way, or will be tried again
   sent: null, // the latest search sent: {q, seq}
+  // Filter conditions from the URL ([id, value, condition]) until the controls they set are
+  // built: searches carry them meanwhile, and renderFilters sets the controls from them.
+  wanted: null,
 };
 
 // --- talking to the service -----------------------------------------------------------
@@ -68,6 +71,7 @@ function filterParams() {
     if (!value) continue;
     pairs.push(["filter", `${control.dataset.field}${control.dataset.op}${value}`]);
   }
+  for (const [, , condition] of state.wanted || []) pairs.push(["filter", condition]);
   return pairs;
 }
 
@@ -100,12 +104,17 @@ function shown(name) {
   return name.replaceAll("_", " ");
 }
 
+// The id of the control that sets a condition on field `name` with operator `op`.
+function controlId(name, op) {
+  const suffix = { ">=": "-min", "<=": "-max", "^=": "-group" }[op] || "";
+  return `filter-${name}${suffix}`;
+}
+
 function control(tag, field, op, label) {
   const node = el(tag);
   node.dataset.field = field.name;
   node.dataset.op = op;
-  const suffix = { ">=": "-min", "<=": "-max", "^=": "-group" }[op] || "";
-  node.id = `filter-${field.name}${suffix}`;
+  node.id = controlId(field.name, op);
   node.setAttribute("aria-label", label);
   node.addEventListener("change", () => {
     if (input.value.trim()) search();
@@ -129,6 +138,8 @@ function renderFilters(fields) {
   for (const old of box.querySelectorAll("[data-field]")) {
     if (old.value) kept.set(old.id, old.value);
   }
+  for (const [id, value] of state.wanted || []) kept.set(id, value); // from the URL
+  state.wanted = null;
   for (const old of box.querySelectorAll(".filter")) old.remove();
   for (const field of fields) {
     const name = shown(field.name);
@@ -217,7 +228,7 @@ async function loadFields(attempt = 0) {
   const dropped = renderFilters(state.fields);
   const last = state.sent;
   if ((changed || dropped) && last && last.seq === state.searchSeq && input.value === last.q) {
-    search();
+    search("replace");
   }
 }
 
@@ -292,25 +303,70 @@ function showMode(mode) {
 
 // --- searching ------------------------------------------------------------------------
 
-function remember(q) {
+// The search in the URL, filters included, so that a reload or a shared link shows it again;
+// "push" makes it a history entry of its own (when it differs from the current one), so that
+// Back returns to the search before.
+function remember(q, how) {
   const params = new URLSearchParams();
   if (q) params.set("q", q);
   if (state.mode) params.set("mode", state.mode);
   if (compare.checked) params.set("compare", "1");
-  const query = params.toString();
-  history.replaceState(null, "", query ? "?" + query : location.pathname);
+  for (const [name, value] of filterParams()) params.append(name, value);
+  const query = params.toString() ? "?" + params.toString() : "";
+  if (how === "push" && query !== location.search) {
+    history.pushState(null, "", query || location.pathname);
+  } else {
+    history.replaceState(null, "", query || location.pathname);
+  }
 }
 
-async function search() {
+// Sets the box, the mode, the view and the filters from the URL; returns its query.
+function applyLocation() {
+  const params = new URLSearchParams(location.search);
+  state.mode = MODES.includes(params.get("mode")) ? params.get("mode") : null;
+  showMode(state.mode);
+  compare.checked = params.get("compare") === "1";
+  $("modes").disabled = compare.checked;
+  const wanted = [];
+  for (const condition of params.getAll("filter")) {
+    const parts = /^([A-Za-z_][A-Za-z0-9_]*)(>=|<=|\^=|=)(.*)$/s.exec(condition);
+    if (parts) wanted.push([controlId(parts[1], parts[2]), parts[3].trim(), condition]);
+  }
+  if (state.fieldsVersion === null) {
+    state.wanted = wanted; // the controls are not there yet: renderFilters sets them
+  } else {
+    const values = new Map(wanted.map(([id, value]) => [id, value]));
+    for (const node of document.querySelectorAll("#filters [data-field]")) {
+      const value = values.get(node.id) ?? "";
+      const offered = node.tagName !== "SELECT" ||
+        Array.from(node.options).some((o) => o.value === value);
+      node.value = offered ? value : "";
+    }
+  }
+  const q = params.get("q") || "";
+  input.value = q;
+  return q;
+}
+
+// how: "push" for a search the shopper makes, "replace" for one the page makes again.
+async function search(how = "push") {
   const q = input.value;
   closeSuggestions();
-  remember(q.trim() ? q : "");
+  remember(q.trim() ? q : "", how);
   const seq = ++state.searchSeq;
   const single = $("results");
   const columns = $("columns");
   single.hidden = compare.checked;
   columns.hidden = !compare.checked;
   $("modes").disabled = compare.checked;
+  // The view not shown holds an earlier query's results: gone, so that switching back never
+  // shows them as this query's.
+  if (compare.checked) {
+    single.replaceChildren();
+    $("corrected").hidden = true;
+  } else {
+    columns.replaceChildren();
+  }
   if (!q.trim()) {
     single.replaceChildren();
     columns.replaceChildren();
@@ -497,18 +553,19 @@ for (const radio of document.querySelectorAll("input[name=mode]")) {
   });
 }
 
-compare.addEventListener("change", search);
+compare.addEventListener("change", () => search());
 
-// A link to the page with ?q=...&mode=...&compare=1 opens on its results (once the filter
-// controls are there, so the first search already carries the fields to show).
+// Back and Forward: the search of that entry, as the URL holds it.
+window.addEventListener("popstate", () => {
+  applyLocation();
+  search("replace");
+});
+
+// A link to the page with ?q=...&mode=...&compare=1&filter=... opens on its results (once the
+// filter controls are there, so the first search already carries the fields to show). The box
+// shows the query at once; what the shopper types over it meanwhile is theirs, not replaced.
 (async function restore() {
-  const params = new URLSearchParams(location.search);
-  if (MODES.includes(params.get("mode"))) state.mode = params.get("mode");
-  showMode(state.mode);
-  compare.checked = params.get("compare") === "1";
+  const q = applyLocation();
   await loadFields();
-  if (params.get("q")) {
-    input.value = params.get("q");
-    search();
-  }
+  if (q.trim() && input.value === q) search("replace");
 })();
