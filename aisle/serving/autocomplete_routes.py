@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
 
 from aisle.autocomplete.lookup import Autocomplete
 from aisle.serving.config import ServeConfig
@@ -23,12 +23,18 @@ def add_autocomplete_routes(app: FastAPI, config: ServeConfig) -> None:
     @app.get("/autocomplete", response_model=AutocompleteResponse,
              responses=documented(404, 422))
     async def autocomplete(
+        request: Request,
         prefix: str = Query(description="what the shopper has typed so far: not only spaces, "
                                         "at most max_query_chars characters"),
         k: int = Query(default=min(config.default_k, config.autocomplete_max_k),
                        description="suggestions to return, 1..autocomplete_max_k"),
     ) -> AutocompleteResponse:
         started = time.perf_counter()
+        unknown = sorted(set(request.query_params) - {"prefix", "k"})
+        if unknown:  # a typo ("limit=3") would be answered as if it were not there
+            raise InvalidRequest(f"malformed request: unknown query parameter "
+                                 f"{unknown[0][:40]!r}; GET /autocomplete takes prefix, k",
+                                 unknown[0][:40])
         if index is None:
             raise NoAutocomplete("this service has no autocomplete index; build one with "
                                  "`aisle autocomplete build` and start `aisle serve "

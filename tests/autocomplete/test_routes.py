@@ -44,6 +44,9 @@ def test_suggestions(client: TestClient) -> None:
         ({"prefix": "moen", "k": 51}, "between 1 and 50"),
         ({"prefix": "moen", "k": "ten"}, "malformed request"),
         ({}, "malformed request"),
+        # A typo is refused, as /search refuses one, rather than answered as if absent.
+        ({"prefix": "moen", "limit": 3}, "unknown query parameter 'limit'; GET /autocomplete "
+                                         "takes prefix, k"),
     ],
 )
 def test_bad_input(client: TestClient, params: dict, message: str) -> None:
