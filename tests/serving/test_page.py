@@ -320,6 +320,27 @@ def test_suggestions_for_older_text_are_never_shown(served: str, browser: Any) -
 
 
 @pytest.mark.slow
+def test_keys_an_input_method_composes_with_never_pick_a_suggestion(
+    served: str, browser: Any
+) -> None:
+    page = browser.new_page()
+    page.set_default_timeout(5000)
+    page.route(lambda url: urlsplit(url).path == "/autocomplete",
+               lambda route: route.fulfill(**suggestions_json("ha", "hammer", "hat")))
+    page.goto(served + "/")
+    box = page.locator("#q")
+    box.fill("ha")
+    page.locator("#suggestions [role=option]").first.wait_for()
+    box.press("ArrowDown")  # "hammer" highlighted
+    for key in ("ArrowDown", "Enter"):  # as an IME sends them while composing
+        box.dispatch_event("keydown", {"key": key, "isComposing": True, "bubbles": True,
+                                       "cancelable": True})
+    assert box.input_value() == "ha"  # Enter committed the composition, picked nothing
+    assert page.locator("#suggestions").is_visible()
+    assert page.locator("#suggestions [aria-selected=true]").all_text_contents() == ["hammer"]
+
+
+@pytest.mark.slow
 def test_the_filters_appear_once_the_index_has_loaded(served: str, browser: Any) -> None:
     # GET /fields answers 503 while the index loads: the page asks again, and the filter
     # controls appear once it answers.

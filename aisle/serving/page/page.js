@@ -517,6 +517,9 @@ input.addEventListener("input", () => {
 });
 
 input.addEventListener("keydown", (event) => {
+  // Keys an input method is composing with (Chinese, Japanese, Korean) are its own: Enter
+  // commits the composed text, arrows move among its candidates.
+  if (event.isComposing || event.keyCode === 229) return;
   const all = options();
   const open = !list.hidden && all.length > 0;
   if (event.key === "Escape") {
