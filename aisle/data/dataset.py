@@ -73,7 +73,12 @@ class Dataset:
     def split_queries(self, split: str) -> pd.DataFrame:
         q = self.queries[self.queries["split"] == split]
         if q.empty:
-            raise DataError(f"dataset {self.name!r} has no queries in split {split!r}")
+            counts = self.queries["split"].value_counts()
+            found = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no queries at all"
+            raise DataError(
+                f"dataset {self.name!r} has no queries in split {split!r} (it has {found}); "
+                f"set split = {split} for some judged queries in queries.csv"
+            )
         return q
 
     def split_judgments(self, split: str) -> pd.DataFrame:

@@ -81,7 +81,9 @@ def judged_at_k(ranked_ids: Sequence[str], grades: Mapping[str, float], k: int) 
 
 
 def _relevant(grades: Mapping[str, float], relevant_grade: float) -> set[str]:
-    return {pid for pid, g in grades.items() if g >= relevant_grade - GRADE_TOLERANCE}
+    """The products graded at least ``relevant_grade``; grade 0 (irrelevant) never counts,
+    even where the threshold is 0 (a dataset whose judgments are all 0)."""
+    return {pid for pid, g in grades.items() if g > 0 and g >= relevant_grade - GRADE_TOLERANCE}
 
 
 def recall_at_k(

@@ -224,7 +224,7 @@ def _product(ranked: Sequence[str], rank: int, grades: Mapping[str, float], top_
     if grade is None:
         badge = '<span class="grade unjudged">unjudged</span>'
     else:
-        relevant = grade >= top_grade - GRADE_TOLERANCE
+        relevant = grade > 0 and grade >= top_grade - GRADE_TOLERANCE
         cls = "relevant" if relevant else "irrelevant" if grade <= 0 else ""
         badge = f'<span class="grade {cls}">grade {grade:.3g}</span>'
     return f"<td>{_e(titles.get(pid, pid))} {badge}</td>"

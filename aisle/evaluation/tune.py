@@ -13,7 +13,7 @@ from typing import Any
 
 from aisle.artifacts import read_manifest, write_manifest
 from aisle.data.dataset import load_dataset
-from aisle.errors import AisleError
+from aisle.errors import AisleError, DataError
 from aisle.evaluation.evaluator import score_run
 from aisle.evaluation.run import (
     open_index_retriever,
@@ -48,6 +48,14 @@ def tune_fusion(
         log.warning("tuning on the test split makes its test numbers optimistic; use dev")
     ds = load_dataset(data)
     qrels = split_qrels(ds, split)
+    if not any(g > 0 for grades in qrels.values() for g in grades.values()):
+        # nDCG@10 is undefined for every query: each setting would tie at NaN and the first
+        # of the grid (weight 0, BM25 alone) would be written as the index's tuned default.
+        raise DataError(
+            f"dataset {ds.name!r} has no {split}-split judgment with a grade above 0: the "
+            f"fusion is chosen by {SELECT}, which needs judged relevant products for some "
+            f"{split} queries; judge some, or tune on another split (--split)"
+        )
     retriever = open_index_retriever(index, model, ds, backend=backend)
     if not retriever.has_lexical:
         raise AisleError(f"{index} has no BM25 index: there is no hybrid fusion to tune")

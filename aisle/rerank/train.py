@@ -266,6 +266,10 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
         if not qrels:  # dev picks the epoch and the fusion weight: nothing to pick them by
             raise DataError(f"dataset {ds.name!r} has no judged {split} queries; the "
                             "cross-encoder trains on train and is tuned on dev")
+        if not any(g > 0 for grades in qrels.values() for g in grades.values()):
+            # nDCG@10 would be undefined on every query: no epoch or weight to prefer
+            raise DataError(f"dataset {ds.name!r} has no {split} judgment with a grade above "
+                            f"0; judge some relevant products for {split} queries")
     base_weights = base_fingerprint(cfg)  # before the first stage: a bad base fails at once
     depth = max(cfg.negatives_to, cfg.depth, EVAL_K)
     retriever = open_index_retriever(index, None, ds)

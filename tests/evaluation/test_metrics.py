@@ -82,6 +82,15 @@ def test_recall_no_relevant_is_none():
     assert recall_at_k(["a"], {"a": 1.67, "b": 0.0}, 10, relevant_grade=2.0) is None
 
 
+def test_a_grade_of_zero_is_never_relevant():
+    # A split (or a dataset) whose judgments are all grade 0 has a top grade of 0: recall and
+    # MRR counted every judged product relevant, so a catalog judged irrelevant scored well.
+    assert recall_at_k(["a", "b"], {"a": 0.0, "b": 0.0}, 10, relevant_grade=0.0) is None
+    assert mrr_at_k(["a"], {"a": 0.0}, 10, relevant_grade=0.0) is None
+    # a grade just above 0 with a threshold of 0 still counts
+    assert recall_at_k(["a"], {"a": 0.01, "b": 0.0}, 10, relevant_grade=0.0) == 1.0
+
+
 def test_mrr():
     grades = {"a": 0.0, "b": 1.67, "c": 2.0}
     # first grade-2 product c at rank 3 -> 1/3

@@ -195,3 +195,49 @@ def test_fusion_tuning_writes_strict_json_where_a_metric_is_undefined(
 
     manifest = json.loads((index / "manifest.json").read_text(), parse_constant=no_constants)
     assert manifest["fusion_tuning"]["metrics"]["mrr@10"] is None
+
+
+def test_fusion_tuning_refuses_a_split_with_no_relevant_judgment(
+    tmp_path: Path, base_model: Any
+) -> None:
+    # Every dev judgment is grade 0 (dev queries judged, none with a relevant product):
+    # nDCG@10 is undefined for every fusion setting, so nothing can be tuned. Writing the
+    # grid's first setting (convex weight 0: BM25 alone) as the tuned default would silently
+    # turn hybrid search into lexical search.
+    from aisle.evaluation.tune import tune_fusion
+    from aisle.indexing.build import build_index
+
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "products.csv").write_text(
+        "product_id,title,description,brand,category\np1,oak table,,,\np2,sofa,,,\n"
+        "p3,lamp,,,\n"
+    )
+    (data / "queries.csv").write_text(
+        "query_id,query,split\nq1,table,train\nq2,sofa,dev\nq3,lamp,test\n"
+    )
+    (data / "judgments.csv").write_text(
+        "query_id,product_id,grade,raw_label\nq1,p1,2,\nq2,p2,0,\nq2,p3,0,\nq3,p3,1,\n"
+    )
+    index = build_index(data, base_model, tmp_path / "index")
+    before = json.loads((index / "manifest.json").read_text())["fusion"]
+    with pytest.raises(DataError, match="no dev-split judgment with a grade above 0"):
+        tune_fusion(data, index, "dev")
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert manifest["fusion"] == before and "fusion_tuning" not in manifest
+
+
+def test_a_split_judged_all_irrelevant_has_no_recall_or_mrr(tmp_path: Path) -> None:
+    # Every judgment is grade 0, so the top grade is 0: recall@100 and MRR@10 must be
+    # undefined (null), not a score for finding the products raters turned down.
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "products.csv").write_text(
+        "product_id,title,description,brand,category\np1,oak table,,,\np2,sofa,,,\n"
+    )
+    (data / "queries.csv").write_text("query_id,query,split\nq1,oak table,test\n")
+    (data / "judgments.csv").write_text("query_id,product_id,grade,raw_label\nq1,p1,0,I\n")
+    metrics = evaluate_command(data, "test", None, baseline="bm25")["metrics"]
+    assert metrics["ndcg@10"] is None
+    assert metrics["recall@100"] is None and metrics["mrr@10"] is None
+    assert metrics["judged@10"] == pytest.approx(0.1)

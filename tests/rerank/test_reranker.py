@@ -279,6 +279,12 @@ def test_no_dev_judgments_or_no_usable_base_is_refused_before_any_work(
     judged[~judged["query_id"].isin(dev)].to_csv(no_dev / "judgments.csv", index=False)
     with pytest.raises(DataError, match="no judged dev queries"):
         train_reranker(no_dev, sample_index, tmp_path / "ce", TINY)
+    # Dev judged all irrelevant: nDCG@10 is undefined everywhere, nothing to choose by.
+    zero_dev = shutil.copytree(sample_data, tmp_path / "zero-dev")
+    judged.loc[judged["query_id"].isin(dev), "grade"] = "0"
+    judged.to_csv(zero_dev / "judgments.csv", index=False)
+    with pytest.raises(DataError, match="no dev judgment with a grade above 0"):
+        train_reranker(zero_dev, sample_index, tmp_path / "ce", TINY)
     assert not (tmp_path / "ce.work").exists() or not any((tmp_path / "ce.work").iterdir())
     # A directory with a config of no known model: a clear error, not a traceback.
     bad = tmp_path / "not-a-model"

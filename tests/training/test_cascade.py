@@ -606,6 +606,25 @@ def test_a_dev_split_without_relevant_judgments_is_refused_before_anything_train
     assert stub.evaluated == 0 and stub.trained == []
 
 
+def test_a_dataset_without_dev_queries_is_refused_saying_what_to_fix(
+    sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No dev query at all (a user's train/test-only data): the refusal says how to add one,
+    as the dev check just after it does, not only that the split is empty."""
+    data = tmp_path / "data"
+    shutil.copytree(sample_data, data)
+    queries = load_dataset(data).queries.copy()
+    queries.loc[queries["split"] == "dev", "split"] = "train"
+    for name in ("queries.csv", "queries.parquet"):
+        (data / name).unlink(missing_ok=True)
+    queries.to_csv(data / "queries.csv", index=False)
+    stub = _Stubbed(monkeypatch)
+    with pytest.raises(DataError, match=r"no queries in split 'dev' \(it has \d+ train, \d+ "
+                       r"test\); set split = dev for some judged queries in queries.csv"):
+        stub.run(data, tmp_path / "model", load_config(TrainConfig, SMOKE, []), tmp_path / "w")
+    assert stub.evaluated == 0 and stub.trained == []
+
+
 def test_a_step_that_would_re_tie_untied_towers_is_refused_before_anything_trains() -> None:
     retie = load_config(TrainConfig, SMOKE, ["step1.shared=false", "step2.shared=true"])
     with pytest.raises(AisleError, match=r"step2.shared = true would re-tie .* step1.shared"):
