@@ -129,6 +129,9 @@ def _load_block(
 
 def _save_block(work: Path, i: int, rows: pd.DataFrame, vectors: np.ndarray) -> None:
     vec_path, rows_path = _block_paths(work, i)
+    # A block embedded again (its checkpoint held other products) loses its old "done" marker
+    # first: a kill after the new vectors must not leave the old rows over them.
+    rows_path.unlink(missing_ok=True)
     tmp = vec_path.with_name(f".{vec_path.name}.tmp")
     with open(tmp, "wb") as f:
         np.save(f, vectors)

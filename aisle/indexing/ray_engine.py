@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 
 # Texts per Ray batch: large enough to amortise scheduling, small enough to stream.
 RAY_BATCH = 256
+# Times a batch is tried again on a new actor after its actor died (a node lost, a worker
+# killed). Ray Data's default is forever: a batch that kills its worker every time (out of
+# memory, a crash in a native library) would restart actors without end, the job never
+# finishing nor failing.
+RAY_RETRIES = 3
 
 
 def connect(address: str | None) -> None:
@@ -143,6 +148,7 @@ class RayEncoder:
         self.actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        import ray
         import ray.data
 
         if not texts:
@@ -156,12 +162,23 @@ class RayEncoder:
             batch_size=RAY_BATCH,
             batch_format="numpy",
             concurrency=min(self.actors, len(blocks)),
+            max_restarts=RAY_RETRIES,
+            max_task_retries=RAY_RETRIES,
         )
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         seen = 0
-        for batch in out.iter_batches(batch_format="numpy", batch_size=None):
-            vectors[batch["pos"]] = batch["vector"]
-            seen += len(batch["pos"])
+        try:
+            for batch in out.iter_batches(batch_format="numpy", batch_size=None):
+                vectors[batch["pos"]] = batch["vector"]
+                seen += len(batch["pos"])
+        except ray.exceptions.ActorDiedError as e:
+            if e.actor_init_failed:  # its own error (another model, say): not a lost worker
+                raise
+            raise AisleError(
+                f"a Ray embedding worker died, and died again on each of {RAY_RETRIES} retries "
+                f"({e}); the finished blocks are checkpointed: find the cause (memory?) and "
+                "build again"
+            ) from e
         if seen != len(texts):
             raise AisleError(f"the Ray job returned {seen} vectors for {len(texts)} texts")
         return vectors

@@ -244,3 +244,39 @@ def test_checkpoints_left_without_their_state_file_are_discarded(
     again = embed_catalog(data, base_model, work)
     assert again.resumed_blocks == 0 and len(counting.texts) == 80
     np.testing.assert_allclose(again.vectors, first.vectors, atol=1e-5)
+
+
+def test_a_block_killed_while_it_is_embedded_again_is_not_taken_from_its_old_checkpoint(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A re-embedded block's new vectors land before its new rows: a kill in between must not
+    leave the old rows (the block's "done" marker) over the new vectors."""
+    import aisle.indexing.embed_job as embed_job
+
+    one_block = catalog.iloc[:40]
+    data = prepare_catalog(one_block, "day1")
+    work = tmp_path / "work"
+    first = embed_catalog(data, base_model, work)
+    # The same products in another order (same fingerprint, same block sizes): the checkpoint
+    # of block 0 is refused and the block embedded again; killed after its vectors are out.
+    shuffled = prepare_catalog(one_block.sample(frac=1, random_state=0), "shuffled")
+    publish = embed_job.publish
+
+    def killed_at_rows(tmp: Path, path: Path) -> None:
+        if path.suffix == ".parquet":
+            raise KeyboardInterrupt("killed")
+        publish(tmp, path)
+
+    with monkeypatch.context() as m:
+        m.setattr(embed_job, "publish", killed_at_rows)
+        with pytest.raises(KeyboardInterrupt):
+            embed_catalog(shuffled, base_model, work)
+    # Back to the first order: block 0 must be embedded again, not read as the old rows with
+    # the shuffled block's vectors.
+    again = embed_catalog(prepare_catalog(one_block, "day1-again"), base_model, work)
+    assert list(again.rows["product_id"]) == list(one_block["product_id"])
+    np.testing.assert_allclose(again.vectors, first.vectors, atol=1e-5)

@@ -105,3 +105,37 @@ def test_a_ray_address_without_the_ray_engine_is_refused(
     assert main(["index", "--data", str(data), "--out", str(tmp_path / "o"),
                  "--ray-address", "127.0.0.1:6380"]) == 2
     assert "add --engine ray" in caplog.text and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_a_batch_that_kills_its_worker_every_time_fails_the_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that dies once is replaced and its batch tried again; one that dies on every
+    try (out of memory, a native crash) must end the job, not restart actors forever."""
+    import os
+
+    ray = pytest.importorskip("ray")
+    from aisle.errors import AisleError
+    from aisle.indexing import ray_engine
+
+    model = load_model(None)
+    deaths = tmp_path / "deaths"
+    deaths.mkdir()
+
+    class Dying(ProductEmbedder):
+        def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            died = len(list(deaths.iterdir()))
+            if died >= 10:  # retried past any bound: let it finish rather than hang the test
+                return super().__call__(batch)
+            (deaths / str(died)).touch()
+            os._exit(1)
+
+    monkeypatch.setattr(ray_engine, "ProductEmbedder", Dying)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        with pytest.raises(AisleError, match="died"):
+            ray_engine.RayEncoder(model)(["cordless drill"])
+    finally:
+        ray.shutdown()
+    assert len(list(deaths.iterdir())) == ray_engine.RAY_RETRIES + 1
