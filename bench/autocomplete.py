@@ -13,6 +13,7 @@ shared, loaded machine the wall p99 is one scheduler time slice, whatever the lo
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from pathlib import Path
@@ -21,16 +22,21 @@ import numpy as np
 
 from aisle.autocomplete.build import build_autocomplete
 from aisle.autocomplete.lookup import Autocomplete
-from aisle.data.dataset import load_dataset
+from aisle.data.dataset import Dataset, load_dataset
 
 BUCKETS = [(1, 3), (4, 7), (8, 99)]
 
 
-def artifact(data: Path, out: Path) -> Autocomplete:
-    if not (out / "manifest.json").is_file():
+def artifact(ds: Dataset, out: Path) -> Autocomplete:
+    """The artifact of ``ds`` at ``out``, built again when the one there is of other data
+    (another --homedepot or --instacart, or the data prepared anew)."""
+    manifest = out / "manifest.json"
+    made_of = json.loads(manifest.read_text())["data"] if manifest.is_file() else {}
+    if (made_of.get("products"), made_of.get("queries")) != (
+            ds.fingerprint("products"), ds.fingerprint("queries")):
         from aisle.towers.model import load_model
 
-        build_autocomplete(data, load_model(None), out)
+        build_autocomplete(ds, load_model(None), out)
     return Autocomplete.load(out)
 
 
@@ -74,12 +80,12 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    hd = load_dataset(args.homedepot)
+    hd, instacart = load_dataset(args.homedepot), load_dataset(args.instacart)
     sets = [
-        ("homedepot log+catalog", artifact(args.homedepot, args.runs / "hd-ac"),
+        ("homedepot log+catalog", artifact(hd, args.runs / "hd-ac"),
          hd.queries["query"].tolist()),
-        ("instacart catalog", artifact(args.instacart, args.runs / "instacart-ac"),
-         load_dataset(args.instacart).products["title"].tolist()),
+        ("instacart catalog", artifact(instacart, args.runs / "instacart-ac"),
+         instacart.products["title"].tolist()),
     ]
     print(f"\nk={args.k}, prefixes of 1..{args.max_chars} characters, one lookup at a time\n")
     print("| data (suggestions) / prefix chars | lookups | wall p50 ms | wall p99 ms "
