@@ -98,8 +98,11 @@ class ProductEmbedder:
 
         # One thread an actor: Ray runs an actor per CPU, so an int8 tower's workers (one per
         # core by default, towers/calls.py) would put cores x cores busy threads on a node.
-        # Thread counts change how the towers run, not what they output (the fingerprint).
-        config = replace(from_dict(TowerConfig, tower_config), onnx_product_threads=1)
+        # And the CPU: an actor reserves one CPU and no GPU, and a node's GPU, which Ray no
+        # longer hides from such actors, would take every actor's tower under device=auto.
+        # Neither changes what the towers output (the fingerprint).
+        config = replace(from_dict(TowerConfig, tower_config), onnx_product_threads=1,
+                         device="cpu")
         if packed is None:
             self.model = load_model(ref, config)
         else:

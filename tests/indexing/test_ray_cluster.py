@@ -48,7 +48,10 @@ def test_a_worker_loads_the_model_it_was_sent_not_a_path_on_its_node(
     node_tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(node_tmp))
     # The ref names a directory this "node" does not have: only the packed copy can be loaded.
-    embedder = ProductEmbedder(str(tmp_path / "elsewhere"), {}, model.fingerprint, packed)
+    embedder = ProductEmbedder(str(tmp_path / "elsewhere"), {"device": "auto"},
+                               model.fingerprint, packed)
+    # An actor reserves a CPU, not a GPU: its tower runs there whatever the node holds.
+    assert embedder.model.config.device == "cpu"
     # The unpacked copy is gone once loaded: every actor of every job unpacks one.
     assert list(node_tmp.iterdir()) == []
     texts = np.array(["DEWALT cordless drill", "white subway tile"], dtype=object)
