@@ -341,6 +341,8 @@ def main() -> None:
                         help="also write the rows as JSON: phase -> {n, p50, p95, p99, qps, "
                         "failed}")
     args = parser.parse_args()
+    if args.rerank and args.dense_only:
+        parser.error("--rerank runs hybrid phases, which --dense-only skips: drop one")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per start-up request
 
