@@ -164,12 +164,9 @@ def test_evaluate_flags_override_only_what_they_name_of_the_indexs_fusion(
                       "lexical_depth": 40}
 
 
-def test_fusion_tuning_writes_strict_json_where_a_metric_is_undefined(
-    tmp_path: Path, base_model: Any
-) -> None:
-    # As above: the top grade is judged only for a train query, so on dev recall@100 and
-    # MRR@10 are undefined. The manifest and the result must say null, not NaN (not JSON).
-    from aisle.evaluation.tune import tune_fusion
+def _three_products(tmp_path: Path, base_model: Any, judgments: str) -> tuple[Path, Path]:
+    """Three products, a query for each split (train "table", dev "sofa", test "lamp"), the
+    given judgment rows, and their index."""
     from aisle.indexing.build import build_index
 
     data = tmp_path / "d"
@@ -181,10 +178,18 @@ def test_fusion_tuning_writes_strict_json_where_a_metric_is_undefined(
     (data / "queries.csv").write_text(
         "query_id,query,split\nq1,table,train\nq2,sofa,dev\nq3,lamp,test\n"
     )
-    (data / "judgments.csv").write_text(
-        "query_id,product_id,grade,raw_label\nq1,p1,2,\nq2,p2,1,\nq3,p3,1,\n"
-    )
-    index = build_index(data, base_model, tmp_path / "index")
+    (data / "judgments.csv").write_text("query_id,product_id,grade,raw_label\n" + judgments)
+    return data, build_index(data, base_model, tmp_path / "index")
+
+
+def test_fusion_tuning_writes_strict_json_where_a_metric_is_undefined(
+    tmp_path: Path, base_model: Any
+) -> None:
+    # As above: the top grade is judged only for a train query, so on dev recall@100 and
+    # MRR@10 are undefined. The manifest and the result must say null, not NaN (not JSON).
+    from aisle.evaluation.tune import tune_fusion
+
+    data, index = _three_products(tmp_path, base_model, "q1,p1,2,\nq2,p2,1,\nq3,p3,1,\n")
     result = tune_fusion(data, index, "dev")
     json.dumps(result, allow_nan=False)
     assert result["metrics"]["recall@100"] is None
@@ -205,21 +210,9 @@ def test_fusion_tuning_refuses_a_split_with_no_relevant_judgment(
     # grid's first setting (convex weight 0: BM25 alone) as the tuned default would silently
     # turn hybrid search into lexical search.
     from aisle.evaluation.tune import tune_fusion
-    from aisle.indexing.build import build_index
 
-    data = tmp_path / "d"
-    data.mkdir()
-    (data / "products.csv").write_text(
-        "product_id,title,description,brand,category\np1,oak table,,,\np2,sofa,,,\n"
-        "p3,lamp,,,\n"
-    )
-    (data / "queries.csv").write_text(
-        "query_id,query,split\nq1,table,train\nq2,sofa,dev\nq3,lamp,test\n"
-    )
-    (data / "judgments.csv").write_text(
-        "query_id,product_id,grade,raw_label\nq1,p1,2,\nq2,p2,0,\nq2,p3,0,\nq3,p3,1,\n"
-    )
-    index = build_index(data, base_model, tmp_path / "index")
+    data, index = _three_products(tmp_path, base_model,
+                                  "q1,p1,2,\nq2,p2,0,\nq2,p3,0,\nq3,p3,1,\n")
     before = json.loads((index / "manifest.json").read_text())["fusion"]
     with pytest.raises(DataError, match="no dev-split judgment with a grade above 0"):
         tune_fusion(data, index, "dev")
