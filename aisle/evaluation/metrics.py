@@ -80,10 +80,21 @@ def judged_at_k(ranked_ids: Sequence[str], grades: Mapping[str, float], k: int) 
     return sum(pid is not None and pid in grades for pid in _first_k_unique(ranked_ids, k)) / k
 
 
+def is_relevant(grade: float, relevant_grade: float) -> bool:
+    """Whether a product graded ``grade`` counts as relevant: at least ``relevant_grade``, and
+    never grade 0 (irrelevant), even where the threshold is 0 (judgments all 0)."""
+    return grade > 0 and grade >= relevant_grade - GRADE_TOLERANCE
+
+
+def any_relevant(qrels: Mapping[str, Mapping[str, float]]) -> bool:
+    """Whether some query has a product graded above 0: where none has, nDCG is undefined for
+    every query, and a choice made by it (a fusion weight, an epoch) is made by nothing."""
+    return any(g > 0 for grades in qrels.values() for g in grades.values())
+
+
 def _relevant(grades: Mapping[str, float], relevant_grade: float) -> set[str]:
-    """The products graded at least ``relevant_grade``; grade 0 (irrelevant) never counts,
-    even where the threshold is 0 (a dataset whose judgments are all 0)."""
-    return {pid for pid, g in grades.items() if g > 0 and g >= relevant_grade - GRADE_TOLERANCE}
+    """The products ``is_relevant`` at ``relevant_grade``."""
+    return {pid for pid, g in grades.items() if is_relevant(g, relevant_grade)}
 
 
 def recall_at_k(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from aisle.evaluation import report_plots as plots
 from aisle.evaluation.compare import METRICS, PerQuery, RunSummary, per_query
-from aisle.evaluation.metrics import GRADE_TOLERANCE
+from aisle.evaluation.metrics import is_relevant
 from aisle.evaluation.report_plots import MAIN
 from aisle.evaluation.stats import CONFIDENCE, TIE
 
@@ -224,7 +224,7 @@ def _product(ranked: Sequence[str], rank: int, grades: Mapping[str, float], top_
     if grade is None:
         badge = '<span class="grade unjudged">unjudged</span>'
     else:
-        relevant = grade > 0 and grade >= top_grade - GRADE_TOLERANCE
+        relevant = is_relevant(grade, top_grade)
         cls = "relevant" if relevant else "irrelevant" if grade <= 0 else ""
         badge = f'<span class="grade {cls}">grade {grade:.3g}</span>'
     return f"<td>{_e(titles.get(pid, pid))} {badge}</td>"

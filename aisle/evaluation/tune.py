@@ -15,6 +15,7 @@ from aisle.artifacts import read_manifest, write_manifest
 from aisle.data.dataset import load_dataset
 from aisle.errors import AisleError, DataError
 from aisle.evaluation.evaluator import score_run
+from aisle.evaluation.metrics import any_relevant
 from aisle.evaluation.run import (
     open_index_retriever,
     reported_metrics,
@@ -48,7 +49,7 @@ def tune_fusion(
         log.warning("tuning on the test split makes its test numbers optimistic; use dev")
     ds = load_dataset(data)
     qrels = split_qrels(ds, split)
-    if not any(g > 0 for grades in qrels.values() for g in grades.values()):
+    if not any_relevant(qrels):
         # nDCG@10 is undefined for every query: each setting would tie at NaN and the first
         # of the grid (weight 0, BM25 alone) would be written as the index's tuned default.
         raise DataError(

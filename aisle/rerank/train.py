@@ -43,6 +43,7 @@ from aisle.artifacts import (
 from aisle.data.dataset import Dataset, load_dataset
 from aisle.data.schema import JUDGMENTS, PRODUCTS, QUERIES
 from aisle.errors import AisleError, ArtifactError, DataError
+from aisle.evaluation.metrics import any_relevant
 from aisle.rerank.config import RerankTrainConfig
 from aisle.rerank.examples import Example, training_examples
 from aisle.rerank.model import KIND, TorchCrossScorer, load_reranker
@@ -266,7 +267,7 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
         if not qrels:  # dev picks the epoch and the fusion weight: nothing to pick them by
             raise DataError(f"dataset {ds.name!r} has no judged {split} queries; the "
                             "cross-encoder trains on train and is tuned on dev")
-        if not any(g > 0 for grades in qrels.values() for g in grades.values()):
+        if not any_relevant(qrels):
             # nDCG@10 would be undefined on every query: no epoch or weight to prefer
             raise DataError(f"dataset {ds.name!r} has no {split} judgment with a grade above "
                             f"0; judge some relevant products for {split} queries")
