@@ -10,6 +10,7 @@ from fastapi import FastAPI, Query, Request
 from aisle.autocomplete.lookup import Autocomplete
 from aisle.serving.config import ServeConfig
 from aisle.serving.errors import InvalidRequest, NoAutocomplete, documented
+from aisle.serving.params import refuse_unknown
 from aisle.serving.schemas import AutocompleteResponse, AutocompleteSuggestion
 
 
@@ -30,11 +31,7 @@ def add_autocomplete_routes(app: FastAPI, config: ServeConfig) -> None:
                        description="suggestions to return, 1..autocomplete_max_k"),
     ) -> AutocompleteResponse:
         started = time.perf_counter()
-        unknown = sorted(set(request.query_params) - {"prefix", "k"})
-        if unknown:  # a typo ("limit=3") would be answered as if it were not there
-            raise InvalidRequest(f"malformed request: unknown query parameter "
-                                 f"{unknown[0][:40]!r}; GET /autocomplete takes prefix, k",
-                                 unknown[0][:40])
+        refuse_unknown(request.query_params, ("prefix", "k"), "GET /autocomplete")
         if index is None:
             raise NoAutocomplete("this service has no autocomplete index; build one with "
                                  "`aisle autocomplete build` and start `aisle serve "

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 # A scope key: the request's client disconnected before it was answered (counted as status
 # 499, nginx's "client closed request", rather than the 500 of an app that sent nothing).
 CLIENT_GONE = "aisle.client_gone"
+CLIENT_CLOSED = 499
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.008, 0.013, 0.021, 0.034, 0.055, 0.1, 0.25, 1.0)
 

@@ -17,7 +17,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aisle.serving.errors import PROBLEM_JSON, problem_body
-from aisle.serving.metrics import CLIENT_GONE, Metrics
+from aisle.serving.metrics import CLIENT_CLOSED, CLIENT_GONE, Metrics
 
 
 class LimitsAndMetrics:
@@ -57,7 +57,7 @@ class LimitsAndMetrics:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             if scope.get(CLIENT_GONE):
-                status = 499
+                status = CLIENT_CLOSED
             self.metrics.observe(path, status, time.perf_counter() - started)
 
 

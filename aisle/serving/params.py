@@ -11,7 +11,7 @@ to fix, in the service's 422 wording; a parameter it does not know (a typo such 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, get_args
 
 from aisle.retrieval.config import Mode
@@ -25,6 +25,17 @@ WHOLE_NUMBER = re.compile(r"\s*([+-]?[0-9]+)(?:\.0*)?\s*", re.ASCII)
 
 class BadParameter(InvalidRequest):
     """A query-string parameter is missing or malformed; the message says which and why."""
+
+
+def refuse_unknown(given: Iterable[str], known: Sequence[str], route: str) -> None:
+    """A ``BadParameter`` naming the first of ``given`` that ``route`` does not take (sorted,
+    cut to 40 characters), so that a typo is refused rather than answered as if absent."""
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise BadParameter(
+            f"malformed request: unknown query parameter {unknown[0][:40]!r}; "
+            f"{route} takes {', '.join(known)}", unknown[0][:40]
+        )
 
 
 class SearchParams(NamedTuple):
@@ -41,12 +52,7 @@ def parse_search_params(query: Mapping[str, str] | Sequence[tuple[str, str]]) ->
     of names to values); all but ``q`` are None or empty when absent."""
     items = list(query.items()) if isinstance(query, Mapping) else list(query)
     params = dict(items)
-    unknown = sorted(set(params) - set(NAMES))
-    if unknown:
-        raise BadParameter(
-            f"malformed request: unknown query parameter {unknown[0][:40]!r}; "
-            f"GET /search takes {', '.join(NAMES)}", unknown[0][:40]
-        )
+    refuse_unknown(params, NAMES, "GET /search")
     q = params.get("q")
     if q is None:
         raise BadParameter("malformed request: q: the query parameter is required", "q")

@@ -29,7 +29,7 @@ from aisle.serving.deps import BatcherDep, ConfigDep, EngineDep, PoolDep
 from aisle.serving.engine import Answer, Ask, Engine, Lane, Plan, UnknownPartition
 from aisle.serving.errors import InvalidRequest, documented
 from aisle.serving.fastlane import ClientGone, unless_gone
-from aisle.serving.metrics import CLIENT_GONE
+from aisle.serving.metrics import CLIENT_CLOSED, CLIENT_GONE
 from aisle.serving.params import SEARCH_PARAMETERS, parse_search_params
 from aisle.serving.schemas import (
     BatchRequest,
@@ -40,9 +40,6 @@ from aisle.serving.schemas import (
 )
 
 router = APIRouter()
-
-# The status of a request whose client left first (nginx's "client closed request").
-CLIENT_CLOSED = 499
 
 # Where the warm lane leaves an error it met finishing a GET /search, for the route to raise
 # (``request.state``).
