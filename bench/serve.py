@@ -403,7 +403,7 @@ def main() -> None:
     finally:
         aisle.terminate()
         aisle.wait(timeout=30)
-    if args.rerank and not args.dense_only:
+    if args.rerank:  # --dense-only is refused beside it
         port = free_port()
         reranking = start(
             [sys.executable, "-m", "aisle.cli", "serve", "--index", args.index, "--port",
