@@ -262,6 +262,13 @@ def until(page: Any, done: Any, what: str, timeout_s: float = 5.0) -> None:
         page.wait_for_timeout(10)
 
 
+def recorded_searches(page: Any) -> list[str]:
+    """The URLs of the GET /search requests ``page`` sends from now on, as it sends them."""
+    searches: list[str] = []
+    page.on("request", lambda r: searches.append(r.url) if "/search?" in r.url else None)
+    return searches
+
+
 def problem_json(status: int, detail: str) -> dict[str, Any]:
     return {"status": status, "content_type": "application/problem+json",
             "body": json.dumps({"type": "about:blank", "title": "Error", "status": status,
@@ -383,8 +390,7 @@ def test_a_search_sent_before_the_fields_loaded_or_with_a_choice_they_drop_runs_
 ) -> None:
     page = browser.new_page()
     page.set_default_timeout(5000)  # a failure says so in seconds, not 30
-    searches: list[str] = []
-    page.on("request", lambda r: searches.append(r.url) if "/search?" in r.url else None)
+    searches = recorded_searches(page)
     held: list[Any] = []
     page.route(lambda url: urlsplit(url).path == "/fields", lambda route: held.append(route))
     page.goto(served + "/")
@@ -426,8 +432,7 @@ def test_a_search_sent_before_the_fields_loaded_or_with_a_choice_they_drop_runs_
 def test_the_page_says_what_is_wrong(served: str, browser: Any) -> None:
     page = browser.new_page()
     page.set_default_timeout(5000)  # a failure says so in seconds, not 30
-    searches: list[str] = []
-    page.on("request", lambda r: searches.append(r.url) if "/search?" in r.url else None)
+    searches = recorded_searches(page)
     page.goto(served + "/")
     # Each control is named as its label shows it.
     page.get_by_role("combobox", name="in stock", exact=True).wait_for()
@@ -522,8 +527,7 @@ def test_text_typed_while_the_page_loads_is_kept(served: str, browser: Any) -> N
     # shows the link's query at once, and what the shopper types over it is not replaced.
     page = browser.new_page()
     page.set_default_timeout(5000)  # a failure says so in seconds, not 30
-    searches: list[str] = []
-    page.on("request", lambda r: searches.append(r.url) if "/search?" in r.url else None)
+    searches = recorded_searches(page)
     held: list[Any] = []
     page.route(lambda url: urlsplit(url).path == "/fields", lambda route: held.append(route))
     page.goto(served + "/?q=cord")
