@@ -93,6 +93,11 @@ def test_a_missing_or_emptied_bm25_index_is_an_error_not_a_dense_search(
     npy.write_bytes(b"")  # a full disk, or a crash before the bytes reached it
     with pytest.raises(ArtifactError, match="missing or corrupt"):
         load_index(emptied).lexical.search(["drill"], 1)
+    retyped = shutil.copytree(sample_index, tmp_path / "retyped")
+    vocab = next((retyped / "bm25").glob("vocab*.json"))
+    vocab.write_text("[]", encoding="utf-8")  # valid JSON, the wrong shape (hand-edited)
+    with pytest.raises(ArtifactError, match="missing or corrupt"):
+        load_index(retyped).lexical.search(["drill"], 1)
 
 
 def test_suggest_refuses_input_that_is_not_a_prefix_and_a_whole_k(

@@ -238,9 +238,11 @@ class ProductIndex:
         # (both came in one release): only then may bm25/ lack analyzer.json.
         legacy = "bm25_analyzer" not in self.manifest.get("index_config", {})
         self._check_not_deleted()
+        # EOFError: an empty .npy; AttributeError: a JSON file of the wrong shape (a list
+        # where bm25s reads a map)
         try:
             lexical = BM25Index.load(path, legacy=legacy)
-        except (OSError, ValueError, KeyError, TypeError, EOFError) as e:  # EOF: an empty .npy
+        except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError) as e:
             raise ArtifactError(f"{path} is missing or corrupt ({e}); rebuild the index") from e
         if len(lexical) != self.manifest["count"]:
             raise ArtifactError(
