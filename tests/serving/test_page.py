@@ -348,6 +348,47 @@ def test_keys_an_input_method_composes_with_never_pick_a_suggestion(
 
 
 @pytest.mark.slow
+def test_only_the_main_mouse_button_picks_a_suggestion(served: str, browser: Any) -> None:
+    page = browser.new_page()
+    page.set_default_timeout(5000)
+    page.route(lambda url: urlsplit(url).path == "/autocomplete",
+               lambda route: route.fulfill(**suggestions_json("ha", "hammer", "hat")))
+    page.goto(served + "/")
+    box = page.locator("#q")
+    box.fill("ha")
+    hammer = page.locator("#suggestions [role=option]", has_text="hammer")
+    searches = recorded_searches(page)
+    hammer.click(button="right")  # the shopper opens the context menu
+    assert box.input_value() == "ha" and page.locator("#suggestions").is_visible()
+    with page.expect_response(lambda r: "/search?" in r.url and "q=hammer" in r.url):
+        hammer.click()
+    assert box.input_value() == "hammer" and len(searches) == 1
+
+
+@pytest.mark.slow
+def test_a_results_field_names_read_as_words(served: str, browser: Any) -> None:
+    # A stored field named with an underscore reads "unit price 4.5", as its filter's label
+    # does, and a false boolean "not in stock".
+    page = browser.new_page()
+    page.set_default_timeout(5000)
+
+    def renamed(route: Any) -> None:
+        body = route.fetch().json()
+        for result in body["results"]:
+            result["fields"] = {"unit_price": 4.5, "in_stock": False}
+        route.fulfill(json=body)
+
+    page.route(lambda url: urlsplit(url).path == "/search", renamed)
+    page.goto(served + "/")
+    page.fill("#q", "cord")
+    page.press("#q", "Enter")
+    first = page.locator("#results .result").first
+    first.wait_for()
+    assert first.locator(".field[data-field=unit_price]").text_content() == "unit price 4.5"
+    assert first.locator(".field[data-field=in_stock]").text_content() == "not in stock"
+
+
+@pytest.mark.slow
 def test_the_filters_appear_once_the_index_has_loaded(served: str, browser: Any) -> None:
     # GET /fields answers 503 while the index loads: the page asks again, and the filter
     # controls appear once it answers.

@@ -263,9 +263,9 @@ function renderResults(ol, results) {
     for (const name of names) {
       const value = fields[name];
       if (value === null || value === "") continue;
-      const shown = typeof value === "boolean" ? (value ? name : `not ${name}`).replaceAll("_", " ")
-        : name === "brand" || name === "category" ? String(value) : `${name} ${value}`;
-      const span = el("span", "field", shown);
+      const text = typeof value === "boolean" ? (value ? shown(name) : `not ${shown(name)}`)
+        : name === "brand" || name === "category" ? String(value) : `${shown(name)} ${value}`;
+      const span = el("span", "field", text);
       span.dataset.field = name;
       meta.append(span);
     }
@@ -482,6 +482,7 @@ function renderSuggestions(suggestions) {
     // mousedown, not click: the input would lose focus (and close the list) first
     li.addEventListener("mousedown", (event) => {
       event.preventDefault();
+      if (event.button !== 0) return; // a right-click opens the menu; it picks nothing
       pick(s.text);
     });
     list.append(li);
