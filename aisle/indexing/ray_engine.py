@@ -103,6 +103,9 @@ class ProductEmbedder:
         # Neither changes what the towers output (the fingerprint).
         config = replace(from_dict(TowerConfig, tower_config), onnx_product_threads=1,
                          device="cpu")
+        # The fast tokenizer's own pool too (a thread per core of the node, on every actor):
+        # it reads this variable on each batch, in this process (an actor's own).
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
         if packed is None:
             self.model = load_model(ref, config)
         else:

@@ -5,6 +5,7 @@ not the driver's file system."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,11 +48,14 @@ def test_a_worker_loads_the_model_it_was_sent_not_a_path_on_its_node(
     node_tmp = tmp_path / "node-tmp"
     node_tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(node_tmp))
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
     # The ref names a directory this "node" does not have: only the packed copy can be loaded.
     embedder = ProductEmbedder(str(tmp_path / "elsewhere"), {"device": "auto"},
                                model.fingerprint, packed)
-    # An actor reserves a CPU, not a GPU: its tower runs there whatever the node holds.
+    # An actor reserves a CPU, not a GPU: its tower runs there whatever the node holds, and
+    # it tokenizes on that CPU too, not on a thread per core of the node.
     assert embedder.model.config.device == "cpu"
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
     # The unpacked copy is gone once loaded: every actor of every job unpacks one.
     assert list(node_tmp.iterdir()) == []
     texts = np.array(["DEWALT cordless drill", "white subway tile"], dtype=object)
@@ -116,7 +120,6 @@ def test_a_batch_that_kills_its_worker_every_time_fails_the_job(
 ) -> None:
     """A worker that dies once is replaced and its batch tried again; one that dies on every
     try (out of memory, a native crash) must end the job, not restart actors forever."""
-    import os
 
     ray = pytest.importorskip("ray")
     from aisle.errors import AisleError
