@@ -299,7 +299,8 @@ def load_model(
             else Tower(p, config.max_product_length, config.batch_size)
         )
     weights = manifest.get("weights_fingerprint") or directory_fingerprint(str(path.resolve()))
-    extra = {k: manifest[k] for k in ("base_model",) if k in manifest}
+    recorded = ("base_model", "base_weights_fingerprint")
+    extra: dict[str, Any] = {k: manifest[k] for k in recorded if k in manifest}
     int8 = int8_recipe(manifest["onnx"]) if backend == "onnx-int8" else ""
     model = TwoTowerModel(query, product, config, ref_str, weights, extra, backend, int8)
     log.info(

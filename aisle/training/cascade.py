@@ -217,6 +217,7 @@ def train_cascade(
     # tower.pooling "auto" is the base's own: every step and the published model pool as it
     # does, and the step keys name that pooling (mean for the default base, as always).
     config = replace(config, tower=replace(config.tower, pooling=model.config.pooling))
+    base_weights = model.weights_fingerprint
     if not model.shared:
         tied = [name for name, cfg in steps if cfg.shared]
         if tied:
@@ -330,6 +331,8 @@ def train_cascade(
         out,
         extra={
             "base_model": config.base_model or BASE_MODEL,
+            # the base's weights, so that one base typed as two paths is known as one
+            "base_weights_fingerprint": base_weights,
             "train_config": asdict(config),
             "data": {"name": ds.name, "fingerprints": fingerprints},
             "steps": results,

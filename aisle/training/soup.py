@@ -54,15 +54,42 @@ def _check_configs(models: Sequence[TwoTowerModel]) -> TowerConfig:
     return first
 
 
+BASE_WEIGHTS = "base_weights_fingerprint"
+
+
 def _base_of(model: TwoTowerModel) -> str | None:
-    """The base model ``model`` was fine-tuned from, where known (aisle train records it)."""
+    """The base model ``model`` was fine-tuned from, as recorded (aisle train records the
+    path as typed), where known."""
     base = model.extra.get("base_model")
     if base:
         return str(base)
     return BASE_MODEL if model.ref == BASE_MODEL else None
 
 
-def _check_bases(models: Sequence[TwoTowerModel]) -> str | None:
+def _base_weights_of(model: TwoTowerModel) -> str | None:
+    """The weights fingerprint of the base ``model`` was fine-tuned from (recorded by aisle
+    train since it was added), or its own when ``model`` is the packaged base itself."""
+    if model.extra.get(BASE_WEIGHTS):
+        return str(model.extra[BASE_WEIGHTS])
+    if "base_model" not in model.extra and model.ref == BASE_MODEL:
+        return model.weights_fingerprint
+    return None  # a model trained before the record, or a plain sentence-transformers dir
+
+
+def _check_bases(models: Sequence[TwoTowerModel]) -> dict[str, str]:
+    """What the soup records of its base. The bases are compared by their weights where every
+    model records them, so one base typed as two different paths is one base; otherwise by
+    the recorded path."""
+    weights = {_base_weights_of(m) for m in models}
+    if None not in weights:
+        if len(weights) > 1:
+            named = sorted(f"{_base_of(m)} ({_base_weights_of(m)})" for m in models)
+            raise AisleError(
+                f"cannot average models fine-tuned from different base models ({named}): "
+                "a soup needs one starting point for all of its models"
+            )
+        base = _base_of(models[0])
+        return {**({"base_model": base} if base else {}), BASE_WEIGHTS: weights.pop() or ""}
     bases = {_base_of(m) for m in models}
     known = sorted(b for b in bases if b is not None)
     if len(known) > 1:
@@ -77,7 +104,7 @@ def _check_bases(models: Sequence[TwoTowerModel]) -> str | None:
             "same base",
             ", ".join(m.ref for m in models if _base_of(m) is None),
         )
-    return known[0] if known else None
+    return {"base_model": known[0]} if known else {}
 
 
 def _mean_state(
@@ -144,7 +171,7 @@ def soup(models: Sequence[TwoTowerModel], weights: Sequence[float] | None = None
         if m.backend != "torch":
             raise AisleError(f"{m.ref} runs on {m.backend}; load it with backend=torch to soup it")
     config = _check_configs(models)
-    base = _check_bases(models)
+    extra = _check_bases(models)
     w = _normalised(weights, len(models))
     refs = [m.ref for m in models]
 
@@ -156,7 +183,6 @@ def soup(models: Sequence[TwoTowerModel], weights: Sequence[float] | None = None
 
     query = mean_encoder("query")
     product = query if all(m.shared for m in models) else mean_encoder("product")
-    extra = {"base_model": base} if base else {}
     return TwoTowerModel(
         Tower(query, config.max_query_length, config.batch_size),
         Tower(product, config.max_product_length, config.batch_size),

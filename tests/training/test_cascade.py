@@ -496,6 +496,13 @@ def test_new_base_weights_at_the_same_path_train_afresh(
     model.query.model.save(str(base))
     stub.run(sample_data, tmp_path / "c", config, work)
     assert stub.trained == ["step1", "step2"] and stub.evaluated == 3
+    # The published models record the weights they started from, not only the path, so a
+    # soup can tell that "a" and "c" started from different bases at one path.
+    started = {run: json.loads((tmp_path / run / "manifest.json").read_text())
+               for run in ("a", "c")}
+    assert started["a"]["base_model"] == started["c"]["base_model"] == str(base)
+    assert started["c"]["base_weights_fingerprint"] == load_model(base).weights_fingerprint
+    assert started["a"]["base_weights_fingerprint"] != started["c"]["base_weights_fingerprint"]
 
 
 def test_a_cls_pooled_base_trains_and_publishes_with_its_own_pooling(

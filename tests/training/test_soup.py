@@ -167,6 +167,27 @@ def test_models_from_different_bases_are_refused(base: TwoTowerModel) -> None:
     assert soup([base, plain]).extra == {"base_model": base.ref}
 
 
+def test_bases_are_compared_by_their_weights_where_every_model_records_them(
+    base: TwoTowerModel,
+) -> None:
+    """One base typed as two paths (``base`` and ``./base/``) is one base; two bases at one
+    path (re-downloaded, retrained) are two."""
+    a, b = _perturbed(base, 1), _perturbed(base, 2)
+    a.extra = {"base_model": "base", "base_weights_fingerprint": "w1"}
+    b.extra = {"base_model": "./base/", "base_weights_fingerprint": "w1"}
+    assert soup([a, b]).extra == {"base_model": "base", "base_weights_fingerprint": "w1"}
+    b.extra = {"base_model": "base", "base_weights_fingerprint": "w2"}
+    with pytest.raises(AisleError, match=r"different base models.*w1.*w2"):
+        soup([a, b])
+    # The packaged base itself, souped with a model trained from it.
+    b.extra = {"base_model": base.ref, "base_weights_fingerprint": base.weights_fingerprint}
+    assert soup([base, b]).extra["base_weights_fingerprint"] == base.weights_fingerprint
+    # A model from before the record is compared by the path it records, as before.
+    b.extra = {"base_model": "./base/"}
+    with pytest.raises(AisleError, match="different base models"):
+        soup([a, b])
+
+
 def test_the_soup_command_publishes_a_model_dir_that_records_its_sources(
     base: TwoTowerModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
