@@ -7,6 +7,8 @@ of settings costs little more than one evaluation.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,23 @@ def fusion_grid(base: FusionConfig) -> list[FusionConfig]:
     ]
 
 
+def pick_fusion(
+    table: Sequence[tuple[FusionConfig, dict[str, float]]], current: FusionConfig
+) -> tuple[FusionConfig, dict[str, float]]:
+    """The best row of ``table`` by ``SELECT``, then by recall@100 (a metric no query defines,
+    NaN, counts lowest). Among rows still tied, the index's ``current`` fusion is kept: data
+    that cannot tell settings apart is no reason to change it (on a small split every setting
+    may tie, and the grid's first is convex weight 0, BM25 alone); else the grid's first."""
+
+    def key(row: tuple[FusionConfig, dict[str, float]]) -> tuple[float, ...]:
+        values = (row[1][SELECT], row[1]["recall@100"])
+        return tuple(-math.inf if math.isnan(v) else v for v in values)
+
+    top = max(key(row) for row in table)
+    tied = [row for row in table if key(row) == top]
+    return next((row for row in tied if row[0] == current), tied[0])
+
+
 def tune_fusion(
     data: Path, index: Path, split: str = "dev", model: str | None = None, write: bool = True,
     backend: Backend | None = None,
@@ -73,7 +92,7 @@ def tune_fusion(
             for q, d, lx in zip(qids, dense, lexical, strict=True)
         }
         table.append((cfg, score_run(run, qrels, top_grade)))
-    best, metrics = max(table, key=lambda row: row[1][SELECT])
+    best, metrics = pick_fusion(table, retriever.fusion)
     log.info("best fusion on %s: %s -> %s", split, best, metrics)
     reported = reported_metrics(metrics)  # NaN is not JSON: a metric no query defines is null
     if write:

@@ -202,6 +202,44 @@ def test_fusion_tuning_writes_strict_json_where_a_metric_is_undefined(
     assert manifest["fusion_tuning"]["metrics"]["mrr@10"] is None
 
 
+def test_a_fusion_tie_keeps_the_indexs_fusion(tmp_path: Path, base_model: Any) -> None:
+    # One dev query whose one relevant product every setting ranks first: all 25 settings tie
+    # (and recall@100 is undefined: the top grade is judged only for a train query). Nothing
+    # tells them apart, so the index keeps the fusion it has, not the grid's first (convex
+    # weight 0: BM25 alone), and keeps it whatever it is.
+    from dataclasses import asdict
+
+    from aisle.evaluation.tune import tune_fusion
+    from aisle.retrieval.config import FusionConfig
+
+    data, index = _three_products(tmp_path, base_model, "q1,p1,2,\nq2,p2,1,\nq3,p3,1,\n")
+    result = tune_fusion(data, index, "dev")
+    assert {row["ndcg@10"] for row in result["grid"]} == {1.0}
+    assert result["best"] == asdict(FusionConfig())
+    manifest = json.loads((index / "manifest.json").read_text())
+    manifest["fusion"].update(method="rrf", rrf_k=30.0)
+    (index / "manifest.json").write_text(json.dumps(manifest))
+    assert tune_fusion(data, index, "dev")["best"] == manifest["fusion"]
+
+
+def test_a_fusion_tie_is_broken_by_recall_then_by_grid_order() -> None:
+    from aisle.evaluation.tune import pick_fusion
+    from aisle.retrieval.config import FusionConfig
+
+    nan = float("nan")
+    a, b, c = (FusionConfig(weight=w) for w in (0.0, 0.1, 0.2))
+    current = FusionConfig(weight=0.5)
+
+    def row(cfg: FusionConfig, ndcg: float, recall: float) -> tuple[Any, dict[str, float]]:
+        return cfg, {"ndcg@10": ndcg, "recall@100": recall}
+
+    assert pick_fusion([row(a, 0.4, 0.8), row(b, 0.4, 0.9), row(c, 0.3, 1.0)], current)[0] == b
+    assert pick_fusion([row(a, 0.4, nan), row(b, 0.4, 0.1)], current)[0] == b
+    assert pick_fusion([row(a, 0.4, 0.8), row(b, 0.4, 0.8)], current)[0] == a
+    assert pick_fusion([row(a, 0.4, 0.8), row(current, 0.4, 0.8)], current)[0] == current
+    assert pick_fusion([row(a, 0.4, 0.8), row(current, 0.3, 0.9)], current)[0] == a
+
+
 def test_fusion_tuning_refuses_a_split_with_no_relevant_judgment(
     tmp_path: Path, base_model: Any
 ) -> None:
