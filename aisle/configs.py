@@ -54,9 +54,10 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
             return False
         raise AisleError(f"config key {name!r}: {value!r} is not a boolean")
     if tp in (int, float, str):
-        # A command-line override is text to parse; a TOML (or JSON) value already has a
-        # type, and a wrong one is refused, not cast: `epochs = 2.7` would become 2, `batch_size
-        # = true` 1, and a list its repr.
+        # Text is parsed: a command-line override or AISLE_* variable (serving/config.py) is
+        # text, and so is a quoted TOML value (`port = "8001"` reads as 8001; "2.7" for an
+        # int is refused). Any other typed value of the wrong type is refused, not cast:
+        # `epochs = 2.7` would become 2, `batch_size = true` 1, and a list its repr.
         if not isinstance(value, str) and not _is_instance(value, tp):
             raise AisleError(
                 f"config key {name!r}: {value!r} is a {type(value).__name__}, not {tp.__name__}"

@@ -88,6 +88,18 @@ def test_a_nested_table_is_named_once() -> None:
         load_config(AutocompleteConfig, None, ["pairs.top_grade_fraction=0"])
 
 
+def test_a_quoted_toml_value_is_read_as_override_text(tmp_path: Path) -> None:
+    # Text is parsed wherever it comes from (as the AISLE_* variables are), so a quoted
+    # number is its number, and a quoted value that is no whole number is still refused.
+    path = tmp_path / "c.toml"
+    path.write_text('[step1]\nepochs = "3"\nlr = "2e-5"\n')
+    step1 = load_config(TrainConfig, path).step1
+    assert (step1.epochs, step1.lr) == (3, 2e-5)
+    path.write_text('[step1]\nepochs = "2.7"\n')
+    with pytest.raises(AisleError, match=r"'step1.epochs': '2.7' is not of type int"):
+        load_config(TrainConfig, path)
+
+
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
