@@ -97,6 +97,27 @@ def test_esci_locale(tmp_path: Path) -> None:
         import_esci(src, tmp_path / "fr", locale="fr")
 
 
+def test_esci_small_version_keeps_the_reduced_task_set(tmp_path: Path) -> None:
+    # The dataset marks the rows of its reduced task-1 set small_version = 1; a source row
+    # number in an error still counts every row of the file.
+    rows = [{**r, "small_version": int(r["query_id"] in (1, 5))} for r in esci_rows()]
+    src = write_esci(tmp_path / "esci.parquet", rows)
+    small = load_dataset(import_esci(src, tmp_path / "small", small_version=True))
+    assert sorted(small.queries["query"]) == ["floor lamp", "rug 8x10"]
+    assert len(small.judgments) == 5
+    assert sorted(small.products["product_id"]) == ["B01", "B02", "B03", "B04", "B06"]
+    assert len(load_dataset(import_esci(src, tmp_path / "every")).judgments) == 8
+    rows[8]["esci_label"] = "?"
+    with pytest.raises(DataError, match=r"row 9 has esci_label '\?'"):
+        import_esci(write_esci(src, rows), tmp_path / "bad", small_version=True)
+    for r in rows:
+        r["small_version"] = 0
+    with pytest.raises(DataError, match="no rows for locale 'us' with small_version = 1"):
+        import_esci(write_esci(src, rows), tmp_path / "none", small_version=True)
+    with pytest.raises(DataError, match=r"missing column\(s\) \['small_version'\]"):
+        import_esci(write_esci(src), tmp_path / "old", small_version=True)
+
+
 def test_esci_missing_or_unreadable_source(tmp_path: Path) -> None:
     src, out = tmp_path / "esci.parquet", tmp_path / "out"
     with pytest.raises(DataError, match=r"esci\.parquet: file is missing"):
@@ -329,5 +350,11 @@ def test_cli_hook(tmp_path: Path) -> None:
     args = parser.parse_args(argv)
     assert args.func(args) == 0
     assert len(load_dataset(tmp_path / "e").products) == 7
+    rows = [{**r, "small_version": int(r["query_id"] == 5)} for r in esci_rows()]
+    small = write_esci(tmp_path / "small.parquet", rows)
+    args = parser.parse_args(["import", "esci", "--src", str(small), "--out",
+                              str(tmp_path / "s"), "--small-version"])
+    assert args.func(args) == 0
+    assert list(load_dataset(tmp_path / "s").products["product_id"]) == ["B06"]
     with pytest.raises(SystemExit):
         parser.parse_args(["import", "esci", "--src", "x", "--out", "y", "--locale", "fr"])

@@ -25,6 +25,7 @@ The input is the ESCI examples table merged with its products table (one parquet
 
 example:
   aisle import esci --src esci.parquet --out data/esci-us --locale us
+  aisle import esci --src esci.parquet --out data/esci-us-small --small-version
 """
 
 WANDS_EPILOG = """\
@@ -39,7 +40,8 @@ def _run_esci(args: argparse.Namespace) -> int:
     from aisle.data.importers.esci import import_esci
 
     locale = None if args.locale == "all" else args.locale
-    out = import_esci(Path(args.src), Path(args.out), locale=locale)
+    out = import_esci(Path(args.src), Path(args.out), locale=locale,
+                      small_version=args.small_version)
     log.info("imported ESCI into %s", out)
     return 0
 
@@ -83,6 +85,12 @@ def add_import_parser(subparsers: Any) -> None:
         choices=[*LOCALES, "all"],
         default="us",
         help="keep one marketplace (default: us); 'all' keeps every locale",
+    )
+    esci.add_argument(
+        "--small-version",
+        action="store_true",
+        help="keep only the rows marked small_version = 1: the reduced task-1 set the "
+        "dataset's paper reports its baselines on (default: every row)",
     )
     esci.set_defaults(func=_run_esci)
 

@@ -17,6 +17,9 @@ Mapping:
 - products: one row per product; description = product_description and the bullet points,
   HTML tags stripped, then ``color: X`` when a colour is given; brand = product_brand;
   category is empty (ESCI has none).
+- small_version: with ``small_version=True`` only the rows the dataset marks
+  ``small_version == 1`` are kept: the reduced set of its task 1 (query-product ranking), on
+  which the dataset's paper reports its baselines. Off, every row is kept.
 - locale: only rows whose ``product_locale`` matches are kept. With ``locale=None`` every
   locale is kept and product ids become ``"<locale>:<product_id>"``, because the same ASIN
   names different (differently worded) products in different marketplaces.
@@ -56,19 +59,24 @@ REQUIRED = ("query_id", "query", "product_id", "esci_label", "split", "product_t
 # Text columns that may be absent (read as empty); product_locale is required to filter.
 OPTIONAL = ("product_description", "product_bullet_point", "product_brand", "product_color")
 LOCALE = "product_locale"
+SMALL = "small_version"
 ROW = "__row"
 EXAMPLE_COLUMNS = (ROW, "query_id", "query", "product_id", "esci_label", "split")
 PRODUCT_TEXT = ("product_title", *OPTIONAL)
 
 
-def import_esci(src: Path, out: Path, locale: str | None = "us") -> Path:
-    """Convert the merged ESCI parquet ``src`` into a canonical CSV directory at ``out``."""
+def import_esci(src: Path, out: Path, locale: str | None = "us",
+                small_version: bool = False) -> Path:
+    """Convert the merged ESCI parquet ``src`` into a canonical CSV directory at ``out``;
+    ``small_version``: only the rows of the dataset's reduced task-1 set."""
     src, out = Path(src), Path(out)
     if locale is not None and locale not in LOCALES:
         raise ValueError(f"locale {locale!r} is not an ESCI locale; use one of {list(LOCALES)}")
-    table = read_esci(src, locale)
+    table = read_esci(src, locale, small_version)
     if table.num_rows == 0:
-        raise DataError(f"{src}: no rows for locale {locale!r}; check the {LOCALE!r} column")
+        which = f"locale {locale!r}" + (f" with {SMALL} = 1" if small_version else "")
+        raise DataError(f"{src}: no rows for {which}; check the {LOCALE!r} column"
+                        + (f" and the {SMALL!r} column" if small_version else ""))
     has_locale = LOCALE in table.column_names
     df = to_frame(table, [*EXAMPLE_COLUMNS, *([LOCALE] if has_locale else [])], src)
     check_required_values(df, src)
@@ -94,7 +102,7 @@ def import_esci(src: Path, out: Path, locale: str | None = "us") -> Path:
     return write_canonical(out, products, queries, judgments)
 
 
-def read_esci(src: Path, locale: str | None) -> pa.Table:
+def read_esci(src: Path, locale: str | None, small_version: bool = False) -> pa.Table:
     """Read the columns the import needs, with a 1-based source row number for messages."""
     if not src.is_file():
         raise DataError(f"{src}: file is missing; pass the merged ESCI examples+products parquet")
@@ -103,17 +111,22 @@ def read_esci(src: Path, locale: str | None) -> pa.Table:
     except (OSError, pa.ArrowException) as e:
         raise DataError(f"{src}: not a readable parquet file ({e}); pass the ESCI parquet") from e
     need = [*REQUIRED, LOCALE] if locale is not None else list(REQUIRED)
+    if small_version:
+        need.append(SMALL)
     missing = [c for c in need if c not in names]
     if missing:
         raise DataError(
             f"{src}: missing column(s) {missing}; found {sorted(names)}; merge the ESCI "
             "examples and products tables so it holds "
-            f"{[*REQUIRED, *OPTIONAL, LOCALE]}"
+            f"{[*REQUIRED, *OPTIONAL, LOCALE, *([SMALL] if small_version else [])]}"
         )
     cols = [*need, *(c for c in (*OPTIONAL, LOCALE) if c in names and c not in need)]
     try:
         table = pq.read_table(src, columns=cols)
         table = table.append_column(ROW, pa.array(np.arange(1, table.num_rows + 1)))
+        if small_version:
+            small = pc.equal(table[SMALL].cast(pa.int64()), 1)
+            table = table.filter(pc.fill_null(small, False))
         if locale is not None:
             table = table.filter(pc.equal(table[LOCALE].cast(pa.string()), locale))
     except (OSError, pa.ArrowException) as e:
