@@ -17,7 +17,7 @@ from aisle.autocomplete.config import AutocompleteConfig
 from aisle.autocomplete.dedup import greedy_dedup
 from aisle.autocomplete.store import Artifact, load_artifact
 from aisle.autocomplete.suggestions import tiers
-from aisle.autocomplete.text import digits, numbers, prefix_key
+from aisle.autocomplete.text import digit_runs, keeps_numbers, numbers, prefix_key
 from aisle.configs import from_dict
 from aisle.errors import AisleError
 
@@ -72,7 +72,7 @@ class Autocomplete:
         stated: dict[tuple[str, ...], int] = {}
         self.number_group = np.array([stated.setdefault(numbers(t), len(stated))
                                       for t in self.texts], dtype=np.int64)
-        self.digits = [digits(k) for k in keys]
+        self.digit_runs = [digit_runs(k) for k in keys]
         self._score = self.popularity.astype(np.float64)
         # 1-2 character prefixes match thousands of keys: their rows, in rank order, are
         # listed once here rather than enumerated from the trie on every keystroke.
@@ -133,11 +133,11 @@ class Autocomplete:
                            out=dist)
         hit = dist <= limit
         rows, edits = block_rows[hit], dist[hit].astype(np.int64)
-        typed_digits = digits(typed)
-        if typed_digits:
+        if any(c.isdigit() for c in typed):
             # An edit never changes a number the shopper typed: "14000 btu" is 2 edits from
-            # the more popular "10,000 btu", and "3/4 inch" 1 from "3/8 inch".
-            keep = np.fromiter((self.digits[r].startswith(typed_digits) for r in rows),
+            # the more popular "10,000 btu", "3/4 inch" 1 from "3/8 inch", and "10 g" 1 from
+            # "100 g".
+            keep = np.fromiter((keeps_numbers(typed, self.digit_runs[r]) for r in rows),
                                dtype=bool, count=len(rows))
             rows, edits = rows[keep], edits[keep]
         return rows, edits

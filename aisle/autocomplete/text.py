@@ -45,6 +45,24 @@ def numbers(text: str) -> tuple[str, ...]:
     return tuple(sorted(d.lstrip("0") or "0" for d in _DIGITS.findall(fold(text))))
 
 
-def digits(text: str) -> str:
-    """The digits of ``text`` in order ("3/4 inch" -> "34"): typo matching keeps them."""
-    return "".join(c for c in text if c.isdigit())
+def digit_runs(text: str) -> tuple[str, ...]:
+    """The numbers of ``text`` as written, in order ("3/4 inch" -> ("3", "4")): typo matching
+    keeps them (``keeps_numbers``)."""
+    return tuple(_DIGITS.findall(text))
+
+
+def keeps_numbers(typed: str, key: tuple[str, ...]) -> bool:
+    """Whether a suggestion whose numbers are ``key`` (``digit_runs``) states every number
+    of the ``typed`` prefix unchanged, in order: each one equal, except that a number the
+    prefix ends on may be half typed ("dewalt 2" -> "dewalt 20v"). Typo edits may change
+    letters, never a number: "10 ga" must not become "100 gal", nor "3/4" "3/8"."""
+    runs = digit_runs(typed)
+    if len(runs) > len(key):
+        return False
+    *whole, last = runs or ("",)
+    if any(a != b for a, b in zip(whole, key, strict=False)):
+        return False
+    if not runs:
+        return True
+    stated = key[len(runs) - 1]
+    return stated.startswith(last) if typed[-1].isdigit() else stated == last

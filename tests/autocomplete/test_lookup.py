@@ -213,7 +213,8 @@ def test_a_letter_left_out_or_added_is_one_edit() -> None:
 def test_typo_tolerance_never_changes_a_typed_number() -> None:
     small = small_index([("10,000 btu air conditioner", 90), ("14000 btu portable ac", 5),
                          ("3/8 inch drill bit", 40), ("3/4 inch plywood", 4),
-                         ("dewalt 20v drill", 30)])
+                         ("dewalt 20v drill", 30), ("100 gal water heater", 50),
+                         ("10 gal shop vac", 3)])
 
     def found(prefix: str) -> dict[str, int]:
         return {s.text: s.edits for s in small.suggest(prefix, 10)}
@@ -221,6 +222,11 @@ def test_typo_tolerance_never_changes_a_typed_number() -> None:
     # Each was reachable by editing a digit, and the more popular one came first.
     assert found("14000 btu") == {"14000 btu portable ac": 0}
     assert found("3/4 inch") == {"3/4 inch plywood": 0}
+    # Nor by writing a digit the shopper did not type into a number they finished: "10 ga"
+    # is 1 edit from "100 g", but 10 gallons are not 100.
+    assert found("10 ga") == {"10 gal shop vac": 0}
+    assert set(found("10")) == {"10,000 btu air conditioner", "100 gal water heater",
+                                "10 gal shop vac"}
     # Letters still take edits around the numbers, and a number may still be half typed.
     assert found("dewlt 20v") == {"dewalt 20v drill": 1}
     assert found("dewalt 2") == {"dewalt 20v drill": 0}

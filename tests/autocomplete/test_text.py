@@ -4,7 +4,15 @@ import re
 
 import pytest
 
-from aisle.autocomplete.text import key, numbers, prefix_key, shown, variant_key
+from aisle.autocomplete.text import (
+    digit_runs,
+    keeps_numbers,
+    key,
+    numbers,
+    prefix_key,
+    shown,
+    variant_key,
+)
 
 
 def test_keys_fold_case_accents_and_space() -> None:
@@ -44,3 +52,23 @@ def test_a_config_that_cannot_work_is_refused(overrides: dict[str, float], messa
     with pytest.raises(AisleError, match=re.escape(message)):
         AutocompleteConfig(**overrides)  # type: ignore[arg-type]
     AutocompleteConfig()  # the defaults hold
+
+
+@pytest.mark.parametrize(
+    ("typed", "suggestion", "kept"),
+    [
+        ("dewalt 2", "dewalt 20v drill", True),  # a number the prefix ends on: half typed
+        ("dewlt 20v", "dewalt 20v drill", True),
+        ("10 g", "100 gal water heater", False),  # a finished number, with a digit added
+        ("10 g", "10 gal shop vac", True),
+        ("3/4", "3/8 inch bit", False),
+        ("3/", "3/8 inch bit", True),
+        ("10,0", "10,000 btu", True),
+        ("2x4 8", "2x4x8 stud", True),
+        ("2x4 8", "2x6x8 stud", False),
+        ("drill", "drill 20v", True),  # no number typed
+        ("door 3 6", "door 36", False),  # two numbers typed, one stated
+    ],
+)
+def test_a_typed_number_is_kept_whole(typed: str, suggestion: str, kept: bool) -> None:
+    assert keeps_numbers(typed, digit_runs(suggestion)) is kept
