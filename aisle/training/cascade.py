@@ -46,6 +46,9 @@ from aisle.training.pairs import (
 from aisle.training.trainer import run_step, seed_everything
 
 log = logging.getLogger(__name__)
+# In a step's .done directory: its training stats, written once its weights are saved there
+# (``result.json``, with the dev metrics, completes it).
+TRAINED_FILE = "trained.json"
 
 SELECT_METRIC = "ndcg@10"
 
@@ -270,6 +273,15 @@ def train_cascade(
             log.info("%s (%s) already finished in %s; reusing it", name, key, work)
             model = load_model(done / "model", config.tower)
             results[name] = json.loads((done / "result.json").read_text())
+        elif (done / TRAINED_FILE).is_file():
+            # Trained, then stopped during its dev evaluation: the weights are kept.
+            log.info("%s (%s) trained in %s; evaluating it on dev", name, key, work)
+            model = load_model(done / "model", config.tower)
+            stats = json.loads((done / TRAINED_FILE).read_text())
+            dev = evaluate_dev(model, ds, config.dev_catalog_size, config.seed, speller)
+            results[name] = {"train": stats, "dev": dev}
+            atomic_write_text(done / "result.json", json.dumps(results[name], indent=2))
+            shutil.rmtree(ckpt, ignore_errors=True)
         else:
             model = _step_model(model, cfg)
             pairs = positive_pairs(
@@ -305,9 +317,12 @@ def train_cascade(
             model, stats = run_step(
                 model, pairs, cfg, config.seed, ckpt, config.checkpoint_every, resume, name
             )
+            # Kept before the dev evaluation (minutes on a large dev catalog), so that a run
+            # stopped during it goes on from the trained weights, not the last checkpoint.
+            model.save(done / "model")
+            atomic_write_text(done / TRAINED_FILE, json.dumps(stats, indent=2))
             dev = evaluate_dev(model, ds, config.dev_catalog_size, config.seed, speller)
             results[name] = {"train": stats, "dev": dev}
-            model.save(done / "model")
             atomic_write_text(done / "result.json", json.dumps(results[name], indent=2))
             shutil.rmtree(ckpt, ignore_errors=True)
         score = results[name]["dev"].get(SELECT_METRIC, 0.0)

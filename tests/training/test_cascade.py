@@ -476,6 +476,30 @@ class _Stubbed:
         train_cascade(data, out, config, work=work)
 
 
+def test_a_run_stopped_during_a_steps_dev_evaluation_keeps_its_trained_weights(
+    sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stub = _Stubbed(monkeypatch)
+    config = load_config(TrainConfig, SMOKE, ["tower.device=cpu"])
+    evaluate = cascade.evaluate_dev
+
+    def stopped_at_step2(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if stub.evaluated == 2:  # base and step1 done: step2's evaluation is killed
+            raise KeyboardInterrupt
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(cascade, "evaluate_dev", stopped_at_step2)
+    with pytest.raises(KeyboardInterrupt):
+        stub.run(sample_data, tmp_path / "a", config, tmp_path / "work")
+    assert stub.trained == ["step1", "step2"] and not (tmp_path / "a").exists()
+    monkeypatch.setattr(cascade, "evaluate_dev", evaluate)
+    stub.run(sample_data, tmp_path / "a", config, tmp_path / "work")
+    # step2 is evaluated from the weights it trained, not trained again from a checkpoint.
+    assert stub.trained == [] and stub.evaluated == 1
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["steps"]["step2"]["train"] == {"stub": True}
+
+
 def test_new_base_weights_at_the_same_path_train_afresh(
     sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
