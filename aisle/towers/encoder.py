@@ -50,6 +50,13 @@ def load_sentence_transformer(path: Path, pooling: Pooling, device: str) -> Sent
     # ONNX export refused. The towers compute in fp32 (training adds bf16 autocast on CUDA).
     if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
         model.float()
+    if model.default_prompt_name is not None:
+        # sentence-transformers' encode would prepend it, where training (preprocess) and the
+        # ONNX towers do not: one text would get two vectors. The towers read texts bare.
+        log.warning("%s: its default prompt %r (%r) is not used; aisle's towers read texts "
+                    "bare, in training and search alike", path, model.default_prompt_name,
+                    model.prompts.get(model.default_prompt_name))
+        model.default_prompt_name = None
     return with_pooling(model, pooling)
 
 

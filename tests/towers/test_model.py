@@ -182,6 +182,28 @@ def test_a_half_precision_directory_runs_in_fp32(dtype: torch.dtype, tmp_path: P
     torch.testing.assert_close(emb.norm(dim=1), torch.ones(3), atol=1e-5, rtol=0)
 
 
+def test_a_default_prompt_is_not_prepended_at_search_time_only(
+    base_model: TwoTowerModel, tmp_path: Path
+) -> None:
+    """A directory whose sentence-transformers config names a default prompt (as e5- or
+    bge-style models do): sentence-transformers' encode prepended it, where training
+    (``forward``) and the ONNX towers read the text bare, so one text got two vectors."""
+    from sentence_transformers import SentenceTransformer
+
+    from aisle.towers.model import base_model_path
+
+    st = SentenceTransformer(str(base_model_path()), device="cpu", local_files_only=True,
+                             prompts={"query": "query: "}, default_prompt_name="query")
+    st.save(str(tmp_path / "prompted"))
+    model = load_model(tmp_path / "prompted")
+    texts = ["cordless drill", "white subway tile"]
+    with torch.no_grad():
+        trained_on = model.query.forward(texts)
+    torch.testing.assert_close(model.encode_query(texts), trained_on, atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.encode_query(texts), base_model.encode_query(texts),
+                               atol=1e-5, rtol=0)
+
+
 def test_a_model_s_fingerprint_ignores_what_git_and_the_hub_keep_beside_it(
     base_model: TwoTowerModel, tmp_path: Path
 ) -> None:
