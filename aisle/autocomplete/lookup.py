@@ -136,8 +136,8 @@ class Autocomplete:
         if any(c.isdigit() for c in typed):
             # An edit never changes a number the shopper typed: "14000 btu" is 2 edits from
             # the more popular "10,000 btu", "3/4 inch" 1 from "3/8 inch", and "10 g" 1 from
-            # "100 g".
-            keep = np.fromiter((keeps_numbers(typed, self.digit_runs[r]) for r in rows),
+            # "100 g". ``prefix``, not ``typed``: a typed space finishes a number ("dewalt 2 ").
+            keep = np.fromiter((keeps_numbers(prefix, self.digit_runs[r]) for r in rows),
                                dtype=bool, count=len(rows))
             rows, edits = rows[keep], edits[keep]
         return rows, edits

@@ -8,6 +8,11 @@ import re
 from aisle.retrieval.spelling import fold
 
 _DIGITS = re.compile(r"\d+")
+# A comma between digits groups thousands ("10,000"): digit_runs reads no number break there.
+_GROUPING = re.compile(r"(?<=\d),(?=\d)")
+# A prefix ending on a number that may go on: a digit as digit_runs reads one (\d, not
+# str.isdigit, which U+1369, an Ethiopic numeral, also passes), or one and a comma ("10,").
+_HALF_TYPED = re.compile(r"\d,?\Z")
 
 
 def key(text: str) -> str:
@@ -46,9 +51,9 @@ def numbers(text: str) -> tuple[str, ...]:
 
 
 def digit_runs(text: str) -> tuple[str, ...]:
-    """The numbers of ``text`` as written, in order ("3/4 inch" -> ("3", "4")): typo matching
-    keeps them (``keeps_numbers``)."""
-    return tuple(_DIGITS.findall(text))
+    """The numbers of ``text`` as written, in order ("3/4 inch" -> ("3", "4"), "10,000 btu" ->
+    ("10000",)): typo matching keeps them (``keeps_numbers``)."""
+    return tuple(_DIGITS.findall(_GROUPING.sub("", text)))
 
 
 def keeps_numbers(typed: str, key: tuple[str, ...]) -> bool:
@@ -65,4 +70,4 @@ def keeps_numbers(typed: str, key: tuple[str, ...]) -> bool:
     if not runs:
         return True
     stated = key[len(runs) - 1]
-    return stated.startswith(last) if typed[-1].isdigit() else stated == last
+    return stated.startswith(last) if _HALF_TYPED.search(typed) else stated == last

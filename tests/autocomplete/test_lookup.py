@@ -230,6 +230,9 @@ def test_typo_tolerance_never_changes_a_typed_number() -> None:
     # Letters still take edits around the numbers, and a number may still be half typed.
     assert found("dewlt 20v") == {"dewalt 20v drill": 1}
     assert found("dewalt 2") == {"dewalt 20v drill": 0}
+    # A typed space finishes the number too, and a thousands comma is no digit.
+    assert found("dewalt 2 ") == {}
+    assert found("10000 btu") == {"10,000 btu air conditioner": 1}
     assert found("3/8 inch drl") == {"3/8 inch drill bit": 1}
 
 

@@ -68,6 +68,10 @@ def test_a_config_that_cannot_work_is_refused(overrides: dict[str, float], messa
         ("2x4 8", "2x6x8 stud", False),
         ("drill", "drill 20v", True),  # no number typed
         ("door 3 6", "door 36", False),  # two numbers typed, one stated
+        ("10000 btu", "10,000 btu", True),  # a thousands comma changes no number
+        ("10,000 b", "10000 btu", True),
+        ("ac 10,", "ac 10,000 btu", True),
+        ("10 gal \u1369", "100 gal", False),  # an Ethiopic numeral: isdigit, yet no \d digit
     ],
 )
 def test_a_typed_number_is_kept_whole(typed: str, suggestion: str, kept: bool) -> None:
