@@ -188,6 +188,21 @@ def test_bases_are_compared_by_their_weights_where_every_model_records_them(
         soup([a, b])
 
 
+def test_two_recorded_base_weights_differ_even_beside_a_model_without_the_record(
+    base: TwoTowerModel,
+) -> None:
+    """A model from before the record makes the soup compare paths, but two bases known by
+    their weights to differ (one path, retrained) are still two."""
+    a, b, old = _perturbed(base, 1), _perturbed(base, 2), _perturbed(base, 3)
+    a.extra = {"base_model": "base", "base_weights_fingerprint": "w1"}
+    b.extra = {"base_model": "base", "base_weights_fingerprint": "w2"}
+    old.extra = {"base_model": "base"}
+    with pytest.raises(AisleError, match=r"different base models.*w1.*w2"):
+        soup([a, b, old])
+    b.extra = {"base_model": "base", "base_weights_fingerprint": "w1"}
+    assert soup([a, b, old]).extra == {"base_model": "base"}
+
+
 def test_the_soup_command_publishes_a_model_dir_that_records_its_sources(
     base: TwoTowerModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
