@@ -284,5 +284,13 @@ class BM25Index:
                 raise ValueError(f"{directory} is a fuzzy BM25 index without {WORDS_FILE}")
             speller = TermMatcher(json.loads(words_path.read_text(encoding="utf-8")))
         retriever = bm25s.BM25.load(str(directory), show_progress=False, verbosity=0)
+        # A map of another shape (hand-edited) would fail a search, or read another term's
+        # column, long after loading: each entry must name a column of the score matrix (but
+        # bm25s's empty token, never a query term, which has none).
+        terms = len(retriever.scores["indptr"]) - 1
+        for term, column in retriever.vocab_dict.items():
+            if type(column) is not int or not 0 <= column < terms + (term == ""):
+                raise ValueError(f"{directory}: vocabulary entry {term!r}: {column!r} is not a "
+                                 f"term of the index (0..{terms - 1})")
         product_ids = json.loads(ids_path.read_text(encoding="utf-8"))
         return cls(retriever, product_ids, str(settings["analyzer"]), speller)

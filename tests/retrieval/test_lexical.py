@@ -163,6 +163,18 @@ def test_load_refuses_an_unknown_analyzer(index, tmp_path: Path):
         BM25Index.load(tmp_path / "bm25")
 
 
+@pytest.mark.parametrize("entry", ['"q"', "99", "-1", "true", "1.0", "null"])
+def test_load_refuses_a_vocabulary_entry_that_names_no_term(index, tmp_path: Path,
+                                                          entry: str):
+    # A map still, but not of terms to their columns: a search would fail (IndexError,
+    # TypeError) or read another term's column, long after the index loaded.
+    index.save(tmp_path / "bm25")
+    vocab = next((tmp_path / "bm25").glob("vocab*.json"))
+    vocab.write_text(f'{{"drill": {entry}}}', encoding="utf-8")
+    with pytest.raises(ValueError, match="not a term of the index"):
+        BM25Index.load(tmp_path / "bm25")
+
+
 def test_a_misspelt_query_term_counts_as_its_nearest_indexed_word(tmp_path: Path):
     texts = ["Aluminum Ladder 6 ft.", "Fiberglass Ladder 8 ft.", "Tongue and Groove Plank"]
     pids = ["alu", "fib", "plank"]
