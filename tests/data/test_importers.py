@@ -116,6 +116,10 @@ def test_esci_small_version_keeps_the_reduced_task_set(tmp_path: Path) -> None:
         import_esci(write_esci(src, rows), tmp_path / "none", small_version=True)
     with pytest.raises(DataError, match=r"missing column\(s\) \['small_version'\]"):
         import_esci(write_esci(src), tmp_path / "old", small_version=True)
+    for r in rows:
+        r["small_version"] = "yes"
+    with pytest.raises(DataError, match=r"column 'small_version' is not whole numbers"):
+        import_esci(write_esci(src, rows), tmp_path / "text", small_version=True)
 
 
 def test_esci_missing_or_unreadable_source(tmp_path: Path) -> None:

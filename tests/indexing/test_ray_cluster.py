@@ -48,7 +48,8 @@ def test_a_worker_loads_the_model_it_was_sent_not_a_path_on_its_node(
     node_tmp = tmp_path / "node-tmp"
     node_tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(node_tmp))
-    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    # set, not deleted: monkeypatch then restores the variable the embedder sets, after the test
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
     # The ref names a directory this "node" does not have: only the packed copy can be loaded.
     embedder = ProductEmbedder(str(tmp_path / "elsewhere"), {"device": "auto"},
                                model.fingerprint, packed)

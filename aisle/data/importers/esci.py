@@ -125,8 +125,12 @@ def read_esci(src: Path, locale: str | None, small_version: bool = False) -> pa.
         table = pq.read_table(src, columns=cols)
         table = table.append_column(ROW, pa.array(np.arange(1, table.num_rows + 1)))
         if small_version:
-            small = pc.equal(table[SMALL].cast(pa.int64()), 1)
-            table = table.filter(pc.fill_null(small, False))
+            try:
+                flags = table[SMALL].cast(pa.int64())
+            except pa.ArrowException as e:
+                raise DataError(f"{src}: column {SMALL!r} is not whole numbers ({e}); the ESCI "
+                                "column holds 1 for a row of the reduced set, else 0") from e
+            table = table.filter(pc.fill_null(pc.equal(flags, 1), False))
         if locale is not None:
             table = table.filter(pc.equal(table[LOCALE].cast(pa.string()), locale))
     except (OSError, pa.ArrowException) as e:
