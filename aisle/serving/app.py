@@ -208,6 +208,16 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         headers = dict(exc.headers or {})
+        cause = exc.__cause__
+        # FastAPI's "There was an error parsing the body" for any error but a JSON syntax
+        # error: say which one, and what to send
+        if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):
+            return problem(400, "malformed request: the body is not UTF-8 text; send the JSON "
+                           "as UTF-8", None, headers)
+        if exc.status_code == 400 and isinstance(cause, ValueError) and (
+                "integer string conversion" in str(cause)):  # int()'s limit, json.loads's too
+            return problem(422, "malformed request: the body holds a number of over 4,300 "
+                           "digits; k is a whole number from 1 to max_k", None, headers)
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(allowed_methods(app, request))
         return problem(exc.status_code, str(exc.detail), None, headers)

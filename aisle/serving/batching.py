@@ -15,7 +15,8 @@ of one mode and partition share a batch.
 
 The queue is bounded (``max_queued`` requests): past that, a request is refused at once
 (``Overloaded``: the service answers 503) rather than waiting behind work it would time out
-on. A request whose caller has gone (cancelled) while queued is dropped, never encoded. When
+on. A request whose caller has gone (cancelled) while queued is dropped, never encoded,
+nor counted against the bound. When
 the batcher stops (the service shuts down), every request still queued or in a batch, and any
 that arrives later, is answered ``ShuttingDown`` (a 503 too), never left waiting.
 """
@@ -73,14 +74,25 @@ class MicroBatcher:
         if self.stopped:
             raise ShuttingDown()
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        job = _Job(replace(ask, mode=mode), future)
+        if self.queue.full():
+            self._drop_gone()  # requests whose callers left wait for nothing: not counted
         try:
-            self.queue.put_nowait(_Job(replace(ask, mode=mode), future))
+            self.queue.put_nowait(job)
         except asyncio.QueueFull:
             raise Overloaded(
                 f"the search queue is full ({self.queue.maxsize} requests waiting for the "
                 "encoder); retry shortly"
             ) from None
         return await future
+
+    def _drop_gone(self) -> None:
+        """Take the jobs whose callers have left (disconnected, timed out) off the queue, the
+        rest kept in order (on the event loop, between awaits: nothing else takes a turn)."""
+        queued = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
+        for job in queued:
+            if not job.future.done():
+                self.queue.put_nowait(job)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Protocol, cast
+from typing import Protocol
 
 import numpy as np
 
@@ -92,10 +92,12 @@ class LRUCache:
                 self._data.popitem(last=False)
 
 
-def _decoded(value: bytes) -> np.ndarray:
-    """A stored vector; bytes that are not float32s (another writer, a truncated value) come
-    back empty, which the engine's shape check refuses, counts and overwrites."""
-    if len(value) % 4:
+def _decoded(value: object) -> np.ndarray:
+    """A stored vector; bytes that are not float32s (another writer, a truncated value), or a
+    value that is no bytes at all (a client told to decode responses: ``REDIS_URL=...?
+    decode_responses=true``), come back empty, which the engine's shape check refuses, counts
+    and overwrites."""
+    if not isinstance(value, bytes) or len(value) % 4:
         return np.empty(0, dtype=np.float32)
     return np.frombuffer(value, dtype=np.float32)
 
@@ -132,7 +134,7 @@ class RedisCache:
         except Exception as e:  # any Redis or socket failure is a miss, never a failed request
             self._failed(e)
             return [None] * len(keys)
-        return [None if r is None else _decoded(cast(bytes, r)) for r in raw]
+        return [None if r is None else _decoded(r) for r in raw]
 
     def get_local(self, keys: Sequence[str]) -> list[np.ndarray | None]:
         return [None] * len(keys)

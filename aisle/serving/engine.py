@@ -33,6 +33,7 @@ from aisle.retrieval.retriever import Found, Retriever
 from aisle.retrieval.store import UnknownPartitionError
 from aisle.serving.cache import QueryCache, cache_key
 from aisle.serving.config import ServeConfig
+from aisle.serving.errors import InvalidRequest
 from aisle.serving.snapshot import Snapshot, SnapshotHolder
 
 log = logging.getLogger(__name__)
@@ -134,10 +135,10 @@ class Engine:
         if ask.partition is not None:
             if not retriever.partition_loaded(ask.partition):
                 retriever.index.check_partition(ask.partition)  # known, but still on disk
-                check_ask(retriever, ask)  # a partition has its catalog's fields
+                check_ask(retriever, ask, mode)  # a partition has its catalog's fields
                 return Plan(ask, snapshot, mode, Lane.THREAD)
             retriever = retriever.partition(ask.partition)
-        check_ask(retriever, ask)
+        check_ask(retriever, ask, mode)
         if ask.fields and not retriever.index.ids_ready:  # the id lookup is built once, off it
             return Plan(ask, snapshot, mode, Lane.THREAD)
         prepared = [snapshot.preparer.prepare_known(t) for t in ask.texts]
@@ -235,8 +236,9 @@ class Engine:
         keys = self._keys(snapshot, queries)
         found = self._usable(self.cache.get_many(keys), snapshot.model.dim)
         missed = [k for k, v in zip(keys, found, strict=True) if v is None]
-        self.stats.add(hits=len(keys) - len(missed), misses=len(missed))
         missing = sorted(set(missed))  # a query repeated in one batch is encoded once
+        # misses: vectors encoded (a repeat of one shares its vector, as a cache hit would)
+        self.stats.add(hits=len(keys) - len(missing), misses=len(missing))
         fresh: dict[str, np.ndarray] = {}
         if missing:
             text_of = {k: q.text for k, q in zip(keys, queries, strict=True)}
@@ -314,16 +316,21 @@ class Engine:
             if depth and not f.reranked and f.hits:
                 self.stats.add(rerank_skipped=1)
                 continue  # a first-stage answer past the budget is not the query's answer
-            if depth:
+            if f.reranked:  # a query with no hits had nothing to re-rank
                 self.stats.add(reranked=1)
             snapshot.results.put((f.query.text, ask.k, mode, ask.partition, ask.filter_key),
                                  f.hits, f.reranked)
         return found
 
 
-def check_ask(retriever: Retriever, ask: Ask) -> None:
+def check_ask(retriever: Retriever, ask: Ask, mode: Mode) -> None:
     """Refuse (``FilterError``) filters or fields the index lacks, or values of the wrong
-    type, without computing a selection (safe on the event loop; the search selects)."""
+    type, without computing a selection (safe on the event loop; the search selects); and
+    (``InvalidRequest``) a BM25 mode on an index without BM25, which the search would fail
+    on (a 500)."""
+    if mode != "dense" and not retriever.has_lexical:
+        raise InvalidRequest(f"mode is {mode}, but this index has no BM25 index: it searches "
+                             "dense only; send mode=dense or leave mode out", "mode")
     fields = retriever.index.fields
     fields.check_names(ask.fields, "fields")
     if ask.filters:

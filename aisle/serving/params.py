@@ -20,6 +20,8 @@ from aisle.serving.errors import InvalidRequest
 MODES: tuple[str, ...] = get_args(Mode)
 NAMES = ("q", "k", "mode", "partition", "filter", "fields")
 REPEATED = ("filter", "fields")
+# More digits than any k the service could take (and fewer than int()'s limit of 4,300).
+MAX_K_DIGITS = 18
 WHOLE_NUMBER = re.compile(r"\s*([+-]?[0-9]+)(?:\.0*)?\s*", re.ASCII)
 
 
@@ -67,7 +69,13 @@ def parse_search_params(query: Mapping[str, str] | Sequence[tuple[str, str]]) ->
             raise BadParameter(
                 f"malformed request: k: must be a whole number, got {raw_k[:40]!r}", "k"
             )
-        k = int(whole.group(1))
+        sign, digits = whole.group(1)[:1], whole.group(1).lstrip("+-").lstrip("0") or "0"
+        if len(digits) > MAX_K_DIGITS:  # int() refuses over 4,300 digits (a 500): far out anyway
+            raise BadParameter(
+                f"malformed request: k: must be a whole number from 1 to max_k, got a "
+                f"{len(digits)}-digit number", "k"
+            )
+        k = -int(digits) if sign == "-" else int(digits)  # (int() counts leading zeros too)
     raw_mode = params.get("mode")
     if raw_mode is not None and raw_mode not in MODES:
         raise BadParameter(

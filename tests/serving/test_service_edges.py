@@ -1,0 +1,183 @@
+"""Inputs and cache states the service once answered with a 500, or counted wrong."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from aisle.retrieval.layout import resolve_index_dir
+from aisle.serving.app import create_app
+from aisle.serving.cache import LRUCache, RedisCache, TieredCache
+from aisle.serving.config import ServeConfig
+from aisle.serving.engine import Engine
+from aisle.towers.model import TwoTowerModel
+from tests.serving.conftest import RedisServer, engine_over
+
+
+@pytest.fixture
+def dense_only(sample_index: Path, tmp_path: Path, base_model: TwoTowerModel
+               ) -> tuple[ServeConfig, Engine]:
+    """The sample index as an index from before BM25: no lexical record, no bm25/."""
+    index = tmp_path / "dense-only"
+    shutil.copytree(resolve_index_dir(sample_index), index)
+    manifest = json.loads((index / "manifest.json").read_text())
+    del manifest["lexical"]
+    (index / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(index / "bm25")
+    config = ServeConfig(index=str(index), watch_interval_s=0)
+    engine = engine_over(config, base_model)
+    assert not engine.snapshot.retriever.has_lexical
+    return config, engine
+
+
+@pytest.mark.parametrize("mode", ["lexical", "hybrid"])
+def test_a_bm25_mode_on_a_dense_only_index_is_a_422_naming_mode(
+        dense_only: tuple[ServeConfig, Engine], mode: str) -> None:
+    config, engine = dense_only
+    with TestClient(create_app(config, engine), raise_server_exceptions=False) as client:
+        for r in (client.get("/search", params={"q": "drill", "mode": mode}),
+                  client.post("/search", json={"query": "drill", "mode": mode}),
+                  client.post("/search/batch", json={"queries": ["drill"], "mode": mode})):
+            assert r.status_code == 422, r.text
+            assert r.headers["content-type"] == "application/problem+json"
+            assert r.json()["field"] == "mode" and "dense only" in r.json()["detail"]
+        r = client.get("/search", params={"q": "drill"})  # the index's own mode: dense
+        assert r.status_code == 200 and r.json()["mode"] == "dense"
+
+
+def test_a_k_of_thousands_of_digits_is_a_422_not_a_500(serve_config: ServeConfig,
+                                                       engine: Engine) -> None:
+    """int() refuses a number of over 4,300 digits with a ValueError, which the warm lane
+    let through as a 500."""
+    with TestClient(create_app(serve_config, engine), raise_server_exceptions=False) as client:
+        for k in ("1" * 4301, "-" + "9" * 5000, "0" * 5000 + "5"):
+            r = client.get("/search", params={"q": "drill", "k": k})
+            if k.endswith("5") and set(k[:-1]) == {"0"}:
+                assert r.status_code == 200, r.text  # leading zeros: k = 5
+                assert len(r.json()["results"]) == 5
+                continue
+            assert r.status_code == 422, r.text
+            assert r.json()["field"] == "k" and "digit" in r.json()["detail"]
+
+
+def test_a_redis_client_that_decodes_responses_never_fails_a_request(
+        private_redis: RedisServer, serve_config: ServeConfig, engine: Engine) -> None:
+    """``REDIS_URL=...?decode_responses=true`` hands back text, not bytes: a cached value that
+    happened to be valid UTF-8 failed every request for its query (a TypeError, a 500)."""
+    remote = RedisCache(private_redis.url + "?decode_responses=true", ttl_s=600,
+                        timeout_s=0.5, backoff_s=0.2)
+    engine.cache = TieredCache(LRUCache(100), remote)
+    store = redis.Redis(port=private_redis.port)
+    (key,) = engine._keys(engine.snapshot, engine.snapshot.preparer.prepare_all(["sander"]))
+    store.set(key, b"abcd" * engine.snapshot.model.dim)  # valid UTF-8, the size of a vector
+    with TestClient(create_app(serve_config, engine), raise_server_exceptions=False) as client:
+        r = client.get("/search", params={"q": "sander", "k": 3})
+        assert r.status_code == 200, r.text
+    assert engine.stats.bad_vectors == 1
+    stored = np.frombuffer(store.get(key), dtype=np.float32)  # type: ignore[arg-type]
+    assert stored.shape == (engine.snapshot.model.dim,) and np.isfinite(stored).all()
+
+
+def test_a_query_repeated_in_a_batch_is_one_miss(serve_config: ServeConfig,
+                                                  engine: Engine) -> None:
+    """aisle_cache_misses counts query vectors encoded: a repeat shares the one encode."""
+    with TestClient(create_app(serve_config, engine)) as client:
+        r = client.post("/search/batch", json={"queries": ["drill", "drill", "sander"], "k": 3})
+        assert r.status_code == 200, r.text
+        text = client.get("/metrics").text
+    assert (engine.stats.hits, engine.stats.misses) == (1, 2)
+    assert "aisle_cache_misses_total 2.0" in text
+
+
+def test_a_body_python_cannot_parse_says_what_to_fix(serve_config: ServeConfig,
+                                                     engine: Engine) -> None:
+    """json.loads refuses an integer of over 4,300 digits with a ValueError, which FastAPI
+    answered as a 400 "There was an error parsing the body", saying nothing of what to fix."""
+    with TestClient(create_app(serve_config, engine)) as client:
+        for path, body in (("/search", b'{"query": "drill", "k": %s}'),
+                           ("/search/batch", b'{"queries": ["drill"], "k": %s}')):
+            r = client.post(path, content=body % (b"1" * 4301),
+                            headers={"content-type": "application/json"})
+            assert r.status_code == 422, r.text
+            assert r.headers["content-type"] == "application/problem+json"
+            assert "4,300 digits" in r.json()["detail"]
+        r = client.post("/search", content=b'{"query": "dr\xffill"}',
+                        headers={"content-type": "application/json"})
+        assert r.status_code == 400 and "not UTF-8" in r.json()["detail"], r.text
+
+
+def test_a_query_with_no_hits_is_not_counted_as_re_ranked(
+        serve_config: ServeConfig, base_model: TwoTowerModel) -> None:
+    """aisle_reranked counts queries the cross-encoder re-ranked; one whose filter kept no
+    product had nothing re-ranked."""
+    import threading
+    from dataclasses import dataclass, field, replace
+
+    from aisle.retrieval.filters import parse_filters
+    from aisle.retrieval.rerank import RerankConfig
+    from aisle.retrieval.store import load_index
+    from aisle.serving.engine import Ask
+    from aisle.serving.snapshot import make_snapshot
+
+    class ByLength:
+        def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+            return np.array([float(len(text)) for _, text in pairs])
+
+    @dataclass
+    class Stage:
+        scorer: ByLength = field(default_factory=ByLength)
+        config: RerankConfig = field(default_factory=lambda: RerankConfig(depth=50))
+        turn: threading.Lock = field(default_factory=threading.Lock)
+
+    snapshot = make_snapshot(base_model, load_index(Path(serve_config.index)), "v1",
+                             result_cache_size=100, reranker=Stage())
+    engine = Engine(replace(serve_config, rerank_budget_ms=1e6), LRUCache(100), snapshot)
+    nothing = parse_filters(["brand=No Such Brand"], "filter")
+    found = engine.search(Ask(("cordless drill",), 5, "hybrid", filters=nothing)).found[0]
+    assert found.hits == [] and found.reranked == 0
+    assert (engine.stats.reranked, engine.stats.rerank_skipped) == (0, 0)
+    engine.search(Ask(("cordless drill",), 5, "hybrid"))
+    assert engine.stats.reranked == 1
+
+
+def test_requests_whose_callers_left_never_fill_the_queue() -> None:
+    """A queue full of abandoned requests (clients that timed out while the encoder was busy)
+    refused live ones with 503 until the encoder got round to dropping them."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+    from typing import Any
+
+    from aisle.serving.batching import MicroBatcher
+    from aisle.serving.engine import Ask
+    from tests.serving.test_batching import SlowEngine, top
+
+    slow = SlowEngine(0.3)
+
+    async def scenario() -> list[Any]:
+        runner = asyncio.create_task(batcher.run())
+        try:
+            busy = asyncio.create_task(batcher.search(Ask(("busy",), 1), "dense"))
+            await asyncio.sleep(0.05)  # the encoder is busy with it
+            gone = [asyncio.create_task(batcher.search(Ask((f"gone{i}",), 1), "dense"))
+                    for i in range(3)]
+            await asyncio.sleep(0.01)
+            for task in gone:
+                task.cancel()
+            await asyncio.sleep(0.01)
+            kept = batcher.search(Ask(("kept",), 1), "dense")
+            return list(await asyncio.gather(busy, kept))
+        finally:
+            runner.cancel()
+
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(slow, pool, wait_s=0.0, max_items=32,  # type: ignore[arg-type]
+                               max_queued=3)
+        results = asyncio.run(scenario())
+    assert [top(r) for r in results] == ["busy", "kept"]
+    assert slow.batches == [["busy"], ["kept"]]
