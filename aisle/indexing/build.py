@@ -20,6 +20,7 @@ from typing import Any
 import faiss
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from aisle.artifacts import atomic_dir, check_replaceable, read_manifest, write_manifest
 from aisle.configs import to_dict
@@ -190,6 +191,27 @@ def write_catalog(
     )
 
 
+def catalog_manifest(prep: Path) -> dict[str, Any]:
+    """The manifest of the prepared catalog ``prep``, refused when its products file is
+    unreadable or no longer holds the products the manifest counts (replaced after ``aisle
+    prepare``): an index records the manifest's catalog fingerprint, so it would be built, or
+    an update called current, for a catalog it does not hold."""
+    manifest = read_manifest(prep, "aisle.dataset")
+    path = prep / f"{PRODUCTS}.parquet"
+    try:
+        count = product_count(prep)
+    except (OSError, pa.ArrowException) as e:
+        raise DataError(f"{path}: unreadable ({e}); run `aisle prepare` again") from e
+    counts = manifest.get("counts")
+    expected = counts.get(PRODUCTS) if isinstance(counts, dict) else None
+    if isinstance(expected, int) and count != expected:
+        raise DataError(
+            f"{path}: has {count} products, its manifest says {expected}; the directory was "
+            "modified after preparation, run `aisle prepare` again"
+        )
+    return manifest
+
+
 def embed_for_build(
     prep: Path,
     model: TwoTowerModel,
@@ -262,7 +284,7 @@ def build_index(
     check_engine(engine)
     started = time.perf_counter()
     with prepared_dir(Path(data)) as prep:
-        data_manifest = read_manifest(prep, "aisle.dataset")
+        data_manifest = catalog_manifest(prep)
         catalog_fp = data_manifest["fingerprints"][PRODUCTS]
         if vectors is None and not force and index_is_current(
                 out, model.fingerprint, catalog_fp, config, model.runtime):
@@ -309,9 +331,31 @@ def build_version(
     check_keep(keep)  # before any work: a bad keep used to fail after publishing
     check_index_root(root)
     check_engine(engine)
+    root = Path(root)
+    fresh = not root.exists() and not root.is_symlink()
     with locked(root, BUILD_LOCK, "aisle index build", wait=False, create=True):
-        return _build_version(data, model, Path(root), config or IndexConfig(), force, engine,
-                              keep, vectors)
+        try:
+            return _build_version(data, model, root, config or IndexConfig(), force, engine,
+                                  keep, vectors)
+        except BaseException:
+            if fresh:
+                _remove_bare_root(root)
+            raise
+
+
+def _remove_bare_root(root: Path) -> None:
+    """Remove the root a first build created when it holds nothing but the build's lock (the
+    build was refused before it wrote anything: a mistyped --data, an empty catalog, a config
+    that cannot index it), so a refused build leaves no --out behind. Called with the lock
+    held: a build started meanwhile was refused (the lock is taken without waiting), and one
+    started after this finds no root and makes its own. A root that holds checkpoints or
+    cached embeddings stays, for the next run to resume."""
+    try:
+        if {p.name for p in root.iterdir()} <= {BUILD_LOCK}:
+            (root / BUILD_LOCK).unlink(missing_ok=True)
+            root.rmdir()
+    except OSError:
+        pass  # something appeared meanwhile: leave it
 
 
 def _build_version(data: Path, model: TwoTowerModel, root: Path, config: IndexConfig,
@@ -319,7 +363,7 @@ def _build_version(data: Path, model: TwoTowerModel, root: Path, config: IndexCo
     started = time.perf_counter()
     was_current = current_id(root)  # an operator's rollback or promote meanwhile stands
     with prepared_dir(Path(data)) as prep:
-        data_manifest = read_manifest(prep, "aisle.dataset")
+        data_manifest = catalog_manifest(prep)
         catalog_fp = data_manifest["fingerprints"][PRODUCTS]
         try:
             current: Path | None = resolve_index_dir(root)

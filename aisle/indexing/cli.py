@@ -52,6 +52,11 @@ def cmd_build(args: argparse.Namespace) -> None:
     join_ray(args)
     path = build_version(args.data, model, args.out, config, force=args.force,
                          engine=args.engine, keep=args.keep, vectors=args.vectors)
+    if path.resolve() == Path(args.out).resolve():
+        # A plain index directory (what aisle demo writes) is its own current version, and
+        # build_version returns it when it is up to date: it holds no version to promote.
+        print(f"index {args.out} is up to date (same model, backend, catalog and config)")
+        return
     report_version(args.out, path.name, "build")
 
 

@@ -31,6 +31,7 @@ from aisle.errors import ArtifactError, ManifestMismatch
 from aisle.indexing.ann import ADD_BLOCK, supports_removal
 from aisle.indexing.build import (
     base_manifest,
+    catalog_manifest,
     embed_for_build,
     fitting_config,
     job_manifest,
@@ -263,7 +264,7 @@ def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine:
         raise ManifestMismatch(_mixing(built_with, recorded, model))
     config = stored_index_config(current.manifest["index_config"])
     with prepared_dir(Path(data)) as prep:
-        data_manifest = read_manifest(prep, "aisle.dataset")
+        data_manifest = catalog_manifest(prep)
         if current.manifest["data"]["products_fingerprint"] == data_manifest["fingerprints"][
             PRODUCTS
         ]:

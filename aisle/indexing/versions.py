@@ -267,8 +267,12 @@ def _rollback(root: Path) -> str:
             f"`aisle index list --out {root}` shows what exists"
         )
     previous = history[-1]
-    _switch(root, previous)
+    # History first: a kill between the two writes leaves CURRENT on the version rolled back
+    # from and a history without it, and the rollback run again moves back to ``previous``.
+    # (CURRENT first would leave that version last in the history, and the next rollback
+    # would switch forward onto it.)
     _write_history(root, history)
+    _switch(root, previous)
     log.info("%s: rolled back from %s to %s", root, cur, previous)
     return previous
 
