@@ -176,8 +176,10 @@ class ProductIndex:
         """Read everything still on disk now: the BM25 index and every partition (each with
         its BM25 index). Afterwards nothing is read from ``root`` again, so searches of every
         mode keep working when the version directory is deleted (pruned) later. Returns
-        ``self``; raises ``ArtifactError`` if any part is missing or corrupt."""
-        _ = self.lexical
+        ``self``; raises ``ArtifactError`` if any part is missing or corrupt. An index from
+        before BM25 (none recorded, none on disk) has no BM25 to read: it searches dense."""
+        if self.has_lexical:
+            _ = self.lexical
         for name in self.partition_names:
             self.partition(name).load_all()
         return self

@@ -101,6 +101,11 @@ def _still_serves(model: TwoTowerModel, index: ProductIndex, config: ServeConfig
 
 def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snapshot:
     index = load_index(Path(config.index), eager=True)  # pruning its version later is harmless
+    if config.default_mode not in (None, "dense") and not index.has_lexical:
+        # Else every request that names no mode would be refused, naming a mode it never sent.
+        raise AisleError(f"default_mode={config.default_mode} needs BM25, but {index.root} has "
+                         "no BM25 index (it searches dense only); set default_mode=dense or "
+                         "leave it unset, or rebuild the index with `aisle index`")
     if current is not None and _still_serves(current.model, index, config):
         model = current.model  # same weights, same runtime: no need to load them again
     else:

@@ -51,6 +51,26 @@ def test_a_bm25_mode_on_a_dense_only_index_is_a_422_naming_mode(
         assert r.status_code == 200 and r.json()["mode"] == "dense"
 
 
+def test_a_bm25_default_mode_over_a_dense_only_index_is_refused_as_it_loads(
+        dense_only: tuple[ServeConfig, Engine]) -> None:
+    # Served, every request that names no mode would be refused (422 on a mode it never sent):
+    # the service does not start, and a reload keeps the index it serves.
+    from dataclasses import replace
+
+    from aisle.errors import AisleError
+    from aisle.serving.snapshot import load_snapshot
+
+    config, engine = dense_only
+    assert load_snapshot(config).retriever.default_mode == "dense"  # served, dense
+    with pytest.raises(AisleError, match="default_mode=hybrid needs BM25"):
+        load_snapshot(replace(config, default_mode="hybrid"))
+    served = engine.snapshot
+    engine.holder.config = replace(config, default_mode="lexical")
+    with pytest.raises(AisleError, match="default_mode=lexical needs BM25"):
+        engine.reload()
+    assert engine.snapshot is served
+
+
 def test_a_k_of_thousands_of_digits_is_a_422_not_a_500(serve_config: ServeConfig,
                                                        engine: Engine) -> None:
     """int() refuses a number of over 4,300 digits with a ValueError, which the warm lane
