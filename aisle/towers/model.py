@@ -54,7 +54,7 @@ from aisle.towers.onnx import (
     resolve_backend,
 )
 from aisle.towers.text import product_texts
-from aisle.towers.units import UnitTower, read_units
+from aisle.towers.units import UnitTower, read_units, rules_digest
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class TwoTowerModel:
         cfg = self.config
         knobs: list[Any] = [getattr(cfg, f) for f in OUTPUT_FIELDS if f != "normalise_units"]
         if cfg.normalise_units:  # off keeps the fingerprints of models from before it
-            knobs.append("normalise_units")
+            knobs.append(f"normalise_units:{rules_digest()}")  # the rules' version too
         blob = json.dumps([self._weights_fingerprint, knobs])
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

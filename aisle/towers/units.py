@@ -14,6 +14,9 @@ English word the base model knows ("volt", not "v").
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -69,6 +72,26 @@ def normalise_units(text: str) -> str:
     text = _UNIT.sub(_unit, text)
     text = _SECOND.sub(lambda m: f"{m.group(1).lower()} feet ", text)
     return " ".join(text.split())
+
+
+# One size of each spelling and each exception the rules make: what ``rules_digest`` runs.
+_PROBES = (
+    '12" tile', "12'' tile", "12in", "12 in. pipe", "12 inches", "6 ft", "6' ladder",
+    "8 foot", "2x4x8", "3/4 x 8", "20-Volt drill", "20v", "1.9 cu. ft.", "1.9 cubic foot",
+    "2 sq ft", "2 sq. ft.", "5 gal", "16 oz", "10 lbs", "60 w bulb", "60 watts", "15 amp",
+    "2 amperes", "2 in 1", "2-in-1", "fan w/ light", "4V2 model", "1/2 in", "2\u2033",
+    "2\u2032", "2\u2032\u2032", "2\u201d", "the 3 in the box", "10.5v",
+)
+
+
+@functools.cache
+def rules_digest() -> str:
+    """A digest of what ``normalise_units`` does: its patterns, its spellings and its output
+    on ``_PROBES``. A model's fingerprint holds it (with ``normalise_units`` on), so vectors
+    embedded under older rules (an embedding cache, an index) are not taken for new ones."""
+    patterns = [p.pattern for p in (_UNIT, _SECOND, _INCHES, _FEET, _TIMES)]
+    blob = json.dumps([_SPELLINGS, patterns, [normalise_units(t) for t in _PROBES]])
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 class UnitTower:

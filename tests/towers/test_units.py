@@ -82,6 +82,38 @@ def test_both_towers_read_sizes_in_one_spelling(base_model: TwoTowerModel, tmp_p
     )
 
 
+def test_new_unit_rules_give_the_model_a_new_fingerprint(
+    base_model: TwoTowerModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An embedding cache and an index key their vectors by the model's fingerprint: vectors
+    embedded under older rules (a release that reads "v" otherwise) must not be taken for
+    vectors of the new ones."""
+    import re
+
+    from aisle.towers import units
+
+    model = load_model(None, TowerConfig(normalise_units=True))
+    before = model.fingerprint
+    monkeypatch.setattr(units, "_SPELLINGS", {**units._SPELLINGS, "volt": ("volts", "volt")})
+    units.rules_digest.cache_clear()
+    assert model.fingerprint != before
+    monkeypatch.undo()
+    units.rules_digest.cache_clear()
+    assert model.fingerprint == before
+    # So does a changed pattern.
+    monkeypatch.setattr(units, "_TIMES", re.compile(r"(?!)"))
+    units.rules_digest.cache_clear()
+    assert model.fingerprint != before
+    monkeypatch.undo()
+    units.rules_digest.cache_clear()
+    # Off, the fingerprint never held the rules: models from before them keep theirs.
+    monkeypatch.setattr(units, "_TIMES", re.compile(r"(?!)"))
+    units.rules_digest.cache_clear()
+    assert load_model(None).fingerprint == base_model.fingerprint
+    monkeypatch.undo()
+    units.rules_digest.cache_clear()
+
+
 def test_a_copied_tower_still_reads_sizes_in_one_spelling(base_model: TwoTowerModel) -> None:
     tower = load_model(None, TowerConfig(normalise_units=True)).query
     copied = copy.copy(tower)
