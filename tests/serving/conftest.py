@@ -161,3 +161,30 @@ def engine_over(config: ServeConfig, model: TwoTowerModel, speller: bool = True)
     snapshot = make_snapshot(model, index, index_version(Path(config.index)), speller,
                              config.result_cache_size)
     return Engine(config, LRUCache(1000), snapshot)
+
+
+def by_length_engine(config: ServeConfig, model: TwoTowerModel) -> Engine:
+    """An Engine on ``config.index`` whose re-ranking stage scores a product by its text's
+    length (depth 50, no time budget to speak of): re-ranking without a cross-encoder."""
+    import threading
+    from dataclasses import dataclass, field, replace
+
+    import numpy as np
+
+    from aisle.retrieval.rerank import RerankConfig
+    from aisle.retrieval.store import load_index
+    from aisle.serving.snapshot import make_snapshot
+
+    class ByLength:
+        def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+            return np.array([float(len(text)) for _, text in pairs])
+
+    @dataclass
+    class Stage:
+        scorer: ByLength = field(default_factory=ByLength)
+        config: RerankConfig = field(default_factory=lambda: RerankConfig(depth=50))
+        turn: threading.Lock = field(default_factory=threading.Lock)
+
+    snapshot = make_snapshot(model, load_index(Path(config.index)), "v1",
+                             result_cache_size=100, reranker=Stage())
+    return Engine(replace(config, rerank_budget_ms=1e6), LRUCache(100), snapshot)

@@ -209,28 +209,10 @@ def test_a_cached_answer_says_as_many_re_ranked_as_the_search_did(
 ) -> None:
     """A filter or BM25 that finds fewer candidates than the re-ranking depth re-ranks fewer;
     the result cache's answer must say the same number, not the depth."""
-    import threading
-    from dataclasses import dataclass, field
-    from pathlib import Path
-
     from aisle.retrieval.filters import parse_filters
-    from aisle.retrieval.rerank import RerankConfig
-    from aisle.retrieval.store import load_index
-    from aisle.serving.snapshot import make_snapshot
+    from tests.serving.conftest import by_length_engine
 
-    class ByLength:
-        def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-            return np.array([float(len(text)) for _, text in pairs])
-
-    @dataclass
-    class Stage:
-        scorer: ByLength = field(default_factory=ByLength)
-        config: RerankConfig = field(default_factory=lambda: RerankConfig(depth=50))
-        turn: threading.Lock = field(default_factory=threading.Lock)
-
-    snapshot = make_snapshot(base_model, load_index(Path(serve_config.index)), "v1",
-                             result_cache_size=100, reranker=Stage())
-    engine = Engine(replace(serve_config, rerank_budget_ms=1e6), LRUCache(100), snapshot)
+    engine = by_length_engine(serve_config, base_model)
     for ask in (Ask(("cordless drill",), 5, "hybrid",
                     filters=parse_filters(["brand=Ryobi"], "filter")),
                 Ask(("cordless drill",), 5, "lexical")):

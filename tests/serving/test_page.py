@@ -280,6 +280,20 @@ def suggestions_json(prefix: str, *texts: str) -> dict[str, Any]:
         {"text": t, "popularity": 1, "source": "log", "edits": 0} for t in texts]}}
 
 
+def typed_with_suggestions(served: str, browser: Any, prefix: str, *texts: str
+                           ) -> tuple[Any, Any]:
+    """A page of the service whose /autocomplete answers ``texts``, with ``prefix`` typed into
+    its search box: the page and the box."""
+    page = browser.new_page()
+    page.set_default_timeout(5000)
+    page.route(lambda url: urlsplit(url).path == "/autocomplete",
+               lambda route: route.fulfill(**suggestions_json(prefix, *texts)))
+    page.goto(served + "/")
+    box = page.locator("#q")
+    box.fill(prefix)
+    return page, box
+
+
 def first_fields(page: Any, first: Any) -> list[str]:
     """Route the page's GET /fields: ``first(route)`` answers the first request, the service
     the later ones. The URLs asked, in order."""
@@ -330,13 +344,7 @@ def test_suggestions_for_older_text_are_never_shown(served: str, browser: Any) -
 def test_keys_an_input_method_composes_with_never_pick_a_suggestion(
     served: str, browser: Any
 ) -> None:
-    page = browser.new_page()
-    page.set_default_timeout(5000)
-    page.route(lambda url: urlsplit(url).path == "/autocomplete",
-               lambda route: route.fulfill(**suggestions_json("ha", "hammer", "hat")))
-    page.goto(served + "/")
-    box = page.locator("#q")
-    box.fill("ha")
+    page, box = typed_with_suggestions(served, browser, "ha", "hammer", "hat")
     page.locator("#suggestions [role=option]").first.wait_for()
     box.press("ArrowDown")  # "hammer" highlighted
     for key in ("ArrowDown", "Enter"):  # as an IME sends them while composing
@@ -349,13 +357,7 @@ def test_keys_an_input_method_composes_with_never_pick_a_suggestion(
 
 @pytest.mark.slow
 def test_only_the_main_mouse_button_picks_a_suggestion(served: str, browser: Any) -> None:
-    page = browser.new_page()
-    page.set_default_timeout(5000)
-    page.route(lambda url: urlsplit(url).path == "/autocomplete",
-               lambda route: route.fulfill(**suggestions_json("ha", "hammer", "hat")))
-    page.goto(served + "/")
-    box = page.locator("#q")
-    box.fill("ha")
+    page, box = typed_with_suggestions(served, browser, "ha", "hammer", "hat")
     hammer = page.locator("#suggestions [role=option]", has_text="hammer")
     searches = recorded_searches(page)
     hammer.click(button="right")  # the shopper opens the context menu

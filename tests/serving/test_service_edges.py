@@ -136,28 +136,11 @@ def test_a_query_with_no_hits_is_not_counted_as_re_ranked(
         serve_config: ServeConfig, base_model: TwoTowerModel) -> None:
     """aisle_reranked counts queries the cross-encoder re-ranked; one whose filter kept no
     product had nothing re-ranked."""
-    import threading
-    from dataclasses import dataclass, field, replace
-
     from aisle.retrieval.filters import parse_filters
-    from aisle.retrieval.rerank import RerankConfig
-    from aisle.retrieval.store import load_index
     from aisle.serving.engine import Ask
-    from aisle.serving.snapshot import make_snapshot
+    from tests.serving.conftest import by_length_engine
 
-    class ByLength:
-        def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-            return np.array([float(len(text)) for _, text in pairs])
-
-    @dataclass
-    class Stage:
-        scorer: ByLength = field(default_factory=ByLength)
-        config: RerankConfig = field(default_factory=lambda: RerankConfig(depth=50))
-        turn: threading.Lock = field(default_factory=threading.Lock)
-
-    snapshot = make_snapshot(base_model, load_index(Path(serve_config.index)), "v1",
-                             result_cache_size=100, reranker=Stage())
-    engine = Engine(replace(serve_config, rerank_budget_ms=1e6), LRUCache(100), snapshot)
+    engine = by_length_engine(serve_config, base_model)
     nothing = parse_filters(["brand=No Such Brand"], "filter")
     found = engine.search(Ask(("cordless drill",), 5, "hybrid", filters=nothing)).found[0]
     assert found.hits == [] and found.reranked == 0
