@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -159,14 +160,36 @@ def load_dataset(directory: Path) -> Dataset:
             tables[t] = pq.read_table(path).to_pandas()
         except (OSError, pa.ArrowInvalid) as e:
             raise DataError(f"{path}: unreadable ({e}); run `aisle prepare` again") from e
-        if len(tables[t]) != manifest["counts"][t]:
-            raise DataError(
-                f"{path}: has {len(tables[t])} rows, manifest says {manifest['counts'][t]}; "
-                "the directory was modified after preparation, run `aisle prepare` again"
-            )
+        _check_count(path, len(tables[t]), manifest["counts"][t])
     return Dataset(
         tables[PRODUCTS], tables[QUERIES], tables[JUDGMENTS], name=manifest["name"], root=directory
     )
+
+
+def _check_count(path: Path, rows: int, counted: int) -> None:
+    if rows != counted:
+        raise DataError(
+            f"{path}: has {rows} rows, manifest says {counted}; "
+            "the directory was modified after preparation, run `aisle prepare` again"
+        )
+
+
+def catalog_manifest(prepared: Path) -> dict[str, Any]:
+    """The manifest of ``prepared``, its products file checked as ``load_dataset`` checks it
+    (readable, the rows its manifest counts) from the file's metadata alone, for the jobs that
+    stream the catalog (an index build or update records the manifest's fingerprint: it would
+    be built, or an update called current, for a catalog it does not hold)."""
+    manifest = read_manifest(Path(prepared), KIND)
+    path = Path(prepared) / f"{PRODUCTS}.parquet"
+    try:
+        rows = product_count(prepared)
+    except (OSError, pa.ArrowException) as e:
+        raise DataError(f"{path}: unreadable ({e}); run `aisle prepare` again") from e
+    counts = manifest.get("counts")
+    counted = counts.get(PRODUCTS) if isinstance(counts, dict) else None
+    if isinstance(counted, int):
+        _check_count(path, rows, counted)
+    return manifest
 
 
 @contextlib.contextmanager
@@ -198,6 +221,7 @@ __all__ = [
     "PRODUCTS",
     "QUERIES",
     "Dataset",
+    "catalog_manifest",
     "iter_product_blocks",
     "load_dataset",
     "prepare",

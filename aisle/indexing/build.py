@@ -20,11 +20,10 @@ from typing import Any
 import faiss
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from aisle.artifacts import atomic_dir, check_replaceable, read_manifest, write_manifest
+from aisle.artifacts import atomic_dir, check_replaceable, write_manifest
 from aisle.configs import to_dict
-from aisle.data.dataset import prepared_dir, product_count
+from aisle.data.dataset import catalog_manifest, prepared_dir, product_count
 from aisle.data.fields import field_columns, field_types
 from aisle.data.schema import PRODUCTS
 from aisle.errors import AisleError, ArtifactError, DataError
@@ -189,27 +188,6 @@ def write_catalog(
         rows["text"].tolist(),
         {**manifest, "partitions": layout},
     )
-
-
-def catalog_manifest(prep: Path) -> dict[str, Any]:
-    """The manifest of the prepared catalog ``prep``, refused when its products file is
-    unreadable or no longer holds the products the manifest counts (replaced after ``aisle
-    prepare``): an index records the manifest's catalog fingerprint, so it would be built, or
-    an update called current, for a catalog it does not hold."""
-    manifest = read_manifest(prep, "aisle.dataset")
-    path = prep / f"{PRODUCTS}.parquet"
-    try:
-        count = product_count(prep)
-    except (OSError, pa.ArrowException) as e:
-        raise DataError(f"{path}: unreadable ({e}); run `aisle prepare` again") from e
-    counts = manifest.get("counts")
-    expected = counts.get(PRODUCTS) if isinstance(counts, dict) else None
-    if isinstance(expected, int) and count != expected:
-        raise DataError(
-            f"{path}: has {count} products, its manifest says {expected}; the directory was "
-            "modified after preparation, run `aisle prepare` again"
-        )
-    return manifest
 
 
 def embed_for_build(

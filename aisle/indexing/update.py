@@ -25,13 +25,12 @@ import pandas as pd
 
 from aisle.artifacts import atomic_dir, read_manifest
 from aisle.configs import to_dict
-from aisle.data.dataset import prepared_dir
+from aisle.data.dataset import catalog_manifest, prepared_dir
 from aisle.data.schema import PRODUCTS
 from aisle.errors import ArtifactError, ManifestMismatch
 from aisle.indexing.ann import ADD_BLOCK, supports_removal
 from aisle.indexing.build import (
     base_manifest,
-    catalog_manifest,
     embed_for_build,
     fitting_config,
     job_manifest,
