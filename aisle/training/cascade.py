@@ -278,10 +278,6 @@ def train_cascade(
             log.info("%s (%s) trained in %s; evaluating it on dev", name, key, work)
             model = load_model(done / "model", config.tower)
             stats = json.loads((done / TRAINED_FILE).read_text())
-            dev = evaluate_dev(model, ds, config.dev_catalog_size, config.seed, speller)
-            results[name] = {"train": stats, "dev": dev}
-            atomic_write_text(done / "result.json", json.dumps(results[name], indent=2))
-            shutil.rmtree(ckpt, ignore_errors=True)
         else:
             model = _step_model(model, cfg)
             pairs = positive_pairs(
@@ -321,6 +317,7 @@ def train_cascade(
             # stopped during it goes on from the trained weights, not the last checkpoint.
             model.save(done / "model")
             atomic_write_text(done / TRAINED_FILE, json.dumps(stats, indent=2))
+        if name not in results:  # trained now or before: evaluated on dev, then finished
             dev = evaluate_dev(model, ds, config.dev_catalog_size, config.seed, speller)
             results[name] = {"train": stats, "dev": dev}
             atomic_write_text(done / "result.json", json.dumps(results[name], indent=2))
