@@ -76,27 +76,25 @@ def _base_weights_of(model: TwoTowerModel) -> str | None:
     return None  # a model trained before the record, or a plain sentence-transformers dir
 
 
+def _different_bases(named: list[str]) -> AisleError:
+    return AisleError(f"cannot average models fine-tuned from different base models ({named}): "
+                      "a soup needs one starting point for all of its models")
+
+
 def _check_bases(models: Sequence[TwoTowerModel]) -> dict[str, str]:
     """What the soup records of its base. The bases are compared by their weights where every
     model records them, so one base typed as two different paths is one base; otherwise by
     the recorded path. Two recorded weights that differ are two bases either way."""
     weights = {_base_weights_of(m) for m in models}
     if len(weights - {None}) > 1:
-        named = sorted(f"{_base_of(m)} ({_base_weights_of(m)})" for m in models)
-        raise AisleError(
-            f"cannot average models fine-tuned from different base models ({named}): "
-            "a soup needs one starting point for all of its models"
-        )
+        raise _different_bases(sorted(f"{_base_of(m)} ({_base_weights_of(m)})" for m in models))
     if None not in weights:
         base = _base_of(models[0])
         return {**({"base_model": base} if base else {}), BASE_WEIGHTS: weights.pop() or ""}
     bases = {_base_of(m) for m in models}
     known = sorted(b for b in bases if b is not None)
     if len(known) > 1:
-        raise AisleError(
-            f"cannot average models fine-tuned from different base models ({known}): "
-            "a soup needs one starting point for all of its models"
-        )
+        raise _different_bases(known)
     if None in bases:
         log.warning(
             "some models do not record their base model (%s); averaging them anyway, since "
