@@ -17,7 +17,7 @@ from aisle.autocomplete.config import AutocompleteConfig
 from aisle.autocomplete.dedup import greedy_dedup
 from aisle.autocomplete.store import Artifact, load_artifact
 from aisle.autocomplete.suggestions import tiers
-from aisle.autocomplete.text import digit_runs, keeps_numbers, numbers, prefix_key
+from aisle.autocomplete.text import digit_runs, numbers, numbers_kept, prefix_key
 from aisle.configs import from_dict
 from aisle.errors import AisleError
 
@@ -137,8 +137,9 @@ class Autocomplete:
             # An edit never changes a number the shopper typed: "14000 btu" is 2 edits from
             # the more popular "10,000 btu", "3/4 inch" 1 from "3/8 inch", and "10 g" 1 from
             # "100 g". ``prefix``, not ``typed``: a typed space finishes a number ("dewalt 2 ").
-            keep = np.fromiter((keeps_numbers(prefix, self.digit_runs[r]) for r in rows),
-                               dtype=bool, count=len(rows))
+            keeps = numbers_kept(prefix)
+            keep = np.fromiter((keeps(self.digit_runs[r]) for r in rows), dtype=bool,
+                               count=len(rows))
             rows, edits = rows[keep], edits[keep]
         return rows, edits
 

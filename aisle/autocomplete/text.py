@@ -4,6 +4,7 @@ and the one casing suggestions are shown in."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from aisle.retrieval.spelling import fold
 
@@ -61,13 +62,23 @@ def keeps_numbers(typed: str, key: tuple[str, ...]) -> bool:
     of the ``typed`` prefix unchanged, in order: each one equal, except that a number the
     prefix ends on may be half typed ("dewalt 2" -> "dewalt 20v"). Typo edits may change
     letters, never a number: "10 ga" must not become "100 gal", nor "3/4" "3/8"."""
+    return numbers_kept(typed)(key)
+
+
+def numbers_kept(typed: str) -> Callable[[tuple[str, ...]], bool]:
+    """``keeps_numbers`` for one ``typed`` prefix, read once, over many suggestions."""
     runs = digit_runs(typed)
-    if len(runs) > len(key):
-        return False
     *whole, last = runs or ("",)
-    if any(a != b for a, b in zip(whole, key, strict=False)):
-        return False
-    if not runs:
-        return True
-    stated = key[len(runs) - 1]
-    return stated.startswith(last) if _HALF_TYPED.search(typed) else stated == last
+    half_typed = bool(_HALF_TYPED.search(typed))
+
+    def keeps(key: tuple[str, ...]) -> bool:
+        if len(runs) > len(key):
+            return False
+        if any(a != b for a, b in zip(whole, key, strict=False)):
+            return False
+        if not runs:
+            return True
+        stated = key[len(runs) - 1]
+        return stated.startswith(last) if half_typed else stated == last
+
+    return keeps
