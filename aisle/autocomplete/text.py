@@ -47,8 +47,9 @@ def numbers(text: str) -> tuple[str, ...]:
     """The numbers a suggestion states, as a sorted multiset: sizes, counts, voltages, model
     numbers. Embeddings barely tell "24 inch vanity" from "36 inch vanity" (cosine 0.89) or
     "carlon 1 gang" from "carlon 2 gang"; two suggestions whose numbers differ are never
-    duplicates. Sorted, so "2x8x8 treated" and "2x8 treated 8ft" state the same ones."""
-    return tuple(sorted(d.lstrip("0") or "0" for d in _DIGITS.findall(fold(text))))
+    duplicates. Sorted, so "2x8x8 treated" and "2x8 treated 8ft" state the same ones; read
+    as ``digit_runs`` reads them, so "10,000 btu" and "10000 btu" state the same one."""
+    return tuple(sorted(d.lstrip("0") or "0" for d in digit_runs(fold(text))))
 
 
 def digit_runs(text: str) -> tuple[str, ...]:

@@ -36,6 +36,9 @@ def test_numbers_are_the_stated_ones_as_a_multiset() -> None:
     assert numbers("2x8x8 treated") == numbers("2x8 treated 8ft") == ("2", "8", "8")
     assert numbers("１/２ inch pvc") == numbers("1/2 in. pvc") != numbers("3/4 inch pvc")
     assert numbers("ryobi 018 volt") == numbers("ryobi 18v") and numbers("vanity") == ()
+    # A thousands comma groups digits: one number, however it is written.
+    assert numbers("10,000 btu heater") == numbers("10000 BTU heater") == ("10000",)
+    assert numbers("１０，０００ btu") == ("10000",) != numbers("10, 000 btu")
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
