@@ -6,7 +6,7 @@ import dataclasses
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -78,11 +78,16 @@ def _is_instance(value: Any, tp: type) -> bool:
 
 
 def from_dict(cls: type[T], raw: dict[str, Any], prefix: str = "") -> T:
-    """Build ``cls`` from a (possibly nested) dict, rejecting unknown keys."""
+    """Build ``cls`` from a (possibly nested) dict, rejecting unknown keys (a key ``cls``
+    lists in its ``RENAMED`` class variable, old key -> what replaced it, says so)."""
     assert dataclasses.is_dataclass(cls)
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - fields)
+    renamed: Mapping[str, str] = getattr(cls, "RENAMED", {})
+    for k in unknown:
+        if k in renamed:
+            raise AisleError(f"config key {prefix + k!r} is gone: {renamed[k]}")
     if unknown:
         raise AisleError(
             f"unknown config key(s) {[prefix + k for k in unknown]}; known: {sorted(fields)}"

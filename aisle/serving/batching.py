@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from aisle.errors import AisleError
 from aisle.retrieval.config import Mode
@@ -45,6 +47,19 @@ class ShuttingDown(Overloaded):
 
     def __init__(self) -> None:
         super().__init__("the service is shutting down; retry shortly")
+
+
+T = TypeVar("T")
+
+
+def on_thread(executor: Executor, fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
+    """``fn(*args)`` run on one of ``executor``'s threads, as ``loop.run_in_executor``; but
+    where the executor refuses new work, shut down with the service (a request already past
+    its dependencies can still get here), ``ShuttingDown`` (a 503), not a 500."""
+    try:
+        return asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+    except RuntimeError as e:  # submit(): "cannot schedule new futures after shutdown"
+        raise ShuttingDown() from e
 
 
 @dataclass
@@ -106,7 +121,7 @@ class MicroBatcher:
                 except BaseException:
                     free.release()
                     raise
-                task = asyncio.create_task(self._run_batch(loop, groups))
+                task = asyncio.create_task(self._run_batch(groups))
                 running.add(task)
                 task.add_done_callback(running.discard)
                 task.add_done_callback(lambda _: free.release())
@@ -156,11 +171,11 @@ class MicroBatcher:
             groups.setdefault(key, []).append(job)
         return groups
 
-    async def _run_batch(self, loop: asyncio.AbstractEventLoop,
-                         groups: dict[tuple[Mode, str | None, str], list[_Job]]) -> None:
+    async def _run_batch(self, groups: dict[tuple[Mode, str | None, str], list[_Job]]
+                         ) -> None:
         try:
             for (mode, _, _), group in groups.items():
-                await self._run_group(loop, mode, group)
+                await self._run_group(mode, group)
         except asyncio.CancelledError:  # the batcher stops: its callers are told so
             for group in groups.values():
                 for job in group:
@@ -172,14 +187,13 @@ class MicroBatcher:
                 for job in group:
                     _fail(job, e)
 
-    async def _run_group(self, loop: asyncio.AbstractEventLoop, mode: Mode,
-                         group: list[_Job]) -> None:
+    async def _run_group(self, mode: Mode, group: list[_Job]) -> None:
         group = [job for job in group if not job.future.done()]  # gone while others ran
         if not group:
             return
         self.batch_sizes = [*self.batch_sizes[-99:], sum(len(job.ask.texts) for job in group)]
         try:
-            answers = await loop.run_in_executor(
+            answers = await on_thread(
                 self.executor, self.engine.search_jobs, [job.ask for job in group], mode
             )
         except Exception as e:  # each waiting request gets the error, the loop keeps going

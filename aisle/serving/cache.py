@@ -3,7 +3,8 @@
 Keys hold the model fingerprint, so a new model never reads an old model's vectors, and
 the exact text that was encoded, so a query never reads another text's vector. Redis
 failures never reach the caller: they are counted, the call falls back to a miss, and Redis is
-skipped for a short back-off before it is tried again.
+skipped for a short back-off before it is tried again (writes only, where Redis refused a write
+but answered: reads still work).
 """
 
 from __future__ import annotations
@@ -103,7 +104,11 @@ def _decoded(value: object) -> np.ndarray:
 
 
 class RedisCache:
-    """Redis with short timeouts, pipelined batches and a back-off after errors."""
+    """Redis with short timeouts, pipelined batches and a back-off after errors: after a
+    failure to reach Redis (connection, timeout), on a read or a write, both are skipped for
+    ``backoff_s``; after a write Redis refused with an error reply (out of memory under
+    ``maxmemory`` with ``noeviction``, a read-only replica), writes only, as reads still work.
+    """
 
     has_remote = True
 
@@ -116,18 +121,28 @@ class RedisCache:
         self.ttl_s = ttl_s
         self.backoff_s = backoff_s
         self.errors = 0
-        self._skip_until = 0.0
-
-    def _available(self) -> bool:
-        return time.monotonic() >= self._skip_until
+        self._skip_reads_until = 0.0
+        self._skip_writes_until = 0.0
 
     def _failed(self, e: Exception) -> None:
+        """Count ``e``; skip reads and writes for the back-off."""
         self.errors += 1
-        self._skip_until = time.monotonic() + self.backoff_s
+        self._skip_reads_until = self._skip_writes_until = time.monotonic() + self.backoff_s
         log.warning("redis unavailable (%s); encoding online for %.1fs", e, self.backoff_s)
 
+    def _write_failed(self, e: Exception) -> None:
+        """Count ``e``; skip writes for the back-off, and reads too unless Redis answered."""
+        from redis.exceptions import ResponseError
+
+        if not isinstance(e, ResponseError):
+            self._failed(e)
+            return
+        self.errors += 1
+        self._skip_writes_until = time.monotonic() + self.backoff_s
+        log.warning("redis refused a write (%s); not writing for %.1fs", e, self.backoff_s)
+
     def get_many(self, keys: Sequence[str]) -> list[np.ndarray | None]:
-        if not keys or not self._available():
+        if not keys or time.monotonic() < self._skip_reads_until:
             return [None] * len(keys)
         try:
             raw = self.client.mget(list(keys))
@@ -143,7 +158,7 @@ class RedisCache:
         self.client.close()
 
     def set_many(self, items: Sequence[tuple[str, np.ndarray]]) -> None:
-        if not items or not self._available():
+        if not items or time.monotonic() < self._skip_writes_until:
             return
         try:
             pipe = self.client.pipeline(transaction=False)
@@ -151,7 +166,7 @@ class RedisCache:
                 pipe.set(key, np.asarray(value, dtype=np.float32).tobytes(), ex=self.ttl_s)
             pipe.execute()
         except Exception as e:
-            self._failed(e)
+            self._write_failed(e)
 
 
 class TieredCache:

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 from aisle.configs import from_dict
 from aisle.errors import AisleError
@@ -22,6 +23,12 @@ ENV_FALLBACK = {"redis_url": "REDIS_URL"}
 
 @dataclass(frozen=True)
 class ServeConfig:
+    # Keys that were renamed, with what replaced them: a config that sets one is refused with
+    # this, not as an unknown key, and not ignored.
+    RENAMED: ClassVar[Mapping[str, str]] = {
+        "result_cache_size": "result_cache_rows bounds the result cache by result rows, not by "
+        "entries; 10x the old value keeps its size at k = 10",
+    }
     index: str = ""
     # Model directory; "" = the model the index manifest names.
     model: str = ""
@@ -54,9 +61,11 @@ class ServeConfig:
     # dense for a dense-only index.
     default_mode: Mode | None = None
     # Finished results kept per index snapshot, by (searched text, k, mode, partition): a head
-    # query is answered by a lookup in any mode (serving/results.py). 0 = off. An entry holds
-    # k hits, about 1-2 KB at k = 10.
-    result_cache_size: int = 20_000
+    # query is answered by a lookup in any mode (serving/results.py). Bounded by result rows
+    # (an entry holds k, about 100-200 bytes each), not entries, so that large k cannot
+    # multiply it: 200,000 rows is 20,000 entries at the default k = 10, 200 at k = 1000,
+    # about 20-40 MB. 0 = off.
+    result_cache_rows: int = 200_000
     # Correct misspelt query words against the index's titles before the query tower embeds
     # them (aisle/retrieval/spelling.py); the cache keys the corrected text.
     query_spelling: bool = True
@@ -118,7 +127,7 @@ class ServeConfig:
 _LEAST: dict[str, float] = {
     "port": 0, "redis_backoff_s": 0, "cache_ttl_s": 1, "lru_size": 0, "max_query_chars": 1,
     "max_k": 1, "default_k": 1, "autocomplete_max_k": 1, "max_batch": 1, "max_body_bytes": 1,
-    "result_cache_size": 0, "batch_wait_ms": 0, "batch_max": 1, "batch_lanes": 0,
+    "result_cache_rows": 0, "batch_wait_ms": 0, "batch_max": 1, "batch_lanes": 0,
     "batch_queue_max": 1, "watch_interval_s": 0,
 }
 
@@ -142,6 +151,9 @@ def env_overrides(environ: Mapping[str, str]) -> list[str]:
         except AisleError as e:
             raise AisleError(f"environment variable {var}: {e}") from e
         overrides.append(f"{key}={value}")
+    for key, why in ServeConfig.RENAMED.items():
+        if ENV_PREFIX + key.upper() in environ:
+            raise AisleError(f"environment variable {ENV_PREFIX + key.upper()} is gone: {why}")
     known = {ENV_PREFIX + key.upper() for key in keys}
     unknown = sorted(v for v in environ if v.startswith(ENV_PREFIX) and v not in known)
     if unknown:

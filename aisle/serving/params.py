@@ -22,7 +22,10 @@ NAMES = ("q", "k", "mode", "partition", "filter", "fields")
 REPEATED = ("filter", "fields")
 # More digits than any k the service could take (and fewer than int()'s limit of 4,300).
 MAX_K_DIGITS = 18
-WHOLE_NUMBER = re.compile(r"\s*([+-]?[0-9]+)(?:\.0*)?\s*", re.ASCII)
+# An integer (what the OpenAPI document declares k) as a query string spells one: ASCII
+# digits, optionally signed, and nothing else. FastAPI (pydantic, lax) also took " 5 " and
+# "5.0"; int() alone would also take spaces, "1_000" and other scripts' digits ("\u0665").
+INTEGER = re.compile(r"([+-]?)([0-9]+)", re.ASCII)
 
 
 class BadParameter(InvalidRequest):
@@ -61,15 +64,13 @@ def parse_search_params(query: Mapping[str, str] | Sequence[tuple[str, str]]) ->
     raw_k = params.get("k")
     k = None
     if raw_k is not None:
-        # What FastAPI (pydantic, lax) took: ASCII digits, a sign, surrounding space, and a
-        # float spelling of a whole number ("5.0"). int() alone would also take other scripts'
-        # digits ("٥") and refuse "5.0".
-        whole = WHOLE_NUMBER.fullmatch(raw_k)
+        whole = INTEGER.fullmatch(raw_k)
         if whole is None:
             raise BadParameter(
-                f"malformed request: k: must be a whole number, got {raw_k[:40]!r}", "k"
+                f"malformed request: k: must be a whole number, digits only (such as 10), "
+                f"got {raw_k[:40]!r}", "k"
             )
-        sign, digits = whole.group(1)[:1], whole.group(1).lstrip("+-").lstrip("0") or "0"
+        sign, digits = whole.group(1), whole.group(2).lstrip("0") or "0"
         if len(digits) > MAX_K_DIGITS:  # int() refuses over 4,300 digits (a 500): far out anyway
             raise BadParameter(
                 f"malformed request: k: must be a whole number from 1 to max_k, got a "

@@ -20,15 +20,18 @@ from aisle.retrieval.store import Hit
 Key = tuple[str, int, Mode, str | None, str]
 # A hit as plain values: a tuple of strings and a float, which the cyclic garbage collector
 # stops tracking, so a full cache adds nothing to the collector's pauses (a Hit object would
-# add one tracked object per result, 200,000 for a full cache at k = 10: tens of ms a pass).
+# add one tracked object per result, 200,000 for a full cache: tens of ms a pass).
 Row = tuple[str, str, float]
 
 
 class ResultCache:
-    """An LRU of ``size`` entries (0: nothing is kept); safe across threads."""
+    """An LRU holding at most ``max_rows`` result rows in all (0: nothing is kept), so that
+    its memory is bounded whatever the k: an entry counts its hits, one when it has none (its
+    key still takes room). An entry of more rows than that is not kept. Safe across threads."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        self.rows = 0  # rows held now, as counted against max_rows
         # (hits, products re-ranked: fewer than the depth where fewer candidates were found)
         self._data: OrderedDict[Key, tuple[tuple[Row, ...], int]] = OrderedDict()
         self._lock = threading.Lock()
@@ -38,7 +41,7 @@ class ResultCache:
 
     def get(self, key: Key) -> tuple[list[Hit], int] | None:
         """The hits kept for ``key`` and how many products were re-ranked for them."""
-        if not self.size:
+        if not self.max_rows:
             return None
         with self._lock:
             entry = self._data.get(key)
@@ -49,10 +52,20 @@ class ResultCache:
         return [Hit(*row) for row in rows], reranked
 
     def put(self, key: Key, hits: Sequence[Hit], reranked: int = 0) -> None:
-        if not self.size:
+        if _rows(hits) > self.max_rows:  # off (0), or it would evict all the rest, then itself
             return
+        entry = (tuple((h.product_id, h.title, h.score) for h in hits), reranked)
         with self._lock:
-            self._data[key] = (tuple((h.product_id, h.title, h.score) for h in hits), reranked)
-            self._data.move_to_end(key)
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
+            replaced = self._data.pop(key, None)
+            if replaced is not None:
+                self.rows -= _rows(replaced[0])
+            self._data[key] = entry
+            self.rows += _rows(entry[0])
+            while self.rows > self.max_rows:  # the least recently used first
+                _, (evicted, _) = self._data.popitem(last=False)
+                self.rows -= _rows(evicted)
+
+
+def _rows(hits: Sequence[object]) -> int:
+    """The rows an entry of ``hits`` counts against the bound."""
+    return max(1, len(hits))

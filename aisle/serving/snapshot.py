@@ -66,7 +66,7 @@ class Snapshot:
 
 
 def make_snapshot(model: TwoTowerModel, index: ProductIndex, version: str,
-                  query_spelling: bool = True, result_cache_size: int = 0,
+                  query_spelling: bool = True, result_cache_rows: int = 0,
                   reranker: RerankStage | None = None) -> Snapshot:
     """A snapshot over a loaded ``index`` and ``model``: the speller over its titles, the case
     probe (two encodes: here, off the event loop, never on a request); ``reranker``: a
@@ -74,7 +74,7 @@ def make_snapshot(model: TwoTowerModel, index: ProductIndex, version: str,
     speller = titles_speller(index.titles, model) if query_spelling else None
     retriever = Retriever(model, index, QueryPreparer(speller, case_blind(model)),
                           reranker=reranker)
-    return Snapshot(retriever, version, ResultCache(result_cache_size))
+    return Snapshot(retriever, version, ResultCache(result_cache_rows))
 
 
 def index_version(root: Path) -> str:
@@ -123,7 +123,7 @@ def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snaps
         if config.rerank_depth >= 0:
             reranker = replace(reranker, config=replace(reranker.config,
                                                         depth=config.rerank_depth))
-    return make_snapshot(model, index, version, config.query_spelling, config.result_cache_size,
+    return make_snapshot(model, index, version, config.query_spelling, config.result_cache_rows,
                          reranker)
 
 

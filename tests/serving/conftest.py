@@ -159,7 +159,7 @@ def engine_over(config: ServeConfig, model: TwoTowerModel, speller: bool = True)
 
     index = load_index(Path(config.index))
     snapshot = make_snapshot(model, index, index_version(Path(config.index)), speller,
-                             config.result_cache_size)
+                             config.result_cache_rows)
     return Engine(config, LRUCache(1000), snapshot)
 
 
@@ -186,5 +186,5 @@ def by_length_engine(config: ServeConfig, model: TwoTowerModel) -> Engine:
         turn: threading.Lock = field(default_factory=threading.Lock)
 
     snapshot = make_snapshot(model, load_index(Path(config.index)), "v1",
-                             result_cache_size=100, reranker=Stage())
+                             result_cache_rows=1000, reranker=Stage())
     return Engine(replace(config, rerank_budget_ms=1e6), LRUCache(100), snapshot)

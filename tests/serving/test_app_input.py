@@ -147,6 +147,27 @@ def test_an_overloaded_encoder_queue_answers_503_with_retry_after(
     assert 'aisle_requests_total{path="/search",status="503"} 1.0' in client.get("/metrics").text
 
 
+def test_a_search_on_threads_shut_down_with_the_service_is_a_503_with_retry_after(
+    serve_config: ServeConfig, engine: Engine
+) -> None:
+    """The service's shut-down shuts its search threads, and a request that already holds
+    them (past its dependencies) then met RuntimeError("cannot schedule new futures after
+    shutdown"): a 500. It is told the service is shutting down, as a queued request is."""
+    thread = ("cordless drill", "hybrid")  # its vector cached: BM25 on a thread
+    engine.embed(engine.snapshot, engine.snapshot.preparer.prepare_all([thread[0]]))
+    assert engine.plan(Ask((thread[0],), 5, thread[1])).lane is Lane.THREAD
+    encoder = ("a query nobody sent before", "dense")  # the micro-batcher's thread
+    assert engine.plan(Ask((encoder[0],), 5, encoder[1])).lane is Lane.ENCODER
+    with TestClient(create_app(serve_config, engine), raise_server_exceptions=False) as client:
+        client.app.state.executor.shutdown()  # type: ignore[attr-defined]
+        for query, mode in (thread, encoder):
+            for r in (client.post("/search", json={"query": query, "mode": mode}),
+                      client.get("/search", params={"q": query, "mode": mode}),
+                      client.post("/search/batch", json={"queries": [query], "mode": mode})):
+                assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+                assert r.json()["detail"] == "the service is shutting down; retry shortly"
+
+
 def test_the_app_can_start_twice(serve_config: ServeConfig, engine: Engine) -> None:
     app = create_app(serve_config, engine)
     for query in ("drill", "hammer"):

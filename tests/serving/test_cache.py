@@ -52,6 +52,36 @@ def test_redis_down_counts_errors_and_never_raises() -> None:
     assert cache.errors == 2
 
 
+def test_a_write_redis_refuses_pauses_writes_only_and_a_lost_redis_pauses_both(
+    private_redis: RedisServer,
+) -> None:
+    """Redis out of memory under maxmemory with noeviction refuses writes but still serves
+    reads; a refused write used to pause reads as well, for the whole back-off."""
+    store = redis.Redis(port=private_redis.port)
+    cache = RedisCache(private_redis.url, ttl_s=60, timeout_s=0.5, backoff_s=3600.0)
+    stored, vec = cache_key("test-fp", "stored"), np.arange(4, dtype=np.float32)
+    cache.set_many([(stored, vec)])
+    store.config_set("maxmemory-policy", "noeviction")
+    store.config_set("maxmemory", 1)  # every write refused: "OOM command not allowed ..."
+    with pytest.raises(redis.exceptions.OutOfMemoryError, match="maxmemory"):
+        store.set("probe", b"x")
+    cache.set_many([(cache_key("test-fp", "refused"), vec)])
+    assert cache.errors == 1
+    (got,) = cache.get_many([stored])  # reads go on
+    assert got is not None and np.array_equal(got, vec)
+    store.config_set("maxmemory", 0)  # room again, but writes wait out their back-off
+    cache.set_many([(cache_key("test-fp", "paused"), vec)])
+    assert store.get(cache_key("test-fp", "paused")) is None and cache.errors == 1
+    private_redis.stop()  # unreachable: reads and writes both pause after one failure
+    assert cache.get_many([stored]) == [None] and cache.errors == 2
+    assert cache.get_many([stored]) == [None] and cache.errors == 2  # not tried again
+    cache.set_many([(stored, vec)])
+    assert cache.errors == 2
+    unreachable = RedisCache(private_redis.url, ttl_s=60, timeout_s=0.5, backoff_s=3600.0)
+    unreachable.set_many([(stored, vec)])  # a write that cannot reach Redis pauses reads too
+    assert unreachable.get_many([stored]) == [None] and unreachable.errors == 1
+
+
 def test_redis_stopped_and_restarted_during_a_stream(private_redis: RedisServer,
                                                      serve_config: ServeConfig,
                                                      engine: Engine) -> None:

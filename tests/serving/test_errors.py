@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 
 from aisle.serving.app import create_app
 from aisle.serving.config import ServeConfig
-from aisle.serving.engine import Engine
+from aisle.serving.engine import Engine, Plan
+from aisle.serving.routes import search
 
 
 @pytest.fixture
@@ -114,6 +115,21 @@ def test_k_is_any_json_integer(client: TestClient) -> None:
     assert r.status_code == 200 and len(r.json()["responses"][0]["results"]) == 2, r.text
     for k in (2.5, True, "3"):
         problem(client.post("/search", json={"query": "drill", "k": k}), 422, "k")
+
+
+@pytest.mark.parametrize("k", ["5.0", " 5 ", "5 ", "1_0"])
+def test_get_k_is_an_integer_in_digits_on_the_warm_lane_and_the_route(client: TestClient,
+                                                                      k: str) -> None:
+    """The document declares GET's k an integer; a query string has no numbers, so an
+    integer there is its digits, and both GET paths refused as POST's schema does."""
+    lane = search.warm_lane(client.app)  # type: ignore[arg-type]
+    assert isinstance(lane([("q", "drill"), ("k", "5")]), bytes | Plan)  # answered there
+    assert lane([("q", "drill"), ("k", k)]) is None  # handed to the route, which refuses it
+    r = client.get("/search", params={"q": "drill", "k": k})
+    assert problem(r, 422, "k")["detail"] == (
+        f"malformed request: k: must be a whole number, digits only (such as 10), got {k!r}")
+    assert client.get("/search", params={"q": "drill", "k": "+05"}).json()["results"] == (
+        client.post("/search", json={"query": "drill", "k": 5}).json()["results"])
 
 
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])

@@ -81,7 +81,7 @@ def test_each_type_is_read_from_its_text(environ: dict[str, str], key: str,
     ({"REDIS_URL": "x", "AISLE_LRU_SIZE": "many"}, "AISLE_LRU_SIZE"),
     # Numbers out of range are refused at start-up, not met by every request.
     ({"AISLE_LRU_SIZE": "-1"}, "AISLE_LRU_SIZE: lru_size must be >= 0, got -1"),
-    ({"AISLE_RESULT_CACHE_SIZE": "-1"}, "result_cache_size must be >= 0, got -1"),
+    ({"AISLE_RESULT_CACHE_ROWS": "-1"}, "result_cache_rows must be >= 0, got -1"),
     ({"AISLE_CACHE_TTL_S": "0"}, "cache_ttl_s must be >= 1, got 0"),
     ({"AISLE_BATCH_WAIT_MS": "nan"}, "batch_wait_ms must be >= 0, got nan"),
     ({"AISLE_REDIS_TIMEOUT_S": "0"}, "redis_timeout_s must be > 0, got 0.0"),
@@ -90,6 +90,19 @@ def test_a_bad_value_names_its_variable(environ: dict[str, str], message: str) -
     with pytest.raises(AisleError) as info:
         env_overrides(environ)
     assert message in str(info.value)
+
+
+def test_a_renamed_key_is_refused_with_what_replaced_it(tmp_path: Path) -> None:
+    """result_cache_size counted entries; result_cache_rows counts rows. An old setting is
+    refused, not ignored: ignored, a service meant to cache nothing would cache."""
+    toml = tmp_path / "serve.toml"
+    toml.write_text("result_cache_size = 0\n", encoding="utf-8")
+    for load in (lambda: load_config(ServeConfig, toml),
+                 lambda: load_config(ServeConfig, None, ["result_cache_size=0"]),
+                 lambda: from_env({"AISLE_RESULT_CACHE_SIZE": "0"})):
+        with pytest.raises(AisleError, match=r"(?i)result_cache_size.* is gone: result_cache_rows "
+                                             r"bounds the result cache by result rows"):
+            load()
 
 
 def test_an_unknown_aisle_variable_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:

@@ -10,7 +10,6 @@ error handlers answer it).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -23,7 +22,7 @@ from aisle.retrieval.config import Mode
 from aisle.retrieval.filters import Filter, FilterError, filter_from_json, parse_filters
 from aisle.retrieval.querytext import query_problem
 from aisle.retrieval.retriever import Found
-from aisle.serving.batching import MicroBatcher
+from aisle.serving.batching import MicroBatcher, on_thread
 from aisle.serving.config import ServeConfig
 from aisle.serving.deps import BatcherDep, ConfigDep, EngineDep, PoolDep
 from aisle.serving.engine import Answer, Ask, Engine, Lane, Plan, UnknownPartition
@@ -86,7 +85,7 @@ async def finish(plan: Plan, engine: Engine, batcher: MicroBatcher, pool: Execut
     if plan.answer is not None:
         return plan.answer
     if plan.lane is Lane.THREAD:
-        answer = await asyncio.get_running_loop().run_in_executor(pool, engine.run, plan)
+        answer = await on_thread(pool, engine.run, plan)
         if answer is not None:
             return answer
     return await batcher.search(plan.ask, plan.mode)
