@@ -6,7 +6,9 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -16,6 +18,8 @@ from typing import Any
 
 from aisle import __version__
 from aisle.errors import ArtifactError
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 
@@ -30,6 +34,19 @@ def sibling_temp(path: Path, tag: str) -> Path:
     """``.<name>.<tag>-<pid>-<ns>`` beside ``path``: a temporary path of this process (what
     ``aisle index prune`` recognises as a killed job's leftover once that pid is gone)."""
     return path.parent / f".{path.name}.{tag}-{os.getpid()}-{time.time_ns()}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` may still run (this one, or one this process cannot signal)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process (or an absurd pid): leave its files alone
+    return True
 
 
 def fsync_path(path: Path) -> None:
@@ -112,18 +129,68 @@ def check_replaceable(out: Path, kind: str) -> None:
         raise ArtifactError(f"{out} exists and holds {what}, not a {kind!r} to replace; {hint}")
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def recover_publish(out: Path) -> bool:
+    """Undo what an ``atomic_dir`` publish killed between its two renames left behind.
+
+    The old ``out`` was set aside as ``.<name>.old-<pid>-<ns>`` and the new one never moved
+    in, so ``out`` is missing. With ``out`` missing, the newest such copy of a process that
+    no longer runs is moved back (logged; True); the killed job did not finish, so its
+    previous output stands. Any other such copy is stale (``out`` was published after it)
+    and is removed. A copy whose process still runs is left alone: it may be between its
+    two renames right now.
+    """
+    out = Path(out)
+    pattern = re.compile(re.escape(f".{out.name}.old-") + r"(\d+)-(\d+)$")
+    found = []
+    for p in out.parent.iterdir() if out.parent.is_dir() else []:
+        m = pattern.match(p.name)
+        if m is not None and not pid_alive(int(m[1])):
+            found.append((int(m[2]), p))
+    aside = [p for _, p in sorted(found)]
+    restored = False
+    if aside and not out.exists() and not out.is_symlink():
+        newest = aside.pop()
+        try:
+            os.replace(newest, out)
+        except OSError as e:
+            raise ArtifactError(
+                f"{out} is missing: a publish was killed between its two renames and left "
+                f"the previous {out.name} at {newest}, which cannot be moved back ({e}); "
+                f"rename it to {out} yourself"
+            ) from e
+        fsync_path(out.parent)
+        log.warning("restored %s from %s: a publish was killed between its two renames, "
+                    "so the previous %s stands", out, newest.name, out.name)
+        restored = True
+    for stale in aside:
+        _remove(stale)
+        log.info("removed %s: a copy of %s that a killed publish set aside", stale, out.name)
+    return restored
+
+
 @contextlib.contextmanager
 def atomic_dir(out: Path, kind: str | None) -> Iterator[Path]:
     """Yield a temp directory next to ``out``; on success publish it as ``out``.
 
     On any error the temp directory is removed and ``out`` (if it existed) is untouched.
     Replacing an existing directory is two renames (old aside, new in), so a reader never
-    sees a half-written directory. An existing ``out`` must pass ``check_replaceable(out,
-    kind)``, checked before anything is written; ``kind=None`` is for a caller's own private
-    paths (checkpoints, a model's export folder), which are always replaced. The directory is
-    created with the process umask, like any other, not private to its owner.
+    sees a half-written directory; a process killed between them leaves ``out`` missing, and
+    the next ``atomic_dir`` on ``out`` (or a loader that finds it missing) puts the old one
+    back (``recover_publish``). Not for two processes publishing one ``out`` at once. An
+    existing ``out`` must pass ``check_replaceable(out, kind)``, checked before anything is
+    written; ``kind=None`` is for a caller's own private paths (checkpoints, a model's export
+    folder), which are always replaced. The directory is created with the process umask,
+    like any other, not private to its owner.
     """
     out = Path(out)
+    recover_publish(out)
     if kind is not None:
         check_replaceable(out, kind)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -139,13 +206,16 @@ def atomic_dir(out: Path, kind: str | None) -> Iterator[Path]:
     if out.exists() or out.is_symlink():
         old = sibling_temp(out, "old")
         os.replace(out, old)
-    os.replace(tmp, out)
+    try:
+        os.replace(tmp, out)
+    except BaseException:  # an error or Ctrl-C between the renames: the old one goes back
+        if old is not None:
+            os.replace(old, out)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     fsync_path(out.parent)
     if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
+        _remove(old)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -178,6 +248,8 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
 def read_manifest(directory: Path, kind: str) -> dict[str, Any]:
     """Read ``directory/manifest.json`` and check it describes an artifact of ``kind``."""
     path = Path(directory) / MANIFEST
+    if not Path(directory).exists():
+        recover_publish(Path(directory))  # a publish killed between its renames set it aside
     if not path.is_file():
         raise ArtifactError(f"{directory} is not a {kind} directory: {MANIFEST} is missing")
     try:

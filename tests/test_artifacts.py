@@ -191,3 +191,105 @@ def test_a_published_directory_is_on_the_disk_before_the_old_one_steps_aside(
     assert {"vectors.bin", "manifest.json", "sub"} <= flushed
     assert disk_log[-1] == ("fsync", str(tmp_path))
     assert (out / "sub" / "vectors.bin").read_bytes() == b"y" * 10
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has finished: a publish killed by a signal leaves its own."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+def _killed_between_renames(out: Path, pid: int, ns: int = 123) -> Path:
+    """The disk as a publish killed between its two renames leaves it: ``out`` set aside, the
+    new tree (complete) beside it, no ``out``."""
+    aside = out.parent / f".{out.name}.old-{pid}-{ns}"
+    out.rename(aside)
+    (out.parent / f".{out.name}.tmp-{pid}-{ns + 1}").mkdir()
+    return aside
+
+
+def test_a_publish_killed_between_its_renames_is_restored_by_the_next_publish(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    _publish(out, "aisle.thing", "first")
+    pid = _dead_pid()
+    _killed_between_renames(out, pid)
+    # An earlier kill's copy (an older ns): stale, out was published again after it.
+    (tmp_path / f".out.old-{pid}-5").mkdir()
+    # The kind check sees the restored artifact: a refusal keeps it, not a missing out.
+    with caplog.at_level("INFO", logger="aisle.artifacts"), \
+            pytest.raises(ArtifactError, match=r"not a 'aisle\.other' to replace"):
+        _publish(out, "aisle.other")
+    assert (out / "payload.txt").read_text() == "first"
+    assert f"restored {out}" in caplog.text
+    _publish(out, "aisle.thing", "second")
+    assert (out / "payload.txt").read_text() == "second"
+    # The killed job's temp tree is prune's business (its pid and age), not the next publish's.
+    assert _leftovers(tmp_path) == [f".out.tmp-{pid}-124"]
+
+
+def test_a_copy_set_aside_beside_a_present_output_is_stale_and_removed(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _publish(out, "aisle.thing", "first")
+    # Killed after both renames, before the old tree was deleted.
+    (tmp_path / f".out.old-{_dead_pid()}-9").mkdir()
+    (tmp_path / f".out.old-{os.getpid()}-10").mkdir()  # a live publish's: not ours to touch
+    _publish(out, "aisle.thing", "second")
+    assert (out / "payload.txt").read_text() == "second"
+    assert _leftovers(tmp_path) == [f".out.old-{os.getpid()}-10"]
+
+
+def test_a_loader_restores_an_output_a_killed_publish_set_aside(
+    sample_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aisle.artifacts import read_manifest
+    from aisle.data.dataset import load_dataset, prepare, prepared_dir
+
+    out = tmp_path / "out"
+    _publish(out, "aisle.thing")
+    _killed_between_renames(out, _dead_pid())
+    with caplog.at_level("WARNING", logger="aisle.artifacts"):
+        assert read_manifest(out, "aisle.thing")["kind"] == "aisle.thing"
+    assert f"restored {out}" in caplog.text
+    prep = prepare(sample_data, tmp_path / "prep")
+    pid = _dead_pid()
+    _killed_between_renames(prep, pid)
+    assert len(load_dataset(prep).products) == 300
+    _killed_between_renames(prep, pid, 200)
+    with prepared_dir(prep) as found:
+        assert found == prep  # the prepared directory itself, not a preparation of nothing
+    # A model directory (here a link to the base model, as a save may replace a link).
+    from aisle.towers.model import base_model_path, model_runtime
+
+    model = tmp_path / "model"
+    model.symlink_to(base_model_path(), target_is_directory=True)
+    _killed_between_renames(model, pid)
+    assert model_runtime(model) == "torch" and model.is_symlink()
+    with pytest.raises(ArtifactError, match=r"manifest\.json is missing"):
+        read_manifest(tmp_path / "never-published", "aisle.thing")
+
+
+def test_an_error_between_the_two_renames_puts_the_old_output_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aisle.artifacts as artifacts
+
+    out = tmp_path / "out"
+    _publish(out, "aisle.thing", "first")
+    real = os.replace
+
+    def interrupted(src: str | Path, dst: str | Path) -> None:
+        if Path(dst) == out and Path(src).name.startswith(".out.tmp-"):
+            raise KeyboardInterrupt  # Ctrl-C after the old tree stepped aside
+        real(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _publish(out, "aisle.thing", "second")
+    assert (out / "payload.txt").read_text() == "first"
+    assert _leftovers(tmp_path) == []

@@ -190,6 +190,13 @@ def write_catalog(
     )
 
 
+def check_catalog(prep: Path, data: Path) -> None:
+    """Refuse a catalog with no products, naming ``data``: what the user gave, where ``prep``
+    may be a temporary preparation of a CSV directory."""
+    if product_count(prep) == 0:
+        raise DataError(f"{data}: the catalog has no products; nothing to index")
+
+
 def embed_for_build(
     prep: Path,
     model: TwoTowerModel,
@@ -198,11 +205,9 @@ def embed_for_build(
     engine: EmbedEngine,
     config: IndexConfig,
 ) -> EmbeddedCatalog:
-    """Check the config can index this catalog, then run the embedding job."""
-    count = product_count(prep)
-    if count == 0:
-        raise DataError(f"{prep}: the catalog has no products; nothing to index")
-    check_buildable(config, count, model.dim)  # before any embedding work
+    """Check the config can index this catalog (its callers have refused an empty one:
+    ``check_catalog``), then run the embedding job."""
+    check_buildable(config, product_count(prep), model.dim)  # before any embedding work
     key = cache_key(model.fingerprint, model.runtime)
     cache = EmbeddingCache(cache_dir, key, model.dim) if cache_dir else None
     return embed_catalog(prep, model, work, cache, engine)
@@ -263,6 +268,7 @@ def build_index(
     started = time.perf_counter()
     with prepared_dir(Path(data)) as prep:
         data_manifest = catalog_manifest(prep)
+        check_catalog(prep, data)
         catalog_fp = data_manifest["fingerprints"][PRODUCTS]
         if vectors is None and not force and index_is_current(
                 out, model.fingerprint, catalog_fp, config, model.runtime):
@@ -342,6 +348,7 @@ def _build_version(data: Path, model: TwoTowerModel, root: Path, config: IndexCo
     was_current = current_id(root)  # an operator's rollback or promote meanwhile stands
     with prepared_dir(Path(data)) as prep:
         data_manifest = catalog_manifest(prep)
+        check_catalog(prep, data)
         catalog_fp = data_manifest["fingerprints"][PRODUCTS]
         try:
             current: Path | None = resolve_index_dir(root)

@@ -149,7 +149,8 @@ def _job(p: argparse.ArgumentParser) -> None:
                    help="with --engine ray: the Ray cluster to join (host:port, ray://host:port "
                    "or auto; default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--keep", type=positive_int, default=DEFAULT_KEEP,
-                   help="versions to keep after publishing (the current one always stays)")
+                   help="versions to keep after publishing: the current one and the keep-1 "
+                   "promoted most recently before it (see aisle index prune --help)")
 
 
 def add_index_parsers(sub: Any, add_command: Any) -> None:
@@ -202,11 +203,15 @@ def add_index_parsers(sub: Any, add_command: Any) -> None:
     _root(p)
     p.set_defaults(func=cmd_rollback)
 
-    p = add_command(isub, "prune", "delete all but the newest versions (never the current)",
+    p = add_command(isub, "prune",
+                    "delete the versions neither current nor ones rollback returns to",
                     "aisle index prune --out runs/hd-index --keep 3")
     _root(p)
     p.add_argument("--keep", type=positive_int, required=True,
-                   help="versions to keep (>= 1; the current one always stays)")
+                   help="versions to keep (>= 1): the current one and the keep-1 promoted "
+                   "most recently before it, what rollback returns to. A version never made "
+                   "current counts in no keep: it stays while newer than the current one (for "
+                   "aisle index promote), then goes")
     p.set_defaults(func=cmd_prune)
 
     p = add_command(isub, "export-vectors",

@@ -3,8 +3,10 @@
 A rebuild looks every product's text up here and encodes only the misses: new products, and
 products whose text changed. One directory per model fingerprint holds append-only shards,
 each a pair ``<shard>.keys.npy`` (``S32`` hex digests) and ``<shard>.vecs.npy`` (float32
-``(n, D)``); the keys file is written last, so a shard without one is ignored (a killed
-write). Vectors are memory-mapped, never loaded whole.
+``(n, D)``); the keys file is written last, so a vectors file without one is a killed
+write's: loading the cache removes it (logged). A cache is written by one process at a time,
+the build or update that holds its root's ``.build.lock``, so that file is no live
+writer's. Vectors are memory-mapped, never loaded whole.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class EmbeddingCache:
         self._load()
 
     def _load(self) -> None:
+        self._remove_orphans()
         keys: list[np.ndarray] = []
         start = 0
         for path in sorted(self.dir.glob(f"*{KEYS}")) if self.dir.is_dir() else []:
@@ -76,6 +79,15 @@ class EmbeddingCache:
         first = ~flat.duplicated()
         self._keys = flat[first]
         self._rows = np.flatnonzero(first)
+
+    def _remove_orphans(self) -> None:
+        """Delete the vectors files whose keys file was never written (a write killed
+        between the two): no lookup reaches them, and nothing else would ever delete them."""
+        for path in sorted(self.dir.glob(f"*{VECS}")) if self.dir.is_dir() else []:
+            if not path.with_name(path.name[: -len(VECS)] + KEYS).exists():
+                path.unlink(missing_ok=True)
+                log.info("removed %s from the embedding cache %s: its keys were never "
+                         "written (a killed write)", path.name, self.dir)
 
     def __len__(self) -> int:
         return len(self._keys)

@@ -31,6 +31,7 @@ from aisle.errors import ArtifactError, ManifestMismatch
 from aisle.indexing.ann import ADD_BLOCK, supports_removal
 from aisle.indexing.build import (
     base_manifest,
+    check_catalog,
     embed_for_build,
     fitting_config,
     job_manifest,
@@ -157,7 +158,15 @@ def _read_old_files(directory: Path) -> OldIndex:
             "run a full build once: aisle index --data ... --out ... --force"
         )
     config = stored_index_config(read_manifest(directory, KIND).get("index_config", {}))
-    return OldIndex(faiss.read_index(str(directory / INDEX_FILE)), rows, config)
+    index = faiss.read_index(str(directory / INDEX_FILE))
+    if index.ntotal != len(rows):
+        # Changed in place, its row labels would point at other products' vectors.
+        raise ArtifactError(
+            f"{directory}: its {INDEX_FILE} holds {index.ntotal} vectors, its {ROWS_FILE} "
+            f"{len(rows)} rows (files of two different builds?), so an update cannot change "
+            "it; run a full build: aisle index build --force"
+        )
+    return OldIndex(index, rows, config)
 
 
 def _cache_current_vectors(directory: Path, cache_dir: Path, model: TwoTowerModel) -> int:
@@ -204,8 +213,9 @@ def update_version(
 
     ``model`` defaults to the current version's, loaded from ``model_ref`` if given (another
     directory of the same weights), with ``backend`` (default: the backend that embedded the
-    current version); another model is refused (a full build). Refused while another build or
-    update of the same root runs (``ROOT/.build.lock``).
+    current version); another model is refused (a full build), as is a current version whose
+    index or partition holds another count of vectors than of rows (before any work). Refused
+    while another build or update of the same root runs (``ROOT/.build.lock``).
     """
     check_keep(keep)  # before any work: a bad keep used to fail after publishing
     check_engine(engine)
@@ -262,21 +272,24 @@ def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine:
     elif model.runtime != recorded or built_with not in (None, model.backend):
         raise ManifestMismatch(_mixing(built_with, recorded, model))
     config = stored_index_config(current.manifest["index_config"])
+    # Vectors of an unknown runtime are not kept: the index is built anew from the embedded ones.
+    read_old = _read_old if recorded is not None else lambda directory: None
     with prepared_dir(Path(data)) as prep:
         data_manifest = catalog_manifest(prep)
+        check_catalog(prep, data)
         if current.manifest["data"]["products_fingerprint"] == data_manifest["fingerprints"][
             PRODUCTS
         ]:
             log.info("current version %s already holds this catalog", current.root.name)
             return current.root
+        for rel in current.manifest.get("partitions", {}).values():
+            read_old(current.root / rel)  # one that cannot be updated is refused before any work
         if recorded is not None:
             _cache_current_vectors(current.root, root / EMBED_CACHE, model)
         embedded = embed_for_build(prep, model, root / WORK, root / EMBED_CACHE, engine,
                                    config)
     vid = new_version_id()
     base = base_manifest(config, model, data_manifest)
-    # Vectors of an unknown runtime are not kept: the index is built anew from the embedded ones.
-    read_old = _read_old if recorded is not None else lambda directory: None
     manifest = {
         **base,
         **job_manifest(embedded, engine, started),

@@ -30,7 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aisle.artifacts import MANIFEST, atomic_write_text, manifest_kind, sibling_temp
+from aisle.artifacts import (
+    MANIFEST,
+    atomic_write_text,
+    manifest_kind,
+    pid_alive,
+    sibling_temp,
+)
 from aisle.errors import ArtifactError
 from aisle.retrieval.layout import (
     CURRENT,
@@ -278,7 +284,15 @@ def _rollback(root: Path) -> str:
 
 
 def prune(root: Path, keep: int = DEFAULT_KEEP, holds_build_lock: bool = False) -> list[str]:
-    """Delete all but the ``keep`` newest versions; the current one is never deleted.
+    """Delete the versions that ``keep`` does not cover; the current one is never deleted.
+
+    ``keep`` counts what a rollback needs: the current version and the ``keep - 1`` versions
+    promoted most recently before it (``HISTORY``, newest first: the order rollback walks).
+    A version that is not in ``HISTORY`` (never made current, such as a job's version written
+    while an operator rolled back, or one rolled back from) counts toward no ``keep``: it
+    stays while it is newer than the current version, for ``aisle index promote``, and goes
+    once a newer one is current, since no rollback returns to it. Counted among the newest
+    (as before), such a version could push out the one a rollback needs.
 
     Also removes what killed jobs left behind (``remove_leftovers``) and the embedding caches
     that no remaining version uses (``unused_caches``), but only while no build or update can
@@ -344,12 +358,27 @@ def unused_caches(root: Path) -> list[Path]:
             and d.name not in used and d.stat().st_mtime < oldest]
 
 
+def _kept(versions: list[VersionInfo], history: list[str], keep: int) -> set[str]:
+    """The ids of ``versions`` (oldest first) that ``prune(root, keep)`` keeps."""
+    listed = {v.id for v in versions}
+    current = next((i for i, v in enumerate(versions) if v.current), None)
+    kept = set() if current is None else {versions[current].id}
+    for vid in reversed(history):
+        if len(kept) >= keep:
+            break
+        if vid in listed:
+            kept.add(vid)
+    # Without a readable current version, every version never served is newer than it.
+    newer = versions if current is None else versions[current + 1:]
+    return kept | {v.id for v in newer if v.id not in history}
+
+
 def _prune(root: Path, keep: int) -> list[str]:
     versions = list_versions(root)
-    newest = {v.id for v in versions[-keep:]}
+    kept = _kept(versions, _history(root), keep)
     removed = []
     for v in versions:
-        if v.id in newest or v.current:
+        if v.id in kept or v.current:
             continue
         # Rename first so a half-deleted directory never looks like a version.
         doomed = sibling_temp(v.path, "deleting")
@@ -381,18 +410,6 @@ def _older_than(path: Path, seconds: float) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True  # someone else's process (or an absurd pid): leave its files alone
-    return True
-
-
 def remove_leftovers(root: Path) -> list[Path]:
     """Delete the temporary files and directories of jobs that were killed: those whose
     recorded pid is no longer running and that are over ``LEFTOVER_AGE_S`` old (and pid-less
@@ -413,7 +430,7 @@ def remove_leftovers(root: Path) -> list[Path]:
         for p in place.iterdir():
             m = _LEFTOVER.match(p.name)
             if m is not None:
-                if _alive(int(m["pid"])) or not _older_than(p, LEFTOVER_AGE_S):
+                if pid_alive(int(m["pid"])) or not _older_than(p, LEFTOVER_AGE_S):
                     continue
             elif not (place.name == VERSIONS and _OLD_DELETING.match(p.name)):
                 continue

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -123,7 +124,8 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path: Path, base_model: TwoTow
     data = tmp_path / "empty"
     data.mkdir()
     (data / "products.csv").write_text("product_id,title,description,brand,category\n")
-    with pytest.raises(DataError, match="no products"):
+    # Named as given: not the temporary directory a CSV catalog is prepared into.
+    with pytest.raises(DataError, match=f"^{re.escape(str(data))}: the catalog has no products"):
         build_index(data, base_model, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["empty"]

@@ -114,14 +114,20 @@ def test_each_backend_and_int8_generation_has_its_own_cache() -> None:
     assert cache_key("fp", "onnx-int8") != "fp-onnx-int8"  # int8's older, batched vectors
 
 
-def test_the_cache_ignores_a_shard_without_keys(tmp_path: Path) -> None:
+def test_the_cache_ignores_and_removes_a_shard_without_keys(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     cache = EmbeddingCache(tmp_path, "m", 4)
     cache.add(["a" * 32, "b" * 32], np.eye(4, dtype=np.float32)[:2])
     cache.add(["b" * 32, "c" * 32], np.eye(4, dtype=np.float32)[2:])  # b is kept once
     # A shard killed between its two files: vectors written, keys not.
-    np.save(tmp_path / "m" / "99999999999999999999-dead.vecs.npy", np.ones((1, 4), np.float32))
-    again = EmbeddingCache(tmp_path, "m", 4)
+    orphan = tmp_path / "m" / "99999999999999999999-dead.vecs.npy"
+    np.save(orphan, np.ones((1, 4), np.float32))
+    with caplog.at_level("INFO", logger="aisle.indexing.embed_cache"):
+        again = EmbeddingCache(tmp_path, "m", 4)
     assert len(again) == 3
+    assert not orphan.exists() and f"removed {orphan.name}" in caplog.text
+    assert len(list((tmp_path / "m").iterdir())) == 4  # the two whole shards, nothing else
     vecs, hit = again.lookup(["c" * 32, "x" * 32, "a" * 32, "b" * 32])
     assert list(hit) == [True, False, True, True]
     np.testing.assert_array_equal(vecs[[0, 2, 3]], np.eye(4, dtype=np.float32)[[3, 0, 1]])

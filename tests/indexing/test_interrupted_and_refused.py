@@ -6,6 +6,7 @@ command over an up-to-date plain index directory says so."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -63,7 +64,8 @@ def test_a_first_build_refused_for_its_input_leaves_no_out_behind(
         src.mkdir()
         (src / "products.csv").write_text("product_id,title,description,brand,category\n")
     root = tmp_path / "runs" / "index"
-    with pytest.raises(DataError):
+    # Each names the input given (not the temporary preparation of a CSV catalog).
+    with pytest.raises(DataError, match=f"^{re.escape(str(src))}"):
         build_version(src, base_model, root)
     assert not root.exists()
     # A root that was there before the failed build stays, lock file and all.

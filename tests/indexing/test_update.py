@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -338,6 +339,49 @@ def test_an_update_over_a_corrupt_partition_says_to_build_again(
     part.write_bytes(part.read_bytes()[:100])  # truncated: a full disk, a bad copy
     with pytest.raises(ArtifactError, match=r"is corrupt .* aisle index build --force"):
         update_version(prepare_catalog(catalog.iloc[:50], "d50"), root, base_model)
+
+
+def test_an_update_over_a_partition_whose_rows_and_index_disagree_is_refused_before_any_work(
+    catalog: pd.DataFrame, prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel, counting: CountingEncoder, tmp_path: Path,
+) -> None:
+    """A partition's FAISS index with one vector fewer than its row map (a copy of another
+    build's file): changed in place (flat), its labels would point at the wrong vectors."""
+    import faiss
+
+    from aisle.errors import ArtifactError
+    from aisle.indexing.versions import current_id
+
+    root = tmp_path / "root"
+    first = build_version(prepare_catalog(catalog.iloc[:40], "d40"), base_model, root,
+                          IndexConfig(kind="flat"))
+    part = first / "partitions" / "store-1"
+    index = faiss.read_index(str(part / "index.faiss"))
+    index.remove_ids(np.array([0], dtype=np.int64))
+    faiss.write_index(index, str(part / "index.faiss"))
+    data = prepare_catalog(catalog.iloc[:50], "d50")
+    counting.texts.clear()
+    with pytest.raises(ArtifactError, match=(r"partitions/store-1: its index\.faiss holds 13 "
+                                             r"vectors, its rows\.parquet 14 rows.*"
+                                             r"aisle index build --force")):
+        update_version(data, root, base_model)
+    assert not counting.texts  # refused before anything was embedded
+    assert sorted(p.name for p in (root / "versions").iterdir()) == [first.name]
+    assert current_id(root) == first.name
+
+
+def test_an_update_to_an_empty_csv_catalog_names_the_catalog_given(
+    root_of_40: tuple[Path, Path], base_model: TwoTowerModel, tmp_path: Path
+) -> None:
+    from aisle.errors import DataError
+
+    root, first = root_of_40
+    empty = tmp_path / "empty-csv"
+    empty.mkdir()
+    (empty / "products.csv").write_text("product_id,title,description,brand,category\n")
+    with pytest.raises(DataError, match=f"^{re.escape(str(empty))}: the catalog has no products"):
+        update_version(empty, root, base_model)
+    assert [p.name for p in (root / "versions").iterdir()] == [first.name]
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "flat"])

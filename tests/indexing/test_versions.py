@@ -66,12 +66,46 @@ def test_promote_rollback_and_prune(three_versions: tuple[Path, list[str]]) -> N
     assert load_index(root).manifest["count"] == 80
     with pytest.raises(ArtifactError, match="no version 'nope'"):
         promote(root, "nope")
-    # keep=1 keeps the newest; the current (older) one is never deleted.
+    # keep=1 keeps the current version; ids[2], newer and rolled back from, waits for a
+    # promote; ids[0], older and not current, goes.
     assert prune(root, keep=1) == [ids[0]]
     assert [v.id for v in list_versions(root)] == ids[1:]
     assert current_id(root) == ids[1]
     with pytest.raises(ArtifactError, match="no earlier version"):
         rollback(root)
+
+
+def _version(root: Path, vid: str, created: float) -> None:
+    """A version directory as list_versions reads it (nothing is loaded from it here)."""
+    d = root / "versions" / vid
+    d.mkdir(parents=True)
+    (d / "manifest.json").write_text(json.dumps({"kind": "aisle.index", "created": created,
+                                                 "model": {"ref": "m", "fingerprint": "f"}}))
+
+
+def test_keep_counts_the_versions_rollback_returns_to_not_ones_never_served(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    for i, vid in enumerate(["a", "b", "c"]):
+        _version(root, vid, i + 1)
+        promote(root, vid)
+    # A nightly job's version, written while an operator rolled back from c: never current.
+    assert rollback(root) == "b"
+    _version(root, "d", 4)
+    # keep=2: b (current) and a, what the next rollback needs; c (rolled back from) and d
+    # are newer than b and stay for `aisle index promote`, counted in no keep.
+    assert prune(root, keep=2) == []
+    assert rollback(root) == "a"
+    promote(root, "b")
+    # e is current now. d was never served and c was rolled back from: nothing returns to
+    # them, and e supersedes both. a, b: the versions rollback walks back to.
+    _version(root, "e", 5)
+    promote(root, "e")
+    assert prune(root, keep=3) == ["c", "d"]
+    assert [v.id for v in list_versions(root)] == ["a", "b", "e"]
+    assert prune(root, keep=2) == ["a"]
+    assert rollback(root) == "b"
 
 
 def test_index_cli_build_list_promote_rollback(
