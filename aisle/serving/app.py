@@ -106,8 +106,8 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
         metrics: Metrics = app.state.metrics
         built: Engine | None = None  # an engine made here is closed here; a given one is not
 
-        async def reload(eng: Engine) -> str:
-            return await reloading.reload(eng, executor, metrics)
+        async def reload(eng: Engine) -> str:  # the watcher's: only an index not serving yet
+            return await reloading.reload(eng, executor, metrics, unless_served=True)
 
         try:
             if engine is not None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import FastAPI, Query, Request
 
 from aisle.autocomplete.lookup import Autocomplete
 from aisle.serving.config import ServeConfig
 from aisle.serving.errors import InvalidRequest, NoAutocomplete, documented
-from aisle.serving.params import refuse_unknown
+from aisle.serving.params import integer_query, refuse_unknown
 from aisle.serving.schemas import AutocompleteResponse, AutocompleteSuggestion
 
 
@@ -27,8 +28,10 @@ def add_autocomplete_routes(app: FastAPI, config: ServeConfig) -> None:
         request: Request,
         prefix: str = Query(description="what the shopper has typed so far: not only spaces, "
                                         "at most max_query_chars characters"),
-        k: int = Query(default=min(config.default_k, config.autocomplete_max_k),
-                       description="suggestions to return, 1..autocomplete_max_k"),
+        # Query inside Annotated: as the default, FastAPI would drop integer_query.
+        k: Annotated[int, integer_query("autocomplete_max_k"), Query(
+            description="suggestions to return, 1..autocomplete_max_k")
+        ] = min(config.default_k, config.autocomplete_max_k),
     ) -> AutocompleteResponse:
         started = time.perf_counter()
         refuse_unknown(request.query_params, ("prefix", "k"), "GET /autocomplete")

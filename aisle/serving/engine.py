@@ -117,8 +117,8 @@ class Engine:
     def snapshot(self) -> Snapshot:
         return self.holder.snapshot
 
-    def reload(self) -> str:
-        return self.holder.reload()
+    def reload(self, unless_served: bool = False) -> str:
+        return self.holder.reload(unless_served)
 
     def changed_on_disk(self) -> bool:
         return self.holder.changed_on_disk()

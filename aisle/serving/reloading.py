@@ -2,8 +2,8 @@
 
 Any failure to load leaves the serving index in place; it is logged, counted in
 ``aisle_reload_failures`` and raised as ``ReloadRefused`` (a 409 from ``/admin/reload``). The
-watcher outlives every failure, and leaves a publish that failed alone until the disk changes
-again (``Engine.changed_on_disk``).
+watcher outlives every failure, leaves a publish that failed alone until the disk changes
+again (``Engine.changed_on_disk``), and never loads again the index already serving.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 
 from aisle.errors import AisleError
+from aisle.serving.batching import ShuttingDown, on_thread
 from aisle.serving.engine import Engine
 from aisle.serving.metrics import Metrics
 
@@ -44,10 +45,16 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-async def reload(eng: Engine, executor: Executor, metrics: Metrics) -> str:
-    """Load the index on disk (off the event loop) and swap it in; its version."""
+async def reload(eng: Engine, executor: Executor, metrics: Metrics,
+                 unless_served: bool = False) -> str:
+    """Load the index on disk (off the event loop) and swap it in; its version.
+    ``unless_served`` (the watcher's): load nothing when the index on disk is the one serving
+    already, as after an admin reload that ran while the watcher waited its turn.
+    ``ShuttingDown`` (a 503, no failed reload) once the service has shut its threads."""
     try:
-        version = await asyncio.get_running_loop().run_in_executor(executor, eng.reload)
+        version = await on_thread(executor, eng.reload, unless_served)
+    except ShuttingDown:
+        raise
     except Exception as e:
         metrics.reload_failures.inc()
         why = describe_failure(e)

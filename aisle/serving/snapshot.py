@@ -162,10 +162,27 @@ class SnapshotHolder:
         stat = self._manifest_stat()
         return stat != self._stat and stat != self._failed_stat
 
-    def reload(self) -> str:
-        """Load the index on disk now and swap it in; on any error the old one keeps serving."""
+    def _serves_disk(self) -> bool:
+        """Whether the index on disk is the one serving: the same directory (a versioned
+        root's CURRENT version) with the same manifest (its version id, what built it, its
+        fusion weights: what a new build, a republish or tune-fusion changes)."""
+        index = self.snapshot.index
+        try:
+            root = resolve_index_dir(Path(self.config.index))
+            return root == index.root and json.loads((root / MANIFEST).read_bytes()) == (
+                index.manifest)
+        except (OSError, ValueError, AisleError):
+            return False  # a load says what is wrong
+
+    def reload(self, unless_served: bool = False) -> str:
+        """Load the index on disk now and swap it in; on any error the old one keeps serving.
+        ``unless_served``: not when the index on disk is the one serving (the watcher's, which
+        an admin reload may have beaten to this lock); its version then."""
         with self._reload_lock:
             stat = self._manifest_stat()
+            if unless_served and self._serves_disk():
+                self._stat = stat  # no change for the watcher to take either
+                return self.snapshot.version
             try:
                 snapshot = load_snapshot(self.config, self.snapshot)
             except BaseException:

@@ -54,6 +54,24 @@ def test_bad_input(client: TestClient, params: dict, message: str) -> None:
     assert r.status_code == 422 and message in r.json()["detail"], r.text
 
 
+@pytest.mark.parametrize("raw", [" 5 ", "5 ", "5.0", "5.", "1_000", "0x5", "\u0665", ""])
+def test_k_is_nothing_but_an_integer_as_the_openapi_document_declares(
+    client: TestClient, raw: str
+) -> None:
+    """FastAPI (pydantic, lax) took " 5 ", "5.0" and "1_000"; k is refused as GET /search
+    refuses it (aisle/serving/params.py)."""
+    r = client.get("/autocomplete", params={"prefix": "moen", "k": raw})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == ("malformed request: k: must be a whole number, digits only "
+                                  f"(such as 10), got {raw!r}")
+    assert r.json()["field"] == "k"
+    assert client.get("/autocomplete", params={"prefix": "moen", "k": "05"}).status_code == 200
+    over = client.get("/autocomplete", params={"prefix": "moen", "k": "9" * 40})
+    assert over.status_code == 422 and over.json()["detail"] == (
+        "malformed request: k: must be a whole number from 1 to autocomplete_max_k, got a "
+        "40-digit number")
+
+
 @pytest.mark.parametrize("prefix", ["ü ñ 漢字", "🔨🔨 gla", "\x00\x07 odd \ufffd", "'; DROP"])
 def test_unicode_emoji_and_odd_bytes_are_answered(client: TestClient, prefix: str) -> None:
     r = client.get("/autocomplete", params={"prefix": prefix})

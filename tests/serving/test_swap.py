@@ -201,3 +201,63 @@ def test_an_index_published_while_the_service_starts_is_taken(
     assert holder.changed_on_disk()  # the watcher will load v2
     monkeypatch.setattr(snapshot_module, "load_snapshot", load)
     assert holder.reload() == "v2" and not holder.changed_on_disk()
+
+
+def test_a_reload_during_shut_down_is_a_503_with_retry_after_and_no_failure(
+    serve_config: ServeConfig, engine: Engine
+) -> None:
+    """An admin reload that got past its dependencies as the service shut its threads met
+    RuntimeError("cannot schedule new futures after shutdown"): a 409, counted as a failed
+    reload. It is told the service is shutting down, as a search is."""
+    with TestClient(create_app(serve_config, engine), raise_server_exceptions=False) as client:
+        client.app.state.executor.shutdown()  # type: ignore[attr-defined]
+        r = client.post("/admin/reload", headers={"Authorization": "Bearer s3cret"})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+        assert r.json()["detail"] == "the service is shutting down; retry shortly"
+        assert reload_failures(client) == 0
+
+
+def test_the_watcher_loads_nothing_that_already_serves(
+    sample_index: Path, tmp_path: Path, base_model: TwoTowerModel
+) -> None:
+    """The watcher sees a publish, and waits for the reload lock while an admin reload loads
+    that very publish: its turn must not load it again (twice the memory and load time)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aisle.serving import reloading
+    from aisle.serving.metrics import Metrics
+
+    served = tmp_path / "served"
+    shutil.copytree(sample_index, served)
+    config = ServeConfig(index=str(served), watch_interval_s=0)
+    engine = engine_over(config, base_model, speller=False)
+    manifest = json.loads((served / MANIFEST).read_text())
+
+    def republish(version: str) -> None:
+        build = tmp_path / f"build-{len(list(tmp_path.glob('build-*')))}"
+        shutil.copytree(served, build)
+        (build / MANIFEST).write_text(json.dumps(dict(manifest, version=version)))
+        publish(build, served)
+
+    async def reload(unless_served: bool) -> str:
+        with ThreadPoolExecutor(1) as pool:
+            return await reloading.reload(engine, pool, Metrics(), unless_served=unless_served)
+
+    republish("v2")
+    assert engine.changed_on_disk()  # what the watcher saw: it reloads next...
+    assert asyncio.run(reload(False)) == "v2"  # ...but an admin reload took the lock first
+    loaded = engine.snapshot
+    assert asyncio.run(reload(True)) == "v2"  # the watcher's turn
+    assert engine.snapshot is loaded
+
+    # The same build published again (new files, the same manifest): nothing new to load,
+    # and no longer a change the watcher sees. Anything else on disk is loaded.
+    republish("v2")
+    assert engine.changed_on_disk()
+    assert asyncio.run(reload(True)) == "v2" and engine.snapshot is loaded
+    assert not engine.changed_on_disk()
+    republish("v3")
+    assert asyncio.run(reload(True)) == "v3" and engine.snapshot.index.version == "v3"
+    loaded = engine.snapshot
+    assert asyncio.run(reload(False)) == "v3" and engine.snapshot is not loaded  # as asked
