@@ -136,6 +136,18 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _discard(path: Path, out: Path) -> None:
+    """Delete ``path``, a copy of ``out`` set aside, renaming it ``.<name>.deleting-...`` first:
+    a kill while a large tree is deleted then leaves no half-deleted ``.old-`` copy, which
+    ``recover_publish`` would move back as ``out``."""
+    doomed = sibling_temp(out, "deleting")
+    try:
+        os.replace(path, doomed)
+    except FileNotFoundError:
+        return  # deleted meanwhile
+    _remove(doomed)
+
+
 def recover_publish(out: Path) -> bool:
     """Undo what an ``atomic_dir`` publish killed between its two renames left behind.
 
@@ -143,16 +155,26 @@ def recover_publish(out: Path) -> bool:
     in, so ``out`` is missing. With ``out`` missing, the newest such copy of a process that
     no longer runs is moved back (logged; True); the killed job did not finish, so its
     previous output stands. Any other such copy is stale (``out`` was published after it)
-    and is removed. A copy whose process still runs is left alone: it may be between its
-    two renames right now.
+    and is removed, as is what a killed delete left (``.<name>.deleting-<pid>-<ns>``: a copy
+    is renamed so before it is deleted, so a half-deleted one is never moved back). A copy
+    whose process still runs is left alone: it may be between its two renames right now.
     """
     out = Path(out)
-    pattern = re.compile(re.escape(f".{out.name}.old-") + r"(\d+)-(\d+)$")
+    pattern = re.compile(re.escape(f".{out.name}.") + r"(old|deleting)-(\d+)-(\d+)$")
     found = []
-    for p in out.parent.iterdir() if out.parent.is_dir() else []:
+    try:
+        entries = list(out.parent.iterdir()) if out.parent.is_dir() else []
+    except OSError:  # a parent this user cannot list: nothing here to recover
+        entries = []
+    for p in entries:
         m = pattern.match(p.name)
-        if m is not None and not pid_alive(int(m[1])):
-            found.append((int(m[2]), p))
+        if m is None or pid_alive(int(m[2])):
+            continue
+        if m[1] == "deleting":  # a killed delete's: never a whole copy
+            _remove(p)
+            log.info("removed %s: what a killed publish was deleting", p)
+        else:
+            found.append((int(m[3]), p))
     aside = [p for _, p in sorted(found)]
     restored = False
     if aside and not out.exists() and not out.is_symlink():
@@ -170,7 +192,7 @@ def recover_publish(out: Path) -> bool:
                     "so the previous %s stands", out, newest.name, out.name)
         restored = True
     for stale in aside:
-        _remove(stale)
+        _discard(stale, out)
         log.info("removed %s: a copy of %s that a killed publish set aside", stale, out.name)
     return restored
 
@@ -209,13 +231,17 @@ def atomic_dir(out: Path, kind: str | None) -> Iterator[Path]:
     try:
         os.replace(tmp, out)
     except BaseException:  # an error or Ctrl-C between the renames: the old one goes back
-        if old is not None:
-            os.replace(old, out)
-        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            if old is not None:
+                os.replace(old, out)
+        except OSError:  # the first error is what to report; recover_publish tries again
+            log.warning("could not put %s back as %s", old, out, exc_info=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     fsync_path(out.parent)
     if old is not None:
-        _remove(old)
+        _discard(old, out)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

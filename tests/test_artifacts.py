@@ -189,7 +189,9 @@ def test_a_published_directory_is_on_the_disk_before_the_old_one_steps_aside(
     first_rename = next(i for i, (kind, _) in enumerate(disk_log) if kind == "replace")
     flushed = {Path(p).name for kind, p in disk_log[:first_rename] if kind == "fsync"}
     assert {"vectors.bin", "manifest.json", "sub"} <= flushed
-    assert disk_log[-1] == ("fsync", str(tmp_path))
+    # The rename in is flushed (the directory entry) before the old tree is deleted.
+    published = disk_log.index(("replace", str(out)))
+    assert disk_log[published + 1] == ("fsync", str(tmp_path))
     assert (out / "sub" / "vectors.bin").read_bytes() == b"y" * 10
 
 
@@ -292,4 +294,76 @@ def test_an_error_between_the_two_renames_puts_the_old_output_back(
     with pytest.raises(KeyboardInterrupt):
         _publish(out, "aisle.thing", "second")
     assert (out / "payload.txt").read_text() == "first"
+    assert _leftovers(tmp_path) == []
+
+
+def test_when_the_old_output_cannot_go_back_the_first_error_is_raised_and_kept_for_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aisle.artifacts as artifacts
+
+    out = tmp_path / "out"
+    _publish(out, "aisle.thing", "first")
+    real = os.replace
+
+    def failing(src: str | Path, dst: str | Path) -> None:
+        if Path(dst) == out and Path(src).name.startswith(".out.tmp-"):
+            raise KeyboardInterrupt  # Ctrl-C after the old tree stepped aside
+        if Path(dst) == out and Path(src).name.startswith(".out.old-"):
+            raise OSError("the disk said no")
+        real(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "replace", failing)
+    with pytest.raises(KeyboardInterrupt):  # not the OSError of putting it back
+        _publish(out, "aisle.thing", "second")
+    assert not out.exists()
+    assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == [".out.old"]  # no tmp
+    monkeypatch.setattr(artifacts.os, "replace", real)
+    # The set-aside copy's process is this one, still alive: only a later process restores
+    # it. Stand in for that process's death by renaming the copy with a pid that is gone.
+    (copy,) = tmp_path.iterdir()
+    _, _, stamp = copy.name.rpartition("-")
+    copy.rename(tmp_path / f".out.old-{_dead_pid()}-{stamp}")
+    assert artifacts.recover_publish(out)
+    assert (out / "payload.txt").read_text() == "first"
+
+
+def test_a_publish_killed_while_deleting_the_old_output_leaves_nothing_to_restore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleting the old tree is the slow part of a publish (gigabytes): a kill there used to
+    leave a half-deleted ``.out.old-<pid>-<ns>``, which recover_publish then moved back as
+    ``out`` once ``out`` went missing (deleted or moved away by its owner): an artifact the
+    user removed came back, half of it gone. Set aside under another name first, it cannot."""
+    import shutil
+
+    import aisle.artifacts as artifacts
+    from aisle.artifacts import read_manifest
+
+    out = tmp_path / "out"
+    _publish(out, "aisle.thing", "first")
+    real = shutil.rmtree
+
+    def killed(path: str | Path, *args: object, **kwargs: object) -> None:
+        if Path(path).name.startswith(".out."):  # the old tree, half deleted, then a kill
+            (Path(path) / "payload.txt").unlink()
+            raise KeyboardInterrupt
+        real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(artifacts.shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _publish(out, "aisle.thing", "second")
+    monkeypatch.undo()
+    assert (out / "payload.txt").read_text() == "second"
+    # What the killed job left, as a later process sees it (its pid gone).
+    pid = _dead_pid()
+    for p in tmp_path.iterdir():
+        if p.name.startswith(".out."):
+            p.rename(p.with_name(p.name.replace(f"-{os.getpid()}-", f"-{pid}-")))
+    real(out)  # its owner deletes it
+    with pytest.raises(ArtifactError, match=r"manifest\.json is missing"):
+        read_manifest(out, "aisle.thing")  # nothing half-deleted comes back
+    assert not out.exists()
+    _publish(out, "aisle.thing", "third")  # and the next publish clears what was left
+    assert (out / "payload.txt").read_text() == "third"
     assert _leftovers(tmp_path) == []
