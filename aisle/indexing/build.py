@@ -21,7 +21,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from aisle.artifacts import atomic_dir, check_replaceable, write_manifest
+from aisle.artifacts import atomic_dir, check_replaceable, read_manifest, write_manifest
 from aisle.configs import to_dict
 from aisle.data.dataset import catalog_manifest, prepared_dir, product_count
 from aisle.data.fields import field_columns, field_types
@@ -131,6 +131,28 @@ def base_manifest(
             "products_fingerprint": data_manifest["fingerprints"][PRODUCTS],
         },
     }
+
+
+def kept_fusion(previous: Path | None, model: TwoTowerModel) -> dict[str, Any]:
+    """What a rebuild keeps of the index it replaces (``previous``, None: none): the fusion
+    ``aisle tune-fusion`` chose, when ``previous`` was built by the same towers, whose dense
+    scores then mean what they meant when it was tuned (a new catalog changes them no more
+    than an update does, which keeps it too). Built by another model, the fusion starts
+    from the default again (logged: tune it again); an untuned one needs nothing kept."""
+    if previous is None:
+        return {}
+    try:
+        manifest = read_manifest(previous, KIND)
+    except ArtifactError:
+        return {}  # nothing readable to keep; the build says what it replaces, if anything
+    if "fusion_tuning" not in manifest:
+        return {}
+    if manifest.get("model", {}).get("fingerprint") != model.fingerprint:
+        log.warning("%s's fusion was tuned for another model's vectors and is not kept: run "
+                    "aisle tune-fusion on the new index", previous)
+        return {}
+    log.info("keeping the fusion tuned for %s: %s", previous, manifest["fusion"])
+    return {"fusion": manifest["fusion"], "fusion_tuning": manifest["fusion_tuning"]}
 
 
 def write_index_dir(
@@ -281,6 +303,7 @@ def build_index(
         manifest = {
             **base_manifest(config, model, data_manifest, embedding),
             **job_manifest(embedded, engine, started, embedding),
+            **kept_fusion(out if out.exists() else None, model),
             "version": new_version_id(),
         }
         with atomic_dir(out, KIND) as tmp:
@@ -372,6 +395,7 @@ def _build_version(data: Path, model: TwoTowerModel, root: Path, config: IndexCo
         manifest = {
             **base_manifest(config, model, data_manifest, embedding),
             **job_manifest(embedded, engine, started, embedding),
+            **kept_fusion(current, model),
             "version": vid,
         }
         with atomic_dir(root / VERSIONS / vid, None) as tmp:
