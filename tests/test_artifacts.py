@@ -279,22 +279,31 @@ def test_a_loader_restores_an_output_a_killed_publish_set_aside(
 def test_an_error_between_the_two_renames_puts_the_old_output_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import aisle.artifacts as artifacts
-
     out = tmp_path / "out"
     _publish(out, "aisle.thing", "first")
-    real = os.replace
-
-    def interrupted(src: str | Path, dst: str | Path) -> None:
-        if Path(dst) == out and Path(src).name.startswith(".out.tmp-"):
-            raise KeyboardInterrupt  # Ctrl-C after the old tree stepped aside
-        real(src, dst)
-
-    monkeypatch.setattr(artifacts.os, "replace", interrupted)
+    _interrupt_publishing(monkeypatch, out, put_back_fails=False)
     with pytest.raises(KeyboardInterrupt):
         _publish(out, "aisle.thing", "second")
     assert (out / "payload.txt").read_text() == "first"
     assert _leftovers(tmp_path) == []
+
+
+def _interrupt_publishing(monkeypatch: pytest.MonkeyPatch, out: Path, put_back_fails: bool
+                          ) -> None:
+    """A Ctrl-C at ``out``'s second rename, after the old tree stepped aside; and, with
+    ``put_back_fails``, a disk that refuses to move the old tree back too."""
+    import aisle.artifacts as artifacts
+
+    real = os.replace
+
+    def interrupted(src: str | Path, dst: str | Path) -> None:
+        if Path(dst) == out and Path(src).name.startswith(f".{out.name}.tmp-"):
+            raise KeyboardInterrupt
+        if put_back_fails and Path(dst) == out and Path(src).name.startswith(f".{out.name}.old-"):
+            raise OSError("the disk said no")
+        real(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "replace", interrupted)
 
 
 def test_when_the_old_output_cannot_go_back_the_first_error_is_raised_and_kept_for_later(
@@ -304,21 +313,12 @@ def test_when_the_old_output_cannot_go_back_the_first_error_is_raised_and_kept_f
 
     out = tmp_path / "out"
     _publish(out, "aisle.thing", "first")
-    real = os.replace
-
-    def failing(src: str | Path, dst: str | Path) -> None:
-        if Path(dst) == out and Path(src).name.startswith(".out.tmp-"):
-            raise KeyboardInterrupt  # Ctrl-C after the old tree stepped aside
-        if Path(dst) == out and Path(src).name.startswith(".out.old-"):
-            raise OSError("the disk said no")
-        real(src, dst)
-
-    monkeypatch.setattr(artifacts.os, "replace", failing)
-    with pytest.raises(KeyboardInterrupt):  # not the OSError of putting it back
-        _publish(out, "aisle.thing", "second")
+    with monkeypatch.context() as patched:
+        _interrupt_publishing(patched, out, put_back_fails=True)
+        with pytest.raises(KeyboardInterrupt):  # not the OSError of putting it back
+            _publish(out, "aisle.thing", "second")
     assert not out.exists()
     assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == [".out.old"]  # no tmp
-    monkeypatch.setattr(artifacts.os, "replace", real)
     # The set-aside copy's process is this one, still alive: only a later process restores
     # it. Stand in for that process's death by renaming the copy with a pid that is gone.
     (copy,) = tmp_path.iterdir()
