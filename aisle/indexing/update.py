@@ -294,6 +294,8 @@ def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine:
         **base,
         **job_manifest(embedded, engine, started),
         "fusion": current.manifest.get("fusion", base["fusion"]),  # keep a tuned fusion
+        # and the record that it was tuned, by which a later rebuild keeps it too
+        **{k: current.manifest[k] for k in ("fusion_tuning",) if k in current.manifest},
         "version": vid,
         "updated_from": current.root.name,
     }

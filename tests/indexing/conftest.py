@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -71,3 +72,14 @@ class CountingEncoder:
 @pytest.fixture
 def counting(base_model: TwoTowerModel, monkeypatch: pytest.MonkeyPatch) -> CountingEncoder:
     return CountingEncoder(base_model, monkeypatch)
+
+
+def tune(index_dir: Path, weight: float, fingerprint: str | None = None) -> None:
+    """What ``aisle tune-fusion`` writes, and (``fingerprint``) an index of another model."""
+    path = index_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["fusion"] = {**manifest["fusion"], "weight": weight}
+    manifest["fusion_tuning"] = {"split": "dev", "metric": "ndcg@10", "metrics": {}}
+    if fingerprint is not None:
+        manifest["model"]["fingerprint"] = fingerprint
+    path.write_text(json.dumps(manifest))

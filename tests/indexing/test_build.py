@@ -18,7 +18,7 @@ from aisle.retrieval.retriever import open_retriever
 from aisle.retrieval.store import load_index
 from aisle.towers.config import TowerConfig
 from aisle.towers.model import TwoTowerModel, load_model
-from tests.indexing.conftest import CountingEncoder
+from tests.indexing.conftest import CountingEncoder, tune
 
 
 def test_index_holds_every_product_with_a_self_describing_manifest(
@@ -286,17 +286,6 @@ def test_a_partition_too_small_for_a_gpu_ivf_index_builds_flat_on_the_cpu(
     assert index.ntotal == 30
 
 
-def _tune(index_dir: Path, weight: float, fingerprint: str | None = None) -> None:
-    """What ``aisle tune-fusion`` writes, and (``fingerprint``) an index of another model."""
-    path = index_dir / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest["fusion"] = {**manifest["fusion"], "weight": weight}
-    manifest["fusion_tuning"] = {"split": "dev", "metric": "ndcg@10", "metrics": {}}
-    if fingerprint is not None:
-        manifest["model"]["fingerprint"] = fingerprint
-    path.write_text(json.dumps(manifest))
-
-
 def test_a_rebuild_by_the_same_model_keeps_the_tuned_fusion_and_another_model_does_not(
     sample_index: Path, sample_data: Path, base_model: TwoTowerModel, tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
@@ -306,13 +295,13 @@ def test_a_rebuild_by_the_same_model_keeps_the_tuned_fusion_and_another_model_do
 
     out = tmp_path / "index"
     shutil.copytree(sample_index, out)
-    _tune(out, 0.7)
+    tune(out, 0.7)
     build_index(sample_data, base_model, out, force=True)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["fusion"]["weight"] == 0.7 and manifest["fusion_tuning"]["split"] == "dev"
     assert load_index(out).fusion().weight == 0.7
 
-    _tune(out, 0.9, fingerprint="another model")  # its dense scores mean something else
+    tune(out, 0.9, fingerprint="another model")  # its dense scores mean something else
     build_index(sample_data, base_model, out, force=True)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["fusion"]["weight"] != 0.9 and "fusion_tuning" not in manifest
@@ -320,7 +309,7 @@ def test_a_rebuild_by_the_same_model_keeps_the_tuned_fusion_and_another_model_do
 
     root = tmp_path / "root"
     first = build_version(sample_data, base_model, root)
-    _tune(first, 0.6)
+    tune(first, 0.6)
     second = build_version(sample_data, base_model, root, force=True)
     assert second != first and resolve_index_dir(root) == second
     assert json.loads((second / "manifest.json").read_text())["fusion"]["weight"] == 0.6

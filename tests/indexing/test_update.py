@@ -17,7 +17,7 @@ from aisle.retrieval.config import IndexConfig
 from aisle.retrieval.filters import Filter, parse_filters
 from aisle.retrieval.store import ProductIndex, load_index
 from aisle.towers.model import TwoTowerModel
-from tests.indexing.conftest import CountingEncoder, edited
+from tests.indexing.conftest import CountingEncoder, edited, tune
 
 QUERIES = ["cordless drill", "white wall paint", "garden hose", "ladder", "brand new thing"]
 
@@ -419,3 +419,18 @@ def test_an_update_over_a_vector_file_of_its_runtime_encodes_only_new_and_change
                      np.stack(got.column("vector").to_numpy(zero_copy_only=False)), strict=True))
     unchanged = str(catalog["product_id"].iloc[0])
     np.testing.assert_allclose(after[unchanged], x[ids.index(unchanged)], atol=1e-6)
+
+
+def test_an_update_keeps_the_tuned_fusion_and_its_record_so_a_rebuild_keeps_it_too(
+    catalog: pd.DataFrame, prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel, tmp_path: Path,
+) -> None:
+    day1, day2 = prepare_catalog(catalog, "day1"), prepare_catalog(edited(catalog), "day2")
+    root = tmp_path / "root"
+    config = IndexConfig(kind="flat")
+    tune(build_version(day1, base_model, root, config), 0.6)
+    updated = update_version(day2, root, base_model)
+    assert load_index(updated).fusion().weight == 0.6
+    assert load_index(updated).manifest["fusion_tuning"]["split"] == "dev"
+    rebuilt = build_version(day2, base_model, root, config, force=True)
+    assert rebuilt != updated and load_index(root).fusion().weight == 0.6
