@@ -61,7 +61,8 @@ MEANING = {
     409: "the index on disk was refused; the one serving still is",
     413: "the request body is over max_body_bytes",
     422: "a malformed or out-of-range request; `field` names what to fix",
-    503: "the index is still loading, or the encoder's queue is full (retry after Retry-After)",
+    503: "the index is still loading, the encoder's queue is full, or the service is shutting "
+         "down (retry after Retry-After)",
 }
 
 

@@ -81,3 +81,7 @@ def test_openapi_documents_them_with_the_configured_limits() -> None:
     # Before an index has loaded, no filter or field is valid: the document says none.
     assert conditions["schema"]["maxItems"] == fields["schema"]["maxItems"] == 0
     assert before == SEARCH_PARAMETERS  # another app's limits never leak into the next
+    # Each cause of a 503 the service gives (batching.Overloaded and its kinds) is named.
+    for path, method in (("/search", "get"), ("/search", "post"), ("/admin/reload", "post")):
+        meaning = schema["paths"][path][method]["responses"]["503"]["description"]
+        assert all(cause in meaning for cause in ("loading", "queue is full", "shutting down"))
