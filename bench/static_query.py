@@ -68,16 +68,37 @@ class StaticStudent(torch.nn.Module):
         offsets = torch.tensor([0, *np.cumsum([len(row) for row in ids])[:-1].tolist()])
         return F.normalize(self.lin(self.emb(flat, offsets)), dim=-1)  # (B, D)
 
-    def folded(self) -> Encode:
-        """The trained tower as numpy: one table row per word piece, the map folded in."""
+    def table(self) -> np.ndarray:
+        """One row per word piece, the linear map folded in (the mean commutes with it)."""
         with torch.no_grad():
-            table = (self.emb.weight @ self.lin.weight.T + self.lin.bias).numpy()
+            return (self.emb.weight @ self.lin.weight.T + self.lin.bias).numpy()
+
+    def folded(self) -> Encode:
+        """The trained tower as numpy: a mean of ``table`` rows, then unit length."""
+        table = self.table()
 
         def encode(texts: Sequence[str]) -> np.ndarray:
             rows = np.stack([table[i].mean(axis=0) for i in self.ids(texts)])
             return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
         return encode
+
+
+def save_student(student: StaticStudent, out: Path) -> Path:
+    """Write the folded tower as a sentence-transformers directory (``StaticEmbedding``, then
+    ``Normalize``): ``SentenceTransformer(out).encode`` gives what ``folded()`` gives, for any
+    text with a word piece (an empty text is a zero vector there, [UNK]'s here)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, StaticEmbedding
+
+    from aisle.artifacts import atomic_dir
+
+    static = StaticEmbedding(Tokenizer.from_str(student.tokenizer.to_str()),
+                             embedding_weights=student.table())
+    with atomic_dir(out, None) as tmp:
+        SentenceTransformer(modules=[static, Normalize()], device="cpu").save(
+            str(tmp), create_model_card=False)
+    return out
 
 
 def train_student(student: StaticStudent, texts: list[str], targets: np.ndarray, epochs: int,
@@ -134,6 +155,9 @@ def main() -> None:
     parser.add_argument("--titles", type=int, default=0,
                         help="catalog titles learnt on as stand-in queries (0: all)")
     parser.add_argument("--timed", type=int, default=1000, help="queries timed per tower")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also save the first seed's static tower here, as a "
+                        "sentence-transformers directory")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -171,6 +195,9 @@ def main() -> None:
         student = StaticStudent(tokenizer, table0, model.dim)
         train_student(student, learnt, targets, args.epochs, args.batch, seed)
         students.append((seed, student.folded()))
+        if args.out is not None and len(students) == 1:
+            log.info("saved the static query tower of seed %d to %s", seed,
+                     save_student(student, args.out))
 
     for mode in ("hybrid", "dense"):
         rows = [(f"{mode}: the query tower ({model.runtime})",
