@@ -197,6 +197,13 @@ def recover_publish(out: Path) -> bool:
     return restored
 
 
+def restore_missing(path: Path) -> None:
+    """For a loader: put back ``path`` when it is missing because a publish was killed
+    between its two renames (``recover_publish``); a present ``path`` is left as it is."""
+    if not Path(path).exists():
+        recover_publish(Path(path))
+
+
 @contextlib.contextmanager
 def atomic_dir(out: Path, kind: str | None) -> Iterator[Path]:
     """Yield a temp directory next to ``out``; on success publish it as ``out``.
@@ -274,8 +281,7 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
 def read_manifest(directory: Path, kind: str) -> dict[str, Any]:
     """Read ``directory/manifest.json`` and check it describes an artifact of ``kind``."""
     path = Path(directory) / MANIFEST
-    if not Path(directory).exists():
-        recover_publish(Path(directory))  # a publish killed between its renames set it aside
+    restore_missing(directory)
     if not path.is_file():
         raise ArtifactError(f"{directory} is not a {kind} directory: {MANIFEST} is missing")
     try:

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aisle.artifacts import MANIFEST, atomic_dir, read_manifest, recover_publish, write_manifest
+from aisle.artifacts import MANIFEST, atomic_dir, read_manifest, restore_missing, write_manifest
 from aisle.data.canonical import read_canonical
 from aisle.data.fields import field_type
 from aisle.data.schema import ARROW_SCHEMAS, ID_KEYS, JUDGMENTS, PRODUCTS, QUERIES, TABLES
@@ -145,16 +145,9 @@ def is_prepared(directory: Path) -> bool:
     return (Path(directory) / MANIFEST).is_file()
 
 
-def _restore_if_missing(directory: Path) -> None:
-    """Put back a dataset directory that a publish killed between its renames set aside
-    (``recover_publish``), before it is taken for a missing or CSV one."""
-    if not directory.exists():
-        recover_publish(directory)
-
-
 def load_dataset(directory: Path) -> Dataset:
     directory = Path(directory)
-    _restore_if_missing(directory)
+    restore_missing(directory)  # before it is taken for a missing or a CSV directory
     if not is_prepared(directory):
         csv = read_canonical(directory)
         # The absolute path's name: "." or "data/hd/.." would otherwise name it "" or "..".
@@ -204,7 +197,7 @@ def catalog_manifest(prepared: Path) -> dict[str, Any]:
 def prepared_dir(data: Path) -> Iterator[Path]:
     """Yield a prepared directory for ``data``: itself, or a temp preparation of a CSV dir."""
     data = Path(data)
-    _restore_if_missing(data)
+    restore_missing(data)
     if is_prepared(data):
         yield data
         return

@@ -29,7 +29,7 @@ from aisle.artifacts import (
     atomic_dir,
     atomic_write_text,
     read_manifest,
-    recover_publish,
+    restore_missing,
     tree_files,
     tree_fingerprint,
     write_manifest,
@@ -245,8 +245,7 @@ def _resolve(ref: str | Path | None, config: TowerConfig | None, backend: Backen
     """What ``load_model(ref, config, backend)`` loads: the directory, its manifest ({} for a
     plain sentence-transformers one), the tower config, the device and the backend."""
     path = resolve_model_ref(ref)
-    if not path.exists():
-        recover_publish(path)  # a save killed between its two renames set it aside
+    restore_missing(path)  # a save killed between its two renames set it aside
     if not path.is_dir():  # before anything is read from it: a moved model is this error
         raise ArtifactError(f"{path}: no such model directory; pass a model saved by "
                             "`aisle train` or a sentence-transformers save")
