@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import faiss
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from aisle.artifacts import atomic_dir, read_manifest
 from aisle.configs import to_dict
@@ -69,6 +72,7 @@ from aisle.towers.config import Backend
 from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -141,8 +145,20 @@ def apply_update(
 def _read_old(directory: Path | None) -> OldIndex | None:
     if directory is None or not (directory / ROWS_FILE).is_file():
         return None
+    return _refused_if_corrupt(directory, _read_old_files)
+
+
+def _check_old(directory: Path) -> None:
+    """Refuse before any work what ``_read_old`` would refuse after the embedding, reading
+    only the counts: the row map's metadata and the FAISS index with its vectors mapped,
+    not copied (a partition is read whole once, by the update itself)."""
+    if (directory / ROWS_FILE).is_file():
+        _refused_if_corrupt(directory, _check_old_files)
+
+
+def _refused_if_corrupt(directory: Path, read: Callable[[Path], T]) -> T:
     try:
-        return _read_old_files(directory)
+        return read(directory)
     except ArtifactError:
         raise
     except (OSError, ValueError, RuntimeError) as e:  # faiss raises RuntimeError
@@ -152,21 +168,36 @@ def _read_old(directory: Path | None) -> OldIndex | None:
 
 def _read_old_files(directory: Path) -> OldIndex:
     rows = pd.read_parquet(directory / ROWS_FILE)
-    if "text_hash" not in rows.columns or "label" not in rows.columns:
+    _check_updatable(directory, list(rows.columns))
+    config = stored_index_config(read_manifest(directory, KIND).get("index_config", {}))
+    index = faiss.read_index(str(directory / INDEX_FILE))
+    _check_counts(directory, index.ntotal, len(rows))
+    return OldIndex(index, rows, config)
+
+
+def _check_old_files(directory: Path) -> None:
+    rows = pq.ParquetFile(directory / ROWS_FILE)
+    _check_updatable(directory, rows.schema_arrow.names)
+    mapped = faiss.read_index(str(directory / INDEX_FILE), faiss.IO_FLAG_MMAP_IFC)
+    _check_counts(directory, mapped.ntotal, rows.metadata.num_rows)
+
+
+def _check_updatable(directory: Path, columns: list[str]) -> None:
+    if "text_hash" not in columns or "label" not in columns:
         raise ArtifactError(
             f"{directory} was built before incremental updates (no text hashes); "
             "run a full build once: aisle index --data ... --out ... --force"
         )
-    config = stored_index_config(read_manifest(directory, KIND).get("index_config", {}))
-    index = faiss.read_index(str(directory / INDEX_FILE))
-    if index.ntotal != len(rows):
+
+
+def _check_counts(directory: Path, vectors: int, rows: int) -> None:
+    if vectors != rows:
         # Changed in place, its row labels would point at other products' vectors.
         raise ArtifactError(
-            f"{directory}: its {INDEX_FILE} holds {index.ntotal} vectors, its {ROWS_FILE} "
-            f"{len(rows)} rows (files of two different builds?), so an update cannot change "
+            f"{directory}: its {INDEX_FILE} holds {vectors} vectors, its {ROWS_FILE} "
+            f"{rows} rows (files of two different builds?), so an update cannot change "
             "it; run a full build: aisle index build --force"
         )
-    return OldIndex(index, rows, config)
 
 
 def _cache_current_vectors(directory: Path, cache_dir: Path, model: TwoTowerModel) -> int:
@@ -282,9 +313,9 @@ def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine:
         ]:
             log.info("current version %s already holds this catalog", current.root.name)
             return current.root
-        for rel in current.manifest.get("partitions", {}).values():
-            read_old(current.root / rel)  # one that cannot be updated is refused before any work
         if recorded is not None:
+            for rel in current.manifest.get("partitions", {}).values():
+                _check_old(current.root / rel)  # one it cannot update: refused before any work
             _cache_current_vectors(current.root, root / EMBED_CACHE, model)
         embedded = embed_for_build(prep, model, root / WORK, root / EMBED_CACHE, engine,
                                    config)
