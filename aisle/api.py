@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from aisle.autocomplete.lookup import Autocomplete
     from aisle.retrieval.filters import Filter
     from aisle.retrieval.retriever import Found, Retriever
-    from aisle.towers.config import Backend
+    from aisle.towers.config import Backend, QueryTower
 
 
 @dataclass(frozen=True)
@@ -160,21 +160,27 @@ def open_index(
     autocomplete: str | Path | None = None,
     query_spelling: bool = True,
     rerank: str | Path | None = None,
+    query_tower: QueryTower | None = None,
 ) -> SearchIndex:
     """Open an index built by ``aisle index`` (a versioned root or one version's directory)
     with the model that built it (or ``model``); ``backend`` picks how the query tower runs
     (torch, onnx-fp32, onnx-int8, auto; default: as the index was built); ``rerank``: a
     cross-encoder directory (``aisle rerank train``) that re-ranks every search's first
-    products."""
+    products; ``query_tower`` (auto, transformer, static; default: as the index's model
+    config says) which query tower runs."""
     from aisle.retrieval.retriever import index_model, open_retriever
     from aisle.retrieval.store import load_index
-    from aisle.towers.config import BACKENDS
+    from aisle.towers.config import BACKENDS, QUERY_TOWERS
 
     if backend is not None and backend not in BACKENDS:
         raise AisleError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)} "
                          "(None: as the index was built)")
+    if query_tower is not None and query_tower not in QUERY_TOWERS:
+        raise AisleError(f"unknown query_tower {query_tower!r}; use one of "
+                         f"{', '.join(QUERY_TOWERS)} (None: as the index's model config says)")
     index = load_index(Path(path))
-    tower_model = index_model(index, None if model is None else str(model), backend)
+    tower_model = index_model(index, None if model is None else str(model), backend,
+                              query_tower)
     reranker = None
     if rerank is not None:
         from aisle.rerank.model import load_reranker

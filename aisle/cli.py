@@ -13,7 +13,7 @@ from typing import Any
 from aisle.cores import cap_thread_pools
 from aisle.errors import AisleError
 from aisle.rerank.cli import add_rerank_arguments, open_reranker
-from aisle.towers.cli import add_backend_argument
+from aisle.towers.cli import add_backend_argument, add_query_tower_argument
 
 log = logging.getLogger("aisle")
 
@@ -77,7 +77,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     index.fields.check_names(names, "--fields")
     if filters:
         index.select(filters, "--filter")  # an unknown field is refused before the model loads
-    model = index_model(index, args.model, args.backend)
+    model = index_model(index, args.model, args.backend, args.query_tower)
     retriever = open_retriever(index, model, args.query_spelling, reranker=open_reranker(args))
     found = retriever.search_texts([query], args.k, args.mode, filters or None,
                                    args.rerank_depth)[0]
@@ -146,6 +146,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         mode=args.mode,
         fusion=fusion,
         backend=args.backend,
+        query_tower=args.query_tower,
         query_spelling=args.query_spelling,
         run_tag=args.run_tag,
         reranker=open_reranker(args),
@@ -157,7 +158,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_tune_fusion(args: argparse.Namespace) -> None:
     from aisle.evaluation.tune import tune_fusion
 
-    result = tune_fusion(args.data, args.index, args.split, args.model, backend=args.backend)
+    result = tune_fusion(args.data, args.index, args.split, args.model, backend=args.backend,
+                         query_tower=args.query_tower)
     for row in result["grid"]:
         print(json.dumps(row))
     print(json.dumps({"best": result["best"], "metrics": result["metrics"]}, indent=2))
@@ -202,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", type=Path, required=True)
     p.add_argument("--model", default=None, help="model dir (default: the index's model)")
     add_backend_argument(p)
+    add_query_tower_argument(p)
     p.add_argument("-k", type=int, default=10)
     add_mode_argument(p)
     add_spelling_argument(p)
@@ -226,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="index dir (searched in --mode: hybrid by default)")
     p.add_argument("--model", default=None, help="model dir (default: the index's model)")
     add_backend_argument(p)
+    add_query_tower_argument(p)
     p.add_argument(
         "--baseline",
         choices=["bm25", "bm25-word"],
@@ -273,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["train", "dev", "test"], default="dev")
     p.add_argument("--model", default=None, help="model dir (default: the index's model)")
     add_backend_argument(p)
+    add_query_tower_argument(p)
     p.set_defaults(func=cmd_tune_fusion)
 
     p = add_command(
@@ -301,10 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_parsers(sub, add_command)
 
-    from aisle.training.cli import add_soup_parser, add_train_parser
+    from aisle.training.cli import add_soup_parser, add_static_query_parser, add_train_parser
 
     add_train_parser(sub)
     add_soup_parser(sub)
+    add_static_query_parser(sub)
     from aisle.towers.cli import add_export_parser
 
     add_export_parser(sub)

@@ -7,12 +7,11 @@ index's own query tower and measures what it gives up, with nothing written to d
 
     python bench/static_query.py --data runs/demo/data --index runs/demo/index
 
-The student starts from the query tower's input word-piece embeddings and a linear map (identity
-at first), and is trained to reproduce the query tower's vectors (cosine) on the train split's
-queries, prepared as every search prepares them, and on the catalog's titles as stand-in
-queries. It never sees a judgment, and the product vectors (the index) stay as they are. The
-linear map is then folded into the table (the mean commutes with it), so a query costs one
-tokenizer call and a mean.
+Each seed's student is learnt as `aisle static-query` learns one (aisle/training/static.py: the
+train split's queries and the catalog's titles, cosine distillation from the query tower the
+index serves with, no judgment seen), kept in memory, and searched through ``StaticTower``, the
+product's own encoder. The product vectors (the index) stay as they are. `aisle static-query`
+writes one seed's tower into the model; this bench says how much seeds differ.
 
 Printed: on ``--split`` (dev), hybrid at the index's fusion and dense alone, each as nDCG@10,
 condensed nDCG@10, judged@10, recall@100 and the paired bootstrap 95% interval of the nDCG@10
@@ -26,99 +25,22 @@ import argparse
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from query_path import per_query, table
-from tokenizers import Tokenizer
 
 from aisle.data.dataset import load_dataset
 from aisle.evaluation.run import open_index_retriever
 from aisle.retrieval.config import Mode
 from aisle.retrieval.retriever import Retriever
-from aisle.towers.layout import load_towers
-from aisle.towers.model import directory_pooling, resolve_model_ref
+from aisle.towers.model import load_model
+from aisle.towers.static import StaticTower
+from aisle.training.static import StaticConfig, distill
 
 log = logging.getLogger("bench.static_query")
 Encode = Callable[[Sequence[str]], np.ndarray]
-
-
-class StaticStudent(torch.nn.Module):
-    """Mean of word-piece vectors, then a linear map; unit vectors out."""
-
-    def __init__(self, tokenizer: Tokenizer, table: torch.Tensor, dim: int) -> None:
-        super().__init__()
-        self.tokenizer = tokenizer
-        self.unk = tokenizer.token_to_id("[UNK]") or 0
-        self.emb = torch.nn.EmbeddingBag.from_pretrained(table.clone(), freeze=False, mode="mean")
-        self.lin = torch.nn.Linear(table.shape[1], dim)
-        with torch.no_grad():  # identity where the widths agree: the start is the input table
-            self.lin.weight.copy_(torch.eye(dim, table.shape[1]))
-            self.lin.bias.zero_()
-
-    def ids(self, texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids or [self.unk] for e in
-                self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
-
-    def forward(self, texts: Sequence[str]) -> torch.Tensor:
-        ids = self.ids(texts)
-        flat = torch.tensor([t for row in ids for t in row])
-        offsets = torch.tensor([0, *np.cumsum([len(row) for row in ids])[:-1].tolist()])
-        return F.normalize(self.lin(self.emb(flat, offsets)), dim=-1)  # (B, D)
-
-    def table(self) -> np.ndarray:
-        """One row per word piece, the linear map folded in (the mean commutes with it)."""
-        with torch.no_grad():
-            return (self.emb.weight @ self.lin.weight.T + self.lin.bias).numpy()
-
-    def folded(self) -> Encode:
-        """The trained tower as numpy: a mean of ``table`` rows, then unit length."""
-        table = self.table()
-
-        def encode(texts: Sequence[str]) -> np.ndarray:
-            rows = np.stack([table[i].mean(axis=0) for i in self.ids(texts)])
-            return rows / np.linalg.norm(rows, axis=1, keepdims=True)
-
-        return encode
-
-
-def save_student(student: StaticStudent, out: Path) -> Path:
-    """Write the folded tower as a sentence-transformers directory (``StaticEmbedding``, then
-    ``Normalize``): ``SentenceTransformer(out).encode`` gives what ``folded()`` gives, for any
-    text with a word piece (an empty text is a zero vector there, [UNK]'s here)."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, StaticEmbedding
-
-    from aisle.artifacts import atomic_dir
-
-    static = StaticEmbedding(Tokenizer.from_str(student.tokenizer.to_str()),
-                             embedding_weights=student.table())
-    with atomic_dir(out, None) as tmp:
-        SentenceTransformer(modules=[static, Normalize()], device="cpu").save(
-            str(tmp), create_model_card=False)
-    return out
-
-
-def train_student(student: StaticStudent, texts: list[str], targets: np.ndarray, epochs: int,
-                  batch: int, seed: int) -> None:
-    """Cosine distillation: each text's student vector towards the query tower's."""
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam([{"params": student.emb.parameters(), "lr": 3e-3},
-                            {"params": student.lin.parameters(), "lr": 1e-3}])
-    goal = torch.from_numpy(targets)
-    for epoch in range(epochs):
-        order = torch.randperm(len(texts), generator=gen)
-        total = 0.0
-        for start in range(0, len(texts), batch):
-            idx = order[start:start + batch]
-            loss = (1 - (student([texts[i] for i in idx]) * goal[idx]).sum(-1)).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        log.info("seed %d epoch %d: mean 1 - cosine %.4f", seed, epoch + 1, total / len(texts))
 
 
 def encode_all(encode: Encode, texts: list[str], batch: int = 256) -> np.ndarray:
@@ -151,53 +73,35 @@ def main() -> None:
     parser.add_argument("--split", default="dev", help="the split scored (train is learnt on)")
     parser.add_argument("--seeds", default="13,14", help="one student per seed")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--titles", type=int, default=0,
-                        help="catalog titles learnt on as stand-in queries (0: all)")
+    parser.add_argument("--titles", type=int, default=-1,
+                        help="catalog titles learnt on as stand-in queries (-1: all)")
     parser.add_argument("--timed", type=int, default=1000, help="queries timed per tower")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="also save the first seed's static tower here, as a "
-                        "sentence-transformers directory")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     ds = load_dataset(args.data)
-    retriever = open_index_retriever(args.index, None, ds)
+    retriever = open_index_retriever(args.index, None, ds, query_tower="transformer")
     model = retriever.model
-    texts = ds.query_texts()
-    split_of = dict(zip(ds.queries["query_id"], ds.queries["split"], strict=True))
-    train = [texts[q] for q in texts if split_of[q] == "train"]
-    titles = [str(t) for t in ds.products["title"]]
-    titles = titles[:args.titles] if args.titles else titles
-    # Learnt on the texts as the query tower reads them: prepared (normalised, corrected).
-    learnt = sorted({q.text for q in retriever.prepare(train)} | {q.text for q in
-                                                                   retriever.prepare(titles)})
-    log.info("%d train queries and %d titles: %d distinct prepared texts", len(train),
-             len(titles), len(learnt))
+    start = load_model(model.ref, backend="torch", query_tower="transformer")
+    train = ds.queries.loc[ds.queries["split"] == "train", "query"].astype(str).tolist()
+    titles = ds.products["title"].astype(str).tolist()
     teacher: Encode = lambda batch: model.encode_query(batch).numpy()  # noqa: E731
-    targets = encode_all(teacher, learnt)
-
-    model_dir = resolve_model_ref(retriever.index.model_ref)
-    query_st, _ = load_towers(model_dir, directory_pooling(model_dir), "cpu")
-    tokenizer = Tokenizer.from_str(query_st.tokenizer.backend_tokenizer.to_str())
-    tokenizer.no_padding()
-    tokenizer.no_truncation()
-    table0 = query_st[0].auto_model.get_input_embeddings().weight.detach().float()
 
     qrels = ds.qrels(args.split)
     assert ds.top_grade is not None
+    texts = ds.query_texts()
     qids = [q for q in qrels if q in texts]
     prepared = retriever.prepare([texts[q] for q in qids])
     searched = [q.text for q in prepared]
     students: list[tuple[int, Encode]] = []
     for seed in (int(s) for s in args.seeds.split(",")):
-        torch.manual_seed(seed)
-        student = StaticStudent(tokenizer, table0, model.dim)
-        train_student(student, learnt, targets, args.epochs, args.batch, seed)
-        students.append((seed, student.folded()))
-        if args.out is not None and len(students) == 1:
-            log.info("saved the static query tower of seed %d to %s", seed,
-                     save_student(student, args.out))
+        cfg = replace(StaticConfig(), seed=seed, epochs=args.epochs, titles=args.titles,
+                      min_mean_cosine=0.0)
+        student, record = distill(model, start, train, titles, cfg)
+        log.info("seed %d: held-out agreement %s", seed, record["agreement"])
+        tower = StaticTower(student.table(), student.tokenizer, f"seed {seed}",
+                            model.config.max_query_length)
+        students.append((seed, lambda batch, t=tower: t.encode(batch).numpy()))
 
     for mode in ("hybrid", "dense"):
         rows = [(f"{mode}: the query tower ({model.runtime})",

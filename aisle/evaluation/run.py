@@ -15,7 +15,7 @@ from aisle.errors import AisleError, DataError, ManifestMismatch
 from aisle.evaluation.evaluator import EvalResult, Retriever, evaluate
 from aisle.evaluation.trec import write_run
 from aisle.retrieval.config import FusionConfig, IndexConfig, Mode, stored_index_config
-from aisle.towers.config import Backend
+from aisle.towers.config import Backend, QueryTower
 
 if TYPE_CHECKING:
     from aisle.rerank.config import RerankBackend
@@ -57,6 +57,7 @@ def open_index_retriever(
     backend: Backend | None = None,
     query_spelling: bool = True,
     reranker: RerankStage | None = None,
+    query_tower: QueryTower | None = None,
 ) -> RetrieverT:
     """The query-time ``Retriever`` over a built index, refused when it was built over
     another catalog than ``ds``'s. ``fusion``: hybrid's settings (default: the index's);
@@ -71,7 +72,7 @@ def open_index_retriever(
             "(fingerprints differ); products it lacks could never be retrieved. Rebuild it: "
             "aisle index --data <this data> --out ..."
         )
-    model = index_model(index, model_ref, backend)
+    model = index_model(index, model_ref, backend, query_tower)
     return open_retriever(index, model, query_spelling, fusion, reranker)
 
 
@@ -85,12 +86,13 @@ def index_retriever(
     query_spelling: bool = True,
     reranker: Reranker | None = None,
     rerank_depth: int | None = None,
+    query_tower: QueryTower | None = None,
 ) -> tuple[Retriever, dict[str, Any]]:
     """A ranking function over a built index in ``mode`` (None: the index's default, hybrid
     when it carries BM25), searched as ``aisle search`` and the service search it;
     ``reranker`` re-ranks its top ``rerank_depth`` (None: the reranker's depth)."""
     retriever = open_index_retriever(index_dir, model_ref, ds, fusion, backend, query_spelling,
-                                     reranker)
+                                     reranker, query_tower)
     mode = mode or retriever.default_mode
     if fusion is not None and mode != "hybrid":
         raise AisleError(f"{index_dir} has no BM25 index, so it has no hybrid mode to fuse; "
@@ -101,6 +103,7 @@ def index_retriever(
         "model": retriever.model.ref,
         "backend": retriever.model.backend,
         "runtime": retriever.model.runtime,  # and which int8 export, where int8
+        "query_runtime": retriever.model.query_runtime,  # and a static query tower, if one
         "query_spelling": retriever.preparer.speller is not None,
     }
     if mode == "hybrid":
@@ -195,6 +198,7 @@ def evaluate_command(
     rerank_depth: int | None = None,
     rerank_backend: RerankBackend = "auto",
     reranker: Reranker | None = None,
+    query_tower: QueryTower | None = None,
 ) -> dict[str, Any]:
     """``rerank``: a cross-encoder directory that re-ranks the index's first stage (or
     ``reranker``, one loaded already)."""
@@ -202,6 +206,7 @@ def evaluate_command(
     if baseline is not None:
         given = [flag for flag, value in (("--mode", mode), ("--model", model),
                                           ("--backend", backend),
+                                          ("--query-tower", query_tower),
                                           ("--rerank", rerank or reranker),
                                           ("--rerank-depth", rerank_depth)) if value is not None]
         if given:  # each would be ignored: the baseline reads the catalog, not a model
@@ -222,7 +227,8 @@ def evaluate_command(
 
             reranker = load_reranker(rerank, rerank_backend)
         retriever, context = index_retriever(
-            index, model, ds, mode, fusion, backend, query_spelling, reranker, rerank_depth
+            index, model, ds, mode, fusion, backend, query_spelling, reranker, rerank_depth,
+            query_tower,
         )
         context["retriever"] = context["mode"]
     else:

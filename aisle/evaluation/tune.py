@@ -28,7 +28,7 @@ from aisle.evaluation.run import (
 from aisle.retrieval.config import FusionConfig
 from aisle.retrieval.fusion import fuse
 from aisle.retrieval.store import KIND
-from aisle.towers.config import Backend
+from aisle.towers.config import Backend, QueryTower
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def pick_fusion(
 def tune_fusion(
     data: Path, index: Path, split: str = "dev", model: str | None = None, write: bool = True,
     backend: Backend | None = None,
+    query_tower: QueryTower | None = None,
 ) -> dict[str, Any]:
     if split == "test":
         log.warning("tuning on the test split makes its test numbers optimistic; use dev")
@@ -76,7 +77,7 @@ def tune_fusion(
             f"fusion is chosen by {SELECT}, which needs judged relevant products for some "
             f"{split} queries; judge some, or tune on another split (--split)"
         )
-    retriever = open_index_retriever(index, model, ds, backend=backend)
+    retriever = open_index_retriever(index, model, ds, backend=backend, query_tower=query_tower)
     if not retriever.has_lexical:
         raise AisleError(f"{index} has no BM25 index: there is no hybrid fusion to tune")
     queries = ds.query_texts()

@@ -77,7 +77,7 @@ def first_stage(retriever: Retriever, ds: Dataset, query_ids: list[str], depth: 
     qids = sorted(query_ids)
     key = hashlib.sha256(json.dumps(
         [retriever.index.manifest, qids, depth, ds.fingerprint(QUERIES),
-         retriever.model.runtime], sort_keys=True, default=str).encode()).hexdigest()[:16]
+         retriever.model.query_runtime], sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = work / f"first-stage-{key}.json"
     if path.is_file():
         log.info("reusing the first-stage lists in %s", path)

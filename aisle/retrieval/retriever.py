@@ -33,7 +33,7 @@ from aisle.retrieval.querytext import case_blind
 from aisle.retrieval.rerank import RERANK_FIELDS, RerankStage, combine, rerank_pairs, rerank_text
 from aisle.retrieval.spelling import MIN_WORD, QuerySpeller
 from aisle.retrieval.store import Filtered, Hit, ProductIndex
-from aisle.towers.config import Backend, TowerConfig
+from aisle.towers.config import Backend, QueryTower, TowerConfig
 from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
@@ -320,22 +320,26 @@ def searched_rankings(retriever: Retriever, texts: Sequence[str], k: int, mode: 
 
 
 def index_model(index: ProductIndex, ref: str | None = None,
-                backend: Backend | None = None) -> TwoTowerModel:
+                backend: Backend | None = None, query_tower: QueryTower | None = None
+                ) -> TwoTowerModel:
     """The model an index was built with (or ``ref``), with the tower config it was built with;
-    ``backend`` (torch, onnx-fp32, onnx-int8, auto) overrides how its towers run."""
+    ``backend`` (torch, onnx-fp32, onnx-int8, auto) overrides how its towers run and
+    ``query_tower`` (auto, transformer, static) which query tower runs."""
     from aisle.towers.model import load_model
 
-    return load_model(*_index_model_args(index.manifest, ref), backend)
+    return load_model(*_index_model_args(index.manifest, ref), backend, query_tower)
 
 
 def index_query_runtime(manifest: dict[str, Any], ref: str | None = None,
-                        backend: Backend | None = None) -> str:
-    """The runtime (``TwoTowerModel.runtime``) of the query tower ``index_model`` loads for
-    the index of ``manifest`` (with the same ``ref`` and ``backend``), read without loading
-    it: another int8 export of the same weights searches the same index a little differently."""
+                        backend: Backend | None = None, query_tower: QueryTower | None = None
+                        ) -> str:
+    """The ``TwoTowerModel.query_runtime`` of the model ``index_model`` loads for the index
+    of ``manifest`` (with the same ``ref``, ``backend`` and ``query_tower``), read without
+    loading it: another int8 export of the same weights, or a static query tower, searches
+    the same index a little differently."""
     from aisle.towers.model import model_runtime
 
-    return model_runtime(*_index_model_args(manifest, ref), backend)
+    return model_runtime(*_index_model_args(manifest, ref), backend, query_tower)
 
 
 def _index_model_args(manifest: dict[str, Any], ref: str | None

@@ -26,7 +26,7 @@ def _config(args: argparse.Namespace) -> Any:
     overrides = [*env_overrides(os.environ), f"index={args.index}", *args.overrides]
     if getattr(args, "model", None):
         overrides.append(f"model={args.model}")
-    for name in ("host", "port", "autocomplete", "backend", "rerank"):
+    for name in ("host", "port", "autocomplete", "backend", "query_tower", "rerank"):
         if getattr(args, name, None) is not None:
             overrides.append(f"{name}={getattr(args, name)}")
     return load_config(ServeConfig, args.config, overrides)
@@ -109,7 +109,7 @@ def cmd_cache_warm(args: argparse.Namespace) -> None:
 
 
 def add_serve_parsers(sub: Any, add_command: Any) -> None:
-    from aisle.towers.cli import add_backend_argument
+    from aisle.towers.cli import add_backend_argument, add_query_tower_argument
 
     p = add_command(sub, "serve", "the HTTP search service",
                     "REDIS_URL=redis://127.0.0.1:6379/0 aisle serve --index runs/hd-index")
@@ -120,6 +120,7 @@ def add_serve_parsers(sub: Any, add_command: Any) -> None:
     p.add_argument("--autocomplete", default=None,
                    help="autocomplete dir for GET /autocomplete (aisle autocomplete build)")
     add_backend_argument(p)
+    add_query_tower_argument(p)
     p.add_argument("--rerank", default=None, metavar="DIR",
                    help="re-rank each search's first products with this cross-encoder (aisle "
                    "rerank train); rerank_depth, rerank_budget_ms, rerank_backend and "
@@ -140,6 +141,7 @@ def add_serve_parsers(sub: Any, add_command: Any) -> None:
     p.add_argument("--top", type=int, default=1000, help="how many head queries")
     p.add_argument("--batch", type=int, default=256, help="queries per encoder/pipeline batch")
     add_backend_argument(p)  # must match the service's: the cache keys hold the backend
+    add_query_tower_argument(p)  # and the query tower
     p.add_argument("--config", type=Path, default=None)
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=cmd_cache_warm)

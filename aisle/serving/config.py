@@ -12,7 +12,7 @@ from aisle.configs import from_dict
 from aisle.errors import AisleError
 from aisle.rerank.config import RerankBackend
 from aisle.retrieval.config import Mode
-from aisle.towers.config import Backend
+from aisle.towers.config import Backend, QueryTower
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,9 @@ class ServeConfig:
     # How the query tower runs: torch, onnx-fp32, onnx-int8 (the model's `aisle export`) or
     # auto (int8, else fp32, else torch); None = the tower config the index was built with.
     backend: Backend | None = None
+    # Which query tower runs: transformer, static (the model's `aisle static-query` export) or
+    # auto (static where the model has one and runs on ONNX); None = the index's tower config.
+    query_tower: QueryTower | None = None
     # Loopback unless told otherwise: the service has no auth on search.
     host: str = "127.0.0.1"
     port: int = 8000

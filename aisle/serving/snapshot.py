@@ -62,7 +62,7 @@ class Snapshot:
         """What a cached query vector's key names of the model: its weights and how they run
         (int8 and fp32 vectors of one query differ a little, as do two int8 exports', and a
         service switched to another must not serve the other's). Built once per snapshot."""
-        return f"{self.model.fingerprint}-{self.model.runtime}"
+        return f"{self.model.fingerprint}-{self.model.query_runtime}"
 
 
 def make_snapshot(model: TwoTowerModel, index: ProductIndex, version: str,
@@ -91,12 +91,13 @@ def _still_serves(model: TwoTowerModel, index: ProductIndex, config: ServeConfig
     if model.fingerprint != index.model_fingerprint:
         return False
     try:
-        wanted = index_query_runtime(index.manifest, config.model or None, config.backend)
+        wanted = index_query_runtime(index.manifest, config.model or None, config.backend,
+                                     config.query_tower)
     except (OSError, AisleError):
         # The model directory cannot be read now (moved, being rewritten): keep the loaded
         # weights unless they are another int8 export than the one that embedded the index.
         return not model.int8_export or model.runtime == recorded_runtime(index.manifest)
-    return model.runtime == wanted
+    return model.query_runtime == wanted
 
 
 def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snapshot:
@@ -109,7 +110,7 @@ def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snaps
     if current is not None and _still_serves(current.model, index, config):
         model = current.model  # same weights, same runtime: no need to load them again
     else:
-        model = index_model(index, config.model or None, config.backend)
+        model = index_model(index, config.model or None, config.backend, config.query_tower)
     index.check_model(model.fingerprint, model.ref)
     version = index.version or index_version(index.root)
     reranker = current.retriever.reranker if current is not None else None

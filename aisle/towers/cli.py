@@ -19,6 +19,18 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_query_tower_argument(parser: argparse.ArgumentParser) -> None:
+    """``--query-tower``: which query tower runs, for any command that embeds queries."""
+    from aisle.towers.config import QUERY_TOWERS
+
+    parser.add_argument(
+        "--query-tower", choices=QUERY_TOWERS, default=None,
+        help="transformer, or the model's static export (static; `aisle static-query`); "
+        "default: the model's tower config (auto: static where the model has one and runs "
+        "on ONNX, else transformer)",
+    )
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from aisle.artifacts import read_manifest
     from aisle.towers.export import Agreement, export_model

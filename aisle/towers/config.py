@@ -20,6 +20,12 @@ Device = Literal["auto", "cpu", "cuda"]
 # else onnx-fp32 if it has one, else torch. Training always needs torch.
 Backend = Literal["auto", "torch", "onnx-fp32", "onnx-int8"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
+# Which query tower runs: "transformer" (the trained one, on the backend), "static" (the
+# model's static export, `aisle static-query`; aisle/towers/static.py), or "auto": static where
+# the model has a current static export and runs on ONNX (for inference), else transformer.
+# The product tower, and so an index's vectors, are the same either way.
+QueryTower = Literal["auto", "transformer", "static"]
+QUERY_TOWERS: tuple[str, ...] = get_args(QueryTower)
 
 
 # The TowerConfig fields that decide what a tower outputs for a text: the model fingerprint
@@ -71,6 +77,7 @@ class TowerConfig:
     # The product tower runs in batch jobs (aisle index), where every core should help.
     onnx_query_threads: int = 1
     onnx_product_threads: int = 0
+    query_tower: QueryTower = "auto"
 
     def __post_init__(self) -> None:
         fields = tuple(self.product_fields)
@@ -91,6 +98,9 @@ class TowerConfig:
         ):
             if getattr(self, name) < low:
                 raise AisleError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if self.query_tower not in QUERY_TOWERS:
+            raise AisleError(f"query_tower {self.query_tower!r}: use one of "
+                             f"{', '.join(QUERY_TOWERS)}")
 
 
 def pooling_of(config: TowerConfig) -> Pooling:

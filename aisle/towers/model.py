@@ -41,6 +41,7 @@ from aisle.towers.config import (
     OUTPUT_FIELDS,
     Backend,
     Pooling,
+    QueryTower,
     TowerConfig,
     pooling_of,
     runtime_name,
@@ -54,6 +55,7 @@ from aisle.towers.onnx import (
     onnx_towers,
     resolve_backend,
 )
+from aisle.towers.static import StaticTower, resolve_query_tower, static_runtime
 from aisle.towers.text import product_texts
 from aisle.towers.units import UnitTower, read_units, rules_digest
 
@@ -61,7 +63,7 @@ log = logging.getLogger(__name__)
 
 KIND = "aisle.model"
 BASE_MODEL = "builtin:all-MiniLM-L6-v2"
-AnyTower = Tower | OnnxTower | UnitTower
+AnyTower = Tower | OnnxTower | UnitTower | StaticTower
 
 
 def base_model_path() -> Path:
@@ -106,6 +108,7 @@ class TwoTowerModel:
         extra: Mapping[str, Any] | None = None,
         backend: Backend = "torch",
         int8_export: str = "",
+        static_query: str = "",
     ) -> None:
         pooling_of(config)  # "auto" is load_model's to resolve: the fingerprint names a pooling
         # The towers read their texts as the config says, whoever built them.
@@ -117,6 +120,7 @@ class TwoTowerModel:
         self.extra = dict(extra or {})
         self.backend = backend  # what actually runs: torch, onnx-fp32 or onnx-int8
         self.int8_export = int8_export  # onnx-int8: which export (``onnx.int8_recipe``)
+        self.static_query = static_query  # a static query tower: which (``static_runtime``)
 
     @property
     def weights_fingerprint(self) -> str:
@@ -129,6 +133,13 @@ class TwoTowerModel:
         runtime only may share an index or a cache (int8 and fp32 vectors of the same weights
         differ a little, and so do two int8 exports')."""
         return runtime_name(self.backend, self.int8_export)
+
+    @property
+    def query_runtime(self) -> str:
+        """What makes its query vectors: ``runtime``, and the static export where the query
+        tower is one. Query caches key on it; an index checks ``runtime`` alone (the product
+        tower made its vectors, whichever query tower searches them)."""
+        return query_runtime_name(self.runtime, self.static_query)
 
     @property
     def shared(self) -> bool:
@@ -240,10 +251,12 @@ def own_config(path: Path, manifest: Mapping[str, Any], config: TowerConfig | No
                    else directory_pooling(path))
 
 
-def _resolve(ref: str | Path | None, config: TowerConfig | None, backend: Backend | None
+def _resolve(ref: str | Path | None, config: TowerConfig | None, backend: Backend | None,
+             query_tower: QueryTower | None = None
              ) -> tuple[Path, dict[str, Any], TowerConfig, str, Backend]:
-    """What ``load_model(ref, config, backend)`` loads: the directory, its manifest ({} for a
-    plain sentence-transformers one), the tower config, the device and the backend."""
+    """What ``load_model(ref, config, backend, query_tower)`` loads: the directory, its
+    manifest ({} for a plain sentence-transformers one), the tower config, the device and the
+    backend."""
     path = resolve_model_ref(ref)
     restore_missing(path)  # a save killed between its two renames set it aside
     if not path.is_dir():  # before anything is read from it: a moved model is this error
@@ -253,31 +266,44 @@ def _resolve(ref: str | Path | None, config: TowerConfig | None, backend: Backen
     config = own_config(path, manifest, config)
     if backend is not None:
         config = replace(config, backend=backend)
+    if query_tower is not None:
+        config = replace(config, query_tower=query_tower)
     device = resolve_device(config.device)
     return path, manifest, config, device, resolve_backend(
         config.backend, manifest, str(ref or BASE_MODEL), device)
+
+
+def query_runtime_name(runtime: str, static_query: str) -> str:
+    """``TwoTowerModel.query_runtime``."""
+    return f"{runtime}+{static_query}" if static_query else runtime
 
 
 def model_runtime(
     ref: str | Path | None = None,
     config: TowerConfig | None = None,
     backend: Backend | None = None,
+    query_tower: QueryTower | None = None,
 ) -> str:
-    """The ``runtime`` of the model ``load_model(ref, config, backend)`` would give, read from
-    its manifest without loading any weights."""
-    _, manifest, _, _, backend = _resolve(ref, config, backend)
-    return runtime_name(backend, int8_recipe(manifest["onnx"]) if backend == "onnx-int8" else "")
+    """The ``query_runtime`` of the model ``load_model(ref, config, backend, query_tower)``
+    would give, read from its manifest without loading any weights."""
+    _, manifest, config, _, backend = _resolve(ref, config, backend, query_tower)
+    runtime = runtime_name(backend, int8_recipe(manifest["onnx"]) if backend == "onnx-int8"
+                           else "")
+    static = resolve_query_tower(config.query_tower, manifest, backend, str(ref or BASE_MODEL))
+    return query_runtime_name(runtime, static_runtime(static) if static is not None else "")
 
 
 def load_model(
     ref: str | Path | None = None,
     config: TowerConfig | None = None,
     backend: Backend | None = None,
+    query_tower: QueryTower | None = None,
 ) -> TwoTowerModel:
     """Load a model directory saved by aisle, any sentence-transformers directory, or (None)
-    the built-in base model. ``config`` overrides the saved tower config; ``backend``
-    overrides the backend of whichever config applies (``--backend`` of the commands)."""
-    path, manifest, config, device, backend = _resolve(ref, config, backend)
+    the built-in base model. ``config`` overrides the saved tower config; ``backend`` and
+    ``query_tower`` override those of whichever config applies (``--backend`` and
+    ``--query-tower`` of the commands)."""
+    path, manifest, config, device, backend = _resolve(ref, config, backend, query_tower)
     ref_str = BASE_MODEL if ref in (None, "", BASE_MODEL) else str(path.resolve())
     query: AnyTower
     product: AnyTower
@@ -304,12 +330,17 @@ def load_model(
     recorded = ("base_model", "base_weights_fingerprint")
     extra: dict[str, Any] = {k: manifest[k] for k in recorded if k in manifest}
     int8 = int8_recipe(manifest["onnx"]) if backend == "onnx-int8" else ""
-    model = TwoTowerModel(query, product, config, ref_str, weights, extra, backend, int8)
+    static = resolve_query_tower(config.query_tower, manifest, backend, ref_str)
+    if static is not None:  # the product tower as loaded; the query side its static export
+        query = StaticTower.load(path / str(static["dir"]), config.max_query_length)
+    model = TwoTowerModel(query, product, config, ref_str, weights, extra, backend, int8,
+                          static_runtime(static) if static is not None else "")
     log.info(
-        "loaded model %s (%s towers on %s, fingerprint %s)",
+        "loaded model %s (%s on %s, fingerprint %s)",
         ref_str,
-        "shared" if model.shared else "untied",
-        backend,
+        "a static query tower" if static is not None
+        else "shared towers" if model.shared else "untied towers",
+        model.query_runtime,
         model.fingerprint,
     )
     return model

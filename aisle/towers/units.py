@@ -26,6 +26,7 @@ import torch
 from aisle.towers.config import TowerConfig
 from aisle.towers.encoder import Tower
 from aisle.towers.onnx import OnnxTower
+from aisle.towers.static import StaticTower
 
 # Canonical word -> spellings after a number (case-insensitive; a trailing "." is dropped).
 _SPELLINGS: dict[str, tuple[str, ...]] = {
@@ -98,7 +99,7 @@ class UnitTower:
     """A tower that reads its texts through ``normalise_units``; everything else is the
     wrapped tower's (its weights, dimension, device and vocabulary)."""
 
-    def __init__(self, tower: Tower | OnnxTower) -> None:
+    def __init__(self, tower: Tower | OnnxTower | StaticTower) -> None:
         self.tower = tower
 
     def __getattr__(self, name: str) -> Any:
@@ -116,8 +117,8 @@ class UnitTower:
 
 
 def read_units(
-    tower: Tower | OnnxTower | UnitTower, config: TowerConfig
-) -> Tower | OnnxTower | UnitTower:
+    tower: Tower | OnnxTower | StaticTower | UnitTower, config: TowerConfig
+) -> Tower | OnnxTower | StaticTower | UnitTower:
     """``tower`` as ``config`` has it read its texts (``TwoTowerModel`` holds its towers
     through this, so no path embeds text another way); a ``UnitTower`` stays as it is."""
     if config.normalise_units and not isinstance(tower, UnitTower):

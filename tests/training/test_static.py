@@ -1,0 +1,180 @@
+"""The static query tower: learnt by `aisle static-query` into a model directory, loaded by
+every query path through ``query_tower``, plain sentence-transformers where it is read alone,
+and keyed apart from the transformer tower wherever query vectors are cached."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from aisle.errors import AisleError, ArtifactError
+from aisle.towers.model import TwoTowerModel, load_model
+from aisle.towers.static import STATIC_DIR, StaticOnly, StaticTower
+from aisle.training.static import StaticConfig, distill, export_static, student_for
+
+LOOSE = StaticConfig(epochs=2, min_mean_cosine=0.0)  # the sample is too small to agree well
+TEXTS = ["cordless drill", "3/4 in. pvc elbow", "DeWALT 20V MAX", "zzqx", ""]
+
+
+@pytest.fixture(scope="module")
+def static_model(tmp_path_factory: pytest.TempPathFactory, base_model: TwoTowerModel,
+                 sample_data: Path) -> Path:
+    out = tmp_path_factory.mktemp("static") / "model"
+    base_model.save(out)
+    export_static(out, sample_data, LOOSE)
+    return out
+
+
+@pytest.fixture(scope="module")
+def static_index(tmp_path_factory: pytest.TempPathFactory, static_model: Path,
+                 sample_data: Path) -> Path:
+    from aisle.indexing.build import build_index
+
+    model = load_model(static_model, query_tower="transformer")
+    return build_index(sample_data, model, tmp_path_factory.mktemp("sidx") / "index")
+
+
+def test_the_folded_table_encodes_as_the_trained_student(base_model: TwoTowerModel) -> None:
+    student = student_for(base_model)
+    with torch.no_grad():  # a map that is not the identity, so that folding it matters
+        student.lin.weight.copy_(torch.randn(384, 384, generator=torch.Generator().manual_seed(0)))
+        student.lin.bias.copy_(torch.randn(384))
+        trained = student(TEXTS).numpy()
+    tower = StaticTower(student.table(), student.tokenizer, "test", 32)
+    folded = tower.encode(TEXTS).numpy()
+    np.testing.assert_allclose(folded[:-1], trained[:-1], atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(folded[:-1], axis=1), 1.0, atol=1e-5)
+    assert not folded[-1].any()  # no word piece: the zero vector, as sentence-transformers
+
+
+def test_the_export_is_a_plain_sentence_transformers_model_that_load_model_runs(
+    static_model: Path,
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    manifest = json.loads((static_model / "manifest.json").read_text())
+    section = manifest["static_query"]
+    assert section["dir"] == STATIC_DIR and section["teacher_runtime"] == "torch"
+    assert section["weights_fingerprint"] == manifest["weights_fingerprint"]
+    assert 0 < section["agreement"]["mean_cosine"] <= 1 and section["texts"] > 100
+
+    static = load_model(static_model, query_tower="static")
+    plain = SentenceTransformer(str(static_model / STATIC_DIR), device="cpu")
+    np.testing.assert_allclose(plain.encode(TEXTS[:-1]),
+                               static.encode_query(TEXTS[:-1]).numpy(), atol=1e-5)
+    transformer = load_model(static_model)  # auto on torch: the trained tower
+    assert isinstance(static.query, StaticTower)
+    assert not isinstance(transformer.query, StaticTower)
+    # The product side, and what an index checks, are the same; query caches are not.
+    assert static.fingerprint == transformer.fingerprint
+    assert static.runtime == transformer.runtime == "torch"
+    assert static.query_runtime.startswith("torch+static.")
+    assert transformer.query_runtime == "torch"
+    records = [{"title": "cordless drill", "brand": "", "category": "", "description": ""}]
+    import pandas as pd
+
+    np.testing.assert_array_equal(static.encode_product(pd.DataFrame(records)).numpy(),
+                                  transformer.encode_product(pd.DataFrame(records)).numpy())
+    with pytest.raises(StaticOnly, match="query_tower=transformer"):
+        static.save(static_model.parent / "copy")
+
+
+def test_static_is_refused_where_the_model_has_none_or_a_stale_one(
+    static_model: Path, tmp_path: Path
+) -> None:
+    base = tmp_path / "plain"
+    load_model(None).save(base)
+    with pytest.raises(ArtifactError, match="aisle static-query --model"):
+        load_model(base, query_tower="static")
+    stale = tmp_path / "stale"
+    shutil.copytree(static_model, stale)
+    manifest = json.loads((stale / "manifest.json").read_text())
+    manifest["weights_fingerprint"] = "0" * 64  # the weights were trained again since
+    (stale / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="learnt from other weights"):
+        load_model(stale, query_tower="static")
+    assert not isinstance(load_model(stale, backend="torch").query, StaticTower)
+
+
+def test_a_tower_that_agrees_too_little_is_refused_and_nothing_is_written(
+    base_model: TwoTowerModel, sample_data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "model"
+    base_model.save(out)
+    before = (out / "manifest.json").read_bytes()
+    with pytest.raises(AisleError, match="min_mean_cosine"):
+        export_static(out, sample_data, replace(LOOSE, min_mean_cosine=0.999))
+    assert not (out / STATIC_DIR).exists()
+    assert (out / "manifest.json").read_bytes() == before
+    with pytest.raises(ArtifactError, match="not an aisle model directory"):
+        export_static(tmp_path / "nowhere", sample_data, LOOSE)
+
+
+def test_the_student_learns_towards_its_teacher(base_model: TwoTowerModel,
+                                                sample_data: Path) -> None:
+    from aisle.data.dataset import load_dataset
+
+    ds = load_dataset(sample_data)
+    titles = ds.products["title"].astype(str).tolist()
+    first, _ = distill(base_model, base_model, [], titles, replace(LOOSE, epochs=1))
+    longer, record = distill(base_model, base_model, [], titles, replace(LOOSE, epochs=30))
+    texts = titles[:50]
+    goal = base_model.encode_query([t.lower() for t in texts]).numpy()
+    with torch.no_grad():
+        cos_first = (first(texts).numpy() * goal).sum(1).mean()
+        cos_longer = (longer(texts).numpy() * goal).sum(1).mean()
+    assert cos_longer > cos_first + 0.05, (cos_first, cos_longer)
+    assert record["agreement"]["mean_cosine"] > 0.7
+
+
+def test_every_query_path_runs_the_static_tower_over_an_index_built_without_it(
+    static_model: Path, static_index: Path, sample_data: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from aisle.api import open_index
+    from aisle.cli import main
+    from aisle.evaluation.run import evaluate_command
+
+    static = open_index(static_index, query_tower="static")
+    transformer = open_index(static_index)  # the index's config: auto, on torch
+    found = static.search("cordless drill", k=5)
+    assert len(found) == 5
+    assert static.retriever.model.query_runtime != transformer.retriever.model.query_runtime
+    with pytest.raises(AisleError, match="query_tower"):
+        open_index(static_index, query_tower="fast")  # type: ignore[arg-type]
+
+    assert main(["search", "--index", str(static_index), "--query-tower", "static",
+                 "--mode", "dense", "cordless", "drill", "-k", "5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "dense search:" and len([ln for ln in out if ln.strip()[:1].isdigit()]) == 5
+
+    result = evaluate_command(sample_data, "test", static_index, query_tower="static")
+    assert result["query_runtime"].startswith("torch+static.")
+    assert result["runtime"] == "torch"
+    with pytest.raises(AisleError, match="--query-tower"):
+        evaluate_command(sample_data, "test", None, baseline="bm25", query_tower="static")
+
+
+def test_the_service_keys_cached_query_vectors_by_query_tower(
+    static_model: Path, static_index: Path,
+) -> None:
+    from aisle.serving.config import ServeConfig
+    from aisle.serving.snapshot import load_snapshot
+
+    static = load_snapshot(ServeConfig(index=str(static_index), query_tower="static"))
+    plain = load_snapshot(ServeConfig(index=str(static_index), query_tower="transformer"))
+    assert static.vector_key != plain.vector_key
+    assert isinstance(static.model.query, StaticTower)
+    # A reload keeps the loaded model only while it is the query tower the config asks for.
+    again = load_snapshot(ServeConfig(index=str(static_index), query_tower="static"), static)
+    assert again.model is static.model
+    switched = load_snapshot(ServeConfig(index=str(static_index), query_tower="transformer"),
+                             static)
+    assert switched.model is not static.model
+    assert not isinstance(switched.model.query, StaticTower)
