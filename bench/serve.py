@@ -34,6 +34,9 @@ the cores it leaves idle would allow is held up by something other than CPU (on 
 often the GIL). Then the targets
 measured by this run (hybrid warm and cold p99 at c=8, hybrid/dense warm p99 ratio, failed
 requests: printed numbers, not a pass/fail exit code) and ratios naive / aisle.
+--against KEY=VALUE (repeatable) runs every aisle phase again against a second aisle serve
+with those ServeConfig overrides, in the same run, and prints aisle's p99 and server CPU a
+request over its (e.g. --serve-option query_tower=static --against query_tower=transformer).
 --rows-json writes the rows as JSON. A few responses of each aisle phase are checked to be
 answered in the mode asked for. All traffic stays on 127.0.0.1; every loop is bounded and the
 servers are stopped at the end.
@@ -332,6 +335,13 @@ def main() -> None:
         help="a ServeConfig override for aisle serve, e.g. query_spelling=false (repeatable)",
     )
     parser.add_argument(
+        "--against", action="append", default=[], metavar="KEY=VALUE",
+        help="also run every aisle phase against a second aisle serve with these ServeConfig "
+        "overrides on top of --serve-option (rows 'against ...'; a fresh process, so its "
+        "caches start empty), and print its p99 and CPU per request over aisle's, e.g. "
+        "--against query_tower=transformer (repeatable)",
+    )
+    parser.add_argument(
         "--rerank", metavar="DIR",
         help="also run the hybrid phases against a second aisle serve that re-ranks with this "
         "cross-encoder (rows 'aisle hybrid+rerank'; a fresh process, so its caches start "
@@ -403,6 +413,18 @@ def main() -> None:
     finally:
         aisle.terminate()
         aisle.wait(timeout=30)
+    if args.against:
+        port = free_port()
+        other = start([sys.executable, "-m", "aisle.cli", "serve", "--index", args.index,
+                       "--port", str(port), "watch_interval_s=0", *args.serve_option,
+                       *args.against], port, env, warm=tuple({"mode": m} for m in modes))
+        try:
+            for mode in modes:
+                results += phases(port, cold[mode], args.seconds, f"against {mode}",
+                                  {"mode": mode}, other.pid)
+        finally:
+            other.terminate()
+            other.wait(timeout=30)
     if args.rerank:  # --dense-only is refused beside it
         port = free_port()
         reranking = start(
@@ -448,6 +470,8 @@ def main() -> None:
     targets(results)
     if args.rows_json:
         write_rows(Path(args.rows_json), results)
+    if args.against:
+        against(results, " ".join(args.against))
     if args.no_naive:
         return
     by = dict(results)
@@ -487,6 +511,20 @@ def targets(results: list[Row]) -> None:
             print(f"hybrid/dense warm c=8 p99 ratio {ratio:.2f} (target <= 1.5)")
     failed = sum(r["failed"] for name, r in results if name.startswith("aisle "))
     print(f"failed requests: {failed:.0f}")
+
+
+def against(results: list[Row], options: str) -> None:
+    """Each aisle phase's p99 and server CPU a request over the --against server's."""
+    by = dict(results)
+    for name, r in results:
+        if not name.startswith("aisle "):
+            continue
+        other = by.get("against " + name.removeprefix("aisle "))
+        if other is None:
+            continue
+        print(f"ratio aisle/against ({options}) {name.removeprefix('aisle ')}: p99 "
+              f"{r['p99'] / other['p99']:.2f}x, server CPU ms/req "
+              f"{r['server_ms'] / other['server_ms']:.2f}x")
 
 
 def write_rows(path: Path, results: list[Row]) -> None:

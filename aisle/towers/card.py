@@ -28,6 +28,7 @@ def model_card(manifest: Mapping[str, Any]) -> str:
         _training(manifest),
         _soup(manifest),
         _onnx(manifest),
+        _static_query(manifest),
         _details(manifest),
     ]
     return "\n\n".join(p for p in parts if p) + "\n"
@@ -247,6 +248,28 @@ def _onnx(manifest: Mapping[str, Any]) -> str:
             {k: agreement[k] for k in ("queries", "products", "top10_overlap") if k in agreement}
         )]
     return "\n".join(lines)
+
+
+def _static_query(manifest: Mapping[str, Any]) -> str:
+    section = manifest.get("static_query")
+    if not section:
+        return ""
+    stale = section.get("weights_fingerprint") != manifest.get("weights_fingerprint")
+    return "\n".join([
+        "## Static query tower",
+        "",
+        f"`{section.get('dir', 'static_query')}/`, learnt by `aisle static-query` from the "
+        f"query tower on `{section.get('teacher_runtime')}`: a mean of word-piece vectors, "
+        "for cheap queries against the same product vectors. "
+        + ("It was learnt from other weights than these, so aisle does not run it. "
+           if stale else "aisle runs it where tower config `query_tower` is `static`, or "
+           "`auto` on an ONNX backend. ")
+        + "sentence-transformers loads it alone: "
+        f"`SentenceTransformer(path + \"/{section.get('dir', 'static_query')}\")`.",
+        "",
+        "Agreement with the query tower on held-out texts: "
+        + json.dumps(section.get("agreement", {})),
+    ])
 
 
 def _details(manifest: Mapping[str, Any]) -> str:

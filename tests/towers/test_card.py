@@ -98,3 +98,16 @@ def test_a_soup_and_an_onnx_export_are_described() -> None:
     assert "| `runs/a` | `fa` | 0.5 |" in card
     assert "int8 `query_0_Transformer/onnx/model_qint8.onnx`" in card
     assert 'backend="onnx"' in card and '"mean": 0.99' in card
+
+
+def test_a_static_query_tower_is_described_and_a_stale_one_says_it_is_not_run() -> None:
+    section = {"dir": "static_query", "weights_fingerprint": "ab" * 32,
+               "teacher_runtime": "onnx-int8.2e7aeed5",
+               "agreement": {"mean_cosine": 0.93, "p1_cosine": 0.8, "texts": 1260}}
+    card = model_card(trained(static_query=section))
+    assert "## Static query tower" in card and "`onnx-int8.2e7aeed5`" in card
+    assert 'SentenceTransformer(path + "/static_query")' in card
+    assert '"mean_cosine": 0.93' in card and "aisle runs it where" in card
+    stale = model_card(trained(static_query={**section, "weights_fingerprint": "cd" * 32}))
+    assert "learnt from other weights" in stale and "aisle runs it where" not in stale
+    assert "Static query tower" not in model_card(trained())
