@@ -21,7 +21,10 @@ def cmd_build(args: argparse.Namespace) -> None:
     from aisle.autocomplete.build import build_autocomplete
     from aisle.towers.model import load_model
 
-    out = build_autocomplete(args.data, load_model(args.model), args.out, _config(args),
+    # De-duplication by meaning is offline: the transformer query tower, never a static one
+    # (a mean of word pieces gives "light bulb" and "bulb light" one vector).
+    model = load_model(args.model, query_tower="transformer")
+    out = build_autocomplete(args.data, model, args.out, _config(args),
                              tune_threshold=args.tune_threshold)
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     print(json.dumps({k: manifest[k] for k in ("counts", "threshold", "threshold_source",
@@ -46,7 +49,8 @@ def cmd_pairs(args: argparse.Namespace) -> None:
     from aisle.data.dataset import load_dataset
     from aisle.towers.model import load_model
 
-    result = tune(load_dataset(args.data), _config(args), load_model(args.model))
+    result = tune(load_dataset(args.data), _config(args),
+                  load_model(args.model, query_tower="transformer"))
     if args.out:
         from aisle.artifacts import atomic_write_text
 

@@ -116,7 +116,10 @@ def base_manifest(
         "model": {
             "ref": model.ref,
             "fingerprint": model.fingerprint,
-            "tower_config": to_dict(model.config),
+            # Which query tower searches is not the index's to say (the product tower made
+            # its vectors): index_model runs the model's default unless told otherwise.
+            "tower_config": {k: v for k, v in to_dict(model.config).items()
+                             if k != "query_tower"},
             # What actually embedded the catalog (the config may say auto): an update must
             # embed new products the same way, or one index would mix torch and int8 vectors.
             "backend": runtime_backend(runtime),

@@ -175,7 +175,7 @@ def _saved_config(ref: str | Path | None) -> TowerConfig:
 
 def _torch_config(ref: str | Path | None) -> TowerConfig:
     """The model's own config, on torch and the CPU (where the export runs)."""
-    return replace(_saved_config(ref), backend="torch", device="cpu")
+    return replace(_saved_config(ref), backend="torch", device="cpu", query_tower="transformer")
 
 
 def _build(

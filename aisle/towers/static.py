@@ -4,9 +4,10 @@ It stands in for a model's transformer query tower where a query must be cheap (
 path): one tokenizer call and a mean of table rows, about 0.03 ms of CPU a query here against
 about 1.2 ms for the int8 MiniLM tower (bench/static_query.py). `aisle static-query`
 learns it from the model's own query tower (aisle/training/static.py) and writes it to
-``static_query/`` in the model directory as a plain sentence-transformers model
-(``StaticEmbedding`` then ``Normalize``: ``SentenceTransformer(model_dir / "static_query")``
-encodes queries as this class does, for any text with a word piece). The product tower, and so
+``static_query-<hash of its table>/`` in the model directory (the manifest's section names
+it) as a plain sentence-transformers model (``StaticEmbedding`` then ``Normalize``:
+``SentenceTransformer(model_dir / <that folder>)`` encodes queries as this class does, for any
+text with a word piece). The product tower, and so
 the index's vectors, are not touched: an index built with the model serves with either tower.
 
 Like an ONNX export, it is another runtime for the model's query side, recorded under
@@ -79,9 +80,10 @@ class StaticTower:
     inside. Texts are cut to ``max_length`` word pieces, as the transformer tower cuts them."""
 
     def __init__(self, table: np.ndarray, tokenizer: Any, source: str, max_length: int) -> None:
-        if table.ndim != 2 or table.shape[0] != tokenizer.get_vocab_size(with_added_tokens=True):
+        pieces = tokenizer.get_vocab_size(with_added_tokens=True)
+        if table.ndim != 2 or table.shape[0] != pieces:
             raise ArtifactError(f"{source}: its table is {table.shape}, its tokenizer has "
-                                f"{tokenizer.get_vocab_size()} word pieces; export it again")
+                                f"{pieces} word pieces; run `aisle static-query` again")
         self.table = np.ascontiguousarray(table, dtype=np.float32)
         self.tokenizer = tokenizer
         self.tokenizer.no_padding()

@@ -115,8 +115,12 @@ def _step_record(cfg: StepConfig) -> dict[str, Any]:
 
 
 def _tower_record(tower: TowerConfig) -> dict[str, Any]:
-    """The tower config as step keys hold it."""
-    return _key_record(tower, _LATER_TOWER_FIELDS)
+    """The tower config as step keys hold it. ``query_tower`` is left out: it picks the query
+    tower at inference only (training always runs the transformer), and keys from before it
+    must stay the same."""
+    record = _key_record(tower, _LATER_TOWER_FIELDS)
+    record.pop("query_tower", None)
+    return record
 
 
 def _step_key(lineage: list[Any]) -> str:
@@ -142,6 +146,12 @@ def _checked_steps(ds: Dataset, config: TrainConfig) -> list[tuple[str, StepConf
             f"tower.backend = {config.tower.backend!r}: training runs and saves torch towers; "
             "set tower.backend = auto (or torch), and export the trained model to ONNX "
             "afterwards (aisle export --model OUT)"
+        )
+    if config.tower.query_tower == "static":
+        raise AisleError(
+            "tower.query_tower = 'static': training runs the transformer query tower, and the "
+            "static one is learnt from it after training (static_query = true); set "
+            "tower.query_tower = auto"
         )
     steps = []
     untied_by = ""
@@ -359,8 +369,33 @@ def train_cascade(
         log.info("tower.backend = torch: the model is served on torch, so it is not exported")
     elif config.export_int8:
         exported = export_int8(out, data)
+    static = False
+    if config.static_query and not exported:
+        log.info("no int8 export, so no static query tower: query_tower auto runs one only "
+                 "beside an ONNX export")
+    elif config.static_query:
+        static = export_static_query(out, data, config.seed)
     return {"selected_step": best_name, "steps": results, "out": str(out),
-            "int8_export": exported}
+            "int8_export": exported, "static_query": static}
+
+
+def export_static_query(model: Path, data: Path, seed: int) -> bool:
+    """Learn ``model``'s static query tower in place (``aisle static-query``); False, with a
+    warning, when it is refused or fails: queries then run on the transformer tower."""
+    from aisle.training.static import StaticConfig, export_static
+
+    try:
+        export_static(model, data, replace(StaticConfig(), seed=seed))
+    except AisleError as e:  # the agreement check refused it, or a bad input
+        log.warning("static query tower of %s refused, queries stay on the transformer: %s",
+                    model, e)
+        return False
+    except Exception:  # the trained model is published: this must not lose it
+        log.warning("static query tower of %s failed, queries stay on the transformer", model,
+                    exc_info=True)
+        return False
+    log.info("learnt %s's static query tower: query_tower auto now runs it", model)
+    return True
 
 
 def export_int8(model: Path, data: Path) -> bool:

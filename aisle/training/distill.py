@@ -140,7 +140,8 @@ def index_rankings(
     products' texts from ``ds``)."""
     from aisle.evaluation.run import open_index_retriever
 
-    retriever = open_index_retriever(index, None, ds)
+    # The transformer query tower: a teacher is never the model's cheaper static stand-in.
+    retriever = open_index_retriever(index, None, ds, query_tower="transformer")
     log.info("teacher: %d queries' top %d from index %s (%s)", len(queries), candidates, index,
              retriever.default_mode)
     searched, out = searched_rankings(retriever, queries, candidates,
@@ -162,7 +163,8 @@ def candidates_fingerprint(cfg: StepConfig) -> str:
     from aisle.retrieval.store import read_index_manifest
 
     manifest = read_index_manifest(Path(cfg.distill_index))
-    return manifest_fingerprint({"index": manifest, "queries": index_query_runtime(manifest)})
+    queries = index_query_runtime(manifest, query_tower="transformer")  # as index_rankings
+    return manifest_fingerprint({"index": manifest, "queries": queries})
 
 
 # How a cross-encoder teacher's int8 export scores, named in the step key beside its weights:

@@ -198,7 +198,9 @@ def export_static(model: str | Path, data: Path, cfg: StaticConfig | None = None
     """Learn ``model``'s static query tower on ``data`` and publish it into the model
     directory (``static_query/``, then the manifest's ``static_query`` section); the section.
     Nothing is written when it fails or is refused."""
+    import hashlib
     import json
+    import shutil
 
     from aisle.artifacts import MANIFEST, atomic_dir, atomic_write_text, read_manifest
     from aisle.data.dataset import load_dataset
@@ -220,19 +222,26 @@ def export_static(model: str | Path, data: Path, cfg: StaticConfig | None = None
     teacher = load_model(src, query_tower="transformer")  # as it serves: int8 where exported
     start = load_model(src, backend="torch", query_tower="transformer")
     student, record = distill(teacher, start, queries, titles, cfg)
-    with atomic_dir(src / STATIC_DIR, None) as tmp:
-        save_student(student, tmp)
-    manifest = read_manifest(src, KIND)  # as it is now: an ONNX export may have landed
-    if manifest.get("weights_fingerprint") != weights:
+    # A folder named by its table, never rewritten in place: a loader reads the section's
+    # folder, and until the manifest names the new one every reader gets the old pair.
+    table = student.table()
+    folder = f"{STATIC_DIR}-{hashlib.sha256(table.tobytes()).hexdigest()[:12]}"
+    if read_manifest(src, KIND).get("weights_fingerprint") != weights:
         raise ArtifactError(f"{src} was saved again while its static tower was learnt; run "
                             "`aisle static-query` again")
-    section = {"dir": STATIC_DIR, "weights_fingerprint": weights,
+    with atomic_dir(src / folder, None) as tmp:
+        save_student(student, tmp)
+    manifest = read_manifest(src, KIND)  # as it is now: an ONNX export may have landed
+    old = (manifest.get("static_query") or {}).get("dir")
+    section = {"dir": folder, "weights_fingerprint": weights,
                "data": {t: ds.fingerprint(t) for t in ("queries", "products")},
                **record}
     body = json.dumps({**manifest, "static_query": section}, indent=2, sort_keys=True) + "\n"
     atomic_write_text(src / MANIFEST, body)
     write_card(src)
-    log.info("published the static query tower to %s", src / STATIC_DIR)
+    if old and old != folder and (src / old).is_dir():  # loaded towers hold their tables
+        shutil.rmtree(src / old, ignore_errors=True)
+    log.info("published the static query tower to %s", src / folder)
     return section
 
 

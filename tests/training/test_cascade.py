@@ -22,6 +22,7 @@ from aisle.errors import AisleError, DataError
 from aisle.retrieval.spelling import QuerySpeller
 from aisle.towers.config import TowerConfig
 from aisle.towers.model import TwoTowerModel, base_model_path, load_model
+from aisle.towers.static import StaticTower
 from aisle.training import cascade, trainer
 from aisle.training.cascade import (
     BUILTIN_WEIGHTS,
@@ -82,9 +83,10 @@ def test_smoke_cascade_trains_evaluates_and_reloads(
     small_real_data: Path, sample_data: Path, tmp_path: Path
 ) -> None:
     config = load_config(TrainConfig, SMOKE, ["dev_catalog_size=0"])
-    # As the default config does: the published model is exported to ONNX int8.
+    # As the default config does: the published model is exported to ONNX int8, and its
+    # static query tower learnt from that.
     summary = train_cascade(small_real_data, tmp_path / "model",
-                            replace(config, export_int8=True))
+                            replace(config, export_int8=True, static_query=True))
     steps = summary["steps"]
     for name in ("step1", "step2"):
         assert steps[name]["train"]["optimizer_steps"] > 0
@@ -118,6 +120,12 @@ def test_smoke_cascade_trains_evaluates_and_reloads(
     assert model.backend == "onnx-int8" and "onnx" in manifest_of(tmp_path / "model")
     on_torch = load_model(tmp_path / "model", backend="torch")
     assert on_torch.fingerprint == model.fingerprint
+    # ...with its static query tower (auto on ONNX), learnt from the int8 one; torch runs the
+    # transformer, as training does.
+    assert summary["static_query"] is True
+    static = manifest["static_query"]
+    assert static["teacher_runtime"] == model.runtime and static["config"]["seed"] == config.seed
+    assert isinstance(model.query, StaticTower) and not isinstance(on_torch.query, StaticTower)
     # On real judgments, the loss over the high-grade pairs, measured the same way before and
     # after, has fallen. The generated fallback makes no such promise: its queries share
     # products ("lawn mower" and "dewalt lawn mower"), so in-batch negatives there are often
@@ -135,6 +143,23 @@ def test_smoke_cascade_trains_evaluates_and_reloads(
     )
     assert rerun["steps"] == steps
     assert "onnx" not in manifest_of(tmp_path / "model2")  # the smoke config does not export
+    assert "static_query" not in manifest_of(tmp_path / "model2") and not rerun["static_query"]
+
+
+def test_a_refused_static_query_tower_leaves_the_model_on_its_transformer(
+    base_model: TwoTowerModel, sample_data: Path, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The sample is far too small for the default agreement check: refused, with a warning,
+    and nothing of it written; a tower config that asks training for it is refused first."""
+    base_model.save(tmp_path / "model")
+    assert cascade.export_static_query(tmp_path / "model", sample_data, 13) is False
+    assert "queries stay on the transformer" in caplog.text and "min_mean_cosine" in caplog.text
+    assert "static_query" not in manifest_of(tmp_path / "model")
+    assert not list((tmp_path / "model").glob("static_query*"))
+    config = load_config(TrainConfig, SMOKE, ["tower.query_tower=static"])
+    with pytest.raises(AisleError, match="query_tower = auto"):
+        train_cascade(sample_data, tmp_path / "out", config)
 
 
 def manifest_of(model_dir: Path) -> dict[str, Any]:
@@ -449,6 +474,9 @@ def test_options_added_later_join_the_step_keys_only_when_on() -> None:
     assert _step_record(StepConfig(catalog_sizes=True)) == _step_record(StepConfig())
     assert "normalise_units" not in _tower_record(TowerConfig())
     assert _tower_record(TowerConfig(normalise_units=True))["normalise_units"] is True
+    # query_tower only picks the query tower at inference: no step key holds it.
+    assert "query_tower" not in _tower_record(TowerConfig())
+    assert _tower_record(TowerConfig(query_tower="transformer")) == _tower_record(TowerConfig())
 
 
 class _Stubbed:

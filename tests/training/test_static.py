@@ -23,10 +23,10 @@ TEXTS = ["cordless drill", "3/4 in. pvc elbow", "DeWALT 20V MAX", "zzqx", ""]
 
 
 @pytest.fixture(scope="module")
-def static_model(tmp_path_factory: pytest.TempPathFactory, base_model: TwoTowerModel,
+def static_model(tmp_path_factory: pytest.TempPathFactory,
                  sample_data: Path) -> Path:
     out = tmp_path_factory.mktemp("static") / "model"
-    base_model.save(out)
+    load_model(None).save(out)  # not the shared base_model: save() re-points its ref and weights
     export_static(out, sample_data, LOOSE)
     return out
 
@@ -60,12 +60,12 @@ def test_the_export_is_a_plain_sentence_transformers_model_that_load_model_runs(
 
     manifest = json.loads((static_model / "manifest.json").read_text())
     section = manifest["static_query"]
-    assert section["dir"] == STATIC_DIR and section["teacher_runtime"] == "torch"
+    assert section["dir"].startswith(STATIC_DIR + "-") and section["teacher_runtime"] == "torch"
     assert section["weights_fingerprint"] == manifest["weights_fingerprint"]
     assert 0 < section["agreement"]["mean_cosine"] <= 1 and section["texts"] > 100
 
     static = load_model(static_model, query_tower="static")
-    plain = SentenceTransformer(str(static_model / STATIC_DIR), device="cpu")
+    plain = SentenceTransformer(str(static_model / section["dir"]), device="cpu")
     np.testing.assert_allclose(plain.encode(TEXTS[:-1]),
                                static.encode_query(TEXTS[:-1]).numpy(), atol=1e-5)
     transformer = load_model(static_model)  # auto on torch: the trained tower
@@ -102,15 +102,33 @@ def test_static_is_refused_where_the_model_has_none_or_a_stale_one(
     assert not isinstance(load_model(stale, backend="torch").query, StaticTower)
 
 
+def test_learning_it_again_publishes_a_new_folder_and_drops_the_old_one_after(
+    static_model: Path, sample_data: Path, tmp_path: Path
+) -> None:
+    model_dir = tmp_path / "model"
+    shutil.copytree(static_model, model_dir)
+    before = json.loads((model_dir / "manifest.json").read_text())["static_query"]
+    loaded = load_model(model_dir, query_tower="static")
+    vectors = loaded.encode_query(TEXTS[:2])
+    after = export_static(model_dir, sample_data, replace(LOOSE, seed=14))
+    assert after["dir"] != before["dir"] and (model_dir / after["dir"]).is_dir()
+    assert not (model_dir / before["dir"]).exists()
+    # The tower loaded before holds its table; a fresh load runs the new one, keyed apart.
+    assert torch.equal(loaded.encode_query(TEXTS[:2]), vectors)
+    again = load_model(model_dir, query_tower="static")
+    assert again.query_runtime != loaded.query_runtime
+    assert not torch.allclose(again.encode_query(TEXTS[:2]), vectors)
+
+
 def test_a_tower_that_agrees_too_little_is_refused_and_nothing_is_written(
     base_model: TwoTowerModel, sample_data: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "model"
-    base_model.save(out)
+    load_model(None).save(out)
     before = (out / "manifest.json").read_bytes()
     with pytest.raises(AisleError, match="min_mean_cosine"):
         export_static(out, sample_data, replace(LOOSE, min_mean_cosine=0.999))
-    assert not (out / STATIC_DIR).exists()
+    assert not list(out.glob(STATIC_DIR + "*"))
     assert (out / "manifest.json").read_bytes() == before
     with pytest.raises(ArtifactError, match="not an aisle model directory"):
         export_static(tmp_path / "nowhere", sample_data, LOOSE)
@@ -141,6 +159,8 @@ def test_every_query_path_runs_the_static_tower_over_an_index_built_without_it(
     from aisle.cli import main
     from aisle.evaluation.run import evaluate_command
 
+    recorded = json.loads((static_index / "manifest.json").read_text())["model"]
+    assert "query_tower" not in recorded["tower_config"]  # the product tower built it
     static = open_index(static_index, query_tower="static")
     transformer = open_index(static_index)  # the index's config: auto, on torch
     found = static.search("cordless drill", k=5)
@@ -178,3 +198,37 @@ def test_the_service_keys_cached_query_vectors_by_query_tower(
                              static)
     assert switched.model is not static.model
     assert not isinstance(switched.model.query, StaticTower)
+
+
+def test_a_distillation_teacher_searches_its_index_with_the_transformer(
+    static_model: Path, sample_data: Path, tmp_path: Path
+) -> None:
+    """An index that serves with the static tower (auto, on an ONNX export) still teaches
+    with the transformer, and names it in the step key as before."""
+    from aisle.artifacts import manifest_fingerprint
+    from aisle.data.dataset import load_dataset
+    from aisle.evaluation.run import open_index_retriever
+    from aisle.indexing.build import build_index
+    from aisle.retrieval.retriever import searched_rankings
+    from aisle.retrieval.store import read_index_manifest
+    from aisle.training.config import StepConfig
+    from aisle.training.distill import candidates_fingerprint, index_rankings
+
+    from aisle.towers.export import export_model
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(static_model, model_dir)
+    export_model(model_dir)  # fp32 ONNX: auto now runs the static query tower
+    index = build_index(sample_data, load_model(model_dir), tmp_path / "index")
+    ds = load_dataset(sample_data)
+    assert isinstance(open_index_retriever(index, None, ds).model.query, StaticTower)
+    cfg = StepConfig(distill_candidates=4, distill_index=str(index))
+    manifest = read_index_manifest(index)
+    assert candidates_fingerprint(cfg) == manifest_fingerprint({"index": manifest,
+                                                                "queries": "onnx-fp32"})
+    queries = ds.query_texts()
+    texts = [queries[q] for q in sorted(queries)[:5]]
+    transformer = open_index_retriever(index, None, ds, query_tower="transformer")
+    _, taught = index_rankings(index, ds, texts, 4)
+    expected = searched_rankings(transformer, texts, 4)[1]
+    assert taught == expected
