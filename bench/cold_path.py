@@ -2,6 +2,7 @@
 
     python bench/cold_path.py --index runs/demo/index --data runs/demo/data
     python bench/cold_path.py --index runs/demo/index --data runs/demo/data --backend torch
+    python bench/cold_path.py --index runs/demo/index --data runs/demo/data --query-tower static
 
 A cold query is one no cache has seen: it is prepared (normalised, spell-corrected), encoded
 by the query tower, searched on both sides to hybrid's candidate depth and fused. Each stage is
@@ -54,6 +55,9 @@ def main() -> None:
     parser.add_argument("--backend", default=None,
                         help="query tower backend (torch, onnx-fp32, onnx-int8; default: the "
                         "index's tower config)")
+    parser.add_argument("--model", default=None, help="model dir (default: the index's model)")
+    parser.add_argument("--query-tower", default=None, choices=("auto", "transformer", "static"),
+                        help="which query tower (default: the index's tower config)")
     parser.add_argument("--k", type=int, default=10)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -65,7 +69,7 @@ def main() -> None:
         parser.error(f"the {args.split} split has {len(texts)} distinct queries; timing needs "
                      f"more than the {WARMUP} that warm the process up")
     index = load_index(args.index)
-    model = index_model(index, backend=args.backend)
+    model = index_model(index, args.model, args.backend, args.query_tower)
     retriever = open_retriever(index, model)
     faiss.omp_set_num_threads(1)
 
@@ -78,7 +82,7 @@ def main() -> None:
     dense_and_lexical = [retriever.candidates(q, args.k, v) for q, v in zip(prepared, vectors,
                                                                           strict=True)]
     stages: dict[str, list[Callable[[], Any]]] = {
-        f"encode ({model.backend})": [lambda q=q: retriever.embed(q) for q in prepared],
+        f"encode ({model.query_runtime})": [lambda q=q: retriever.embed(q) for q in prepared],
         f"dense + BM25 candidates (depths {fusion.dense_depth} / {depth})": [
             lambda q=q, v=v: retriever.candidates(q, args.k, v)
             for q, v in zip(prepared, vectors, strict=True)],
@@ -90,7 +94,7 @@ def main() -> None:
             lambda t=t: retriever.search_texts([t], args.k, "hybrid") for t in texts],
     }
     print(f"{len(texts) - WARMUP} {args.split} queries of {ds.name}, k {args.k}, index "
-          f"{args.index}, {model.backend} query tower, one query a call, one faiss thread\n")
+          f"{args.index}, {model.query_runtime} query tower, one query a call, one faiss thread\n")
     print("| stage | CPU p50 ms | CPU p99 ms | CPU mean ms | wall mean ms |")
     print("| --- | ---: | ---: | ---: | ---: |")
     results = {"prepare (normalise, spell; first sight)": spelling}
