@@ -205,10 +205,10 @@ class TrainConfig:
     # After the int8 export, learn a static query tower from the int8 query tower (`aisle
     # static-query`: a mean of word-piece vectors, no judgment seen); search and the service
     # then run it (query_tower auto). It encodes a query in about 0.03 ms of CPU against
-    # int8's 1.2 ms: a cold hybrid request costs 40% less CPU and its p99 at 8 clients a third
+    # int8's 1.2 ms: a cold hybrid request costs 45% less CPU and its p99 at 8 clients 40%
     # less, for 0.002-0.003 less hybrid nDCG@10 on homedepot (dense alone 0.007). Off: that
-    # still left p99 above #24's 20 ms here (docs/results.md, 2026-12-06), and a bag of word
-    # pieces may lose more on worded queries.
+    # put p99 at #24's 20 ms here, not clearly under it (docs/results.md, 2026-12-06), and a
+    # bag of word pieces may lose more on worded queries.
     static_query: bool = False
 
     def __post_init__(self) -> None:
