@@ -95,11 +95,12 @@ def add_static_query_parser(sub: Any) -> None:
         description="Distil the model's query tower (its int8 export where it has one) into a "
         "static one: a mean of learnt word-piece vectors, about 0.03 ms a query against ~1.2 ms "
         "for int8 MiniLM. It learns from the data's train queries and catalog titles (no "
-        "judgments) and is written to static_query/ in the model directory, a plain "
-        "sentence-transformers model. The product tower is untouched: indexes built with the "
-        "model still serve. Query towers then run it where the tower config's query_tower is "
-        "auto (on an ONNX backend) or static; --query-tower transformer keeps the transformer. "
-        "It costs about 0.003 of dev hybrid nDCG@10 on homedepot (docs/results.md).",
+        "judgments) and is written into the model directory as a plain sentence-transformers "
+        "model (a static_query-<hash>/ folder, which the manifest names). The product tower "
+        "is untouched: indexes built with the model still serve. Searches then run it where "
+        "the tower config's query_tower is auto (on an ONNX backend) or static; "
+        "--query-tower transformer keeps the transformer. It costs about 0.003 of dev hybrid "
+        "nDCG@10 on homedepot (docs/results.md).",
         epilog="example:\n  aisle static-query --model runs/demo/cascade "
         "--data ../shared/data/homedepot",
         formatter_class=argparse.RawDescriptionHelpFormatter,
