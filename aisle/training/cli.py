@@ -101,8 +101,8 @@ def add_static_query_parser(sub: Any) -> None:
         "the tower config's query_tower is auto (on an ONNX backend) or static; "
         "--query-tower transformer keeps the transformer. It costs about 0.003 of dev hybrid "
         "nDCG@10 on homedepot (docs/results.md).",
-        epilog="example:\n  aisle static-query --model runs/demo/cascade "
-        "--data ../shared/data/homedepot",
+        epilog="example:\n  aisle static-query --model runs/demo/model "
+        "--data runs/demo/data",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="an aisle model directory")
