@@ -211,10 +211,9 @@ def test_a_distillation_teacher_searches_its_index_with_the_transformer(
     from aisle.indexing.build import build_index
     from aisle.retrieval.retriever import searched_rankings
     from aisle.retrieval.store import read_index_manifest
+    from aisle.towers.export import export_model
     from aisle.training.config import StepConfig
     from aisle.training.distill import candidates_fingerprint, index_rankings
-
-    from aisle.towers.export import export_model
 
     model_dir = tmp_path / "model"
     shutil.copytree(static_model, model_dir)
