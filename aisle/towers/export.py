@@ -122,7 +122,10 @@ def export_model(
         with contextlib.ExitStack() as stack:
             dirs = {n: stack.enter_context(atomic_dir(src / t, None)) for n, t in targets.items()}
             section = _build(ref, manifest, targets, dirs, int8, data, agreement)
-        body = json.dumps({**manifest, "onnx": section}, indent=2, sort_keys=True) + "\n"
+        # The manifest as it is now: what was published beside the export meanwhile (a static
+        # query tower) stays. An export of weights saved over since is stale, and so ignored.
+        current = read_manifest(src, KIND)
+        body = json.dumps({**current, "onnx": section}, indent=2, sort_keys=True) + "\n"
         atomic_write_text(src / MANIFEST, body)
         write_card(src)
         return src

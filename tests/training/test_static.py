@@ -92,6 +92,8 @@ def test_static_is_refused_where_the_model_has_none_or_a_stale_one(
     load_model(None).save(base)
     with pytest.raises(ArtifactError, match="aisle static-query --model"):
         load_model(base, query_tower="static")
+    with pytest.raises(ArtifactError, match=r"not an aisle model directory.*aisle export"):
+        load_model(None, query_tower="static")  # the built-in base: export a copy first
     stale = tmp_path / "stale"
     shutil.copytree(static_model, stale)
     manifest = json.loads((stale / "manifest.json").read_text())
@@ -231,3 +233,26 @@ def test_a_distillation_teacher_searches_its_index_with_the_transformer(
     _, taught = index_rankings(index, ds, texts, 4)
     expected = searched_rankings(transformer, texts, 4)[1]
     assert taught == expected
+
+
+def test_an_onnx_export_in_place_keeps_a_static_tower_published_while_it_ran(
+    static_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aisle.towers import export
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(static_model, model_dir)
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    section = manifest.pop("static_query")
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+
+    def build(*args: object, **kwargs: object) -> dict[str, object]:
+        # While the export runs, `aisle static-query` publishes its section.
+        (model_dir / "manifest.json").write_text(json.dumps({**manifest,
+                                                             "static_query": section}))
+        return {"towers": {}, "weights_fingerprint": manifest["weights_fingerprint"]}
+
+    monkeypatch.setattr(export, "_build", build)
+    export.export_model(model_dir)
+    after = json.loads((model_dir / "manifest.json").read_text())
+    assert after["static_query"] == section and "onnx" in after
