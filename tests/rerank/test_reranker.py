@@ -389,7 +389,7 @@ def test_first_stage_lists_are_kept_per_query_runtime(sample_data: Path, sample_
     model = retriever.model
 
     class AnotherExport:
-        runtime = "onnx-int8.11111111"
+        runtime = query_runtime = "onnx-int8.11111111"
 
         def __getattr__(self, name: str) -> object:
             return getattr(model, name)

@@ -73,7 +73,7 @@ class CasedModel:
     fingerprint = "cased-test"
     ref = "cased"
     backend = "torch"
-    runtime = "torch"
+    runtime = query_runtime = "torch"
     dim = 8
 
     def __init__(self) -> None:
