@@ -19,6 +19,8 @@ import os
 import shutil
 import tarfile
 import tempfile
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -42,6 +44,11 @@ RAY_BATCH = 256
 # memory, a crash in a native library) would restart actors without end, the job never
 # finishing nor failing.
 RAY_RETRIES = 3
+# Ray Data's background threads for one job: its scheduling loop and its metadata fetcher.
+# The job's own shutdown waits 2 s for them; on a loaded machine they can outlive that and
+# then call into Ray after ``ray.shutdown()``, which makes Ray end the whole process.
+RAY_DATA_THREADS = ("StreamingExecutor-", "ray-data-metadata-prefetch")
+RAY_SETTLE_SECONDS = 60.0
 
 
 def connect(address: str | None) -> None:
@@ -185,6 +192,22 @@ class RayEncoder:
                 f"({e}); the finished blocks are checkpointed: find the cause (memory?) and "
                 "build again"
             ) from e
+        finally:
+            settle_ray_data()
         if seen != len(texts):
             raise AisleError(f"the Ray job returned {seen} vectors for {len(texts)} texts")
         return vectors
+
+
+def settle_ray_data(timeout: float = RAY_SETTLE_SECONDS) -> None:
+    """Wait (up to ``timeout`` seconds in all) for Ray Data's background threads to end, so
+    that a ``ray.shutdown()`` after a job, finished or failed, never races them."""
+
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or not thread.name.startswith(RAY_DATA_THREADS):
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            log.warning("Ray Data thread %s still runs %.0f s after its job", thread.name,
+                        timeout)

@@ -146,3 +146,35 @@ def test_a_batch_that_kills_its_worker_every_time_fails_the_job(
     finally:
         ray.shutdown()
     assert len(list(deaths.iterdir())) == ray_engine.RAY_RETRIES + 1
+
+
+def test_a_finished_job_waits_for_ray_datas_threads_before_returning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Ray Data's own shutdown waits 2 s for its scheduling thread; on a loaded machine that
+    thread can outlive it and call into Ray after ``ray.shutdown()``, which ends the process.
+    The encoder waits for such threads, and says so when one will not end."""
+
+    import threading
+    import time
+
+    from aisle.indexing.ray_engine import settle_ray_data
+
+    release = threading.Event()
+    slow = threading.Thread(target=time.sleep, args=(0.5,), name="StreamingExecutor-test",
+                            daemon=True)
+    stuck = threading.Thread(target=release.wait, name="ray-data-metadata-prefetch",
+                             daemon=True)
+    other = threading.Thread(target=release.wait, name="someone-else", daemon=True)
+    for thread in (slow, stuck, other):
+        thread.start()
+    try:
+        started = time.monotonic()
+        settle_ray_data(timeout=2.0)
+        waited = time.monotonic() - started
+        assert not slow.is_alive()
+        assert stuck.is_alive() and "ray-data-metadata-prefetch still runs" in caplog.text
+        assert waited < 5.0  # one deadline for all threads, and a thread not Ray Data's is let be
+        assert "someone-else" not in caplog.text
+    finally:
+        release.set()
