@@ -51,7 +51,9 @@ from aisle.towers.layout import LAYOUT, LEGACY, layout_of, legacy_dirs, load_tow
 from aisle.towers.onnx import (
     InferenceOnly,
     OnnxTower,
+    Precision,
     int8_recipe,
+    onnx_product_tower,
     onnx_towers,
     resolve_backend,
 )
@@ -305,13 +307,20 @@ def load_model(
     ``--query-tower`` of the commands)."""
     path, manifest, config, device, backend = _resolve(ref, config, backend, query_tower)
     ref_str = BASE_MODEL if ref in (None, "", BASE_MODEL) else str(path.resolve())
+    static = resolve_query_tower(config.query_tower, manifest, backend, ref_str)
     query: AnyTower
     product: AnyTower
-    if backend != "torch":
+    precision: Precision = "int8" if backend == "onnx-int8" else "fp32"
+    if backend != "torch" and static is not None:  # no transformer query session to discard
+        product = onnx_product_tower(path, manifest["onnx"], precision, pooling_of(config),
+                                     config.max_product_length, config.onnx_product_threads,
+                                     config.batch_size)
+        query = StaticTower.load(path / str(static["dir"]), config.max_query_length)
+    elif backend != "torch":
         query, product = onnx_towers(
             path,
             manifest["onnx"],
-            "int8" if backend == "onnx-int8" else "fp32",
+            precision,
             pooling_of(config),
             (config.max_query_length, config.max_product_length),
             (config.onnx_query_threads, config.onnx_product_threads),
@@ -326,13 +335,12 @@ def load_model(
             if p is q and config.max_product_length == config.max_query_length
             else Tower(p, config.max_product_length, config.batch_size)
         )
+        if static is not None:  # torch runs both routes of one model: its query side is kept
+            query = StaticTower.load(path / str(static["dir"]), config.max_query_length)
     weights = manifest.get("weights_fingerprint") or directory_fingerprint(str(path.resolve()))
     recorded = ("base_model", "base_weights_fingerprint")
     extra: dict[str, Any] = {k: manifest[k] for k in recorded if k in manifest}
     int8 = int8_recipe(manifest["onnx"]) if backend == "onnx-int8" else ""
-    static = resolve_query_tower(config.query_tower, manifest, backend, ref_str)
-    if static is not None:  # the product tower as loaded; the query side its static export
-        query = StaticTower.load(path / str(static["dir"]), config.max_query_length)
     model = TwoTowerModel(query, product, config, ref_str, weights, extra, backend, int8,
                           static_runtime(static) if static is not None else "")
     log.info(

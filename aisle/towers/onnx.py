@@ -265,33 +265,66 @@ def onnx_towers(
     """(query, product) towers from a model directory and its manifest's ``onnx`` section;
     one session per file and thread count. ``dirs`` (tower name -> directory) reads each
     tower's files from there instead: an export checked before it is published."""
-    towers = section["towers"]
-    names = ("shared", "shared") if "shared" in towers else ("query", "product")
+    names = ("shared", "shared") if "shared" in section["towers"] else ("query", "product")
     made: dict[tuple[str, int], Any] = {}
-    out = []
-    for name, length, n_threads in zip(names, lengths, threads, strict=True):
-        export = TowerExport.from_manifest(towers[name])
-        root = dirs[name] if dirs is not None else model_dir / export.dir
-        path = root / export.files[precision]
-        if not path.is_file():
-            raise ArtifactError(f"{path} is missing; run `aisle export` on {model_dir} again")
-        # int8 runs one text a call (below), single-threaded, its calls shared among n_threads
-        # workers (0: one per core; aisle.towers.calls says why); fp32 batches on n_threads.
-        per_call = 1 if precision == "int8" else batch_size
-        session_threads, workers = split_threads(per_call, n_threads)
-        if (name, session_threads) not in made:
-            made[(name, session_threads)] = session(path, session_threads)
-        sess = made[(name, session_threads)]
-        # int8 quantises each MatMul's activations with one scale per call (ONNX Runtime's
-        # dynamic quantisation is per tensor): texts that share a call share a scale, and a
-        # text's vector would depend on what else was encoded with it (measured on the demo's
-        # towers, 2026-12-05: cosine 0.993 on average, 0.974 at worst, between a query encoded
-        # alone and in a batch of 4, and 74% of test queries' hybrid top 10 reordered). So an
-        # int8 tower encodes one text a call: a query's results never depend on the traffic
-        # around it, nor a product's vector on how the catalog was batched, sharded or resumed.
-        out.append(OnnxTower(sess, root / export.tokenizer, export, pooling, length, per_call,
-                             str(path), workers=workers))
-    return out[0], out[1]
+    query, product = (
+        _tower(model_dir, section, name, precision, pooling, length, n_threads, batch_size,
+               dirs, made)
+        for name, length, n_threads in zip(names, lengths, threads, strict=True)
+    )
+    return query, product
+
+
+def onnx_product_tower(
+    model_dir: Path,
+    section: Mapping[str, Any],
+    precision: Precision,
+    pooling: Pooling,
+    length: int,
+    threads: int,
+    batch_size: int,
+) -> OnnxTower:
+    """The product tower alone, as ``onnx_towers`` builds it: for a model whose queries run
+    on another tower (its static export), so no query session is built to be thrown away."""
+    name = "shared" if "shared" in section["towers"] else "product"
+    return _tower(model_dir, section, name, precision, pooling, length, threads, batch_size,
+                  None, {})
+
+
+def _tower(
+    model_dir: Path,
+    section: Mapping[str, Any],
+    name: str,
+    precision: Precision,
+    pooling: Pooling,
+    length: int,
+    n_threads: int,
+    batch_size: int,
+    dirs: Mapping[str, Path] | None,
+    made: dict[tuple[str, int], Any],
+) -> OnnxTower:
+    """Tower ``name`` of the export; ``made`` holds the sessions built so far, shared by
+    towers that read one file with one thread count."""
+    export = TowerExport.from_manifest(section["towers"][name])
+    root = dirs[name] if dirs is not None else model_dir / export.dir
+    path = root / export.files[precision]
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing; run `aisle export` on {model_dir} again")
+    # int8 runs one text a call (below), single-threaded, its calls shared among n_threads
+    # workers (0: one per core; aisle.towers.calls says why); fp32 batches on n_threads.
+    per_call = 1 if precision == "int8" else batch_size
+    session_threads, workers = split_threads(per_call, n_threads)
+    if (name, session_threads) not in made:
+        made[(name, session_threads)] = session(path, session_threads)
+    # int8 quantises each MatMul's activations with one scale per call (ONNX Runtime's
+    # dynamic quantisation is per tensor): texts that share a call share a scale, and a
+    # text's vector would depend on what else was encoded with it (measured on the demo's
+    # towers, 2026-12-05: cosine 0.993 on average, 0.974 at worst, between a query encoded
+    # alone and in a batch of 4, and 74% of test queries' hybrid top 10 reordered). So an
+    # int8 tower encodes one text a call: a query's results never depend on the traffic
+    # around it, nor a product's vector on how the catalog was batched, sharded or resumed.
+    return OnnxTower(made[(name, session_threads)], root / export.tokenizer, export, pooling,
+                     length, per_call, str(path), workers=workers)
 
 
 __all__ = [

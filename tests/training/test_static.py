@@ -256,3 +256,41 @@ def test_an_onnx_export_in_place_keeps_a_static_tower_published_while_it_ran(
     export.export_model(model_dir)
     after = json.loads((model_dir / "manifest.json").read_text())
     assert after["static_query"] == section and "onnx" in after
+
+
+def test_an_onnx_model_serving_static_queries_builds_no_query_session(
+    sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Untied ONNX towers with a static export: ``auto`` runs the static tower, and loading
+    builds the product session alone, not a transformer query session to throw away."""
+    from aisle.towers import onnx
+    from aisle.towers.export import export_model
+
+    model_dir = load_model(None).untie().save(tmp_path / "untied")
+    export_model(model_dir)
+    export_static(model_dir, sample_data, LOOSE)
+    towers = json.loads((model_dir / "manifest.json").read_text())["onnx"]["towers"]
+    files = {side: model_dir / towers[side]["dir"] / towers[side]["files"]["fp32"]
+             for side in ("query", "product")}
+    opened: list[Path] = []
+    session = onnx.session
+
+    def recording(path: Path, threads: int) -> object:
+        opened.append(Path(path))
+        return session(path, threads)
+
+    monkeypatch.setattr(onnx, "session", recording)
+    static = load_model(model_dir)
+    assert isinstance(static.query, StaticTower) and static.backend == "onnx-fp32"
+    assert opened == [files["product"]]
+    opened.clear()
+    transformer = load_model(model_dir, query_tower="transformer")
+    assert opened == [files["query"], files["product"]]
+    import pandas as pd
+
+    records = pd.DataFrame([{"title": "cordless drill", "brand": "DeWALT", "category": "",
+                             "description": ""}])
+    np.testing.assert_array_equal(static.encode_product(records).numpy(),
+                                  transformer.encode_product(records).numpy())
+    assert static.fingerprint == transformer.fingerprint and static.runtime == transformer.runtime
+
