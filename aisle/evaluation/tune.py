@@ -105,6 +105,9 @@ def tune_fusion(
             "split": split,
             "metric": SELECT,
             "metrics": reported,
+            # which query tower chose the weight (a static tower's vectors are not the
+            # transformer's, and the best weight can differ between them)
+            "query_runtime": retriever.model.query_runtime,
         }
         write_manifest(target, manifest)
     return {

@@ -294,3 +294,17 @@ def test_an_onnx_model_serving_static_queries_builds_no_query_session(
                                   transformer.encode_product(records).numpy())
     assert static.fingerprint == transformer.fingerprint and static.runtime == transformer.runtime
 
+
+def test_a_tuned_fusion_names_the_query_tower_that_chose_it(
+    static_model: Path, static_index: Path, sample_data: Path, tmp_path: Path
+) -> None:
+    from aisle.evaluation.tune import tune_fusion
+
+    index = tmp_path / "index"
+    shutil.copytree(static_index, index)
+    tune_fusion(sample_data, index, query_tower="static")
+    tuning = json.loads((index / "manifest.json").read_text())["fusion_tuning"]
+    assert tuning["query_runtime"].startswith("torch+static.") and tuning["split"] == "dev"
+    tune_fusion(sample_data, index, query_tower="transformer")
+    tuning = json.loads((index / "manifest.json").read_text())["fusion_tuning"]
+    assert tuning["query_runtime"] == "torch"
