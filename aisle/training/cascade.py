@@ -15,6 +15,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -384,15 +385,8 @@ def export_static_query(model: Path, data: Path, seed: int) -> bool:
     warning, when it is refused or fails: queries then run on the transformer tower."""
     from aisle.training.static import StaticConfig, export_static
 
-    try:
-        export_static(model, data, replace(StaticConfig(), seed=seed))
-    except AisleError as e:  # the agreement check refused it, or a bad input
-        log.warning("static query tower of %s refused, queries stay on the transformer: %s",
-                    model, e)
-        return False
-    except Exception:  # the trained model is published: this must not lose it
-        log.warning("static query tower of %s failed, queries stay on the transformer", model,
-                    exc_info=True)
+    if not _after_publish(lambda: export_static(model, data, replace(StaticConfig(), seed=seed)),
+                          "static query tower", model, "queries stay on the transformer"):
         return False
     log.info("learnt %s's static query tower: query_tower auto now runs it", model)
     return True
@@ -403,15 +397,24 @@ def export_int8(model: Path, data: Path) -> bool:
     False, with a warning, when int8 is refused: the model then stays on torch."""
     from aisle.towers.export import export_model
 
-    try:
-        export_model(model, int8=True, data=data)
-    except AisleError as e:  # the agreement check refused int8, or a bad input
-        log.warning("int8 export of %s refused, the model stays on torch: %s", model, e)
-        return False
-    except Exception:  # an hour of training is published: an export failure must not lose it
-        # The exporter or onnxruntime failed on this architecture (or the disk filled): each
-        # export directory is written to a temp path first, so the model is left as published.
-        log.warning("int8 export of %s failed, the model stays on torch", model, exc_info=True)
+    if not _after_publish(lambda: export_model(model, int8=True, data=data), "int8 export",
+                          model, "the model stays on torch"):
         return False
     log.info("exported %s to ONNX (fp32 and int8): backend auto now runs int8", model)
+    return True
+
+
+def _after_publish(action: Callable[[], object], what: str, model: Path, fallback: str) -> bool:
+    """Run ``action``, an optional step on a model already published; False, with a warning
+    saying ``fallback``, when it is refused or fails."""
+    try:
+        action()
+    except AisleError as e:  # an agreement check refused it, or a bad input
+        log.warning("%s of %s refused, %s: %s", what, model, fallback, e)
+        return False
+    except Exception:  # an hour of training is published: a failure here must not lose it
+        # The exporter or onnxruntime failed on this architecture (or the disk filled): each
+        # export writes to a temp path first, so the model is left as published.
+        log.warning("%s of %s failed, %s", what, model, fallback, exc_info=True)
+        return False
     return True
