@@ -161,19 +161,31 @@ class BM25Index:
         before the top k is taken, so a filter leaves k hits whenever k allowed products
         score. Ties break by catalog order, so results are deterministic.
         """
+        return [list(zip(self._names[docs].tolist(), scores.tolist(), strict=True))
+                for docs, scores in self.search_docs(queries, k, match_terms, allowed)]
+
+    @property
+    def product_names(self) -> np.ndarray:
+        """The product id of each document (``search_docs``' numbers), as str."""
+        return self._names
+
+    def search_docs(self, queries: Sequence[str], k: int, match_terms: bool = True,
+                    allowed: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``search`` as arrays: per query, its documents (positions in ``product_names``)
+        and their scores (float64, as ``search`` gives them), best first."""
         if allowed is not None and len(allowed) != len(self._ids):
             raise ValueError(f"allowed has {len(allowed)} entries; the index has "
                              f"{len(self._ids)} products")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         vocab = self._retriever.vocab_dict
-        results: list[list[tuple[str, float]]] = []
+        results: list[tuple[np.ndarray, np.ndarray]] = []
         for tokens in self._analyze(queries):
             # EMPTY_TERM is bm25s's placeholder for empty documents, never a query term.
             known = [t for t in (self._known(t, match_terms) for t in tokens) if t]
             term_ids = [vocab[t] for t in known if t in vocab]
             if not term_ids:
-                results.append([])
+                results.append((np.zeros(0, dtype=np.int64), np.zeros(0)))
                 continue
             if self._retriever.nonoccurrence_array is not None:
                 # bm25l and bm25+ give every product a score: no sparse shortcut.
@@ -216,8 +228,9 @@ class BM25Index:
         np.add.at(sums, group, weights)
         return docs[first], sums
 
-    def _top(self, docs: np.ndarray, scores: np.ndarray, k: int) -> list[tuple[str, float]]:
-        """The ``k`` best positive ``scores``, ties by catalog order, as ``(id, score)``."""
+    def _top(self, docs: np.ndarray, scores: np.ndarray, k: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best positive ``scores``, ties by catalog order: (documents, scores)."""
         if self._signed:
             positive = np.flatnonzero(scores > 0.0)
             docs, scores = docs[positive], scores[positive]
@@ -227,8 +240,8 @@ class BM25Index:
             tied = np.flatnonzero(scores >= kth)
             docs, scores = docs[tied], scores[tied]
         order = np.lexsort((docs, -scores))[:k]
-        # tolist gives the same Python floats as float() of each score widened to float64.
-        return list(zip(self._names[docs[order]].tolist(), scores[order].tolist(), strict=True))
+        # Widened to float64 exactly, as tolist() widens each score to a Python float.
+        return docs[order].astype(np.int64), scores[order].astype(np.float64)
 
     def _known(self, term: str, match_terms: bool = True) -> str | None:
         if not term:

@@ -282,6 +282,25 @@ class ProductIndex:
                  if r >= 0 and (p := ids[r]) is not None]
                 for srow, rrow in self._found(vectors, k, where)]
 
+    def ranked_rows(self, vectors: np.ndarray, k: int, where: Filtered | None = None
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``ranked`` as arrays: per query, its rows (FAISS ids of live products, ``id_of``'s
+        numbers) and their scores (float64, as ``ranked`` gives them), best first."""
+        scores, rows = self.searcher.search(vectors, min(k, self.searcher.count),
+                                            selection=None if where is None else where.ids)
+        live = self.live_rows
+        out = []
+        for srow, rrow in zip(scores, rows, strict=True):
+            keep = rrow >= 0
+            keep[keep] = live[rrow[keep]]
+            out.append((rrow[keep].astype(np.int64), srow[keep].astype(np.float64)))
+        return out
+
+    @functools.cached_property
+    def live_rows(self) -> np.ndarray:
+        """Per FAISS id, whether a product holds it (an update frees the rows it replaces)."""
+        return np.array([p is not None for p in self.product_ids.tolist()], dtype=bool)
+
     def _found(self, vectors: np.ndarray, k: int, where: Filtered | None
                ) -> zip[tuple[list[float], list[int]]]:
         """Per query, faiss's scores and rows as lists (row -1: no product): read in one

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from aisle.errors import AisleError
 from aisle.retrieval.config import FusionConfig
-from aisle.retrieval.fusion import convex_fusion, fuse, minmax, rrf_fusion
+from aisle.retrieval.fusion import convex_fusion, convex_fusion_arrays, fuse, minmax, rrf_fusion
 
 DENSE = [("a", 0.75), ("b", 0.5), ("c", 0.25)]  # dyadic: exact arithmetic, exact ties
 LEXICAL = [("c", 12.0), ("d", 8.0), ("a", 4.0)]
@@ -124,3 +125,52 @@ def test_a_fusion_config_out_of_range_is_refused(bad: dict[str, float]) -> None:
 def test_a_top_zero_is_empty() -> None:
     assert fuse(DENSE, LEXICAL, 0, FusionConfig()) == []
     assert fuse(DENSE, LEXICAL, 0, FusionConfig(method="rrf")) == []
+
+
+def _sides(rng: random.Random) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """Two random rankings over a small id space (so they overlap), their scores drawn from a
+    few values (so they tie), in descending score order as each side's search returns them;
+    either side may be empty or hold one product."""
+    ids = list(range(rng.choice([1, 5, 40, 400])))
+
+    def side() -> list[tuple[int, float]]:
+        picked = rng.sample(ids, rng.randint(0, min(len(ids), 60)))
+        values = [round(rng.uniform(-2, 30), 1) for _ in range(rng.choice([1, 3, 50]))]
+        return sorted(((i, rng.choice(values)) for i in picked), key=lambda x: -x[1])
+
+    return side(), side()
+
+
+def _arrays(side: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([i for i, _ in side], dtype=np.int64),
+            np.array([s for _, s in side], dtype=np.float64))
+
+
+def test_array_fusion_is_the_list_fusion_to_the_bit() -> None:
+    """Over random rankings with overlaps, tied scores, equal bounds, depths shorter and
+    longer than the lists and every k: the same products, the same order, the same floats
+    (compared with ==, not a tolerance)."""
+    rng = random.Random(7)
+    for _ in range(3000):
+        dense, lexical = _sides(rng)
+        weight = rng.choice([0.0, 0.35, 0.5, 1.0, rng.random()])
+        k = rng.choice([None, 0, 1, 10, 200])
+        depths = (rng.choice([None, 1, 5, 200]), rng.choice([None, 1, 5, 200]))
+        named = ([(f"p{i:04d}", s) for i, s in dense], [(f"p{i:04d}", s) for i, s in lexical])
+        expected = convex_fusion(*named, weight, k, depths)
+        fused = convex_fusion_arrays(_arrays(dense), _arrays(lexical), weight, k, depths)
+        assert fused is not None
+        ids, scores = fused
+        got = [(f"p{i:04d}", s) for i, s in zip(ids.tolist(), scores.tolist(), strict=True)]
+        assert got == expected, (dense, lexical, weight, k, depths)
+
+
+def test_array_fusion_leaves_to_the_lists_what_it_cannot_match() -> None:
+    ids, scores = np.array([3, 4, 3]), np.array([0.9, 0.5, 0.1])
+    assert convex_fusion_arrays((ids, scores), (np.array([4]), np.array([2.0])), 0.5) is None
+    assert convex_fusion_arrays((np.array([4]), np.array([2.0])), (ids, scores), 0.5) is None
+    nan = np.array([np.nan, 0.5])
+    assert convex_fusion_arrays((np.array([1, 2]), nan), (np.array([4]), np.array([2.0])),
+                                0.5) is None
+    with pytest.raises(ValueError, match="weight"):
+        convex_fusion_arrays((ids[:2], scores[:2]), (ids[:1], scores[:1]), 1.5)

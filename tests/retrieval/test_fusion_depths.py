@@ -54,3 +54,55 @@ def test_an_index_written_with_one_depth_keeps_it_for_both_sides(
     loaded = load_index(old).fusion()
     assert (loaded.dense_depth, loaded.lexical_depth) == (150, 150)
     assert load_index(sample_index).fusion() == FusionConfig()
+
+
+QUERIES = ["drill", "paint", "cordless drill bits", "garden hose", "zzqx", "the", "wood"]
+
+
+@pytest.mark.parametrize("fusion", [FusionConfig(weight=0.35), FusionConfig(weight=0.8),
+                                    FusionConfig(dense_depth=7, lexical_depth=12)])
+def test_hybrid_search_on_arrays_is_fuse_over_the_candidate_lists(
+    sample_index: Path, base_model: TwoTowerModel, fusion: FusionConfig
+) -> None:
+    """The search's array fusion (the service's, the CLI's, evaluation's) returns what
+    ``fuse`` over ``candidates`` returns: the same products, order and scores, at a k inside
+    and past each side's depth; and a filtered search keeps to its filter."""
+    from aisle.retrieval.filters import parse_filters
+    from aisle.retrieval.fusion import fuse
+
+    index = load_index(sample_index)
+    retriever = Retriever(base_model, index, QueryPreparer(None, fold_case=True), fusion)
+    assert retriever.fusion_ids is not None
+    queries = retriever.prepare(QUERIES)
+    for k in (1, 10, 30):
+        dense, lexical = retriever.candidates(queries, k)
+        expected = [fuse(d, lx, k, fusion) for d, lx in zip(dense, lexical, strict=True)]
+        assert retriever.hybrid_ranked(queries, k) == expected
+        assert [[(h.product_id, h.score) for h in f.hits]
+                for f in retriever.search(queries, k, "hybrid")] == expected
+    where = index.select(parse_filters(["brand=Dewalt"]))
+    dense, lexical = retriever.candidates(queries, 10, where=where)
+    assert any(lexical) and retriever.hybrid_ranked(queries, 10, where=where) == [
+        fuse(d, lx, 10, fusion) for d, lx in zip(dense, lexical, strict=True)]
+
+
+def test_a_bm25_index_that_repeats_a_product_fuses_on_lists(
+    sample_index: Path, base_model: TwoTowerModel
+) -> None:
+    """A product id held by two BM25 documents: the array fusion would count it twice, so
+    the search fuses the lists, which count it once at its first position."""
+    from aisle.retrieval.fusion import fuse
+    from aisle.retrieval.lexical import BM25Index
+
+    index = load_index(sample_index)
+    lexical = index.lexical
+    names = lexical.product_names.copy()
+    names[1] = names[0]
+    twin = BM25Index(lexical._retriever, names.tolist(), lexical.analyzer_name)
+    retriever = Retriever(base_model, index, QueryPreparer(None, fold_case=True),
+                          lexical=twin)
+    assert retriever.fusion_ids is None
+    queries = retriever.prepare(QUERIES)
+    dense, lists = retriever.candidates(queries, 10)
+    assert retriever.hybrid_ranked(queries, 10) == [
+        fuse(d, lx, 10, retriever.fusion) for d, lx in zip(dense, lists, strict=True)]

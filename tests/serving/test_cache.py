@@ -192,8 +192,8 @@ def test_hybrid_gives_both_sides_the_one_corrected_text(
 ) -> None:
     lexical = engine.snapshot.index.lexical
     seen: list[str] = []
-    search = lexical.search
-    monkeypatch.setattr(lexical, "search",
+    search = lexical.search_docs  # what hybrid reads BM25 with (arrays, for its fusion)
+    monkeypatch.setattr(lexical, "search_docs",
                         lambda texts, k, *more: seen.extend(texts) or search(texts, k, *more))
     engine.embed(engine.snapshot, prepared(engine, ["ceiling fan"]))
     misses = engine.stats.misses
