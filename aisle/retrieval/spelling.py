@@ -105,6 +105,7 @@ class QuerySpeller:
                 self._by_length.setdefault(len(w), []).append(w)
         self._cache: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
+        self._ranges: dict[tuple[int, int], tuple[str, ...]] = {}
 
     @classmethod
     def from_texts(
@@ -143,8 +144,13 @@ class QuerySpeller:
 
     def _search(self, w: str) -> str:
         cutoff = 1 if len(w) < 8 else 2
-        lengths = range(len(w) - cutoff, len(w) + cutoff + 1)
-        candidates = [c for n in lengths for c in self._by_length.get(n, ())]
+        # The words of those lengths, gathered once per range, not per search under the GIL.
+        span = (len(w) - cutoff, len(w) + cutoff)
+        candidates = self._ranges.get(span)
+        if candidates is None:  # two threads may both build it: the same tuple either way
+            candidates = tuple(c for n in range(span[0], span[1] + 1)
+                               for c in self._by_length.get(n, ()))
+            self._ranges[span] = candidates
         hits = process.extract(w, candidates, scorer=OSA.distance, score_cutoff=cutoff, limit=None)
         # The most common candidate; then the closer one; then alphabetical (stable).
         best = min(hits, key=lambda h: (-self.counts[h[0]], h[1], h[0]), default=None)

@@ -45,6 +45,16 @@ class TermMatcher:
         for word in sorted(self.df):
             self._by_length.setdefault(len(word), []).append(word)
         self.correct = functools.lru_cache(maxsize=CACHE_SIZE)(self._correct)
+        self._ranges: dict[tuple[int, int], tuple[str, ...]] = {}
+
+    def _lengths(self, lo: int, hi: int) -> tuple[str, ...]:
+        """The words of lengths lo..hi, gathered once per range: each search for an unknown
+        term would otherwise build a list of thousands of words under the GIL."""
+        words = self._ranges.get((lo, hi))
+        if words is None:  # two threads may both build it: the same tuple either way
+            words = tuple(w for n in range(lo, hi + 1) for w in self._by_length.get(n, ()))
+            self._ranges[(lo, hi)] = words
+        return words
 
     @classmethod
     def from_documents(cls, documents: Iterable[Sequence[str]]) -> TermMatcher:
@@ -64,11 +74,7 @@ class TermMatcher:
         edits = max_edits(term)
         if edits == 0:
             return None
-        candidates = [
-            word
-            for length in range(len(term) - edits, len(term) + edits + 1)
-            for word in self._by_length.get(length, ())
-        ]
+        candidates = self._lengths(len(term) - edits, len(term) + edits)
         found = process.extract(
             term, candidates, scorer=Levenshtein.distance, score_cutoff=edits, limit=None
         )
