@@ -288,13 +288,12 @@ class ProductIndex:
         numbers) and their scores (float64, as ``ranked`` gives them), best first."""
         scores, rows = self.searcher.search(vectors, min(k, self.searcher.count),
                                             selection=None if where is None else where.ids)
-        live = self.live_rows
-        out = []
-        for srow, rrow in zip(scores, rows, strict=True):
-            keep = rrow >= 0
-            keep[keep] = live[rrow[keep]]
-            out.append((rrow[keep].astype(np.int64), srow[keep].astype(np.float64)))
-        return out
+        rows, scores = np.asarray(rows, dtype=np.int64), np.asarray(scores, dtype=np.float64)
+        keep = rows >= 0
+        keep[keep] = self.live_rows[rows[keep]]
+        if keep.all():  # the usual case: one view per query
+            return list(zip(rows, scores, strict=True))
+        return [(r[m], s[m]) for r, s, m in zip(rows, scores, keep, strict=True)]
 
     @functools.cached_property
     def live_rows(self) -> np.ndarray:

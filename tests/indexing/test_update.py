@@ -15,6 +15,9 @@ from aisle.indexing.build import build_version
 from aisle.indexing.update import update_version
 from aisle.retrieval.config import IndexConfig
 from aisle.retrieval.filters import Filter, parse_filters
+from aisle.retrieval.fusion import fuse
+from aisle.retrieval.query import QueryPreparer
+from aisle.retrieval.retriever import Retriever
 from aisle.retrieval.store import ProductIndex, load_index
 from aisle.towers.model import TwoTowerModel
 from tests.indexing.conftest import CountingEncoder, edited, tune
@@ -87,6 +90,13 @@ def test_update_equals_a_full_rebuild(
         assert_same_results(new.partition(name), full.partition(name), base_model)
     gone = catalog["product_id"].iloc[8]
     assert gone not in set(new.product_ids) and gone in set(load_index(first).product_ids)
+    # Hybrid over an updated index (in place: rows removed from FAISS and the id map) fuses
+    # arrays of rows to fuse's answer.
+    retriever = Retriever(base_model, new, QueryPreparer(None, fold_case=True))
+    queries = retriever.prepare(QUERIES)
+    dense, lexical = retriever.candidates(queries, 10)
+    assert retriever.hybrid_ranked(queries, 10) == [
+        fuse(d, lx, 10, retriever.fusion) for d, lx in zip(dense, lexical, strict=True)]
 
 
 def test_a_flat_update_keeps_every_vector(

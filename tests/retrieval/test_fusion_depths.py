@@ -106,3 +106,26 @@ def test_a_bm25_index_that_repeats_a_product_fuses_on_lists(
     dense, lists = retriever.candidates(queries, 10)
     assert retriever.hybrid_ranked(queries, 10) == [
         fuse(d, lx, 10, retriever.fusion) for d, lx in zip(dense, lists, strict=True)]
+
+
+def test_a_row_no_product_holds_is_left_out_of_the_arrays_as_of_the_lists(
+    sample_index: Path, base_model: TwoTowerModel
+) -> None:
+    from aisle.retrieval.fusion import fuse
+
+    queries_text = ["drill", "paint"]
+    vectors = base_model.encode_query(queries_text).numpy()
+    probe = load_index(sample_index)
+    gone = probe.ranked(vectors, 5)[0][0][0]
+    index = load_index(sample_index)
+    index.product_ids[probe.id_of[gone]] = None  # before any lookup table is built
+    lists = index.ranked(vectors, 5)
+    assert gone not in {p for row in lists for p, _ in row}
+    assert [[(str(index.product_ids[r]), s) for r, s in zip(rows.tolist(), scores.tolist(),
+                                                            strict=True)]
+            for rows, scores in index.ranked_rows(vectors, 5)] == lists
+    retriever = Retriever(base_model, index, QueryPreparer(None, fold_case=True))
+    queries = retriever.prepare(queries_text)
+    dense, lexical = retriever.candidates(queries, 10)
+    assert retriever.hybrid_ranked(queries, 10) == [
+        fuse(d, lx, 10, retriever.fusion) for d, lx in zip(dense, lexical, strict=True)]
