@@ -127,7 +127,7 @@ def convex_fusion_arrays(dense: Side, lexical: Side, weight: float, k: int | Non
     at[order] = np.cumsum(first) - 1
     d_at, l_at = at[: len(d_ids)], at[len(d_ids):]
     fused = np.zeros(len(ids))
-    fused[d_at] = weight * _minmax(d_scores, depths[0])  # 0.0 + x is x
+    fused[d_at] = 0.0 + weight * _minmax(d_scores, depths[0])  # as the lists add: -0.0 is 0.0
     fused[l_at] = fused[l_at] + (1.0 - weight) * _minmax(l_scores, depths[1])
     big = len(d_ids) + len(l_ids) + 1
     d_rank = np.full(len(ids), big)

@@ -297,9 +297,9 @@ class Retriever:
         """What ``hybrid_ranked``'s array fusion numbers products by, built once per index:
         (each BM25 document's row in the vector index, the product id of each number). A
         product BM25 holds and the vectors do not gets a number past the rows. None where a
-        product id holds two rows, or two BM25 documents: then ``fuse`` over lists decides,
-        which counts such a product once."""
-        if not self.has_lexical:
+        product id holds two rows, or two BM25 documents (``fuse`` over lists then decides,
+        which counts such a product once), and for an RRF fusion, which fuses lists."""
+        if not self.has_lexical or self.fusion.method != "convex":
             return None
         live = self.index.live_rows
         id_of = self.index.id_of

@@ -93,6 +93,7 @@ def test_update_equals_a_full_rebuild(
     # Hybrid over an updated index (in place: rows removed from FAISS and the id map) fuses
     # arrays of rows to fuse's answer.
     retriever = Retriever(base_model, new, QueryPreparer(None, fold_case=True))
+    assert retriever.fusion_ids is not None  # else the lists are compared with themselves
     queries = retriever.prepare(QUERIES)
     dense, lexical = retriever.candidates(queries, 10)
     assert retriever.hybrid_ranked(queries, 10) == [

@@ -153,7 +153,7 @@ def test_array_fusion_is_the_list_fusion_to_the_bit() -> None:
     rng = random.Random(7)
     for _ in range(3000):
         dense, lexical = _sides(rng)
-        weight = rng.choice([0.0, 0.35, 0.5, 1.0, rng.random()])
+        weight = rng.choice([0.0, -0.0, 0.35, 0.5, 1.0, rng.random()])
         k = rng.choice([None, 0, 1, 10, 200])
         depths = (rng.choice([None, 1, 5, 200]), rng.choice([None, 1, 5, 200]))
         named = ([(f"p{i:04d}", s) for i, s in dense], [(f"p{i:04d}", s) for i, s in lexical])
@@ -163,6 +163,8 @@ def test_array_fusion_is_the_list_fusion_to_the_bit() -> None:
         ids, scores = fused
         got = [(f"p{i:04d}", s) for i, s in zip(ids.tolist(), scores.tolist(), strict=True)]
         assert got == expected, (dense, lexical, weight, k, depths)
+        # == takes -0.0 for 0.0: compare the floats' bytes
+        assert scores.tobytes() == np.array([s for _, s in expected]).tobytes()
 
 
 def test_array_fusion_leaves_to_the_lists_what_it_cannot_match() -> None:

@@ -102,6 +102,8 @@ def test_a_bm25_index_that_repeats_a_product_fuses_on_lists(
     retriever = Retriever(base_model, index, QueryPreparer(None, fold_case=True),
                           lexical=twin)
     assert retriever.fusion_ids is None
+    assert Retriever(base_model, index, QueryPreparer(None, fold_case=True),
+                     FusionConfig(method="rrf")).fusion_ids is None  # RRF fuses lists
     queries = retriever.prepare(QUERIES)
     dense, lists = retriever.candidates(queries, 10)
     assert retriever.hybrid_ranked(queries, 10) == [
@@ -125,7 +127,10 @@ def test_a_row_no_product_holds_is_left_out_of_the_arrays_as_of_the_lists(
                                                             strict=True)]
             for rows, scores in index.ranked_rows(vectors, 5)] == lists
     retriever = Retriever(base_model, index, QueryPreparer(None, fold_case=True))
+    assert retriever.fusion_ids is not None
     queries = retriever.prepare(queries_text)
     dense, lexical = retriever.candidates(queries, 10)
+    # BM25 still holds the product the vectors lost: it is numbered past the rows
+    assert gone in {p for row in lexical for p, _ in row}
     assert retriever.hybrid_ranked(queries, 10) == [
         fuse(d, lx, 10, retriever.fusion) for d, lx in zip(dense, lexical, strict=True)]
