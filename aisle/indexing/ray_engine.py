@@ -180,8 +180,9 @@ class RayEncoder:
         )
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         seen = 0
+        batches = out.iter_batches(batch_format="numpy", batch_size=None)
         try:
-            for batch in out.iter_batches(batch_format="numpy", batch_size=None):
+            for batch in batches:
                 vectors[batch["pos"]] = batch["vector"]
                 seen += len(batch["pos"])
         except ray.exceptions.ActorDiedError as e:
@@ -193,6 +194,10 @@ class RayEncoder:
                 "build again"
             ) from e
         finally:
+            # Ended early (an error, an interrupt): stop the job's threads before waiting.
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
             settle_ray_data()
         if seen != len(texts):
             raise AisleError(f"the Ray job returned {seen} vectors for {len(texts)} texts")
