@@ -30,6 +30,8 @@ from typing import overload
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
+from aisle.retrieval.word_lengths import WordsByLength
+
 _SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"^[a-z]+$")
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
@@ -99,13 +101,12 @@ class QuerySpeller:
         self.known = frozenset(known)
         self.compound_min_count = compound_min_count
         self.min_word = min_word
-        self._by_length: dict[int, list[str]] = {}
-        for w, c in self.counts.items():
-            if c >= min_count and _WORD.match(w) and len(w) >= min_candidate_length:
-                self._by_length.setdefault(len(w), []).append(w)
+        self._candidates = WordsByLength(
+            w for w, c in self.counts.items()
+            if c >= min_count and _WORD.match(w) and len(w) >= min_candidate_length
+        )
         self._cache: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
-        self._ranges: dict[tuple[int, int], tuple[str, ...]] = {}
 
     @classmethod
     def from_texts(
@@ -120,7 +121,7 @@ class QuerySpeller:
     @property
     def common_words(self) -> int:
         """How many catalog words can be a correction."""
-        return sum(len(v) for v in self._by_length.values())
+        return len(self._candidates)
 
     def _is_word(self, w: str) -> bool:
         return self.counts[w] >= self.min_count or w in self.known
@@ -144,13 +145,7 @@ class QuerySpeller:
 
     def _search(self, w: str) -> str:
         cutoff = 1 if len(w) < 8 else 2
-        # The words of those lengths, gathered once per range, not per search under the GIL.
-        span = (len(w) - cutoff, len(w) + cutoff)
-        candidates = self._ranges.get(span)
-        if candidates is None:  # two threads may both build it: the same tuple either way
-            candidates = tuple(c for n in range(span[0], span[1] + 1)
-                               for c in self._by_length.get(n, ()))
-            self._ranges[span] = candidates
+        candidates = self._candidates.between(len(w) - cutoff, len(w) + cutoff)
         hits = process.extract(w, candidates, scorer=OSA.distance, score_cutoff=cutoff, limit=None)
         # The most common candidate; then the closer one; then alphabetical (stable).
         best = min(hits, key=lambda h: (-self.counts[h[0]], h[1], h[0]), default=None)

@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
+from aisle.retrieval.word_lengths import WordsByLength
+
 CACHE_SIZE = 65536
 
 
@@ -41,20 +43,8 @@ class TermMatcher:
 
     def __init__(self, df: Mapping[str, int]) -> None:
         self.df = dict(df)
-        self._by_length: dict[int, list[str]] = {}
-        for word in sorted(self.df):
-            self._by_length.setdefault(len(word), []).append(word)
+        self._words = WordsByLength(sorted(self.df))
         self.correct = functools.lru_cache(maxsize=CACHE_SIZE)(self._correct)
-        self._ranges: dict[tuple[int, int], tuple[str, ...]] = {}
-
-    def _lengths(self, lo: int, hi: int) -> tuple[str, ...]:
-        """The words of lengths lo..hi, gathered once per range: each search for an unknown
-        term would otherwise build a list of thousands of words under the GIL."""
-        words = self._ranges.get((lo, hi))
-        if words is None:  # two threads may both build it: the same tuple either way
-            words = tuple(w for n in range(lo, hi + 1) for w in self._by_length.get(n, ()))
-            self._ranges[(lo, hi)] = words
-        return words
 
     @classmethod
     def from_documents(cls, documents: Iterable[Sequence[str]]) -> TermMatcher:
@@ -74,7 +64,7 @@ class TermMatcher:
         edits = max_edits(term)
         if edits == 0:
             return None
-        candidates = self._lengths(len(term) - edits, len(term) + edits)
+        candidates = self._words.between(len(term) - edits, len(term) + edits)
         found = process.extract(
             term, candidates, scorer=Levenshtein.distance, score_cutoff=edits, limit=None
         )
