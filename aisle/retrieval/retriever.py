@@ -78,12 +78,17 @@ class Retriever:
         self.model = model
         self.index = index
         self.preparer = preparer
-        self.fusion = fusion or index.fusion()
+        self._fusion = fusion or index.fusion()
         self._lexical = lexical
         self.match_terms = match_terms
         self.reranker = reranker
         self._partitions: dict[str, Retriever] = {}
         self._lock = threading.Lock()
+
+    @property
+    def fusion(self) -> FusionConfig:
+        """Hybrid's settings, fixed for this retriever (``fusion_ids`` is built for them)."""
+        return self._fusion
 
     @property
     def has_lexical(self) -> bool:
@@ -269,7 +274,7 @@ class Retriever:
         candidates a query was most of a hybrid search's time under the GIL."""
         fusion = self.fusion
         names = self.fusion_ids
-        if fusion.method != "convex" or names is None:
+        if names is None:  # an RRF fusion, or a product id on two rows or documents
             dense, lexical = self.candidates(queries, k, vectors, where)
             return [fuse(d, lx, k, fusion) for d, lx in zip(dense, lexical, strict=True)]
         rows_of_docs, pids = names
@@ -309,9 +314,8 @@ class Retriever:
         rows = np.array([id_of.get(p, -1) for p in names], dtype=np.int64)
         missing = np.flatnonzero(rows < 0)
         rows[missing] = len(live) + missing
-        row_pids = [None if p is None else str(p) for p in self.index.product_ids.tolist()]
         pids = np.empty(len(live) + len(names), dtype=object)
-        pids[:] = row_pids + names
+        pids[:] = self.index.row_pids + names
         return rows, pids
 
     def ranker(self, mode: Mode | None = None, filters: Filter | None = None,

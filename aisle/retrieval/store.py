@@ -258,36 +258,43 @@ class ProductIndex:
         return stored_fusion(self.manifest.get("fusion", {}))
 
     @functools.cached_property
-    def _row_lists(self) -> tuple[list[str | None], list[str]]:
-        """``product_ids`` and ``titles`` as lists of str (None: a row no product holds): a
-        list item is read far faster than a numpy object array's, and a search reads k of
-        each."""
-        return ([None if p is None else str(p) for p in self.product_ids.tolist()],
-                [str(t) for t in self.titles.tolist()])
+    def row_pids(self) -> list[str | None]:
+        """``product_ids`` (one per FAISS id) as a list of str (None: a row no product holds):
+        a list item is read far faster than a numpy object array's, and a search reads k."""
+        return [None if p is None else str(p) for p in self.product_ids.tolist()]
+
+    @functools.cached_property
+    def _row_titles(self) -> list[str]:
+        """``titles`` as a list of str, read as ``row_pids`` is."""
+        return [str(t) for t in self.titles.tolist()]
+
+    @functools.cached_property
+    def live_rows(self) -> np.ndarray:
+        """Per FAISS id, whether a product holds it (an update frees the rows it replaces)."""
+        return np.array([p is not None for p in self.row_pids], dtype=bool)
 
     def search(self, vectors: np.ndarray, k: int, where: Filtered | None = None
                ) -> list[list[Hit]]:
         """The top ``k`` products of each query vector (``where``: of those it allows)."""
-        ids, titles = self._row_lists
+        ids, titles = self.row_pids, self._row_titles
         return [[Hit(p, titles[r], s) for s, r in zip(srow, rrow, strict=True)
                  if r >= 0 and (p := ids[r]) is not None]
-                for srow, rrow in self._found(vectors, k, where)]
+                for srow, rrow in self._found_lists(vectors, k, where)]
 
     def ranked(self, vectors: np.ndarray, k: int, where: Filtered | None = None
                ) -> list[list[tuple[str, float]]]:
         """``search``'s top ``k`` as (product_id, score) pairs: what fusion reads (no titles
         looked up for the ~200 candidates a side that hybrid fuses into 10)."""
-        ids, _ = self._row_lists
+        ids = self.row_pids
         return [[(p, s) for s, r in zip(srow, rrow, strict=True)
                  if r >= 0 and (p := ids[r]) is not None]
-                for srow, rrow in self._found(vectors, k, where)]
+                for srow, rrow in self._found_lists(vectors, k, where)]
 
     def ranked_rows(self, vectors: np.ndarray, k: int, where: Filtered | None = None
                     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """``ranked`` as arrays: per query, its rows (FAISS ids of live products, ``id_of``'s
         numbers) and their scores (float64, as ``ranked`` gives them), best first."""
-        scores, rows = self.searcher.search(vectors, min(k, self.searcher.count),
-                                            selection=None if where is None else where.ids)
+        scores, rows = self._found(vectors, k, where)
         rows, scores = np.asarray(rows, dtype=np.int64), np.asarray(scores, dtype=np.float64)
         keep = rows >= 0
         keep[keep] = self.live_rows[rows[keep]]
@@ -295,17 +302,17 @@ class ProductIndex:
             return list(zip(rows, scores, strict=True))
         return [(r[m], s[m]) for r, s, m in zip(rows, scores, keep, strict=True)]
 
-    @functools.cached_property
-    def live_rows(self) -> np.ndarray:
-        """Per FAISS id, whether a product holds it (an update frees the rows it replaces)."""
-        return np.array([p is not None for p in self.product_ids.tolist()], dtype=bool)
-
     def _found(self, vectors: np.ndarray, k: int, where: Filtered | None
-               ) -> zip[tuple[list[float], list[int]]]:
-        """Per query, faiss's scores and rows as lists (row -1: no product): read in one
-        comprehension each by ``search`` and ``ranked``, a hybrid search's hot loop."""
-        scores, rows = self.searcher.search(vectors, min(k, self.searcher.count),
-                                            selection=None if where is None else where.ids)
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's answer: (scores, rows), a row per query (row -1: no product)."""
+        return self.searcher.search(vectors, min(k, self.searcher.count),
+                                    selection=None if where is None else where.ids)
+
+    def _found_lists(self, vectors: np.ndarray, k: int, where: Filtered | None
+                     ) -> zip[tuple[list[float], list[int]]]:
+        """``_found`` per query as lists: read in one comprehension each by ``search`` and
+        ``ranked``, a hybrid search's hot loop."""
+        scores, rows = self._found(vectors, k, where)
         return zip(scores.tolist(), rows.tolist(), strict=True)
 
 
