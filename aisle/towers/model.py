@@ -315,7 +315,6 @@ def load_model(
         product = onnx_product_tower(path, manifest["onnx"], precision, pooling_of(config),
                                      config.max_product_length, config.onnx_product_threads,
                                      config.batch_size)
-        query = StaticTower.load(path / str(static["dir"]), config.max_query_length)
     elif backend != "torch":
         query, product = onnx_towers(
             path,
@@ -335,8 +334,10 @@ def load_model(
             if p is q and config.max_product_length == config.max_query_length
             else Tower(p, config.max_product_length, config.batch_size)
         )
-        if static is not None:  # torch runs both routes of one model: its query side is kept
-            query = StaticTower.load(path / str(static["dir"]), config.max_query_length)
+    # The static tower answers queries. ONNX built no query session for it; torch loads the
+    # model whole (shared towers are one model, its product side needs it).
+    if static is not None:
+        query = StaticTower.load(path / str(static["dir"]), config.max_query_length)
     weights = manifest.get("weights_fingerprint") or directory_fingerprint(str(path.resolve()))
     recorded = ("base_model", "base_weights_fingerprint")
     extra: dict[str, Any] = {k: manifest[k] for k in recorded if k in manifest}
