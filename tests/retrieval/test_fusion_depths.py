@@ -102,8 +102,11 @@ def test_a_bm25_index_that_repeats_a_product_fuses_on_lists(
     retriever = Retriever(base_model, index, QueryPreparer(None, fold_case=True),
                           lexical=twin)
     assert retriever.fusion_ids is None
-    assert Retriever(base_model, index, QueryPreparer(None, fold_case=True),
-                     FusionConfig(method="rrf")).fusion_ids is None  # RRF fuses lists
+    rrf = Retriever(base_model, index, QueryPreparer(None, fold_case=True),
+                    FusionConfig(method="rrf"))
+    assert rrf.fusion_ids is None  # RRF fuses lists
+    with pytest.raises(AttributeError):  # fusion_ids was built for this fusion: it stays
+        rrf.fusion = FusionConfig()  # type: ignore[misc]
     queries = retriever.prepare(QUERIES)
     dense, lists = retriever.candidates(queries, 10)
     assert retriever.hybrid_ranked(queries, 10) == [
