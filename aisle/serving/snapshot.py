@@ -69,12 +69,17 @@ def make_snapshot(model: TwoTowerModel, index: ProductIndex, version: str,
                   query_spelling: bool = True, result_cache_rows: int = 0,
                   reranker: RerankStage | None = None) -> Snapshot:
     """A snapshot over a loaded ``index`` and ``model``: the speller over its titles, the case
-    probe (two encodes) and hybrid's product numbering (here, off the event loop, never on a
-    request); ``reranker``: a cross-encoder re-ranking stage."""
+    probe (two encodes) and hybrid's product numbering, the index's and each loaded
+    partition's (here, off the event loop, never on a request); ``reranker``: a
+    cross-encoder re-ranking stage."""
     speller = titles_speller(index.titles, model) if query_spelling else None
     retriever = Retriever(model, index, QueryPreparer(speller, case_blind(model)),
                           reranker=reranker)
-    _ = retriever.fusion_ids  # hybrid's product numbering: built here, not on a request
+    # Built here, not on a request. A partition still on disk builds its own when a request
+    # loads it (in a thread: the engine's plan sends such a request there).
+    parts = [retriever.partition(n) for n in index.partition_names if index.partition_loaded(n)]
+    for r in (retriever, *parts):
+        _ = r.fusion_ids
     return Snapshot(retriever, version, ResultCache(result_cache_rows))
 
 

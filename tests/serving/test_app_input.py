@@ -108,6 +108,24 @@ def test_get_and_post_search_a_partition(part_config: ServeConfig, partitioned_i
         assert r.status_code == 404 and "unknown partition 'no-such-store'" in r.json()["detail"]
 
 
+def test_a_snapshot_numbers_each_loaded_partition_for_hybrid_before_any_request(
+    partitioned_index: Path, base_model: TwoTowerModel
+) -> None:
+    """Hybrid's product numbering (``Retriever.fusion_ids``) of every partition the service
+    loaded is built with the snapshot, not on a partition's first request; a partition still
+    on disk stays there."""
+    from aisle.retrieval.store import load_index
+    from aisle.serving.snapshot import make_snapshot
+
+    eager = make_snapshot(base_model, load_index(partitioned_index, eager=True), "v1").retriever
+    assert eager.index.partition_names == ["store-1", "store-2"]
+    for name in eager.index.partition_names:
+        part = eager.partition(name)
+        assert vars(part)["fusion_ids"] is not None  # built: cached_property keeps it there
+    lazy = make_snapshot(base_model, load_index(partitioned_index), "v1").retriever
+    assert not any(lazy.partition_loaded(n) for n in lazy.index.partition_names)
+
+
 def test_a_partition_is_loaded_off_the_event_loop(part_config: ServeConfig,
                                                   base_model: TwoTowerModel,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
