@@ -105,20 +105,27 @@ def index_fingerprint(index: ProductIndex) -> str:
 def reranker_is_current(out: Path, cfg: RerankTrainConfig, ds: Dataset,
                         index: ProductIndex) -> bool:
     """Whether ``out`` holds a finished cross-encoder of ``cfg`` over ``ds`` and ``index``'s
-    first stage (what ``make demo`` reuses instead of training again)."""
+    first stage, searched with the query tower the index loads by default (what ``make demo``
+    reuses instead of training again; a static query tower or another int8 export ranks the
+    candidates it learnt from a little differently)."""
+    from aisle.retrieval.retriever import index_query_runtime
+
     try:
         manifest = read_manifest(Path(out), KIND)
-    except AisleError:
+        runtime = index_query_runtime(index.manifest)
+    except (AisleError, OSError):
         return False
     config = json.loads(json.dumps(asdict(cfg)))
     data = manifest.get("data", {})
+    stage = manifest.get("first_stage", {})
     return (
         "dev" in manifest
         and manifest.get("config") == config
         and manifest.get("base_fingerprint") == base_fingerprint(cfg)
         and all(data.get(f"{t}_fingerprint") == ds.fingerprint(t)
                 for t in (PRODUCTS, QUERIES, JUDGMENTS))
-        and manifest.get("first_stage", {}).get("index_fingerprint") == index_fingerprint(index)
+        and stage.get("index_fingerprint") == index_fingerprint(index)
+        and stage.get("query_runtime") == runtime
     )
 
 
@@ -276,6 +283,7 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
     retriever = open_index_retriever(index, None, ds)
     stage = first_stage(retriever, ds, [*train_qrels, *dev_qrels], depth, work)
     stage_index = index_fingerprint(retriever.index)
+    stage_runtime = retriever.model.query_runtime
     del retriever  # training needs neither the index nor its query tower
     text_of = catalog_texts(ds)
     ranked_ids = {q: [p for p, _ in r] for q, r in stage["ranked"].items()}
@@ -367,7 +375,7 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
         "data": {"name": ds.name, **{f"{t}_fingerprint": ds.fingerprint(t)
                                      for t in (PRODUCTS, QUERIES, JUDGMENTS)}},
         "first_stage": {"index": str(index), "mode": stage["mode"], "depth": depth,
-                        "index_fingerprint": stage_index},
+                        "index_fingerprint": stage_index, "query_runtime": stage_runtime},
         "config": asdict(cfg),
         "pairs": len(examples),
         "epoch": progress["best"]["epoch"],

@@ -399,6 +399,34 @@ def test_first_stage_lists_are_kept_per_query_runtime(sample_data: Path, sample_
     assert len(list(tmp_path.glob("first-stage-*.json"))) == 2
 
 
+def test_a_cross_encoder_is_current_only_for_the_query_tower_its_first_stage_ran_on(
+    reranker_dir: Path, sample_data: Path, sample_index: Path, tmp_path: Path
+) -> None:
+    """``make demo`` reuses a trained cross-encoder only when the index's default query
+    tower is the one whose candidates it learnt from; a manifest that does not say which
+    (written before it was recorded) is trained again."""
+    from aisle.data.dataset import load_dataset
+    from aisle.rerank.train import reranker_is_current
+    from aisle.retrieval.retriever import index_query_runtime
+    from aisle.retrieval.store import load_index
+
+    ds, index = load_dataset(sample_data), load_index(sample_index)
+    manifest = json.loads((reranker_dir / MANIFEST).read_text())
+    assert manifest["first_stage"]["query_runtime"] == index_query_runtime(index.manifest)
+    assert reranker_is_current(reranker_dir, TINY, ds, index)
+    own = manifest["first_stage"]["query_runtime"]
+    for i, runtime in enumerate((own, "onnx-int8.11111111+static.0123456789ab", None)):
+        other = tmp_path / f"ce-{i}"
+        shutil.copytree(reranker_dir, other)
+        changed = json.loads(json.dumps(manifest))
+        if runtime is None:
+            del changed["first_stage"]["query_runtime"]
+        else:
+            changed["first_stage"]["query_runtime"] = runtime
+        (other / MANIFEST).write_text(json.dumps(changed))
+        assert reranker_is_current(other, TINY, ds, index) == (runtime == own), runtime
+
+
 def test_queries_take_turns_and_a_turn_waited_for_is_spent_budget(
         sample_data: Path, sample_index: Path) -> None:
     """Two threads re-rank at once (the service's lanes): the second query's scoring waits
