@@ -170,14 +170,13 @@ def open_index(
     config says) which query tower runs."""
     from aisle.retrieval.retriever import index_model, open_retriever
     from aisle.retrieval.store import load_index
-    from aisle.towers.config import BACKENDS, QUERY_TOWERS
+    from aisle.towers.config import BACKENDS, QUERY_TOWERS, check_choice
 
-    if backend is not None and backend not in BACKENDS:
-        raise AisleError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)} "
-                         "(None: as the index was built)")
-    if query_tower is not None and query_tower not in QUERY_TOWERS:
-        raise AisleError(f"unknown query_tower {query_tower!r}; use one of "
-                         f"{', '.join(QUERY_TOWERS)} (None: as the index's model config says)")
+    if backend is not None:
+        check_choice("backend", backend, BACKENDS, "None: as the index was built")
+    if query_tower is not None:
+        check_choice("query_tower", query_tower, QUERY_TOWERS,
+                     "None: as the index's model config says")
     index = load_index(Path(path))
     tower_model = index_model(index, None if model is None else str(model), backend,
                               query_tower)

@@ -125,3 +125,6 @@ def test_an_unknown_backend_is_named_as_such(sample_index: Path) -> None:
     # such backend to export to.
     with pytest.raises(AisleError, match=r"unknown backend 'cuda'; use one of auto, torch"):
         aisle.open_index(sample_index, backend="cuda")  # type: ignore[arg-type]
+    with pytest.raises(AisleError, match=r"unknown query_tower 'bag'; use one of auto, "
+                                         r"transformer, static \(None: as the index's model"):
+        aisle.open_index(sample_index, query_tower="bag")  # type: ignore[arg-type]

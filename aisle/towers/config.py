@@ -28,6 +28,14 @@ QueryTower = Literal["auto", "transformer", "static"]
 QUERY_TOWERS: tuple[str, ...] = get_args(QueryTower)
 
 
+def check_choice(name: str, value: str, choices: tuple[str, ...], unset: str = "") -> None:
+    """Raise ``AisleError`` unless ``value`` is one of ``choices`` (``unset``: what leaving
+    ``name`` out means, said in the message)."""
+    if value not in choices:
+        raise AisleError(f"unknown {name} {value!r}; use one of {', '.join(choices)}"
+                         + (f" ({unset})" if unset else ""))
+
+
 # The TowerConfig fields that decide what a tower outputs for a text: the model fingerprint
 # hashes them, and models that differ in one cannot be averaged (aisle soup). The other fields
 # (device, backend, batch size, ONNX threads) only say how the towers run.
@@ -98,9 +106,7 @@ class TowerConfig:
         ):
             if getattr(self, name) < low:
                 raise AisleError(f"{name} must be >= {low}, got {getattr(self, name)}")
-        if self.query_tower not in QUERY_TOWERS:
-            raise AisleError(f"query_tower {self.query_tower!r}: use one of "
-                             f"{', '.join(QUERY_TOWERS)}")
+        check_choice("query_tower", self.query_tower, QUERY_TOWERS)
 
 
 def pooling_of(config: TowerConfig) -> Pooling:

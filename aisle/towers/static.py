@@ -64,13 +64,13 @@ def resolve_query_tower(choice: QueryTower, manifest: Mapping[str, Any], backend
     """The static section to run the query side on, or None for the transformer tower
     (``QueryTower`` in aisle/towers/config.py says which)."""
     section = static_section(manifest)
-    if choice == "static" and section is None and not manifest:
-        raise ArtifactError(
-            f"{where} has no static query tower: it is not an aisle model directory. Save it "
-            "as one with `aisle export [--model PATH] --out DIR`, then run `aisle static-query "
-            "--model DIR --data DATA`, or set query_tower=auto"
-        )
     if choice == "static" and section is None:
+        if not manifest:
+            raise ArtifactError(
+                f"{where} has no static query tower: it is not an aisle model directory. Save "
+                "it as one with `aisle export [--model PATH] --out DIR`, then run `aisle "
+                "static-query --model DIR --data DATA`, or set query_tower=auto"
+            )
         stale = " (it was learnt from other weights)" if manifest.get("static_query") else ""
         raise ArtifactError(
             f"{where} has no static query tower{stale}; run `aisle static-query --model "
