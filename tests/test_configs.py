@@ -143,3 +143,11 @@ def test_tower_fields_that_would_empty_the_product_text_are_refused(
         load_config(TrainConfig, None, [override])
     fields = load_config(TrainConfig, None, ["tower.product_fields=title,brand"]).tower
     assert fields.product_fields == ("title", "brand")
+
+
+def test_a_tower_config_built_in_code_names_an_unknown_query_tower() -> None:
+    # A config file's value is checked against the type first (the test above); code that
+    # builds a TowerConfig itself meets the config's own check.
+    with pytest.raises(AisleError, match=r"unknown query_tower 'fast'; use one of auto, "
+                                         "transformer, static"):
+        TowerConfig(query_tower="fast")  # type: ignore[arg-type]

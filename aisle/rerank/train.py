@@ -112,8 +112,11 @@ def reranker_is_current(out: Path, cfg: RerankTrainConfig, ds: Dataset,
 
     try:
         manifest = read_manifest(Path(out), KIND)
+    except AisleError:
+        return False
+    try:
         runtime = index_query_runtime(index.manifest)
-    except (AisleError, OSError):
+    except (AisleError, OSError):  # the index's model cannot be read: nothing to reuse for it
         return False
     config = json.loads(json.dumps(asdict(cfg)))
     data = manifest.get("data", {})

@@ -274,7 +274,7 @@ class Retriever:
         candidates a query was most of a hybrid search's time under the GIL."""
         fusion = self.fusion
         names = self.fusion_ids
-        if names is None:  # an RRF fusion, or a product id on two rows or documents
+        if names is None:  # RRF, no BM25, or a product id on two rows or documents
             dense, lexical = self.candidates(queries, k, vectors, where)
             return [fuse(d, lx, k, fusion) for d, lx in zip(dense, lexical, strict=True)]
         rows_of_docs, pids = names
@@ -315,7 +315,7 @@ class Retriever:
         missing = np.flatnonzero(rows < 0)
         rows[missing] = len(live) + missing
         pids = np.empty(len(live) + len(names), dtype=object)
-        pids[:] = self.index.row_pids + names
+        pids[:] = [*self.index.row_pids, *names]
         return rows, pids
 
     def ranker(self, mode: Mode | None = None, filters: Filter | None = None,

@@ -258,15 +258,15 @@ class ProductIndex:
         return stored_fusion(self.manifest.get("fusion", {}))
 
     @functools.cached_property
-    def row_pids(self) -> list[str | None]:
-        """``product_ids`` (one per FAISS id) as a list of str (None: a row no product holds):
-        a list item is read far faster than a numpy object array's, and a search reads k."""
-        return [None if p is None else str(p) for p in self.product_ids.tolist()]
+    def row_pids(self) -> tuple[str | None, ...]:
+        """``product_ids`` (one per FAISS id) as a tuple of str (None: a row no product holds):
+        an item is read far faster than a numpy object array's, and a search reads k."""
+        return tuple(None if p is None else str(p) for p in self.product_ids.tolist())
 
     @functools.cached_property
-    def _row_titles(self) -> list[str]:
-        """``titles`` as a list of str, read as ``row_pids`` is."""
-        return [str(t) for t in self.titles.tolist()]
+    def _row_titles(self) -> tuple[str, ...]:
+        """``titles`` as a tuple of str, read as ``row_pids`` is."""
+        return tuple(str(t) for t in self.titles.tolist())
 
     @functools.cached_property
     def live_rows(self) -> np.ndarray:

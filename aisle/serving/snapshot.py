@@ -70,8 +70,8 @@ def make_snapshot(model: TwoTowerModel, index: ProductIndex, version: str,
                   reranker: RerankStage | None = None) -> Snapshot:
     """A snapshot over a loaded ``index`` and ``model``: the speller over its titles, the case
     probe (two encodes) and hybrid's product numbering, the index's and each loaded
-    partition's (here, off the event loop, never on a request); ``reranker``: a
-    cross-encoder re-ranking stage."""
+    partition's (here, off the event loop; a partition loaded later builds its own on the
+    request that loads it, in a thread); ``reranker``: a cross-encoder re-ranking stage."""
     speller = titles_speller(index.titles, model) if query_spelling else None
     retriever = Retriever(model, index, QueryPreparer(speller, case_blind(model)),
                           reranker=reranker)
