@@ -33,7 +33,10 @@ and its and the load generator's CPU ms per request sent. A server that answers 
 the cores it leaves idle would allow is held up by something other than CPU (on CPython,
 often the GIL). Then the targets
 measured by this run (hybrid warm and cold p99 at c=8, hybrid/dense warm p99 ratio, failed
-requests: printed numbers, not a pass/fail exit code) and ratios naive / aisle.
+requests: printed numbers, not a pass/fail exit code), the floor under hybrid cold c=8's mean
+latency that the CPU a request sets (8 clients x (server + client CPU ms a request) / cores:
+the clients wait in a closed loop, so by Little's law the mean is about 8 / QPS), and ratios
+naive / aisle.
 --against KEY=VALUE (repeatable) runs every aisle phase again against a second aisle serve
 with those ServeConfig overrides, in the same run, and prints aisle's p99 and server CPU a
 request over its (e.g. --serve-option query_tower=static --against query_tower=transformer).
@@ -506,11 +509,27 @@ def targets(results: list[Row]) -> None:
     if hybrid_warm is not None and hybrid_cold is not None:
         print(f"hybrid warm c=8 p99 {hybrid_warm['p99']:.2f} ms (target <= 5)")
         print(f"hybrid cold c=8 p99 {hybrid_cold['p99']:.2f} ms (target <= 20)")
+        floor = cold_floor(hybrid_cold, CONCURRENCY[-1], os.cpu_count() or 0)
+        if floor is not None:
+            print(f"hybrid cold c=8 mean latency floor {floor:.2f} ms, mean 8 / QPS "
+                  f"{CONCURRENCY[-1] * 1000 / hybrid_cold['qps']:.2f} ms (Little's law: the "
+                  "clients' closed loop over the CPU a request; no arrangement of this work "
+                  "on these cores goes under it)")
         if dense_warm is not None:
             ratio = hybrid_warm["p99"] / dense_warm["p99"]
             print(f"hybrid/dense warm c=8 p99 ratio {ratio:.2f} (target <= 1.5)")
     failed = sum(r["failed"] for name, r in results if name.startswith("aisle "))
     print(f"failed requests: {failed:.0f}")
+
+
+def cold_floor(row: dict[str, float], concurrency: int, cores: int) -> float | None:
+    """The least mean latency ``concurrency`` closed-loop clients can see when each request
+    costs the server and the client ``row``'s CPU ms on ``cores`` cores (Little's law: mean
+    latency ~ concurrency / QPS, and QPS <= cores / CPU a request); None off Linux."""
+    cpu = row["server_ms"] + row["client_ms"]
+    if not cores or math.isnan(cpu):
+        return None
+    return concurrency * cpu / cores
 
 
 def against(results: list[Row], options: str) -> None:
