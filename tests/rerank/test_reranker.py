@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import replace
@@ -425,6 +426,12 @@ def test_a_cross_encoder_is_current_only_for_the_query_tower_its_first_stage_ran
             changed["first_stage"]["query_runtime"] = runtime
         (other / MANIFEST).write_text(json.dumps(changed))
         assert reranker_is_current(other, TINY, ds, index) == (runtime == own), runtime
+    # The index's model cannot be read (moved, say): nothing is current for it.
+    moved = json.loads(json.dumps(index.manifest))
+    moved["model"]["ref"] = str(tmp_path / "no-such-model")
+    moved["model"].pop("tower_config", None)
+    gone = dataclasses.replace(index, manifest=moved)
+    assert not reranker_is_current(reranker_dir, TINY, ds, gone)
 
 
 def test_queries_take_turns_and_a_turn_waited_for_is_spent_budget(

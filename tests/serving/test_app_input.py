@@ -124,6 +124,11 @@ def test_a_snapshot_numbers_each_loaded_partition_for_hybrid_before_any_request(
         assert vars(part)["fusion_ids"] is not None  # built: cached_property keeps it there
     lazy = make_snapshot(base_model, load_index(partitioned_index), "v1").retriever
     assert not any(lazy.partition_loaded(n) for n in lazy.index.partition_names)
+    one = load_index(partitioned_index)
+    one.partition("store-2")  # loaded before the snapshot: numbered with it; store-1 stays
+    half = make_snapshot(base_model, one, "v1").retriever
+    assert vars(half.partition("store-2"))["fusion_ids"] is not None
+    assert not half.partition_loaded("store-1")
 
 
 def test_a_partition_is_loaded_off_the_event_loop(part_config: ServeConfig,
