@@ -145,7 +145,7 @@ class QuerySpeller:
 
     def _search(self, w: str) -> str:
         cutoff = 1 if len(w) < 8 else 2
-        candidates = self._candidates.between(len(w) - cutoff, len(w) + cutoff)
+        candidates = self._candidates.near(w, cutoff, len(w) - cutoff, len(w) + cutoff)
         hits = process.extract(w, candidates, scorer=OSA.distance, score_cutoff=cutoff, limit=None)
         # The most common candidate; then the closer one; then alphabetical (stable).
         best = min(hits, key=lambda h: (-self.counts[h[0]], h[1], h[0]), default=None)

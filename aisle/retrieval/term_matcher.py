@@ -12,7 +12,8 @@ homedepot dev, with the product analyzer, BM25 nDCG@10 went from 0.3990 to 0.404
 (the default cascade, weight tuned on dev) from 0.4207 to 0.4272 (docs/results.md).
 
 Cost: only terms missing from the index are looked up; each lookup compares against indexed
-words of about the same length (rapidfuzz, C++), and the answers are cached per term.
+words of about the same length that hold nearly the same characters (``WordsByLength.near``;
+rapidfuzz, C++), and the answers are cached per term.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class TermMatcher:
         edits = max_edits(term)
         if edits == 0:
             return None
-        candidates = self._words.between(len(term) - edits, len(term) + edits)
+        candidates = self._words.near(term, edits, len(term) - edits, len(term) + edits)
         found = process.extract(
             term, candidates, scorer=Levenshtein.distance, score_cutoff=edits, limit=None
         )

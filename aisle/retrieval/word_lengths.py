@@ -1,14 +1,63 @@
 """Words grouped by length, for the spellers' edit-distance searches.
 
 Both spellers (``spelling.QuerySpeller`` and ``term_matcher.TermMatcher``) compare an unknown
-word with the known words within a few letters of its length. ``WordsByLength.between`` hands
-them those words as one tuple, gathered once per length range: each search would otherwise
-build a list of thousands of words under the GIL.
+word with the known words within a few letters of its length. ``WordsByLength.near`` hands
+them those words, less the ones that cannot be within the edit budget:
+
+- the words of a length range are gathered once per range (each search would otherwise build
+  a list of thousands of words under the GIL);
+- a word's *signature* marks which characters it holds (64 bits; characters past the first
+  64 kinds share bits). One edit (an insertion, a deletion, a substitution or a swap of two
+  neighbours) changes at most two of those marks, so a word within ``k`` edits differs in at
+  most ``2k`` of them. ``near`` drops the words that differ in more, with one vectorised
+  comparison, and the distance function then scores only the rest: the same words match, in
+  the same order, and a search scans a fraction of the range.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+# Ranges this small are scanned whole: the signature test would cost more than it saves.
+SMALL = 64
+_BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def _bit(char: str) -> int:
+    """The signature bit of ``char``: a-z and 0-9 a bit each, other characters share the rest."""
+    c = ord(char)
+    if 97 <= c <= 122:
+        return c - 97
+    if 48 <= c <= 57:
+        return c - 48 + 26
+    return 36 + c % 28
+
+
+def signature(word: str) -> int:
+    """The characters ``word`` holds, one bit a kind (see the module docstring)."""
+    sig = 0
+    for char in set(word):
+        sig |= 1 << _bit(char)
+    return sig
+
+
+def _popcount(values: np.ndarray) -> np.ndarray:
+    """Set bits per uint64."""
+    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+        return np.bitwise_count(values)
+    return _BYTE_BITS[values.view(np.uint8)].reshape(-1, 8).sum(axis=1)
+
+
+class _Range:
+    """The words of one length range: as a tuple, as an array to pick from, their signatures."""
+
+    def __init__(self, words: tuple[str, ...]) -> None:
+        self.words = words
+        self.array = np.array(words, dtype=object)
+        self.signatures = np.fromiter((signature(w) for w in words), dtype=np.uint64,
+                                      count=len(words))
 
 
 class WordsByLength:
@@ -18,15 +67,29 @@ class WordsByLength:
         self._by_length: dict[int, list[str]] = {}
         for w in words:
             self._by_length.setdefault(len(w), []).append(w)
-        self._ranges: dict[tuple[int, int], tuple[str, ...]] = {}
+        self._ranges: dict[tuple[int, int], _Range] = {}
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_length.values())
 
+    def _range(self, lo: int, hi: int) -> _Range:
+        found = self._ranges.get((lo, hi))
+        if found is None:  # two threads may both build it: the same words either way
+            found = _Range(tuple(w for n in range(lo, hi + 1)
+                                 for w in self._by_length.get(n, ())))
+            self._ranges[(lo, hi)] = found
+        return found
+
     def between(self, lo: int, hi: int) -> tuple[str, ...]:
         """The words of lengths ``lo``..``hi``, shorter first, each length in the given order."""
-        words = self._ranges.get((lo, hi))
-        if words is None:  # two threads may both build it: the same tuple either way
-            words = tuple(w for n in range(lo, hi + 1) for w in self._by_length.get(n, ()))
-            self._ranges[(lo, hi)] = words
-        return words
+        return self._range(lo, hi).words
+
+    def near(self, word: str, edits: int, lo: int, hi: int) -> Sequence[str]:
+        """``between(lo, hi)`` less words that cannot be within ``edits`` edits of ``word``
+        (their characters differ too much): every word that is, in the same order."""
+        found = self._range(lo, hi)
+        if len(found.words) <= SMALL:
+            return found.words
+        differ = _popcount(found.signatures ^ np.uint64(signature(word)))
+        kept: list[str] = found.array[np.flatnonzero(differ <= 2 * edits)].tolist()
+        return kept
