@@ -50,33 +50,49 @@ def _popcount(values: np.ndarray) -> np.ndarray:
     return _BYTE_BITS[values.view(np.uint8)].reshape(-1, 8).sum(axis=1)
 
 
-class _Range:
-    """The words of one length range: as a tuple, as an array to pick from, their signatures."""
+class _Words:
+    """Some words: as a tuple, as an array to pick from, and their signatures."""
 
-    def __init__(self, words: tuple[str, ...]) -> None:
+    def __init__(self, words: tuple[str, ...], array: np.ndarray, signatures: np.ndarray
+                 ) -> None:
         self.words = words
-        self.array = np.array(words, dtype=object)
-        self.signatures = np.fromiter((signature(w) for w in words), dtype=np.uint64,
-                                      count=len(words))
+        self.array = array
+        self.signatures = signatures
+
+    @classmethod
+    def of(cls, words: Sequence[str]) -> _Words:
+        return cls(tuple(words), np.array(words, dtype=object).reshape(-1),
+                   np.fromiter((signature(w) for w in words), dtype=np.uint64,
+                               count=len(words)))
+
+    @classmethod
+    def joined(cls, parts: Sequence[_Words]) -> _Words:
+        if not parts:
+            return cls.of(())
+        return cls(tuple(w for p in parts for w in p.words),
+                   np.concatenate([p.array for p in parts]),
+                   np.concatenate([p.signatures for p in parts]))
 
 
 class WordsByLength:
-    """``words`` (in the order given) grouped by length."""
+    """``words`` (in the order given) grouped by length. Signatures are computed here, once a
+    word; a length range's words are joined on its first search (arrays: microseconds)."""
 
     def __init__(self, words: Iterable[str]) -> None:
-        self._by_length: dict[int, list[str]] = {}
+        by_length: dict[int, list[str]] = {}
         for w in words:
-            self._by_length.setdefault(len(w), []).append(w)
-        self._ranges: dict[tuple[int, int], _Range] = {}
+            by_length.setdefault(len(w), []).append(w)
+        self._by_length = {n: _Words.of(ws) for n, ws in by_length.items()}
+        self._ranges: dict[tuple[int, int], _Words] = {}
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._by_length.values())
+        return sum(len(v.words) for v in self._by_length.values())
 
-    def _range(self, lo: int, hi: int) -> _Range:
+    def _range(self, lo: int, hi: int) -> _Words:
         found = self._ranges.get((lo, hi))
         if found is None:  # two threads may both build it: the same words either way
-            found = _Range(tuple(w for n in range(lo, hi + 1)
-                                 for w in self._by_length.get(n, ())))
+            found = _Words.joined([self._by_length[n] for n in range(lo, hi + 1)
+                                   if n in self._by_length])
             self._ranges[(lo, hi)] = found
         return found
 
