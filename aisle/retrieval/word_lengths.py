@@ -6,12 +6,12 @@ them those words, less the ones that cannot be within the edit budget:
 
 - the words of a length range are gathered once per range (each search would otherwise build
   a list of thousands of words under the GIL);
-- a word's *signature* marks which characters it holds (64 bits; characters past the first
-  64 kinds share bits). One edit (an insertion, a deletion, a substitution or a swap of two
-  neighbours) changes at most two of those marks, so a word within ``k`` edits differs in at
-  most ``2k`` of them. ``near`` drops the words that differ in more, with one vectorised
-  comparison, and the distance function then scores only the rest: the same words match, in
-  the same order, and a search scans a fraction of the range.
+- a word's *signature* marks which characters it holds (64 bits: a-z and 0-9 one each, every
+  other character one of the remaining 28, shared). One edit (an insertion, a deletion, a
+  substitution or a swap of two neighbours) changes at most two of those marks, so a word
+  within ``k`` edits differs in at most ``2k`` of them. ``near`` drops the words that differ
+  in more, with one vectorised comparison, and the distance function then scores only the
+  rest: the same words match, in the same order, and a search scans a fraction of the range.
 """
 
 from __future__ import annotations
@@ -43,11 +43,16 @@ def signature(word: str) -> int:
     return sig
 
 
+def _popcount_bytes(values: np.ndarray) -> np.ndarray:
+    """Set bits per uint64 of a contiguous 1-D array, a byte at a time (numpy < 2.0)."""
+    return _BYTE_BITS[values.view(np.uint8)].reshape(-1, 8).sum(axis=1)
+
+
 def _popcount(values: np.ndarray) -> np.ndarray:
     """Set bits per uint64."""
     if hasattr(np, "bitwise_count"):  # numpy >= 2.0
         return np.bitwise_count(values)
-    return _BYTE_BITS[values.view(np.uint8)].reshape(-1, 8).sum(axis=1)
+    return _popcount_bytes(values)
 
 
 class _Words:
