@@ -46,6 +46,7 @@ from aisle.serving.fastlane import WarmLane
 from aisle.serving.metrics import Metrics
 from aisle.serving.middleware import LimitsAndMetrics
 from aisle.serving.openapi import contract
+from aisle.serving.params import MODES
 from aisle.serving.reloading import ReloadRefused, settle_heap
 from aisle.serving.routes import ops, page, search
 
@@ -154,14 +155,19 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
     # Added last, so outermost: it sees every request, the warm lane's included.
     app.add_middleware(LimitsAndMetrics, metrics=app.state.metrics,
                        max_body_bytes=config.max_body_bytes)
-    app.openapi = lambda: contract(app, config, served_fields(app))  # type: ignore[method-assign]
+    app.openapi = lambda: contract(app, config, *served_shape(app))  # type: ignore[method-assign]
     return app
 
 
-def served_fields(app: FastAPI) -> dict[str, FieldType]:
-    """The stored fields of the index being served (none before it has loaded)."""
+def served_shape(app: FastAPI) -> tuple[dict[str, FieldType], tuple[str, ...]]:
+    """The stored fields of the index being served and the modes it searches in (no fields
+    and every mode before it has loaded)."""
     engine = getattr(app.state, "engine", None)
-    return dict(engine.snapshot.retriever.index.fields.types) if engine is not None else {}
+    if engine is None:
+        return {}, MODES
+    retriever = engine.snapshot.retriever
+    return (dict(retriever.index.fields.types),
+            MODES if retriever.has_lexical else ("dense",))
 
 
 def app_from_env() -> FastAPI:

@@ -1,7 +1,8 @@
 """The OpenAPI document, as the service behaves: what FastAPI derives from the routes and
 models, plus what only the config knows (text lengths, the ranges of k and of a batch), what
-only the index knows (its fields: the filters and fields a search may name, each condition's
-exact grammar) and the media type of errors (RFC 9457 problem details, serving/errors.py).
+only the index knows (its modes: dense alone without BM25; its fields: the filters and fields
+a search may name, each condition's exact grammar) and the media type of errors (RFC 9457
+problem details, serving/errors.py).
 
 The routes check those limits themselves, with messages that say what to fix; the document
 declares the same limits, so that a request valid by the schema is one the service accepts.
@@ -13,6 +14,7 @@ import copy
 import functools
 import sys
 import unicodedata
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -23,6 +25,7 @@ from aisle.retrieval.filters import MAX_CONDITION_CHARS, MAX_CONDITIONS, MAX_VAL
 from aisle.retrieval.querytext import query_problem
 from aisle.serving.config import ServeConfig
 from aisle.serving.errors import PROBLEM_JSON
+from aisle.serving.params import MODES
 
 # What a prefix must hold: a character Python's str.strip() keeps (not \s: ECMA-262's
 # whitespace differs in U+001C-001F, U+0085 and U+FEFF).
@@ -57,18 +60,40 @@ def _escape(code: int) -> str:
     return "\\" + chr(code) if chr(code) in "\\[]^-" else chr(code)
 
 
-def contract(app: FastAPI, config: ServeConfig, fields: dict[str, FieldType]) -> dict[str, Any]:
-    """``app``'s OpenAPI document for an index with stored ``fields`` (built once per set of
-    fields: a reload to an index with other fields gets a new document)."""
-    cached = getattr(app.state, "openapi_fields", None)
-    if app.openapi_schema is None or cached != fields:
+def contract(app: FastAPI, config: ServeConfig, fields: dict[str, FieldType],
+             modes: Sequence[str] = MODES) -> dict[str, Any]:
+    """``app``'s OpenAPI document for an index with stored ``fields`` that searches in
+    ``modes`` (built once per index shape: a reload to an index with other fields, or with
+    BM25 where the last had none, gets a new document)."""
+    shape = (dict(fields), tuple(modes))
+    if app.openapi_schema is None or getattr(app.state, "openapi_shape", None) != shape:
         # A copy: FastAPI's document shares dicts with the routes (params.SEARCH_PARAMETERS).
         doc = copy.deepcopy(get_openapi(title=app.title, version=app.version, routes=app.routes))
         declare_limits(doc, config)
+        declare_modes(doc, modes)
         declare_fields(doc, fields)
         errors_as_problems(doc)
-        app.openapi_schema, app.state.openapi_fields = doc, dict(fields)
+        app.openapi_schema, app.state.openapi_shape = doc, shape
     return app.openapi_schema
+
+
+def declare_modes(doc: dict[str, Any], modes: Sequence[str]) -> None:
+    """The modes the index searches in (``dense`` alone for an index without BM25, which
+    refuses the others with a 422), in what a search may ask and in what it answers."""
+    unknown = set(modes) - set(MODES)
+    if not modes or unknown:
+        raise ValueError(f"modes must be some of {', '.join(MODES)}, got {list(modes)}")
+    enum = [m for m in MODES if m in modes]
+    _parameter(doc, "/search", "mode")["schema"]["enum"] = enum
+    schemas = doc["components"]["schemas"]
+    for model in ("SearchRequest", "BatchRequest"):
+        _enum_of(schemas[model]["properties"]["mode"])["enum"] = enum
+    _enum_of(schemas["SearchResponse"]["properties"]["mode"])["enum"] = enum
+
+
+def _enum_of(schema: dict[str, Any]) -> dict[str, Any]:
+    """The enum-bearing schema in ``schema`` or in its ``anyOf`` (an optional field's)."""
+    return schema if "enum" in schema else next(s for s in schema["anyOf"] if "enum" in s)
 
 
 def declare_fields(doc: dict[str, Any], fields: dict[str, FieldType]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -69,6 +70,35 @@ def test_a_bm25_default_mode_over_a_dense_only_index_is_refused_as_it_loads(
     with pytest.raises(AisleError, match="default_mode=lexical needs BM25"):
         engine.reload()
     assert engine.snapshot is served
+
+
+def _documented_modes(doc: dict[str, Any]) -> list[list[str]]:
+    """The mode enums of GET /search, both request bodies and the answer, in that order."""
+    def enum(schema: dict[str, Any]) -> list[str]:
+        return schema["enum"] if "enum" in schema else next(
+            s["enum"] for s in schema["anyOf"] if "enum" in s)
+
+    get = next(p for p in doc["paths"]["/search"]["get"]["parameters"] if p["name"] == "mode")
+    schemas = doc["components"]["schemas"]
+    return [enum(get["schema"])] + [enum(schemas[m]["properties"]["mode"]) for m in (
+        "SearchRequest", "BatchRequest", "SearchResponse")]
+
+
+def test_the_document_offers_only_the_modes_the_index_searches_in(
+        dense_only: tuple[ServeConfig, Engine], sample_index: Path) -> None:
+    """A dense-only index refuses lexical and hybrid (422, above): its document does not
+    offer them, and a reload to an index with BM25 offers them again."""
+    from dataclasses import replace
+
+    config, engine = dense_only
+    with TestClient(create_app(config, engine)) as client:
+        assert _documented_modes(client.get("/openapi.json").json()) == [["dense"]] * 4
+        engine.holder.config = replace(config, index=str(sample_index))
+        engine.reload()
+        assert engine.snapshot.retriever.has_lexical
+        assert _documented_modes(client.get("/openapi.json").json()) == [
+            ["dense", "lexical", "hybrid"]] * 4
+        assert client.get("/search", params={"q": "drill", "mode": "hybrid"}).status_code == 200
 
 
 def test_a_k_of_thousands_of_digits_is_a_422_not_a_500(serve_config: ServeConfig,
@@ -154,7 +184,6 @@ def test_requests_whose_callers_left_never_fill_the_queue() -> None:
     refused live ones with 503 until the encoder got round to dropping them."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
-    from typing import Any
 
     from aisle.serving.batching import MicroBatcher
     from aisle.serving.engine import Ask
