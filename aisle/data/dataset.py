@@ -20,7 +20,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aisle.artifacts import MANIFEST, atomic_dir, read_manifest, restore_missing, write_manifest
+from aisle.artifacts import (
+    MANIFEST,
+    atomic_dir,
+    read_manifest,
+    restore_missing,
+    sha256_file,
+    write_manifest,
+)
 from aisle.data.canonical import read_canonical
 from aisle.data.fields import field_type
 from aisle.data.schema import ARROW_SCHEMAS, ID_KEYS, JUDGMENTS, PRODUCTS, QUERIES, TABLES
@@ -121,12 +128,14 @@ def prepare(data: Path, out: Path) -> Path:
 
 
 def write_prepared(ds: Dataset, directory: Path) -> None:
-    counts, prints = {}, {}
+    counts, prints, files = {}, {}, {}
     for t in TABLES:
         df = getattr(ds, t)
-        pq.write_table(_to_arrow(df, t), directory / f"{t}.parquet", row_group_size=ROW_GROUP_SIZE)
+        path = directory / f"{t}.parquet"
+        pq.write_table(_to_arrow(df, t), path, row_group_size=ROW_GROUP_SIZE)
         counts[t] = len(df)
         prints[t] = table_fingerprint(df, t)
+        files[path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
     combined = hashlib.sha256("".join(prints[t] for t in TABLES).encode()).hexdigest()
     write_manifest(
         directory,
@@ -136,6 +145,9 @@ def write_prepared(ds: Dataset, directory: Path) -> None:
             "counts": counts,
             "fingerprints": prints,
             "fingerprint": combined,
+            # The bytes written: a table edited in place, its row count kept, is caught by them
+            # (the fingerprints above describe the tables as prepared, not as they are now).
+            "files": files,
             "top_grade": ds.top_grade,
         },
     )
@@ -162,6 +174,7 @@ def load_dataset(directory: Path) -> Dataset:
         except (OSError, pa.ArrowInvalid) as e:
             raise DataError(f"{path}: unreadable ({e}); run `aisle prepare` again") from e
         _check_count(path, len(tables[t]), manifest["counts"][t])
+        _check_bytes(path, manifest)
     return Dataset(
         tables[PRODUCTS], tables[QUERIES], tables[JUDGMENTS], name=manifest["name"], root=directory
     )
@@ -175,11 +188,32 @@ def _check_count(path: Path, rows: int, counted: int) -> None:
         )
 
 
+def _check_bytes(path: Path, manifest: dict[str, Any]) -> None:
+    """Refuse ``path`` when its bytes are not those ``aisle prepare`` wrote (its size, then
+    its sha256, as the manifest records them; a manifest from before they were recorded
+    records none, and nothing is checked)."""
+    files = manifest.get("files")
+    wrote = files.get(path.name) if isinstance(files, dict) else None
+    if not isinstance(wrote, dict):
+        return
+    try:
+        same = (path.stat().st_size == wrote.get("bytes")
+                and sha256_file(path) == wrote.get("sha256"))
+    except OSError as e:
+        raise DataError(f"{path}: unreadable ({e}); run `aisle prepare` again") from e
+    if not same:
+        raise DataError(
+            f"{path}: its bytes are not those `aisle prepare` wrote (the manifest's size and "
+            "sha256); the directory was modified after preparation, run `aisle prepare` again"
+        )
+
+
 def catalog_manifest(prepared: Path) -> dict[str, Any]:
     """The manifest of ``prepared``, its products file checked as ``load_dataset`` checks it
-    (readable, the rows its manifest counts) from the file's metadata alone, for the jobs that
-    stream the catalog (an index build or update records the manifest's fingerprint: it would
-    be built, or an update called current, for a catalog it does not hold)."""
+    (readable, the rows its manifest counts, the bytes it records) without loading the table,
+    for the jobs that stream the catalog (an index build or update records the manifest's
+    fingerprint: it would be built, or an update called current, for a catalog it does not
+    hold)."""
     manifest = read_manifest(Path(prepared), KIND)
     path = Path(prepared) / f"{PRODUCTS}.parquet"
     try:
@@ -190,6 +224,7 @@ def catalog_manifest(prepared: Path) -> dict[str, Any]:
     counted = counts.get(PRODUCTS) if isinstance(counts, dict) else None
     if isinstance(counted, int):
         _check_count(path, rows, counted)
+    _check_bytes(path, manifest)
     return manifest
 
 

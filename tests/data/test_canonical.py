@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from aisle.data.dataset import iter_product_blocks, load_dataset, prepare, product_count
@@ -295,6 +297,36 @@ def test_prepared_dir_modified(tmp_path: Path) -> None:
     (out / "judgments.parquet").write_bytes(b"not parquet")
     with pytest.raises(DataError, match=r"judgments\.parquet: unreadable"):
         load_dataset(out)
+
+
+def test_a_table_edited_in_place_with_its_row_count_kept_is_refused(tmp_path: Path) -> None:
+    """The manifest's counts and fingerprints describe the tables as prepared; an edit that
+    keeps the row count (a title fixed by hand) used to load as the prepared table."""
+    import pyarrow.parquet as pq
+
+    from aisle.data.dataset import catalog_manifest
+
+    out = prepare(write_dir(tmp_path / "d"), tmp_path / "prepared")
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)  # a copy holds the same bytes: it loads, as the original
+    assert load_dataset(copy).products.equals(load_dataset(out).products)
+    assert catalog_manifest(copy) == catalog_manifest(out)
+    for table in ("products", "queries"):
+        edited = tmp_path / f"edited-{table}"
+        shutil.copytree(out, edited)
+        frame = pq.read_table(edited / f"{table}.parquet")
+        column = "title" if table == "products" else "query"
+        values = frame.column(column).to_pylist()
+        values[0] = values[0] + " (edited)"
+        frame = frame.set_column(frame.schema.get_field_index(column), column,
+                                 pa.array(values, frame.schema.field(column).type))
+        pq.write_table(frame, edited / f"{table}.parquet")
+        with pytest.raises(DataError, match=rf"{table}\.parquet: its bytes are not those "
+                           r"`aisle prepare` wrote.*run `aisle prepare` again"):
+            load_dataset(edited)
+    with pytest.raises(DataError, match=r"products\.parquet: its bytes are not those"):
+        catalog_manifest(tmp_path / "edited-products")
+    catalog_manifest(tmp_path / "edited-queries")  # the catalog jobs read products alone
 
 
 @pytest.mark.slow

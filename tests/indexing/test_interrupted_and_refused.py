@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import aisle.indexing.versions as versions
@@ -93,6 +95,19 @@ def test_a_prepared_catalog_whose_products_file_was_replaced_is_refused(
                 lambda: build_version(day1, base_model, root, force=True),
                 lambda: build_version(day1, base_model, tmp_path / "fresh")):
         with pytest.raises(DataError, match=r"80.*40|40.*80"):
+            job()
+    # The same count, one title edited in place: the manifest's fingerprint still calls it
+    # the catalog of the current version, and an update used to say "already current".
+    same = prepare_catalog(catalog.iloc[:80], "same")
+    assert update_version(same, root, base_model).name == first  # unedited: current
+    table = pq.read_table(same / "products.parquet")
+    titles = table.column("title").to_pylist()
+    titles[3] = "edited " + titles[3]
+    pq.write_table(table.set_column(table.schema.get_field_index("title"), "title",
+                                    pa.array(titles)), same / "products.parquet")
+    for job in (lambda: update_version(same, root, base_model),
+                lambda: build_version(same, base_model, tmp_path / "fresh")):
+        with pytest.raises(DataError, match="bytes are not those `aisle prepare` wrote"):
             job()
     (day1 / "products.parquet").write_bytes(b"not parquet")
     with pytest.raises(DataError, match="prepare"):
