@@ -362,6 +362,8 @@ def test_only_the_main_mouse_button_picks_a_suggestion(served: str, browser: Any
     searches = recorded_searches(page)
     hammer.click(button="right")  # the shopper opens the context menu
     assert box.input_value() == "ha" and page.locator("#suggestions").is_visible()
+    hammer.click(modifiers=["Control"])  # macOS's right-click: button 0 with ctrl held
+    assert box.input_value() == "ha" and page.locator("#suggestions").is_visible()
     with page.expect_response(lambda r: "/search?" in r.url and "q=hammer" in r.url):
         hammer.click()
     assert box.input_value() == "hammer" and len(searches) == 1

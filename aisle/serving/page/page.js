@@ -482,7 +482,9 @@ function renderSuggestions(suggestions) {
     // mousedown, not click: the input would lose focus (and close the list) first
     li.addEventListener("mousedown", (event) => {
       event.preventDefault();
-      if (event.button !== 0) return; // a right-click opens the menu; it picks nothing
+      // A right-click opens the menu and picks nothing; so does a ctrl+click, which is
+      // macOS's right-click (its mousedown says button 0, then the menu opens).
+      if (event.button !== 0 || event.ctrlKey) return;
       pick(s.text);
     });
     list.append(li);
