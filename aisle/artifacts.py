@@ -36,6 +36,19 @@ def sibling_temp(path: Path, tag: str) -> Path:
     return path.parent / f".{path.name}.{tag}-{os.getpid()}-{time.time_ns()}"
 
 
+# A temporary path younger than this is never a leftover, whatever its pid says: the same
+# pid may belong to a live job in another pid namespace.
+LEFTOVER_AGE_S = 3600.0
+
+
+def older_than(path: Path, seconds: float) -> bool:
+    """Whether ``path`` was last modified over ``seconds`` ago (False once it is gone)."""
+    try:
+        return time.time() - path.lstat().st_mtime > seconds
+    except FileNotFoundError:
+        return False
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` may still run (this one, or one this process cannot signal)."""
     if pid == os.getpid():
@@ -158,9 +171,13 @@ def recover_publish(out: Path) -> bool:
     and is removed, as is what a killed delete left (``.<name>.deleting-<pid>-<ns>``: a copy
     is renamed so before it is deleted, so a half-deleted one is never moved back). A copy
     whose process still runs is left alone: it may be between its two renames right now.
+    A killed job's temporary tree (``.<name>.tmp-<pid>-<ns>``, whole or half written: never
+    moved in) is removed once it is over ``LEFTOVER_AGE_S`` old as well, as ``aisle index
+    prune`` removes an index root's (a younger one's pid may be a live job's in another pid
+    namespace).
     """
     out = Path(out)
-    pattern = re.compile(re.escape(f".{out.name}.") + r"(old|deleting)-(\d+)-(\d+)$")
+    pattern = re.compile(re.escape(f".{out.name}.") + r"(old|deleting|tmp)-(\d+)-(\d+)$")
     found = []
     try:
         entries = list(out.parent.iterdir()) if out.parent.is_dir() else []
@@ -173,6 +190,10 @@ def recover_publish(out: Path) -> bool:
         if m[1] == "deleting":  # a killed delete's: never a whole copy
             _remove(p)
             log.info("removed %s: what a killed publish was deleting", p)
+        elif m[1] == "tmp":
+            if older_than(p, LEFTOVER_AGE_S):
+                _remove(p)
+                log.info("removed %s: what a killed publish of %s was writing", p, out.name)
         else:
             found.append((int(m[3]), p))
     aside = [p for _, p in sorted(found)]

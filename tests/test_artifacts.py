@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from aisle.artifacts import CANONICAL, atomic_dir, atomic_write_text, write_manifest
+from aisle.artifacts import (
+    CANONICAL,
+    LEFTOVER_AGE_S,
+    atomic_dir,
+    atomic_write_text,
+    write_manifest,
+)
 from aisle.cli import main
 from aisle.errors import ArtifactError
 
@@ -231,8 +238,19 @@ def test_a_publish_killed_between_its_renames_is_restored_by_the_next_publish(
     assert f"restored {out}" in caplog.text
     _publish(out, "aisle.thing", "second")
     assert (out / "payload.txt").read_text() == "second"
-    # The killed job's temp tree is prune's business (its pid and age), not the next publish's.
-    assert _leftovers(tmp_path) == [f".out.tmp-{pid}-124"]
+    # The killed job's temp tree: kept while it is young (its pid may be a live job's in
+    # another pid namespace), removed by the next publish once it is over LEFTOVER_AGE_S old.
+    tmp = tmp_path / f".out.tmp-{pid}-124"
+    (tmp / "half-written.bin").write_bytes(b"x" * 1024)
+    assert _leftovers(tmp_path) == [tmp.name]
+    an_hour_ago = time.time() - LEFTOVER_AGE_S - 60
+    mine = tmp_path / f".out.tmp-{os.getpid()}-7"  # a live publish's, however old
+    mine.mkdir()
+    for p in (tmp, mine):
+        os.utime(p, (an_hour_ago, an_hour_ago))
+    _publish(out, "aisle.thing", "third")
+    assert (out / "payload.txt").read_text() == "third"
+    assert _leftovers(tmp_path) == [mine.name]
 
 
 def test_a_copy_set_aside_beside_a_present_output_is_stale_and_removed(tmp_path: Path) -> None:

@@ -31,9 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from aisle.artifacts import (
+    LEFTOVER_AGE_S,
     MANIFEST,
     atomic_write_text,
     manifest_kind,
+    older_than,
     pid_alive,
     sibling_temp,
 )
@@ -398,18 +400,6 @@ _LEFTOVER = re.compile(r"^\..+\.(?:tmp|old|deleting)-(?P<pid>\d+)(?:-\d+)?$")
 _OLD_DELETING = re.compile(r"^\..+\.deleting$")
 
 
-# A temporary path younger than this is never a leftover, whatever its pid says: the same
-# pid may belong to a live job in another pid namespace.
-LEFTOVER_AGE_S = 3600.0
-
-
-def _older_than(path: Path, seconds: float) -> bool:
-    try:
-        return time.time() - path.lstat().st_mtime > seconds
-    except FileNotFoundError:
-        return False
-
-
 def remove_leftovers(root: Path) -> list[Path]:
     """Delete the temporary files and directories of jobs that were killed: those whose
     recorded pid is no longer running and that are over ``LEFTOVER_AGE_S`` old (and pid-less
@@ -430,7 +420,7 @@ def remove_leftovers(root: Path) -> list[Path]:
         for p in place.iterdir():
             m = _LEFTOVER.match(p.name)
             if m is not None:
-                if pid_alive(int(m["pid"])) or not _older_than(p, LEFTOVER_AGE_S):
+                if pid_alive(int(m["pid"])) or not older_than(p, LEFTOVER_AGE_S):
                     continue
             elif not (place.name == VERSIONS and _OLD_DELETING.match(p.name)):
                 continue
