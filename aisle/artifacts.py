@@ -32,7 +32,8 @@ _CANONICAL_FILES = frozenset({"queries.csv", "products.csv", "judgments.csv"})
 
 def sibling_temp(path: Path, tag: str) -> Path:
     """``.<name>.<tag>-<pid>-<ns>`` beside ``path``: a temporary path of this process (what
-    ``aisle index prune`` recognises as a killed job's leftover once that pid is gone)."""
+    ``aisle index prune``, and the next publish to ``path``, recognise as a killed job's
+    leftover once that pid is gone and it is over ``LEFTOVER_AGE_S`` old)."""
     return path.parent / f".{path.name}.{tag}-{os.getpid()}-{time.time_ns()}"
 
 
@@ -42,11 +43,22 @@ LEFTOVER_AGE_S = 3600.0
 
 
 def older_than(path: Path, seconds: float) -> bool:
-    """Whether ``path`` was last modified over ``seconds`` ago (False once it is gone)."""
+    """Whether nothing in ``path`` (the path itself, and each file and folder under it when
+    it is a folder) was modified in the last ``seconds``: a job that is still writing into
+    a file of its tree leaves the folder's own mtime as it was. False once it is gone."""
+    newest = 0.0
     try:
-        return time.time() - path.lstat().st_mtime > seconds
+        newest = path.lstat().st_mtime
     except FileNotFoundError:
         return False
+    if path.is_dir() and not path.is_symlink():
+        for folder, dirs, files in os.walk(path):
+            for name in (*dirs, *files):
+                try:
+                    newest = max(newest, os.lstat(os.path.join(folder, name)).st_mtime)
+                except FileNotFoundError:
+                    continue
+    return time.time() - newest > seconds
 
 
 def pid_alive(pid: int) -> bool:

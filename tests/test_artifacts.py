@@ -248,8 +248,13 @@ def test_a_publish_killed_between_its_renames_is_restored_by_the_next_publish(
     mine.mkdir()
     for p in (tmp, mine):
         os.utime(p, (an_hour_ago, an_hour_ago))
+    # Its folder is old, the file in it is not: a job still writing (a live one's, elsewhere).
     _publish(out, "aisle.thing", "third")
-    assert (out / "payload.txt").read_text() == "third"
+    assert _leftovers(tmp_path) == sorted([tmp.name, mine.name])
+    os.utime(tmp / "half-written.bin", (an_hour_ago, an_hour_ago))
+    os.utime(tmp, (an_hour_ago, an_hour_ago))
+    _publish(out, "aisle.thing", "fourth")
+    assert (out / "payload.txt").read_text() == "fourth"
     assert _leftovers(tmp_path) == [mine.name]
 
 

@@ -120,7 +120,9 @@ def _arrow_type(values: pd.Series, name: str, table: str) -> pa.DataType:
 
 def prepare(data: Path, out: Path) -> Path:
     """Validate ``data`` (CSV or prepared) and publish typed parquet + manifest at ``out``."""
-    ds = load_dataset(data)
+    # A prepared directory edited after preparation is read as it is now: preparing it again
+    # is how its manifest comes to describe the edit (the checks would refuse it).
+    ds = load_dataset(data, as_prepared=False)
     with atomic_dir(Path(out), KIND) as tmp:
         write_prepared(ds, tmp)
     log.info("prepared %s -> %s", data, out)
@@ -157,7 +159,11 @@ def is_prepared(directory: Path) -> bool:
     return (Path(directory) / MANIFEST).is_file()
 
 
-def load_dataset(directory: Path) -> Dataset:
+def load_dataset(directory: Path, as_prepared: bool = True) -> Dataset:
+    """The dataset in ``directory`` (canonical CSVs, or prepared parquet). A prepared one is
+    checked to be as ``aisle prepare`` wrote it (each table's row count and bytes, where its
+    manifest records them) unless ``as_prepared`` is False (``prepare`` itself, reading
+    tables that may have been edited since)."""
     directory = Path(directory)
     restore_missing(directory)  # before it is taken for a missing or a CSV directory
     if not is_prepared(directory):
@@ -173,8 +179,9 @@ def load_dataset(directory: Path) -> Dataset:
             tables[t] = pq.read_table(path).to_pandas()
         except (OSError, pa.ArrowInvalid) as e:
             raise DataError(f"{path}: unreadable ({e}); run `aisle prepare` again") from e
-        _check_count(path, len(tables[t]), manifest["counts"][t])
-        _check_bytes(path, manifest)
+        if as_prepared:
+            _check_count(path, len(tables[t]), manifest["counts"][t])
+            _check_bytes(path, manifest)
     return Dataset(
         tables[PRODUCTS], tables[QUERIES], tables[JUDGMENTS], name=manifest["name"], root=directory
     )
@@ -204,13 +211,14 @@ def _check_bytes(path: Path, manifest: dict[str, Any]) -> None:
     if not same:
         raise DataError(
             f"{path}: its bytes are not those `aisle prepare` wrote (the manifest's size and "
-            "sha256); the directory was modified after preparation, run `aisle prepare` again"
+            "sha256); the directory was modified after preparation, run `aisle prepare` again "
+            f"(--data {path.parent} takes the edit, into a new --out)"
         )
 
 
 def catalog_manifest(prepared: Path) -> dict[str, Any]:
     """The manifest of ``prepared``, its products file checked as ``load_dataset`` checks it
-    (readable, the rows its manifest counts, the bytes it records) without loading the table,
+    (readable, the rows its manifest counts, the bytes it records: hashed, not parsed),
     for the jobs that stream the catalog (an index build or update records the manifest's
     fingerprint: it would be built, or an update called current, for a catalog it does not
     hold)."""

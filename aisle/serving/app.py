@@ -165,6 +165,8 @@ def served_shape(app: FastAPI) -> tuple[dict[str, FieldType], tuple[str, ...]]:
     engine = getattr(app.state, "engine", None)
     if engine is None:
         return {}, MODES
+    # The default partition's, as for the fields: one build gives every partition the same
+    # fields and BM25 or none.
     retriever = engine.snapshot.retriever
     return (dict(retriever.index.fields.types),
             MODES if retriever.has_lexical else ("dense",))

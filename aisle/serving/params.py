@@ -126,7 +126,8 @@ SEARCH_PARAMETERS: list[dict[str, Any]] = [
                "max_query_chars characters", required=True),
     _parameter("k", {"type": "integer"}, "results to return, 1..max_k (default: default_k)"),
     _parameter("mode", {"type": "string", "enum": list(MODES)},
-               "dense, lexical or hybrid (default: the index's)"),
+               "dense, lexical or hybrid where the index carries BM25, dense alone where "
+               "it does not (default: the index's, hybrid wherever it carries BM25)"),
     _parameter("partition", {"type": "string"},
                "search only this retailer/store partition of the index (404 if it has none)"),
     # The index's own fields and their patterns are added by serving/openapi.py.

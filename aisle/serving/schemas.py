@@ -32,8 +32,9 @@ class SearchRequest(_Request):
     k: WholeNumber | None = Field(default=None, description="results to return, 1..max_k "
                                 "(default: default_k)")
     mode: Mode | None = Field(
-        default=None, description="dense, lexical or hybrid (default: the index's, hybrid "
-        "wherever it carries BM25)")
+        default=None, description="dense, lexical or hybrid where the index carries BM25, "
+        "dense alone where it does not (default: the index's, hybrid wherever it carries "
+        "BM25)")
     partition: str | None = Field(default=None, description="retailer/store partition")
     filters: dict[str, Any] | None = Field(
         default=None, description="only products meeting every one: {field: value}, "

@@ -327,6 +327,14 @@ def test_a_table_edited_in_place_with_its_row_count_kept_is_refused(tmp_path: Pa
     with pytest.raises(DataError, match=r"products\.parquet: its bytes are not those"):
         catalog_manifest(tmp_path / "edited-products")
     catalog_manifest(tmp_path / "edited-queries")  # the catalog jobs read products alone
+    # As the message says: preparing the edited directory again takes the edit.
+    again = prepare(tmp_path / "edited-products", tmp_path / "again")
+    assert load_dataset(again).products["title"].iloc[0].endswith(" (edited)")
+    # A manifest from before the bytes were recorded is not checked.
+    manifest = json.loads((edited / "manifest.json").read_text())
+    del manifest["files"]
+    (edited / "manifest.json").write_text(json.dumps(manifest))
+    assert load_dataset(edited).queries["query"].iloc[0].endswith(" (edited)")
 
 
 @pytest.mark.slow

@@ -367,23 +367,27 @@ def test_prune_removes_the_leftovers_of_killed_jobs_only(
         root / f".HISTORY.tmp-{live_pid}-7",
         key_dir / f".0002-bb.keys.npy.tmp-{live_pid}",
     ]
-    # A dead pid's path written a minute ago may be a live job's in another pid namespace.
+    # A dead pid's path written a minute ago may be a live job's in another pid namespace;
+    # so may an old folder with a file written in it a minute ago.
     young = versions / f".20250101T000000Z-0a0b0c.tmp-{dead_pid}-7"
-    for path in stale + live + [young]:
+    writing = versions / f".20250101T000000Z-0d0e0f.tmp-{dead_pid}-8"
+    for path in stale + live + [young, writing]:
         if path.name.startswith(".CURRENT") or ".npy" in path.name or ".HISTORY" in path.name:
             path.write_text("partial")
         else:
             (path / "bm25").mkdir(parents=True)
-        if path != young:
+        if path not in (young, writing):  # the whole tree: as young as its newest file
             two_hours_ago = time.time() - 7200
-            os.utime(path, (two_hours_ago, two_hours_ago))
+            for p in (*path.glob("*"), path):
+                os.utime(p, (two_hours_ago, two_hours_ago))
     # While a build holds the root, nothing of anyone's is removed.
     with locked(root, BUILD_LOCK, "a build elsewhere", wait=False):
         assert prune(root, keep=5) == []
-    assert all(p.exists() for p in stale + live + [young])
+    assert all(p.exists() for p in stale + live + [young, writing])
+    os.utime(writing, (time.time() - 7200, time.time() - 7200))  # its bm25/ stays new
     assert prune(root, keep=5) == []
     assert [p for p in stale if p.exists()] == []
-    assert all(p.exists() for p in live) and young.exists()
+    assert all(p.exists() for p in live) and young.exists() and writing.exists()
     assert [v.id for v in list_versions(root)] == ids and current_id(root) == ids[-1]
     assert load_index(root).manifest["count"] == 120
 

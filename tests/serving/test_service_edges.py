@@ -99,6 +99,9 @@ def test_the_document_offers_only_the_modes_the_index_searches_in(
         assert _documented_modes(client.get("/openapi.json").json()) == [
             ["dense", "lexical", "hybrid"]] * 4
         assert client.get("/search", params={"q": "drill", "mode": "hybrid"}).status_code == 200
+        engine.holder.config = config  # and back: the document follows
+        engine.reload()
+        assert _documented_modes(client.get("/openapi.json").json()) == [["dense"]] * 4
 
 
 def test_a_k_of_thousands_of_digits_is_a_422_not_a_500(serve_config: ServeConfig,

@@ -483,7 +483,8 @@ function renderSuggestions(suggestions) {
     li.addEventListener("mousedown", (event) => {
       event.preventDefault();
       // A right-click opens the menu and picks nothing; so does a ctrl+click, which is
-      // macOS's right-click (its mousedown says button 0, then the menu opens).
+      // macOS's right-click (its mousedown says button 0, then the menu opens). Elsewhere
+      // it picks nothing too: one rule on every system.
       if (event.button !== 0 || event.ctrlKey) return;
       pick(s.text);
     });
