@@ -91,6 +91,15 @@ def batch_lanes(config: ServeConfig, engine: Engine, cores: int) -> int:
     return 1 if engine.snapshot.model.backend == "torch" else cores
 
 
+def batch_max(config: ServeConfig, engine: Engine) -> int:
+    """``config.batch_max``, or by default 2 requests a batch where the query tower runs on
+    ONNX (one text a call: a larger batch would only make its first requests wait for its
+    last) and 32 on torch (one call encodes the whole batch)."""
+    if config.batch_max:
+        return config.batch_max
+    return 32 if engine.snapshot.model.backend == "torch" else 2
+
+
 def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
     """The service. ``engine`` is built from ``config`` at start-up unless one is given."""
 
@@ -118,8 +127,9 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
                                                          build_cache(config))
             metrics.bind(eng)
             settle_heap()
-            batcher = MicroBatcher(eng, executor, config.batch_wait_ms / 1000, config.batch_max,
-                                   config.batch_queue_max, batch_lanes(config, eng, cores))
+            batcher = MicroBatcher(eng, executor, config.batch_wait_ms / 1000,
+                                   batch_max(config, eng), config.batch_queue_max,
+                                   batch_lanes(config, eng, cores))
             app.state.engine, app.state.batcher, app.state.executor = eng, batcher, executor
             tasks.append(asyncio.create_task(batcher.run()))
             if config.watch_interval_s > 0:

@@ -76,7 +76,13 @@ class ServeConfig:
     # together as its next batch. batch_wait_ms > 0 also holds each batch up to that long for
     # more queries; 0 sends it as soon as the encoder is free (no added latency at low load).
     batch_wait_ms: float = 0.0
-    batch_max: int = 32
+    # Requests a batch takes from the queue. 0 = 2 on ONNX query towers and 32 on torch. An
+    # ONNX tower encodes one text a call, so a larger batch buys it nothing, and a batch
+    # answers its requests only once its last is searched: at 32 the first of eight queued
+    # cold queries waited for all eight (bench/serve.py, 2026-12-07: hybrid cold c=8 p99
+    # 2.3-5.3 ms lower at 2 than at 32 in six paired runs, the same QPS; docs/results.md).
+    # One torch call encodes the whole batch, which a larger batch pays for.
+    batch_max: int = 0
     # Batches encoded and searched at once, each on its own thread. With one, a batch's
     # searches (BM25, fusion, ANN) hold up the next batch's encoding and leave the other cores
     # idle; ONNX query towers run one thread a call, so lanes add up. 0 = one per core on ONNX
@@ -130,7 +136,7 @@ class ServeConfig:
 _LEAST: dict[str, float] = {
     "port": 0, "redis_backoff_s": 0, "cache_ttl_s": 1, "lru_size": 0, "max_query_chars": 1,
     "max_k": 1, "default_k": 1, "autocomplete_max_k": 1, "max_batch": 1, "max_body_bytes": 1,
-    "result_cache_rows": 0, "batch_wait_ms": 0, "batch_max": 1, "batch_lanes": 0,
+    "result_cache_rows": 0, "batch_wait_ms": 0, "batch_max": 0, "batch_lanes": 0,
     "batch_queue_max": 1, "watch_interval_s": 0,
 }
 

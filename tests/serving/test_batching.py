@@ -151,6 +151,23 @@ def test_lanes_default_to_one_per_core_on_onnx_towers_and_one_on_torch() -> None
         batch_lanes(ServeConfig(batch_lanes=-1), on("onnx-int8"), 4)
 
 
+def test_a_batch_takes_two_requests_on_onnx_towers_and_32_on_torch_by_default() -> None:
+    from types import SimpleNamespace
+
+    from aisle.serving.app import batch_max
+    from aisle.serving.config import ServeConfig
+
+    def on(backend: str) -> Any:
+        return SimpleNamespace(snapshot=SimpleNamespace(model=SimpleNamespace(backend=backend)))
+
+    assert batch_max(ServeConfig(), on("onnx-int8")) == 2
+    assert batch_max(ServeConfig(), on("onnx-fp32")) == 2
+    assert batch_max(ServeConfig(), on("torch")) == 32  # one call encodes the whole batch
+    assert batch_max(ServeConfig(batch_max=5), on("onnx-int8")) == 5
+    with pytest.raises(AisleError, match="batch_max"):
+        ServeConfig(batch_max=-1)
+
+
 def test_requests_whose_callers_left_are_never_encoded() -> None:
     engine = SlowEngine(0.3)
 
