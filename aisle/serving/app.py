@@ -93,11 +93,11 @@ def batch_lanes(config: ServeConfig, engine: Engine, cores: int) -> int:
 
 def batch_max(config: ServeConfig, engine: Engine) -> int:
     """``config.batch_max``, or by default 2 requests a batch where the query tower runs on
-    ONNX (one text a call: a larger batch would only make its first requests wait for its
-    last) and 32 on torch (one call encodes the whole batch)."""
+    int8 ONNX (one text a call: a larger batch would only make its first requests wait for
+    its last) and 32 on torch and fp32 ONNX (one call encodes up to a batch's texts)."""
     if config.batch_max:
         return config.batch_max
-    return 32 if engine.snapshot.model.backend == "torch" else 2
+    return 2 if engine.snapshot.model.backend == "onnx-int8" else 32
 
 
 def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:

@@ -76,12 +76,13 @@ class ServeConfig:
     # together as its next batch. batch_wait_ms > 0 also holds each batch up to that long for
     # more queries; 0 sends it as soon as the encoder is free (no added latency at low load).
     batch_wait_ms: float = 0.0
-    # Requests a batch takes from the queue. 0 = 2 on ONNX query towers and 32 on torch. An
-    # ONNX tower encodes one text a call, so a larger batch buys it nothing, and a batch
-    # answers its requests only once its last is searched: at 32 the first of eight queued
-    # cold queries waited for all eight (bench/serve.py, 2026-12-07: hybrid cold c=8 p99
-    # 2.3-5.3 ms lower at 2 than at 32 in six paired runs, the same QPS; docs/results.md).
-    # One torch call encodes the whole batch, which a larger batch pays for.
+    # Requests a batch takes from the queue. 0 = 2 on int8 ONNX query towers (the default),
+    # 32 on torch and fp32 ONNX. An int8 tower encodes one text a call, so a larger batch
+    # buys it nothing, and a batch answers its requests only once its last is searched: at
+    # 32 the first of eight queued cold queries waited for all eight (bench/serve.py,
+    # 2026-12-07: hybrid cold c=8 p99 2.3-5.3 ms lower at 2 than at 32 in six paired runs,
+    # the same QPS; docs/results.md). One torch or fp32 call encodes many texts, which a
+    # larger batch pays for.
     batch_max: int = 0
     # Batches encoded and searched at once, each on its own thread. With one, a batch's
     # searches (BM25, fusion, ANN) hold up the next batch's encoding and leave the other cores

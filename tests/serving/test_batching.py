@@ -151,7 +151,7 @@ def test_lanes_default_to_one_per_core_on_onnx_towers_and_one_on_torch() -> None
         batch_lanes(ServeConfig(batch_lanes=-1), on("onnx-int8"), 4)
 
 
-def test_a_batch_takes_two_requests_on_onnx_towers_and_32_on_torch_by_default() -> None:
+def test_a_batch_takes_two_requests_on_int8_towers_and_32_on_others_by_default() -> None:
     from types import SimpleNamespace
 
     from aisle.serving.app import batch_max
@@ -161,8 +161,9 @@ def test_a_batch_takes_two_requests_on_onnx_towers_and_32_on_torch_by_default() 
         return SimpleNamespace(snapshot=SimpleNamespace(model=SimpleNamespace(backend=backend)))
 
     assert batch_max(ServeConfig(), on("onnx-int8")) == 2
-    assert batch_max(ServeConfig(), on("onnx-fp32")) == 2
-    assert batch_max(ServeConfig(), on("torch")) == 32  # one call encodes the whole batch
+    # One torch or fp32 call encodes many texts: there a larger batch pays.
+    assert batch_max(ServeConfig(), on("onnx-fp32")) == 32
+    assert batch_max(ServeConfig(), on("torch")) == 32
     assert batch_max(ServeConfig(batch_max=5), on("onnx-int8")) == 5
     with pytest.raises(AisleError, match="batch_max"):
         ServeConfig(batch_max=-1)
