@@ -71,6 +71,9 @@ class _Job:
 class MicroBatcher:
     def __init__(self, engine: Engine, executor: Executor, wait_s: float, max_items: int,
                  max_queued: int = 512, lanes: int = 1) -> None:
+        if max_items < 1:
+            raise AisleError(f"batch_max must be >= 1 here (0 is resolved before), got "
+                             f"{max_items}")
         if max_queued < 1:
             raise AisleError(f"batch_queue_max must be >= 1, got {max_queued}")
         if lanes < 1:

@@ -76,13 +76,14 @@ class ServeConfig:
     # together as its next batch. batch_wait_ms > 0 also holds each batch up to that long for
     # more queries; 0 sends it as soon as the encoder is free (no added latency at low load).
     batch_wait_ms: float = 0.0
-    # Requests a batch takes from the queue. 0 = 2 on int8 ONNX query towers (the default),
-    # 32 on torch and fp32 ONNX. An int8 tower encodes one text a call, so a larger batch
-    # buys it nothing, and a batch answers its requests only once its last is searched: at
-    # 32 the first of eight queued cold queries waited for all eight (bench/serve.py,
-    # 2026-12-07: hybrid cold c=8 p99 2.3-5.3 ms lower at 2 than at 32 in six paired runs,
-    # the same QPS; docs/results.md). One torch or fp32 call encodes many texts, which a
-    # larger batch pays for.
+    # Queries a batch takes from the queue (a batch request's count as many; the first is
+    # taken whole). 0 (the default) = 2 on int8 ONNX and static query towers, 32 on torch and
+    # fp32 ONNX transformers. An int8 tower encodes one text a call, so a larger batch buys it
+    # nothing, and a batch answers its queries only once its last is searched: at 32 the
+    # first of eight queued cold queries waited for all eight (bench/serve.py, 2026-12-07:
+    # hybrid cold c=8 p99 2.3-5.3 ms lower at 2 than at 32 in six paired runs, the same QPS;
+    # docs/results.md). One torch or fp32 call encodes many texts, which a larger batch pays
+    # for.
     batch_max: int = 0
     # Batches encoded and searched at once, each on its own thread. With one, a batch's
     # searches (BM25, fusion, ANN) hold up the next batch's encoding and leave the other cores
@@ -91,7 +92,7 @@ class ServeConfig:
     batch_lanes: int = 0
     # Requests that may wait for the encoder at once; past that a request gets 503 with
     # Retry-After at once instead of queueing behind minutes of work (a cached query never
-    # queues). 512 is about 16 full batches of the encoder.
+    # queues). 512 is about 16 full batches of a torch encoder.
     batch_queue_max: int = 512
     # How often to look for a new index version on disk (0 = only on /admin/reload).
     watch_interval_s: float = 2.0
@@ -133,7 +134,8 @@ class ServeConfig:
             raise AisleError(f"rerank_budget_ms must be >= 0, got {self.rerank_budget_ms}")
 
 
-# The least value each number may take (0 where 0 means off or none).
+# The least value each number may take (0 where 0 means off, none or, for batch_max and
+# batch_lanes, chosen for the query tower).
 _LEAST: dict[str, float] = {
     "port": 0, "redis_backoff_s": 0, "cache_ttl_s": 1, "lru_size": 0, "max_query_chars": 1,
     "max_k": 1, "default_k": 1, "autocomplete_max_k": 1, "max_batch": 1, "max_body_bytes": 1,

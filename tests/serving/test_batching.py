@@ -151,22 +151,39 @@ def test_lanes_default_to_one_per_core_on_onnx_towers_and_one_on_torch() -> None
         batch_lanes(ServeConfig(batch_lanes=-1), on("onnx-int8"), 4)
 
 
-def test_a_batch_takes_two_requests_on_int8_towers_and_32_on_others_by_default() -> None:
+def test_a_batch_takes_two_queries_where_a_larger_one_gains_nothing_by_default() -> None:
     from types import SimpleNamespace
 
     from aisle.serving.app import batch_max
     from aisle.serving.config import ServeConfig
 
-    def on(backend: str) -> Any:
-        return SimpleNamespace(snapshot=SimpleNamespace(model=SimpleNamespace(backend=backend)))
+    def on(backend: str, static_query: str = "") -> Any:
+        model = SimpleNamespace(backend=backend, static_query=static_query)
+        return SimpleNamespace(snapshot=SimpleNamespace(model=model))
 
-    assert batch_max(ServeConfig(), on("onnx-int8")) == 2
+    assert batch_max(ServeConfig(), on("onnx-int8")) == 2  # one text a call
+    for backend in ("onnx-fp32", "torch", "onnx-int8"):  # a static tower: a lookup
+        assert batch_max(ServeConfig(), on(backend, "static.1a2b")) == 2
     # One torch or fp32 call encodes many texts: there a larger batch pays.
     assert batch_max(ServeConfig(), on("onnx-fp32")) == 32
     assert batch_max(ServeConfig(), on("torch")) == 32
     assert batch_max(ServeConfig(batch_max=5), on("onnx-int8")) == 5
     with pytest.raises(AisleError, match="batch_max"):
         ServeConfig(batch_max=-1)
+    with ThreadPoolExecutor(1) as pool, pytest.raises(AisleError, match="batch_max must be >= 1"):
+        MicroBatcher(SlowEngine(0.0), pool, 0.0, 0)  # type: ignore[arg-type]
+
+
+def test_the_service_batches_two_queries_on_the_int8_towers_aisle_train_publishes(
+        int8_engine_parts: tuple[ServeConfig, TwoTowerModel]) -> None:
+    from fastapi.testclient import TestClient
+
+    from aisle.serving.app import create_app
+
+    config, _ = int8_engine_parts
+    with TestClient(create_app(config, engine_over(*int8_engine_parts))) as client:
+        assert client.app.state.batcher.max_items == 2  # type: ignore[attr-defined]
+        assert client.get("/search", params={"q": "drill"}).status_code == 200
 
 
 def test_requests_whose_callers_left_are_never_encoded() -> None:
