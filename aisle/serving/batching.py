@@ -86,6 +86,8 @@ class MicroBatcher:
         self.queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=max_queued)
         self.batch_sizes: list[int] = []  # recent encoder batch sizes, for tests and metrics
         self.stopped = False
+        # A job that would have taken the last batch past max_items: the next batch's first.
+        self._held: _Job | None = None
 
     async def search(self, ask: Ask, mode: Mode) -> Answer:
         """``ask`` searched in ``mode`` (its own, or the index's default) with the encoder."""
@@ -132,25 +134,37 @@ class MicroBatcher:
             self.stopped = True
             for task in running:
                 task.cancel()  # each fails its own jobs (_run_batch)
+            if self._held is not None:
+                _fail(self._held, ShuttingDown())
+                self._held = None
             while not self.queue.empty():
                 _fail(self.queue.get_nowait(), ShuttingDown())
 
     async def _next_batch(self, loop: asyncio.AbstractEventLoop
                           ) -> dict[tuple[Mode, str | None, str], list[_Job]]:
-        """The next batch: the first live job and what is queued behind it (up to
-        ``max_items`` queries, waiting ``wait_s`` for more), grouped by mode, partition and
-        filter."""
+        """The next batch: the first live job (taken whole, however many queries it holds)
+        and the jobs queued behind it that fit in ``max_items`` queries (waiting ``wait_s``
+        for more), grouped by mode, partition and filter. A job that does not fit is held as
+        the next batch's first: a query queued before a batch request of many does not wait
+        for all of theirs to be encoded and searched."""
         while True:
-            first = await self.queue.get()
+            if self._held is not None:
+                first, self._held = self._held, None
+            else:
+                first = await self.queue.get()
             if not first.future.done():  # else its caller left (disconnect, timeout)
                 break
         jobs = [first]
         size = len(first.ask.texts)  # queries in this batch so far
         while not self.queue.empty() and size < self.max_items:
             job = self.queue.get_nowait()  # arrived while the lanes were busy
-            if not job.future.done():
-                jobs.append(job)
-                size += len(job.ask.texts)
+            if job.future.done():
+                continue
+            if size + len(job.ask.texts) > self.max_items:
+                self._held = job
+                break
+            jobs.append(job)
+            size += len(job.ask.texts)
         deadline = loop.time() + self.wait_s
         while self.wait_s > 0 and size < self.max_items:
             remaining = deadline - loop.time()
@@ -164,9 +178,13 @@ class MicroBatcher:
                 for gathered in jobs:
                     _fail(gathered, ShuttingDown())
                 raise
-            if not job.future.done():
-                jobs.append(job)
-                size += len(job.ask.texts)
+            if job.future.done():
+                continue
+            if size + len(job.ask.texts) > self.max_items:
+                self._held = job
+                break
+            jobs.append(job)
+            size += len(job.ask.texts)
         groups: dict[tuple[Mode, str | None, str], list[_Job]] = {}
         for job in jobs:
             assert job.ask.mode is not None  # resolved by search()

@@ -78,6 +78,80 @@ def test_max_items_caps_a_batch() -> None:
     assert [len(b) for b in engine.batches] == [1, 3, 3, 1]
 
 
+def many(batcher: MicroBatcher, texts: list[str], k: int = 2) -> Any:
+    """A batch request's job: several queries in one ask."""
+    return batcher.search(Ask(tuple(texts), k), "dense")
+
+
+def test_a_query_queued_before_a_batch_request_too_large_to_join_it_goes_first_alone() -> None:
+    """Room for 2 queries a batch: q1 and a batch request of five, queued while q0 is
+    searched, used to go as one batch of six, q1 waiting for the five. The request that
+    does not fit is taken whole as the next batch's first."""
+    engine = SlowEngine(0.05)
+    five = [f"b{i}" for i in range(5)]
+
+    async def scenario() -> list[Any]:
+        runner = asyncio.create_task(batcher.run())
+        try:
+            first = asyncio.create_task(search(batcher, "q0", 2))
+            await asyncio.sleep(0.02)  # q0 is being searched when the rest arrive
+            one = asyncio.create_task(search(batcher, "q1", 2))
+            request = asyncio.create_task(many(batcher, five))
+            last = asyncio.create_task(search(batcher, "q2", 2))
+            return list(await asyncio.gather(first, one, request, last))
+        finally:
+            runner.cancel()
+
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(engine, pool, wait_s=0.0, max_items=2)  # type: ignore[arg-type]
+        answers = asyncio.run(scenario())
+    assert engine.batches == [["q0"], ["q1"], five, ["q2"]]
+    assert [top(a) for a in answers[:2]] + [top(answers[3])] == ["q0", "q1", "q2"]
+    assert [f.hits[0].product_id for f in answers[2].found] == five
+
+
+def test_a_batch_request_arriving_during_the_wait_is_not_joined_past_max_items() -> None:
+    engine = SlowEngine(0.01)
+    five = [f"b{i}" for i in range(5)]
+
+    async def scenario() -> None:
+        runner = asyncio.create_task(batcher.run())
+        try:
+            first = asyncio.create_task(search(batcher, "q0", 2))
+            await asyncio.sleep(0.05)  # within the batch's wait for more
+            await asyncio.gather(first, many(batcher, five))
+        finally:
+            runner.cancel()
+
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(engine, pool, wait_s=0.3, max_items=2)  # type: ignore[arg-type]
+        asyncio.run(scenario())
+    assert engine.batches == [["q0"], five]
+
+
+def test_a_request_held_for_the_next_batch_is_told_when_the_service_stops() -> None:
+    engine = SlowEngine(0.3)
+
+    async def scenario() -> list[Any]:
+        runner = asyncio.create_task(batcher.run())
+        first = asyncio.create_task(search(batcher, "q0", 2))
+        await asyncio.sleep(0.02)
+        one = asyncio.create_task(search(batcher, "q1", 2))
+        await asyncio.sleep(0.02)  # q1 is queued first
+        request = asyncio.create_task(many(batcher, ["b0", "b1", "b2"]))
+        await asyncio.sleep(0.45)  # q0 answered; q1 searched alone, the request held
+        runner.cancel()
+        return list(await asyncio.wait_for(
+            asyncio.gather(first, one, request, return_exceptions=True), 5))
+
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(engine, pool, wait_s=0.0, max_items=2)  # type: ignore[arg-type]
+        answers = asyncio.run(scenario())
+    assert top(answers[0]) == "q0"
+    assert engine.batches == [["q0"], ["q1"]]
+    assert isinstance(answers[2], ShuttingDown)  # never left waiting
+
+
 @pytest.mark.parametrize("wait_s", [0.3])
 def test_a_bounded_wait_gathers_queries_before_the_first_batch(wait_s: float) -> None:
     engine = SlowEngine(0.01)
