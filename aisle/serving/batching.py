@@ -155,18 +155,11 @@ class MicroBatcher:
             if not first.future.done():  # else its caller left (disconnect, timeout)
                 break
         jobs = [first]
-        size = len(first.ask.texts)  # queries in this batch so far
-        while not self.queue.empty() and size < self.max_items:
-            job = self.queue.get_nowait()  # arrived while the lanes were busy
-            if job.future.done():
-                continue
-            if size + len(job.ask.texts) > self.max_items:
-                self._held = job
+        while not self.queue.empty() and _queries(jobs) < self.max_items:
+            if not self._gather(self.queue.get_nowait(), jobs):  # arrived while lanes were busy
                 break
-            jobs.append(job)
-            size += len(job.ask.texts)
         deadline = loop.time() + self.wait_s
-        while self.wait_s > 0 and size < self.max_items:
+        while self.wait_s > 0 and _queries(jobs) < self.max_items:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
@@ -178,19 +171,26 @@ class MicroBatcher:
                 for gathered in jobs:
                     _fail(gathered, ShuttingDown())
                 raise
-            if job.future.done():
-                continue
-            if size + len(job.ask.texts) > self.max_items:
-                self._held = job
+            if not self._gather(job, jobs):
                 break
-            jobs.append(job)
-            size += len(job.ask.texts)
         groups: dict[tuple[Mode, str | None, str], list[_Job]] = {}
         for job in jobs:
             assert job.ask.mode is not None  # resolved by search()
             key = (job.ask.mode, job.ask.partition, job.ask.filter_key)
             groups.setdefault(key, []).append(job)
         return groups
+
+    def _gather(self, job: _Job, jobs: list[_Job]) -> bool:
+        """Add ``job`` to the batch ``jobs`` if its caller still waits and it fits in
+        ``max_items`` queries; one that does not fit is held as the next batch's first.
+        False: the batch is full."""
+        if job.future.done():  # its caller left (disconnect, timeout)
+            return True
+        if _queries(jobs) + len(job.ask.texts) > self.max_items:
+            self._held = job
+            return False
+        jobs.append(job)
+        return True
 
     async def _run_batch(self, groups: dict[tuple[Mode, str | None, str], list[_Job]]
                          ) -> None:
@@ -224,6 +224,11 @@ class MicroBatcher:
         for job, answer in zip(group, answers, strict=True):
             if not job.future.done():
                 job.future.set_result(answer)
+
+
+def _queries(jobs: list[_Job]) -> int:
+    """The queries in a batch (a batch request's count as many)."""
+    return sum(len(job.ask.texts) for job in jobs)
 
 
 def _fail(job: _Job, error: BaseException) -> None:
