@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -29,6 +30,13 @@ def search(batcher: MicroBatcher, text: str, k: int, mode: Mode = "dense") -> An
 
 def top(answer: Answer) -> str:
     return answer.found[0].hits[0].product_id
+
+
+def on(backend: str, static_query: str = "") -> Any:
+    """An engine stand-in whose served model runs on ``backend`` (and a static query tower
+    when ``static_query`` names one): what ``batch_lanes`` and ``batch_max`` read."""
+    model = SimpleNamespace(backend=backend, static_query=static_query)
+    return SimpleNamespace(snapshot=SimpleNamespace(model=model))
 
 
 class SlowEngine:
@@ -210,13 +218,8 @@ def test_a_batch_that_fails_past_the_engine_fails_its_callers_instead_of_hanging
 
 
 def test_lanes_default_to_one_per_core_on_onnx_towers_and_one_on_torch() -> None:
-    from types import SimpleNamespace
-
     from aisle.serving.app import batch_lanes
     from aisle.serving.config import ServeConfig
-
-    def on(backend: str) -> Any:
-        return SimpleNamespace(snapshot=SimpleNamespace(model=SimpleNamespace(backend=backend)))
 
     assert batch_lanes(ServeConfig(), on("onnx-int8"), 4) == 4
     assert batch_lanes(ServeConfig(), on("torch"), 4) == 1  # a torch call uses every core
@@ -226,14 +229,8 @@ def test_lanes_default_to_one_per_core_on_onnx_towers_and_one_on_torch() -> None
 
 
 def test_a_batch_takes_two_queries_where_a_larger_one_gains_nothing_by_default() -> None:
-    from types import SimpleNamespace
-
     from aisle.serving.app import batch_max
     from aisle.serving.config import ServeConfig
-
-    def on(backend: str, static_query: str = "") -> Any:
-        model = SimpleNamespace(backend=backend, static_query=static_query)
-        return SimpleNamespace(snapshot=SimpleNamespace(model=model))
 
     assert batch_max(ServeConfig(), on("onnx-int8")) == 2  # one text a call
     for backend in ("onnx-fp32", "torch", "onnx-int8"):  # a static tower: a lookup
