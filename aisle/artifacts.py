@@ -46,7 +46,6 @@ def older_than(path: Path, seconds: float) -> bool:
     """Whether nothing in ``path`` (the path itself, and each file and folder under it when
     it is a folder) was modified in the last ``seconds``: a job that is still writing into
     a file of its tree leaves the folder's own mtime as it was. False once it is gone."""
-    newest = 0.0
     try:
         newest = path.lstat().st_mtime
     except FileNotFoundError:
