@@ -98,8 +98,7 @@ def batch_max(config: ServeConfig, engine: Engine) -> int:
     encodes many texts (torch and fp32 ONNX transformers)."""
     if config.batch_max:
         return config.batch_max
-    model = engine.snapshot.model
-    return 2 if model.static_query or model.backend == "onnx-int8" else 32
+    return 32 if engine.snapshot.model.batches_queries else 2
 
 
 def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:

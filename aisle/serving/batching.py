@@ -8,10 +8,12 @@ each batch (fewer, larger batches at the cost of that much latency). Up to ``lan
 run at once, each on its own executor thread: a batch is encoded and then searched (BM25,
 fusion, the ANN index), and with one lane the next batch could not start encoding until the
 last one's searches were done, leaving all but one core idle under load. A batch shares the
-trip to the encoder only (an int8 query tower still encodes each text in its own call, as int8
-scales activations per call: ``towers/onnx.py``); each request is then searched at its own k
-(``Engine.search_jobs``), so its results never depend on what else was in the batch. Requests
-of one mode and partition share a batch.
+trip to the encoder only, where the query tower gains from it; each request is then searched
+at its own k (``Engine.search_jobs``), so its results never depend on what else was in the
+batch. Where the tower does not gain (an int8 tower encodes each text in its own call, as int8
+scales activations per call: ``towers/onnx.py``), each request in a batch is encoded, searched
+and answered in turn, its caller told at once. Requests of one mode and partition share a
+batch.
 
 The queue is bounded (``max_queued`` requests): past that, a request is refused at once
 (``Overloaded``: the service answers 503) rather than waiting behind work it would time out
@@ -24,6 +26,7 @@ that arrives later, is answered ``ShuttingDown`` (a 503 too), never left waiting
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -213,22 +216,31 @@ class MicroBatcher:
         if not group:
             return
         self.batch_sizes = [*self.batch_sizes[-99:], sum(len(job.ask.texts) for job in group)]
+        loop = asyncio.get_running_loop()
+
+        def answered(i: int, answer: Answer) -> None:  # on the executor's thread
+            with contextlib.suppress(RuntimeError):  # the loop closed (stopped): nobody waits
+                loop.call_soon_threadsafe(_settle, group[i], answer)
+
         try:
-            answers = await on_thread(
-                self.executor, self.engine.search_jobs, [job.ask for job in group], mode
-            )
+            answers = await on_thread(self.executor, self.engine.search_jobs,
+                                      [job.ask for job in group], mode, answered)
         except Exception as e:  # each waiting request gets the error, the loop keeps going
             for job in group:
                 _fail(job, e)
             return
         for job, answer in zip(group, answers, strict=True):
-            if not job.future.done():
-                job.future.set_result(answer)
+            _settle(job, answer)  # answered already, unless the engine does not tell
 
 
 def _queries(jobs: list[_Job]) -> int:
     """The queries in a batch (a batch request's count as many)."""
     return sum(len(job.ask.texts) for job in jobs)
+
+
+def _settle(job: _Job, answer: Answer) -> None:
+    if not job.future.done():  # else answered, or its caller left
+        job.future.set_result(answer)
 
 
 def _fail(job: _Job, error: BaseException) -> None:

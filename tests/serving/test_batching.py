@@ -36,6 +36,7 @@ def on(backend: str, static_query: str = "") -> Any:
     """An engine stand-in whose served model runs on ``backend`` (and a static query tower
     when ``static_query`` names one): what ``batch_lanes`` and ``batch_max`` read."""
     model = SimpleNamespace(backend=backend, static_query=static_query)
+    model.batches_queries = TwoTowerModel.batches_queries.fget(model)  # type: ignore[attr-defined]
     return SimpleNamespace(snapshot=SimpleNamespace(model=model))
 
 
@@ -46,7 +47,7 @@ class SlowEngine:
         self.seconds = seconds
         self.batches: list[list[str]] = []
 
-    def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
+    def search_jobs(self, asks: list[Ask], mode: Mode, answered: Any = None) -> list[Answer]:
         self.batches.append([t for ask in asks for t in ask.texts])
         time.sleep(self.seconds)
         return [Answer([Found([Hit(t, t, 1.0)] * ask.k, mode, PreparedQuery(t, t, t, False))
@@ -171,7 +172,7 @@ def test_a_bounded_wait_gathers_queries_before_the_first_batch(wait_s: float) ->
 
 def test_an_engine_error_reaches_every_waiting_caller_and_the_batcher_goes_on() -> None:
     class Failing(SlowEngine):
-        def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
+        def search_jobs(self, asks: list[Ask], mode: Mode, answered: Any = None) -> list[Answer]:
             if asks[0].texts == ("boom",):
                 raise RuntimeError("index unavailable")
             return super().search_jobs(asks, mode)
@@ -197,7 +198,7 @@ def test_an_engine_error_reaches_every_waiting_caller_and_the_batcher_goes_on() 
 
 def test_a_batch_that_fails_past_the_engine_fails_its_callers_instead_of_hanging() -> None:
     class Miscounting(SlowEngine):  # one answer short: the batcher's own bookkeeping fails
-        def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
+        def search_jobs(self, asks: list[Ask], mode: Mode, answered: Any = None) -> list[Answer]:
             return super().search_jobs(asks, mode)[:-1]
 
     engine = Miscounting(0.0)
@@ -255,6 +256,42 @@ def test_the_service_batches_two_queries_on_the_int8_towers_aisle_train_publishe
     with TestClient(create_app(config, engine_over(*int8_engine_parts))) as client:
         assert client.app.state.batcher.max_items == 2  # type: ignore[attr-defined]
         assert client.get("/search", params={"q": "drill"}).status_code == 200
+
+
+def test_a_request_told_its_answer_by_the_engine_is_answered_before_its_batch_ends() -> None:
+    """Where the engine answers each request of a batch in turn (int8 towers), its caller
+    has the answer then, not once the batch's last request is searched."""
+    import threading
+
+    release = threading.Event()
+
+    class OneByOne(SlowEngine):
+        def search_jobs(self, asks: list[Ask], mode: Mode, answered: Any = None
+                        ) -> list[Answer]:
+            answers = []
+            for i, ask in enumerate(asks):
+                answers += super().search_jobs([ask], mode)
+                answered(i, answers[-1])
+                if i == 0 and not release.wait(10):
+                    raise RuntimeError("the first caller was not answered")
+            return answers
+
+    async def scenario() -> list[str]:
+        runner = asyncio.create_task(batcher.run())
+        try:
+            first, second = (asyncio.create_task(search(batcher, q, 1)) for q in ("q0", "q1"))
+            got = [top(await asyncio.wait_for(first, 5))]  # the batch is still running
+            release.set()
+            return [*got, top(await second)]
+        finally:
+            release.set()
+            runner.cancel()
+
+    engine = OneByOne(0.0)
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(engine, pool, wait_s=0.2, max_items=2)  # type: ignore[arg-type]
+        assert asyncio.run(scenario()) == ["q0", "q1"]
+    assert engine.batches == [["q0"], ["q1"]]  # one batch, searched a request at a time
 
 
 def test_requests_whose_callers_left_are_never_encoded() -> None:
@@ -316,7 +353,7 @@ class TimedEngine(SlowEngine):
         super().__init__(seconds)
         self.spans: list[tuple[float, float]] = []
 
-    def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
+    def search_jobs(self, asks: list[Ask], mode: Mode, answered: Any = None) -> list[Answer]:
         start = time.perf_counter()
         try:
             return super().search_jobs(asks, mode)
@@ -393,6 +430,41 @@ def test_an_int8_query_is_encoded_as_it_would_be_alone(
     assert_same_hits(batched, alone)
 
 
+@pytest.mark.parametrize("int8", [True, False])
+def test_a_batch_is_encoded_together_only_where_the_query_tower_gains(
+    int8_engine_parts: tuple[ServeConfig, TwoTowerModel], engine: Engine,
+    monkeypatch: pytest.MonkeyPatch, int8: bool,
+) -> None:
+    """int8 towers encode each text alone: each request of a batch is encoded, searched and
+    told its answer before the next is encoded. A torch tower encodes the batch's texts in one
+    call. Either way each answer is what the request gets alone."""
+    if int8:
+        engine = engine_over(*int8_engine_parts)
+    model = engine.snapshot.model
+    assert model.batches_queries is not int8
+    events: list[tuple[str, Any]] = []
+    encode = model.encode_query
+
+    def recording(texts: Any, progress: bool = False) -> Any:
+        events.append(("encoded", list(texts)))
+        return encode(texts, progress)
+
+    monkeypatch.setattr(model, "encode_query", recording)
+    asks = [Ask((q,), 5, "hybrid") for q in QUERIES[:3]]
+    answers = engine.search_jobs(asks, "hybrid", lambda i, a: events.append(("answered", i)))
+    if int8:
+        assert events == [e for i, q in enumerate(QUERIES[:3])
+                          for e in (("encoded", [q]), ("answered", i))]
+    else:
+        (what, texts), *rest = events  # one call, in the cache's key order
+        assert what == "encoded" and sorted(texts) == sorted(QUERIES[:3])
+        assert rest == [("answered", i) for i in range(3)]
+    alone = engine_over(*int8_engine_parts) if int8 else engine
+    for ask, got in zip(asks, answers, strict=True):
+        assert [h.product_id for h in got.found[0].hits] == [
+            h.product_id for h in alone.search(ask).found[0].hits]
+
+
 @pytest.mark.parametrize(("method", "path"), [("GET", "/search"), ("POST", "/search"),
                                             ("POST", "/search/batch")])
 def test_a_request_whose_client_disconnects_while_queued_is_never_encoded(
@@ -411,10 +483,10 @@ def test_a_request_whose_client_disconnects_while_queued_is_never_encoded(
     encoded: list[str] = []
     search_jobs = engine.search_jobs
 
-    def slow(asks: list[Ask], mode: Mode) -> list[Answer]:
+    def slow(asks: list[Ask], mode: Mode, answered: Any = None) -> list[Answer]:
         encoded.extend(t for ask in asks for t in ask.texts)
         time.sleep(0.3)
-        return search_jobs(asks, mode)
+        return search_jobs(asks, mode, answered)
 
     monkeypatch.setattr(engine, "search_jobs", slow)
     app = create_app(replace(serve_config, batch_lanes=1), engine)
