@@ -51,6 +51,7 @@ async def reload(eng: Engine, executor: Executor, metrics: Metrics,
     ``unless_served`` (the watcher's): load nothing when the index on disk is the one serving
     already, as after an admin reload that ran while the watcher waited its turn.
     ``ShuttingDown`` (a 503, no failed reload) once the service has shut its threads."""
+    serving = eng.snapshot
     try:
         version = await on_thread(executor, eng.reload, unless_served)
     except ShuttingDown:
@@ -61,7 +62,8 @@ async def reload(eng: Engine, executor: Executor, metrics: Metrics,
         log.error("index reload refused, still serving %s: %s", eng.snapshot.version, why)
         raise ReloadRefused(f"reload refused, still serving {eng.snapshot.version}: {why}") from e
     metrics.index_version.info({"version": version})
-    settle_heap()
+    if eng.snapshot is not serving:  # else the watcher found it served: nothing new loaded
+        settle_heap()
     return version
 
 

@@ -218,10 +218,13 @@ def test_a_reload_during_shut_down_is_a_503_with_retry_after_and_no_failure(
 
 
 def test_the_watcher_loads_nothing_that_already_serves(
-    sample_index: Path, tmp_path: Path, base_model: TwoTowerModel
+    sample_index: Path, tmp_path: Path, base_model: TwoTowerModel,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The watcher sees a publish, and waits for the reload lock while an admin reload loads
-    that very publish: its turn must not load it again (twice the memory and load time)."""
+    that very publish: its turn must not load it again (twice the memory and load time), nor
+    run the heap settle (a full collection on the event loop) for a swap that did not
+    happen."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
@@ -239,6 +242,10 @@ def test_the_watcher_loads_nothing_that_already_serves(
         shutil.copytree(served, build)
         (build / MANIFEST).write_text(json.dumps(dict(manifest, version=version)))
         publish(build, served)
+
+    settled: list[str] = []
+    monkeypatch.setattr(reloading, "settle_heap",
+                        lambda: settled.append(engine.snapshot.index.version))
 
     async def reload(unless_served: bool) -> str:
         with ThreadPoolExecutor(1) as pool:
@@ -261,3 +268,4 @@ def test_the_watcher_loads_nothing_that_already_serves(
     assert asyncio.run(reload(True)) == "v3" and engine.snapshot.index.version == "v3"
     loaded = engine.snapshot
     assert asyncio.run(reload(False)) == "v3" and engine.snapshot is not loaded  # as asked
+    assert settled == ["v2", "v3", "v3"]  # one a swap, none for the watcher's two skips
