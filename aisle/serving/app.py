@@ -92,10 +92,11 @@ def batch_lanes(config: ServeConfig, engine: Engine, cores: int) -> int:
 
 
 def batch_max(config: ServeConfig, engine: Engine) -> int:
-    """``config.batch_max``, or by default 2 queries a batch where the query tower gains
-    nothing from a larger one and would only make its first queries wait for its last: int8
-    ONNX (one text a call) and a static tower (a lookup, ~0.03 ms a query); 32 where one call
-    encodes many texts (torch and fp32 ONNX transformers)."""
+    """``config.batch_max``, or by default 32 queries a batch where one call encodes many
+    texts (torch and fp32 ONNX transformers), and 2 where the query tower gains nothing from a
+    batch (``batches_queries``: int8 ONNX, one text a call, and a static tower, a lookup).
+    There each request is answered as soon as it is searched (``Engine.search_jobs``); a
+    small batch leaves the rest of the queue to whichever lane frees first."""
     if config.batch_max:
         return config.batch_max
     return 32 if engine.snapshot.model.batches_queries else 2
