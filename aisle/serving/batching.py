@@ -98,16 +98,21 @@ class MicroBatcher:
             raise ShuttingDown()
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         job = _Job(replace(ask, mode=mode), future)
-        if self.queue.full():
+        if self._waiting() >= self.queue.maxsize:
             self._drop_gone()  # requests whose callers left wait for nothing: not counted
-        try:
-            self.queue.put_nowait(job)
-        except asyncio.QueueFull:
+        if self._waiting() >= self.queue.maxsize:
             raise Overloaded(
                 f"the search queue is full ({self.queue.maxsize} requests waiting for the "
                 "encoder); retry shortly"
-            ) from None
+            )
+        self.queue.put_nowait(job)
         return await future
+
+    def _waiting(self) -> int:
+        """The requests waiting for a batch: those queued and a held one (``max_queued``
+        bounds them all)."""
+        held = self._held is not None and not self._held.future.done()
+        return self.queue.qsize() + held
 
     def _drop_gone(self) -> None:
         """Take the jobs whose callers have left (disconnected, timed out) off the queue, the

@@ -161,6 +161,33 @@ def test_a_request_held_for_the_next_batch_is_told_when_the_service_stops() -> N
     assert isinstance(answers[2], ShuttingDown)  # never left waiting
 
 
+def test_a_request_held_for_the_next_batch_counts_against_the_queue_bound() -> None:
+    engine = SlowEngine(0.6)
+
+    async def scenario() -> list[Any]:
+        runner = asyncio.create_task(batcher.run())
+        try:
+            first = asyncio.create_task(search(batcher, "q0", 2))
+            await asyncio.sleep(0.02)
+            one = asyncio.create_task(search(batcher, "q1", 2))
+            await asyncio.sleep(0.02)
+            request = asyncio.create_task(many(batcher, ["b0", "b1", "b2"]))
+            await asyncio.sleep(0.8)  # q1 searched alone, the request held: 1 of 2 waits
+            more = [asyncio.create_task(search(batcher, q, 2)) for q in ("q2", "q3")]
+            return list(await asyncio.wait_for(asyncio.gather(
+                first, one, request, *more, return_exceptions=True), 10))
+        finally:
+            runner.cancel()
+
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(engine, pool, wait_s=0.0, max_items=2,  # type: ignore[arg-type]
+                               max_queued=2)
+        answers = asyncio.run(scenario())
+    assert isinstance(answers[4], Overloaded) and "(2 requests" in str(answers[4])
+    assert [top(a) for a in answers[:2]] + [top(answers[3])] == ["q0", "q1", "q2"]
+    assert engine.batches == [["q0"], ["q1"], ["b0", "b1", "b2"], ["q2"]]
+
+
 @pytest.mark.parametrize("wait_s", [0.3])
 def test_a_bounded_wait_gathers_queries_before_the_first_batch(wait_s: float) -> None:
     engine = SlowEngine(0.01)
