@@ -34,7 +34,7 @@ from aisle.retrieval.store import UnknownPartitionError
 from aisle.serving.cache import QueryCache, cache_key
 from aisle.serving.config import ServeConfig
 from aisle.serving.errors import InvalidRequest
-from aisle.serving.snapshot import Snapshot, SnapshotHolder
+from aisle.serving.snapshot import ReloadOutcome, Snapshot, SnapshotHolder
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class Engine:
     def snapshot(self) -> Snapshot:
         return self.holder.snapshot
 
-    def reload(self, unless_served: bool = False) -> str:
+    def reload(self, unless_served: bool = False) -> ReloadOutcome:
         return self.holder.reload(unless_served)
 
     def changed_on_disk(self) -> bool:

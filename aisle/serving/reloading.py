@@ -51,9 +51,8 @@ async def reload(eng: Engine, executor: Executor, metrics: Metrics,
     ``unless_served`` (the watcher's): load nothing when the index on disk is the one serving
     already, as after an admin reload that ran while the watcher waited its turn.
     ``ShuttingDown`` (a 503, no failed reload) once the service has shut its threads."""
-    serving = eng.snapshot
     try:
-        version = await on_thread(executor, eng.reload, unless_served)
+        version, swapped = await on_thread(executor, eng.reload, unless_served)
     except ShuttingDown:
         raise
     except Exception as e:
@@ -62,7 +61,7 @@ async def reload(eng: Engine, executor: Executor, metrics: Metrics,
         log.error("index reload refused, still serving %s: %s", eng.snapshot.version, why)
         raise ReloadRefused(f"reload refused, still serving {eng.snapshot.version}: {why}") from e
     metrics.index_version.info({"version": version})
-    if eng.snapshot is not serving:  # else the watcher found it served: nothing new loaded
+    if swapped:  # else the watcher found it served (an admin reload beat it to the lock)
         settle_heap()
     return version
 

@@ -15,6 +15,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from aisle.artifacts import MANIFEST
 from aisle.errors import AisleError
@@ -106,6 +107,15 @@ def _still_serves(model: TwoTowerModel, index: ProductIndex, config: ServeConfig
     return model.query_runtime == wanted
 
 
+class ReloadOutcome(NamedTuple):
+    """What a reload did: the version serving after it, and whether it swapped one in (a
+    watcher's reload finds the index on disk already serving when an admin reload loaded it
+    while the watcher waited for the lock)."""
+
+    version: str
+    swapped: bool
+
+
 def load_snapshot(config: ServeConfig, current: Snapshot | None = None) -> Snapshot:
     index = load_index(Path(config.index), eager=True)  # pruning its version later is harmless
     if config.default_mode not in (None, "dense") and not index.has_lexical:
@@ -181,15 +191,15 @@ class SnapshotHolder:
         except (OSError, ValueError, AisleError):
             return False  # a load says what is wrong
 
-    def reload(self, unless_served: bool = False) -> str:
+    def reload(self, unless_served: bool = False) -> ReloadOutcome:
         """Load the index on disk now and swap it in; on any error the old one keeps serving.
         ``unless_served``: not when the index on disk is the one serving (the watcher's, which
-        an admin reload may have beaten to this lock); its version then."""
+        an admin reload may have beaten to this lock); its version then, not swapped."""
         with self._reload_lock:
             stat = self._manifest_stat()
             if unless_served and self._serves_disk():
                 self._stat = stat  # no change for the watcher to take either
-                return self.snapshot.version
+                return ReloadOutcome(self.snapshot.version, swapped=False)
             try:
                 snapshot = load_snapshot(self.config, self.snapshot)
             except BaseException:
@@ -199,4 +209,4 @@ class SnapshotHolder:
             self.snapshot = snapshot
             self._stat = stat
             log.info("serving index version %s", snapshot.version)
-            return snapshot.version
+            return ReloadOutcome(snapshot.version, swapped=True)

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -200,7 +201,7 @@ def test_an_index_published_while_the_service_starts_is_taken(
     holder = SnapshotHolder(ServeConfig(index=str(served)))
     assert holder.changed_on_disk()  # the watcher will load v2
     monkeypatch.setattr(snapshot_module, "load_snapshot", load)
-    assert holder.reload() == "v2" and not holder.changed_on_disk()
+    assert holder.reload() == ("v2", True) and not holder.changed_on_disk()
 
 
 def test_a_reload_during_shut_down_is_a_503_with_retry_after_and_no_failure(
@@ -228,6 +229,7 @@ def test_the_watcher_loads_nothing_that_already_serves(
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
+    import aisle.serving.snapshot as snapshot_module
     from aisle.serving import reloading
     from aisle.serving.metrics import Metrics
 
@@ -269,3 +271,27 @@ def test_the_watcher_loads_nothing_that_already_serves(
     loaded = engine.snapshot
     assert asyncio.run(reload(False)) == "v3" and engine.snapshot is not loaded  # as asked
     assert settled == ["v2", "v3", "v3"]  # one a swap, none for the watcher's two skips
+
+    # At once: the watcher waits for the lock while the admin reload loads; it settles nothing.
+    settled.clear()
+    republish("v4")
+    gate, load = threading.Event(), snapshot_module.load_snapshot
+
+    def gated(*args: Any) -> Any:
+        assert gate.wait(10)
+        return load(*args)
+
+    monkeypatch.setattr(snapshot_module, "load_snapshot", gated)
+
+    async def race() -> list[str]:
+        with ThreadPoolExecutor(2) as pool:
+            admin = asyncio.create_task(reloading.reload(engine, pool, Metrics()))
+            await asyncio.sleep(0.1)  # the admin reload holds the lock, loading
+            watcher = asyncio.create_task(
+                reloading.reload(engine, pool, Metrics(), unless_served=True))
+            await asyncio.sleep(0.1)  # the watcher waits for the lock
+            gate.set()
+            return list(await asyncio.gather(admin, watcher))
+
+    assert asyncio.run(race()) == ["v4", "v4"]
+    assert settled == ["v4"]
