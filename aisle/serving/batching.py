@@ -235,7 +235,7 @@ class MicroBatcher:
                 _fail(job, e)
             return
         for job, answer in zip(group, answers, strict=True):
-            _settle(job, answer)  # answered already, unless the engine does not tell
+            _settle(job, answer)  # answered already where the engine answers one at a time
 
 
 def _queries(jobs: list[_Job]) -> int:

@@ -205,16 +205,12 @@ class Engine:
         torch and fp32 ONNX), all their texts share one trip to the encoder; where it does not
         (int8 ONNX runs each text alone, a static tower looks it up), each request is encoded,
         searched and answered in turn, so the first need not wait for the last's encoding and
-        search. ``answered(i, answer)`` is told of each request's answer as soon as it is
-        ready (on this thread); all of them are returned too."""
+        search; there ``answered(i, answer)`` is told of each request's answer as soon as it is
+        ready (on this thread). All of them are returned."""
         snapshot = self.snapshot
         if snapshot.model.batches_queries:
-            answers = self._search_together(snapshot, asks, mode)
-            if answered is not None:
-                for i, done in enumerate(answers):
-                    answered(i, done)
-            return answers
-        answers = []
+            return self._search_together(snapshot, asks, mode)
+        answers: list[Answer] = []
         for i, ask in enumerate(asks):
             answers.extend(self._search_together(snapshot, [ask], mode))
             if answered is not None:
