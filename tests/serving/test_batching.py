@@ -138,20 +138,27 @@ def test_a_batch_request_arriving_during_the_wait_is_not_joined_past_max_items()
     assert engine.batches == [["q0"], five]
 
 
+async def held_behind(batcher: MicroBatcher, wait_s: float) -> list[asyncio.Task[Any]]:
+    """q0 searched, then q1 and a request of three queries queued behind it; ``wait_s`` later
+    (a batch of 2 past q0's search) q1 is searched alone and the request is held."""
+    first = asyncio.create_task(search(batcher, "q0", 2))
+    await asyncio.sleep(0.02)
+    one = asyncio.create_task(search(batcher, "q1", 2))
+    await asyncio.sleep(0.02)  # q1 is queued first
+    request = asyncio.create_task(many(batcher, ["b0", "b1", "b2"]))
+    await asyncio.sleep(wait_s)
+    return [first, one, request]
+
+
 def test_a_request_held_for_the_next_batch_is_told_when_the_service_stops() -> None:
     engine = SlowEngine(0.3)
 
     async def scenario() -> list[Any]:
         runner = asyncio.create_task(batcher.run())
-        first = asyncio.create_task(search(batcher, "q0", 2))
-        await asyncio.sleep(0.02)
-        one = asyncio.create_task(search(batcher, "q1", 2))
-        await asyncio.sleep(0.02)  # q1 is queued first
-        request = asyncio.create_task(many(batcher, ["b0", "b1", "b2"]))
-        await asyncio.sleep(0.45)  # q0 answered; q1 searched alone, the request held
+        waiting = await held_behind(batcher, 0.45)
         runner.cancel()
         return list(await asyncio.wait_for(
-            asyncio.gather(first, one, request, return_exceptions=True), 5))
+            asyncio.gather(*waiting, return_exceptions=True), 5))
 
     with ThreadPoolExecutor(2) as pool:
         batcher = MicroBatcher(engine, pool, wait_s=0.0, max_items=2)  # type: ignore[arg-type]
@@ -167,15 +174,10 @@ def test_a_request_held_for_the_next_batch_counts_against_the_queue_bound() -> N
     async def scenario() -> list[Any]:
         runner = asyncio.create_task(batcher.run())
         try:
-            first = asyncio.create_task(search(batcher, "q0", 2))
-            await asyncio.sleep(0.02)
-            one = asyncio.create_task(search(batcher, "q1", 2))
-            await asyncio.sleep(0.02)
-            request = asyncio.create_task(many(batcher, ["b0", "b1", "b2"]))
-            await asyncio.sleep(0.8)  # q1 searched alone, the request held: 1 of 2 waits
+            waiting = await held_behind(batcher, 0.8)  # the request held: 1 of 2 waits
             more = [asyncio.create_task(search(batcher, q, 2)) for q in ("q2", "q3")]
             return list(await asyncio.wait_for(asyncio.gather(
-                first, one, request, *more, return_exceptions=True), 10))
+                *waiting, *more, return_exceptions=True), 10))
         finally:
             runner.cancel()
 
