@@ -132,8 +132,9 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
             size, lanes = batch_max(config, eng), batch_lanes(config, eng, cores)
             log.info("micro-batches: up to %d queries, %d at once (query tower on %s)", size,
                      lanes, eng.snapshot.model.query_runtime)
-            batcher = MicroBatcher(eng, executor, config.batch_wait_ms / 1000, size,
-                                   config.batch_queue_max, lanes)
+            batcher = MicroBatcher(
+                eng, executor, config.batch_wait_ms / 1000, size, config.batch_queue_max, lanes,
+                sizing=lambda: (batch_max(config, eng), batch_lanes(config, eng, cores)))
             app.state.engine, app.state.batcher, app.state.executor = eng, batcher, executor
             tasks.append(asyncio.create_task(batcher.run()))
             if config.watch_interval_s > 0:

@@ -73,19 +73,19 @@ class _Job:
 
 class MicroBatcher:
     def __init__(self, engine: Engine, executor: Executor, wait_s: float, max_items: int,
-                 max_queued: int = 512, lanes: int = 1) -> None:
-        if max_items < 1:
-            raise AisleError(f"batch_max must be >= 1 here (0 is resolved before), got "
-                             f"{max_items}")
+                 max_queued: int = 512, lanes: int = 1,
+                 sizing: Callable[[], tuple[int, int]] | None = None) -> None:
+        """``sizing``: ``(max_items, lanes)`` for the index served now, read before each batch
+        (the service's: a reload onto a model of another runtime changes them)."""
+        _check_sizes(max_items, lanes)
         if max_queued < 1:
             raise AisleError(f"batch_queue_max must be >= 1, got {max_queued}")
-        if lanes < 1:
-            raise AisleError(f"batch lanes must be >= 1, got {lanes}")
         self.engine = engine
         self.executor = executor
         self.wait_s = wait_s
         self.max_items = max_items
         self.lanes = lanes
+        self.sizing = sizing
         self.queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=max_queued)
         self.batch_sizes: list[int] = []  # recent encoder batch sizes, for tests and metrics
         self.stopped = False
@@ -124,20 +124,17 @@ class MicroBatcher:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        free = asyncio.Semaphore(self.lanes)
         running: set[asyncio.Task[None]] = set()
         try:
             while True:
-                await free.acquire()  # a lane first: queries keep queueing into the next batch
-                try:
-                    groups = await self._next_batch(loop)
-                except BaseException:
-                    free.release()
-                    raise
+                self._resize()
+                # A lane first: queries keep queueing into the next batch meanwhile.
+                while len(running) >= self.lanes:
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                groups = await self._next_batch(loop)
                 task = asyncio.create_task(self._run_batch(groups))
                 running.add(task)
                 task.add_done_callback(running.discard)
-                task.add_done_callback(lambda _: free.release())
         finally:
             self.stopped = True
             for task in running:
@@ -147,6 +144,17 @@ class MicroBatcher:
                 self._held = None
             while not self.queue.empty():
                 _fail(self.queue.get_nowait(), ShuttingDown())
+
+    def _resize(self) -> None:
+        """The batch size and lanes ``sizing`` gives for the index served now."""
+        if self.sizing is None:
+            return
+        max_items, lanes = self.sizing()
+        if (max_items, lanes) != (self.max_items, self.lanes):
+            _check_sizes(max_items, lanes)
+            log.info("micro-batches now: up to %d queries, %d at once (the index served "
+                     "changed)", max_items, lanes)
+            self.max_items, self.lanes = max_items, lanes
 
     async def _next_batch(self, loop: asyncio.AbstractEventLoop
                           ) -> dict[tuple[Mode, str | None, str], list[_Job]]:
@@ -236,6 +244,13 @@ class MicroBatcher:
             return
         for job, answer in zip(group, answers, strict=True):
             _settle(job, answer)  # answered already where the engine answers one at a time
+
+
+def _check_sizes(max_items: int, lanes: int) -> None:
+    if max_items < 1:
+        raise AisleError(f"batch_max must be >= 1 here (0 is resolved before), got {max_items}")
+    if lanes < 1:
+        raise AisleError(f"batch lanes must be >= 1, got {lanes}")
 
 
 def _queries(jobs: list[_Job]) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -285,6 +286,74 @@ def test_the_service_batches_two_queries_on_the_int8_towers_aisle_train_publishe
     with TestClient(create_app(config, engine_over(*int8_engine_parts))) as client:
         assert client.app.state.batcher.max_items == 2  # type: ignore[attr-defined]
         assert client.get("/search", params={"q": "drill"}).status_code == 200
+
+
+def test_the_batch_size_and_lanes_follow_what_sizing_says_before_each_batch() -> None:
+    """A reload onto a model of another runtime changes what suits it: the batcher reads
+    ``sizing`` before each batch (the one already waiting for its first query keeps the
+    sizes read before it)."""
+    engine = TimedEngine(0.2)
+    sizes = [(1, 1)]
+
+    async def burst_of_three(texts: list[str]) -> None:
+        first = asyncio.create_task(search(batcher, texts[0], 1))
+        await asyncio.sleep(0.02)  # being searched when the other two arrive
+        await asyncio.gather(first, *(search(batcher, t, 1) for t in texts[1:]))
+
+    async def scenario() -> None:
+        runner = asyncio.create_task(batcher.run())
+        try:
+            await burst_of_three(["q0", "q1", "q2"])
+            sizes.append((32, 2))  # as a reload onto torch towers from int8 ones would
+            await burst_of_three(["r0", "r1", "r2"])
+        finally:
+            runner.cancel()
+
+    with ThreadPoolExecutor(4) as pool:
+        batcher = MicroBatcher(engine, pool, 0.0, 1,  # type: ignore[arg-type]
+                               sizing=lambda: sizes[-1])
+        asyncio.run(scenario())
+    assert engine.batches == [["q0"], ["q1"], ["q2"], ["r0"], ["r1", "r2"]]
+    q0, q1, q2, r0, r12 = engine.spans
+    assert q0[1] <= q1[0] and q1[1] <= q2[0]  # one lane
+    assert r12[0] < r0[1]  # two: the second batch started while the first ran
+    assert (batcher.max_items, batcher.lanes) == (32, 2)
+    with ThreadPoolExecutor(1) as pool:
+        sizes.append((0, 1))
+        refusing = MicroBatcher(engine, pool, 0.0, 1,  # type: ignore[arg-type]
+                                sizing=lambda: sizes[-1])
+        with pytest.raises(AisleError, match="batch_max must be >= 1"):
+            refusing._resize()
+
+
+def test_the_service_resizes_its_batches_when_a_reload_brings_another_query_runtime(
+        int8_engine_parts: tuple[ServeConfig, TwoTowerModel], sample_index: Path,
+        tmp_path: Path) -> None:
+    """Served from int8 towers, then reloaded onto an index of the torch base model: batches
+    of 2 on one lane a core become batches of 32 on one lane."""
+    import shutil
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from aisle.artifacts import atomic_dir
+    from aisle.serving.app import create_app
+
+    config, model = int8_engine_parts
+    served = tmp_path / "served"
+    shutil.copytree(config.index, served)
+    config = replace(config, index=str(served), admin_token="t")
+    with TestClient(create_app(config, engine_over(config, model))) as client:
+        batcher = client.app.state.batcher  # type: ignore[attr-defined]
+        assert batcher.max_items == 2
+        with atomic_dir(served, None) as tmp:  # what a new index build does to it
+            shutil.copytree(sample_index, tmp, dirs_exist_ok=True)
+        reloaded = client.post("/admin/reload", headers={"Authorization": "Bearer t"})
+        assert reloaded.status_code == 200, reloaded.text
+        assert client.app.state.engine.snapshot.model.backend == "torch"  # type: ignore[attr-defined]
+        for q in ("drill", "white paint"):
+            assert client.get("/search", params={"q": q}).status_code == 200
+        assert (batcher.max_items, batcher.lanes) == (32, 1)
 
 
 def test_a_request_told_its_answer_by_the_engine_is_answered_before_its_batch_ends() -> None:
