@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -50,6 +50,9 @@ from aisle.serving.params import MODES
 from aisle.serving.reloading import ReloadRefused, settle_heap
 from aisle.serving.routes import ops, page, search
 
+if TYPE_CHECKING:
+    from aisle.towers.model import TwoTowerModel
+
 log = logging.getLogger(__name__)
 
 # Seconds an overloaded service asks a client to wait before retrying (503 Retry-After).
@@ -79,7 +82,14 @@ def build_cache(config: ServeConfig) -> QueryCache:
     return TieredCache(local, remote)
 
 
-def batch_lanes(config: ServeConfig, engine: Engine, cores: int) -> int:
+def batch_sizes(config: ServeConfig, engine: Engine, cores: int) -> tuple[int, int]:
+    """``(batch_max, batch_lanes)`` for the model served now, read once (a reload on another
+    thread may swap it between two reads)."""
+    model = engine.snapshot.model
+    return batch_max(config, model), batch_lanes(config, model, cores)
+
+
+def batch_lanes(config: ServeConfig, model: TwoTowerModel, cores: int) -> int:
     """``config.batch_lanes``, or by default one lane per core where the query tower runs on
     ONNX (one thread a call) and one lane on torch, whose every call already spreads over all
     cores (lanes there would only oversubscribe them)."""
@@ -88,10 +98,10 @@ def batch_lanes(config: ServeConfig, engine: Engine, cores: int) -> int:
                          f"on torch), got {config.batch_lanes}")
     if config.batch_lanes:
         return config.batch_lanes
-    return 1 if engine.snapshot.model.backend == "torch" else cores
+    return 1 if model.backend == "torch" else cores
 
 
-def batch_max(config: ServeConfig, engine: Engine) -> int:
+def batch_max(config: ServeConfig, model: TwoTowerModel) -> int:
     """``config.batch_max``, or by default 32 queries a batch where one call encodes many
     texts (torch and fp32 ONNX transformers), and 2 where the query tower gains nothing from a
     batch (``batches_queries``: int8 ONNX, one text a call, and a static tower, a lookup).
@@ -99,7 +109,7 @@ def batch_max(config: ServeConfig, engine: Engine) -> int:
     small batch leaves the rest of the queue to whichever lane frees first."""
     if config.batch_max:
         return config.batch_max
-    return 32 if engine.snapshot.model.batches_queries else 2
+    return 32 if model.batches_queries else 2
 
 
 def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
@@ -129,12 +139,12 @@ def create_app(config: ServeConfig, engine: Engine | None = None) -> FastAPI:
                                                          build_cache(config))
             metrics.bind(eng)
             settle_heap()
-            size, lanes = batch_max(config, eng), batch_lanes(config, eng, cores)
+            size, lanes = batch_sizes(config, eng, cores)
             log.info("micro-batches: up to %d queries, %d at once (query tower on %s)", size,
                      lanes, eng.snapshot.model.query_runtime)
             batcher = MicroBatcher(
                 eng, executor, config.batch_wait_ms / 1000, size, config.batch_queue_max, lanes,
-                sizing=lambda: (batch_max(config, eng), batch_lanes(config, eng, cores)))
+                sizing=lambda: batch_sizes(config, eng, cores))
             app.state.engine, app.state.batcher, app.state.executor = eng, batcher, executor
             tasks.append(asyncio.create_task(batcher.run()))
             if config.watch_interval_s > 0:

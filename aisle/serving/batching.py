@@ -146,15 +146,22 @@ class MicroBatcher:
                 _fail(self.queue.get_nowait(), ShuttingDown())
 
     def _resize(self) -> None:
-        """The batch size and lanes ``sizing`` gives for the index served now."""
+        """The batch size and lanes ``sizing`` gives for the index served now; the sizes
+        before are kept, and the error logged, where it fails (the batcher must go on)."""
         if self.sizing is None:
             return
-        max_items, lanes = self.sizing()
-        if (max_items, lanes) != (self.max_items, self.lanes):
+        try:
+            max_items, lanes = self.sizing()
+            if (max_items, lanes) == (self.max_items, self.lanes):
+                return
             _check_sizes(max_items, lanes)
-            log.info("micro-batches now: up to %d queries, %d at once (the index served "
-                     "changed)", max_items, lanes)
-            self.max_items, self.lanes = max_items, lanes
+        except Exception:
+            log.exception("micro-batch sizes unchanged (up to %d queries, %d at once)",
+                          self.max_items, self.lanes)
+            return
+        log.info("micro-batches now: up to %d queries, %d at once (the index served changed)",
+                 max_items, lanes)
+        self.max_items, self.lanes = max_items, lanes
 
     async def _next_batch(self, loop: asyncio.AbstractEventLoop
                           ) -> dict[tuple[Mode, str | None, str], list[_Job]]:
@@ -170,6 +177,7 @@ class MicroBatcher:
                 first = await self.queue.get()
             if not first.future.done():  # else its caller left (disconnect, timeout)
                 break
+        self._resize()  # the index may have changed while this batch waited for its first
         jobs = [first]
         while not self.queue.empty() and _queries(jobs) < self.max_items:
             if not self._gather(self.queue.get_nowait(), jobs):  # arrived while lanes were busy

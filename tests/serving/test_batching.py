@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,11 +35,11 @@ def top(answer: Answer) -> str:
 
 
 def on(backend: str, static_query: str = "") -> Any:
-    """An engine stand-in whose served model runs on ``backend`` (and a static query tower
-    when ``static_query`` names one): what ``batch_lanes`` and ``batch_max`` read."""
+    """A model stand-in that runs on ``backend`` (and a static query tower when
+    ``static_query`` names one): what ``batch_lanes`` and ``batch_max`` read."""
     model = SimpleNamespace(backend=backend, static_query=static_query)
     model.batches_queries = TwoTowerModel.batches_queries.fget(model)  # type: ignore[attr-defined]
-    return SimpleNamespace(snapshot=SimpleNamespace(model=model))
+    return model
 
 
 class SlowEngine:
@@ -288,10 +289,10 @@ def test_the_service_batches_two_queries_on_the_int8_towers_aisle_train_publishe
         assert client.get("/search", params={"q": "drill"}).status_code == 200
 
 
-def test_the_batch_size_and_lanes_follow_what_sizing_says_before_each_batch() -> None:
+def test_the_batch_size_and_lanes_follow_what_sizing_says_before_each_batch(
+        caplog: pytest.LogCaptureFixture) -> None:
     """A reload onto a model of another runtime changes what suits it: the batcher reads
-    ``sizing`` before each batch (the one already waiting for its first query keeps the
-    sizes read before it)."""
+    ``sizing`` before each batch, and again once its first query is in."""
     engine = TimedEngine(0.2)
     sizes = [(1, 1)]
 
@@ -318,12 +319,11 @@ def test_the_batch_size_and_lanes_follow_what_sizing_says_before_each_batch() ->
     assert q0[1] <= q1[0] and q1[1] <= q2[0]  # one lane
     assert r12[0] < r0[1]  # two: the second batch started while the first ran
     assert (batcher.max_items, batcher.lanes) == (32, 2)
-    with ThreadPoolExecutor(1) as pool:
-        sizes.append((0, 1))
-        refusing = MicroBatcher(engine, pool, 0.0, 1,  # type: ignore[arg-type]
-                                sizing=lambda: sizes[-1])
-        with pytest.raises(AisleError, match="batch_max must be >= 1"):
-            refusing._resize()
+    sizes.append((0, 1))  # refused: the sizes before are kept, the batcher goes on
+    with caplog.at_level(logging.ERROR, logger="aisle.serving.batching"):
+        batcher._resize()
+    assert (batcher.max_items, batcher.lanes) == (32, 2)
+    assert "batch_max must be >= 1" in caplog.text
 
 
 def test_the_service_resizes_its_batches_when_a_reload_brings_another_query_runtime(
@@ -337,6 +337,7 @@ def test_the_service_resizes_its_batches_when_a_reload_brings_another_query_runt
     from fastapi.testclient import TestClient
 
     from aisle.artifacts import atomic_dir
+    from aisle.cores import available_cores
     from aisle.serving.app import create_app
 
     config, model = int8_engine_parts
@@ -345,7 +346,7 @@ def test_the_service_resizes_its_batches_when_a_reload_brings_another_query_runt
     config = replace(config, index=str(served), admin_token="t")
     with TestClient(create_app(config, engine_over(config, model))) as client:
         batcher = client.app.state.batcher  # type: ignore[attr-defined]
-        assert batcher.max_items == 2
+        assert (batcher.max_items, batcher.lanes) == (2, available_cores())
         with atomic_dir(served, None) as tmp:  # what a new index build does to it
             shutil.copytree(sample_index, tmp, dirs_exist_ok=True)
         reloaded = client.post("/admin/reload", headers={"Authorization": "Bearer t"})
