@@ -236,7 +236,7 @@ class MicroBatcher:
         group = [job for job in group if not job.future.done()]  # gone while others ran
         if not group:
             return
-        self.batch_sizes = [*self.batch_sizes[-99:], sum(len(job.ask.texts) for job in group)]
+        self.batch_sizes = [*self.batch_sizes[-99:], _queries(group)]
         loop = asyncio.get_running_loop()
 
         def answered(i: int, answer: Answer) -> None:  # on the executor's thread
