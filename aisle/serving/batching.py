@@ -12,8 +12,9 @@ trip to the encoder only, where the query tower gains from it; each request is t
 at its own k (``Engine.search_jobs``), so its results never depend on what else was in the
 batch. Where the tower does not gain (an int8 tower encodes each text in its own call, as int8
 scales activations per call: ``towers/onnx.py``), each request in a batch is encoded, searched
-and answered in turn, its caller told at once. Requests of one mode and partition share a
-batch.
+and answered in turn, its caller told at once; there one request's error is its own, and a
+request whose caller left while those before it were searched is skipped. Requests of one
+mode and partition share a batch.
 
 The queue is bounded (``max_queued`` requests): past that, a request is refused at once
 (``Overloaded``: the service answers 503) rather than waiting behind work it would time out
@@ -26,7 +27,7 @@ that arrives later, is answered ``ShuttingDown`` (a 503 too), never left waiting
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -237,21 +238,42 @@ class MicroBatcher:
         if not group:
             return
         self.batch_sizes = [*self.batch_sizes[-99:], _queries(group)]
-        loop = asyncio.get_running_loop()
-
-        def answered(i: int, answer: Answer) -> None:  # on the executor's thread
-            with contextlib.suppress(RuntimeError):  # the loop closed (stopped): nobody waits
-                loop.call_soon_threadsafe(_settle, group[i], answer)
-
+        if not self.engine.batches_queries:
+            await on_thread(self.executor, self._one_by_one, group, mode,
+                            asyncio.get_running_loop())
+            return
         try:
             answers = await on_thread(self.executor, self.engine.search_jobs,
-                                      [job.ask for job in group], mode, answered)
+                                      [job.ask for job in group], mode)
         except Exception as e:  # each waiting request gets the error, the loop keeps going
             for job in group:
                 _fail(job, e)
             return
         for job, answer in zip(group, answers, strict=True):
-            _settle(job, answer)  # answered already where the engine answers one at a time
+            _settle(job, answer)
+
+    def _one_by_one(self, group: list[_Job], mode: Mode,
+                    loop: asyncio.AbstractEventLoop) -> None:
+        """On an executor thread: where the query tower gains nothing from a batch, each
+        request of ``group`` is encoded, searched and answered in turn, its caller told at
+        once, so the first need not wait for the last's encoding and search. A request whose
+        caller has left by its turn is skipped, and one request's error is its own: the rest
+        are still searched."""
+        for job in group:
+            # Read from this thread, so at worst a moment stale: a caller that has just left
+            # gets its search all the same, for nobody, as before this check.
+            if job.future.done():
+                continue
+            try:
+                answer = self.engine.search_jobs([job.ask], mode)[0]
+            except Exception as e:  # its own caller's error (the route maps it)
+                tell = functools.partial(_fail, job, e)
+            else:
+                tell = functools.partial(_settle, job, answer)
+            try:
+                loop.call_soon_threadsafe(tell)
+            except RuntimeError:  # the loop has closed (the service stopped): nobody waits
+                return
 
 
 def _check_sizes(max_items: int, lanes: int) -> None:
@@ -267,7 +289,7 @@ def _queries(jobs: list[_Job]) -> int:
 
 
 def _settle(job: _Job, answer: Answer) -> None:
-    if not job.future.done():  # else answered, or its caller left
+    if not job.future.done():  # else its caller left, or the batcher stopped
         job.future.set_result(answer)
 
 

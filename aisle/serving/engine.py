@@ -20,7 +20,7 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,30 +196,20 @@ class Engine:
             return answer
         return self.search_jobs([ask], plan.mode)[0]
 
-    def search_jobs(self, asks: Sequence[Ask], mode: Mode,
-                    answered: Callable[[int, Answer], None] | None = None) -> list[Answer]:
-        """Several requests of one mode, partition and filter at once (the micro-batcher's),
-        each searched at its own k, so a request's results never depend on what else was in its
-        batch (HNSW's candidate list, IVF-PQ's re-rank depth and hybrid's fusion depth all grow
-        with k). Where one call encodes many texts faster than one each (``batches_queries``:
-        torch and fp32 ONNX), all their texts share one trip to the encoder; where it does not
-        (int8 ONNX runs each text alone, a static tower looks it up), each request is encoded,
-        searched and answered in turn, so the first need not wait for the last's encoding and
-        search; there ``answered(i, answer)`` is told of each request's answer as soon as it is
-        ready (on this thread). All of them are returned."""
-        snapshot = self.snapshot
-        if snapshot.model.batches_queries:
-            return self._search_together(snapshot, asks, mode)
-        answers: list[Answer] = []
-        for i, ask in enumerate(asks):
-            answers.extend(self._search_together(snapshot, [ask], mode))
-            if answered is not None:
-                answered(i, answers[-1])
-        return answers
+    @property
+    def batches_queries(self) -> bool:
+        """Whether the served query tower encodes several texts faster in one call than in one
+        call each (``TwoTowerModel.batches_queries``): the micro-batcher then gives a batch to
+        ``search_jobs`` whole, and otherwise one request at a time."""
+        return self.snapshot.model.batches_queries
 
-    def _search_together(self, snapshot: Snapshot, asks: Sequence[Ask], mode: Mode
-                         ) -> list[Answer]:
-        """``asks``' texts encoded in one call, then each ask searched at its own k."""
+    def search_jobs(self, asks: Sequence[Ask], mode: Mode) -> list[Answer]:
+        """Several requests of one mode, partition and filter at once (the micro-batcher's):
+        their texts share one trip to the encoder, and each is searched at its own k, so a
+        request's results never depend on what else was in its batch (HNSW's candidate list,
+        IVF-PQ's re-rank depth and hybrid's fusion depth all grow with k). One snapshot
+        answers them all."""
+        snapshot = self.snapshot
         partition = asks[0].partition
         retriever = self._retriever(snapshot, partition)
         queries = snapshot.preparer.prepare_all([t for ask in asks for t in ask.texts])

@@ -43,13 +43,16 @@ def on(backend: str, static_query: str = "") -> Any:
 
 
 class SlowEngine:
-    """Records each batch it is given; every search takes ``seconds``."""
+    """Records each batch it is given; every search takes ``seconds``. Its query tower gains
+    from batches (``batches_queries``), as a torch tower does."""
+
+    batches_queries = True
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.batches: list[list[str]] = []
 
-    def search_jobs(self, asks: list[Ask], mode: Mode, answered: Any = None) -> list[Answer]:
+    def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
         self.batches.append([t for ask in asks for t in ask.texts])
         time.sleep(self.seconds)
         return [Answer([Found([Hit(t, t, 1.0)] * ask.k, mode, PreparedQuery(t, t, t, False))
@@ -203,7 +206,7 @@ def test_a_bounded_wait_gathers_queries_before_the_first_batch(wait_s: float) ->
 
 def test_an_engine_error_reaches_every_waiting_caller_and_the_batcher_goes_on() -> None:
     class Failing(SlowEngine):
-        def search_jobs(self, asks: list[Ask], mode: Mode, answered: Any = None) -> list[Answer]:
+        def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
             if asks[0].texts == ("boom",):
                 raise RuntimeError("index unavailable")
             return super().search_jobs(asks, mode)
@@ -229,7 +232,7 @@ def test_an_engine_error_reaches_every_waiting_caller_and_the_batcher_goes_on() 
 
 def test_a_batch_that_fails_past_the_engine_fails_its_callers_instead_of_hanging() -> None:
     class Miscounting(SlowEngine):  # one answer short: the batcher's own bookkeeping fails
-        def search_jobs(self, asks: list[Ask], mode: Mode, answered: Any = None) -> list[Answer]:
+        def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
             return super().search_jobs(asks, mode)[:-1]
 
     engine = Miscounting(0.0)
@@ -357,41 +360,78 @@ def test_the_service_resizes_its_batches_when_a_reload_brings_another_query_runt
         assert (batcher.max_items, batcher.lanes) == (32, 1)
 
 
-def test_a_request_told_its_answer_by_the_engine_is_answered_before_its_batch_ends() -> None:
-    """Where the engine answers each request of a batch in turn (int8 towers), its caller
-    has the answer then, not once the batch's last request is searched."""
+class OneByOne(SlowEngine):
+    """A SlowEngine whose query tower gains nothing from a batch (an int8 or static tower):
+    the batcher gives it one request at a time."""
+
+    batches_queries = False
+
+
+def test_where_batches_gain_nothing_each_request_is_answered_before_the_next_is_searched(
+) -> None:
+    """Where the query tower encodes one text a call (int8 towers), the batcher searches a
+    batch a request at a time, and each caller has its answer then, not once the batch's last
+    request is searched."""
     import threading
 
     release = threading.Event()
 
-    class OneByOne(SlowEngine):
-        def search_jobs(self, asks: list[Ask], mode: Mode, answered: Any = None
-                        ) -> list[Answer]:
-            answers = []
-            for i, ask in enumerate(asks):
-                answers += super().search_jobs([ask], mode)
-                answered(i, answers[-1])
-                if i == 0 and not release.wait(10):
-                    raise RuntimeError("the first caller was not answered")
-            return answers
+    class Holding(OneByOne):
+        def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
+            if asks[0].texts == ("q1",) and not release.wait(10):
+                raise RuntimeError("the first caller was not answered")
+            return super().search_jobs(asks, mode)
 
     async def scenario() -> list[str]:
         runner = asyncio.create_task(batcher.run())
         try:
             first, second = (asyncio.create_task(search(batcher, q, 1)) for q in ("q0", "q1"))
-            got = [top(await asyncio.wait_for(first, 5))]  # the batch is still running
+            got = [top(await asyncio.wait_for(first, 5))]  # q1 waits to be searched
             release.set()
             return [*got, top(await second)]
         finally:
             release.set()
             runner.cancel()
 
-    engine = OneByOne(0.0)
+    engine = Holding(0.0)
     with ThreadPoolExecutor(2) as pool:
         batcher = MicroBatcher(engine, pool, wait_s=0.2, max_items=2)  # type: ignore[arg-type]
         assert asyncio.run(scenario()) == ["q0", "q1"]
     assert batcher.batch_sizes == [2]  # one batch,
     assert engine.batches == [["q0"], ["q1"]]  # searched a request at a time
+
+
+def test_a_request_searched_one_by_one_fails_alone_and_one_whose_caller_left_is_skipped(
+) -> None:
+    """In a batch searched a request at a time, one request's error reaches its caller only,
+    and a request whose caller leaves while an earlier one is searched is never searched."""
+
+    class Failing(OneByOne):
+        def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
+            if asks[0].texts == ("boom",):
+                raise RuntimeError("index unavailable")
+            return super().search_jobs(asks, mode)
+
+    async def scenario() -> list[Any]:
+        runner = asyncio.create_task(batcher.run())
+        try:
+            tasks = [asyncio.create_task(search(batcher, q, 1))
+                     for q in ("slow", "gone", "boom", "fine")]
+            await asyncio.sleep(0.1)  # "slow" is being searched; the rest share its batch
+            tasks[1].cancel()  # its client disconnected
+            return list(await asyncio.gather(*tasks, return_exceptions=True))
+        finally:
+            runner.cancel()
+
+    engine = Failing(0.3)
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(engine, pool, wait_s=0.05, max_items=4)  # type: ignore[arg-type]
+        slow, gone, boom, fine = asyncio.run(scenario())
+    assert batcher.batch_sizes == [4]  # one batch
+    assert top(slow) == "slow" and top(fine) == "fine"
+    assert isinstance(gone, asyncio.CancelledError)
+    assert isinstance(boom, RuntimeError) and "index unavailable" in str(boom)
+    assert engine.batches == [["slow"], ["fine"]]  # "gone" never searched ("boom" raised first)
 
 
 def test_requests_whose_callers_left_are_never_encoded() -> None:
@@ -453,7 +493,7 @@ class TimedEngine(SlowEngine):
         super().__init__(seconds)
         self.spans: list[tuple[float, float]] = []
 
-    def search_jobs(self, asks: list[Ask], mode: Mode, answered: Any = None) -> list[Answer]:
+    def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
         start = time.perf_counter()
         try:
             return super().search_jobs(asks, mode)
@@ -535,35 +575,33 @@ def test_a_batch_is_encoded_together_only_where_the_query_tower_gains(
     int8_engine_parts: tuple[ServeConfig, TwoTowerModel], serve_config: ServeConfig,
     base_model: TwoTowerModel, monkeypatch: pytest.MonkeyPatch, int8: bool,
 ) -> None:
-    """int8 towers encode each text alone: each request of a batch is encoded, searched and
-    told its answer before the next is encoded. A torch tower encodes the batch's texts in one
-    call, and the batcher sets their answers once it returns. Either way each answer is what
-    the request gets alone (from another engine: no cache answers it)."""
+    """int8 towers encode each text alone: the batcher gives the engine each request of a
+    batch in turn, its own trip to the encoder. A torch tower encodes the batch's texts in one
+    call. Either way each answer is what the request gets alone (from another engine: no
+    cache answers it)."""
     parts = int8_engine_parts if int8 else (serve_config, base_model)
     engine = engine_over(*parts)
     model = engine.snapshot.model
-    assert model.batches_queries is not int8
-    events: list[tuple[str, Any]] = []
+    assert engine.batches_queries is model.batches_queries is not int8
+    encoded: list[list[str]] = []
     encode = model.encode_query
 
     def recording(texts: Any, progress: bool = False) -> Any:
-        events.append(("encoded", list(texts)))
+        encoded.append(list(texts))
         return encode(texts, progress)
 
     monkeypatch.setattr(model, "encode_query", recording)
-    asks = [Ask((q,), 5, "hybrid") for q in QUERIES[:3]]
-    answers = engine.search_jobs(asks, "hybrid", lambda i, a: events.append(("answered", i)))
+    answers = one_batch(engine, [(q, 5) for q in QUERIES[:3]], "hybrid")
     if int8:
-        assert events == [e for i, q in enumerate(QUERIES[:3])
-                          for e in (("encoded", [q]), ("answered", i))]
+        assert encoded == [[q] for q in QUERIES[:3]]  # in the batch's order
     else:
-        [(what, texts)] = events  # one call, in the cache's key order; no answer told
-        assert what == "encoded" and sorted(texts) == sorted(QUERIES[:3])
+        [texts] = encoded  # one call, in the cache's key order
+        assert sorted(texts) == sorted(QUERIES[:3])
     monkeypatch.undo()
     alone = engine_over(*parts)
-    for ask, got in zip(asks, answers, strict=True):
+    for q, got in zip(QUERIES, answers, strict=False):
         assert [h.product_id for h in got.found[0].hits] == [
-            h.product_id for h in alone.search(ask).found[0].hits]
+            h.product_id for h in alone.search(Ask((q,), 5, "hybrid")).found[0].hits]
 
 
 @pytest.mark.parametrize(("method", "path"), [("GET", "/search"), ("POST", "/search"),
@@ -584,10 +622,10 @@ def test_a_request_whose_client_disconnects_while_queued_is_never_encoded(
     encoded: list[str] = []
     search_jobs = engine.search_jobs
 
-    def slow(asks: list[Ask], mode: Mode, answered: Any = None) -> list[Answer]:
+    def slow(asks: list[Ask], mode: Mode) -> list[Answer]:
         encoded.extend(t for ask in asks for t in ask.texts)
         time.sleep(0.3)
-        return search_jobs(asks, mode, answered)
+        return search_jobs(asks, mode)
 
     monkeypatch.setattr(engine, "search_jobs", slow)
     app = create_app(replace(serve_config, batch_lanes=1), engine)
