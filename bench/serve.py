@@ -40,6 +40,13 @@ naive / aisle.
 --against KEY=VALUE (repeatable) runs every aisle phase again against a second aisle serve
 with those ServeConfig overrides, in the same run, and prints aisle's p99 and server CPU a
 request over its (e.g. --serve-option query_tower=static --against query_tower=transformer).
+--rate R (repeatable) adds, after each mode's closed loops, an open loop ("aisle MODE open
+R/s"): cold queries sent at R a second, Poisson arrivals, whether or not the ones before were
+answered, each latency counted from its scheduled time (a closed loop's clients send less
+while the server is slow, so its percentiles leave out that wait: coordinated omission). Its
+queries come from the train split, none that a closed loop's slice holds, one slice a (mode,
+rate); its row adds how late the load generator itself sent (p99), which says whether the
+generator kept up.
 --rows-json writes the rows as JSON. A few responses of each aisle phase are checked to be
 answered in the mode asked for. All traffic stays on 127.0.0.1; every loop is bounded and the
 servers are stopped at the end.
@@ -75,6 +82,7 @@ MODES = ("dense", "hybrid")
 CONCURRENCY = (1, 8)
 CHECKED_BODIES = 3  # responses per phase whose `mode` is checked
 SLICE_SEED = 0
+OPEN_CONNECTIONS = 64  # an open loop's keep-alive connections (its most requests in flight)
 
 Row = tuple[str, dict[str, float]]
 
@@ -266,10 +274,96 @@ async def load(
             c.close()
     if "mode" in params:
         check_mode(bodies, params["mode"])
+    return summary(latencies, failures, wall, server_cpu, client_cpu)
+
+
+def arrivals(n: int, rate: float, seconds: float, seed: int = SLICE_SEED) -> list[float]:
+    """When an open loop sends its requests (seconds from the phase's start): a Poisson
+    process of ``rate`` requests a second (exponential gaps, seeded), those within
+    ``seconds``, at most ``n``."""
+    if rate <= 0:
+        raise ValueError(f"an open loop's rate must be > 0 requests a second, got {rate}")
+    rng = random.Random(seed)
+    times: list[float] = []
+    t = rng.expovariate(rate)
+    while len(times) < n and t <= seconds:
+        times.append(t)
+        t += rng.expovariate(rate)
+    return times
+
+
+async def open_load(
+    port: int,
+    queries: list[str],
+    rate: float,
+    seconds: float,
+    params: dict[str, str],
+    server_pid: int | None = None,
+    connections: int = OPEN_CONNECTIONS,
+) -> dict[str, float]:
+    """An open loop: each request is sent at its time (``arrivals``) whether or not the ones
+    before it were answered, as independent shoppers send theirs, and its latency counts from
+    that time, so a server that falls behind shows in every request it delays (a closed loop
+    sends less while it is slow, and its percentiles miss that wait). A request that finds all
+    ``connections`` keep-alive connections busy waits for one, and the wait counts. ``late``:
+    how long after its time the load generator sent a request (its own lag; large values mean
+    it, not the server, fell behind)."""
+    loop = asyncio.get_running_loop()
+    times = arrivals(len(queries), rate, seconds)
+    encoded = [Connection.request("/search?" + urlencode({"q": q, "k": "10", **params}))
+               for q in queries[:len(times)]]
+    latencies: list[float] = []
+    late: list[float] = []
+    failures = 0
+    bodies: list[bytes] = []
+    idle: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(connections):
+        idle.put_nowait(await Connection.open(port))
+
+    async def send(at: float, request: bytes) -> None:
+        nonlocal failures
+        await asyncio.sleep(max(0.0, at - loop.time()))
+        late.append(loop.time() - at)
+        conn = await idle.get()
+        try:
+            status, body = await conn.get(request)
+        finally:
+            idle.put_nowait(conn)
+        if status != 200:
+            failures += 1
+            return
+        latencies.append(loop.time() - at)
+        if len(bodies) < CHECKED_BODIES:
+            bodies.append(body)
+
+    try:
+        server_cpu = math.nan if server_pid is None else cpu_seconds(server_pid)
+        client_cpu = time.process_time()
+        begin = loop.time() + 0.05  # the tasks are made before the first is due
+        tasks = [send(begin + at, request) for at, request in zip(times, encoded, strict=True)]
+        await asyncio.wait_for(asyncio.gather(*tasks), seconds + 60)
+        wall = loop.time() - begin
+        client_cpu = time.process_time() - client_cpu
+        if server_pid is not None:
+            server_cpu = cpu_seconds(server_pid) - server_cpu
+    finally:
+        while not idle.empty():
+            idle.get_nowait().close()
+    if "mode" in params:
+        check_mode(bodies, params["mode"])
+    return summary(latencies, failures, wall, server_cpu, client_cpu,
+                   late_p99=float(np.percentile(np.array(late) * 1000, 99)) if late else
+                   math.nan, rate=rate)
+
+
+def summary(latencies: list[float], failures: int, wall: float, server_cpu: float,
+            client_cpu: float, **extra: float) -> dict[str, float]:
+    """A phase's row: latency percentiles (ms) and QPS of the answered requests, the failed
+    ones counted apart, and the CPU the phase cost a request sent."""
     nan = math.nan
     if not latencies:  # an empty slice (a tiny data set): a row of NaN, not a crash
         return {"n": 0, "p50": nan, "p95": nan, "p99": nan, "qps": 0.0, "failed": failures,
-                "server_cores": nan, "server_ms": nan, "client_ms": nan}
+                "server_cores": nan, "server_ms": nan, "client_ms": nan, **extra}
     ms = np.array(latencies) * 1000
     return {
         "n": len(ms),
@@ -282,6 +376,7 @@ async def load(
         # the phase's CPU over every request it sent, the failed ones too
         "server_ms": server_cpu * 1000 / (len(ms) + failures),
         "client_ms": client_cpu * 1000 / (len(ms) + failures),
+        **extra,
     }
 
 
@@ -296,10 +391,11 @@ def run(coro: Any) -> Any:
 
 def phases(
     port: int, cold: list[list[str]], seconds: float, label: str, params: dict[str, str],
-    server_pid: int | None = None,
+    server_pid: int | None = None, opened: tuple[tuple[float, list[str]], ...] = (),
 ) -> list[Row]:
-    """Cold c=1 and c=8 on ``cold``'s two slices, then warm c=1 and c=8 cycling what they sent;
-    ``server_pid``: the server whose CPU each phase reports."""
+    """Cold c=1 and c=8 on ``cold``'s two slices, then warm c=1 and c=8 cycling what they sent,
+    then an open loop at each (rate, cold queries) of ``opened``; ``server_pid``: the server
+    whose CPU each phase reports."""
     rows = []
     sent: list[str] = []
     for conc, queries in zip(CONCURRENCY, cold, strict=True):
@@ -311,6 +407,10 @@ def phases(
         result = run(load(port, list(sent), conc, seconds, params, [], repeat=True,
                           server_pid=server_pid))
         rows.append((f"{label} warm c={conc}", result))
+    for rate, queries in opened:  # after the closed loops, whose rows stay as they were
+        log.info("%s open loop %g/s: up to %d queries", label, rate, len(queries))
+        result = run(open_load(port, queries, rate, seconds, params, server_pid))
+        rows.append((f"{label} open {rate:g}/s", result))
     return rows
 
 
@@ -350,6 +450,13 @@ def main() -> None:
         "cross-encoder (rows 'aisle hybrid+rerank'; a fresh process, so its caches start "
         "empty and hybrid's cold slices are cold to it)",
     )
+    parser.add_argument(
+        "--rate", action="append", type=float, default=[], metavar="R",
+        help="also run, after each mode's closed-loop phases, an open loop of cold queries "
+        "sent at R requests a second (Poisson arrivals; latency from each request's "
+        "scheduled time; rows 'aisle MODE open R/s'); its queries are the train split's, "
+        "none that a cold slice holds (repeatable)",
+    )
     parser.add_argument("--rows-json", metavar="PATH",
                         help="also write the rows as JSON: phase -> {n, p50, p95, p99, qps, "
                         "failed}")
@@ -379,6 +486,7 @@ def main() -> None:
         ", ".join(sizes),
         " (hybrid's unused: --dense-only)" if args.dense_only else "",
     )
+    opened = open_slices(q, slices, modes, args.rate)
     index = load_index(Path(args.index))
     model_dir = resolve_model_ref(index.model_ref)
     # An aisle model directory loads as a sentence-transformers Router (the naive server encodes
@@ -412,7 +520,7 @@ def main() -> None:
         for mode in modes:
             label = f"aisle {mode}"
             results += phases(aisle_port, cold[mode], args.seconds, label, {"mode": mode},
-                              aisle.pid)
+                              aisle.pid, opened[mode])
     finally:
         aisle.terminate()
         aisle.wait(timeout=30)
@@ -424,7 +532,7 @@ def main() -> None:
         try:
             for mode in modes:
                 results += phases(port, cold[mode], args.seconds, f"against {mode}",
-                                  {"mode": mode}, other.pid)
+                                  {"mode": mode}, other.pid, opened[mode])
         finally:
             other.terminate()
             other.wait(timeout=30)
@@ -486,6 +594,23 @@ def main() -> None:
         )
 
 
+def open_slices(queries: Any, cold: list[list[str]], modes: tuple[str, ...],
+                rates: list[float]) -> dict[str, tuple[tuple[float, list[str]], ...]]:
+    """Per mode, (rate, cold queries) for each open loop: the train split's queries (the
+    ``queries`` table's), none that a closed loop's ``cold`` slice holds as the service folds
+    them, cut into one disjoint slice a (mode, rate)."""
+    if not rates:
+        return {m: () for m in modes}
+    taken = {query_key(t) for s in cold for t in s}
+    train = [t for t in queries.loc[queries["split"] == "train", "query"]
+             if query_key(t) not in taken]
+    slices = cold_slices(train, len(modes) * len(rates))
+    log.info("open loops: %d train queries to send, %d a (mode, rate)",
+             sum(map(len, slices)), min(map(len, slices)))
+    return {m: tuple(zip(rates, slices[i * len(rates):(i + 1) * len(rates)], strict=True))
+            for i, m in enumerate(modes)}
+
+
 def report(results: list[Row]) -> None:
     cores = os.cpu_count() or 0
     print(
@@ -518,6 +643,11 @@ def targets(results: list[Row]) -> None:
         if dense_warm is not None:
             ratio = hybrid_warm["p99"] / dense_warm["p99"]
             print(f"hybrid/dense warm c=8 p99 ratio {ratio:.2f} (target <= 1.5)")
+    for name, r in results:
+        if name.startswith("aisle ") and " open " in name:
+            print(f"{name.removeprefix('aisle ')}: p99 {r['p99']:.2f} ms at {r['qps']:.1f} "
+                  f"QPS (asked {r['rate']:g}); the load generator sent late by p99 "
+                  f"{r['late_p99']:.2f} ms")
     failed = sum(r["failed"] for name, r in results if name.startswith("aisle "))
     print(f"failed requests: {failed:.0f}")
 

@@ -1,0 +1,106 @@
+"""bench/serve.py's open loop: requests sent on a schedule, whatever the server does, and each
+latency counted from its scheduled time. Against a stub server that answers one request at a
+time, an offered load above what it can serve must show as a growing wait (a closed loop's
+latency would stay at the service time)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import itertools
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "serve.py"
+SERVICE_S = 0.02  # the stub's time a request, one at a time
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_serve", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_arrivals_are_a_seeded_poisson_schedule_within_the_phase(bench: ModuleType) -> None:
+    times = bench.arrivals(10_000, 1000.0, 2.0)
+    assert times == bench.arrivals(10_000, 1000.0, 2.0)  # seeded
+    assert times == sorted(times) and times[0] > 0 and times[-1] <= 2.0
+    assert abs(len(times) - 2000) < 4 * 2000**0.5  # Poisson: mean rate x seconds
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert abs(sum(gaps) / len(gaps) - 0.001) < 0.0002
+    assert len(bench.arrivals(50, 1000.0, 2.0)) == 50  # no more than the queries
+    with pytest.raises(ValueError, match="rate must be > 0"):
+        bench.arrivals(10, 0.0, 1.0)
+
+
+class SerialHandler(socketserver.StreamRequestHandler):
+    """Answers each GET on its connection after SERVICE_S, one request at a time across all
+    connections (one core's worth of service)."""
+
+    turn = threading.Lock()
+
+    def handle(self) -> None:
+        while True:
+            line = self.rfile.readline()
+            if not line:
+                return
+            while self.rfile.readline() not in (b"\r\n", b""):
+                pass  # the headers
+            with self.turn:
+                time.sleep(SERVICE_S)
+            body = b'{"results": []}'
+            self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s"
+                             % (len(body), body))
+
+
+@pytest.fixture
+def serial_port() -> Iterator[int]:
+    """A stub HTTP/1.1 server on its own threads (not the load generator's loop)."""
+    class Server(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        request_queue_size = 128  # the open loop opens its 64 connections at once
+
+    server = Server(("127.0.0.1", 0), SerialHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_open_loop_counts_the_wait_a_closed_loop_leaves_out(bench: ModuleType,
+                                                              serial_port: int) -> None:
+    queries = [f"q{i}" for i in range(400)]
+
+    async def scenario() -> list[dict[str, float]]:
+        port = serial_port
+        closed = await bench.load(port, queries[:40], 1, 5.0, {}, [])
+        light = await bench.open_load(port, queries[:100], 5.0, 2.0, {})
+        # twice what the stub can serve (1 / SERVICE_S = 50 a second), for one second; then
+        # again through one connection: the wait for it counts too
+        heavy = await bench.open_load(port, queries[100:250], 100.0, 1.0, {})
+        one = await bench.open_load(port, queries[250:], 100.0, 1.0, {}, connections=1)
+        return [closed, light, heavy, one]
+
+    closed, light, heavy, one = asyncio.run(scenario())
+    assert all(row["failed"] == 0 for row in (closed, light, heavy, one))
+    assert closed["p50"] < 5 * SERVICE_S * 1000  # one client: about the service time
+    assert light["p50"] < 5 * SERVICE_S * 1000  # well under capacity: the same
+    assert light["rate"] == 5.0 and light["late_p99"] < 100
+    # Over capacity the queue grows through the phase: the median request waits behind
+    # tens of others (about half a second here), and the answers come at the stub's rate.
+    for row in (heavy, one):
+        assert row["p50"] > 10 * SERVICE_S * 1000
+        assert row["qps"] < 1.2 / SERVICE_S
+        assert row["n"] >= 60  # about 100 sent, every one answered
