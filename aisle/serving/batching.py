@@ -232,17 +232,21 @@ class MicroBatcher:
             for group in groups.values():
                 for job in group:
                     _fail(job, e)
+        finally:  # nor past a BaseException that is not a cancellation (SystemExit, say)
+            for group in groups.values():
+                for job in group:
+                    _fail(job, AisleError("the search failed; see the service's log"))
 
     async def _run_group(self, mode: Mode, group: list[_Job]) -> None:
         group = [job for job in group if not job.future.done()]  # gone while others ran
         if not group:
             return
         self.batch_sizes = [*self.batch_sizes[-99:], _queries(group)]
-        if not self.engine.batches_queries:
-            await on_thread(self.executor, self._one_by_one, group, mode,
-                            asyncio.get_running_loop())
-            return
         try:
+            if not self.engine.batches_queries:  # each job settled by _one_by_one
+                await on_thread(self.executor, self._one_by_one, group, mode,
+                                asyncio.get_running_loop())
+                return
             answers = await on_thread(self.executor, self.engine.search_jobs,
                                       [job.ask for job in group], mode)
         except Exception as e:  # each waiting request gets the error, the loop keeps going

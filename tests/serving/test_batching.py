@@ -405,9 +405,14 @@ def test_a_request_searched_one_by_one_fails_alone_and_one_whose_caller_left_is_
 ) -> None:
     """In a batch searched a request at a time, one request's error reaches its caller only,
     and a request whose caller leaves while an earlier one is searched is never searched."""
+    import threading
+
+    release = threading.Event()
 
     class Failing(OneByOne):
         def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
+            if asks[0].texts == ("slow",) and not release.wait(10):
+                raise RuntimeError("never released")
             if asks[0].texts == ("boom",):
                 raise RuntimeError("index unavailable")
             return super().search_jobs(asks, mode)
@@ -419,11 +424,13 @@ def test_a_request_searched_one_by_one_fails_alone_and_one_whose_caller_left_is_
                      for q in ("slow", "gone", "boom", "fine")]
             await asyncio.sleep(0.1)  # "slow" is being searched; the rest share its batch
             tasks[1].cancel()  # its client disconnected
+            release.set()
             return list(await asyncio.gather(*tasks, return_exceptions=True))
         finally:
+            release.set()
             runner.cancel()
 
-    engine = Failing(0.3)
+    engine = Failing(0.0)
     with ThreadPoolExecutor(2) as pool:
         batcher = MicroBatcher(engine, pool, wait_s=0.05, max_items=4)  # type: ignore[arg-type]
         slow, gone, boom, fine = asyncio.run(scenario())
@@ -432,6 +439,38 @@ def test_a_request_searched_one_by_one_fails_alone_and_one_whose_caller_left_is_
     assert isinstance(gone, asyncio.CancelledError)
     assert isinstance(boom, RuntimeError) and "index unavailable" in str(boom)
     assert engine.batches == [["slow"], ["fine"]]  # "gone" never searched ("boom" raised first)
+
+
+@pytest.mark.parametrize("engine_class", [SlowEngine, OneByOne])
+def test_a_search_that_dies_of_a_base_exception_still_answers_its_callers(
+    engine_class: type[SlowEngine],
+) -> None:
+    """An exception that is no ``Exception`` (and no cancellation) ends the batch's task; its
+    callers are told the search failed instead of waiting forever, and the batcher goes on."""
+
+    class Fatal(BaseException):
+        pass
+
+    class Dying(engine_class):  # type: ignore[valid-type,misc]
+        def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
+            if asks[0].texts == ("fatal",):
+                raise Fatal()
+            return super().search_jobs(asks, mode)
+
+    async def scenario() -> list[Any]:
+        runner = asyncio.create_task(batcher.run())
+        try:
+            failed = await asyncio.wait_for(
+                asyncio.gather(search(batcher, "fatal", 1), return_exceptions=True), 10)
+            return [*failed, await asyncio.wait_for(search(batcher, "fine", 1), 10)]
+        finally:
+            runner.cancel()
+
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(Dying(0.0), pool, wait_s=0.0, max_items=2)  # type: ignore[arg-type]
+        failed, fine = asyncio.run(scenario())
+    assert isinstance(failed, AisleError) and "the search failed" in str(failed)
+    assert top(fine) == "fine"
 
 
 def test_requests_whose_callers_left_are_never_encoded() -> None:
