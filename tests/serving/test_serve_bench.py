@@ -6,6 +6,7 @@ latency would stay at the service time)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import itertools
 import socketserver
@@ -49,27 +50,42 @@ class SerialHandler(socketserver.StreamRequestHandler):
     turn = threading.Lock()
 
     def handle(self) -> None:
-        while True:
-            line = self.rfile.readline()
-            if not line:
+        while self.answer():
+            pass
+
+    def answer(self) -> bool:
+        """One request read and answered; False when the client has closed."""
+        if not self.rfile.readline():
+            return False
+        while self.rfile.readline() not in (b"\r\n", b""):
+            pass  # the headers
+        with self.turn:
+            time.sleep(SERVICE_S)
+        body = b'{"results": []}'
+        self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s"
+                         % (len(body), body))
+        return True
+
+
+class ClosingHandler(SerialHandler):
+    """Closes each connection after answering two requests on it, as a server does to a
+    keep-alive connection idle past its timeout."""
+
+    def handle(self) -> None:
+        for _ in range(2):
+            if not self.answer():
                 return
-            while self.rfile.readline() not in (b"\r\n", b""):
-                pass  # the headers
-            with self.turn:
-                time.sleep(SERVICE_S)
-            body = b'{"results": []}'
-            self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s"
-                             % (len(body), body))
 
 
-@pytest.fixture
-def serial_port() -> Iterator[int]:
-    """A stub HTTP/1.1 server on its own threads (not the load generator's loop)."""
+@contextlib.contextmanager
+def serving(handler: type[socketserver.StreamRequestHandler]) -> Iterator[int]:
+    """A stub HTTP/1.1 server on its own threads (not the load generator's loop): its port."""
+
     class Server(socketserver.ThreadingTCPServer):
         daemon_threads = True
         request_queue_size = 128  # the open loop opens its 64 connections at once
 
-    server = Server(("127.0.0.1", 0), SerialHandler)
+    server = Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -77,6 +93,24 @@ def serial_port() -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def serial_port() -> Iterator[int]:
+    with serving(SerialHandler) as port:
+        yield port
+
+
+def test_a_connection_the_server_closes_is_replaced_and_its_request_sent_again(
+    bench: ModuleType,
+) -> None:
+    async def scenario() -> dict[str, float]:
+        with serving(ClosingHandler) as port:
+            return await bench.open_load(port, [f"q{i}" for i in range(60)], 50.0, 1.0, {},
+                                         connections=2)
+
+    row = asyncio.run(scenario())
+    assert row["failed"] == 0 and row["n"] == row["scheduled"] > 30
 
 
 def test_an_open_loop_counts_the_wait_a_closed_loop_leaves_out(bench: ModuleType,
