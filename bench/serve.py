@@ -47,6 +47,8 @@ while the server is slow, so its percentiles leave out that wait: coordinated om
 queries come from the train split, none that a closed loop's slice holds, one slice a (mode,
 rate); its row adds how late the load generator itself sent (p99), which says whether the
 generator kept up.
+The aisle servers run the aisle package this script imports, so `PYTHONPATH=<another
+checkout> python bench/serve.py ...` measures that checkout's service (from any directory).
 --rows-json writes the rows as JSON. A few responses of each aisle phase are checked to be
 answered in the mode asked for. All traffic stays on 127.0.0.1; every loop is bounded and the
 servers are stopped at the end.
@@ -130,6 +132,23 @@ def server_env() -> dict[str, str]:
     if dropped:
         log.warning("not passed to the servers: %s (use --serve-option)", ", ".join(dropped))
     return {k: v for k, v in os.environ.items() if k not in dropped}
+
+
+def aisle_command(*args: str) -> list[str]:
+    """``aisle ARGS`` run with the aisle package this bench imported (so
+    ``PYTHONPATH=../old python bench/serve.py ...`` measures ../old's service). Not ``python -m
+    aisle.cli``: ``-m`` puts the working directory first on ``sys.path``, so from a checkout
+    the servers would run that checkout's aisle whatever ``PYTHONPATH`` says."""
+    root = str(aisle_root())
+    boot = f"import sys; sys.path.insert(0, {root!r}); from aisle.cli import main; sys.exit(main())"
+    return [sys.executable, "-c", boot, *args]
+
+
+def aisle_root() -> Path:
+    """The directory that holds the aisle package this bench imported."""
+    import aisle
+
+    return Path(aisle.__file__).resolve().parents[1]
 
 
 def query_key(text: str) -> str:
@@ -527,19 +546,10 @@ def main() -> None:
     results: list[Row] = []
     aisle_port, naive_port = free_port(), free_port()
     env = server_env()
+    log.info("the aisle servers run the aisle package in %s", aisle_root())
     aisle = start(
-        [
-            sys.executable,
-            "-m",
-            "aisle.cli",
-            "serve",
-            "--index",
-            args.index,
-            "--port",
-            str(aisle_port),
-            "watch_interval_s=0",
-            *args.serve_option,
-        ],
+        aisle_command("serve", "--index", args.index, "--port", str(aisle_port),
+                      "watch_interval_s=0", *args.serve_option),
         aisle_port,
         env,
         warm=tuple({"mode": m} for m in modes),
@@ -554,9 +564,9 @@ def main() -> None:
         aisle.wait(timeout=30)
     if args.against:
         port = free_port()
-        other = start([sys.executable, "-m", "aisle.cli", "serve", "--index", args.index,
-                       "--port", str(port), "watch_interval_s=0", *args.serve_option,
-                       *args.against], port, env, warm=tuple({"mode": m} for m in modes))
+        other = start(aisle_command("serve", "--index", args.index, "--port", str(port),
+                                    "watch_interval_s=0", *args.serve_option, *args.against),
+                      port, env, warm=tuple({"mode": m} for m in modes))
         try:
             for mode in modes:
                 results += phases(port, cold[mode], args.seconds, f"against {mode}",
@@ -567,8 +577,8 @@ def main() -> None:
     if args.rerank:  # --dense-only is refused beside it
         port = free_port()
         reranking = start(
-            [sys.executable, "-m", "aisle.cli", "serve", "--index", args.index, "--port",
-             str(port), "--rerank", args.rerank, "watch_interval_s=0", *args.serve_option],
+            aisle_command("serve", "--index", args.index, "--port", str(port), "--rerank",
+                          args.rerank, "watch_interval_s=0", *args.serve_option),
             port, env, warm=({"mode": "hybrid"},),
         )
         try:

@@ -10,6 +10,7 @@ import contextlib
 import importlib.util
 import itertools
 import socketserver
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -138,3 +139,18 @@ def test_an_open_loop_counts_the_wait_a_closed_loop_leaves_out(bench: ModuleType
         assert row["p50"] > 10 * SERVICE_S * 1000
         assert row["qps"] < 1.2 / SERVICE_S
         assert row["n"] >= 60  # about 100 sent, every one answered
+
+
+def test_the_servers_run_the_aisle_the_bench_imported_not_the_working_directorys(
+    bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``python -m aisle.cli`` would import a checkout in the working directory first, so a
+    comparison against another checkout on ``PYTHONPATH`` would measure one service twice."""
+    (tmp_path / "aisle").mkdir()
+    (tmp_path / "aisle" / "__init__.py").write_text("")
+    (tmp_path / "aisle" / "cli.py").write_text("def main():\n    print('the wrong aisle')\n")
+    monkeypatch.chdir(tmp_path)
+    out = subprocess.run(bench.aisle_command("--help"), capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    assert "the wrong aisle" not in out and "usage: aisle" in out
+    assert bench.aisle_root() == BENCH.parents[1]
