@@ -104,10 +104,9 @@ def batch_lanes(config: ServeConfig, model: TwoTowerModel, cores: int) -> int:
 def batch_max(config: ServeConfig, model: TwoTowerModel) -> int:
     """``config.batch_max``, or by default 32 queries a batch where one call encodes many
     texts (torch and fp32 ONNX transformers), and 2 where the query tower gains nothing from a
-    batch (``batches_queries``: int8 ONNX, one text a call, and a static tower, a lookup).
-    There the micro-batcher gives the engine one request at a time, each answered as soon as
-    it is searched; a small batch leaves the rest of the queue to whichever lane frees
-    first."""
+    batch (``batches_queries``: int8 ONNX, one text a call, and a static tower, a lookup),
+    which would only make its first queries wait for its last (a batch is answered once its
+    last query is searched)."""
     if config.batch_max:
         return config.batch_max
     return 32 if model.batches_queries else 2

@@ -10,11 +10,9 @@ fusion, the ANN index), and with one lane the next batch could not start encodin
 last one's searches were done, leaving all but one core idle under load. A batch shares the
 trip to the encoder only, where the query tower gains from it; each request is then searched
 at its own k (``Engine.search_jobs``), so its results never depend on what else was in the
-batch. Where the tower does not gain (an int8 tower encodes each text in its own call, as int8
-scales activations per call: ``towers/onnx.py``), each request in a batch is encoded, searched
-and answered in turn, its caller told at once; there one request's error is its own, and a
-request whose caller left while those before it were searched is skipped. Requests of one
-mode and partition share a batch.
+batch, and a batch's requests are answered together once its last is searched. Where a batch
+fails, each of its requests is searched again alone, so one request's error is its own.
+Requests of one mode and partition share a batch.
 
 The queue is bounded (``max_queued`` requests): past that, a request is refused at once
 (``Overloaded``: the service answers 503) rather than waiting behind work it would time out
@@ -27,7 +25,6 @@ that arrives later, is answered ``ShuttingDown`` (a 503 too), never left waiting
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -238,46 +235,49 @@ class MicroBatcher:
                     _fail(job, AisleError("the search failed; see the service's log"))
 
     async def _run_group(self, mode: Mode, group: list[_Job]) -> None:
+        """``group``'s requests searched together and answered together. Where that fails and
+        the group holds more than one request, each is searched again alone, so one
+        request's error reaches its own caller only."""
         group = [job for job in group if not job.future.done()]  # gone while others ran
         if not group:
             return
         self.batch_sizes = [*self.batch_sizes[-99:], _queries(group)]
         try:
-            if not self.engine.batches_queries:  # each job settled by _one_by_one
-                await on_thread(self.executor, self._one_by_one, group, mode,
-                                asyncio.get_running_loop())
-                return
             answers = await on_thread(self.executor, self.engine.search_jobs,
                                       [job.ask for job in group], mode)
-        except Exception as e:  # each waiting request gets the error, the loop keeps going
-            for job in group:
-                _fail(job, e)
+        except Exception as e:
+            if len(group) == 1 or isinstance(e, ShuttingDown):  # nothing to tell apart
+                for job in group:
+                    _fail(job, e)
+                return
+            log.warning("a batch of %d failed (%s: %s); searching each of its requests alone",
+                        len(group), type(e).__name__, e)
+            try:
+                outcomes = await on_thread(self.executor, self._each_alone, group, mode)
+            except Exception as again:  # each waiting request gets the error, the loop goes on
+                outcomes = [again] * len(group)
+            for job, outcome in zip(group, outcomes, strict=True):
+                if isinstance(outcome, Exception):
+                    _fail(job, outcome)
+                else:
+                    _settle(job, outcome)
             return
         for job, answer in zip(group, answers, strict=True):
             _settle(job, answer)
 
-    def _one_by_one(self, group: list[_Job], mode: Mode,
-                    loop: asyncio.AbstractEventLoop) -> None:
-        """On an executor thread: where the query tower gains nothing from a batch, each
-        request of ``group`` is encoded, searched and answered in turn, its caller told at
-        once, so the first need not wait for the last's encoding and search. A request whose
-        caller has left by its turn is skipped, and one request's error is its own: the rest
-        are still searched."""
+    def _each_alone(self, group: list[_Job], mode: Mode) -> list[Answer | Exception]:
+        """On an executor thread: each request of ``group`` searched on its own, its answer
+        or its own error (a request whose caller has left meanwhile is not searched again)."""
+        outcomes: list[Answer | Exception] = []
         for job in group:
-            # Read from this thread, so at worst a moment stale: a caller that has just left
-            # gets its search all the same, for nobody, as before this check.
-            if job.future.done():
+            if job.future.done():  # read from this thread: at worst a search for nobody
+                outcomes.append(AisleError("its caller left"))
                 continue
             try:
-                answer = self.engine.search_jobs([job.ask], mode)[0]
-            except Exception as e:  # its own caller's error (the route maps it)
-                tell = functools.partial(_fail, job, e)
-            else:
-                tell = functools.partial(_settle, job, answer)
-            try:
-                loop.call_soon_threadsafe(tell)
-            except RuntimeError:  # the loop has closed (the service stopped): nobody waits
-                return
+                outcomes.append(self.engine.search_jobs([job.ask], mode)[0])
+            except Exception as e:
+                outcomes.append(e)
+        return outcomes
 
 
 def _check_sizes(max_items: int, lanes: int) -> None:

@@ -79,12 +79,12 @@ class ServeConfig:
     # Queries a batch takes from the queue (a batch request's count as many; the first is
     # taken whole). 0 (the default) = 2 on int8 ONNX and static query towers, 32 on torch and
     # fp32 ONNX transformers, for the model served (a reload may change it). An int8 tower
-    # encodes one text a call, so a larger batch buys it nothing: each request of its batch is
-    # answered as soon as it is searched, and a small batch leaves the rest of the queue to
-    # whichever lane frees first (bench/serve.py, 2026-12-07: hybrid cold c=8 p99 2.3-5.3 ms
-    # lower at 2 than at 32 in seven paired runs, when a batch was answered once its last was
-    # searched; docs/results.md). One torch or fp32 call encodes many texts, which a larger
-    # batch pays for.
+    # encodes one text a call, so a larger batch buys it nothing, and a batch answers its
+    # queries only once its last is searched: at 32 the first of eight queued cold queries
+    # waited for all eight (bench/serve.py, 2026-12-07: hybrid cold c=8 p99 2.3-5.3 ms lower
+    # at 2 than at 32 in seven paired runs; docs/results.md). Answering each request of a
+    # batch as soon as it was searched was tried and taken out: it cost more CPU a request
+    # under load. One torch or fp32 call encodes many texts, which a larger batch pays for.
     batch_max: int = 0
     # Batches encoded and searched at once, each on its own thread. With one, a batch's
     # searches (BM25, fusion, ANN) hold up the next batch's encoding and leave the other cores

@@ -196,13 +196,6 @@ class Engine:
             return answer
         return self.search_jobs([ask], plan.mode)[0]
 
-    @property
-    def batches_queries(self) -> bool:
-        """Whether the served query tower encodes several texts faster in one call than in one
-        call each (``TwoTowerModel.batches_queries``): the micro-batcher then gives a batch to
-        ``search_jobs`` whole, and otherwise one request at a time."""
-        return self.snapshot.model.batches_queries
-
     def search_jobs(self, asks: Sequence[Ask], mode: Mode) -> list[Answer]:
         """Several requests of one mode, partition and filter at once (the micro-batcher's):
         their texts share one trip to the encoder, and each is searched at its own k, so a

@@ -43,10 +43,7 @@ def on(backend: str, static_query: str = "") -> Any:
 
 
 class SlowEngine:
-    """Records each batch it is given; every search takes ``seconds``. Its query tower gains
-    from batches (``batches_queries``), as a torch tower does."""
-
-    batches_queries = True
+    """Records each batch it is given; every search takes ``seconds``."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -360,60 +357,18 @@ def test_the_service_resizes_its_batches_when_a_reload_brings_another_query_runt
         assert (batcher.max_items, batcher.lanes) == (32, 1)
 
 
-class OneByOne(SlowEngine):
-    """A SlowEngine whose query tower gains nothing from a batch (an int8 or static tower):
-    the batcher gives it one request at a time."""
-
-    batches_queries = False
-
-
-def test_where_batches_gain_nothing_each_request_is_answered_before_the_next_is_searched(
-) -> None:
-    """Where the query tower encodes one text a call (int8 towers), the batcher searches a
-    batch a request at a time, and each caller has its answer then, not once the batch's last
-    request is searched."""
+def test_where_a_batch_fails_each_request_is_searched_again_alone() -> None:
+    """One request's error fails its own caller only: the batch is searched again a request
+    at a time, skipping a request whose caller left meanwhile."""
     import threading
 
     release = threading.Event()
 
-    class Holding(OneByOne):
+    class Failing(SlowEngine):
         def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
-            if asks[0].texts == ("q1",) and not release.wait(10):
-                raise RuntimeError("the first caller was not answered")
-            return super().search_jobs(asks, mode)
-
-    async def scenario() -> list[str]:
-        runner = asyncio.create_task(batcher.run())
-        try:
-            first, second = (asyncio.create_task(search(batcher, q, 1)) for q in ("q0", "q1"))
-            got = [top(await asyncio.wait_for(first, 5))]  # q1 waits to be searched
-            release.set()
-            return [*got, top(await second)]
-        finally:
-            release.set()
-            runner.cancel()
-
-    engine = Holding(0.0)
-    with ThreadPoolExecutor(2) as pool:
-        batcher = MicroBatcher(engine, pool, wait_s=0.2, max_items=2)  # type: ignore[arg-type]
-        assert asyncio.run(scenario()) == ["q0", "q1"]
-    assert batcher.batch_sizes == [2]  # one batch,
-    assert engine.batches == [["q0"], ["q1"]]  # searched a request at a time
-
-
-def test_a_request_searched_one_by_one_fails_alone_and_one_whose_caller_left_is_skipped(
-) -> None:
-    """In a batch searched a request at a time, one request's error reaches its caller only,
-    and a request whose caller leaves while an earlier one is searched is never searched."""
-    import threading
-
-    release = threading.Event()
-
-    class Failing(OneByOne):
-        def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
-            if asks[0].texts == ("slow",) and not release.wait(10):
+            if len(asks) > 1 and not release.wait(10):
                 raise RuntimeError("never released")
-            if asks[0].texts == ("boom",):
+            if any(ask.texts == ("boom",) for ask in asks):
                 raise RuntimeError("index unavailable")
             return super().search_jobs(asks, mode)
 
@@ -421,8 +376,8 @@ def test_a_request_searched_one_by_one_fails_alone_and_one_whose_caller_left_is_
         runner = asyncio.create_task(batcher.run())
         try:
             tasks = [asyncio.create_task(search(batcher, q, 1))
-                     for q in ("slow", "gone", "boom", "fine")]
-            await asyncio.sleep(0.1)  # "slow" is being searched; the rest share its batch
+                     for q in ("first", "gone", "boom", "fine")]
+            await asyncio.sleep(0.1)  # the four are being searched together
             tasks[1].cancel()  # its client disconnected
             release.set()
             return list(await asyncio.gather(*tasks, return_exceptions=True))
@@ -433,25 +388,22 @@ def test_a_request_searched_one_by_one_fails_alone_and_one_whose_caller_left_is_
     engine = Failing(0.0)
     with ThreadPoolExecutor(2) as pool:
         batcher = MicroBatcher(engine, pool, wait_s=0.05, max_items=4)  # type: ignore[arg-type]
-        slow, gone, boom, fine = asyncio.run(scenario())
-    assert batcher.batch_sizes == [4]  # one batch
-    assert top(slow) == "slow" and top(fine) == "fine"
+        first, gone, boom, fine = asyncio.run(scenario())
+    assert batcher.batch_sizes == [4]  # one batch, which failed
+    assert top(first) == "first" and top(fine) == "fine"
     assert isinstance(gone, asyncio.CancelledError)
     assert isinstance(boom, RuntimeError) and "index unavailable" in str(boom)
-    assert engine.batches == [["slow"], ["fine"]]  # "gone" never searched ("boom" raised first)
+    assert engine.batches == [["first"], ["fine"]]  # again alone; "gone" not searched again
 
 
-@pytest.mark.parametrize("engine_class", [SlowEngine, OneByOne])
-def test_a_search_that_dies_of_a_base_exception_still_answers_its_callers(
-    engine_class: type[SlowEngine],
-) -> None:
+def test_a_search_that_dies_of_a_base_exception_still_answers_its_callers() -> None:
     """An exception that is no ``Exception`` (and no cancellation) ends the batch's task; its
     callers are told the search failed instead of waiting forever, and the batcher goes on."""
 
     class Fatal(BaseException):
         pass
 
-    class Dying(engine_class):  # type: ignore[valid-type,misc]
+    class Dying(SlowEngine):
         def search_jobs(self, asks: list[Ask], mode: Mode) -> list[Answer]:
             if asks[0].texts == ("fatal",):
                 raise Fatal()
@@ -607,40 +559,6 @@ def test_an_int8_query_is_encoded_as_it_would_be_alone(
     _, *batched = one_batch(engine, [(long, 10)] + [(q, 10) for q in QUERIES], mode)
     assert engine.stats.misses == 5  # every vector was encoded in that batch
     assert_same_hits(batched, alone)
-
-
-@pytest.mark.parametrize("int8", [True, False])
-def test_a_batch_is_encoded_together_only_where_the_query_tower_gains(
-    int8_engine_parts: tuple[ServeConfig, TwoTowerModel], serve_config: ServeConfig,
-    base_model: TwoTowerModel, monkeypatch: pytest.MonkeyPatch, int8: bool,
-) -> None:
-    """int8 towers encode each text alone: the batcher gives the engine each request of a
-    batch in turn, its own trip to the encoder. A torch tower encodes the batch's texts in one
-    call. Either way each answer is what the request gets alone (from another engine: no
-    cache answers it)."""
-    parts = int8_engine_parts if int8 else (serve_config, base_model)
-    engine = engine_over(*parts)
-    model = engine.snapshot.model
-    assert engine.batches_queries is model.batches_queries is not int8
-    encoded: list[list[str]] = []
-    encode = model.encode_query
-
-    def recording(texts: Any, progress: bool = False) -> Any:
-        encoded.append(list(texts))
-        return encode(texts, progress)
-
-    monkeypatch.setattr(model, "encode_query", recording)
-    answers = one_batch(engine, [(q, 5) for q in QUERIES[:3]], "hybrid")
-    if int8:
-        assert encoded == [[q] for q in QUERIES[:3]]  # in the batch's order
-    else:
-        [texts] = encoded  # one call, in the cache's key order
-        assert sorted(texts) == sorted(QUERIES[:3])
-    monkeypatch.undo()
-    alone = engine_over(*parts)
-    for q, got in zip(QUERIES, answers, strict=False):
-        assert [h.product_id for h in got.found[0].hits] == [
-            h.product_id for h in alone.search(Ask((q,), 5, "hybrid")).found[0].hits]
 
 
 @pytest.mark.parametrize(("method", "path"), [("GET", "/search"), ("POST", "/search"),
