@@ -229,7 +229,8 @@ class MicroBatcher:
             for group in groups.values():
                 for job in group:
                     _fail(job, e)
-        finally:  # nor past a BaseException that is not a cancellation (SystemExit, say)
+        # Nor past another BaseException (SystemExit or KeyboardInterrupt ends the loop itself).
+        finally:
             for group in groups.values():
                 for job in group:
                     _fail(job, AisleError("the search failed; see the service's log"))
@@ -250,8 +251,8 @@ class MicroBatcher:
                 for job in group:
                     _fail(job, e)
                 return
-            log.warning("a batch of %d failed (%s: %s); searching each of its requests alone",
-                        len(group), type(e).__name__, e)
+            log.warning("a batch of %d failed; searching each of its requests alone",
+                        len(group), exc_info=e)
             try:
                 outcomes = await on_thread(self.executor, self._each_alone, group, mode)
             except Exception as again:  # each waiting request gets the error, the loop goes on
