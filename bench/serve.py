@@ -215,6 +215,12 @@ class Connection:
         self.writer.close()
 
 
+def search_request(query: str, params: dict[str, str]) -> bytes:
+    """The GET /search request for ``query`` (top 10, with ``params``), encoded once, before
+    any clock starts."""
+    return Connection.request("/search?" + urlencode({"q": query, "k": "10", **params}))
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system, every thread) process ``pid`` has used; NaN where /proc
     cannot tell (not Linux, or the process is gone)."""
@@ -254,10 +260,7 @@ async def load(
     # Cold: each query once per phase (a repeat would be a cache hit). Warm: cycle through
     # the cached queries until the phase's time is up, so the percentiles rest on many samples.
     # Requests are encoded before the clock starts: only the round trip is timed.
-    encoded = [
-        Connection.request("/search?" + urlencode({"q": q, "k": "10", **params}))
-        for q in queries
-    ]
+    encoded = [search_request(q, params) for q in queries]
     pairs = list(zip(queries, encoded, strict=True))
     it = itertools.cycle(pairs) if repeat else iter(pairs)
     deadline = time.monotonic() + seconds
@@ -336,8 +339,7 @@ async def open_load(
     if times and len(times) == len(queries) and times[-1] < 0.9 * seconds:
         log.warning("only %d queries for %g/s: the open loop sends for %.1f s, not %g",
                     len(times), rate, times[-1], seconds)
-    encoded = [Connection.request("/search?" + urlencode({"q": q, "k": "10", **params}))
-               for q in queries[:len(times)]]
+    encoded = [search_request(q, params) for q in queries[:len(times)]]
     latencies: list[float] = []
     late: list[float] = []
     failures = 0
@@ -508,6 +510,8 @@ def main() -> None:
                         help="also write the rows as JSON: phase -> {n, p50, p95, p99, qps, "
                         "failed}")
     args = parser.parse_args()
+    if any(rate <= 0 for rate in args.rate):
+        parser.error("--rate must be > 0 requests a second")
     if args.rerank and args.dense_only:
         parser.error("--rerank runs hybrid phases, which --dense-only skips: drop one")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
