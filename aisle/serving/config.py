@@ -83,8 +83,9 @@ class ServeConfig:
     # queries only once its last is searched: at 32 the first of eight queued cold queries
     # waited for all eight (bench/serve.py, 2026-12-07: hybrid cold c=8 p99 2.3-5.3 ms lower
     # at 2 than at 32 in seven paired runs; docs/results.md). Answering each request of a
-    # batch as soon as it was searched was tried and taken out: it cost more CPU a request
-    # under load. One torch or fp32 call encodes many texts, which a larger batch pays for.
+    # batch as soon as it was searched was tried and taken out: it lowered no tail, and most
+    # likely cost CPU a request under load. One torch or fp32 call encodes many texts, which
+    # a larger batch pays for.
     batch_max: int = 0
     # Batches encoded and searched at once, each on its own thread. With one, a batch's
     # searches (BM25, fusion, ANN) hold up the next batch's encoding and leave the other cores
