@@ -176,12 +176,17 @@ def load_dataset(directory: Path, as_prepared: bool = True) -> Dataset:
     for t in TABLES:
         path = directory / f"{t}.parquet"
         try:
-            tables[t] = pq.read_table(path).to_pandas()
+            # Read once: the bytes parsed are the bytes hashed (a file replaced between a parse
+            # and a second read for the hash would pass as prepared), and a large table is not
+            # read twice.
+            data = path.read_bytes()
+            tables[t] = pq.read_table(pa.BufferReader(data)).to_pandas()
         except (OSError, pa.ArrowInvalid) as e:
             raise DataError(f"{path}: unreadable ({e}); run `aisle prepare` again") from e
         if as_prepared:
             _check_count(path, len(tables[t]), manifest["counts"][t])
-            _check_bytes(path, manifest)
+            _check_bytes(path, manifest, data)
+        del data
     return Dataset(
         tables[PRODUCTS], tables[QUERIES], tables[JUDGMENTS], name=manifest["name"], root=directory
     )
@@ -195,17 +200,21 @@ def _check_count(path: Path, rows: int, counted: int) -> None:
         )
 
 
-def _check_bytes(path: Path, manifest: dict[str, Any]) -> None:
-    """Refuse ``path`` when its bytes are not those ``aisle prepare`` wrote (its size, then
-    its sha256, as the manifest records them; a manifest from before they were recorded
-    records none, and nothing is checked)."""
+def _check_bytes(path: Path, manifest: dict[str, Any], data: bytes | None = None) -> None:
+    """Refuse ``path`` when its bytes (``data`` where they were read already) are not those
+    ``aisle prepare`` wrote (its size, then its sha256, as the manifest records them; a
+    manifest from before they were recorded records none, and nothing is checked)."""
     files = manifest.get("files")
     wrote = files.get(path.name) if isinstance(files, dict) else None
     if not isinstance(wrote, dict):
         return
     try:
-        same = (path.stat().st_size == wrote.get("bytes")
-                and sha256_file(path) == wrote.get("sha256"))
+        if data is None:
+            same = (path.stat().st_size == wrote.get("bytes")
+                    and sha256_file(path) == wrote.get("sha256"))
+        else:
+            same = (len(data) == wrote.get("bytes")
+                    and hashlib.sha256(data).hexdigest() == wrote.get("sha256"))
     except OSError as e:
         raise DataError(f"{path}: unreadable ({e}); run `aisle prepare` again") from e
     if not same:

@@ -337,6 +337,35 @@ def test_a_table_edited_in_place_with_its_row_count_kept_is_refused(tmp_path: Pa
     assert load_dataset(edited).queries["query"].iloc[0].endswith(" (edited)")
 
 
+def test_the_bytes_a_prepared_table_was_parsed_from_are_the_bytes_checked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_dataset hashes the bytes it parsed, not the file read a second time (which a file
+    replaced in between would pass, and which reads a large table twice); an edit is still
+    refused."""
+    import pyarrow.parquet as pq
+
+    import aisle.data.dataset as dataset
+
+    out = prepare(write_dir(tmp_path / "d"), tmp_path / "prepared")
+    expected = load_dataset(out)
+
+    def no_second_read(path: Path, h: object = None) -> str:
+        raise AssertionError(f"{path} was read again to be hashed")
+
+    monkeypatch.setattr(dataset, "sha256_file", no_second_read)
+    loaded = load_dataset(out)
+    for table in ("products", "queries", "judgments"):
+        assert getattr(loaded, table).equals(getattr(expected, table))
+    frame = pq.read_table(out / "products.parquet")
+    titles = frame.column("title").to_pylist()
+    titles[0] += " (edited)"
+    pq.write_table(frame.set_column(frame.schema.get_field_index("title"), "title",
+                                    pa.array(titles, frame.schema.field("title").type)),
+                   out / "products.parquet")
+    with pytest.raises(DataError, match=r"products\.parquet: its bytes are not those"):
+        load_dataset(out)
+
+
 @pytest.mark.slow
 def test_prepare_homedepot(tmp_path: Path) -> None:
     src = SHARED_DATA / "homedepot"
