@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import logging
@@ -429,6 +430,14 @@ def summary(latencies: list[float], failures: int, wall: float, server_cpu: floa
     }
 
 
+def settle_heap() -> None:
+    """Collect, then freeze what the load generator holds after start-up (the data set's
+    tables, the query slices), so that no full collection walks it during a phase: a pause
+    there is time the generator sends late, which an open loop counts as the server's."""
+    gc.collect()
+    gc.freeze()
+
+
 def run(coro: Any) -> Any:
     """Run one phase on uvloop (the servers' loop too) when it is installed."""
     try:
@@ -518,7 +527,8 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per start-up request
 
     from aisle.data.dataset import load_dataset
-    from aisle.retrieval.store import load_index
+    from aisle.retrieval.layout import resolve_index_dir
+    from aisle.retrieval.store import read_index_manifest
     from aisle.towers.model import resolve_model_ref
 
     q = load_dataset(Path(args.data)).queries
@@ -538,8 +548,10 @@ def main() -> None:
         " (hybrid's unused: --dense-only)" if args.dense_only else "",
     )
     opened = open_slices(q, slices, modes, args.rate)
-    index = load_index(Path(args.index))
-    model_dir = resolve_model_ref(index.model_ref)
+    # The manifest, not the index: the load generator needs the model and the version's path,
+    # and a loaded index would only grow the heap its garbage collector walks (below).
+    index_root = resolve_index_dir(Path(args.index))
+    model_dir = resolve_model_ref(read_index_manifest(index_root)["model"]["ref"])
     # An aisle model directory loads as a sentence-transformers Router (the naive server encodes
     # with its query route); one from before the Router layout keeps the query tower apart.
     for sub in ("shared", "query"):
@@ -547,6 +559,8 @@ def main() -> None:
             model_dir = model_dir / sub
             break
 
+    del q
+    settle_heap()
     results: list[Row] = []
     aisle_port, naive_port = free_port(), free_port()
     env = server_env()
@@ -605,7 +619,7 @@ def main() -> None:
                 sys.executable,
                 str(ROOT / "bench" / "naive_server.py"),
                 "--index",
-                str(args.naive_index or index.root),
+                str(args.naive_index or index_root),
                 "--model",
                 str(model_dir),
                 "--port",

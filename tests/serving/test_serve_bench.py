@@ -154,3 +154,32 @@ def test_the_servers_run_the_aisle_the_bench_imported_not_the_working_directorys
                          check=True, timeout=120).stdout
     assert "the wrong aisle" not in out and "usage: aisle" in out
     assert bench.aisle_root() == BENCH.parents[1]
+
+
+@pytest.mark.slow
+def test_the_bench_runs_end_to_end_against_real_servers(
+    sample_index: Path, sample_data: Path, tmp_path: Path,
+) -> None:
+    """bench/serve.py as it is run, short phases: aisle serve in each mode, closed and open
+    loops, the naive server over the same index (its version found from the manifest), every
+    row written, and no request failed."""
+    import json
+    import sys
+
+    rows_file = tmp_path / "rows.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--index", str(sample_index), "--data", str(sample_data),
+         "--seconds", "0.5", "--rate", "40", "--rows-json", str(rows_file)],
+        capture_output=True, text=True, timeout=600, cwd=BENCH.parents[1],
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(rows_file.read_text())
+    phases = [f"{m} {p}" for m in ("aisle dense", "aisle hybrid")
+              for p in ("cold c=1", "cold c=8", "warm c=1", "warm c=8", "open 40/s")]
+    phases += [f"naive {p}" for p in ("cold c=1", "cold c=8", "warm c=1", "warm c=8")]
+    assert sorted(rows) == sorted(phases)
+    for name, row in rows.items():
+        assert row["failed"] == 0, name
+        assert row["n"] > 0, name
+    assert rows["aisle hybrid open 40/s"]["scheduled"] >= rows["aisle hybrid open 40/s"]["n"]
+    assert "ratio naive/aisle cold c=8" in done.stdout
