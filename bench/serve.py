@@ -431,9 +431,9 @@ def summary(latencies: list[float], failures: int, wall: float, server_cpu: floa
 
 
 def settle_heap() -> None:
-    """Collect, then freeze what the load generator holds after start-up (the data set's
-    tables, the query slices), so that no full collection walks it during a phase: a pause
-    there is time the generator sends late, which an open loop counts as the server's."""
+    """Collect, then freeze what the load generator holds after start-up (the imports, the
+    query slices), so that no full collection walks it during a phase: a pause there is time
+    the generator sends late, which an open loop counts as the server's."""
     gc.collect()
     gc.freeze()
 
@@ -548,8 +548,8 @@ def main() -> None:
         " (hybrid's unused: --dense-only)" if args.dense_only else "",
     )
     opened = open_slices(q, slices, modes, args.rate)
-    # The manifest, not the index: the load generator needs the model and the version's path,
-    # and a loaded index would only grow the heap its garbage collector walks (below).
+    # The manifest, not the index: the load generator needs only the model and the version's
+    # path, not the index's memory or its load time.
     index_root = resolve_index_dir(Path(args.index))
     model_dir = resolve_model_ref(read_index_manifest(index_root)["model"]["ref"])
     # An aisle model directory loads as a sentence-transformers Router (the naive server encodes
