@@ -562,7 +562,7 @@ def main() -> None:
     del q
     settle_heap()
     results: list[Row] = []
-    aisle_port, naive_port = free_port(), free_port()
+    aisle_port = free_port()
     env = server_env()
     log.info("the aisle servers run the aisle package in %s", aisle_root())
     aisle = start(
@@ -614,6 +614,7 @@ def main() -> None:
             reranking.terminate()
             reranking.wait(timeout=30)
     if not args.no_naive:
+        naive_port = free_port()  # picked when it is used: minutes later it may be taken
         naive = start(
             [
                 sys.executable,

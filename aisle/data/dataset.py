@@ -208,15 +208,15 @@ def _check_bytes(path: Path, manifest: dict[str, Any], data: bytes | None = None
     wrote = files.get(path.name) if isinstance(files, dict) else None
     if not isinstance(wrote, dict):
         return
-    try:
-        if data is None:
+    if data is not None:
+        same = (len(data) == wrote.get("bytes")
+                and hashlib.sha256(data).hexdigest() == wrote.get("sha256"))
+    else:
+        try:
             same = (path.stat().st_size == wrote.get("bytes")
                     and sha256_file(path) == wrote.get("sha256"))
-        else:
-            same = (len(data) == wrote.get("bytes")
-                    and hashlib.sha256(data).hexdigest() == wrote.get("sha256"))
-    except OSError as e:
-        raise DataError(f"{path}: unreadable ({e}); run `aisle prepare` again") from e
+        except OSError as e:
+            raise DataError(f"{path}: unreadable ({e}); run `aisle prepare` again") from e
     if not same:
         raise DataError(
             f"{path}: its bytes are not those `aisle prepare` wrote (the manifest's size and "
