@@ -243,28 +243,25 @@ class MicroBatcher:
         if not group:
             return
         self.batch_sizes = [*self.batch_sizes[-99:], _queries(group)]
+        outcomes: list[Answer | Exception]
         try:
-            answers = await on_thread(self.executor, self.engine.search_jobs,
-                                      [job.ask for job in group], mode)
+            outcomes = list(await on_thread(self.executor, self.engine.search_jobs,
+                                            [job.ask for job in group], mode))
         except Exception as e:
             if len(group) == 1 or isinstance(e, ShuttingDown):  # nothing to tell apart
-                for job in group:
-                    _fail(job, e)
-                return
-            log.warning("a batch of %d failed; searching each of its requests alone",
-                        len(group), exc_info=e)
-            try:
-                outcomes = await on_thread(self.executor, self._each_alone, group, mode)
-            except Exception as again:  # each waiting request gets the error, the loop goes on
-                outcomes = [again] * len(group)
-            for job, outcome in zip(group, outcomes, strict=True):
-                if isinstance(outcome, Exception):
-                    _fail(job, outcome)
-                else:
-                    _settle(job, outcome)
-            return
-        for job, answer in zip(group, answers, strict=True):
-            _settle(job, answer)
+                outcomes = [e] * len(group)
+            else:
+                log.warning("a batch of %d failed; searching each of its requests alone",
+                            len(group), exc_info=e)
+                try:
+                    outcomes = await on_thread(self.executor, self._each_alone, group, mode)
+                except Exception as again:  # each waiting request gets it, the loop goes on
+                    outcomes = [again] * len(group)
+        for job, outcome in zip(group, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                _fail(job, outcome)
+            else:
+                _settle(job, outcome)
 
     def _each_alone(self, group: list[_Job], mode: Mode) -> list[Answer | Exception]:
         """On an executor thread: each request of ``group`` searched on its own, its answer
