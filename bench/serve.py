@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import itertools
 import json
 import logging
@@ -430,14 +429,6 @@ def summary(latencies: list[float], failures: int, wall: float, server_cpu: floa
     }
 
 
-def settle_heap() -> None:
-    """Collect, then freeze what the load generator holds after start-up (the imports, the
-    query slices), so that no full collection walks it during a phase: a pause there is time
-    the generator sends late, which an open loop counts as the server's."""
-    gc.collect()
-    gc.freeze()
-
-
 def run(coro: Any) -> Any:
     """Run one phase on uvloop (the servers' loop too) when it is installed."""
     try:
@@ -529,6 +520,7 @@ def main() -> None:
     from aisle.data.dataset import load_dataset
     from aisle.retrieval.layout import resolve_index_dir
     from aisle.retrieval.store import read_index_manifest
+    from aisle.serving.reloading import settle_heap
     from aisle.towers.model import resolve_model_ref
 
     q = load_dataset(Path(args.data)).queries
@@ -560,6 +552,9 @@ def main() -> None:
             break
 
     del q
+    # What the load generator holds after start-up (the imports, the query slices) frozen out
+    # of the collector, as the service does: a full collection during a phase is time the
+    # generator sends late, which an open loop counts as the server's.
     settle_heap()
     results: list[Row] = []
     aisle_port = free_port()
