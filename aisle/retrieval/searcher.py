@@ -132,6 +132,28 @@ def flat_codes(index: faiss.Index) -> Any | None:
     return index if isinstance(index, faiss.IndexFlatCodes) else None
 
 
+def stored_ids(index: faiss.Index) -> np.ndarray | None:
+    """The FAISS id of every vector ``index`` holds, in no particular order (int64); None
+    where the ids are its row numbers 0..ntotal-1, as a flat or HNSW index without an id map
+    (the only ids those can hold). An id map's ids, or those an IVF index keeps in its
+    lists: built with ids, or updated in place, they can be any."""
+    outer = faiss.downcast_index(index)
+    if isinstance(outer, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+        return faiss.vector_to_array(outer.id_map).astype(np.int64)
+    ivf = faiss.try_extract_index_ivf(outer)
+    if ivf is None:
+        return None
+    lists: Any = ivf.invlists  # the stubs lack release_ids
+    parts = [np.empty(0, dtype=np.int64)]
+    for number in range(ivf.nlist):
+        size = lists.list_size(number)
+        if size:
+            pointer = lists.get_ids(number)
+            parts.append(faiss.rev_swig_ptr(pointer, size).astype(np.int64))  # a copy
+            lists.release_ids(number, pointer)
+    return np.concatenate(parts)
+
+
 def faiss_parameters(
     index: faiss.Index, params: SearchParams, k: int, selector: Any = None
 ) -> faiss.SearchParameters | None:

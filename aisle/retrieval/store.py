@@ -22,7 +22,7 @@ from aisle.retrieval.config import FusionConfig, IndexConfig, stored_index_confi
 from aisle.retrieval.filters import FieldTable, Filter
 from aisle.retrieval.layout import resolve_index_dir
 from aisle.retrieval.lexical import BM25Index
-from aisle.retrieval.searcher import Searcher, Selection, searcher_for
+from aisle.retrieval.searcher import Searcher, Selection, searcher_for, stored_ids
 
 log = logging.getLogger(__name__)
 
@@ -398,7 +398,9 @@ def load_index(
             f"{len(rows)}, the manifest {manifest['count']} x {manifest['dim']}; rebuild it"
         )
     product_ids, titles = _by_label(rows, root)
-    fields = _fields(rows, manifest, root)
+    row_ids = _row_ids(rows)
+    _check_ids(index, row_ids, root)
+    fields = _fields(rows, row_ids, manifest, root)
     try:
         config = stored_index_config(manifest.get("index_config", {}))
         stored_fusion(manifest.get("fusion", {}))
@@ -411,7 +413,7 @@ def load_index(
         product_ids=product_ids,
         titles=titles,
         fields=fields,
-        row_ids=_row_ids(rows),
+        row_ids=row_ids,
     )
     if model_fingerprint is not None:
         loaded.check_model(model_fingerprint)
@@ -463,9 +465,51 @@ def _row_ids(rows: pd.DataFrame) -> np.ndarray | None:
     return None if np.array_equal(labels, np.arange(len(rows))) else labels
 
 
-def _fields(rows: pd.DataFrame, manifest: dict[str, Any], root: Path) -> FieldTable:
-    """The stored fields by FAISS id (an id no row has: every field missing). An index built
-    before fields were stored has none."""
+def _check_ids(index: faiss.Index, labels: np.ndarray | None, root: Path) -> None:
+    """Refuse a row map whose labels (None: its row numbers) are not the FAISS ids ``index``
+    holds. A FAISS id that no row names would be a product missing from every result without
+    a word (or, past the last label, a failed search), and a row whose id FAISS lacks a
+    product never found. The counts agree and the labels are unique and non-negative (both
+    checked before), so the two sets are equal where every FAISS id is one of the labels
+    and no FAISS id repeats. Nothing to read for flat and HNSW without an id map (their ids
+    are their row numbers) when the labels are the row numbers too: the default index."""
+    ids = stored_ids(index)
+    if ids is None and labels is None:
+        return
+    count = int(index.ntotal)
+    if ids is None:
+        ids = np.arange(count, dtype=np.int64)
+    expected = np.arange(count, dtype=np.int64) if labels is None else labels
+    if _same_ids(ids, expected):
+        return
+    extra, lost = np.setdiff1d(ids, expected), np.setdiff1d(expected, ids)
+    raise ArtifactError(
+        f"{root / ROWS_FILE} does not match {root / INDEX_FILE}: {len(extra)} FAISS id(s) that "
+        f"no row names (first {extra[:3].tolist()}), {len(lost)} row label(s) that FAISS does "
+        f"not hold (first {lost[:3].tolist()}); rebuild the index")
+
+
+def _same_ids(ids: np.ndarray, labels: np.ndarray) -> bool:
+    """Whether ``ids`` (as many as ``labels``) are ``labels`` (unique, non-negative) in some
+    order: in time and memory linear in the largest label, which the row map's lookup by id
+    already takes, not a sort of millions."""
+    if not len(ids):
+        return True
+    if int(ids.min()) < 0 or int(ids.max()) > int(labels.max()):
+        return False
+    held = np.zeros(int(labels.max()) + 1, dtype=bool)
+    held[labels] = True
+    if not held[ids].all():
+        return False
+    seen = np.zeros_like(held)
+    seen[ids] = True
+    return int(np.count_nonzero(seen)) == len(ids)
+
+
+def _fields(rows: pd.DataFrame, ids: np.ndarray | None, manifest: dict[str, Any],
+            root: Path) -> FieldTable:
+    """The stored fields by FAISS id (an id no row has: every field missing), the rows' ids
+    being ``ids`` (``_row_ids``). An index built before fields were stored has none."""
     names = manifest.get("fields", {})
     if not isinstance(names, dict):
         raise ArtifactError(f"{root / MANIFEST}: 'fields' must be an object; rebuild the index")
@@ -473,7 +517,6 @@ def _fields(rows: pd.DataFrame, manifest: dict[str, Any], root: Path) -> FieldTa
     if missing:
         raise ArtifactError(f"{root / ROWS_FILE} lacks the field(s) {missing} its manifest "
                             "names; rebuild the index")
-    ids = _row_ids(rows)
     columns: dict[str, pd.Series] = {}
     for name in names:
         column: pd.Series = rows[str(name)]

@@ -15,7 +15,13 @@ from aisle.configs import load_config
 from aisle.errors import AisleError, ManifestMismatch
 from aisle.indexing.ann import build_faiss_index, resolve_nlist, supports_removal, uses_gpu
 from aisle.retrieval.config import IndexConfig
-from aisle.retrieval.searcher import FaissSearcher, SearchParams, index_kind, searcher_for
+from aisle.retrieval.searcher import (
+    FaissSearcher,
+    SearchParams,
+    index_kind,
+    searcher_for,
+    stored_ids,
+)
 
 N, DIM, K = 3000, 64, 10
 # Test-sized builds: 16 sub-quantizers of 4 dims, 6-bit codes (64 centroids train fast).
@@ -145,18 +151,37 @@ def test_a_saved_index_loads_and_searches_identically(
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_an_index_built_without_ids_holds_its_row_numbers(
+    kind: str, built: dict[str, faiss.Index]
+) -> None:
+    held = stored_ids(built[kind])
+    if kind in ("flat", "hnsw"):  # no ids stored: a row's id is its number
+        assert held is None
+    else:  # IVF keeps ids in its lists, in list order
+        assert held is not None and len(held) == N
+        assert not np.array_equal(held, np.arange(N))
+        np.testing.assert_array_equal(np.sort(held), np.arange(N))
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_ids_are_returned_instead_of_rows_and_removal_matches_supports_removal(
     kind: str, data: tuple[np.ndarray, np.ndarray, np.ndarray]
 ) -> None:
     x, q, truth = data
     ids = np.arange(N, dtype=np.int64) * 3 + 1000
     index = build_faiss_index(CONFIGS[kind], x, ids)
+    held = stored_ids(index)  # what loading an index checks its row map against
+    assert held is not None
+    np.testing.assert_array_equal(np.sort(held), ids)
     searcher = searcher_for(index, CONFIGS[kind])
     found = searcher.search(q, K, SearchParams(ef_search=200, nprobe=64, rerank=300))[1]
     assert recall((found - 1000) // 3, truth) >= 0.97
     gone = ids[truth[:, 0]]
     if supports_removal(kind):
         assert index.remove_ids(gone) == len(set(gone.tolist()))
+        held = stored_ids(index)
+        assert held is not None
+        np.testing.assert_array_equal(np.sort(held), np.setdiff1d(ids, gone))
         after = searcher.search(q, K, SearchParams(nprobe=64))[1]
         assert not set(after.ravel()) & set(gone.tolist())
     else:

@@ -112,6 +112,46 @@ def test_corrupt_or_inconsistent_index_is_refused(sample_index: Path, tmp_path: 
         load_index(tmp_path)
 
 
+def test_a_row_map_that_names_other_ids_than_faiss_holds_is_refused(
+    sample_index: Path, tmp_path: Path
+) -> None:
+    """Labels that are unique and as many as FAISS's vectors can still name other ids: a
+    product FAISS holds would be missing from every result, and one past the last label would
+    fail the searches that find it. Loading says so and names the ids."""
+    rows = pd.read_parquet(sample_index / "rows.parquet")
+    n = len(rows)
+    # A permutation of the row numbers names the same ids (which vector is which product is
+    # the build's to know): it loads.
+    shuffled = tmp_path / "shuffled"
+    shutil.copytree(sample_index, shuffled)
+    rows.assign(label=np.arange(n)[::-1]).to_parquet(shuffled / "rows.parquet")
+    assert load_index(shuffled).manifest["count"] == n
+    # The default index holds ids 0..n-1; one row relabelled past them.
+    moved = tmp_path / "moved"
+    shutil.copytree(sample_index, moved)
+    labels = np.arange(n)
+    labels[5] = n + 7
+    rows.assign(label=labels).to_parquet(moved / "rows.parquet")
+    with pytest.raises(ArtifactError, match=re.escape(
+            f"does not match {moved / 'index.faiss'}: 1 FAISS id(s) that no row names (first "
+            f"[5]), 1 row label(s) that FAISS does not hold (first [{n + 7}]); rebuild")):
+        load_index(moved)
+    # An index that stores ids (an id map here; IVF keeps them in its lists): its ids, not
+    # row numbers, are what the labels must name.
+    mapped = tmp_path / "mapped"
+    shutil.copytree(sample_index, mapped)
+    flat = faiss.read_index(str(sample_index / "index.faiss"))
+    vectors = flat.reconstruct_n(0, n)  # HNSW's storage keeps them exactly
+    by_id = faiss.IndexIDMap2(faiss.IndexHNSWFlat(flat.d, 16, faiss.METRIC_INNER_PRODUCT))
+    by_id.add_with_ids(vectors, np.arange(n, dtype=np.int64) * 2)
+    faiss.write_index(by_id, str(mapped / "index.faiss"))
+    with pytest.raises(ArtifactError, match=rf"{n // 2} FAISS id\(s\) that no row names"):
+        load_index(mapped)  # the row map still says 0..n-1
+    rows.assign(label=np.arange(n) * 2).to_parquet(mapped / "rows.parquet")
+    index = load_index(mapped)
+    assert index.product_ids[2] == rows["product_id"].iloc[1] and index.product_ids[1] is None
+
+
 def test_up_to_date_index_is_reused_and_force_rebuilds(
     sample_index: Path, sample_data: Path, base_model: TwoTowerModel
 ) -> None:
