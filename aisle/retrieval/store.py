@@ -467,11 +467,12 @@ def _row_ids(rows: pd.DataFrame) -> np.ndarray | None:
 
 def _check_ids(index: faiss.Index, labels: np.ndarray | None, root: Path) -> None:
     """Refuse a row map whose labels (None: its row numbers) are not the FAISS ids ``index``
-    holds. A FAISS id that no row names would be a product missing from every result without
-    a word (or, past the last label, a failed search), and a row whose id FAISS lacks a
-    product never found. The counts agree and the labels are unique and non-negative (both
-    checked before), so the two sets are equal where every FAISS id is one of the labels
-    and no FAISS id repeats. Nothing to read for flat and HNSW without an id map (their ids
+    holds, whatever the kind (a relabelled row of an HNSW index too). A FAISS id that no row
+    names would be a product missing from every result without a word (or, past the last
+    label, a failed search), and a row whose id FAISS lacks a product never found. The
+    counts agree and the labels are unique and non-negative (both checked before), so the
+    two sets are equal where every FAISS id is one of the labels and no FAISS id repeats.
+    Nothing to read for flat and HNSW without an id map (their ids
     are their row numbers) when the labels are the row numbers too: the default index."""
     ids = stored_ids(index)
     if ids is None and labels is None:
@@ -483,16 +484,20 @@ def _check_ids(index: faiss.Index, labels: np.ndarray | None, root: Path) -> Non
     if _same_ids(ids, expected):
         return
     extra, lost = np.setdiff1d(ids, expected), np.setdiff1d(expected, ids)
+    held = np.sort(ids)
+    repeated = np.unique(held[1:][held[1:] == held[:-1]])
+    twice = (f", {len(repeated)} FAISS id(s) held more than once (first "
+             f"{repeated[:3].tolist()})" if len(repeated) else "")
     raise ArtifactError(
         f"{root / ROWS_FILE} does not match {root / INDEX_FILE}: {len(extra)} FAISS id(s) that "
-        f"no row names (first {extra[:3].tolist()}), {len(lost)} row label(s) that FAISS does "
-        f"not hold (first {lost[:3].tolist()}); rebuild the index")
+        f"no row names (first {extra[:3].tolist()}){twice}, {len(lost)} row label(s) that "
+        f"FAISS does not hold (first {lost[:3].tolist()}); rebuild the index")
 
 
 def _same_ids(ids: np.ndarray, labels: np.ndarray) -> bool:
     """Whether ``ids`` (as many as ``labels``) are ``labels`` (unique, non-negative) in some
     order: in time and memory linear in the largest label, which the row map's lookup by id
-    already takes, not a sort of millions."""
+    already allocates (16 bytes a slot against these 2)."""
     if not len(ids):
         return True
     if int(ids.min()) < 0 or int(ids.max()) > int(labels.max()):

@@ -140,16 +140,33 @@ def test_a_row_map_that_names_other_ids_than_faiss_holds_is_refused(
     # row numbers, are what the labels must name.
     mapped = tmp_path / "mapped"
     shutil.copytree(sample_index, mapped)
-    flat = faiss.read_index(str(sample_index / "index.faiss"))
-    vectors = flat.reconstruct_n(0, n)  # HNSW's storage keeps them exactly
-    by_id = faiss.IndexIDMap2(faiss.IndexHNSWFlat(flat.d, 16, faiss.METRIC_INNER_PRODUCT))
-    by_id.add_with_ids(vectors, np.arange(n, dtype=np.int64) * 2)
-    faiss.write_index(by_id, str(mapped / "index.faiss"))
-    with pytest.raises(ArtifactError, match=rf"{n // 2} FAISS id\(s\) that no row names"):
+    hnsw = faiss.read_index(str(sample_index / "index.faiss"))
+    vectors = hnsw.reconstruct_n(0, n)  # HNSW's storage keeps them exactly
+
+    def write_mapped(ids: np.ndarray) -> None:
+        by_id = faiss.IndexIDMap(faiss.IndexHNSWFlat(hnsw.d, 16, faiss.METRIC_INNER_PRODUCT))
+        by_id.add_with_ids(vectors, ids)
+        faiss.write_index(by_id, str(mapped / "index.faiss"))
+
+    write_mapped(np.arange(n, dtype=np.int64) * 2)
+    with pytest.raises(ArtifactError, match=rf": {n // 2} FAISS id\(s\) that no row names"):
         load_index(mapped)  # the row map still says 0..n-1
     rows.assign(label=np.arange(n) * 2).to_parquet(mapped / "rows.parquet")
     index = load_index(mapped)
     assert index.product_ids[2] == rows["product_id"].iloc[1] and index.product_ids[1] is None
+    # A FAISS id repeated, or negative (-1 in place of the last: numpy would read -1 as the
+    # last slot), against a row map of 0..n-1.
+    rows.to_parquet(mapped / "rows.parquet")
+    for at, bad, message in (
+            (1, 0, "0 FAISS id(s) that no row names (first []), 1 FAISS id(s) held more than "
+                   "once (first [0]), 1 row label(s) that FAISS does not hold (first [1])"),
+            (n - 1, -1, f"1 FAISS id(s) that no row names (first [-1]), 1 row label(s) that "
+                        f"FAISS does not hold (first [{n - 1}])")):
+        ids = np.arange(n, dtype=np.int64)
+        ids[at] = bad
+        write_mapped(ids)
+        with pytest.raises(ArtifactError, match=re.escape(f": {message}; rebuild")):
+            load_index(mapped)
 
 
 def test_up_to_date_index_is_reused_and_force_rebuilds(

@@ -100,6 +100,34 @@ def test_update_equals_a_full_rebuild(
         fuse(d, lx, 10, retriever.fusion) for d, lx in zip(dense, lexical, strict=True)]
 
 
+def test_an_ivf_index_updated_in_place_loads_only_with_the_row_map_of_its_ids(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    tmp_path: Path,
+) -> None:
+    """An IVF index updated in place keeps its products' ids, with gaps where products left.
+    Its row map must name exactly those: a row relabelled to an id FAISS does not hold is
+    refused as the index loads, not found missing from results later."""
+    from aisle.errors import ArtifactError
+
+    root = tmp_path / "root"
+    config = load_config(IndexConfig, None, ["kind=ivf_flat", "nlist=2", "nprobe=2"])
+    build_version(prepare_catalog(catalog, "day1"), base_model, root, config)
+    updated = update_version(prepare_catalog(edited(catalog), "day2"), root, base_model)
+    rows = pd.read_parquet(updated / "rows.parquet")
+    labels = rows["label"].to_numpy()
+    assert not np.array_equal(labels, np.arange(len(rows)))  # gaps: the ids are FAISS's own
+    assert load_index(updated).manifest["count"] == len(rows)
+    moved = labels.copy()
+    moved[0] = labels.max() + 100
+    rows.assign(label=moved).to_parquet(updated / "rows.parquet")
+    with pytest.raises(ArtifactError, match=re.escape(
+            f"1 FAISS id(s) that no row names (first [{labels[0]}]), 1 row label(s) that "
+            f"FAISS does not hold (first [{labels.max() + 100}])")):
+        load_index(updated)
+
+
 def test_a_flat_update_keeps_every_vector(
     catalog: pd.DataFrame,
     prepare_catalog: Callable[[pd.DataFrame, str], Path],
