@@ -472,8 +472,8 @@ def _check_ids(index: faiss.Index, labels: np.ndarray | None, root: Path) -> Non
     label, a failed search), and a row whose id FAISS lacks a product never found. The
     counts agree and the labels are unique and non-negative (both checked before), so the
     two sets are equal where every FAISS id is one of the labels and no FAISS id repeats.
-    Nothing to read for flat and HNSW without an id map (their ids
-    are their row numbers) when the labels are the row numbers too: the default index."""
+    Nothing to read for flat and HNSW without an id map (their ids are their row numbers)
+    when the labels are the row numbers too: the default index."""
     ids = stored_ids(index)
     if ids is None and labels is None:
         return
