@@ -61,10 +61,22 @@ def _one_word(value: str, what: str) -> str:
     return value
 
 
+def _each_once(qid: str, hits: Sequence[tuple[str, float]]) -> None:
+    """A product listed twice in one ranking: ``read_run`` (and trec_eval's readers) would
+    refuse or merge it, so the file would not read back as the ranking it was written from."""
+    seen: set[str] = set()
+    for pid, _ in hits:
+        if pid in seen:
+            raise DataError(f"query {qid}'s ranking lists product {pid} twice; a run names "
+                            "each product once a query")
+        seen.add(pid)
+
+
 def run_lines(run: Mapping[str, Sequence[tuple[str, float]]], tag: str) -> Iterator[str]:
     _one_word(tag, "run tag")
     for qid, hits in run.items():
         _one_word(qid, "query id")
+        _each_once(qid, hits)
         scores = _strictly_decreasing(score for _, score in hits)
         for rank, ((pid, _), score) in enumerate(zip(hits, scores, strict=True), start=1):
             yield f"{qid} Q0 {_one_word(pid, 'product id')} {rank} {score!r} {tag}"
@@ -78,7 +90,9 @@ def write_run(run: Mapping[str, Sequence[tuple[str, float]]], path: Path, tag: s
 
 def _fields(path: Path, expected: int, what: str) -> Iterator[tuple[int, list[str]]]:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (some Windows editors write one) is not part of the
+        # first query id.
+        text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise DataError(f"{what} file {path} does not exist") from None
     except UnicodeDecodeError:
@@ -131,11 +145,13 @@ def read_run(path: Path) -> TrecRun:
 
 
 def qrels_scale(grades: Iterable[float]) -> int:
-    """The smallest power of ten that turns every grade into a whole number."""
+    """The smallest power of ten that turns every grade into a whole number, with no
+    positive grade rounded to 0 (that would make a relevant product irrelevant)."""
     values = list(grades)
     for digits in range(MAX_SCALE_DIGITS + 1):
         scale = 10**digits
-        if all(abs(g * scale - round(g * scale)) <= 1e-6 for g in values):
+        if all(abs(g * scale - round(g * scale)) <= 1e-6 and (g <= 0 or round(g * scale) > 0)
+               for g in values):
             return scale
     raise DataError(
         f"grades need more than {MAX_SCALE_DIGITS} decimals to become integers; "

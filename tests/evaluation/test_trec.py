@@ -59,6 +59,20 @@ def test_a_field_with_spaces_is_refused_and_nothing_written(tmp_path: Path) -> N
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_run_that_would_not_read_back_is_refused_and_nothing_written(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="query q's ranking lists product a twice"):
+        write_run({"q": [("a", 1.0), ("b", 0.5), ("a", 0.2)]}, tmp_path / "r", "t")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_query_id(tmp_path: Path) -> None:
+    run, qrels = tmp_path / "run.trec", tmp_path / "test.qrels"
+    run.write_text("\ufeffq1 Q0 a 1 1.0 t\n", encoding="utf-8")
+    qrels.write_text("\ufeffq1 0 a 2\n", encoding="utf-8")
+    assert read_run(run).ranked_ids() == {"q1": ["a"]}
+    assert read_qrels(qrels) == {"q1": {"a": 2}}
+
+
 def test_a_run_file_given_twice_is_refused(tmp_path: Path) -> None:
     from aisle.errors import AisleError
     from aisle.evaluation.runs import load_runs
@@ -74,6 +88,10 @@ def test_qrels_scale_grades_to_integers_by_a_power_of_ten(tmp_path: Path) -> Non
     assert qrels_scale([0.33, 1.67, 2.0, 1.5]) == 100
     with pytest.raises(DataError, match="decimals"):  # a clear CLI error, not a traceback
         qrels_scale([1 / 3])
+    # A positive grade within the rounding tolerance of 0 is not written as 0 (irrelevant).
+    assert qrels_scale([2.0, 0.05]) == 100
+    with pytest.raises(DataError, match="decimals"):
+        qrels_scale([2.0, 4e-7])
     path = tmp_path / "test.qrels"
     assert write_qrels({"q1": {"a": 1.67, "b": 0.0}, "q2": {"c": 2.0}}, path) == 100
     assert path.read_text().splitlines() == ["q1 0 a 167", "q1 0 b 0", "q2 0 c 200"]
