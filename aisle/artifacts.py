@@ -236,6 +236,17 @@ def restore_missing(path: Path) -> None:
         recover_publish(Path(path))
 
 
+def _check_not_working_dir(out: Path) -> None:
+    """Refuse to publish over the working directory or a folder that holds it: replacing it
+    would leave this process, and the shell that started it, in a deleted directory."""
+    here = Path(os.path.abspath(os.getcwd()))
+    if out == here or out in here.parents:
+        raise ArtifactError(
+            f"{out} is the working directory or holds it; give another output path, or run "
+            "the command from another directory"
+        )
+
+
 @contextlib.contextmanager
 def atomic_dir(out: Path, kind: str | None) -> Iterator[Path]:
     """Yield a temp directory next to ``out``; on success publish it as ``out``.
@@ -250,7 +261,9 @@ def atomic_dir(out: Path, kind: str | None) -> Iterator[Path]:
     folder), which are always replaced. The directory is created with the process umask,
     like any other, not private to its owner.
     """
-    out = Path(out)
+    # Absolute: "." or "out/.." would name no sibling to publish beside.
+    out = Path(os.path.abspath(out))
+    _check_not_working_dir(out)
     recover_publish(out)
     if kind is not None:
         check_replaceable(out, kind)
@@ -266,7 +279,11 @@ def atomic_dir(out: Path, kind: str | None) -> Iterator[Path]:
     old = None
     if out.exists() or out.is_symlink():
         old = sibling_temp(out, "old")
-        os.replace(out, old)
+        try:
+            os.replace(out, old)
+        except BaseException:  # out is as it was; the new tree is not published
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     try:
         os.replace(tmp, out)
     except BaseException:  # an error or Ctrl-C between the renames: the old one goes back

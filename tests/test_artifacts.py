@@ -62,6 +62,52 @@ def test_anything_else_at_the_output_path_is_refused_and_kept(
     assert _leftovers(tmp_path) == []
 
 
+def test_a_relative_output_path_publishes_beside_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    _publish(Path("../work/../out"), "aisle.thing", "first")
+    _publish(Path("../out"), "aisle.thing", "second")
+    assert (tmp_path / "out" / "payload.txt").read_text() == "second"
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("where", [".", ".."])
+def test_the_working_directory_or_one_that_holds_it_is_refused_and_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    out = tmp_path / "out"
+    _publish(out, "aisle.thing", "first")
+    (out / "sub").mkdir()
+    monkeypatch.chdir(out if where == "." else out / "sub")
+    with pytest.raises(ArtifactError, match="is the working directory or holds it"):
+        _publish(Path(where), "aisle.thing", "second")
+    assert (out / "payload.txt").read_text() == "first"
+    assert _leftovers(tmp_path) == [] and _leftovers(out) == []
+
+
+def test_a_failed_first_rename_leaves_the_output_as_it_was_and_no_temporary_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aisle.artifacts as artifacts
+
+    out = tmp_path / "out"
+    _publish(out, "aisle.thing", "first")
+    real = os.replace
+
+    def busy(src: str | Path, dst: str | Path) -> None:
+        if Path(src) == out:
+            raise OSError(16, "Device or resource busy")
+        real(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "replace", busy)
+    with pytest.raises(OSError, match="busy"):
+        _publish(out, "aisle.thing", "second")
+    assert (out / "payload.txt").read_text() == "first"
+    assert _leftovers(tmp_path) == []
+
+
 def test_an_empty_directory_is_replaced(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     _publish(tmp_path / "out", "aisle.thing")
