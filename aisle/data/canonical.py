@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import logging
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -20,6 +22,13 @@ import pandas as pd
 from aisle.data.fields import check_field_name, type_column
 from aisle.data.schema import COLUMNS, JUDGMENTS, OPTIONAL_COLUMNS, PRODUCTS, QUERIES, SPLITS
 from aisle.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def normalize_query(text: str) -> str:
+    """A query's text as splits and the query log compare it: case-folded, spaces collapsed."""
+    return " ".join(text.casefold().split())
 
 
 def read_text_table(path: Path, sep: str = ",") -> pd.DataFrame:
@@ -92,6 +101,11 @@ def _check_fields(path: Path, text: str, sep: str) -> None:
 def read_csv_strict(path: Path, table: str, sep: str = ",") -> pd.DataFrame:
     """Read one CSV as strings, checking encoding, field counts and required columns."""
     if not path.is_file():
+        if path.is_symlink():
+            raise DataError(f"{path}: a link to {os.readlink(path)}, which is not a file; fix "
+                            "the link or remove it")
+        if path.exists():
+            raise DataError(f"{path}: not a file; a {table} table is a CSV file")
         raise DataError(f"{path}: file is missing; a {table} table needs {list(COLUMNS[table])}")
     df = read_text_table(path, sep)
     missing = [c for c in COLUMNS[table] if c not in df.columns]
@@ -108,6 +122,11 @@ def read_csv_strict(path: Path, table: str, sep: str = ",") -> pd.DataFrame:
 
 def _row(df: pd.DataFrame, mask: np.ndarray | pd.Series) -> int:
     return int(np.flatnonzero(np.asarray(mask))[0]) + 1
+
+
+def _value(value: object) -> object:
+    """A cell as a message shows it: 5.0, not np.float64(5.0) (a prepared table's grades)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def check_unique(df: pd.DataFrame, cols: list[str], path: Path) -> None:
@@ -155,7 +174,10 @@ def validate_products(df: pd.DataFrame, path: Path) -> pd.DataFrame:
                 "separator?); name that column or remove it from every row"
             )
         check_field_name(name, str(path))
-    return df.assign(**{c: type_column(df[c]) for c in extra}).reset_index(drop=True)
+    # Only text is typed: a prepared table read to be prepared again has typed its columns.
+    typed = {c: type_column(df[c]) for c in extra
+             if pd.api.types.infer_dtype(df[c], skipna=False) in ("string", "empty")}
+    return df.assign(**typed).reset_index(drop=True)
 
 
 def validate_queries(df: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -183,7 +205,25 @@ def validate_queries(df: pd.DataFrame, path: Path) -> pd.DataFrame:
                 "numbers >= 0 (how often the query was searched)"
             )
         df = df.assign(count=counts.astype("int64"))
+    _warn_on_shared_texts(df, path)
     return df.reset_index(drop=True)
+
+
+def _warn_on_shared_texts(df: pd.DataFrame, path: Path) -> None:
+    """Warn (not refuse: it is the data owner's split) when one query text is in more than one
+    split: its judgments would be trained on and then evaluated as unseen."""
+    if df.empty:
+        return
+    texts = df["query"].map(normalize_query)
+    splits = df.groupby(texts)["split"].unique()
+    shared = splits[splits.map(len) > 1]
+    if len(shared):
+        text, where = shared.index[0], sorted(shared.iloc[0])
+        log.warning(
+            "%s: %d query text(s) are in more than one split (e.g. %r in %s): what is trained on "
+            "is then evaluated as unseen; give each text one split", path, len(shared), text,
+            " and ".join(where),
+        )
 
 
 def validate_judgments(
@@ -194,14 +234,15 @@ def validate_judgments(
     if bad.any():
         r = _row(df, bad)
         raise DataError(
-            f"{path}: row {r} has grade {df['grade'].iloc[r - 1]!r}, not a number; "
+            f"{path}: row {r} has grade {_value(df['grade'].iloc[r - 1])!r}, not a number; "
             "grades are floats, 0 = irrelevant"
         )
     neg = (grades < 0).to_numpy() | ~np.isfinite(grades.to_numpy())
     if neg.any():
         r = _row(df, neg)
         raise DataError(
-            f"{path}: row {r} has grade {df['grade'].iloc[r - 1]!r}; grades must be finite and >= 0"
+            f"{path}: row {r} has grade {_value(df['grade'].iloc[r - 1])!r}; grades must be "
+            "finite and >= 0"
         )
     for col, known, table in (
         ("query_id", query_ids, QUERIES),
@@ -227,13 +268,13 @@ def read_canonical(directory: Path) -> dict[str, pd.DataFrame]:
     paths = {t: directory / f"{t}.csv" for t in (PRODUCTS, QUERIES, JUDGMENTS)}
     products = validate_products(read_csv_strict(paths[PRODUCTS], PRODUCTS), paths[PRODUCTS])
     # A catalog alone (no queries.csv) is valid: it can be indexed and searched, not evaluated.
-    if paths[QUERIES].is_file():
+    if _present(paths[QUERIES]):
         queries = validate_queries(read_csv_strict(paths[QUERIES], QUERIES), paths[QUERIES])
-    elif paths[JUDGMENTS].is_file():
+    elif _present(paths[JUDGMENTS]):
         raise DataError(f"{paths[QUERIES]}: file is missing but judgments.csv needs it")
     else:
         queries = empty_table(QUERIES)
-    if paths[JUDGMENTS].is_file():
+    if _present(paths[JUDGMENTS]):
         judgments = validate_judgments(
             read_csv_strict(paths[JUDGMENTS], JUDGMENTS),
             paths[JUDGMENTS],
@@ -243,6 +284,12 @@ def read_canonical(directory: Path) -> dict[str, pd.DataFrame]:
     else:
         judgments = empty_table(JUDGMENTS)
     return {PRODUCTS: products, QUERIES: queries, JUDGMENTS: judgments}
+
+
+def _present(path: Path) -> bool:
+    """Whether the directory has something at ``path``: a broken link is a table that could
+    not be read (``read_csv_strict`` says so), not a table left out."""
+    return path.exists() or path.is_symlink()
 
 
 def empty_table(table: str) -> pd.DataFrame:

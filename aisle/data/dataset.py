@@ -28,9 +28,23 @@ from aisle.artifacts import (
     sha256_file,
     write_manifest,
 )
-from aisle.data.canonical import read_canonical
+from aisle.data.canonical import (
+    read_canonical,
+    validate_judgments,
+    validate_products,
+    validate_queries,
+)
 from aisle.data.fields import field_type
-from aisle.data.schema import ARROW_SCHEMAS, ID_KEYS, JUDGMENTS, PRODUCTS, QUERIES, TABLES
+from aisle.data.schema import (
+    ARROW_SCHEMAS,
+    COLUMNS,
+    ID_KEYS,
+    JUDGMENTS,
+    OPTIONAL_COLUMNS,
+    PRODUCTS,
+    QUERIES,
+    TABLES,
+)
 from aisle.errors import DataError
 from aisle.evaluation.metrics import GRADE_TOLERANCE
 
@@ -172,6 +186,11 @@ def load_dataset(directory: Path, as_prepared: bool = True) -> Dataset:
         name = Path(os.path.abspath(directory)).name
         return Dataset(csv[PRODUCTS], csv[QUERIES], csv[JUDGMENTS], name=name)
     manifest = read_manifest(directory, KIND)
+    counts, named = manifest.get("counts"), manifest.get("name")
+    if as_prepared and not (isinstance(counts, dict) and isinstance(named, str)
+                            and all(type(counts.get(t)) is int for t in TABLES)):
+        raise DataError(f"{directory / MANIFEST}: incomplete (each table's row count and the "
+                        "dataset's name); run `aisle prepare` again")
     tables: dict[str, pd.DataFrame] = {}
     for t in TABLES:
         path = directory / f"{t}.parquet"
@@ -184,12 +203,41 @@ def load_dataset(directory: Path, as_prepared: bool = True) -> Dataset:
         except (OSError, pa.ArrowInvalid) as e:
             raise DataError(f"{path}: unreadable ({e}); run `aisle prepare` again") from e
         if as_prepared:
-            _check_count(path, len(tables[t]), manifest["counts"][t])
+            assert isinstance(counts, dict)
+            _check_count(path, len(tables[t]), counts[t])
             _check_bytes(path, manifest, data)
         del data
-    return Dataset(
-        tables[PRODUCTS], tables[QUERIES], tables[JUDGMENTS], name=manifest["name"], root=directory
-    )
+    if not as_prepared:
+        tables = _check_edited(tables, directory)
+    name = named if isinstance(named, str) and named else Path(os.path.abspath(directory)).name
+    return Dataset(tables[PRODUCTS], tables[QUERIES], tables[JUDGMENTS], name=name,
+                   root=directory)
+
+
+def _check_edited(tables: dict[str, pd.DataFrame], directory: Path) -> dict[str, pd.DataFrame]:
+    """The checks a CSV directory gets, on the tables of a prepared one read to be prepared
+    again: it may have been edited since (a repeated id, an empty title, a judgment of an
+    unknown product, a column dropped or retyped), and its new manifest would vouch for it."""
+    paths = {t: directory / f"{t}.parquet" for t in TABLES}
+    for t in TABLES:
+        df, path = tables[t], paths[t]
+        missing = [c for c in COLUMNS[t] if c not in df.columns]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {missing}; found {list(df.columns)}, "
+                            f"need {list(COLUMNS[t])}")
+        for c in (*COLUMNS[t], *OPTIONAL_COLUMNS.get(t, ())):
+            if c in ("grade", "count") or c not in df.columns:
+                continue  # numbers, checked as such below
+            if pd.api.types.infer_dtype(df[c], skipna=False) not in ("string", "empty"):
+                row, value = next((i, v) for i, v in enumerate(df[c].tolist(), start=1)
+                                  if not isinstance(v, str))
+                raise DataError(f"{path}: row {row} has {c} {value!r}, not text; every {c} "
+                                "is a string")
+    products = validate_products(tables[PRODUCTS], paths[PRODUCTS])
+    queries = validate_queries(tables[QUERIES], paths[QUERIES])
+    judgments = validate_judgments(tables[JUDGMENTS], paths[JUDGMENTS], queries["query_id"],
+                                   products["product_id"])
+    return {PRODUCTS: products, QUERIES: queries, JUDGMENTS: judgments}
 
 
 def _check_count(path: Path, rows: int, counted: int) -> None:
@@ -254,7 +302,8 @@ def prepared_dir(data: Path) -> Iterator[Path]:
         yield data
         return
     with tempfile.TemporaryDirectory(prefix="aisle-prepared-") as tmp:
-        out = Path(tmp) / data.name
+        # The absolute path's name: "." or "data/.." has none of its own.
+        out = Path(tmp) / (Path(os.path.abspath(data)).name or "dataset")
         prepare(data, out)
         yield out
 

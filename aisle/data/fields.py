@@ -58,12 +58,20 @@ def type_column(values: pd.Series) -> pd.Series:
         return text
     numbers = pd.to_numeric(text.where(present), errors="coerce")
     if (bool((numbers.notna() == present).all()) and np.isfinite(numbers[present]).all()
-            and not text.str.match(LEADING_ZERO).any()):
+            and not text.str.match(LEADING_ZERO).any() and _exact(text[present])):
         return numbers.astype("float64")
     lowered = text.str.lower()
     if bool(lowered[present].isin(list(BOOLEANS)).all()):
         return lowered.map(BOOLEANS).astype("boolean")
     return text
+
+
+def _exact(text: pd.Series) -> bool:
+    """Whether every whole number in ``text`` survives float64: a code of 16 digits or more
+    (an 18-digit SSCC, an order number) would be rounded, and two codes could read back as
+    one."""
+    long = text[text.str.fullmatch(r"[+-]?\d{16,}")]
+    return all(abs(int(v)) <= 2**53 for v in long)
 
 
 def field_type(values: pd.Series) -> FieldType:

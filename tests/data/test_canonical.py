@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -442,3 +443,116 @@ def test_unusable_field_names_are_refused(tmp_path: Path, column: str, message: 
         f"product_id,title,description,brand,category,{column}\np1,Drill,,,,1\n")
     with pytest.raises(DataError, match=message):
         load_dataset(data)
+
+
+def _edit(prepared: Path, table: str, edit: Callable[[pd.DataFrame], pd.DataFrame]) -> None:
+    import pyarrow.parquet as pq
+
+    frame = pq.read_table(prepared / f"{table}.parquet").to_pandas()
+    pq.write_table(pa.Table.from_pandas(edit(frame), preserve_index=False),
+                   prepared / f"{table}.parquet")
+
+
+@pytest.mark.parametrize(("table", "edit", "message"), [
+    ("products", lambda f: pd.concat([f, f.iloc[:1]]), r"products\.parquet: row 4 repeats "
+     r"product_id='p1'"),
+    ("products", lambda f: f.assign(title=["Oak", "", "Rug"]), r"row 2 has an empty 'title'"),
+    ("products", lambda f: f.drop(columns="brand"), r"missing column\(s\) \['brand'\]"),
+    ("products", lambda f: f.assign(product_id=[1, 2, 3]), r"row 1 has product_id 1, not text"),
+    ("judgments", lambda f: pd.concat([f, pd.DataFrame(
+        {"query_id": ["q1"], "product_id": ["nope"], "grade": [1.0], "raw_label": [""]})]),
+     r"judgments\.parquet: row 5 has product_id 'nope', which is not in the products table"),
+    ("judgments", lambda f: f.assign(grade=[2.0, 0.0, -5.0, 0.3]), r"row 3 has grade -5\.0"),
+    ("queries", lambda f: f.assign(split=["train", "dev", "holdout"]), r"row 3 has split "
+     r"'holdout'"),
+])
+def test_an_edited_prepared_directory_is_checked_as_its_csvs_were_when_prepared_again(
+    tmp_path: Path, table: str, edit: Callable[[pd.DataFrame], pd.DataFrame], message: str
+) -> None:
+    """Preparing an edited prepared directory again (what its bytes check tells a user to do)
+    used to publish the edit unchecked, with a new manifest vouching for it."""
+    prepared = prepare(write_dir(tmp_path / "d"), tmp_path / "prepared")
+    _edit(prepared, table, edit)
+    with pytest.raises(DataError, match=message):
+        prepare(prepared, tmp_path / "again")
+    assert not (tmp_path / "again").exists()
+
+
+def test_a_prepared_directory_prepared_again_keeps_its_typed_fields(tmp_path: Path) -> None:
+    data = write_dir(tmp_path / "d", products=(
+        "product_id,title,description,brand,category,weight,cordless,upc\n"
+        "p1,Drill,,,,0.5,true,00123\np2,Saw,,,,,,4567\np3,Rug,,,,12,false,\n"))
+    first = load_dataset(prepare(data, tmp_path / "prepared")).products
+    again = load_dataset(prepare(tmp_path / "prepared", tmp_path / "again")).products
+    pd.testing.assert_frame_equal(again, first)
+    assert again["cordless"].isna().tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize("drop", ["counts", "name", "counts-list"])
+def test_an_incomplete_prepared_manifest_is_refused_saying_what_to_do(
+    tmp_path: Path, drop: str
+) -> None:
+    out = prepare(write_dir(tmp_path / "d"), tmp_path / "prepared")
+    manifest = json.loads((out / "manifest.json").read_text())
+    if drop == "counts-list":
+        manifest["counts"] = [3, 3, 4]
+    else:
+        del manifest[drop]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"manifest\.json: incomplete .*run `aisle prepare` "
+                                        "again"):
+        load_dataset(out)
+    # Prepared again: the name falls back to the directory's, as for a CSV directory.
+    assert load_dataset(prepare(out, tmp_path / "again")).name == (
+        "prepared" if drop == "name" else "d")
+
+
+def test_a_broken_link_to_a_table_is_an_error_not_a_table_left_out(tmp_path: Path) -> None:
+    data = write_dir(tmp_path / "d", judgments=None)
+    (data / "judgments.csv").symlink_to(tmp_path / "nowhere.csv")
+    with pytest.raises(DataError, match=r"judgments\.csv: a link to .*nowhere\.csv, which is not "
+                                        "a file"):
+        load_dataset(data)
+    (data / "judgments.csv").unlink()
+    (data / "judgments.csv").mkdir()
+    with pytest.raises(DataError, match=r"judgments\.csv: not a file"):
+        load_dataset(data)
+
+
+def test_a_column_of_long_whole_numbers_stays_text(tmp_path: Path) -> None:
+    """Past 2**53 a float64 rounds: two 18-digit codes used to read back as one number."""
+    data = write_dir(tmp_path / "d", products=(
+        "product_id,title,description,brand,category,sscc,stock\n"
+        "p1,Drill,,,,123456789012345678,9007199254740992\n"
+        "p2,Saw,,,,123456789012345679,3\n"
+        "p3,Rug,,,,,-12\n"))
+    products = load_dataset(data).products
+    assert products["sscc"].tolist() == ["123456789012345678", "123456789012345679", ""]
+    assert products["stock"].tolist() == [2.0**53, 3.0, -12.0]  # 2**53 is still exact
+
+
+def test_a_query_text_in_two_splits_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    queries = QUERIES + "q4,Oak  Table,test\n"
+    with caplog.at_level("WARNING"):
+        ds = load_dataset(write_dir(tmp_path / "d", queries=queries))
+    assert len(ds.queries) == 4
+    assert re.search(r"queries\.csv: 1 query text\(s\) are in more than one split \(e\.g\. "
+                     r"'oak table' in test and train\)", caplog.text)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        load_dataset(write_dir(tmp_path / "clean"))
+    assert "more than one split" not in caplog.text
+
+
+def test_a_csv_directory_named_by_dot_dot_is_prepared_on_the_fly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aisle.data.dataset import prepared_dir
+
+    data = write_dir(tmp_path / "d")
+    (data / "sub").mkdir()
+    monkeypatch.chdir(data / "sub")
+    with prepared_dir(Path("..")) as prepared:
+        assert load_dataset(prepared).name == "d" and len(load_dataset(prepared).products) == 3

@@ -362,3 +362,22 @@ def test_cli_hook(tmp_path: Path) -> None:
     assert list(load_dataset(tmp_path / "s").products["product_id"]) == ["B06"]
     with pytest.raises(SystemExit):
         parser.parse_args(["import", "esci", "--src", "x", "--out", "y", "--locale", "fr"])
+
+
+def test_invalid_importer_output_is_named_by_table_not_by_a_deleted_temporary_path(
+    tmp_path: Path,
+) -> None:
+    from aisle.data.importers.common import write_canonical
+
+    products = pd.DataFrame({"product_id": ["1 a", "2"], "title": ["Drill", "Saw"],
+                             "description": "", "brand": "", "category": ""})
+    queries = pd.DataFrame({"query_id": ["q1"], "query": ["drill"], "split": ["test"]})
+    judgments = pd.DataFrame({"query_id": ["q1"], "product_id": ["2"], "grade": [1.0],
+                              "raw_label": [""]})
+    with pytest.raises(DataError) as caught:
+        write_canonical(tmp_path / "out", products, queries, judgments)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'out'}: the importer produced invalid output "
+                              "(products.csv: row 1 has product_id '1 a'")
+    assert ".tmp-" not in message and "rows count the importer's output" in message
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []

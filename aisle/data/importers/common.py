@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import html
 import logging
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from aisle.artifacts import CANONICAL, atomic_dir
-from aisle.data.canonical import read_text_table
+from aisle.data.canonical import normalize_query, read_text_table
 from aisle.data.dataset import load_dataset
 from aisle.data.schema import COLUMNS, JUDGMENTS, PRODUCTS, QUERIES
 from aisle.errors import DataError
@@ -32,10 +33,6 @@ Split = Literal["train", "dev", "test"]
 # "load < 5 kg > 2 kg"), which a plain "<[^>]*>" would cut out up to the next ">".
 _TAG = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]*>", re.DOTALL)
 _SPACE = re.compile(r"[ \t\f\v\u00a0]+")
-
-
-def normalize_query(text: str) -> str:
-    return " ".join(text.casefold().split())
 
 
 def hash_fraction(text: str) -> float:
@@ -180,7 +177,11 @@ def write_canonical(
         try:
             load_dataset(tmp)
         except DataError as e:
-            raise DataError(f"{out}: the importer produced invalid output ({e})") from e
+            # The temporary tree is gone when this is read: name the table, and say whose rows
+            # the numbers count.
+            why = str(e).replace(f"{tmp}{os.sep}", "")
+            raise DataError(f"{out}: the importer produced invalid output ({why}; rows count the "
+                            "importer's output, after the rows it drops)") from e
     log.info(
         "wrote %s: %d products, %d queries, %d judgments",
         out,
