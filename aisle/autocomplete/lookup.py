@@ -103,12 +103,15 @@ class Autocomplete:
     def candidates(self, prefix: str) -> tuple[np.ndarray, np.ndarray]:
         """Rows matching ``prefix`` (already a prefix key) and their edit counts."""
         limit = self.max_edits(len(prefix))
-        if limit == 0 and len(prefix) <= self.SHORT:
-            rows = self._heads.get(prefix, np.zeros(0, dtype=np.int64))
-            return rows, np.zeros(len(rows), dtype=np.int64)
         if limit == 0:
-            rows = np.fromiter((i for _, i in self.trie.items(prefix)), dtype=np.int64)
-            return self.trie_row[rows], np.zeros(len(rows), dtype=np.int64)
+            rows = self._exact(prefix)
+            word = prefix.rstrip()
+            if word != prefix and word in self.trie:
+                # A typed space ends the word, and the word itself is a suggestion ("ge "
+                # lists "ge", as the typo path's "moen " lists "moen"): keys keep no trailing
+                # space. Row order is rank order.
+                rows = np.union1d(rows, self.trie_row[self.trie[word]])
+            return rows, np.zeros(len(rows), dtype=np.int64)
         empty = np.zeros(0, dtype=np.int64)
         block_rows, block_keys = self._blocks.get(prefix[0], (empty, []))
         if not block_keys:
@@ -143,6 +146,13 @@ class Autocomplete:
             rows, edits = rows[keep], edits[keep]
         return rows, edits
 
+    def _exact(self, prefix: str) -> np.ndarray:
+        """Rows whose key starts with ``prefix``, in rank order."""
+        if len(prefix) <= self.SHORT:
+            return self._heads.get(prefix, np.zeros(0, dtype=np.int64))
+        rows = np.fromiter((i for _, i in self.trie.items(prefix)), dtype=np.int64)
+        return np.sort(self.trie_row[rows])
+
     @staticmethod
     def _distance(typed: str, heads: list[str], limit: int) -> np.ndarray:
         return process.cdist([typed], heads, scorer=OSA.distance, score_cutoff=limit,
@@ -162,10 +172,8 @@ class Autocomplete:
         if edits.any():
             score = self._score[rows] * self.config.typo_discount ** edits
             order = np.lexsort((rows, edits, -score, self.tier[rows]))
-        elif len(typed) <= self.SHORT:  # listed in rank order already
+        else:  # exact matches only, listed in the artifact's row order: the rank
             order = np.arange(len(rows))
-        else:  # exact matches only: the artifact's row order is the rank
-            order = np.argsort(rows, kind="stable")
         # One greedy walk down the ranked candidates, stopping at the k-th kept one (it used to
         # re-run from the top on a doubled window each time too few survived).
         kept = greedy_dedup(self.embeddings, self.threshold, k, rows[order],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from aisle.retrieval.querytext import drop_invisible
 from aisle.retrieval.spelling import fold
 
 _DIGITS = re.compile(r"\d+")
@@ -17,13 +18,14 @@ _HALF_TYPED = re.compile(r"\d,?\Z")
 
 
 def key(text: str) -> str:
-    """The lookup key of a suggestion: ``fold`` without the trailing space."""
-    return fold(text).rstrip()
+    """The lookup key of a suggestion: ``fold`` without invisible characters (as search
+    drops them: a zero-width space or a BOM) or the trailing space."""
+    return fold(drop_invisible(text)).rstrip()
 
 
 def prefix_key(prefix: str) -> str:
     """The key of a typed prefix. A trailing space stays: "moen " must not match "moenix"."""
-    return fold(prefix)
+    return fold(drop_invisible(prefix))
 
 
 def variant_key(text: str) -> str:
@@ -40,7 +42,7 @@ def shown(text: str) -> str:
     as the continuation of what they typed; a list that mixes "MOEN Chateau" (catalog casing)
     with "moen shower faucet" and "GLACIER BAY BATHROOM VANITY" reads as noise. The cost:
     acronyms and brand casings lose their capitals ("gfci", "dewalt")."""
-    return " ".join(text.split()).lower()
+    return " ".join(drop_invisible(text).split()).lower()
 
 
 def numbers(text: str) -> tuple[str, ...]:

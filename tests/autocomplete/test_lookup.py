@@ -194,6 +194,31 @@ def test_a_typed_space_ends_the_word_even_with_typos() -> None:
         assert found(typo) == {"moen shower head": 1, "moen faucet": 1, "moen": 1}, typo
 
 
+def test_a_typed_space_after_a_short_word_keeps_the_word_itself() -> None:
+    """Prefixes too short for typos take the exact paths, which looked the typed space up
+    literally: "ge " lost "ge", its most popular suggestion (keys keep no trailing space)."""
+    small = small_index([("ge", 732), ("ge profile", 40), ("gel stain", 30), ("g", 3),
+                         ("g clamp", 2), ("lg washer", 9)])
+
+    def found(prefix: str) -> list[str]:
+        return [s.text for s in small.suggest(prefix, 10)]
+
+    assert found("ge") == ["ge", "ge profile", "gel stain"]
+    assert found("ge ") == ["ge", "ge profile"]  # in rank order; "gel stain" is another word
+    assert found("GE ") == found("ge ")
+    assert found("g ") == ["g", "g clamp"]
+    assert found("lg ") == ["lg washer"]  # no suggestion "lg": nothing added
+    assert found("ze ") == []
+
+
+def test_invisible_characters_in_a_prefix_are_dropped_as_search_drops_them() -> None:
+    small = small_index([("moen shower head", 10), ("moen", 5)])
+    plain = [s.text for s in small.suggest("moen sh", 10)]
+    assert plain == ["moen shower head"]
+    for typed in ("\u200bmoen sh", "\ufeffmoen sh", "\x00moen sh", "mo\u00aden sh"):
+        assert [s.text for s in small.suggest(typed, 10)] == plain, repr(typed)
+
+
 def test_a_letter_left_out_or_added_is_one_edit() -> None:
     small = small_index([("glacier bay toilet", 50), ("dewalt drill", 8), ("moen", 5)])
 
