@@ -184,6 +184,8 @@ def _json_scalar(value: Any, name: str, where: str) -> Scalar:
         shown = json.dumps(value)
     except (TypeError, ValueError):  # from Python code, not JSON: a set, an object, ...
         shown = f"a value of type {type(value).__name__}"
+    except RecursionError:  # lists in lists ~1,000 deep: a body JSON could still parse
+        shown = f"a {type(value).__name__} nested too deeply"
     raise FilterError(f"filter {name!r}: {shown[:60]} is not a string, number or boolean",
                       where)
 

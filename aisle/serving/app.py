@@ -250,7 +250,11 @@ def add_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and isinstance(cause, ValueError) and (
                 "integer string conversion" in str(cause)):  # int()'s limit, json.loads's too
             return problem(422, "malformed request: the body holds a number of over 4,300 "
-                           "digits; k is a whole number from 1 to max_k", None, headers)
+                           "digits, which no field takes", None, headers)
+        if exc.status_code == 400 and isinstance(cause, RecursionError):
+            return problem(422, "malformed request: the body nests lists or objects too deeply "
+                           "to read; a filter's value is a value, a list of values or a range",
+                           None, headers)
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(allowed_methods(app, request))
         return problem(exc.status_code, str(exc.detail), None, headers)

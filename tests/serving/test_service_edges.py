@@ -159,10 +159,29 @@ def test_a_body_python_cannot_parse_says_what_to_fix(serve_config: ServeConfig,
                             headers={"content-type": "application/json"})
             assert r.status_code == 422, r.text
             assert r.headers["content-type"] == "application/problem+json"
-            assert "4,300 digits" in r.json()["detail"]
+            assert "4,300 digits, which no field takes" in r.json()["detail"]
         r = client.post("/search", content=b'{"query": "dr\xffill"}',
                         headers={"content-type": "application/json"})
         assert r.status_code == 400 and "not UTF-8" in r.json()["detail"], r.text
+
+
+def test_json_nested_past_python_s_recursion_limit_is_a_422_not_a_500(
+        serve_config: ServeConfig, engine: Engine) -> None:
+    """A filter of lists ~1,000 deep parsed, then failed quoting itself in the error (a
+    RecursionError, a 500); deeper, FastAPI's parser failed with a 400 saying nothing of
+    what to fix. Where the limit falls depends on the stack, so depths around it are tried."""
+    with TestClient(create_app(serve_config, engine), raise_server_exceptions=False) as client:
+        for depth in (*range(900, 1000), 1500, 5000):
+            nested = b"[" * depth + b"]" * depth
+            for path, body in (("/search", b'{"query": "drill", "filters": {"brand": %s}}'),
+                               ("/search/batch", b'{"queries": ["drill"], "filters": '
+                                                 b'{"brand": %s}}')):
+                r = client.post(path, content=body % nested,
+                                headers={"content-type": "application/json"})
+                assert r.status_code == 422, (depth, path, r.text)
+                detail = r.json()["detail"]
+                assert "nested too deeply" in detail or "too deeply to read" in detail or (
+                    "is not a string, number or boolean" in detail), (depth, detail)
 
 
 def test_a_query_with_no_hits_is_not_counted_as_re_ranked(
