@@ -49,6 +49,8 @@ from aisle.retrieval.layout import (
 
 log = logging.getLogger(__name__)
 
+# What a version's manifest says it is (aisle.retrieval.store's KIND, which imports faiss).
+INDEX_KIND = "aisle.index"
 HISTORY = "HISTORY"
 EMBED_CACHE = "embed-cache"
 WORK = "work"
@@ -112,13 +114,28 @@ def check_index_root(root: Path) -> None:
     # What a build puts in a root (a first build killed before publishing leaves its locks,
     # work directory and embedding cache, and must resume), temp paths included.
     own = {CURRENT, HISTORY, VERSIONS, EMBED_CACHE, WORK}
-    if CURRENT in names or VERSIONS in names or all(n in own or n[:1] == "." for n in names):
+    if all(n in own or n[:1] == "." for n in names):
+        return
+    # A root with files of its owner's beside it (a README) is one when it holds an index
+    # version: a CURRENT file or a versions/ folder alone is no proof (a LevelDB keeps a
+    # CURRENT, a model registry may keep versions/), and a build would overwrite the one and
+    # prune the other's folders. What is not an index under versions/ is never listed, so
+    # never pruned.
+    if (CURRENT in names or VERSIONS in names) and INDEX_KIND in _version_kinds(root):
         return
     kind = manifest_kind(root)
     if kind == "aisle.index":
         return
     what = f"a {kind!r} artifact" if kind else "files that are not an index"
     raise ArtifactError(f"{root} holds {what}, not an index root; {hint}")
+
+
+def _version_kinds(root: Path) -> set[str | None]:
+    """The manifest kinds of ``root/versions/*`` (temporary paths left out)."""
+    base = Path(root) / VERSIONS
+    if not base.is_dir():
+        return set()
+    return {manifest_kind(d) for d in base.iterdir() if d.is_dir() and d.name[:1] != "."}
 
 
 @dataclass(frozen=True)
@@ -212,6 +229,10 @@ def list_versions(root: Path) -> list[VersionInfo]:
             continue  # a build in progress (atomic_dir temp) or a broken leftover
         m = _read_version_manifest(path)
         if m is None:
+            continue
+        if m.get("kind") != INDEX_KIND:  # never listed, so never pruned
+            log.warning("skipping %s: its %s says kind %r, not an index; move it out of %s",
+                        d, MANIFEST, m.get("kind"), base)
             continue
         model = m.get("model")
         out.append(

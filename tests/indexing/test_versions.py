@@ -516,9 +516,22 @@ def test_a_directory_holding_something_else_is_not_made_an_index_root(
     runs = tmp_path / "runs"
     runs.mkdir()
     (runs / "notes.txt").write_text("keep me")
+    # A CURRENT file or a versions/ folder is no proof of an index root: a LevelDB keeps a
+    # CURRENT (a build overwrote it), a model registry versions/ (a build pruned them all).
+    leveldb = tmp_path / "leveldb"
+    leveldb.mkdir()
+    (leveldb / "CURRENT").write_text("MANIFEST-000005\n")
+    (leveldb / "MANIFEST-000005").write_bytes(b"\x00")
+    registry = tmp_path / "registry"
+    for v in ("v1", "v2"):
+        (registry / "versions" / v).mkdir(parents=True)
+        write_manifest(registry / "versions" / v, {"kind": "aisle.model"})
+    (registry / "README.md").write_text("models")
     for out, match in ((model_dir, "holds a 'aisle.model' artifact, not an index root"),
                        (data, "holds a 'aisle.dataset' artifact, not an index root"),
-                       (runs, "holds files that are not an index, not an index root")):
+                       (runs, "holds files that are not an index, not an index root"),
+                       (leveldb, "holds files that are not an index, not an index root"),
+                       (registry, "holds files that are not an index, not an index root")):
         before = sorted(p.name for p in out.iterdir())
         with pytest.raises(ArtifactError, match=match):
             build_version(data, base_model, out)
@@ -530,6 +543,18 @@ def test_a_directory_holding_something_else_is_not_made_an_index_root(
     (root / "work").mkdir(parents=True)
     (root / ".build.lock").write_text("")
     assert load_index(build_version(data, base_model, root)).manifest["count"] == 30
+    # An index root with its owner's notes beside it is still one; a folder that is not an
+    # index, put under its versions/, is never listed, so never pruned.
+    (root / "README.md").write_text("the shop's index")
+    stray = root / "versions" / "00000000T000000Z-model"
+    stray.mkdir()
+    write_manifest(stray, {"kind": "aisle.model"})
+    (stray / "weights.bin").write_bytes(b"w")
+    first = current_id(root)
+    assert load_index(build_version(prepare_catalog(catalog.iloc[:31], "d31"), base_model, root,
+                                    keep=1)).manifest["count"] == 31
+    assert [v.id for v in list_versions(root)] == [current_id(root)] != [first]
+    assert (stray / "weights.bin").read_bytes() == b"w"
 
 
 def test_the_ray_engine_without_ray_is_refused_before_the_root_is_touched(
