@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -30,8 +30,8 @@ from aisle.artifacts import atomic_dir, read_manifest
 from aisle.configs import to_dict
 from aisle.data.dataset import catalog_manifest, prepared_dir
 from aisle.data.schema import PRODUCTS
-from aisle.errors import ArtifactError, ManifestMismatch
-from aisle.indexing.ann import ADD_BLOCK, supports_removal
+from aisle.errors import AisleError, ArtifactError, ManifestMismatch
+from aisle.indexing.ann import ADD_BLOCK, supports_removal, uses_gpu
 from aisle.indexing.build import (
     base_manifest,
     check_catalog,
@@ -262,6 +262,22 @@ def update_version(
         return _update_version(data, root, model, engine, keep, model_ref, backend)
 
 
+def _on_this_host(config: IndexConfig) -> IndexConfig:
+    """The current version's index config, to build on this machine: a version built with
+    ``device=gpu`` is updated on the CPU where faiss sees no GPU (the device is where it was
+    built, not what it is; an update has no option to change it). Any other refusal of the
+    device comes here, before the embedding, not after it."""
+    if config.device == "gpu":
+        try:
+            uses_gpu(config)
+        except AisleError:
+            log.warning("the current version was built with device=gpu and faiss sees no GPU "
+                        "here: this update builds its index on the CPU (device=auto)")
+            config = replace(config, device="auto")
+    uses_gpu(config)
+    return config
+
+
 def _mixing(built_with: str | None, recorded: str, model: TwoTowerModel) -> str:
     """Why ``model`` must not embed the products of a version whose vectors ``recorded``
     (its runtime) made, and what to run instead."""
@@ -302,7 +318,7 @@ def _update_version(data: Path, root: Path, model: TwoTowerModel | None, engine:
                     "from those vectors alone, so that it holds one runtime", model.runtime)
     elif model.runtime != recorded or built_with not in (None, model.backend):
         raise ManifestMismatch(_mixing(built_with, recorded, model))
-    config = stored_index_config(current.manifest["index_config"])
+    config = _on_this_host(stored_index_config(current.manifest["index_config"]))
     # Vectors of an unknown runtime are not kept: the index is built anew from the embedded ones.
     read_old = _read_old if recorded is not None else lambda directory: None
     with prepared_dir(Path(data)) as prep:

@@ -128,6 +128,38 @@ def test_an_ivf_index_updated_in_place_loads_only_with_the_row_map_of_its_ids(
         load_index(updated)
 
 
+def test_a_version_built_on_a_gpu_is_updated_on_the_cpu_where_faiss_sees_none(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    counting: CountingEncoder,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The manifest records device=gpu for a GPU build, and an update builds with the
+    recorded config: on a CPU machine it embedded the changed products, then failed ("device=gpu
+    but faiss sees no GPU", with no option to change it), so the index could not be updated."""
+    import json
+
+    import faiss
+
+    if faiss.get_num_gpus() > 0:
+        pytest.skip("this machine has a GPU: a device=gpu version updates on it")
+    root = tmp_path / "root"
+    config = load_config(IndexConfig, None, ["kind=ivf_flat", "nlist=2", "nprobe=2"])
+    built = build_version(prepare_catalog(catalog, "day1"), base_model, root, config)
+    manifest = json.loads((built / "manifest.json").read_text())
+    manifest["index_config"]["device"] = "gpu"  # as a GPU build records it
+    (built / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level("WARNING"):
+        updated = update_version(prepare_catalog(edited(catalog), "day2"), root, base_model)
+    assert "built with device=gpu and faiss sees no GPU here" in caplog.text
+    assert load_index(updated).manifest["index_config"]["device"] == "auto"
+    fresh = build_version(prepare_catalog(edited(catalog), "day2b"), base_model,
+                          tmp_path / "fresh", config)
+    assert_same_results(load_index(updated), load_index(fresh), base_model)
+
+
 def test_a_flat_update_keeps_every_vector(
     catalog: pd.DataFrame,
     prepare_catalog: Callable[[pd.DataFrame, str], Path],
