@@ -115,12 +115,20 @@ def _step_record(cfg: StepConfig) -> dict[str, Any]:
     return _key_record(cfg, _LATER_STEP_FIELDS)
 
 
+# How fast the towers run, not what they learn: step keys hold each at its default, so that
+# changing one (to serve on more threads) keeps every finished step, and the keys of work
+# directories made before this stay as they were.
+_RUNTIME_TOWER_FIELDS = ("onnx_query_threads", "onnx_product_threads", "batch_size")
+
+
 def _tower_record(tower: TowerConfig) -> dict[str, Any]:
     """The tower config as step keys hold it. ``query_tower`` is left out: it picks the query
     tower at inference only (training always runs the transformer), and keys from before it
-    must stay the same."""
+    must stay the same. The runtime fields are held at their defaults."""
     record = _key_record(tower, _LATER_TOWER_FIELDS)
     record.pop("query_tower", None)
+    default = asdict(TowerConfig())
+    record.update({name: default[name] for name in _RUNTIME_TOWER_FIELDS})
     return record
 
 

@@ -486,6 +486,21 @@ def test_options_added_later_join_the_step_keys_only_when_on() -> None:
     assert _tower_record(TowerConfig(query_tower="transformer")) == _tower_record(TowerConfig())
 
 
+def test_how_fast_the_towers_run_keeps_the_step_keys() -> None:
+    """Serving the towers on more ONNX threads, or encoding in other batch sizes, changed
+    every step key: a resumed cascade trained its finished steps again."""
+    default = _tower_record(TowerConfig())
+    # The default's record is the one keys always held (work directories keep their steps).
+    assert (default["onnx_query_threads"], default["onnx_product_threads"],
+            default["batch_size"]) == (1, 0, 64)
+    for runtime in ({"onnx_query_threads": 4}, {"onnx_product_threads": 2},
+                    {"batch_size": 16}):
+        assert _tower_record(TowerConfig(**runtime)) == default, runtime
+    # What the towers compute still keys them.
+    assert _tower_record(TowerConfig(max_query_length=16)) != default
+    assert _tower_record(TowerConfig(pooling="cls")) != default
+
+
 class _Stubbed:
     """train_cascade with run_step and evaluate_dev stubbed: which steps trained, which
     models were evaluated on dev."""
