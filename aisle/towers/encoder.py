@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer import modules as models
 
-from aisle.errors import ArtifactError
+from aisle.errors import AisleError, ArtifactError
 from aisle.retrieval.spelling import whole_words
 from aisle.towers.config import Device, Pooling
 
@@ -70,10 +70,29 @@ def with_pooling(model: SentenceTransformer, pooling: Pooling) -> SentenceTransf
     return model
 
 
+def position_limit(model: SentenceTransformer) -> int | None:
+    """How many tokens ``model`` reads: its learned position table, less the slots a
+    RoBERTa-style table keeps up to its padding index (514 rows read 512 tokens). None for a
+    model with no learned table (rotary or relative positions)."""
+    for module in model.modules():
+        table = getattr(module, "position_embeddings", None)
+        if isinstance(table, torch.nn.Embedding):
+            pad = table.padding_idx
+            return int(table.num_embeddings) - (pad + 1 if pad is not None else 0)
+    return None
+
+
 class Tower:
     """``encode(texts) -> Tensor[B, D]``, L2-normalised. One contract for both sides."""
 
     def __init__(self, model: SentenceTransformer, max_length: int, batch_size: int) -> None:
+        limit = position_limit(model)
+        if limit is not None and max_length > limit:
+            # Else the first text past the limit fails deep in the model ("The size of tensor
+            # a (702) must match the size of tensor b (512)"), in a dev evaluation or a search.
+            raise AisleError(f"a tower max length (tower.max_query_length / "
+                             f"max_product_length) of {max_length} is past the {limit} tokens "
+                             f"this model reads; set it to at most {limit}")
         self.model = model
         self.max_length = max_length
         self.batch_size = batch_size

@@ -221,3 +221,20 @@ def test_a_model_s_fingerprint_ignores_what_git_and_the_hub_keep_beside_it(
         (clone / ".cache" / "huggingface" / "config.json.metadata").write_text(f"{n}.0\n")
     first, second = (load_model(tmp_path / f"clone{n}").fingerprint for n in (1, 2))
     assert first == second == base_model.fingerprint == "1d941209c53fa776"
+
+
+def test_a_max_length_past_the_model_s_positions_is_refused_as_it_loads(
+    base_model: TwoTowerModel,
+) -> None:
+    """It was accepted, and the first text past 512 tokens failed deep in the model ("The size
+    of tensor a (702) must match the size of tensor b (512)"), in a dev evaluation or a
+    search."""
+    from aisle.towers.encoder import Tower, position_limit
+
+    st = base_model.query.model
+    assert position_limit(st) == 512
+    with pytest.raises(AisleError, match=r"max_product_length\) of 1024 is past the 512 tokens "
+                                         r"this model reads; set it to at most 512"):
+        load_model(None, TowerConfig(backend="torch", max_product_length=1024))
+    # The limit itself reads a text of any length (each call sets the shared model's length).
+    assert Tower(st, 512, 8).encode(["drill " * 700]).shape == (1, base_model.dim)
