@@ -27,6 +27,10 @@ from aisle.retrieval.searcher import Searcher, Selection, searcher_for, stored_i
 log = logging.getLogger(__name__)
 
 KIND = "aisle.index"
+# How to mend a version that does not load. A build without --force takes a version whose
+# manifest matches the catalog and model for current, however damaged its files.
+REBUILD = ("rebuild it (aisle index build --force), or serve the version before it (aisle index "
+           "rollback)")
 INDEX_FILE = "index.faiss"
 ROWS_FILE = "rows.parquet"
 LEXICAL_DIR = "bm25"
@@ -384,18 +388,18 @@ def load_index(
     try:
         index = faiss.read_index(str(root / INDEX_FILE))
     except RuntimeError as e:
-        raise ArtifactError(f"{root / INDEX_FILE} is corrupt or missing ({e}); rebuild it") from e
+        raise ArtifactError(f"{root / INDEX_FILE} is corrupt or missing ({e}); {REBUILD}") from e
     try:
         rows = pd.read_parquet(root / ROWS_FILE)
     except (OSError, ValueError) as e:
-        raise ArtifactError(f"{root / ROWS_FILE} is corrupt or missing ({e}); rebuild it") from e
+        raise ArtifactError(f"{root / ROWS_FILE} is corrupt or missing ({e}); {REBUILD}") from e
     missing = [c for c in ("product_id", "title") if c not in rows.columns]
     if missing:
-        raise ArtifactError(f"{root / ROWS_FILE} has no {', '.join(missing)} column; rebuild it")
+        raise ArtifactError(f"{root / ROWS_FILE} has no {', '.join(missing)} column; {REBUILD}")
     if not (index.ntotal == len(rows) == manifest["count"]) or index.d != manifest["dim"]:
         raise ArtifactError(
             f"{root} is inconsistent: faiss holds {index.ntotal} x {index.d}, the row map "
-            f"{len(rows)}, the manifest {manifest['count']} x {manifest['dim']}; rebuild it"
+            f"{len(rows)}, the manifest {manifest['count']} x {manifest['dim']}; {REBUILD}"
         )
     product_ids, titles = _by_label(rows, root)
     row_ids = _row_ids(rows)
@@ -542,11 +546,11 @@ def _by_label(rows: pd.DataFrame, root: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         labels = rows["label"].to_numpy(dtype=np.int64)
     except (TypeError, ValueError) as e:
-        raise ArtifactError(f"{root / ROWS_FILE} has non-integer labels ({e}); rebuild it") from e
+        raise ArtifactError(f"{root / ROWS_FILE} has non-integer labels ({e}); {REBUILD}") from e
     if np.array_equal(labels, np.arange(len(rows))):
         return ids, titles
     if len(labels) and (labels.min() < 0 or len(np.unique(labels)) != len(labels)):
-        raise ArtifactError(f"{root / ROWS_FILE} has negative or repeated labels; rebuild it")
+        raise ArtifactError(f"{root / ROWS_FILE} has negative or repeated labels; {REBUILD}")
     size = int(labels.max()) + 1 if len(labels) else 0
     by_id, by_title = np.full(size, None, dtype=object), np.full(size, None, dtype=object)
     by_id[labels], by_title[labels] = ids, titles
