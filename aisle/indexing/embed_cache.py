@@ -26,6 +26,18 @@ from aisle.artifacts import publish
 
 log = logging.getLogger(__name__)
 
+# How far from unit length a stored vector may be (the towers' outputs are unit vectors; the
+# index build refuses any other).
+UNIT_TOLERANCE = 1e-3
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """``(n,)``: which rows are finite unit vectors, as the towers write them. A damaged file
+    (zeroed, overwritten) holds others."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        norms = np.linalg.norm(vectors, axis=1)
+    return np.isfinite(norms) & (np.abs(norms - 1.0) < UNIT_TOLERANCE)
+
 KEYS = ".keys.npy"
 VECS = ".vecs.npy"
 
@@ -115,6 +127,14 @@ class EmbeddingCache:
             inside = (pos >= first) & (pos < first + len(vecs))
             if inside.any():
                 out[inside] = vecs[pos[inside] - first]
+        damaged = hit & ~unit_rows(out)
+        if damaged.any():
+            # Encoded again, not indexed (the build would refuse them, and would meet them
+            # again on every run: --force reuses the cache).
+            log.warning("%d cached vector(s) in %s are not unit vectors (a damaged shard?): "
+                        "encoding those products again", int(damaged.sum()), self.dir)
+            out[damaged] = 0.0
+            hit = hit & ~damaged
         return out, hit
 
     def add(self, hashes: Sequence[str], vectors: np.ndarray) -> None:

@@ -31,7 +31,7 @@ from aisle.data.dataset import iter_product_blocks, product_count
 from aisle.data.fields import field_columns
 from aisle.data.schema import PRODUCTS
 from aisle.errors import AisleError
-from aisle.indexing.embed_cache import EmbeddingCache, text_hashes
+from aisle.indexing.embed_cache import EmbeddingCache, text_hashes, unit_rows
 from aisle.towers.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,10 @@ def _load_block(
     ):
         log.warning("checkpoint of block %d does not hold that block's products; embedding it "
                     "again", i)
+        return None
+    if not unit_rows(vectors).all():
+        log.warning("checkpoint of block %d holds vectors that are not unit vectors (a damaged "
+                    "file?); embedding it again", i)
         return None
     return rows, vectors
 

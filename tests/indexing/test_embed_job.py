@@ -106,6 +106,46 @@ def test_a_rebuild_encodes_only_new_and_changed_products(
     np.testing.assert_allclose(cached, base_model.product.encode(texts).numpy(), atol=1e-5)
 
 
+def test_damaged_cached_or_checkpointed_vectors_are_encoded_again_not_indexed(
+    catalog: pd.DataFrame,
+    prepare_catalog: Callable[[pd.DataFrame, str], Path],
+    base_model: TwoTowerModel,
+    counting: CountingEncoder,
+    tmp_path: Path,
+) -> None:
+    """A cache shard or a block checkpoint whose vectors were zeroed (its header kept) was
+    read as it was: every build, --force too, failed with "index vectors must be
+    L2-normalised", blaming the vectors and naming neither folder."""
+    data = prepare_catalog(catalog, "day1")
+    root = tmp_path / "root"
+    whole = build_version(data, base_model, root)
+    shard = sorted((root / EMBED_CACHE).glob("*/*.vecs.npy"))[0]
+    damaged = np.load(shard, mmap_mode="r+")
+    damaged[:7] = 0.0
+    damaged[7] = np.nan
+    damaged.flush()
+    del damaged
+    counting.texts.clear()
+    again = build_version(data, base_model, root, force=True)
+    assert len(counting.texts) == 8  # the damaged ones alone
+    a, b = vectors_by_product(whole), vectors_by_product(again)
+    for pid in a:
+        np.testing.assert_allclose(a[pid], b[pid], atol=1e-5)
+
+    # A block checkpoint zeroed after a killed build: that block is embedded again.
+    killed = tmp_path / "killed"
+    embed_catalog(data, base_model, killed / WORK)
+    block = killed / WORK / "block-000001.npy"
+    zeroed = np.load(block)
+    np.save(block, np.zeros_like(zeroed))
+    counting.texts.clear()
+    resumed = build_version(data, base_model, killed)
+    assert len(counting.texts) == 40  # block 1's products, from the cache-less root
+    b = vectors_by_product(resumed)
+    for pid in a:
+        np.testing.assert_allclose(a[pid], b[pid], atol=1e-5)
+
+
 def test_each_backend_and_int8_generation_has_its_own_cache() -> None:
     """torch, fp32 and int8 vectors of one model differ, and int8's changed on 2026-12-05 (one
     text a call): none is read for another."""
