@@ -168,7 +168,7 @@ def _run_step(
     orders = [batch_order(len(pairs), cfg.batch_size, seed, e) for e in range(cfg.epochs)]
     total = sum(len(o) for o in orders)
     # The counts and seconds run over the whole step, an interrupted run's part included.
-    counts = {"seen": 0, "hard_seen": 0, "distill_seen": 0, "seconds": 0.0}
+    counts = {"seen": 0, "hard_seen": 0, "distill_seen": 0, "unopposed": 0, "seconds": 0.0}
     state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "losses": [], **counts}
     if resume and (ckpt / STATE_FILE).is_file():
         model = load_model(ckpt / "model", model.config)
@@ -223,6 +223,9 @@ def _run_step(
                 q = forward_bucketed(model.query, batch.queries, FORWARD_CHUNK)  # (B, D)
                 p = forward_bucketed(model.product, batch.products, FORWARD_CHUNK)  # (B + H, D)
             negatives = accidental_hit_mask(batch.product_keys, batch.query_keys)
+            # A row with no negative in its batch (every product in it is a positive of its
+            # query text) adds nothing to the softmax loss.
+            state["unopposed"] += int((~negatives.any(dim=1)).sum())
             loss_fn = symmetric_in_batch_softmax_loss if cfg.symmetric else in_batch_softmax_loss
             loss = loss_fn(q.float(), p.float(), negatives, cfg.temperature, cfg.alpha)
             if batch.teacher_scores is not None:
@@ -279,10 +282,15 @@ def _run_step(
         "pairs": len(pairs),
         "hard_negatives_seen": state["hard_seen"],
         "teacher_lists_seen": state["distill_seen"],
+        "rows_without_negatives": state["unopposed"],
         "optimizer_steps": state["step"],
         "loss_first_10pct": round(float(np.mean(head)), 4) if losses else None,
         "loss_last_10pct": round(float(np.mean(tail)), 4) if losses else None,
         "seconds": round(seconds(), 1),
     }
+    if state["seen"] and state["unopposed"] == state["seen"] and not state["distill_seen"]:
+        log.warning("%s: no pair had a negative in its batch (every batch held one query text's "
+                    "positives alone), so this step learned nothing from them; train on more "
+                    "query texts, or on smaller batches", name)
     log.info("%s done: %s", name, stats)
     return model, stats

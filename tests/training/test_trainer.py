@@ -164,3 +164,30 @@ def test_a_diverged_loss_stops_the_step_before_it_reaches_the_weights(
     # The checkpoint of step 2 is what a rerun can go on from; no NaN reached any weight.
     assert all(torch.isfinite(p).all() for p in model.query.model.parameters())
     assert (tmp_path / "ckpt" / trainer.STATE_FILE).is_file()
+
+
+def test_a_step_whose_batches_hold_no_negative_says_it_learned_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pairs of one query text have no negative in any batch: every row's loss is 0, and the
+    step used to end as trained without a word."""
+    n = 6
+    one_text = Pairs(
+        queries=["cordless drill"] * n,
+        products=[f"drill {i}" for i in range(n)],
+        query_keys=np.zeros(n, dtype=np.int64),
+        product_keys=np.arange(n, dtype=np.int64),
+        hard_texts=tuple(() for _ in range(n)),
+        hard_keys=tuple(() for _ in range(n)),
+    )
+    cfg = StepConfig(batch_size=3, lr=1e-4)
+    with caplog.at_level("WARNING"):
+        _, stats = trainer.run_step(_fresh(), one_text, cfg, 0, tmp_path / "ckpt", 10, False,
+                                    "alone")
+    assert stats["rows_without_negatives"] == n and stats["loss_last_10pct"] == 0.0
+    assert "alone: no pair had a negative in its batch" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _, stats = trainer.run_step(_fresh(), _pairs(), CFG, 0, tmp_path / "ckpt2", EVERY,
+                                    False, "mixed")
+    assert stats["rows_without_negatives"] == 0 and "no pair had a negative" not in caplog.text
