@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer import modules as models
 
-from aisle.errors import AisleError, ArtifactError
+from aisle.errors import ArtifactError
 from aisle.retrieval.spelling import whole_words
 from aisle.towers.config import Device, Pooling
+from aisle.towers.positions import fit_length
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +87,8 @@ class Tower:
     """``encode(texts) -> Tensor[B, D]``, L2-normalised. One contract for both sides."""
 
     def __init__(self, model: SentenceTransformer, max_length: int, batch_size: int) -> None:
-        limit = position_limit(model)
-        if limit is not None and max_length > limit:
-            # Else the first text past the limit fails deep in the model ("The size of tensor
-            # a (702) must match the size of tensor b (512)"), in a dev evaluation or a search.
-            raise AisleError(f"a tower max length (tower.max_query_length / "
-                             f"max_product_length) of {max_length} is past the {limit} tokens "
-                             f"this model reads; set it to at most {limit}")
         self.model = model
-        self.max_length = max_length
+        self.max_length = fit_length(max_length, position_limit(model), "torch tower")
         self.batch_size = batch_size
 
     @property

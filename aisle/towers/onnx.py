@@ -23,6 +23,7 @@ from aisle.errors import AisleError, ArtifactError
 from aisle.retrieval.spelling import whole_words
 from aisle.towers.calls import CallWorkers, split_threads
 from aisle.towers.config import Backend, Pooling
+from aisle.towers.positions import config_position_limit, fit_length
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +324,7 @@ def _tower(
     # alone and in a batch of 4, and 74% of test queries' hybrid top 10 reordered). So an
     # int8 tower encodes one text a call: a query's results never depend on the traffic
     # around it, nor a product's vector on how the catalog was batched, sharded or resumed.
+    length = fit_length(length, config_position_limit(root), str(path))
     return OnnxTower(made[(name, session_threads)], root / export.tokenizer, export, pooling,
                      length, per_call, str(path), workers=workers)
 

@@ -87,6 +87,28 @@ def test_fp32_onnx_gives_torch_vectors(exported: Path, pooling: str) -> None:
         torch.testing.assert_close(a.norm(dim=1), torch.ones(len(TEXTS)))
 
 
+@pytest.mark.parametrize("backend", ["onnx-fp32", "onnx-int8"])
+def test_an_onnx_tower_s_max_length_past_the_model_s_positions_is_lowered_to_them(
+    exported: Path, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ONNX Runtime failed the first text past 512 tokens ("input index out of range")."""
+    from aisle.towers.positions import config_position_limit
+
+    with caplog.at_level("WARNING"):
+        model = load_model(exported, TowerConfig(max_query_length=2048), backend=backend)
+    assert "a max length of 2048 tokens is past the 512 this model reads" in caplog.text
+    assert model.query.max_length == 512
+    assert model.encode_query(["drill " * 700]).shape == (1, model.dim)
+    # RoBERTa-style tables keep their rows up to the padding index unused.
+    folder = next(exported.rglob("config.json")).parent
+    assert config_position_limit(folder) == 512
+    config = json.loads((folder / "config.json").read_text())
+    (folder.parent / "roberta").mkdir(exist_ok=True)
+    (folder.parent / "roberta" / "config.json").write_text(json.dumps(
+        {**config, "model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}))
+    assert config_position_limit(folder.parent / "roberta" / "onnx") == 512
+
+
 def test_tokenisation_is_sentence_transformers_own(exported: Path) -> None:
     ours = load_model(exported, TowerConfig(backend="onnx-fp32"))
     st = load_model(exported, TowerConfig(backend="torch")).query.model
