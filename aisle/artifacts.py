@@ -118,7 +118,7 @@ def manifest_kind(directory: Path) -> str | None:
         return None
     try:
         kind = json.loads(path.read_text(encoding="utf-8")).get("kind")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return None
     return kind if isinstance(kind, str) else None
 
@@ -239,7 +239,12 @@ def restore_missing(path: Path) -> None:
 def _check_not_working_dir(out: Path) -> None:
     """Refuse to publish over the working directory or a folder that holds it: replacing it
     would leave this process, and the shell that started it, in a deleted directory."""
-    here = Path(os.path.abspath(os.getcwd()))
+    try:
+        here = Path(os.getcwd())  # its real path
+    except OSError:  # deleted under this process: no output path can be it
+        return
+    # The parents' real paths, not out's own: a link at out is replaced, not followed.
+    out = Path(os.path.realpath(out.parent)) / out.name
     if out == here or out in here.parents:
         raise ArtifactError(
             f"{out} is the working directory or holds it; give another output path, or run "

@@ -87,6 +87,25 @@ def test_the_working_directory_or_one_that_holds_it_is_refused_and_kept(
     assert _leftovers(tmp_path) == [] and _leftovers(out) == []
 
 
+def test_the_working_directory_reached_through_a_link_is_refused_and_a_deleted_one_is_no_bar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    out = tmp_path / "real" / "out"
+    _publish(out, "aisle.thing", "first")
+    monkeypatch.chdir(out)
+    with pytest.raises(ArtifactError, match="is the working directory or holds it"):
+        _publish(tmp_path / "link" / "out", "aisle.thing", "second")
+    assert (out / "payload.txt").read_text() == "first"
+    # A working directory deleted under the process is no output path: publishing goes on.
+    (tmp_path / "gone").mkdir()
+    monkeypatch.chdir(tmp_path / "gone")
+    (tmp_path / "gone").rmdir()
+    _publish(tmp_path / "elsewhere", "aisle.thing", "third")
+    assert (tmp_path / "elsewhere" / "payload.txt").read_text() == "third"
+
+
 def test_a_failed_first_rename_leaves_the_output_as_it_was_and_no_temporary_tree(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

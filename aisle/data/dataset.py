@@ -228,9 +228,13 @@ def _check_edited(tables: dict[str, pd.DataFrame], directory: Path) -> dict[str,
         for c in (*COLUMNS[t], *OPTIONAL_COLUMNS.get(t, ())):
             if c in ("grade", "count") or c not in df.columns:
                 continue  # numbers, checked as such below
+            if isinstance(df[c].dtype, pd.CategoricalDtype | pd.StringDtype):
+                # Written so by pandas (a category, pandas' own string type): text as objects,
+                # as the CSV path reads it; a missing value becomes None, refused below.
+                df[c] = df[c].astype(object).where(df[c].notna(), None)
             if pd.api.types.infer_dtype(df[c], skipna=False) not in ("string", "empty"):
-                row, value = next((i, v) for i, v in enumerate(df[c].tolist(), start=1)
-                                  if not isinstance(v, str))
+                row, value = next(((i, v) for i, v in enumerate(df[c].tolist(), start=1)
+                                   if not isinstance(v, str)), (0, None))
                 raise DataError(f"{path}: row {row} has {c} {value!r}, not text; every {c} "
                                 "is a string")
     products = validate_products(tables[PRODUCTS], paths[PRODUCTS])

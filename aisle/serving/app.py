@@ -253,8 +253,8 @@ def add_error_handlers(app: FastAPI) -> None:
                            "digits, which no field takes", None, headers)
         if exc.status_code == 400 and isinstance(cause, RecursionError):
             return problem(422, "malformed request: the body nests lists or objects too deeply "
-                           "to read; a filter's value is a value, a list of values or a range",
-                           None, headers)
+                           "to read; no field nests more than a few levels (a filter's value is "
+                           "a value, a list of values or a range)", None, headers)
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(allowed_methods(app, request))
         return problem(exc.status_code, str(exc.detail), None, headers)

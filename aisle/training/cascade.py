@@ -116,8 +116,9 @@ def _step_record(cfg: StepConfig) -> dict[str, Any]:
 
 
 # How fast the towers run, not what they learn: step keys hold each at its default, so that
-# changing one (to serve on more threads) keeps every finished step, and the keys of work
-# directories made before this stay as they were.
+# changing one (to serve on more threads) keeps every finished step. Work directories made
+# before this with the defaults keep their keys; one made with other values trains its steps
+# once more.
 _RUNTIME_TOWER_FIELDS = ("onnx_query_threads", "onnx_product_threads", "batch_size")
 
 

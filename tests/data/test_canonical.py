@@ -478,6 +478,18 @@ def test_an_edited_prepared_directory_is_checked_as_its_csvs_were_when_prepared_
     assert not (tmp_path / "again").exists()
 
 
+def test_a_prepared_table_rewritten_with_categories_is_prepared_again(tmp_path: Path) -> None:
+    """pandas writes a category column as a dictionary; it reads back as text, not refused."""
+    prepared = prepare(write_dir(tmp_path / "d"), tmp_path / "prepared")
+    _edit(prepared, "queries", lambda f: f.assign(split=f["split"].astype("category")))
+    again = load_dataset(prepare(prepared, tmp_path / "again"))
+    assert again.queries["split"].tolist() == ["train", "dev", "test"]
+    _edit(prepared, "queries", lambda f: f.assign(
+        split=pd.Categorical(["train", None, "test"])))
+    with pytest.raises(DataError, match=r"queries\.parquet: row 2 has split None, not text"):
+        prepare(prepared, tmp_path / "again")
+
+
 def test_a_prepared_directory_prepared_again_keeps_its_typed_fields(tmp_path: Path) -> None:
     data = write_dir(tmp_path / "d", products=(
         "product_id,title,description,brand,category,weight,cordless,upc\n"
