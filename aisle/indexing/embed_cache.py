@@ -87,10 +87,11 @@ class EmbeddingCache:
             self._shards.append((start, v))
             start += len(k)
         flat = pd.Index(np.concatenate(keys) if keys else np.array([], dtype="U32"), dtype=object)
-        # A key stored twice (two builds raced) keeps its first copy: the same vector anyway.
-        first = ~flat.duplicated()
-        self._keys = flat[first]
-        self._rows = np.flatnonzero(first)
+        # A key stored twice keeps its last copy: two builds raced (the same vector anyway),
+        # or the first copy was damaged and encoded again (``lookup``).
+        last = ~flat.duplicated(keep="last")
+        self._keys = flat[last]
+        self._rows = np.flatnonzero(last)
 
     def _remove_orphans(self) -> None:
         """Delete the vectors files whose keys file was never written (a write killed
@@ -135,6 +136,9 @@ class EmbeddingCache:
                         "encoding those products again", int(damaged.sum()), self.dir)
             out[damaged] = 0.0
             hit = hit & ~damaged
+            # Forgotten, so that ``add`` stores the new vectors (a later copy wins on load).
+            kept = ~self._keys.isin(pd.Index(np.asarray(hashes, dtype=object)[damaged]))
+            self._keys, self._rows = self._keys[kept], self._rows[kept]
         return out, hit
 
     def add(self, hashes: Sequence[str], vectors: np.ndarray) -> None:

@@ -131,6 +131,10 @@ def test_damaged_cached_or_checkpointed_vectors_are_encoded_again_not_indexed(
     a, b = vectors_by_product(whole), vectors_by_product(again)
     for pid in a:
         np.testing.assert_allclose(a[pid], b[pid], atol=1e-5)
+    # Their new vectors were stored, and win over the damaged copies: nothing is encoded again.
+    counting.texts.clear()
+    build_version(data, base_model, root, force=True)
+    assert counting.texts == []
 
     # A block checkpoint zeroed after a killed build: that block is embedded again.
     killed = tmp_path / "killed"
