@@ -37,7 +37,10 @@ def test_the_service_re_ranks_as_aisle_search_does(config: ServeConfig,
     index = load_index(Path(config.index))
     reranker = load_reranker(reranker_dir, "torch")
     retriever = open_retriever(index, index_model(index), reranker=reranker)
-    for c in _client(config):
+    # A budget no loaded machine runs past: at the default 50 ms, a CI run sharing two cores
+    # with another job answered the first stage (reranked 0), as the budget says it should.
+    # What the budget does is the next test's.
+    for c in _client(replace(config, rerank_budget_ms=60_000.0)):
         for query in QUERIES:
             for _ in range(2):  # the second answer comes from the result cache
                 body = c.get("/search", params={"q": query, "k": 5}).json()
