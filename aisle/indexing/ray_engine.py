@@ -44,11 +44,27 @@ RAY_BATCH = 256
 # memory, a crash in a native library) would restart actors without end, the job never
 # finishing nor failing.
 RAY_RETRIES = 3
-# Ray Data's background threads for one job: its scheduling loop and its metadata fetcher.
-# The job's own shutdown waits 2 s for them; on a loaded machine they can outlive that and
-# then call into Ray after ``ray.shutdown()``, which makes Ray end the whole process.
-RAY_DATA_THREADS = ("StreamingExecutor-", "ray-data-metadata-prefetch")
+# Ray Data's background threads for one job: its scheduling loop, its metadata fetcher and
+# iter_batches' prefetcher (which still fetches blocks when a failed job's error reaches the
+# caller). The job's own shutdown waits 2 s for the first; on a loaded machine they can
+# outlive that and then call into Ray after ``ray.shutdown()``, which makes Ray end the whole
+# process (a CI run died so at exit 1, in the test that fails a job and then shuts Ray down).
+RAY_DATA_THREADS = ("StreamingExecutor-", "ray-data-metadata-prefetch", "iter_threaded")
 RAY_SETTLE_SECONDS = 60.0
+
+
+# Ray's usage collection: Ray Data's starts a thread in the driver that polls a Prometheus
+# server every 10 s for the life of the process, reading Ray's worker each time (a read that
+# lands in ray.shutdown() would end the process), and Ray's own reports usage to its makers.
+# aisle sends nothing anywhere at run time: off, unless the user's environment turns it on.
+USAGE_OFF = {"RAY_DATA_USAGE_DISABLED": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def quiet_usage() -> None:
+    """Turn Ray's usage collection off for this process where the environment has not chosen
+    (before a job: Ray Data reads the switch as each job starts)."""
+    for name, value in USAGE_OFF.items():
+        os.environ.setdefault(name, value)
 
 
 def connect(address: str | None) -> None:
@@ -56,6 +72,7 @@ def connect(address: str | None) -> None:
     None: the cluster ``RAY_ADDRESS`` names, else a local one of the cores this process may use."""
     import ray
 
+    quiet_usage()
     if ray.is_initialized():
         return
     try:
@@ -166,6 +183,7 @@ class RayEncoder:
 
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        quiet_usage()
         frame = pd.DataFrame({"pos": np.arange(len(texts)), "text": list(texts)})
         # One block per batch, so that every actor (one per CPU, across nodes) gets work.
         blocks = [frame.iloc[i : i + RAY_BATCH] for i in range(0, len(frame), RAY_BATCH)]

@@ -178,3 +178,18 @@ def test_a_finished_job_waits_for_ray_datas_threads_before_returning(
         assert "someone-else" not in caplog.text
     finally:
         release.set()
+
+
+def test_a_failed_job_waits_for_iter_batches_prefetcher_too() -> None:
+    """iter_batches' prefetch thread ("iter_threaded") can still fetch blocks when a failed
+    job's error reaches the caller; a CI run whose test then shut Ray down died at exit 1."""
+    import threading
+    import time
+
+    from aisle.indexing.ray_engine import settle_ray_data
+
+    prefetch = threading.Thread(target=time.sleep, args=(0.5,), name="iter_threaded",
+                                daemon=True)
+    prefetch.start()
+    settle_ray_data(timeout=5.0)
+    assert not prefetch.is_alive()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -38,6 +39,21 @@ def test_ray_and_local_engines_give_the_same_embeddings(
     assert remote.encoded == local.encoded == 40
     pd.testing.assert_frame_equal(local.rows, remote.rows)
     np.testing.assert_allclose(remote.vectors, local.vectors, atol=1e-5)
+    # Ray's usage collection was off for the job: aisle sends nothing anywhere at run time.
+    assert os.environ["RAY_DATA_USAGE_DISABLED"] == "1"
+
+
+def test_ray_usage_collection_is_off_unless_the_environment_turns_it_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aisle.indexing.ray_engine import USAGE_OFF, quiet_usage
+
+    for name in USAGE_OFF:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "1")  # the user's choice stands
+    quiet_usage()
+    assert os.environ["RAY_DATA_USAGE_DISABLED"] == "1"
+    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "1"
 
 
 def test_the_local_engine_does_not_import_ray() -> None:
