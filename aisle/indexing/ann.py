@@ -44,6 +44,7 @@ import numpy as np
 from tqdm import tqdm
 
 from aisle.errors import AisleError
+from aisle.indexing.embed_cache import unit_rows
 from aisle.retrieval.config import IndexConfig
 from aisle.retrieval.searcher import flat_codes
 
@@ -130,8 +131,7 @@ def _check_vectors(vectors: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     if x.ndim != 2 or len(x) == 0:
         raise AisleError(f"vectors must be a non-empty (n, d) array, got shape {x.shape}")
-    norms = np.linalg.norm(x, axis=1)
-    if not np.all(np.abs(norms - 1.0) < 1e-3):
+    if not unit_rows(x).all():
         raise AisleError(
             "index vectors must be L2-normalised (inner product = cosine); the towers' outputs "
             "are, so normalise anything else first (faiss.normalize_L2)"

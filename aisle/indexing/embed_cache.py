@@ -26,8 +26,11 @@ from aisle.artifacts import publish
 
 log = logging.getLogger(__name__)
 
-# How far from unit length a stored vector may be (the towers' outputs are unit vectors; the
-# index build refuses any other).
+KEYS = ".keys.npy"
+VECS = ".vecs.npy"
+
+# How far from unit length a stored vector may be: the towers' outputs are unit vectors, and
+# the index build refuses any other by the same check (ann._check_vectors).
 UNIT_TOLERANCE = 1e-3
 
 
@@ -37,9 +40,6 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         norms = np.linalg.norm(vectors, axis=1)
     return np.isfinite(norms) & (np.abs(norms - 1.0) < UNIT_TOLERANCE)
-
-KEYS = ".keys.npy"
-VECS = ".vecs.npy"
 
 
 def text_hash(text: str) -> str:

@@ -265,16 +265,16 @@ def update_version(
 def _on_this_host(config: IndexConfig) -> IndexConfig:
     """The current version's index config, to build on this machine: a version built with
     ``device=gpu`` is updated on the CPU where faiss sees no GPU (the device is where it was
-    built, not what it is; an update has no option to change it). Any other refusal of the
-    device comes here, before the embedding, not after it."""
-    if config.device == "gpu":
-        try:
-            uses_gpu(config)
-        except AisleError:
-            log.warning("the current version was built with device=gpu and faiss sees no GPU "
-                        "here: this update builds its index on the CPU (device=auto)")
-            config = replace(config, device="auto")
-    uses_gpu(config)
+    built, not what it is; an update has no option to change it). Decided here, before the
+    embedding, not after it (``uses_gpu`` refuses only ``device=gpu``)."""
+    if config.device != "gpu":
+        return config
+    try:
+        uses_gpu(config)
+    except AisleError:
+        log.warning("the current version was built with device=gpu and faiss sees no GPU "
+                    "here: this update builds its index on the CPU (device=auto)")
+        return replace(config, device="auto")
     return config
 
 

@@ -42,6 +42,7 @@ from aisle.artifacts import (
 from aisle.errors import ArtifactError
 from aisle.retrieval.layout import (
     CURRENT,
+    INDEX_KIND,
     VERSIONS,
     current_id,
     version_dir,
@@ -49,8 +50,6 @@ from aisle.retrieval.layout import (
 
 log = logging.getLogger(__name__)
 
-# What a version's manifest says it is (aisle.retrieval.store's KIND, which imports faiss).
-INDEX_KIND = "aisle.index"
 HISTORY = "HISTORY"
 EMBED_CACHE = "embed-cache"
 WORK = "work"
@@ -124,7 +123,7 @@ def check_index_root(root: Path) -> None:
     if (CURRENT in names or VERSIONS in names) and INDEX_KIND in _version_kinds(root):
         return
     kind = manifest_kind(root)
-    if kind == "aisle.index":
+    if kind == INDEX_KIND:
         return
     what = f"a {kind!r} artifact" if kind else "files that are not an index"
     raise ArtifactError(f"{root} holds {what}, not an index root; {hint}")

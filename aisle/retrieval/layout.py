@@ -10,6 +10,8 @@ from aisle.errors import ArtifactError
 
 CURRENT = "CURRENT"
 VERSIONS = "versions"
+# What an index directory's manifest says it is (here, not in store.py, which imports faiss).
+INDEX_KIND = "aisle.index"
 
 
 def is_versioned(root: Path) -> bool:

@@ -20,13 +20,13 @@ from aisle.configs import from_dict, to_dict
 from aisle.errors import AisleError, ArtifactError, ManifestMismatch
 from aisle.retrieval.config import FusionConfig, IndexConfig, stored_index_config
 from aisle.retrieval.filters import FieldTable, Filter
-from aisle.retrieval.layout import resolve_index_dir
+from aisle.retrieval.layout import INDEX_KIND, resolve_index_dir
 from aisle.retrieval.lexical import BM25Index
 from aisle.retrieval.searcher import Searcher, Selection, searcher_for, stored_ids
 
 log = logging.getLogger(__name__)
 
-KIND = "aisle.index"
+KIND = INDEX_KIND
 # How to mend a version that does not load. A build without --force takes a version whose
 # manifest matches the catalog and model for current, however damaged its files.
 REBUILD = ("rebuild it (aisle index build --force), or serve the version before it (aisle index "
