@@ -108,16 +108,21 @@ def read_csv_strict(path: Path, table: str, sep: str = ",") -> pd.DataFrame:
             raise DataError(f"{path}: not a file; a {table} table is a CSV file")
         raise DataError(f"{path}: file is missing; a {table} table needs {list(COLUMNS[table])}")
     df = read_text_table(path, sep)
+    check_columns(df, table, path)
+    keep = [*COLUMNS[table], *(c for c in OPTIONAL_COLUMNS.get(table, ()) if c in df.columns)]
+    if table == PRODUCTS:  # extra product columns are fields (aisle/data/fields.py)
+        keep += [c for c in df.columns if c not in keep]
+    return df[keep]
+
+
+def check_columns(df: pd.DataFrame, table: str, path: Path) -> None:
+    """Refuse a ``table`` frame read from ``path`` that lacks a required column."""
     missing = [c for c in COLUMNS[table] if c not in df.columns]
     if missing:
         raise DataError(
             f"{path}: missing column(s) {missing}; found {list(df.columns)}, "
             f"need {list(COLUMNS[table])}"
         )
-    keep = [*COLUMNS[table], *(c for c in OPTIONAL_COLUMNS.get(table, ()) if c in df.columns)]
-    if table == PRODUCTS:  # extra product columns are fields (aisle/data/fields.py)
-        keep += [c for c in df.columns if c not in keep]
-    return df[keep]
 
 
 def _row(df: pd.DataFrame, mask: np.ndarray | pd.Series) -> int:

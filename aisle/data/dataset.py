@@ -29,6 +29,7 @@ from aisle.artifacts import (
     write_manifest,
 )
 from aisle.data.canonical import (
+    check_columns,
     read_canonical,
     validate_judgments,
     validate_products,
@@ -182,9 +183,7 @@ def load_dataset(directory: Path, as_prepared: bool = True) -> Dataset:
     restore_missing(directory)  # before it is taken for a missing or a CSV directory
     if not is_prepared(directory):
         csv = read_canonical(directory)
-        # The absolute path's name: "." or "data/hd/.." would otherwise name it "" or "..".
-        name = Path(os.path.abspath(directory)).name
-        return Dataset(csv[PRODUCTS], csv[QUERIES], csv[JUDGMENTS], name=name)
+        return Dataset(csv[PRODUCTS], csv[QUERIES], csv[JUDGMENTS], name=_dir_name(directory))
     manifest = read_manifest(directory, KIND)
     counts, named = manifest.get("counts"), manifest.get("name")
     if as_prepared and not (isinstance(counts, dict) and isinstance(named, str)
@@ -209,9 +208,14 @@ def load_dataset(directory: Path, as_prepared: bool = True) -> Dataset:
         del data
     if not as_prepared:
         tables = _check_edited(tables, directory)
-    name = named if isinstance(named, str) and named else Path(os.path.abspath(directory)).name
+    name = named if isinstance(named, str) and named else _dir_name(directory)
     return Dataset(tables[PRODUCTS], tables[QUERIES], tables[JUDGMENTS], name=name,
                    root=directory)
+
+
+def _dir_name(directory: Path) -> str:
+    """The absolute path's name: "." or "data/hd/.." would otherwise name it "" or ".."."""
+    return Path(os.path.abspath(directory)).name
 
 
 def _check_edited(tables: dict[str, pd.DataFrame], directory: Path) -> dict[str, pd.DataFrame]:
@@ -221,10 +225,7 @@ def _check_edited(tables: dict[str, pd.DataFrame], directory: Path) -> dict[str,
     paths = {t: directory / f"{t}.parquet" for t in TABLES}
     for t in TABLES:
         df, path = tables[t], paths[t]
-        missing = [c for c in COLUMNS[t] if c not in df.columns]
-        if missing:
-            raise DataError(f"{path}: missing column(s) {missing}; found {list(df.columns)}, "
-                            f"need {list(COLUMNS[t])}")
+        check_columns(df, t, path)
         for c in (*COLUMNS[t], *OPTIONAL_COLUMNS.get(t, ())):
             if c in ("grade", "count") or c not in df.columns:
                 continue  # numbers, checked as such below
@@ -306,8 +307,7 @@ def prepared_dir(data: Path) -> Iterator[Path]:
         yield data
         return
     with tempfile.TemporaryDirectory(prefix="aisle-prepared-") as tmp:
-        # The absolute path's name: "." or "data/.." has none of its own.
-        out = Path(tmp) / (Path(os.path.abspath(data)).name or "dataset")
+        out = Path(tmp) / (_dir_name(data) or "dataset")
         prepare(data, out)
         yield out
 

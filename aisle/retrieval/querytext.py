@@ -35,8 +35,8 @@ _CASE_PROBE = "Cordless DRILL Straße ÉCLAIR Ärmel"
 _INVISIBLE = [*range(0x00, 0x09), *range(0x0E, 0x1C), *range(0x7F, 0x85), *range(0x86, 0xA0),
               0xAD, *range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2065),
               0xFEFF]
-_MARKS = str.maketrans({"\u2122": " ", "\u2120": " ", **dict.fromkeys(map(chr, _INVISIBLE))})
 _UNSEEN = str.maketrans(dict.fromkeys(map(chr, _INVISIBLE)))
+_MARKS = {**_UNSEEN, ord("\u2122"): " ", ord("\u2120"): " "}
 _SLASHES = str.maketrans({"\u2044": "/", "\u2215": "/"})  # ⁄ ∕
 # NFKC spells a vulgar fraction as digits around a fraction slash, glued to a whole number
 # before it ("1½" -> "11⁄2", eleven halves): a space keeps the mixed number "1 1/2".
