@@ -50,3 +50,17 @@ def reranker_dir(tmp_path_factory: pytest.TempPathFactory, sample_data: Path,
     out = tmp_path_factory.mktemp("rerank") / "ce"
     train_reranker(sample_data, sample_index, out, TINY)
     return out
+
+
+def reseal(directory: Path) -> None:
+    """Record index ``directory``'s file sizes in its manifest as they are now. A test that
+    edits a file to reach a check behind the size check (a row map relabelled, a BM25 file
+    emptied) writes what a build would have recorded had the file been so when it ran."""
+    import json
+
+    from aisle.retrieval.store import file_sizes
+
+    path = directory / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["files"] = file_sizes(directory)
+    path.write_text(json.dumps(manifest), encoding="utf-8")

@@ -11,6 +11,7 @@ import aisle
 from aisle.errors import AisleError
 from aisle.retrieval.retriever import index_model, open_retriever
 from aisle.retrieval.store import load_index
+from tests.conftest import reseal
 
 
 def test_search_answers_as_the_retriever_does_in_every_mode(sample_index: Path) -> None:
@@ -85,17 +86,24 @@ def test_a_missing_or_emptied_bm25_index_is_an_error_not_a_dense_search(
     from aisle.errors import ArtifactError
 
     gone = shutil.copytree(sample_index, tmp_path / "gone")
-    shutil.rmtree(gone / "bm25")  # the manifest still records it
+    shutil.rmtree(gone / "bm25")  # the manifest still records it, and its files
+    with pytest.raises(ArtifactError, match=r"bm25/\S+ is missing; rebuild"):
+        aisle.open_index(gone).search("cordless drill")
+    reseal(gone)  # no BM25 file recorded (an index from before the record): when first read
     with pytest.raises(ArtifactError, match="missing or corrupt"):
         aisle.open_index(gone).search("cordless drill")
     emptied = shutil.copytree(sample_index, tmp_path / "emptied")
     npy = next((emptied / "bm25").rglob("*.npy"))
     npy.write_bytes(b"")  # a full disk, or a crash before the bytes reached it
+    with pytest.raises(ArtifactError, match=r"\.npy is 0 bytes, its manifest records \d+"):
+        load_index(emptied)
+    reseal(emptied)  # emptied before the build wrote its manifest
     with pytest.raises(ArtifactError, match="missing or corrupt"):
         load_index(emptied).lexical.search(["drill"], 1)
     retyped = shutil.copytree(sample_index, tmp_path / "retyped")
     vocab = next((retyped / "bm25").glob("vocab*.json"))
     vocab.write_text("[]", encoding="utf-8")  # valid JSON, the wrong shape (hand-edited)
+    reseal(retyped)
     with pytest.raises(ArtifactError, match="missing or corrupt"):
         load_index(retyped).lexical.search(["drill"], 1)
 

@@ -60,6 +60,7 @@ from aisle.retrieval.store import (
     LEXICAL_DIR,
     PARTITIONS_DIR,
     ROWS_FILE,
+    file_sizes,
     index_is_current,
 )
 from aisle.towers.config import runtime_backend
@@ -182,7 +183,8 @@ def write_index_dir(
         directory / LEXICAL_DIR
     )
     write_manifest(directory, {**manifest, "count": int(index.ntotal),
-                               "fields": field_types(rows[fields])})
+                               "fields": field_types(rows[fields]),
+                               "files": file_sizes(directory)})
 
 
 def write_catalog(

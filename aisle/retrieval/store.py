@@ -331,6 +331,33 @@ def stored_fusion(raw: dict[str, Any]) -> FusionConfig:
     return from_dict(FusionConfig, raw)
 
 
+def file_sizes(directory: Path) -> dict[str, int]:
+    """The size in bytes of each file a search of index directory ``directory`` reads (the
+    FAISS index, the row map and the BM25 files; a partition records its own), by path
+    relative to it: what its manifest records, so that a file truncated or replaced after
+    the build is caught as the index loads, not served."""
+    directory = Path(directory)
+    files = [directory / INDEX_FILE, directory / ROWS_FILE]
+    if (directory / LEXICAL_DIR).is_dir():
+        files += sorted(p for p in (directory / LEXICAL_DIR).rglob("*") if p.is_file())
+    return {p.relative_to(directory).as_posix(): p.stat().st_size for p in files}
+
+
+def changed_file(directory: Path, manifest: dict[str, Any]) -> str | None:
+    """What differs between the files of ``directory`` and the sizes its manifest records
+    (``file_sizes``), or None: a missing file, or one of another size. A manifest from
+    before 2026-12-08 records none, and nothing is checked."""
+    for rel, size in manifest.get("files", {}).items():
+        try:
+            actual = (Path(directory) / rel).stat().st_size
+        except OSError:
+            return f"{rel} is missing"
+        if actual != size:
+            return (f"{rel} is {actual} bytes, its manifest records {size} (truncated or "
+                    "replaced after the build)")
+    return None
+
+
 def recorded_runtime(manifest: dict[str, Any]) -> str | None:
     """What embedded an index's vectors (``TwoTowerModel.runtime``), as its manifest says; an
     index from before runtimes were recorded gives its backend."""
@@ -371,7 +398,19 @@ def index_is_current(
         and (config is None or manifest.get("index_config") == to_dict(config))
         and (Path(out) / INDEX_FILE).is_file()
         and (Path(out) / LEXICAL_DIR).is_dir()
+        and _files_intact(Path(out), manifest)
     )
+
+
+def _files_intact(directory: Path, manifest: dict[str, Any]) -> bool:
+    """Whether ``directory``'s files have the sizes its manifest records (logged if not)."""
+    files = manifest.get("files", {})
+    if not isinstance(files, dict):
+        return False
+    changed = changed_file(directory, {"files": files})
+    if changed:
+        log.warning("%s is not reused: %s", directory, changed)
+    return changed is None
 
 
 def load_index(
@@ -385,6 +424,9 @@ def load_index(
     """
     root = resolve_index_dir(Path(root))
     manifest = _read_index_manifest(root)
+    changed = changed_file(root, manifest)
+    if changed:
+        raise ArtifactError(f"{root}: {changed}; {REBUILD}")
     try:
         index = faiss.read_index(str(root / INDEX_FILE))
     except RuntimeError as e:
@@ -451,9 +493,14 @@ def _read_index_manifest(root: Path) -> dict[str, Any]:
     for key in ("ref", "fingerprint"):
         if not isinstance(model.get(key), str) or not model[key]:
             raise bad(f"'model.{key}' must be a non-empty string, got {model.get(key)!r}")
-    for key in ("index_config", "fusion", "partitions", "data"):
+    for key in ("index_config", "fusion", "partitions", "data", "files"):
         if key in manifest and not isinstance(manifest[key], dict):
             raise bad(f"{key!r} must be an object, got {manifest[key]!r}")
+    for rel, size in manifest.get("files", {}).items():
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise bad(f"file {rel!r} has size {size!r}, not a non-negative integer")
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise bad(f"file {rel!r} is not a path inside the index directory")
     for name, rel in manifest.get("partitions", {}).items():
         parts = Path(rel).parts if isinstance(rel, str) else ()
         if len(parts) != 2 or parts[0] != PARTITIONS_DIR or parts[1] in (".", ".."):

@@ -18,6 +18,7 @@ from aisle.retrieval.retriever import open_retriever
 from aisle.retrieval.store import load_index
 from aisle.towers.config import TowerConfig
 from aisle.towers.model import TwoTowerModel, load_model
+from tests.conftest import reseal
 from tests.indexing.conftest import CountingEncoder, tune
 
 
@@ -128,6 +129,7 @@ def test_a_row_map_that_names_other_ids_than_faiss_holds_is_refused(
     shuffled = tmp_path / "shuffled"
     shutil.copytree(sample_index, shuffled)
     rows.assign(label=np.arange(n)[::-1]).to_parquet(shuffled / "rows.parquet")
+    reseal(shuffled)  # as though the build wrote it so (another size: the size check refuses)
     assert load_index(shuffled).manifest["count"] == n
     # The default index holds ids 0..n-1; one row relabelled past them.
     moved = tmp_path / "moved"
@@ -135,6 +137,7 @@ def test_a_row_map_that_names_other_ids_than_faiss_holds_is_refused(
     labels = np.arange(n)
     labels[5] = n + 7
     rows.assign(label=labels).to_parquet(moved / "rows.parquet")
+    reseal(moved)
     with pytest.raises(ArtifactError, match=re.escape(
             f"does not match {moved / 'index.faiss'}: 1 FAISS id(s) that no row names (first "
             f"[5]), 1 row label(s) that FAISS does not hold (first [{n + 7}]); rebuild")):
@@ -150,16 +153,19 @@ def test_a_row_map_that_names_other_ids_than_faiss_holds_is_refused(
         by_id = faiss.IndexIDMap(faiss.IndexHNSWFlat(hnsw.d, 16, faiss.METRIC_INNER_PRODUCT))
         by_id.add_with_ids(vectors, ids)
         faiss.write_index(by_id, str(mapped / "index.faiss"))
+        reseal(mapped)
 
     write_mapped(np.arange(n, dtype=np.int64) * 2)
     with pytest.raises(ArtifactError, match=rf": {n // 2} FAISS id\(s\) that no row names"):
         load_index(mapped)  # the row map still says 0..n-1
     rows.assign(label=np.arange(n) * 2).to_parquet(mapped / "rows.parquet")
+    reseal(mapped)
     index = load_index(mapped)
     assert index.product_ids[2] == rows["product_id"].iloc[1] and index.product_ids[1] is None
     # A FAISS id repeated, or negative (-1 in place of the last: numpy would read -1 as the
     # last slot), against a row map of 0..n-1.
     rows.to_parquet(mapped / "rows.parquet")
+    reseal(mapped)
     for at, bad, message in (
             (1, 0, "0 FAISS id(s) that no row names (first []), 1 FAISS id(s) held more than "
                    "once (first [0]), 1 row label(s) that FAISS does not hold (first [1])"),
@@ -178,6 +184,45 @@ def test_up_to_date_index_is_reused_and_force_rebuilds(
     before = (sample_index / "index.faiss").stat().st_mtime_ns
     build_index(sample_data, base_model, sample_index)
     assert (sample_index / "index.faiss").stat().st_mtime_ns == before
+
+
+def test_a_truncated_file_is_refused_as_it_loads_and_rebuilt_by_a_plain_build(
+    sample_index: Path, sample_data: Path, base_model: TwoTowerModel, tmp_path: Path
+) -> None:
+    """The manifest records each file's size. A file cut short after the build (a copy
+    stopped early, a full disk) was trusted until ``--force``, because the manifest still
+    matched: the load failed deep in FAISS, or in BM25 at the first hybrid search, and a
+    plain build reused it."""
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert set(manifest["files"]) >= {"index.faiss", "rows.parquet", "bm25/analyzer.json"}
+    assert manifest["files"]["index.faiss"] == (index / "index.faiss").stat().st_size
+    with open(index / "index.faiss", "r+b") as f:
+        f.truncate(manifest["files"]["index.faiss"] // 2)
+    size = manifest["files"]["index.faiss"]
+    with pytest.raises(ArtifactError, match=re.escape(
+            f"index.faiss is {size // 2} bytes, its manifest records {size} (truncated or "
+            "replaced after the build); rebuild it")):
+        load_index(index)
+    build_index(sample_data, base_model, index)  # not current: rebuilt, no --force
+    assert (index / "index.faiss").stat().st_size == size
+    assert load_index(index).manifest["count"] == manifest["count"]
+
+
+@pytest.mark.parametrize(("files", "message"), [
+    ([], "'files' must be an object"),
+    ({"index.faiss": -1}, "file 'index.faiss' has size -1"),
+    ({"index.faiss": "12"}, "file 'index.faiss' has size '12'"),
+    ({"../elsewhere": 3}, "file '../elsewhere' is not a path inside the index directory"),
+])
+def test_an_edited_file_record_is_refused(
+    files: object, message: str, sample_index: Path, tmp_path: Path
+) -> None:
+    broken = shutil.copytree(sample_index, tmp_path / "broken")
+    _edit_manifest("files", files)(broken)
+    with pytest.raises(ArtifactError, match=re.escape(message)):
+        load_index(broken)
 
 
 def test_a_failed_build_leaves_nothing_behind(tmp_path: Path, base_model: TwoTowerModel) -> None:
@@ -209,6 +254,7 @@ def _edit_manifest(
 def _drop_product_ids(directory: Path) -> None:
     rows = pd.read_parquet(directory / "rows.parquet")
     rows.drop(columns=["product_id"]).to_parquet(directory / "rows.parquet")
+    reseal(directory)
 
 
 @pytest.mark.parametrize(
@@ -245,12 +291,18 @@ def test_a_bm25_dir_without_its_analyzer_file_is_refused_unless_it_predates_it(
     broken = tmp_path / "broken"
     shutil.copytree(sample_index, broken)
     (broken / "bm25" / "analyzer.json").unlink()
+    # The manifest records the file: the index is refused as it loads, dense search too.
+    with pytest.raises(ArtifactError, match=r"bm25/analyzer\.json is missing; rebuild"):
+        load_index(broken)
+    # Without that record (an index from before 2026-12-08), when BM25 is first read.
+    manifest = json.loads((broken / "manifest.json").read_text())
+    del manifest["files"]
+    (broken / "manifest.json").write_text(json.dumps(manifest))
     index = load_index(broken)  # dense search does not need it
     with pytest.raises(ArtifactError, match=r"analyzer\.json is missing.*rebuild the index"):
         index.lexical  # noqa: B018
     # An index from before analyzer.json recorded no BM25 settings in its manifest either:
     # that one loads with bm25s's tokenizer (tests/indexing/test_update.py builds a real one).
-    manifest = json.loads((broken / "manifest.json").read_text())
     for key in ("bm25_analyzer", "bm25_k1", "bm25_b", "bm25_fuzzy"):
         del manifest["index_config"][key]
     (broken / "manifest.json").write_text(json.dumps(manifest))

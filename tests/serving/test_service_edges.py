@@ -29,6 +29,7 @@ def dense_only(sample_index: Path, tmp_path: Path, base_model: TwoTowerModel
     shutil.copytree(resolve_index_dir(sample_index), index)
     manifest = json.loads((index / "manifest.json").read_text())
     del manifest["lexical"]
+    del manifest["files"]  # recorded since 2026-12-08, after BM25
     (index / "manifest.json").write_text(json.dumps(manifest))
     shutil.rmtree(index / "bm25")
     config = ServeConfig(index=str(index), watch_interval_s=0)
