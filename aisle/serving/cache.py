@@ -95,9 +95,8 @@ class LRUCache:
 
 def _decoded(value: object) -> np.ndarray:
     """A stored vector; bytes that are not float32s (another writer, a truncated value), or a
-    value that is no bytes at all (a client told to decode responses: ``REDIS_URL=...?
-    decode_responses=true``), come back empty, which the engine's shape check refuses, counts
-    and overwrites."""
+    value that is no bytes at all, come back empty, which the engine's shape check refuses,
+    counts and overwrites."""
     if not isinstance(value, bytes) or len(value) % 4:
         return np.empty(0, dtype=np.float32)
     return np.frombuffer(value, dtype=np.float32)
@@ -118,6 +117,15 @@ class RedisCache:
         self.client = redis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
+        # Vectors are stored as bytes. A URL's decode_responses=true (which overrides keyword
+        # arguments) made redis-py decode each reply as UTF-8: almost every read failed and
+        # counted as Redis being down, so the tier never served. Replies stay bytes here.
+        pool = self.client.connection_pool
+        if str(pool.connection_kwargs.get("decode_responses", "")).lower() in ("true", "1",
+                                                                                "yes"):
+            log.warning("ignoring decode_responses in the Redis URL: the query-vector cache "
+                        "stores bytes")
+        pool.connection_kwargs["decode_responses"] = False
         self.ttl_s = ttl_s
         self.backoff_s = backoff_s
         self.errors = 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -84,6 +85,16 @@ class Plan:
     # Prepared without a speller search; None where some word's correction is not known yet.
     queries: list[PreparedQuery] | None = None
     answer: Answer | None = field(default=None)  # set when the lane is LOOP
+
+
+def _tower_vector(v: np.ndarray, dim: int) -> bool:
+    """Whether ``v`` is what a query tower writes: ``dim`` finite numbers of unit length (an
+    all-zero vector too: a static tower's, for a text none of whose word pieces it knows)."""
+    if v.shape != (dim,):
+        return False
+    with np.errstate(over="ignore", invalid="ignore"):
+        squared = float(np.dot(v, v))  # inf or nan when any number is, or their squares are
+    return math.isfinite(squared) and (abs(squared - 1.0) < 2e-3 or squared == 0.0)
 
 
 @dataclass
@@ -269,11 +280,11 @@ class Engine:
 
     def _usable(self, found: list[np.ndarray | None], dim: int,
                 count: bool = True) -> list[np.ndarray | None]:
-        """``found`` with any value that is not a finite ``dim`` vector made a miss (counted):
-        Redis is shared, and a value another writer put there must not fail every request
-        for its query until it expires; the miss encodes the query and overwrites it."""
-        bad = {i for i, v in enumerate(found)
-               if v is not None and (v.shape != (dim,) or not np.isfinite(v).all())}
+        """``found`` with any value that is no vector a tower writes (``dim`` finite numbers
+        of unit length, or zeros) made a miss (counted): Redis is shared, and a value another
+        writer put there must neither fail every request for its query until it expires nor
+        be searched with; the miss encodes the query and overwrites it."""
+        bad = {i for i, v in enumerate(found) if v is not None and not _tower_vector(v, dim)}
         if not bad:
             return found
         if count:

@@ -122,8 +122,11 @@ def test_a_k_of_thousands_of_digits_is_a_422_not_a_500(serve_config: ServeConfig
 
 def test_a_redis_client_that_decodes_responses_never_fails_a_request(
         private_redis: RedisServer, serve_config: ServeConfig, engine: Engine) -> None:
-    """``REDIS_URL=...?decode_responses=true`` hands back text, not bytes: a cached value that
-    happened to be valid UTF-8 failed every request for its query (a TypeError, a 500)."""
+    """``REDIS_URL=...?decode_responses=true`` made redis-py decode replies as text: a
+    cached value that happened to be valid UTF-8 failed every request for its query (a
+    TypeError, a 500), and any other failed the read as though Redis were down, so the tier
+    never served a vector. Replies stay bytes, and a foreign value of a vector's size (finite
+    numbers, not of unit length) is encoded again, not searched with."""
     remote = RedisCache(private_redis.url + "?decode_responses=true", ttl_s=600,
                         timeout_s=0.5, backoff_s=0.2)
     engine.cache = TieredCache(LRUCache(100), remote)
@@ -136,6 +139,22 @@ def test_a_redis_client_that_decodes_responses_never_fails_a_request(
     assert engine.stats.bad_vectors == 1
     stored = np.frombuffer(store.get(key), dtype=np.float32)  # type: ignore[arg-type]
     assert stored.shape == (engine.snapshot.model.dim,) and np.isfinite(stored).all()
+    assert abs(float(np.linalg.norm(stored)) - 1) < 1e-3
+    # Another process (a fresh in-process tier) finds it in Redis: a hit, no error.
+    engine.cache = TieredCache(LRUCache(100), remote)
+    with TestClient(create_app(serve_config, engine), raise_server_exceptions=False) as client:
+        r = client.get("/search", params={"q": "sander", "k": 4})  # not a cached result
+        assert r.status_code == 200, r.text
+    assert (engine.stats.hits, remote.errors, engine.stats.bad_vectors) == (1, 0, 1)
+    # Finite, the right size, twice unit length: not what a tower writes.
+    store.set(key, (2 * stored).tobytes())
+    engine.cache = TieredCache(LRUCache(100), remote)
+    with TestClient(create_app(serve_config, engine), raise_server_exceptions=False) as client:
+        r = client.get("/search", params={"q": "sander", "k": 5})
+        assert r.status_code == 200, r.text
+    assert engine.stats.bad_vectors == 2
+    assert np.array_equal(np.frombuffer(store.get(key), dtype=np.float32),  # type: ignore[arg-type]
+                          stored)
 
 
 def test_a_query_repeated_in_a_batch_is_one_miss(serve_config: ServeConfig,
