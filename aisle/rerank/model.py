@@ -46,8 +46,20 @@ class TorchCrossScorer:
         import torch
         from sentence_transformers import CrossEncoder
 
-        model = CrossEncoder(str(path), device=device, activation_fn=torch.nn.Identity(),
-                             local_files_only=True)
+        try:
+            model = CrossEncoder(str(path), device=device, activation_fn=torch.nn.Identity(),
+                                 local_files_only=True)
+        except Exception as e:  # transformers and safetensors raise their own types
+            raise ArtifactError(f"{path} is not a usable cross-encoder ({type(e).__name__}: "
+                                f"{e}); train it again (aisle rerank train)") from e
+        # Without its tokenizer files transformers builds a tokenizer of a few special tokens,
+        # and every word scores as [UNK]: the scores would depend on the texts' lengths alone.
+        known, table = len(model.tokenizer), int(getattr(model.config, "vocab_size", 0) or 0)
+        if known < table // 2:
+            raise ArtifactError(
+                f"{path}: its tokenizer knows {known} tokens, its model {table}: the tokenizer "
+                "files (tokenizer.json, vocab.txt) are missing or damaged; train it again "
+                "(aisle rerank train)")
         model.eval()
         return cls(model)
 
@@ -186,8 +198,9 @@ def load_reranker(path: Path, backend: RerankBackend = "auto", device: str | Non
         scorer = TorchCrossScorer.load(path, device)
     else:
         onnx = manifest["onnx"]
-        root = path / onnx["dir"]
-        try:
+        root = path / "onnx"  # what the manifest names, once it is read
+        try:  # (a manifest without the export's "dir" is a corrupt export too)
+            root = path / onnx["dir"]
             precision = chosen.removeprefix("onnx-")
             scorer = OnnxCrossScorer.from_export(path, manifest, root / onnx["files"][precision],
                                                  int8=precision == "int8", threads=threads)

@@ -150,6 +150,15 @@ def _sample(qrels: dict[str, dict[str, float]], n: int, seed: int) -> dict[str, 
     return {keys[i]: qrels[keys[i]] for i in sorted(picked)}
 
 
+def _selection_sample(qrels: dict[str, dict[str, float]], n: int, seed: int
+                      ) -> dict[str, dict[str, float]]:
+    """The dev queries epochs are compared on: ``n`` of those with a product graded above 0
+    (0: all of them). nDCG@10 is undefined for the others, and a sample of those alone would
+    compare epochs by nothing."""
+    return _sample({q: grades for q, grades in qrels.items() if any_relevant({q: grades})},
+                   n, seed)
+
+
 def cross_scores(scorer: CrossScorer, queries: dict[str, str], first: dict[str, list[Any]],
                  text_of: dict[str, str], depth: int, desc: str = "re-ranking"
                  ) -> dict[str, np.ndarray]:
@@ -333,7 +342,7 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
     base = RerankConfig(depth=cfg.depth)
 
     select = cfg.epochs > 1 and cfg.select_queries > 0
-    sample = _sample(dev_qrels, cfg.select_queries, cfg.seed) if select else {}
+    sample = _selection_sample(dev_qrels, cfg.select_queries, cfg.seed) if select else {}
     for epoch in range(progress["epoch"], cfg.epochs):
         batches_of = bucketed_batches(examples, cfg.batch_size, cfg.seed, epoch)
         bar = tqdm(range(progress["batch"], batches), desc=f"epoch {epoch + 1}", unit="batch",
@@ -386,33 +395,38 @@ def train_reranker(data: Path, index: Path, out: Path, cfg: RerankTrainConfig,
         "rerank": asdict(base),
         "code_version": code_version(),
     }
+    summary: dict[str, Any] = {"out": str(out), "epoch": manifest["epoch"]}
+    # Exported and tuned before it is published: a run stopped in between (minutes on
+    # homedepot) publishes nothing, where it left a cross-encoder whose weight was never
+    # chosen on dev; a resume starts here again from the saved best epoch.
     with atomic_dir(out, KIND) as tmp:
         shutil.copytree(work / BEST, tmp, dirs_exist_ok=True)
         write_manifest(tmp, manifest)
-    summary: dict[str, Any] = {"out": str(out), "epoch": manifest["epoch"]}
-    if cfg.export_int8:
-        from aisle.rerank.export import export_reranker
+        if cfg.export_int8:
+            from aisle.rerank.export import export_reranker
 
-        try:
-            export_reranker(out, int8=True, data=data)
-            summary["int8_export"] = "done"
-        except Exception as e:  # the model stays usable on torch
-            log.warning("int8 export of %s failed (%s); it runs on torch", out, e)
-            summary["int8_export"] = f"failed: {e}"
-    # The fusion weight, chosen on dev with the backend the cross-encoder will run on.
-    reranker = load_reranker(out)
-    first = {q: stage["ranked"][q] for q in dev_qrels}
-    scores = cross_scores(reranker.scorer, dev_queries, first, text_of, cfg.depth,
-                          f"dev re-ranking ({reranker.backend})")
-    grid = weight_grid(first, scores, dev_qrels, top_grade, cfg.weights, base, EVAL_K)
-    chosen = replace(base, weight=best_weight(grid))
-    alone = next((r["ndcg@10"] for r in grid if r["weight"] == 0), None)
-    log.info("dev nDCG@10 %.4f at weight %.2f (the first stage alone: %s)",
-             next(r["ndcg@10"] for r in grid if r["weight"] == chosen.weight), chosen.weight,
-             "not in the grid" if alone is None else f"{alone:.4f}")
-    final = {**read_manifest(out, KIND), "rerank": asdict(chosen), "dev": grid,
-             "dev_backend": reranker.backend}
-    atomic_write_text(out / MANIFEST, json.dumps(final, indent=2, sort_keys=True) + "\n")
-    summary.update({"rerank": asdict(chosen), "dev_backend": reranker.backend, "dev": grid})
+            try:
+                export_reranker(tmp, int8=True, data=data)
+                summary["int8_export"] = "done"
+            except Exception as e:  # the model stays usable on torch
+                log.warning("int8 export of %s failed (%s); it runs on torch", out, e)
+                summary["int8_export"] = f"failed: {e}"
+        # The fusion weight, chosen on dev with the backend the cross-encoder will run on.
+        reranker = load_reranker(tmp)
+        first = {q: stage["ranked"][q] for q in dev_qrels}
+        scores = cross_scores(reranker.scorer, dev_queries, first, text_of, cfg.depth,
+                              f"dev re-ranking ({reranker.backend})")
+        grid = weight_grid(first, scores, dev_qrels, top_grade, cfg.weights, base, EVAL_K)
+        chosen = replace(base, weight=best_weight(grid))
+        alone = next((r["ndcg@10"] for r in grid if r["weight"] == 0), None)
+        log.info("dev nDCG@10 %.4f at weight %.2f (the first stage alone: %s)",
+                 next(r["ndcg@10"] for r in grid if r["weight"] == chosen.weight),
+                 chosen.weight, "not in the grid" if alone is None else f"{alone:.4f}")
+        final = {**read_manifest(tmp, KIND), "rerank": asdict(chosen), "dev": grid,
+                 "dev_backend": reranker.backend}
+        atomic_write_text(tmp / MANIFEST, json.dumps(final, indent=2, sort_keys=True) + "\n")
+        backend = reranker.backend
+        del reranker  # its sessions read files of tmp, which is published as out next
+    summary.update({"rerank": asdict(chosen), "dev_backend": backend, "dev": grid})
     summary["minutes"] = round((time.perf_counter() - started) / 60, 1)
     return summary

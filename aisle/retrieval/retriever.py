@@ -216,7 +216,9 @@ class Retriever:
                 continue
             # Waiting for the turn is spent budget, and a query waits no longer than it has
             # left: a late one is answered at once, in first-stage order.
-            left = deadline - time.monotonic()
+            # (no longer than threading allows: a budget of inf is none, and past ~292
+            # years acquire raises OverflowError)
+            left = min(deadline - time.monotonic(), threading.TIMEOUT_MAX)
             if left <= 0 or not turn.acquire(timeout=left):
                 scores.append(None)
                 continue

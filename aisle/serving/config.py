@@ -114,7 +114,8 @@ class ServeConfig:
     # comes later keeps its first-stage order (never an error; counted in
     # aisle_rerank_skipped), so overload degrades ranking, not latency. A batch's queries
     # share the earliest arrival's budget. A query's re-ranking already started runs to its
-    # end (~93 ms for 50 candidates on int8 on two cores here, bench/rerank.py).
+    # end (~93 ms for 50 candidates on int8 on two cores here, bench/rerank.py). inf: no
+    # budget (every query is re-ranked, in turn).
     rerank_budget_ms: float = 50.0
 
     def __post_init__(self) -> None:

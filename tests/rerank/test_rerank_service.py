@@ -76,6 +76,18 @@ def test_bad_rerank_settings_are_refused() -> None:
         from_dict(ServeConfig, {"rerank_threads": -1})
 
 
+@pytest.mark.parametrize("budget", [float("inf"), 1e13])
+def test_a_budget_of_inf_or_centuries_re_ranks_every_query(config: ServeConfig,
+                                                           budget: float) -> None:
+    """inf is how one writes "no budget": it was accepted at start-up, then every re-ranked
+    search was a 500 (OverflowError from the lock's timeout), as was any budget past ~292
+    years."""
+    for c in _client(replace(config, rerank_budget_ms=budget)):
+        r = c.get("/search", params={"q": "cordless drill", "k": 5})
+        assert r.status_code == 200, r.text
+        assert r.json()["reranked"] > 0
+
+
 def test_the_budget_counts_from_when_the_request_arrived(config: ServeConfig) -> None:
     """Time queued before the search (for the encoder, behind other batches) is spent
     budget: a request that arrived a budget ago is answered in first-stage order."""

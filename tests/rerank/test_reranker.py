@@ -174,6 +174,75 @@ def test_resume_continues_an_interrupted_run(tmp_path: Path, sample_data: Path,
                            work=tmp_path / "work")
 
 
+def test_a_run_stopped_while_tuning_publishes_nothing_and_resumes_to_a_tuned_one(
+        tmp_path: Path, sample_data: Path, sample_index: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cross-encoder was published before its int8 export and its weight's tuning on
+    dev (minutes on homedepot): a run stopped in that window left a complete-looking
+    directory whose weight (0.5) was never chosen on dev, and every search used it."""
+    from aisle.rerank import train
+
+    tune = train.weight_grid
+
+    def stopped(*args: object, **kwargs: object) -> list[dict[str, object]]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train._Training, "step", lambda self, batch: 0.0)
+    monkeypatch.setattr(train, "weight_grid", stopped)
+    out = tmp_path / "ce"
+    with pytest.raises(KeyboardInterrupt):
+        train_reranker(sample_data, sample_index, out, TINY, work=tmp_path / "work")
+    assert not out.exists() and not list(tmp_path.glob(".ce*"))
+    monkeypatch.setattr(train, "weight_grid", tune)
+    train_reranker(sample_data, sample_index, out, TINY, resume=True, work=tmp_path / "work")
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["dev"] and manifest["rerank"]["weight"] in TINY.weights
+
+
+def test_epochs_are_compared_on_dev_queries_with_a_relevant_product() -> None:
+    """The epochs' dev sample was drawn from every dev query: one that missed the few with a
+    relevant product compared epochs by an undefined nDCG, a TypeError after a whole epoch."""
+    from aisle.rerank.train import _selection_sample
+
+    qrels = {f"q{i}": {"p": 0.0} for i in range(50)} | {"q7": {"p": 2.0}, "q33": {"p": 1.0}}
+    for seed in range(20):
+        assert set(_selection_sample(qrels, 2, seed)) == {"q7", "q33"}
+        assert list(_selection_sample(qrels, 1, seed)) in (["q7"], ["q33"])
+    assert set(_selection_sample(qrels, 0, 0)) == {"q7", "q33"}
+
+
+@pytest.mark.parametrize("damage", ["no tokenizer", "truncated weights", "no config"])
+def test_a_damaged_cross_encoder_is_refused_on_torch_with_what_to_do(
+        damage: str, reranker_dir: Path, tmp_path: Path) -> None:
+    """A folder without its tokenizer files loaded, with a tokenizer of five special tokens,
+    and scored every product by the length of its text; truncated weights or no config.json
+    were a traceback (SafetensorError, ValueError), not an error naming the folder."""
+    broken = shutil.copytree(reranker_dir, tmp_path / "ce")
+    if damage == "no tokenizer":
+        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+            (broken / name).unlink(missing_ok=True)
+        message = r"its tokenizer knows \d+ tokens, its model \d+"
+    elif damage == "truncated weights":
+        weights = broken / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:100])
+        message = "is not a usable cross-encoder"
+    else:
+        (broken / "config.json").unlink()
+        message = "is not a usable cross-encoder"
+    with pytest.raises(ArtifactError, match=message):
+        load_reranker(broken, "torch")
+
+
+def test_an_export_record_without_its_folder_is_a_corrupt_export(reranker_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    copy = shutil.copytree(reranker_dir, tmp_path / "ce")
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["onnx"] = {"files": {"fp32": "model.onnx"}}  # no "dir"
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="missing or corrupt ONNX export"):
+        load_reranker(copy, "onnx-fp32")
+
+
 def test_several_epochs_without_selection_publish_the_last(
         tmp_path: Path, sample_data: Path, sample_index: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
