@@ -12,12 +12,12 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from aisle import __version__
-from aisle.errors import ArtifactError
+from aisle.errors import AisleError, ArtifactError
 
 log = logging.getLogger(__name__)
 
@@ -321,6 +321,21 @@ def atomic_write_text(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_not_input(out: Path, inputs: Sequence[Path | None], flag: str = "--out") -> None:
+    """Refuse an output file that is one of the command's inputs or lies inside an input
+    directory, before any work: `aisle qrels --out DATA/judgments.csv` replaced the judgments
+    it read, and `aisle report --out RUN` one of the runs it compared."""
+    target = Path(os.path.realpath(out))
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(os.path.realpath(given))
+        if target == source or source in target.parents:
+            inside = "" if target == source else "a file in "
+            raise AisleError(f"{flag} {out} would overwrite {inside}{given}, which this "
+                             "command reads; write it elsewhere")
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:

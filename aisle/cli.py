@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -341,6 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AisleError as e:
         log.error("%s", e)
         return 2
+    except BrokenPipeError:  # `aisle search ... | head`: the reader has what it wanted
+        # Python would flush stdout again at exit and report the pipe once more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE  # what a tool killed by SIGPIPE returns, without a word
     except OSError as e:  # a path that cannot be read or written: a file where a folder
         # must be, no permission, a full disk. The message names the path; -v: the traceback.
         log.error("%s", e, exc_info=args.verbose)

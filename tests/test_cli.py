@@ -122,7 +122,7 @@ def test_contradicting_or_unreadable_inputs_exit_2_with_a_message(
           "--config", str(tmp_path)], "cannot be read"),
         (["compare", *data, str(tmp_path)], "cannot be read"),
         (["report", *data, "--out", str(tmp_path / "r.html"), "--resamples", "0",
-          str(tmp_path / "run.trec")], "--resamples must be at least 100, got 0"),
+          str(tmp_path / "run.trec")], "--resamples must be from 100 to 1,000,000, got 0"),
         (["qrels", *data, "--out", str(tmp_path)], "is a directory"),
         (["serve", "--index", str(tmp_path / "typo")], "manifest.json is missing"),
         # A tag with no run file to write it in would be ignored.
@@ -138,6 +138,81 @@ def test_contradicting_or_unreadable_inputs_exit_2_with_a_message(
         caplog.clear()
         assert main(argv) == 2, argv
         assert message in caplog.text, (argv, caplog.text)
+
+
+def test_an_output_over_an_input_or_a_number_past_its_range_exits_2_before_any_work(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, sample_index: Path, sample_data: Path
+) -> None:
+    """Found by a review of the CLI: each of these wrote over what the command read,
+    published an index no search could read, served on another port, hung every search, or
+    ended in a traceback."""
+    import shutil
+
+    data = shutil.copytree(sample_data, tmp_path / "data")
+    judgments = (data / "judgments.csv").read_bytes()
+    run = tmp_path / "bm25.trec"
+    assert main(["evaluate", "--data", str(data), "--split", "test", "--baseline", "bm25",
+                 "--run-out", str(run)]) == 0
+    written = run.read_bytes()
+    split = ["--data", str(data), "--split", "test"]
+    cases = [
+        (["qrels", *split, "--out", str(data / "judgments.csv")],
+         f"--out {data / 'judgments.csv'} would overwrite a file in {data}"),
+        (["report", *split, str(run), "--out", str(run)], f"--out {run} would overwrite {run}"),
+        (["evaluate", *split, "--baseline", "bm25", "--run-out", str(data / "x.trec")],
+         "--run-out"),
+        (["compare", *split, str(run), "--seed", "-1"], "--seed must be 0 or more, got -1"),
+        (["compare", *split, str(run), "--resamples", str(10**11)],
+         "--resamples must be from 100 to 1,000,000"),
+        (["index", "build", "--data", str(data), "--out", str(tmp_path / "idx"), "bm25_k1=inf"],
+         "bm25_k1 must be > 0 and finite, got inf"),
+        (["serve", "--index", str(sample_index), "--model", str(tmp_path / "typo")],
+         f"--model {tmp_path / 'typo'}: no such directory"),
+        (["serve", "--index", str(sample_index), "--port", "70000"],
+         "port must be at most 65535, got 70000"),
+        (["serve", "--index", str(sample_index), "batch_wait_ms=inf"],
+         "batch_wait_ms must be finite, got inf"),
+        (["index", "list", "--out", str(tmp_path / "typo")], "is not an index root"),
+        (["index", "prune", "--out", str(sample_index), "--keep", "1"],
+         "is a plain index directory, not a versioned root"),
+        (["search", "--index", str(sample_index), "--filter", "price=10..5", "drill"],
+         "the range 10..5 runs backwards; write it low..high (5..10)"),
+    ]
+    for argv, message in cases:
+        caplog.clear()
+        assert main(argv) == 2, argv
+        assert message in caplog.text, (argv, caplog.text)
+    assert (data / "judgments.csv").read_bytes() == judgments and run.read_bytes() == written
+    assert not (data / "x.trec").exists() and not (tmp_path / "idx").exists()
+    assert not list(sample_index.glob(".*.lock"))
+    for argv in (["cache", "warm", "--index", str(sample_index), "--queries", str(run),
+                  "--batch", "0"],
+                 ["cache", "warm", "--index", str(sample_index), "--queries", str(run),
+                  "--top", "-5"]):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(
+    sample_index: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`aisle search ... | head -2` ended with "ERROR aisle: [Errno 32] Broken pipe" and exit
+    2, which fails a `set -o pipefail` script; now it exits as a tool killed by SIGPIPE
+    does (141), without a word."""
+    import os
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone
+    stdout = open(write, "w", buffering=1)  # noqa: SIM115 (closed below)
+    monkeypatch.setattr(sys, "stdout", stdout)
+    try:
+        assert main(["search", "--index", str(sample_index), "-k", "20", "drill"]) == 141
+    finally:
+        monkeypatch.undo()
+        stdout.close()
+    assert "Broken pipe" not in caplog.text
 
 
 def test_a_weight_names_convex_fusion_over_an_index_tuned_to_rrf(

@@ -9,6 +9,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aisle.artifacts import check_not_input
 from aisle.data.dataset import Dataset, load_dataset
 from aisle.data.schema import PRODUCTS
 from aisle.errors import AisleError, DataError, ManifestMismatch
@@ -203,6 +204,8 @@ def evaluate_command(
     """``rerank``: a cross-encoder directory that re-ranks the index's first stage (or
     ``reranker``, one loaded already)."""
     check_evaluate_args(index, baseline, run_out, mode, fusion)
+    if run_out is not None:
+        check_not_input(run_out, [data, index, rerank], "--run-out")
     if baseline is not None:
         given = [flag for flag, value in (("--mode", mode), ("--model", model),
                                           ("--backend", backend),

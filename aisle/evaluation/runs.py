@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aisle.artifacts import atomic_write_text
+from aisle.artifacts import atomic_write_text, check_not_input
 from aisle.data.dataset import Dataset, load_dataset
 from aisle.errors import AisleError, DataError
 from aisle.evaluation.compare import RunSummary, compare_runs
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 def qrels_command(data: Path, split: str, out: Path) -> int:
     """Write ``split``'s judgments as TREC qrels; returns the grade scale (see trec.py)."""
+    check_not_input(out, [data])
     ds = load_dataset(data)
     scale = write_qrels(split_qrels(ds, split), out)
     log.info("wrote %s: %s's %s judgments, grades x %d", out, ds.name, split, scale)
@@ -75,16 +76,23 @@ def check_runs(runs: dict[str, dict[str, list[str]]], ds: Dataset, split: str) -
                             "catalog?")
 
 
-def check_resamples(resamples: int) -> None:
-    """Fewer resamples give intervals and p-values too coarse to read (and 0 none at all)."""
-    if resamples < 100:
-        raise AisleError(f"--resamples must be at least 100, got {resamples}")
+# Past this a bootstrap's index table alone outgrows memory (8 bytes a query a resample).
+MAX_RESAMPLES = 1_000_000
+
+
+def check_resamples(resamples: int, seed: int = 0) -> None:
+    """Fewer resamples give intervals and p-values too coarse to read (and 0 none at all);
+    numpy's generators take no negative seed."""
+    if not 100 <= resamples <= MAX_RESAMPLES:
+        raise AisleError(f"--resamples must be from 100 to {MAX_RESAMPLES:,}, got {resamples}")
+    if seed < 0:
+        raise AisleError(f"--seed must be 0 or more, got {seed}")
 
 
 def compare_command(
     data: Path, split: str, paths: Sequence[Path], resamples: int = RESAMPLES, seed: int = 0
 ) -> list[RunSummary]:
-    check_resamples(resamples)
+    check_resamples(resamples, seed)
     ds = load_dataset(data)
     qrels = split_qrels(ds, split)
     runs = load_runs(paths)
@@ -114,9 +122,10 @@ def report_command(
     from aisle.evaluation.report import render_report
     from aisle.evaluation.slices import query_slices
 
-    check_resamples(resamples)
+    check_resamples(resamples, seed)
     if Path(out).is_dir():
         raise AisleError(f"--out {out} is a directory; give the path of the .html file to write")
+    check_not_input(out, [data, *paths])
     ds = load_dataset(data)
     qrels = split_qrels(ds, split)
     top_grade = split_top_grade(ds, qrels)

@@ -90,9 +90,26 @@ def report_version(root: Path, vid: str, job: str) -> None:
               "current")
 
 
+def _check_root(out: Path) -> None:
+    """Refuse an ``--out`` that is no versioned index root: ``list`` said any folder (a typo,
+    a plain index directory) held no versions, and ``prune`` wrote its lock files into it."""
+    from aisle.artifacts import MANIFEST
+    from aisle.errors import AisleError
+    from aisle.retrieval.layout import VERSIONS, is_versioned
+
+    if is_versioned(out) or (out / VERSIONS).is_dir():
+        return
+    if (out / MANIFEST).is_file():
+        raise AisleError(f"{out} is a plain index directory, not a versioned root: it has no "
+                         "versions (aisle index build --out ROOT writes them)")
+    raise AisleError(f"{out} is not an index root (no {VERSIONS}/ folder, no CURRENT file); "
+                     "give the --out an index build wrote")
+
+
 def cmd_list(args: argparse.Namespace) -> None:
     from aisle.indexing.versions import list_versions
 
+    _check_root(args.out)
     versions = list_versions(args.out)
     if not versions:
         print(f"{args.out} holds no index versions; build one: aisle index --data ... --out ...")
@@ -118,6 +135,7 @@ def cmd_rollback(args: argparse.Namespace) -> None:
 def cmd_prune(args: argparse.Namespace) -> None:
     from aisle.indexing.versions import prune
 
+    _check_root(args.out)
     removed = prune(args.out, args.keep)
     print(f"removed {len(removed)} version(s): {' '.join(removed) or '-'}")
 

@@ -139,8 +139,8 @@ class IndexConfig:
                 f"index config bm25_analyzer {self.bm25_analyzer!r} is unknown; use one of "
                 f"{get_args(BM25Analyzer)}"
             )
-        if not self.bm25_k1 > 0:
-            raise AisleError(f"index config bm25_k1 must be > 0, got {self.bm25_k1}")
+        if not 0 < self.bm25_k1 < math.inf:  # inf wrote a BM25 index no search could read
+            raise AisleError(f"index config bm25_k1 must be > 0 and finite, got {self.bm25_k1}")
         if not 0 <= self.bm25_b <= 1:
             raise AisleError(f"index config bm25_b must be in [0, 1], got {self.bm25_b}")
 

@@ -305,6 +305,10 @@ def _typed(c: Condition, kind: FieldType, where: str | None) -> list[Any]:
             item = _NUMBER_ITEM.fullmatch(v)
             assert item is not None
             exact, low, high = item.groups()
+            if low is not None and high is not None and float(low) > float(high):
+                # 10..5 matches nothing: a swapped range, answered empty without a word
+                raise FilterError(f"filter {c.text()[:60]!r}: the range {v.strip()} runs "
+                                  f"backwards; write it low..high ({high}..{low})", where)
             items.append(float(exact) if exact is not None else
                          (None if low is None else float(low),
                           None if high is None else float(high)))

@@ -18,6 +18,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (``--batch 0`` was a traceback, ``--batch -1``
+    warmed nothing and said it had)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _config(args: argparse.Namespace) -> Any:
     from aisle.configs import load_config
     from aisle.serving.config import ServeConfig, env_overrides
@@ -45,6 +57,14 @@ def _check_index(config: ServeConfig) -> None:
     read_manifest(resolve_index_dir(Path(config.index)), KIND)
 
 
+def _check_paths(config: ServeConfig) -> None:
+    """A missing ``--model`` or ``--rerank`` directory is a clear error (exit 2) here too,
+    not a traceback from the app's start-up and uvicorn's exit 3."""
+    for flag, value in (("--model", config.model), ("--rerank", config.rerank)):
+        if value and not value.startswith("builtin:") and not Path(value).is_dir():
+            raise AisleError(f"{flag} {value}: no such directory")
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -52,6 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     config = _config(args)
     _check_index(config)
+    _check_paths(config)
     # No per-request access log: /metrics counts requests, and a log line per search costs
     # more than a cached search itself.
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info",
@@ -76,7 +97,15 @@ def head_queries(path: Path, top: int, same: Callable[[str], str] = str) -> list
         if "query" not in frame.columns:
             raise AisleError(f"{path}: needs a 'query' column; found {list(frame.columns)}")
         counts: Counter[str] = Counter()
-        weights = frame["count"].astype(int) if "count" in frame.columns else [1] * len(frame)
+        weights: Any = [1] * len(frame)
+        if "count" in frame.columns:
+            counted = pd.to_numeric(frame["count"], errors="coerce")
+            if counted.isna().any() or (counted % 1 != 0).any() or (counted < 0).any():
+                row = int(counted.index[(counted.isna() | (counted % 1 != 0) | (counted < 0))
+                                        .to_numpy()][0])
+                raise AisleError(f"{path}: the count column must hold whole numbers >= 0; "
+                                 f"row {row + 1} holds {frame['count'].iloc[row]!r}")
+            weights = counted.astype(int)
         for q, w in zip(frame["query"], weights, strict=True):
             counts[str(q)] += int(w)
     else:
@@ -138,8 +167,9 @@ def add_serve_parsers(sub: Any, add_command: Any) -> None:
     p.add_argument("--index", type=Path, required=True)
     p.add_argument("--model", default=None)
     p.add_argument("--queries", type=Path, required=True, help="query log: csv, parquet or text")
-    p.add_argument("--top", type=int, default=1000, help="how many head queries")
-    p.add_argument("--batch", type=int, default=256, help="queries per encoder/pipeline batch")
+    p.add_argument("--top", type=positive_int, default=1000, help="how many head queries")
+    p.add_argument("--batch", type=positive_int, default=256,
+                   help="queries per encoder/pipeline batch")
     add_backend_argument(p)  # must match the service's: the cache keys hold the backend
     add_query_tower_argument(p)  # and the query tower
     p.add_argument("--config", type=Path, default=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
@@ -125,8 +126,13 @@ class ServeConfig:
             value = getattr(self, name)
             if not value >= least:  # also refuses nan
                 raise AisleError(f"{name} must be >= {least}, got {value}")
-        if not self.redis_timeout_s > 0:
-            raise AisleError(f"redis_timeout_s must be > 0, got {self.redis_timeout_s}")
+            if value == math.inf:  # batch_wait_ms=inf waited for ever: every search hung
+                raise AisleError(f"{name} must be finite, got {value}")
+        if not 0 < self.redis_timeout_s < math.inf:
+            raise AisleError(f"redis_timeout_s must be > 0 and finite, got "
+                             f"{self.redis_timeout_s}")
+        if self.port > 65535:  # the socket would take it modulo 65536: another port
+            raise AisleError(f"port must be at most 65535, got {self.port}")
         if self.rerank_depth < -1:
             raise AisleError(f"rerank_depth must be >= 0, or -1 for the cross-encoder's own; "
                              f"got {self.rerank_depth}")

@@ -73,3 +73,20 @@ def test_cache_warm_writes_head_queries_to_redis(
     queries = service.snapshot.preparer.prepare_all(["LADDER", "garden  hose"])
     service.embed(service.snapshot, queries)
     assert (service.stats.hits, service.stats.misses, remote.errors) == (2, 0, 0)
+
+
+def test_a_query_log_count_that_is_no_whole_number_is_named(tmp_path: Path) -> None:
+    """A blank or fractional count was a ValueError traceback, after the model had loaded."""
+    from aisle.errors import AisleError
+    from aisle.serving.cli import head_queries
+
+    log = tmp_path / "log.csv"
+    log.write_text("query,count\ndrill,5\npaint,\nhose,2\n", encoding="utf-8")
+    with pytest.raises(AisleError, match="count column must hold whole numbers >= 0; row 2 "
+                                         "holds ''"):
+        head_queries(log, 10)
+    log.write_text("query,count\ndrill,5\npaint,1.5\n", encoding="utf-8")
+    with pytest.raises(AisleError, match=r"row 2 holds '1\.5'"):
+        head_queries(log, 10)
+    log.write_text("query,count\ndrill,5\npaint,7\nhose,2\n", encoding="utf-8")
+    assert head_queries(log, 2) == ["paint", "drill"]
