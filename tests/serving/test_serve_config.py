@@ -84,7 +84,10 @@ def test_each_type_is_read_from_its_text(environ: dict[str, str], key: str,
     ({"AISLE_RESULT_CACHE_ROWS": "-1"}, "result_cache_rows must be >= 0, got -1"),
     ({"AISLE_CACHE_TTL_S": "0"}, "cache_ttl_s must be >= 1, got 0"),
     ({"AISLE_BATCH_WAIT_MS": "nan"}, "batch_wait_ms must be >= 0, got nan"),
-    ({"AISLE_REDIS_TIMEOUT_S": "0"}, "redis_timeout_s must be > 0, got 0.0"),
+    ({"AISLE_REDIS_TIMEOUT_S": "0"}, "redis_timeout_s must be > 0 and finite, got 0.0"),
+    ({"AISLE_REDIS_TIMEOUT_S": "inf"}, "redis_timeout_s must be > 0 and finite, got inf"),
+    ({"AISLE_BATCH_WAIT_MS": "inf"}, "batch_wait_ms must be finite, got inf"),
+    ({"AISLE_PORT": "70000"}, "port must be at most 65535, got 70000"),
 ])
 def test_a_bad_value_names_its_variable(environ: dict[str, str], message: str) -> None:
     with pytest.raises(AisleError) as info:
