@@ -333,9 +333,9 @@ def check_not_input(out: Path, inputs: Sequence[Path | None], flag: str = "--out
             continue
         source = Path(os.path.realpath(given))
         if target == source or source in target.parents:
-            inside = "" if target == source else "a file in "
-            raise AisleError(f"{flag} {out} would overwrite {inside}{given}, which this "
-                             "command reads; write it elsewhere")
+            what = "overwrite" if target == source else "write into"
+            raise AisleError(f"{flag} {out} would {what} {given}, which this command reads; "
+                             "write it elsewhere")
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -340,12 +341,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.debug("CPU quota: torch's and faiss's thread pools capped at %d", threads)
     try:
         args.func(args)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then the handler's below
     except AisleError as e:
         log.error("%s", e)
         return 2
     except BrokenPipeError:  # `aisle search ... | head`: the reader has what it wanted
         # Python would flush stdout again at exit and report the pipe once more.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        with contextlib.suppress(OSError, ValueError):  # a stdout with no descriptor
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE  # what a tool killed by SIGPIPE returns, without a word
     except OSError as e:  # a path that cannot be read or written: a file where a folder
         # must be, no permission, a full disk. The message names the path; -v: the traceback.

@@ -60,7 +60,11 @@ def _check_index(config: ServeConfig) -> None:
 def _check_paths(config: ServeConfig) -> None:
     """A missing ``--model`` or ``--rerank`` directory is a clear error (exit 2) here too,
     not a traceback from the app's start-up and uvicorn's exit 3."""
+    from aisle.artifacts import restore_missing
+
     for flag, value in (("--model", config.model), ("--rerank", config.rerank)):
+        if value and not value.startswith("builtin:"):
+            restore_missing(Path(value))  # as loading would: a publish killed mid-way
         if value and not value.startswith("builtin:") and not Path(value).is_dir():
             raise AisleError(f"{flag} {value}: no such directory")
 
@@ -100,9 +104,9 @@ def head_queries(path: Path, top: int, same: Callable[[str], str] = str) -> list
         weights: Any = [1] * len(frame)
         if "count" in frame.columns:
             counted = pd.to_numeric(frame["count"], errors="coerce")
-            if counted.isna().any() or (counted % 1 != 0).any() or (counted < 0).any():
-                row = int(counted.index[(counted.isna() | (counted % 1 != 0) | (counted < 0))
-                                        .to_numpy()][0])
+            bad = (counted.isna() | (counted % 1 != 0) | (counted < 0)).to_numpy()
+            if bad.any():
+                row = int(bad.nonzero()[0][0])  # a position: a parquet may keep any index
                 raise AisleError(f"{path}: the count column must hold whole numbers >= 0; "
                                  f"row {row + 1} holds {frame['count'].iloc[row]!r}")
             weights = counted.astype(int)

@@ -90,3 +90,11 @@ def test_a_query_log_count_that_is_no_whole_number_is_named(tmp_path: Path) -> N
         head_queries(log, 10)
     log.write_text("query,count\ndrill,5\npaint,7\nhose,2\n", encoding="utf-8")
     assert head_queries(log, 2) == ["paint", "drill"]
+    # A parquet log keeps its own index: the row is a position, not a label.
+    import pandas as pd
+
+    kept = tmp_path / "log.parquet"
+    pd.DataFrame({"query": ["drill", "paint"], "count": ["5", "x"]},
+                 index=["a", "b"]).to_parquet(kept)
+    with pytest.raises(AisleError, match="row 2 holds 'x'"):
+        head_queries(kept, 10)
